@@ -1,0 +1,207 @@
+//! Records the eBPF programs write into the `EVENTS` ring buffer.
+//!
+//! Every record starts with an [`EventHeader`] whose `kind` says which struct follows.
+//! Kinds are fixed numbers: a retired number stays retired (as a comment) and a
+//! changed layout gets a new number, as in tetragon's and falco's event tables.
+//! `proto/warrant/v1/events.proto` uses the same numbers for its `oneof` fields.
+//! Kinds 1..=99 come from the kernel; 100 and up are made by the agent.
+
+/// Which record follows the header.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// [`ExecEvent`]: a tagged task completed an execve.
+    Exec = 1,
+    /// [`ExitEvent`]: the last thread of a tagged process exited.
+    Exit = 2,
+    /// [`FileOpenEvent`]: open/openat/openat2/creat returned (success or error).
+    FileOpen = 3,
+    /// [`NetEvent`]: connect returned.
+    Connect = 4,
+    /// [`NetEvent`]: bind returned.
+    Bind = 5,
+    /// [`NetEvent`]: listen returned.
+    Listen = 6,
+    /// [`NetEvent`]: accept/accept4 returned a connection.
+    Accept = 7,
+}
+
+impl EventKind {
+    /// The kind for a raw header value, or `None` for a number this build does not know.
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Exec,
+            2 => Self::Exit,
+            3 => Self::FileOpen,
+            4 => Self::Connect,
+            5 => Self::Bind,
+            6 => Self::Listen,
+            7 => Self::Accept,
+            _ => return None,
+        })
+    }
+}
+
+/// Bytes of a path the programs fill before they stop and mark it truncated.
+pub const PATH_DATA: usize = 4096;
+/// Bytes read per path component (NAME_MAX + NUL, rounded up).
+pub const NAME_READ: usize = 256;
+/// Size of a path buffer: the verifier needs `offset & (PATH_DATA-1) + NAME_READ`
+/// to fit, so the buffer carries one component's worth of slack.
+pub const PATH_BUF: usize = PATH_DATA + NAME_READ;
+/// Bytes of argv captured before it is truncated.
+pub const ARGV_BUF: usize = 4096;
+/// Most path components (plus mount crossings) walked before a path is truncated.
+pub const PATH_MAX_DEPTH: u32 = 64;
+
+/// The path could not be captured whole; what is there is the tail nearest the file.
+pub const PATH_TRUNCATED: u32 = 1 << 0;
+/// `data` holds a NUL-terminated string as the process passed it (not resolved).
+/// Without this flag `data` holds the components leaf first, each NUL-terminated
+/// (`"passwd\0etc\0"`), which user space reverses into `/etc/passwd`.
+pub const PATH_RAW: u32 = 1 << 1;
+
+/// A path captured in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RawPath {
+    /// Bytes of `data` in use.
+    pub len: u32,
+    /// `PATH_*` flags.
+    pub flags: u32,
+    /// See [`PATH_RAW`] for the two encodings.
+    pub data: [u8; PATH_BUF],
+}
+
+/// Common to every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventHeader {
+    /// An [`EventKind`] number.
+    pub kind: u32,
+    /// Reserved for per-record flags; zero today.
+    pub flags: u32,
+    /// `bpf_ktime_get_boot_ns` when the record was made.
+    pub ktime_ns: u64,
+    /// From the task's tag.
+    pub session_id: u64,
+    /// From the task's tag.
+    pub grant_id: u64,
+    /// cgroup v2 id of the task, to spot a task that left its session cgroup.
+    pub cgroup_id: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Parent's tgid.
+    pub ppid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Effective uid.
+    pub euid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// Task command name.
+    pub comm: [u8; 16],
+}
+
+/// Bytes of argv were cut at [`ARGV_BUF`].
+pub const ARGV_TRUNCATED: u32 = 1 << 0;
+
+/// A completed execve.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// Bytes of `argv` in use.
+    pub argv_len: u32,
+    /// `ARGV_*` flags.
+    pub argv_flags: u32,
+    /// The executed file, resolved from the open file (not the string passed).
+    pub path: RawPath,
+    /// Working directory at exec.
+    pub cwd: RawPath,
+    /// Arguments, each NUL-terminated, as on the new process's stack.
+    pub argv: [u8; ARGV_BUF],
+}
+
+/// A process ended (its last thread exited).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task->exit_code`: `(code << 8) | signal`, as wait(2) reports it.
+    pub exit_code: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// An open/openat/openat2/creat that returned.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileOpenEvent {
+    pub header: EventHeader,
+    /// `O_*` flags of the open (from the file on success, from the arguments on failure).
+    pub open_flags: u32,
+    /// The syscall's return value: a descriptor, or `-errno`.
+    pub ret: i32,
+    /// Resolved path on success ([`PATH_RAW`] clear); the string passed on failure.
+    pub path: RawPath,
+}
+
+/// A connect, bind, listen or accept that returned.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetEvent {
+    pub header: EventHeader,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u16,
+    /// Local port, host byte order.
+    pub local_port: u16,
+    /// Remote port, host byte order.
+    pub remote_port: u16,
+    /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2), ...
+    pub sock_type: u16,
+    /// The syscall's return value: 0 or a descriptor, or `-errno`.
+    pub ret: i32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Local address: 4 bytes for IPv4, 16 for IPv6, network order.
+    pub local_addr: [u8; 16],
+    /// Remote address, same encoding.
+    pub remote_addr: [u8; 16],
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::{offset_of, size_of};
+
+    use super::*;
+
+    /// The kernel and user space must agree on every byte; a change here is a
+    /// change of contract and needs a new event kind.
+    #[test]
+    fn layouts_are_pinned() {
+        assert_eq!(size_of::<EventHeader>(), 80);
+        assert_eq!(offset_of!(EventHeader, pid), 40);
+        assert_eq!(offset_of!(EventHeader, comm), 64);
+        assert_eq!(size_of::<RawPath>(), 8 + PATH_BUF);
+        assert_eq!(offset_of!(ExecEvent, path), 88);
+        assert_eq!(offset_of!(ExecEvent, cwd), 88 + 8 + PATH_BUF);
+        assert_eq!(offset_of!(ExecEvent, argv), 88 + 2 * (8 + PATH_BUF));
+        assert_eq!(size_of::<ExitEvent>(), 88);
+        assert_eq!(offset_of!(FileOpenEvent, path), 88);
+        assert_eq!(size_of::<NetEvent>(), 128);
+        assert_eq!(offset_of!(NetEvent, local_addr), 96);
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in 1..=7 {
+            let kind = EventKind::from_u32(k).expect("known kind");
+            assert_eq!(kind as u32, k);
+        }
+        assert!(EventKind::from_u32(0).is_none());
+        assert!(EventKind::from_u32(100).is_none());
+    }
+}

@@ -1,0 +1,116 @@
+//! Map names and the values kept in them.
+//!
+//! ```text
+//! TASK_TAGS      task storage   task        -> TaskTag      set at fork (in kernel) or by the agent (pidfd key)
+//! GRANTS         array          grant slot  -> GrantState   written by the agent; read by every hook of a tagged task
+//! SESSIONS       array          session slot-> SessionState written by the agent; read by every hook of a tagged task
+//! EVENTS         ring buffer    records of event.rs
+//! LOST_EVENTS    per-cpu array  [0] -> records the kernel could not reserve
+//! ```
+//!
+//! A task is alive under warrant only while both its grant and its session are
+//! [`STATE_ACTIVE`] and the grant's `expires_at_ns` (boot clock) lies ahead. Any other
+//! value, including an empty slot, makes the task's next hook SIGKILL it: the kernel
+//! fails closed. So user space writes the grant and session state before the tag.
+
+/// Task storage: the tag of every task started under a grant.
+pub const TASK_TAGS: &str = "TASK_TAGS";
+/// Array of [`GrantState`], indexed by grant slot.
+pub const GRANTS: &str = "GRANTS";
+/// Array of [`SessionState`], indexed by session slot.
+pub const SESSIONS: &str = "SESSIONS";
+/// The ring buffer all events go through.
+pub const EVENTS: &str = "EVENTS";
+/// Per-CPU count of records the ring buffer had no room for.
+pub const LOST_EVENTS: &str = "LOST_EVENTS";
+/// The read-only global holding [`crate::KernelOffsets`].
+pub const OFFSETS_GLOBAL: &str = "OFFSETS";
+
+/// Number of grant slots; a host holds far fewer live grants.
+pub const GRANT_SLOTS: u32 = 1024;
+/// Number of session slots.
+pub const SESSION_SLOTS: u32 = 4096;
+/// Default ring buffer size in bytes (a power of two, a multiple of the page size).
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+
+/// Slot never written or released: treated as dead.
+pub const STATE_EMPTY: u32 = 0;
+/// The grant or session may run.
+pub const STATE_ACTIVE: u32 = 1;
+/// The grant passed its expiry.
+pub const STATE_EXPIRED: u32 = 2;
+/// The grant was revoked.
+pub const STATE_REVOKED: u32 = 3;
+/// The session was killed by an operator or a rule.
+pub const STATE_KILLED: u32 = 4;
+
+/// The identity of a tagged task. Copied to the child at every fork and clone, so
+/// threads and descendants share it; it lives in task storage, so it dies with the
+/// task and a reused PID never inherits it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskTag {
+    /// Session id, unique per agent state; carried into every event.
+    pub session_id: u64,
+    /// Grant id; carried into every event.
+    pub grant_id: u64,
+    /// Index into `SESSIONS`.
+    pub session_slot: u32,
+    /// Index into `GRANTS`.
+    pub grant_slot: u32,
+}
+
+/// A grant as the kernel sees it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantState {
+    /// Absolute expiry on the boot clock (`bpf_ktime_get_boot_ns`, `CLOCK_BOOTTIME`),
+    /// so suspend and wall-clock changes cannot stretch a grant.
+    pub expires_at_ns: u64,
+    /// One of the `STATE_*` constants.
+    pub state: u32,
+    /// Explicit padding so the type has no implicit holes.
+    pub _pad: u32,
+    /// Grant id, so user space can tell a reused slot from the grant it expects.
+    pub grant_id: u64,
+}
+
+/// A session as the kernel sees it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionState {
+    /// One of the `STATE_*` constants.
+    pub state: u32,
+    /// Explicit padding so the type has no implicit holes.
+    pub _pad: u32,
+    /// Session id, so user space can tell a reused slot from the session it expects.
+    pub session_id: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all three are repr(C), Copy, and have no implicit padding (see the
+    // layout test below), so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::TaskTag {}
+    unsafe impl aya::Pod for super::GrantState {}
+    unsafe impl aya::Pod for super::SessionState {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::{offset_of, size_of};
+
+    use super::*;
+
+    #[test]
+    fn layouts_are_pinned() {
+        assert_eq!(size_of::<TaskTag>(), 24);
+        assert_eq!(offset_of!(TaskTag, session_slot), 16);
+        assert_eq!(offset_of!(TaskTag, grant_slot), 20);
+        assert_eq!(size_of::<GrantState>(), 24);
+        assert_eq!(offset_of!(GrantState, state), 8);
+        assert_eq!(offset_of!(GrantState, grant_id), 16);
+        assert_eq!(size_of::<SessionState>(), 16);
+        assert_eq!(offset_of!(SessionState, session_id), 8);
+    }
+}

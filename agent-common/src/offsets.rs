@@ -1,0 +1,62 @@
+//! Kernel struct offsets, resolved at load time.
+//!
+//! Rust's BPF target emits no CO-RE relocations, and this kernel refuses the
+//! trampolines that would give typed access for free. So the agent reads the running
+//! kernel's BTF (`/sys/kernel/btf/vmlinux`), finds each field below, and sets this
+//! struct as the read-only global `OFFSETS` before loading. The verifier sees the
+//! values as constants; the same object then works on any kernel with BTF, and a
+//! missing field fails the load with its name instead of reading garbage.
+
+/// Byte offsets of the kernel fields the programs read, each named `<struct>_<field>`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_fs: u32,
+    pub task_files: u32,
+    pub task_mm: u32,
+    pub task_cred: u32,
+    pub task_exit_code: u32,
+    pub fs_pwd: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_parent: u32,
+    pub dentry_name_ptr: u32,
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    pub vfsmount_root: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_path: u32,
+    pub file_flags: u32,
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub socket_type: u32,
+    pub sk_family: u32,
+    pub sk_daddr: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_dport: u32,
+    pub sk_num: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub cred_uid: u32,
+    pub cred_euid: u32,
+    pub cred_gid: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub bprm_file: u32,
+    pub regs_orig_ax: u32,
+    pub regs_di: u32,
+    pub regs_si: u32,
+    pub regs_dx: u32,
+    /// Nonzero once filled in; programs do nothing while it is zero, so an object
+    /// loaded without offsets stays inert instead of reading wrong memory.
+    pub valid: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only u32 fields, no padding.
+unsafe impl aya::Pod for KernelOffsets {}

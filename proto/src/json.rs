@@ -1,0 +1,236 @@
+//! The JSON form of an [`Event`]: one flat object per event, as documented in
+//! README.md ("Event schema"). Common fields first, then the kind's own fields.
+//! `addr`/`port` on network events name the address the call was about: the remote
+//! end for connect and accept, the local end for bind and listen.
+
+use serde_json::{Map, Value, json};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::v1::{Event, Net, event::Event as Kind};
+
+/// The JSON name of an event's kind (`"exec"`, `"file_open"`, …).
+pub fn kind_name(event: &Event) -> &'static str {
+    match &event.event {
+        Some(k) => kind_name_of(k),
+        None => "unknown",
+    }
+}
+
+/// The JSON name of a kind.
+pub fn kind_name_of(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Exec(_) => "exec",
+        Kind::Exit(_) => "exit",
+        Kind::FileOpen(_) => "file_open",
+        Kind::Connect(_) => "connect",
+        Kind::Bind(_) => "bind",
+        Kind::Listen(_) => "listen",
+        Kind::Accept(_) => "accept",
+        Kind::Kill(_) => "kill",
+        Kind::EventsLost(_) => "events_lost",
+        Kind::SessionStart(_) => "session_start",
+        Kind::SessionEnd(_) => "session_end",
+        Kind::GrantChange(_) => "grant_change",
+        Kind::WatchMissed(_) => "watch_missed",
+    }
+}
+
+/// Every kind name, for validating `--kind` filters.
+pub const KIND_NAMES: &[&str] = &[
+    "exec",
+    "exit",
+    "file_open",
+    "connect",
+    "bind",
+    "listen",
+    "accept",
+    "kill",
+    "events_lost",
+    "session_start",
+    "session_end",
+    "grant_change",
+    "watch_missed",
+];
+
+/// Expands the filter shorthands `file` and `net`; other names pass through.
+pub fn expand_kind(name: &str) -> &'static [&'static str] {
+    match name {
+        "file" => &["file_open"],
+        "net" => &["connect", "bind", "listen", "accept"],
+        "process" => &["exec", "exit"],
+        _ => &[],
+    }
+}
+
+/// RFC 3339 time with nanoseconds, UTC.
+pub fn rfc3339(unix_ns: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ns))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix_ns.to_string())
+}
+
+/// The documented JSON object for `event`.
+pub fn to_json(event: &Event) -> Value {
+    let mut m = Map::new();
+    m.insert("kind".into(), json!(kind_name(event)));
+    m.insert("time".into(), json!(rfc3339(event.time_unix_ns)));
+    m.insert("seq".into(), json!(event.seq));
+    m.insert("host".into(), json!(event.host));
+    m.insert("grant".into(), json!(event.grant));
+    m.insert("session".into(), json!(event.session));
+    m.insert("subject".into(), json!(event.subject));
+    m.insert("pid".into(), json!(event.pid));
+    m.insert("tid".into(), json!(event.tid));
+    m.insert("ppid".into(), json!(event.ppid));
+    m.insert("uid".into(), json!(event.uid));
+    m.insert("euid".into(), json!(event.euid));
+    m.insert("gid".into(), json!(event.gid));
+    m.insert("comm".into(), json!(event.comm));
+    match &event.event {
+        Some(Kind::Exec(e)) => {
+            m.insert("path".into(), json!(e.path));
+            m.insert("argv".into(), json!(e.argv));
+            m.insert("cwd".into(), json!(e.cwd));
+            m.insert("truncated".into(), json!(e.truncated));
+        }
+        Some(Kind::Exit(e)) => {
+            if e.signal != 0 {
+                m.insert("signal".into(), json!(e.signal));
+            } else {
+                m.insert("code".into(), json!(e.code));
+            }
+        }
+        Some(Kind::FileOpen(e)) => {
+            m.insert("path".into(), json!(e.path));
+            m.insert("access".into(), json!(e.access));
+            m.insert("flags".into(), json!(e.flags));
+            if e.error != 0 {
+                m.insert("error".into(), json!(e.error));
+            }
+            if e.unresolved {
+                m.insert("unresolved".into(), json!(true));
+            }
+            m.insert("truncated".into(), json!(e.truncated));
+        }
+        Some(Kind::Connect(n) | Kind::Accept(n)) => net(&mut m, n, true),
+        Some(Kind::Bind(n) | Kind::Listen(n)) => net(&mut m, n, false),
+        Some(Kind::Kill(k)) => {
+            m.insert("reason".into(), json!(k.reason));
+            m.insert("by".into(), json!(k.by));
+            m.insert("killed".into(), json!(k.killed));
+            m.insert("elapsed_us".into(), json!(k.elapsed_us));
+            m.insert("survivors".into(), json!(k.survivors));
+            if !k.note.is_empty() {
+                m.insert("note".into(), json!(k.note));
+            }
+        }
+        Some(Kind::EventsLost(l)) => {
+            m.insert("count".into(), json!(l.count));
+            m.insert("total".into(), json!(l.total));
+        }
+        Some(Kind::SessionStart(s)) => {
+            m.insert("command".into(), json!(s.command));
+            m.insert("root_pid".into(), json!(s.root_pid));
+            m.insert("cgroup".into(), json!(s.cgroup));
+            m.insert("how".into(), json!(s.how));
+            m.insert("caller_uid".into(), json!(s.caller_uid));
+        }
+        Some(Kind::SessionEnd(s)) => {
+            m.insert("reason".into(), json!(s.reason));
+        }
+        Some(Kind::GrantChange(g)) => {
+            m.insert("change".into(), json!(g.change));
+            m.insert("reason".into(), json!(g.reason));
+            m.insert("expires".into(), json!(rfc3339(g.expires_at_unix_ns)));
+            m.insert("by".into(), json!(g.by));
+        }
+        Some(Kind::WatchMissed(w)) => {
+            m.insert("count".into(), json!(w.count));
+        }
+        None => {}
+    }
+    Value::Object(m)
+}
+
+fn net(m: &mut Map<String, Value>, n: &Net, remote: bool) {
+    let (addr, port) = if remote {
+        (&n.remote_addr, n.remote_port)
+    } else {
+        (&n.local_addr, n.local_port)
+    };
+    m.insert("family".into(), json!(n.family));
+    m.insert("protocol".into(), json!(n.protocol));
+    m.insert("addr".into(), json!(addr));
+    m.insert("port".into(), json!(port));
+    m.insert("local_addr".into(), json!(n.local_addr));
+    m.insert("local_port".into(), json!(n.local_port));
+    m.insert("remote_addr".into(), json!(n.remote_addr));
+    m.insert("remote_port".into(), json!(n.remote_port));
+    if n.error != 0 {
+        m.insert("error".into(), json!(n.error));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::{Exec, Exit};
+
+    fn base(kind: Kind) -> Event {
+        Event {
+            event: Some(kind),
+            seq: 7,
+            time_unix_ns: 1_700_000_000_123_456_789,
+            grant: "g-1".into(),
+            session: "s-2".into(),
+            pid: 10,
+            ppid: 9,
+            uid: 1000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exec_has_documented_fields() {
+        let v = to_json(&base(Kind::Exec(Exec {
+            path: "/usr/bin/id".into(),
+            argv: vec!["id".into(), "-u".into()],
+            cwd: "/".into(),
+            truncated: false,
+        })));
+        for f in ["kind", "time", "grant", "session", "pid", "ppid", "uid", "path", "argv"] {
+            assert!(v.get(f).is_some(), "missing {f}: {v}");
+        }
+        assert_eq!(v["kind"], "exec");
+        assert_eq!(v["time"], "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(v["argv"][1], "-u");
+    }
+
+    #[test]
+    fn exit_reports_code_or_signal() {
+        let v = to_json(&base(Kind::Exit(Exit { code: 3, signal: 0 })));
+        assert_eq!(v["code"], 3);
+        assert!(v.get("signal").is_none());
+        let v = to_json(&base(Kind::Exit(Exit { code: 0, signal: 9 })));
+        assert_eq!(v["signal"], 9);
+        assert!(v.get("code").is_none());
+    }
+
+    #[test]
+    fn connect_addr_is_remote_bind_addr_is_local() {
+        let n = Net {
+            family: "inet".into(),
+            protocol: "tcp".into(),
+            local_addr: "127.0.0.1".into(),
+            local_port: 40000,
+            remote_addr: "127.0.0.2".into(),
+            remote_port: 80,
+            error: 0,
+        };
+        let c = to_json(&base(Kind::Connect(n.clone())));
+        assert_eq!((c["addr"].as_str(), c["port"].as_u64()), (Some("127.0.0.2"), Some(80)));
+        let b = to_json(&base(Kind::Bind(n)));
+        assert_eq!((b["addr"].as_str(), b["port"].as_u64()), (Some("127.0.0.1"), Some(40000)));
+    }
+}

@@ -1,0 +1,17 @@
+//! warrant's gRPC contract: generated types and services, plus the JSON form of
+//! events that every tool prints (`--json`) and documents in README.md.
+//!
+//! # Layout
+//! - `warrant/v1/events.proto`: the audit event (`Event`, one `oneof` per kind).
+//! - `warrant/v1/agent.proto`: the agent's local API.
+//! - [`json`]: `Event` to the one-object-per-line JSON schema.
+
+pub mod json;
+
+/// Generated code for package `warrant.v1`.
+pub mod v1 {
+    #![allow(clippy::pedantic, missing_docs)]
+    tonic::include_proto!("warrant.v1");
+}
+
+pub use v1::*;
