@@ -1,4 +1,38 @@
+//! warrant's eBPF programs.
+//!
+//! # Layout
+//! - [`maps`]: every map and the `OFFSETS` global (names from `warrant_common::maps`).
+//! - [`task_storage`]: a task-storage map type (aya-ebpf has none).
+//! - [`kernel`]: reads of kernel structs at offsets resolved from BTF at load time.
+//! - [`path`]: rebuilding a path from dentries (no `bpf_d_path` in these hooks).
+//! - [`tag`]: the one lookup every hook pays, and the in-kernel kill check.
+//! - [`emit`]: event headers and the lost-record counter.
+//! - [`fork`], [`exec`], [`exit`], [`sched`], [`syscalls`]: one file per hook concern.
+//!
+//! Every hook starts with one task-storage lookup; an untagged task returns there.
 #![no_std]
 #![no_main]
+
+mod emit;
+mod exec;
+mod exit;
+mod fork;
+mod kernel;
+mod maps;
+mod path;
+mod sched;
+mod syscalls;
+mod tag;
+mod task_storage;
+
+#[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! { loop {} }
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any reachable panic path, so this is never linked in a
+    // loadable object; it only satisfies no_std.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,34 @@
+//! `sched_process_exit`: the exit event, and the tag removed from the dying task.
+
+use aya_ebpf::{bindings::task_struct, macros::btf_tracepoint, programs::BtfTracePointContext};
+use warrant_common::{EventHeader, EventKind, event::ExitEvent};
+
+use crate::{
+    emit,
+    kernel::{off, offsets_valid, read},
+    maps::TASK_TAGS,
+};
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
+    let task: *mut task_struct = ctx.arg(0);
+    let group_dead: u64 = ctx.arg(1);
+    let Some(tag) = (unsafe { TASK_TAGS.get(task) }) else {
+        return 0;
+    };
+    let tag = unsafe { *tag };
+    // One event per process: only the last thread out reports.
+    if group_dead & 0xff != 0 && offsets_valid() {
+        let mut ev = ExitEvent {
+            header: EventHeader::default(),
+            exit_code: read::<u32>(task.cast_const().cast(), off!(task_exit_code)).unwrap_or(0),
+            _pad: 0,
+        };
+        unsafe { emit::header(&raw mut ev.header, EventKind::Exit, &tag, task) };
+        emit::output(&ev);
+    }
+    // The storage would go with the task anyway; dropping it now keeps a zombie
+    // from counting as a live member of its session.
+    unsafe { TASK_TAGS.delete(task) };
+    0
+}

@@ -1,0 +1,39 @@
+//! Every map of the object, and the `OFFSETS` global. Layouts and meaning are
+//! documented in `warrant_common::maps`; user space opens them by the same names.
+
+use aya_ebpf::{
+    btf_maps::{Array, PerCpuArray, RingBuf},
+    macros::btf_map,
+};
+use warrant_common::{
+    GrantState, KernelOffsets, SessionState, TaskTag,
+    event::PATH_BUF,
+    maps::{DEFAULT_RING_BYTES, GRANT_SLOTS, SESSION_SLOTS},
+};
+
+use crate::task_storage::TaskStorage;
+
+#[btf_map]
+pub static TASK_TAGS: TaskStorage<TaskTag> = TaskStorage::new();
+
+#[btf_map]
+pub static GRANTS: Array<GrantState, { GRANT_SLOTS as usize }> = Array::new();
+
+#[btf_map]
+pub static SESSIONS: Array<SessionState, { SESSION_SLOTS as usize }> = Array::new();
+
+/// The agent resizes this at load (`--ring-buffer-bytes`).
+#[btf_map]
+pub static EVENTS: RingBuf<u8, { DEFAULT_RING_BYTES as usize }> = RingBuf::new();
+
+#[btf_map]
+pub static LOST_EVENTS: PerCpuArray<u64, 1> = PerCpuArray::new();
+
+/// Per-CPU buffer the dentry walk writes into (see `path.rs`).
+#[btf_map]
+pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_BUF], 1> = PerCpuArray::new();
+
+/// Set by the agent before load (read-only data, so the verifier sees constants).
+/// All zero means "not set": [`crate::kernel::offsets_valid`] keeps the hooks inert.
+#[unsafe(no_mangle)]
+pub static OFFSETS: KernelOffsets = unsafe { core::mem::zeroed() };

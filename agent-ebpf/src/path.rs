@@ -1,0 +1,136 @@
+//! Rebuilding a path from a `struct path` by walking dentries up to the root.
+//!
+//! `bpf_d_path` is only allowed from LSM/fentry programs, which this kernel refuses,
+//! so the walk is done by hand. Each step runs as a `bpf_loop` callback: the
+//! verifier checks one step once, where an open-coded loop made it explore every
+//! branch of every iteration (past its 1M-instruction limit). Steps write into a
+//! per-CPU scratch buffer; one constant-size copy then moves the result into the
+//! ring-buffer record.
+//!
+//! Components are written leaf first, each NUL-terminated, because appending
+//! forward keeps every write at a masked offset the verifier can bound; user space
+//! reverses them (see `warrant_common::event::PATH_RAW`). Crossing a mount point
+//! follows `mnt_mountpoint` into the parent mount.
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::{
+    bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user_str,
+};
+use warrant_common::event::{
+    NAME_READ, PATH_BUF, PATH_DATA, PATH_MAX_DEPTH, PATH_RAW, PATH_TRUNCATED, RawPath,
+};
+
+use crate::{
+    kernel::{off, read_ptr},
+    maps::PATH_SCRATCH,
+};
+
+/// State carried between steps (on the caller's stack; scalars only).
+#[repr(C)]
+struct Walk {
+    dentry: *const u8,
+    mount: *const u8,
+    mount_root: *const u8,
+    len: u64,
+    /// Set once the walk reached a root: the path is complete.
+    complete: u64,
+}
+
+/// Fills `out` with the path of `path` (a `struct path *`).
+///
+/// # Safety
+/// `out` must point to writable memory of a `RawPath` (a ring buffer reservation).
+#[inline(always)]
+pub unsafe fn resolve(path: *const u8, out: *mut RawPath) {
+    let (Some(dentry), Some(vfsmount)) =
+        (read_ptr(path, off!(path_dentry)), read_ptr(path, off!(path_mnt)))
+    else {
+        unsafe { set(out, 0, PATH_TRUNCATED) };
+        return;
+    };
+    let mut walk = Walk {
+        dentry,
+        // `struct vfsmount` is embedded in `struct mount`: step back to the container.
+        mount: vfsmount.wrapping_sub(off!(mount_mnt)),
+        mount_root: read_ptr(vfsmount, off!(vfsmount_root)).unwrap_or(core::ptr::null()),
+        len: 0,
+        complete: 0,
+    };
+    unsafe {
+        bpf_loop(PATH_MAX_DEPTH, step as *mut c_void, (&raw mut walk).cast(), 0);
+    }
+    let Some(scratch) = PATH_SCRATCH.get_ptr_mut(0) else {
+        unsafe { set(out, 0, PATH_TRUNCATED) };
+        return;
+    };
+    let copied = unsafe {
+        bpf_probe_read_kernel(
+            (&raw mut (*out).data).cast(),
+            PATH_BUF as u32,
+            scratch.cast_const().cast(),
+        )
+    };
+    let len = if copied == 0 { walk.len as usize } else { 0 };
+    let flags = if walk.complete != 0 && copied == 0 { 0 } else { PATH_TRUNCATED };
+    unsafe { set(out, len, flags) };
+}
+
+/// One step up the tree. Returns 1 to stop the loop, 0 to go on.
+unsafe extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *ctx.cast::<Walk>() };
+    if w.dentry == w.mount_root {
+        let Some(parent) = read_ptr(w.mount, off!(mount_parent)) else { return 1 };
+        if parent == w.mount {
+            w.complete = 1; // the root of the mount tree
+            return 1;
+        }
+        let Some(mountpoint) = read_ptr(w.mount, off!(mount_mountpoint)) else { return 1 };
+        w.dentry = mountpoint;
+        w.mount = parent;
+        w.mount_root = read_ptr(parent.wrapping_add(off!(mount_mnt)), off!(vfsmount_root))
+            .unwrap_or(core::ptr::null());
+        return 0;
+    }
+    let Some(parent) = read_ptr(w.dentry, off!(dentry_parent)) else { return 1 };
+    if parent == w.dentry {
+        w.complete = 1; // root of a filesystem that is not mounted (pipe, socket, ...)
+        return 1;
+    }
+    let len = w.len as usize;
+    if len >= PATH_DATA {
+        return 1; // out of room: the path stays marked truncated
+    }
+    let Some(name) = read_ptr(w.dentry, off!(dentry_name_ptr)) else { return 1 };
+    let Some(buf) = PATH_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let dst = unsafe { buf.cast::<u8>().add(len & (PATH_DATA - 1)) };
+    let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_READ as u32, name.cast()) };
+    if n <= 0 {
+        return 1;
+    }
+    w.len += n as u64;
+    w.dentry = parent;
+    0
+}
+
+/// Copies a NUL-terminated user string (a path argument) into `out`, marked raw.
+///
+/// # Safety
+/// As for [`resolve`].
+#[inline(always)]
+pub unsafe fn from_user(ptr: *const u8, out: *mut RawPath) {
+    let data = unsafe { (&raw mut (*out).data).cast::<u8>() };
+    let n = unsafe { bpf_probe_read_user_str(data.cast(), PATH_DATA as u32, ptr.cast()) };
+    let len = if n > 0 { n as usize } else { 0 };
+    // A full buffer means the string may have gone on past it.
+    let truncated = if len >= PATH_DATA { PATH_TRUNCATED } else { 0 };
+    unsafe { set(out, len, PATH_RAW | truncated) };
+}
+
+#[inline(always)]
+unsafe fn set(out: *mut RawPath, len: usize, flags: u32) {
+    unsafe {
+        (*out).len = len as u32;
+        (*out).flags = flags;
+    }
+}

@@ -1,0 +1,182 @@
+//! `sys_exit`: file opens and socket calls of tagged tasks, seen as they return.
+//!
+//! A syscall hook costs every task on the host about 100 ns per syscall on this
+//! kernel (KERNEL.md §8), so the agent attaches this program only while at least one
+//! session is live. Reading at exit gives the outcome: the resolved file for a
+//! successful open, the assigned local port after connect or bind.
+//!
+//! Syscall numbers are x86_64's.
+
+use aya_ebpf::{
+    bindings::task_struct,
+    helpers::generated::bpf_probe_read_user,
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use warrant_common::{
+    EventHeader, EventKind, TaskTag,
+    event::{FileOpenEvent, NetEvent},
+};
+
+use crate::{
+    emit,
+    kernel::{fd_file, off, read, read_ptr},
+    path, tag,
+};
+
+const NR_OPEN: u64 = 2;
+const NR_CONNECT: u64 = 42;
+const NR_ACCEPT: u64 = 43;
+const NR_BIND: u64 = 49;
+const NR_LISTEN: u64 = 50;
+const NR_CREAT: u64 = 85;
+const NR_OPENAT: u64 = 257;
+const NR_ACCEPT4: u64 = 288;
+const NR_OPENAT2: u64 = 437;
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+/// `O_CREAT | O_WRONLY | O_TRUNC`, what creat(2) means.
+const CREAT_FLAGS: u32 = 0o100 | 0o1 | 0o1000;
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
+    let Some((task, tag)) = tag::current() else {
+        return 0;
+    };
+    if tag::enforce(&tag) {
+        return 0;
+    }
+    let regs: *const u8 = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    let Some(nr) = read::<u64>(regs, off!(regs_orig_ax)) else {
+        return 0;
+    };
+    match nr {
+        NR_OPEN | NR_CREAT | NR_OPENAT | NR_OPENAT2 => file_open(&tag, task, regs, nr, ret),
+        NR_CONNECT => net(EventKind::Connect, &tag, task, regs, ret),
+        NR_BIND => net(EventKind::Bind, &tag, task, regs, ret),
+        NR_LISTEN => net(EventKind::Listen, &tag, task, regs, ret),
+        NR_ACCEPT | NR_ACCEPT4 => net(EventKind::Accept, &tag, task, regs, ret),
+        _ => {}
+    }
+    0
+}
+
+#[inline(always)]
+fn file_open(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, ret: i64) {
+    let Some(ev) = emit::reserve::<FileOpenEvent>() else {
+        return;
+    };
+    unsafe {
+        emit::header(&raw mut (*ev).header, EventKind::FileOpen, tag, task);
+        (*ev).ret = ret as i32;
+    }
+    let t = task.cast_const().cast::<u8>();
+    let file = if ret >= 0 { fd_file(t, ret as u64) } else { None };
+    match file {
+        Some(file) => unsafe {
+            (*ev).open_flags = read::<u32>(file, off!(file_flags)).unwrap_or(0);
+            path::resolve(file.wrapping_add(off!(file_path)), &raw mut (*ev).path);
+        },
+        None => {
+            // Failed (or raced with close): report what the process asked for.
+            let (path_reg, flags) = match nr {
+                NR_OPEN => (off!(regs_di), read::<u32>(regs, off!(regs_si)).unwrap_or(0)),
+                NR_CREAT => (off!(regs_di), CREAT_FLAGS),
+                NR_OPENAT => (off!(regs_si), read::<u32>(regs, off!(regs_dx)).unwrap_or(0)),
+                // openat2: flags are the first u64 of the user's `struct open_how`.
+                _ => (
+                    off!(regs_si),
+                    read::<u64>(regs, off!(regs_dx))
+                        .and_then(|how| {
+                            let mut v: u64 = 0;
+                            let r = unsafe {
+                                bpf_probe_read_user((&raw mut v).cast(), 8, how as *const _)
+                            };
+                            (r == 0).then_some(v as u32)
+                        })
+                        .unwrap_or(0),
+                ),
+            };
+            let user_path = read::<u64>(regs, path_reg).unwrap_or(0);
+            unsafe {
+                (*ev).open_flags = flags;
+                path::from_user(user_path as *const u8, &raw mut (*ev).path);
+            }
+        }
+    }
+    emit::submit(ev);
+}
+
+#[inline(always)]
+fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, ret: i64) {
+    let fd: u64 = if matches!(kind, EventKind::Accept) {
+        if ret < 0 {
+            return; // nothing accepted: not an event
+        }
+        ret as u64
+    } else {
+        read::<u64>(regs, off!(regs_di)).unwrap_or(u64::MAX)
+    };
+    let t = task.cast_const().cast::<u8>();
+    let mut ev = NetEvent {
+        header: EventHeader::default(),
+        ret: ret as i32,
+        ..NetEvent::default()
+    };
+
+    if let Some(sock) = fd_file(t, fd).and_then(|f| read_ptr(f, off!(file_private_data))) {
+        ev.sock_type = read::<u16>(sock, off!(socket_type)).unwrap_or(0);
+        if let Some(sk) = read_ptr(sock, off!(socket_sk)) {
+            ev.family = read::<u16>(sk, off!(sk_family)).unwrap_or(0);
+            ev.local_port = read::<u16>(sk, off!(sk_num)).unwrap_or(0);
+            ev.remote_port = u16::from_be(read::<u16>(sk, off!(sk_dport)).unwrap_or(0));
+            if ev.family == AF_INET {
+                ev.local_addr[..4].copy_from_slice(&read::<[u8; 4]>(sk, off!(sk_rcv_saddr)).unwrap_or([0; 4]));
+                ev.remote_addr[..4].copy_from_slice(&read::<[u8; 4]>(sk, off!(sk_daddr)).unwrap_or([0; 4]));
+            } else if ev.family == AF_INET6 {
+                ev.local_addr = read::<[u8; 16]>(sk, off!(sk_v6_rcv_saddr)).unwrap_or([0; 16]);
+                ev.remote_addr = read::<[u8; 16]>(sk, off!(sk_v6_daddr)).unwrap_or([0; 16]);
+            }
+        }
+    }
+
+    // connect and a failed bind: the address asked for is in the user's sockaddr,
+    // which is right even when the socket has already been reset.
+    let wants_user_addr = matches!(kind, EventKind::Connect) || (matches!(kind, EventKind::Bind) && ret < 0);
+    if wants_user_addr {
+        let uaddr = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+        // sockaddr_in is 16 bytes and sockaddr_in6 28: read the common head first so
+        // a short sockaddr at the end of a page is not a failed read.
+        let mut sa = [0u8; 8];
+        let r = unsafe { bpf_probe_read_user(sa.as_mut_ptr().cast(), 8, uaddr as *const _) };
+        if r == 0 {
+            let family = u16::from_ne_bytes([sa[0], sa[1]]);
+            let port = u16::from_be_bytes([sa[2], sa[3]]);
+            let mut addr = [0u8; 16];
+            if family == AF_INET {
+                addr[..4].copy_from_slice(&sa[4..8]);
+            } else if family == AF_INET6 {
+                let src = (uaddr + 8) as *const core::ffi::c_void;
+                unsafe { bpf_probe_read_user(addr.as_mut_ptr().cast(), 16, src) };
+            }
+            if family == AF_INET || family == AF_INET6 {
+                ev.family = family;
+                if matches!(kind, EventKind::Connect) {
+                    ev.remote_port = port;
+                    ev.remote_addr = addr;
+                } else {
+                    ev.local_port = port;
+                    ev.local_addr = addr;
+                }
+            }
+        }
+    }
+
+    if ev.family != AF_INET && ev.family != AF_INET6 {
+        return; // unix and other families are not network activity
+    }
+    unsafe { emit::header(&raw mut ev.header, kind, tag, task) };
+    emit::output(&ev);
+}

@@ -1,0 +1,178 @@
+//! Resolves [`KernelOffsets`] from the running kernel's BTF.
+//!
+//! The eBPF programs read kernel structs at offsets given to them in a read-only
+//! global (Rust's BPF target has no CO-RE). Looking every field up by name here means
+//! the same object runs on any kernel with BTF, and a field that moved or vanished
+//! fails the start with its name rather than producing wrong events.
+
+use std::path::Path;
+
+use btf_rs::{Btf, BtfType, Type};
+use warrant_common::KernelOffsets;
+
+/// Why an offset could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read kernel BTF at {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: btf_rs::Error,
+    },
+    #[error("kernel BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("kernel BTF: struct {strukt} has no field {field}")]
+    NoField { strukt: String, field: String },
+    #[error("kernel BTF: {0}")]
+    Btf(#[from] btf_rs::Error),
+}
+
+/// The standard location of the kernel's BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Resolves every offset the programs need.
+pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
+    let btf = Btf::from_file(path).map_err(|source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let r = Resolver { btf: &btf };
+    Ok(KernelOffsets {
+        task_real_parent: r.off("task_struct", "real_parent")?,
+        task_tgid: r.off("task_struct", "tgid")?,
+        task_fs: r.off("task_struct", "fs")?,
+        task_files: r.off("task_struct", "files")?,
+        task_mm: r.off("task_struct", "mm")?,
+        task_cred: r.off("task_struct", "cred")?,
+        task_exit_code: r.off("task_struct", "exit_code")?,
+        fs_pwd: r.off("fs_struct", "pwd")?,
+        path_mnt: r.off("path", "mnt")?,
+        path_dentry: r.off("path", "dentry")?,
+        dentry_parent: r.off("dentry", "d_parent")?,
+        dentry_name_ptr: r.off("dentry", "d_name.name")?,
+        mount_mnt: r.off("mount", "mnt")?,
+        mount_parent: r.off("mount", "mnt_parent")?,
+        mount_mountpoint: r.off("mount", "mnt_mountpoint")?,
+        vfsmount_root: r.off("vfsmount", "mnt_root")?,
+        files_fdt: r.off("files_struct", "fdt")?,
+        fdtable_max_fds: r.off("fdtable", "max_fds")?,
+        fdtable_fd: r.off("fdtable", "fd")?,
+        file_path: r.off("file", "f_path")?,
+        file_flags: r.off("file", "f_flags")?,
+        file_private_data: r.off("file", "private_data")?,
+        socket_sk: r.off("socket", "sk")?,
+        socket_type: r.off("socket", "type")?,
+        sk_family: r.off("sock_common", "skc_family")?,
+        sk_daddr: r.off("sock_common", "skc_daddr")?,
+        sk_rcv_saddr: r.off("sock_common", "skc_rcv_saddr")?,
+        sk_dport: r.off("sock_common", "skc_dport")?,
+        sk_num: r.off("sock_common", "skc_num")?,
+        sk_v6_daddr: r.off("sock_common", "skc_v6_daddr")?,
+        sk_v6_rcv_saddr: r.off("sock_common", "skc_v6_rcv_saddr")?,
+        cred_uid: r.off("cred", "uid")?,
+        cred_euid: r.off("cred", "euid")?,
+        cred_gid: r.off("cred", "gid")?,
+        mm_arg_start: r.off("mm_struct", "arg_start")?,
+        mm_arg_end: r.off("mm_struct", "arg_end")?,
+        bprm_file: r.off("linux_binprm", "file")?,
+        regs_orig_ax: r.off("pt_regs", "orig_ax")?,
+        regs_di: r.off("pt_regs", "di")?,
+        regs_si: r.off("pt_regs", "si")?,
+        regs_dx: r.off("pt_regs", "dx")?,
+        valid: 1,
+    })
+}
+
+struct Resolver<'a> {
+    btf: &'a Btf,
+}
+
+impl Resolver<'_> {
+    /// Byte offset of a dotted field path (`"d_name.name"`) in `struct strukt`.
+    fn off(&self, strukt: &str, field: &str) -> Result<u32, Error> {
+        let mut ty = self.named_struct(strukt)?;
+        let mut total_bits = 0u32;
+        let mut parts = field.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let (bits, member_ty) = self
+                .find_member(&ty, part)?
+                .ok_or_else(|| Error::NoField { strukt: strukt.to_owned(), field: field.to_owned() })?;
+            total_bits += bits;
+            if parts.peek().is_some() {
+                ty = self.strip(member_ty)?;
+            }
+        }
+        Ok(total_bits / 8)
+    }
+
+    fn named_struct(&self, name: &str) -> Result<Type, Error> {
+        self.btf
+            .resolve_types_by_name(name)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
+            .ok_or_else(|| Error::NoStruct(name.to_owned()))
+    }
+
+    /// Finds `name` among the members of `ty`, looking into anonymous structs and
+    /// unions. Returns the member's bit offset and type.
+    fn find_member(&self, ty: &Type, name: &str) -> Result<Option<(u32, Type)>, Error> {
+        let members = match ty {
+            Type::Struct(s) | Type::Union(s) => &s.members,
+            _ => return Ok(None),
+        };
+        for m in members {
+            let member_name = self.btf.resolve_name(m).unwrap_or_default();
+            let member_ty = self.btf.resolve_chained_type(m)?;
+            if member_name == name {
+                return Ok(Some((m.bit_offset(), member_ty)));
+            }
+            if member_name.is_empty() {
+                let inner = self.strip(member_ty)?;
+                if let Some((bits, t)) = self.find_member(&inner, name)? {
+                    return Ok(Some((m.bit_offset() + bits, t)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Skips typedefs and qualifiers down to the underlying type.
+    fn strip(&self, mut ty: Type) -> Result<Type, Error> {
+        for _ in 0..16 {
+            match &ty {
+                Type::Typedef(t) => ty = self.btf.resolve_chained_type(t)?,
+                Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => {
+                    ty = self.btf.resolve_chained_type(t)?;
+                }
+                Type::TypeTag(t) => ty = self.btf.resolve_chained_type(t)?,
+                _ => break,
+            }
+        }
+        Ok(ty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field the programs read exists in this kernel's BTF, and a few
+    /// well-known layouts come out where the kernel headers put them.
+    #[test]
+    fn resolves_this_kernels_offsets() {
+        let off = kernel_offsets(Path::new(VMLINUX_BTF)).expect("offsets from this kernel's BTF");
+        assert_eq!(off.valid, 1);
+        assert_eq!(off.sk_family, 16, "sock_common.skc_family");
+        assert_eq!(off.dentry_name_ptr % 8, 0, "qstr.name is a pointer");
+        assert!(off.task_real_parent > 0 && off.task_tgid > 0);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let btf = Btf::from_file(VMLINUX_BTF).expect("kernel BTF");
+        let r = Resolver { btf: &btf };
+        let err = r.off("task_struct", "no_such_field").unwrap_err();
+        assert_eq!(err.to_string(), "kernel BTF: struct task_struct has no field no_such_field");
+    }
+}

@@ -1,0 +1,284 @@
+//! Owns the loaded eBPF object: loads it with this kernel's offsets, pins maps and
+//! links under the pin directory, attaches the always-on hooks, and attaches the
+//! syscall hook only while a session is live.
+//!
+//! Maps are created through their pin paths, so an agent that restarts re-adopts
+//! the tags, grants and sessions its predecessor left in the kernel instead of
+//! orphaning tagged tasks. Links are pinned too: the hooks (and the in-kernel kill
+//! check) keep running while no agent does.
+
+use std::{
+    fs,
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, anyhow};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, links::{FdLink, PinnedLink}},
+};
+use warrant_common::{GrantState, KernelOffsets, SessionState, TaskTag, maps as names};
+
+/// The eBPF object built by `build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warrant"));
+
+/// Always-on hooks: they fire on events, not on every syscall, so untagged tasks pay
+/// nothing measurable (KERNEL.md §8).
+const ALWAYS_ON: [(&str, &str); 4] = [
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_exit", "sched_process_exit"),
+    ("sched_switch", "sched_switch"),
+];
+/// The syscall hook, attached only while sessions are live.
+const SYS_EXIT: &str = "sys_exit";
+
+/// The loaded object and the maps the agent writes.
+pub struct Kernel {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    /// The sys_exit link while attached.
+    sys_exit: Option<PinnedLink>,
+    pub grants: Array<MapData, GrantState>,
+    pub sessions: Array<MapData, SessionState>,
+    pub lost: PerCpuArray<MapData, u64>,
+}
+
+/// What the loader found and did, for the start-up log.
+pub struct LoadReport {
+    pub adopted_maps: bool,
+}
+
+impl Kernel {
+    /// Loads the object with `offsets`, reusing maps pinned in `pin_dir`, and attaches
+    /// the always-on hooks.
+    pub fn load(pin_dir: &Path, offsets: &KernelOffsets, ring_bytes: u32) -> Result<(Self, LoadReport)> {
+        if OBJECT.is_empty() {
+            return Err(anyhow!(
+                "this warrant-agent was built without its eBPF object (AYA_BUILD_SKIP was set)\n\nRebuild with `cargo xtask build`."
+            ));
+        }
+        ensure_bpffs(pin_dir)?;
+        let maps_dir = pin_dir.join("maps");
+        let links_dir = pin_dir.join("links");
+        for d in [&maps_dir, &links_dir] {
+            fs::create_dir_all(d).with_context(|| format!("failed to create pin directory {}", d.display()))?;
+        }
+        let adopted_maps = maps_dir.join(names::TASK_TAGS).exists();
+        let map_names = [names::TASK_TAGS, names::GRANTS, names::SESSIONS, names::EVENTS, names::LOST_EVENTS];
+        let pin_paths: Vec<PathBuf> = map_names.iter().map(|n| maps_dir.join(n)).collect();
+
+        let btf = Btf::from_sys_fs().context("failed to read kernel BTF from /sys/kernel/btf/vmlinux")?;
+        let mut loader = EbpfLoader::new();
+        loader
+            .btf(Some(&btf))
+            .allow_unsupported_maps()
+            .override_global(names::OFFSETS_GLOBAL, offsets, true)
+            .map_max_entries(names::EVENTS, ring_bytes);
+        for (name, path) in map_names.iter().zip(&pin_paths) {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(|e| {
+            anyhow!(e).context(format!(
+                "failed to load warrant's eBPF object (pinned maps in {}); if an older agent left incompatible pins, remove them with `warrant-agent --uninstall`",
+                maps_dir.display()
+            ))
+        })?;
+
+        for (prog, tp) in ALWAYS_ON.into_iter().chain([(SYS_EXIT, "sys_exit")]) {
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
+                .try_into()
+                .with_context(|| format!("program {prog} is not a tp_btf program"))?;
+            p.load(tp, &btf).with_context(|| format!("the kernel refused tp_btf program {prog}"))?;
+        }
+        for (prog, _) in ALWAYS_ON {
+            let link = attach(&mut ebpf, prog)?;
+            repin(link, &links_dir.join(prog))?;
+        }
+
+        let grants = Array::try_from(take(&mut ebpf, names::GRANTS)?).context("map GRANTS")?;
+        let sessions = Array::try_from(take(&mut ebpf, names::SESSIONS)?).context("map SESSIONS")?;
+        let lost = PerCpuArray::try_from(take(&mut ebpf, names::LOST_EVENTS)?).context("map LOST_EVENTS")?;
+        let mut kernel = Self { ebpf, pin_dir: pin_dir.to_owned(), sys_exit: None, grants, sessions, lost };
+        // A pinned sys_exit link from a previous agent keeps working until we decide.
+        if links_dir.join(SYS_EXIT).exists() {
+            kernel.set_syscall_hook(true)?;
+        }
+        Ok((kernel, LoadReport { adopted_maps }))
+    }
+
+    /// The ring buffer, taken once by the event reader.
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>> {
+        RingBuf::try_from(take(&mut self.ebpf, names::EVENTS)?).context("map EVENTS")
+    }
+
+    /// The task-tag map, for tagging and looking up processes by pidfd.
+    pub fn task_tags(&self) -> Result<TaskTags<'_>> {
+        let map = self
+            .ebpf
+            .map(names::TASK_TAGS)
+            .ok_or_else(|| anyhow!("eBPF object has no map {}", names::TASK_TAGS))?;
+        let data = match map {
+            aya::maps::Map::Unsupported(d) => d,
+            other => return Err(anyhow!("map {} has unexpected type {other:?}", names::TASK_TAGS)),
+        };
+        Ok(TaskTags { fd: data.fd().as_fd() })
+    }
+
+    /// Attaches (and pins) or detaches the syscall hook.
+    pub fn set_syscall_hook(&mut self, on: bool) -> Result<()> {
+        let pin = self.pin_dir.join("links").join(SYS_EXIT);
+        if on && self.sys_exit.is_none() {
+            let link = attach(&mut self.ebpf, SYS_EXIT)?;
+            if pin.exists() {
+                // A previous agent's link: ours is attached already, so no gap.
+                fs::remove_file(&pin).with_context(|| format!("failed to remove stale pin {}", pin.display()))?;
+            }
+            let pinned = link.pin(&pin).map_err(|e| anyhow!("failed to pin link at {}: {e}", pin.display()))?;
+            self.sys_exit = Some(pinned);
+        } else if !on && let Some(pinned) = self.sys_exit.take() {
+            // Removing the pin and dropping our fd detaches the program.
+            let _ = fs::remove_file(&pin);
+            drop(pinned);
+        }
+        Ok(())
+    }
+
+    /// Whether the syscall hook is attached.
+    pub fn syscall_hook_attached(&self) -> bool {
+        self.sys_exit.is_some()
+    }
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name).ok_or_else(|| anyhow!("eBPF object has no map {name}"))
+}
+
+fn attach(ebpf: &mut Ebpf, prog: &str) -> Result<FdLink> {
+    let p: &mut BtfTracePoint = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
+        .try_into()
+        .with_context(|| format!("program {prog} is not a tp_btf program"))?;
+    let id = p.attach().with_context(|| format!("failed to attach tp_btf program {prog}"))?;
+    let link = p.take_link(id).with_context(|| format!("failed to take the link of {prog}"))?;
+    FdLink::try_from(link).map_err(|e| anyhow!("link of {prog} is not an fd link: {e}"))
+}
+
+/// Pins `link` at `path`, replacing (and so detaching) whatever a previous agent
+/// pinned there. The new link is attached before the old one goes: no gap.
+fn repin(link: FdLink, path: &Path) -> Result<()> {
+    if path.exists() {
+        fs::remove_file(path).with_context(|| format!("failed to remove stale pin {}", path.display()))?;
+    }
+    let pinned = link.pin(path).map_err(|e| anyhow!("failed to pin link at {}: {e}", path.display()))?;
+    // The pin holds the link; our fd can go.
+    drop(pinned);
+    Ok(())
+}
+
+/// Removes every pin (a deliberate uninstall): hooks detach and maps are freed
+/// once no program uses them.
+pub fn uninstall(pin_dir: &Path) -> Result<()> {
+    if !pin_dir.exists() {
+        return Ok(());
+    }
+    fs::remove_dir_all(pin_dir).with_context(|| format!("failed to remove pins under {}", pin_dir.display()))
+}
+
+/// Mounts bpffs at /sys/fs/bpf if nothing is mounted there.
+fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
+    let mounts = fs::read_to_string("/proc/mounts").context("failed to read /proc/mounts")?;
+    let bpffs: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, mnt, ty) = (f.next()?, f.next()?, f.next()?);
+            (ty == "bpf").then_some(mnt)
+        })
+        .collect();
+    if bpffs.iter().any(|m| pin_dir.starts_with(m)) {
+        return Ok(());
+    }
+    if !pin_dir.starts_with("/sys/fs/bpf") {
+        return Err(anyhow!(
+            "pin directory {} is not on a bpf filesystem\n\nUse a directory under /sys/fs/bpf.",
+            pin_dir.display()
+        ));
+    }
+    fs::create_dir_all("/sys/fs/bpf").ok();
+    rustix::mount::mount("bpf", "/sys/fs/bpf", "bpf", rustix::mount::MountFlags::empty(), None)
+        .context("failed to mount bpffs at /sys/fs/bpf")?;
+    Ok(())
+}
+
+/// Task storage seen from user space: the key is a pidfd. A pidfd opened with
+/// `PIDFD_THREAD` names one thread, so every thread of a process can be tagged.
+pub struct TaskTags<'a> {
+    fd: BorrowedFd<'a>,
+}
+
+impl TaskTags<'_> {
+    /// Tags the task behind `pidfd`.
+    pub fn set(&self, pidfd: BorrowedFd<'_>, tag: &TaskTag) -> std::io::Result<()> {
+        let key: i32 = pidfd.as_raw_fd();
+        sys::map_update(self.fd, (&raw const key).cast(), (&raw const *tag).cast())
+    }
+
+    /// The tag of the task behind `pidfd`, if it has one.
+    pub fn get(&self, pidfd: BorrowedFd<'_>) -> std::io::Result<Option<TaskTag>> {
+        let key: i32 = pidfd.as_raw_fd();
+        let mut tag = TaskTag::default();
+        match sys::map_lookup(self.fd, (&raw const key).cast(), (&raw mut tag).cast()) {
+            Ok(()) => Ok(Some(tag)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The two `bpf(2)` map commands aya does not offer for unsupported map types.
+mod sys {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+
+    const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+
+    /// `union bpf_attr` as used by the map element commands.
+    #[repr(C)]
+    #[derive(Default)]
+    struct MapElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+
+    fn call(cmd: libc::c_long, map: BorrowedFd<'_>, key: *const u8, value: *mut u8) -> std::io::Result<()> {
+        let attr = MapElemAttr {
+            map_fd: map.as_raw_fd() as u32,
+            key: key as u64,
+            value: value as u64,
+            ..Default::default()
+        };
+        // SAFETY: attr is a valid bpf_attr prefix for this command, and key/value
+        // point to buffers of the map's key and value size.
+        let r = unsafe {
+            libc::syscall(libc::SYS_bpf, cmd, &raw const attr, size_of::<MapElemAttr>() as u32)
+        };
+        if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    }
+
+    pub fn map_update(map: BorrowedFd<'_>, key: *const u8, value: *const u8) -> std::io::Result<()> {
+        call(BPF_MAP_UPDATE_ELEM, map, key, value.cast_mut())
+    }
+
+    pub fn map_lookup(map: BorrowedFd<'_>, key: *const u8, value: *mut u8) -> std::io::Result<()> {
+        call(BPF_MAP_LOOKUP_ELEM, map, key, value)
+    }
+}
