@@ -1,0 +1,954 @@
+//! The durable, tamper-evident audit log: an append-only file of JSON lines, one
+//! record per event, each chained to the one before it by a SHA-256 hash.
+//!
+//! # Record format
+//!
+//! ```text
+//! {"n":<record number, from 1>,"prev":"<hash of record n-1; 64 zeros for n = 1>","hash":"<hash>","event":<event>}\n
+//! ```
+//!
+//! - `event` is [`warrant_proto::json::to_json`] of the event, written in canonical
+//!   form (see [`canonical_json`]).
+//! - `hash` is lowercase hex of `SHA-256(prev as 32 raw bytes || canonical event bytes)`.
+//! - The line itself is canonical too: fields in this order, no whitespace. [`verify`]
+//!   re-renders every line and compares bytes, so even an edit that keeps the JSON
+//!   value the same (`"A"` for `"a"` in a hex digest, say) is caught.
+//!
+//! Editing, removing, inserting or reordering any record breaks the chain at that
+//! line, and [`verify`] names it. Removing records *from the end* leaves a valid,
+//! shorter chain: only an [`Anchor`] kept elsewhere (the last record number and hash,
+//! as reported by [`AuditLog::anchor`]) detects that, through [`verify_with_anchor`].
+//!
+//! # Durability
+//!
+//! [`AuditLog::append`] writes a whole batch with one `write` and makes it durable with
+//! one `fdatasync`. A crash can leave a torn final line; [`AuditLog::open`] cuts it
+//! away (it was never acknowledged) with a warning and counts the bytes
+//! ([`AuditLog::torn_bytes`]). A failed write is truncated back to the last good
+//! record; a failed fsync poisons the handle, because after one the kernel may have
+//! dropped the dirty pages and only a reopen (which re-reads the tail) knows what is
+//! on disk.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use warrant_proto::Event;
+
+use crate::Error;
+
+/// The `prev` of record 1.
+const GENESIS: [u8; 32] = [0; 32];
+
+/// How much of the file's end is read at a time when looking for the last record.
+const TAIL_CHUNK: usize = 16 * 1024;
+
+/// An open audit log, positioned to append after its last record.
+///
+/// The file is locked (`flock`, exclusive) for as long as this value lives: two
+/// writers would fork the chain.
+#[derive(Debug)]
+pub struct AuditLog {
+    /// The log, opened for append (every write lands at the end) and locked.
+    file: File,
+    /// Where the log lives, for error messages.
+    path: PathBuf,
+    /// Number of the last record (records are numbered from 1), 0 when empty.
+    records: u64,
+    /// Hash of the last record: the `prev` of the next one.
+    head: [u8; 32],
+    /// Length of the file's good content; a failed write is truncated back to it.
+    len: u64,
+    /// Bytes of a torn final line cut away by `open` (0 when the log was clean), so
+    /// the agent can report a crash-time loss rather than only log it.
+    torn_bytes: u64,
+    /// An fsync failed: what is on disk is unknown, so appends are refused until the
+    /// log is reopened.
+    poisoned: bool,
+}
+
+/// Where a log's chain ended at some point: enough to detect later removal of
+/// records from the end, which the chain alone cannot show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    /// Number of the last record.
+    pub records: u64,
+    /// Lowercase hex hash of that record (64 zeros when there are no records).
+    pub head: String,
+}
+
+/// What [`verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Lines read, including bad ones.
+    pub lines: u64,
+    /// Record number of the last well-formed record (0 when none).
+    pub records: u64,
+    /// Stored hash of the last well-formed record (64 zeros when none).
+    pub head: String,
+    /// Everything wrong, in file order; empty when the chain is intact.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// True when every record is intact and chained.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One thing wrong with one line of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// What is wrong, in words (lowercase, no trailing period).
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.what)
+    }
+}
+
+impl AuditLog {
+    /// Creates the log, or resumes it: reads the last record to continue the chain.
+    ///
+    /// A torn final line (a crash mid-append) is truncated away with a warning and
+    /// counted in [`torn_bytes`](Self::torn_bytes). A last complete record whose hash
+    /// does not match its contents is an error ([`Error::Damaged`]): appending after
+    /// it would bury the damage. Only the tail is read; [`verify`] checks the rest.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be opened, locked, read or repaired,
+    /// [`Error::Locked`] when another writer holds it, [`Error::Damaged`] as above.
+    pub fn open(path: &Path) -> Result<AuditLog, Error> {
+        let io = |action| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { action, path, source }
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            // Events carry command lines and paths: not for every local user.
+            .mode(0o600)
+            .open(path)
+            .map_err(io("open"))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked { path: path.to_path_buf() });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock")(e)),
+        }
+        let mut len = file.metadata().map_err(io("read"))?.len();
+        if len == 0 {
+            // Possibly just created: make the directory entry durable too.
+            sync_parent(path).map_err(io("create"))?;
+        }
+
+        let mut torn_bytes = 0;
+        if len > 0 && last_byte(&file, len).map_err(io("read"))? != b'\n' {
+            let keep = rfind_newline(&file, len).map_err(io("read"))?.map_or(0, |p| p + 1);
+            torn_bytes = len - keep;
+            file.set_len(keep).map_err(io("truncate torn record of"))?;
+            file.sync_data().map_err(io("fsync"))?;
+            tracing::warn!(
+                path = %path.display(),
+                bytes = torn_bytes,
+                "cut away a torn final record (a crash during append; it was never acknowledged)"
+            );
+            len = keep;
+        }
+
+        let (records, head) = if len == 0 {
+            (0, GENESIS)
+        } else {
+            let start = rfind_newline(&file, len - 1).map_err(io("read"))?.map_or(0, |p| p + 1);
+            let mut line = vec![0; usize::try_from(len - 1 - start).unwrap_or(usize::MAX)];
+            file.read_exact_at(&mut line, start).map_err(io("read"))?;
+            match check_line(&line) {
+                Ok(rec) if rec.issues.is_empty() => (rec.n, rec.hash_bytes),
+                Ok(rec) => return Err(damaged(&file, path, start, rec.issues.join("; "))),
+                Err(what) => return Err(damaged(&file, path, start, what)),
+            }
+        };
+        Ok(AuditLog { file, path: path.to_path_buf(), records, head, len, torn_bytes, poisoned: false })
+    }
+
+    /// Appends a batch of events as consecutive records: one write and one
+    /// fdatasync per call, so batching is the caller's job. An empty batch does
+    /// nothing. When this returns `Ok`, the events are on disk.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the write or the fsync fails (a partial write is cut back
+    /// off), [`Error::Poisoned`] after an earlier failed fsync.
+    pub fn append(&mut self, events: &[Event]) -> Result<(), Error> {
+        if self.poisoned {
+            return Err(Error::Poisoned { path: self.path.clone() });
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(events.len() * 512);
+        let (mut n, mut head) = (self.records, self.head);
+        for ev in events {
+            let canon = canonical_json(&warrant_proto::json::to_json(ev))?;
+            n += 1;
+            let hash = chain_hash(&head, &canon);
+            write_record(&mut buf, n, &head, &hash, &canon);
+            head = hash;
+        }
+        if let Err(source) = self.file.write_all(&buf) {
+            // Cut a partial write back off so the next append continues a clean chain.
+            if self.file.set_len(self.len).is_err() {
+                self.poisoned = true;
+            }
+            return Err(Error::Io { action: "append to", path: self.path.clone(), source });
+        }
+        if let Err(source) = self.file.sync_data() {
+            self.poisoned = true;
+            return Err(Error::Io { action: "fsync", path: self.path.clone(), source });
+        }
+        self.len += buf.len() as u64;
+        self.records = n;
+        self.head = head;
+        Ok(())
+    }
+
+    /// Number of records in the log (the number of the last one).
+    #[must_use]
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Where the chain ends now. Keep it somewhere else (report it, ship it) to be
+    /// able to detect later removal of records from the end ([`verify_with_anchor`]).
+    #[must_use]
+    pub fn anchor(&self) -> Anchor {
+        Anchor { records: self.records, head: hex::encode(self.head) }
+    }
+
+    /// Bytes of a torn final line that [`open`](Self::open) cut away (0 when clean).
+    #[must_use]
+    pub fn torn_bytes(&self) -> u64 {
+        self.torn_bytes
+    }
+
+    /// The log's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Walks the whole chain. Every edited, removed, inserted or reordered record is
+/// reported with its line number and what is wrong. Records removed from the *end*
+/// cannot be seen this way; see [`verify_with_anchor`].
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be opened or read; damage is reported in the
+/// [`VerifyReport`], never as an `Err`.
+pub fn verify(path: &Path) -> Result<VerifyReport, Error> {
+    walk(path, None)
+}
+
+/// [`verify`], plus a check that the log still reaches `anchor` (taken earlier from
+/// [`AuditLog::anchor`]) with the same hash there: catches records removed from the
+/// end, and a log rewritten from scratch.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_with_anchor(path: &Path, anchor: &Anchor) -> Result<VerifyReport, Error> {
+    walk(path, Some(anchor))
+}
+
+fn walk(path: &Path, anchor: Option<&Anchor>) -> Result<VerifyReport, Error> {
+    let io = |action| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { action, path, source }
+    };
+    let file = File::open(path).map_err(io("open"))?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut report = VerifyReport { head: hex::encode(GENESIS), ..VerifyReport::default() };
+    // What the next record should carry; `None` after an unreadable line.
+    let mut expect_n = 1;
+    let mut expect_prev = Some(hex::encode(GENESIS));
+    // (line, stored hash) of the record numbered `anchor.records`.
+    let mut at_anchor: Option<(u64, String)> = None;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(io("read"))? == 0 {
+            break;
+        }
+        report.lines += 1;
+        let lineno = report.lines;
+        if line.pop() != Some(b'\n') {
+            report.problems.push(Problem {
+                line: lineno,
+                what: "incomplete final line: a torn write (or an append in progress)".into(),
+            });
+            break;
+        }
+        let rec = match check_line(&line) {
+            Ok(rec) => rec,
+            Err(what) => {
+                report.problems.push(Problem { line: lineno, what });
+                expect_n += 1;
+                expect_prev = None;
+                continue;
+            }
+        };
+        let mut issues = Vec::new();
+        if rec.n > expect_n {
+            let missing = rec.n - expect_n;
+            issues.push(format!(
+                "record {} follows record {}: {missing} record{} removed before this line",
+                rec.n,
+                expect_n - 1,
+                if missing == 1 { "" } else { "s" }
+            ));
+        } else if rec.n < expect_n {
+            issues.push(format!(
+                "record {} follows record {}: a record was inserted, duplicated or moved here",
+                rec.n,
+                expect_n - 1
+            ));
+        } else if expect_prev.as_ref().is_some_and(|p| p.as_str() != rec.prev) {
+            issues.push(format!(
+                "prev does not match the hash of line {}: the record before this one was replaced",
+                lineno - 1
+            ));
+        }
+        issues.extend(rec.issues);
+        if !issues.is_empty() {
+            report.problems.push(Problem { line: lineno, what: issues.join("; ") });
+        }
+        // Resynchronise on what this line says, so one removal is one problem.
+        expect_n = rec.n + 1;
+        expect_prev = Some(rec.hash.clone());
+        if anchor.is_some_and(|a| a.records == rec.n) {
+            at_anchor = Some((lineno, rec.hash.clone()));
+        }
+        report.records = rec.n;
+        report.head = rec.hash;
+    }
+    if let Some(a) = anchor {
+        match at_anchor {
+            Some((line, hash)) if hash != a.head => report.problems.push(Problem {
+                line,
+                what: format!(
+                    "record {} has hash {hash}, but the anchor says {}: the log was rewritten up to here",
+                    a.records, a.head
+                ),
+            }),
+            Some(_) => {}
+            None if a.records == 0 => {}
+            None => report.problems.push(Problem {
+                line: report.lines + 1,
+                what: format!(
+                    "the log ends at record {}, but record {} was written: records were removed from the end",
+                    report.records, a.records
+                ),
+            }),
+        }
+    }
+    Ok(report)
+}
+
+/// A parsed line and what is wrong with it that does not depend on its neighbours.
+struct Checked {
+    /// The record's `n`.
+    n: u64,
+    /// The record's `prev`, as stored.
+    prev: String,
+    /// The record's `hash`, as stored.
+    hash: String,
+    /// The stored hash as bytes (all zeros if it is not valid hex).
+    hash_bytes: [u8; 32],
+    /// Self-contained problems: hash mismatch, non-canonical bytes.
+    issues: Vec<String>,
+}
+
+/// Parses one line (without its newline) and checks it on its own. `Err` when it is
+/// not a record at all.
+fn check_line(line: &[u8]) -> Result<Checked, String> {
+    let value: Value =
+        serde_json::from_slice(line).map_err(|e| format!("not a valid JSON record: {e}"))?;
+    let Value::Object(obj) = value else {
+        return Err("not a record: expected a JSON object".into());
+    };
+    if let Some(extra) = obj.keys().find(|k| !["n", "prev", "hash", "event"].contains(&k.as_str())) {
+        return Err(format!("not a record: unexpected field {extra:?}"));
+    }
+    let n = obj
+        .get("n")
+        .and_then(Value::as_u64)
+        .ok_or("not a record: field \"n\" is missing or not a number")?;
+    let digest = |field: &str| -> Result<([u8; 32], String), String> {
+        let s = obj
+            .get(field)
+            .and_then(Value::as_str)
+            .ok_or(format!("not a record: field {field:?} is missing or not a string"))?;
+        let mut bytes = [0; 32];
+        match hex::decode_to_slice(s, &mut bytes) {
+            Ok(()) if s.bytes().all(|b| !b.is_ascii_uppercase()) => Ok((bytes, s.to_owned())),
+            _ => Err(format!("field {field:?} is not 64 lowercase hex digits")),
+        }
+    };
+    let (prev_bytes, prev) = digest("prev")?;
+    let (hash_bytes, hash) = digest("hash")?;
+    let event = obj.get("event").ok_or("not a record: field \"event\" is missing")?;
+    if !event.is_object() {
+        return Err("not a record: field \"event\" is not an object".into());
+    }
+    let canon = canonical_json(event).map_err(|e| format!("cannot re-encode the event: {e}"))?;
+    let mut issues = Vec::new();
+    if chain_hash(&prev_bytes, &canon) == hash_bytes {
+        // Same value, maybe different bytes (an escape, a hex digit's case).
+        let mut rendered = Vec::with_capacity(line.len() + 1);
+        write_record(&mut rendered, n, &prev_bytes, &hash_bytes, &canon);
+        rendered.pop();
+        if rendered != line {
+            issues.push("the record is not in canonical form: it was edited".to_owned());
+        }
+    } else {
+        issues.push("hash does not match the record's contents: the record was edited".to_owned());
+    }
+    Ok(Checked { n, prev, hash, hash_bytes, issues })
+}
+
+/// `SHA-256(prev || canonical event bytes)`.
+fn chain_hash(prev: &[u8; 32], canon: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(canon);
+    h.finalize().into()
+}
+
+/// Appends one record line, newline included.
+fn write_record(out: &mut Vec<u8>, n: u64, prev: &[u8; 32], hash: &[u8; 32], canon: &[u8]) {
+    out.extend_from_slice(b"{\"n\":");
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(hex::encode(prev).as_bytes());
+    out.extend_from_slice(b"\",\"hash\":\"");
+    out.extend_from_slice(hex::encode(hash).as_bytes());
+    out.extend_from_slice(b"\",\"event\":");
+    out.extend_from_slice(canon);
+    out.extend_from_slice(b"}\n");
+}
+
+/// The canonical bytes of a JSON value: no whitespace, object keys sorted by their
+/// bytes, strings and numbers as `serde_json` writes them.
+///
+/// `serde_json`'s `Map` is a `BTreeMap` (sorted) unless its `preserve_order` feature
+/// is on, and Cargo unifies features across the workspace, so any crate enabling it
+/// would silently change what `to_vec` produces. Sorting here makes the hash
+/// independent of that; keep it this way.
+///
+/// # Errors
+/// Only if `serde_json` fails to write a scalar into memory (it does not).
+pub fn canonical_json(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(512);
+    write_canonical(&mut out, value)?;
+    Ok(out)
+}
+
+fn write_canonical(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k)?;
+                out.push(b':');
+                write_canonical(out, v)?;
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(out, v)?;
+            }
+            out.push(b']');
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar)?,
+    }
+    Ok(())
+}
+
+/// The 1-based line number of the line starting at byte `start` (counts newlines
+/// before it; only used on the error path, since it reads the whole prefix).
+fn line_number(file: &File, start: u64) -> u64 {
+    let mut buf = vec![0; 64 * 1024];
+    let (mut pos, mut lines) = (0u64, 1u64);
+    while pos < start {
+        let want = usize::try_from(start - pos).unwrap_or(usize::MAX).min(buf.len());
+        match file.read_at(&mut buf[..want], pos) {
+            Ok(0) | Err(_) => break,
+            Ok(got) => {
+                lines += bytecount(&buf[..got]);
+                pos += got as u64;
+            }
+        }
+    }
+    lines
+}
+
+#[expect(clippy::naive_bytecount, reason = "error path only; not worth a dependency")]
+fn bytecount(buf: &[u8]) -> u64 {
+    buf.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+fn damaged(file: &File, path: &Path, start: u64, problem: String) -> Error {
+    Error::Damaged { path: path.to_path_buf(), line: line_number(file, start), problem }
+}
+
+fn last_byte(file: &File, len: u64) -> std::io::Result<u8> {
+    let mut b = [0];
+    file.read_exact_at(&mut b, len - 1)?;
+    Ok(b[0])
+}
+
+/// Offset of the last `\n` strictly before `before`, reading backwards in chunks.
+fn rfind_newline(file: &File, before: u64) -> std::io::Result<Option<u64>> {
+    let mut buf = vec![0; TAIL_CHUNK];
+    let mut end = before;
+    while end > 0 {
+        let n = usize::try_from(end).unwrap_or(usize::MAX).min(TAIL_CHUNK);
+        let start = end - n as u64;
+        file.read_exact_at(&mut buf[..n], start)?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(start + i as u64));
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
+/// fsyncs the directory holding `path`, so a newly created file survives a crash.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use warrant_proto::event::Event as Kind;
+    use warrant_proto::{EventsLost, Exec, Exit, FileOpen, Kill, Net};
+
+    fn exec(seq: u64, argv: &[&str]) -> Event {
+        Event {
+            seq,
+            time_unix_ns: 1_700_000_000_000_000_000 + i64::try_from(seq).unwrap(),
+            grant: "g-1".into(),
+            session: "s-1".into(),
+            pid: 100,
+            event: Some(Kind::Exec(Exec {
+                path: "/usr/bin/id".into(),
+                argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+                cwd: "/".into(),
+                truncated: false,
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn batch(from: u64, n: u64) -> Vec<Event> {
+        (from..from + n).map(|i| exec(i, &["id", "-u"])).collect()
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    fn write_lines(path: &Path, lines: &[String]) {
+        let mut s = lines.join("\n");
+        s.push('\n');
+        std::fs::write(path, s).unwrap();
+    }
+
+    fn problem_lines(report: &VerifyReport) -> Vec<u64> {
+        report.problems.iter().map(|p| p.line).collect()
+    }
+
+    #[test]
+    fn first_record_chains_from_zeros_and_hashes_canonical_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append(&batch(1, 2)).unwrap();
+        assert_eq!(log.records(), 2);
+
+        let l = lines(&path);
+        let rec: Value = serde_json::from_str(&l[0]).unwrap();
+        assert_eq!(rec["n"], 1);
+        assert_eq!(rec["prev"], "0".repeat(64));
+        let canon = canonical_json(&rec["event"]).unwrap();
+        let mut h = Sha256::new();
+        h.update([0u8; 32]);
+        h.update(&canon);
+        assert_eq!(rec["hash"], hex::encode(h.finalize()));
+        let rec2: Value = serde_json::from_str(&l[1]).unwrap();
+        assert_eq!(rec2["prev"], rec["hash"]);
+        assert!(l[0].starts_with("{\"n\":1,\"prev\":\""), "{}", l[0]);
+        assert!(verify(&path).unwrap().is_ok());
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_has_no_whitespace() {
+        let v = serde_json::json!({"b": 1, "a": {"z": [1, "x\n"], "y": null}, "A": true});
+        let c = canonical_json(&v).unwrap();
+        assert_eq!(String::from_utf8(c).unwrap(), r#"{"A":true,"a":{"y":null,"z":[1,"x\n"]},"b":1}"#);
+    }
+
+    /// A fixed event must always hash the same: catches any accidental change to the
+    /// canonical form or to `to_json` that would make old logs unverifiable.
+    #[test]
+    fn known_answer() {
+        let canon = canonical_json(&warrant_proto::json::to_json(&exec(1, &["id", "-u"]))).unwrap();
+        assert_eq!(
+            String::from_utf8(canon.clone()).unwrap(),
+            r#"{"argv":["id","-u"],"comm":"","cwd":"/","euid":0,"gid":0,"grant":"g-1","host":"","kind":"exec","path":"/usr/bin/id","pid":100,"ppid":0,"seq":1,"session":"s-1","subject":"","tid":0,"time":"2023-11-14T22:13:20.000000001Z","truncated":false,"uid":0}"#
+        );
+        let hash = hex::encode(chain_hash(&GENESIS, &canon));
+        let mut h = Sha256::new();
+        h.update([0u8; 32]);
+        h.update(&canon);
+        assert_eq!(hash, hex::encode(h.finalize()));
+    }
+
+    #[test]
+    fn reopen_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let anchor = {
+            let mut log = AuditLog::open(&path).unwrap();
+            log.append(&batch(1, 3)).unwrap();
+            log.anchor()
+        };
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.records(), 3);
+        assert_eq!(log.anchor(), anchor);
+        log.append(&batch(4, 2)).unwrap();
+        log.append(&[]).unwrap();
+        let report = verify(&path).unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!((report.lines, report.records), (5, 5));
+        assert_eq!(report.head, log.anchor().head);
+    }
+
+    #[test]
+    fn second_writer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let _log = AuditLog::open(&path).unwrap();
+        let err = AuditLog::open(&path).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("in use by another process"), "{err}");
+    }
+
+    #[test]
+    fn torn_final_line_is_cut_away_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        AuditLog::open(&path).unwrap().append(&batch(1, 2)).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let mut torn = good.clone();
+        let tail = b"{\"n\":3,\"prev\":\"ab";
+        torn.extend_from_slice(tail);
+        std::fs::write(&path, &torn).unwrap();
+        let report = verify(&path).unwrap();
+        assert_eq!(problem_lines(&report), [3]);
+
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.torn_bytes(), tail.len() as u64);
+        assert_eq!(std::fs::read(&path).unwrap(), good);
+        assert_eq!(log.records(), 2);
+        log.append(&batch(3, 1)).unwrap();
+        assert!(verify(&path).unwrap().is_ok());
+    }
+
+    #[test]
+    fn torn_only_record_leaves_an_empty_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, b"{\"n\":1,").unwrap();
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!((log.torn_bytes(), log.records()), (7, 0));
+        log.append(&batch(1, 1)).unwrap();
+        assert!(verify(&path).unwrap().is_ok());
+    }
+
+    #[test]
+    fn edited_last_record_refuses_to_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        AuditLog::open(&path).unwrap().append(&batch(1, 3)).unwrap();
+        let mut l = lines(&path);
+        l[2] = l[2].replace("\"-u\"", "\"-g\"");
+        write_lines(&path, &l);
+        let err = AuditLog::open(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Damaged { line: 3, .. }), "{msg}");
+        assert!(msg.contains("line 3") && msg.contains("edited"), "{msg}");
+    }
+
+    #[test]
+    fn edit_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        AuditLog::open(&path).unwrap().append(&batch(1, 4)).unwrap();
+        let mut l = lines(&path);
+        l[1] = l[1].replace("/usr/bin/id", "/usr/bin/ls");
+        write_lines(&path, &l);
+        let report = verify(&path).unwrap();
+        assert_eq!(problem_lines(&report), [2]);
+        assert!(report.problems[0].what.contains("edited"), "{}", report.problems[0]);
+    }
+
+    #[test]
+    fn uppercased_hash_is_not_canonical() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        AuditLog::open(&path).unwrap().append(&batch(1, 2)).unwrap();
+        let mut l = lines(&path);
+        let rec: Value = serde_json::from_str(&l[0]).unwrap();
+        let hash = rec["hash"].as_str().unwrap();
+        l[0] = l[0].replace(hash, &hash.to_uppercase());
+        write_lines(&path, &l);
+        let report = verify(&path).unwrap();
+        assert!(problem_lines(&report).contains(&1), "{:?}", report.problems);
+    }
+
+    #[test]
+    fn removal_insertion_and_swap_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        AuditLog::open(&path).unwrap().append(&batch(1, 6)).unwrap();
+        let orig = lines(&path);
+
+        let mut l = orig.clone();
+        l.remove(2);
+        write_lines(&path, &l);
+        let r = verify(&path).unwrap();
+        assert_eq!(problem_lines(&r), [3], "{:?}", r.problems);
+        assert!(r.problems[0].what.contains("1 record removed"), "{}", r.problems[0]);
+
+        let mut l = orig.clone();
+        l.insert(4, orig[1].clone());
+        write_lines(&path, &l);
+        let r = verify(&path).unwrap();
+        assert_eq!(problem_lines(&r)[0], 5, "{:?}", r.problems);
+        assert!(r.problems[0].what.contains("inserted"), "{}", r.problems[0]);
+
+        let mut l = orig.clone();
+        l.swap(1, 4);
+        write_lines(&path, &l);
+        let r = verify(&path).unwrap();
+        assert_eq!(problem_lines(&r), [2, 3, 5, 6], "{:?}", r.problems);
+    }
+
+    #[test]
+    fn removal_from_the_end_needs_the_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let anchor = {
+            let mut log = AuditLog::open(&path).unwrap();
+            log.append(&batch(1, 4)).unwrap();
+            log.anchor()
+        };
+        assert!(verify_with_anchor(&path, &anchor).unwrap().is_ok());
+        let mut l = lines(&path);
+        l.pop();
+        write_lines(&path, &l);
+        assert!(verify(&path).unwrap().is_ok(), "the chain alone cannot tell");
+        let r = verify_with_anchor(&path, &anchor).unwrap();
+        assert_eq!(problem_lines(&r), [4], "{:?}", r.problems);
+        assert!(r.problems[0].what.contains("removed from the end"), "{}", r.problems[0]);
+    }
+
+    #[test]
+    fn rewritten_log_does_not_match_the_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let anchor = {
+            let mut log = AuditLog::open(&path).unwrap();
+            log.append(&batch(1, 3)).unwrap();
+            log.anchor()
+        };
+        std::fs::remove_file(&path).unwrap();
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append(&[exec(1, &["id"]), exec(2, &["id"]), exec(3, &["id"])]).unwrap();
+        let r = verify_with_anchor(&path, &anchor).unwrap();
+        assert_eq!(problem_lines(&r), [3], "{:?}", r.problems);
+    }
+
+    #[test]
+    fn garbage_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        AuditLog::open(&path).unwrap().append(&batch(1, 3)).unwrap();
+        let mut l = lines(&path);
+        l[1] = "hello".into();
+        write_lines(&path, &l);
+        let r = verify(&path).unwrap();
+        assert_eq!(problem_lines(&r), [2], "{:?}", r.problems);
+        assert!(r.problems[0].what.starts_with("not a valid JSON record"), "{}", r.problems[0]);
+    }
+
+    #[test]
+    fn missing_file_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = verify(&dir.path().join("nope.log")).unwrap_err();
+        assert!(err.to_string().starts_with("cannot open audit log "), "{err}");
+    }
+
+    fn arb_string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z/._-]{0,12}",
+            any::<String>(),
+            Just("quote\" back\\slash \n\t\u{1b}[31m é ✓".to_owned()),
+        ]
+    }
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        let kind = prop_oneof![
+            (arb_string(), prop::collection::vec(arb_string(), 0..4), arb_string(), any::<bool>())
+                .prop_map(|(path, argv, cwd, truncated)| Kind::Exec(Exec { path, argv, cwd, truncated })),
+            (any::<i32>(), any::<i32>()).prop_map(|(code, signal)| Kind::Exit(Exit { code, signal })),
+            (arb_string(), any::<u32>(), any::<i32>())
+                .prop_map(|(path, flags, error)| Kind::FileOpen(FileOpen {
+                    path,
+                    access: "write".into(),
+                    flags,
+                    error,
+                    unresolved: false,
+                    truncated: false,
+                })),
+            (arb_string(), any::<u32>()).prop_map(|(remote_addr, remote_port)| Kind::Connect(Net {
+                family: "inet".into(),
+                protocol: "tcp".into(),
+                remote_addr,
+                remote_port,
+                ..Default::default()
+            })),
+            (any::<u32>(), any::<u64>(), arb_string()).prop_map(|(killed, elapsed_us, note)| Kind::Kill(
+                Kill { reason: "operator".into(), by: "uid 0".into(), killed, elapsed_us, survivors: 0, note }
+            )),
+            (any::<u64>(), any::<u64>()).prop_map(|(count, total)| Kind::EventsLost(EventsLost { count, total })),
+        ];
+        (kind, any::<u64>(), 0..4_000_000_000_000_000_000i64, arb_string(), any::<u32>()).prop_map(
+            |(kind, seq, time_unix_ns, comm, pid)| Event {
+                event: Some(kind),
+                seq,
+                time_unix_ns,
+                comm,
+                pid,
+                session: "s-1".into(),
+                grant: "g-1".into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Several appends (some after a reopen), then one tampering.
+    #[derive(Clone, Debug)]
+    enum Tamper {
+        /// XOR the byte at (offset mod file length) with a non-zero mask.
+        Flip(usize, u8),
+        /// Delete line (index mod lines).
+        Delete(usize),
+        /// Swap lines (a mod lines) and (b mod lines) when they differ.
+        Swap(usize, usize),
+    }
+
+    fn arb_tamper() -> impl Strategy<Value = Tamper> {
+        prop_oneof![
+            (any::<usize>(), 1..=255u8).prop_map(|(o, m)| Tamper::Flip(o, m)),
+            any::<usize>().prop_map(Tamper::Delete),
+            (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Tamper::Swap(a, b)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_batches_verify_and_tampering_is_named(
+            batches in prop::collection::vec((prop::collection::vec(arb_event(), 1..6), any::<bool>()), 1..5),
+            tamper in arb_tamper(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.log");
+            let mut total = 0;
+            let mut log = AuditLog::open(&path).unwrap();
+            for (events, reopen) in &batches {
+                if *reopen {
+                    drop(log);
+                    log = AuditLog::open(&path).unwrap();
+                }
+                log.append(events).unwrap();
+                total += events.len() as u64;
+            }
+            let anchor = log.anchor();
+            drop(log);
+            let report = verify_with_anchor(&path, &anchor).unwrap();
+            prop_assert!(report.is_ok(), "{:?}", report.problems);
+            prop_assert_eq!(report.records, total);
+
+            let bytes = std::fs::read(&path).unwrap();
+            let mut ls: Vec<Vec<u8>> = bytes.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+            let nlines = ls.len();
+            let expect_line = match tamper {
+                Tamper::Flip(off, mask) => {
+                    let off = off % bytes.len();
+                    let mut b = bytes.clone();
+                    b[off] ^= mask;
+                    std::fs::write(&path, &b).unwrap();
+                    bytecount(&bytes[..off]) + 1
+                }
+                Tamper::Delete(i) => {
+                    let i = i % nlines;
+                    ls.remove(i);
+                    std::fs::write(&path, ls.concat()).unwrap();
+                    i as u64 + 1
+                }
+                Tamper::Swap(a, b) => {
+                    let (a, b) = (a % nlines, b % nlines);
+                    prop_assume!(a != b);
+                    ls.swap(a, b);
+                    std::fs::write(&path, ls.concat()).unwrap();
+                    a.min(b) as u64 + 1
+                }
+            };
+            let report = verify_with_anchor(&path, &anchor).unwrap();
+            prop_assert!(!report.is_ok(), "tampering went unnoticed: {:?}", tamper);
+            prop_assert!(
+                report.problems.iter().any(|p| p.line == expect_line),
+                "expected a problem at line {}, got {:?}", expect_line, report.problems
+            );
+        }
+    }
+}
