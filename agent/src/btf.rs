@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use btf_rs::{Btf, BtfType, Type};
+use btf_rs::{Btf, Type};
 use warrant_common::KernelOffsets;
 
 /// Why an offset could not be resolved.

@@ -9,7 +9,7 @@
 
 use std::{
     fs,
-    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
     path::{Path, PathBuf},
 };
 
@@ -116,8 +116,9 @@ impl Kernel {
         RingBuf::try_from(take(&mut self.ebpf, names::EVENTS)?).context("map EVENTS")
     }
 
-    /// The task-tag map, for tagging and looking up processes by pidfd.
-    pub fn task_tags(&self) -> Result<TaskTags<'_>> {
+    /// The task-tag map, for tagging and looking up processes by pidfd. The handle
+    /// owns a duplicate descriptor, so it can be used without the agent's lock.
+    pub fn task_tags(&self) -> Result<TaskTags> {
         let map = self
             .ebpf
             .map(names::TASK_TAGS)
@@ -126,7 +127,8 @@ impl Kernel {
             aya::maps::Map::Unsupported(d) => d,
             other => return Err(anyhow!("map {} has unexpected type {other:?}", names::TASK_TAGS)),
         };
-        Ok(TaskTags { fd: data.fd().as_fd() })
+        let fd = data.fd().as_fd().try_clone_to_owned().context("failed to duplicate the TASK_TAGS descriptor")?;
+        Ok(TaskTags { fd })
     }
 
     /// Attaches (and pins) or detaches the syscall hook.
@@ -146,11 +148,6 @@ impl Kernel {
             drop(pinned);
         }
         Ok(())
-    }
-
-    /// Whether the syscall hook is attached.
-    pub fn syscall_hook_attached(&self) -> bool {
-        self.sys_exit.is_some()
     }
 }
 
@@ -218,22 +215,23 @@ fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
 
 /// Task storage seen from user space: the key is a pidfd. A pidfd opened with
 /// `PIDFD_THREAD` names one thread, so every thread of a process can be tagged.
-pub struct TaskTags<'a> {
-    fd: BorrowedFd<'a>,
+#[derive(Debug)]
+pub struct TaskTags {
+    fd: OwnedFd,
 }
 
-impl TaskTags<'_> {
+impl TaskTags {
     /// Tags the task behind `pidfd`.
     pub fn set(&self, pidfd: BorrowedFd<'_>, tag: &TaskTag) -> std::io::Result<()> {
         let key: i32 = pidfd.as_raw_fd();
-        sys::map_update(self.fd, (&raw const key).cast(), (&raw const *tag).cast())
+        sys::map_update(self.fd.as_fd(), (&raw const key).cast(), (&raw const *tag).cast())
     }
 
     /// The tag of the task behind `pidfd`, if it has one.
     pub fn get(&self, pidfd: BorrowedFd<'_>) -> std::io::Result<Option<TaskTag>> {
         let key: i32 = pidfd.as_raw_fd();
         let mut tag = TaskTag::default();
-        match sys::map_lookup(self.fd, (&raw const key).cast(), (&raw mut tag).cast()) {
+        match sys::map_lookup(self.fd.as_fd(), (&raw const key).cast(), (&raw mut tag).cast()) {
             Ok(()) => Ok(Some(tag)),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),

@@ -1,1 +1,250 @@
-fn main() {}
+//! warrant-agent: the host daemon.
+//!
+//! # Layout
+//! - [`config`]: flags, TOML file, defaults.
+//! - [`btf`], [`loader`]: kernel offsets from BTF; loading, pinning, attaching.
+//! - [`registry`], [`ids`], [`clock`]: grants and sessions, their ids and clocks.
+//! - [`host`]: every action on grants and sessions, in the order that keeps the
+//!   kernel fail-closed; [`kill`], [`cgroup`], [`procfs`]: the tree kill.
+//! - [`convert`], [`pipeline`]: kernel records to events, to the audit log and watchers.
+//! - [`api`]: the local gRPC API; [`check`]: `--check`.
+//!
+//! On SIGTERM the agent stops serving and flushes its log, but leaves programs and
+//! maps pinned: tagging and the expiry kill keep working in the kernel, and the
+//! next agent re-adopts them.
+
+mod api;
+mod btf;
+mod cgroup;
+mod check;
+mod clock;
+mod config;
+mod convert;
+mod host;
+mod ids;
+mod kill;
+mod loader;
+mod pipeline;
+mod procfs;
+mod registry;
+
+use std::{
+    fs,
+    os::unix::fs::DirBuilderExt,
+    path::Path,
+    process::ExitCode,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::{info, warn};
+use warrant_collector::{AuditLog, EventHub};
+
+use crate::{
+    config::{Config, Flags},
+    host::Host,
+    loader::Kernel,
+    pipeline::{EventSink, Envelope, Stats},
+    registry::Registry,
+};
+
+/// Events a watcher may fall behind by before it is told what it missed.
+const WATCH_BUFFER: usize = 65_536;
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    match run(&flags) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warrant-agent: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(flags: &Flags) -> Result<ExitCode> {
+    let config = Config::resolve(flags)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("invalid --log-level {:?}", config.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+
+    if flags.check {
+        let ok = check::print(&check::probe(true));
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    if !rustix::process::geteuid().is_root() {
+        bail!("warrant-agent must run as root: it loads BPF programs and manages cgroups");
+    }
+    if flags.uninstall {
+        loader::uninstall(&config.pin_dir)?;
+        println!("removed every pin under {}: in-kernel enforcement is off", config.pin_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(daemon(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn daemon(config: Config) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.state_dir)
+        .with_context(|| format!("failed to create state directory {}", config.state_dir.display()))?;
+
+    let offsets = btf::kernel_offsets(Path::new(btf::VMLINUX_BTF))?;
+    let (mut kernel, report) = Kernel::load(&config.pin_dir, &offsets, config.ring_buffer_bytes)?;
+    let ring = kernel.take_ring()?;
+    info!(
+        pin_dir = %config.pin_dir.display(),
+        adopted = report.adopted_maps,
+        "eBPF programs loaded and pinned{}",
+        if report.adopted_maps { "; re-adopted the maps a previous agent left" } else { "" }
+    );
+
+    let cgroup_mount = cgroup::find_cgroup2_mount()?;
+    let cgroup_root = config.cgroup_root.clone().unwrap_or_else(|| cgroup_mount.join("warrant"));
+    fs::create_dir_all(&cgroup_root)
+        .with_context(|| format!("failed to create the session cgroup root {}", cgroup_root.display()))?;
+
+    let registry = Registry::load(&config.state_file())?;
+    let log = AuditLog::open(&config.audit_log())
+        .with_context(|| format!("failed to open the audit log {}", config.audit_log().display()))?;
+    let hub = EventHub::new(WATCH_BUFFER);
+    let (sink, rx) = EventSink::new();
+    let envelope = Envelope {
+        agent_id: agent_id(&config.state_dir)?,
+        boot_id: format!("{:016x}", rand::random::<u64>()),
+        host: rustix::system::uname().nodename().to_string_lossy().into_owned(),
+    };
+    let stats = Arc::new(Stats::default());
+    let subjects = Arc::new(RwLock::new(Default::default()));
+    let writer =
+        pipeline::spawn_writer(rx, log, hub.clone(), envelope.clone(), Arc::clone(&subjects), Arc::clone(&stats))?;
+
+    let host = Arc::new(Host::new(
+        config.clone(),
+        cgroup_mount,
+        cgroup_root,
+        registry,
+        kernel,
+        sink.clone(),
+        hub,
+        subjects,
+        Arc::clone(&stats),
+        envelope,
+    )?);
+    host.reconcile()?;
+    let features = check::probe(false);
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn({
+        let (sink, stats) = (sink.clone(), Arc::clone(&stats));
+        async move {
+            if let Err(e) = pipeline::read_ring(ring, sink, stats).await {
+                warn!("ring buffer reader stopped: {e:#}");
+            }
+        }
+    }));
+    tasks.push(tokio::spawn({
+        let (host, sink, stats) = (Arc::clone(&host), sink.clone(), Arc::clone(&stats));
+        async move {
+            let reported = host.lost_reported();
+            let h2 = Arc::clone(&host);
+            pipeline::poll_lost(move || host.kernel_lost(), reported, move |n| h2.remember_lost(n), sink, stats).await;
+        }
+    }));
+    tasks.push(tokio::spawn(expire_loop(Arc::clone(&host))));
+    tasks.push(tokio::spawn(reap_loop(Arc::clone(&host))));
+    drop(sink);
+
+    let listener = api::bind(&config.socket, config.socket_group.as_deref()).await?;
+    info!(socket = %config.socket.display(), audit_log = %config.audit_log().display(), "warrant-agent ready");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(api::Api::server(Arc::clone(&host), features))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                let _ = stop_rx.await;
+            }),
+    );
+    wait_for_signal().await?;
+    info!("stopping: programs and maps stay pinned, so enforcement continues in the kernel");
+    let _ = stop_tx.send(());
+    // Live watch streams never finish on their own; give requests a moment, then cut.
+    let mut server = server;
+    if tokio::time::timeout(Duration::from_secs(2), &mut server).await.is_err() {
+        server.abort();
+        let _ = server.await;
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = fs::remove_file(&config.socket);
+    drop(host);
+    // The last sink is gone: the writer drains what is queued, then returns.
+    tokio::task::spawn_blocking(move || writer.join()).await.ok();
+    info!("stopped");
+    Ok(())
+}
+
+/// Expires grants on time: sleeps until the next expiry (or a change), then acts.
+async fn expire_loop(host: Arc<Host>) {
+    loop {
+        host.expire_due().await;
+        // tokio's clock does not count suspend; re-check at least every minute.
+        let wait = host.next_expiry_in().unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60));
+        tokio::select! {
+            () = tokio::time::sleep(wait + Duration::from_millis(1)) => {}
+            () = host.expiry_changed.notified() => {}
+        }
+    }
+}
+
+/// Ends sessions whose processes have all exited.
+async fn reap_loop(host: Arc<Host>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        host.reap().await;
+    }
+}
+
+async fn wait_for_signal() -> Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("failed to handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("failed to handle SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// This host's agent id: random, created once, kept in the state directory.
+fn agent_id(state_dir: &Path) -> Result<String> {
+    let path = state_dir.join("agent_id");
+    match fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = format!("agent-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+            fs::write(&path, &id).with_context(|| format!("failed to write {}", path.display()))?;
+            Ok(id)
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The local gRPC API (`warrant.v1.Agent`) on a unix socket.
+//!
+//! The socket's mode is the first gate (0600 root, or 0660 for a configured group).
+//! The caller's uid and pid come from the socket's peer credentials, never from the
+//! request: `StartSession` tags the process that called, and grant issue, kill and
+//! revoke need root.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures::Stream;
+use tokio::net::{UnixListener, UnixStream};
+use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
+use warrant_collector::Filter;
+use warrant_proto::v1::{
+    self as pb,
+    agent_server::{Agent, AgentServer},
+};
+
+use crate::{
+    host::{Host, HostError, KillReason, SessionKill},
+    ids,
+    registry::{Grant, GrantError, Session},
+};
+
+/// The service, wrapping the host.
+pub struct Api {
+    host: Arc<Host>,
+    features: Vec<pb::Feature>,
+}
+
+impl Api {
+    pub fn server(host: Arc<Host>, features: Vec<pb::Feature>) -> AgentServer<Self> {
+        AgentServer::new(Self { host, features })
+    }
+}
+
+/// Who is calling, from SO_PEERCRED.
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    uid: u32,
+    pid: u32,
+}
+
+impl Caller {
+    fn of<T>(req: &Request<T>) -> Result<Self, Status> {
+        let cred = req
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|i| i.peer_cred)
+            .ok_or_else(|| Status::unauthenticated("no peer credentials on this connection"))?;
+        let pid = cred.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+        Ok(Self { uid: cred.uid(), pid })
+    }
+
+    fn require_root(self, what: &str) -> Result<Self, Status> {
+        if self.uid == 0 {
+            Ok(self)
+        } else {
+            Err(Status::permission_denied(format!("{what} needs root on this host (caller uid {})", self.uid)))
+        }
+    }
+
+    fn describe(self) -> String {
+        format!("uid {} (pid {})", self.uid, self.pid)
+    }
+}
+
+impl From<HostError> for Status {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::Grant(g @ GrantError::Unknown(_)) => Status::not_found(g.to_string()),
+            HostError::Grant(g @ (GrantError::Expired { .. } | GrantError::Revoked { .. })) => {
+                Status::failed_precondition(g.to_string())
+            }
+            HostError::Grant(g @ (GrantError::Ttl { .. } | GrantError::NoSubject)) => {
+                Status::invalid_argument(g.to_string())
+            }
+            HostError::Grant(g @ GrantError::Full(_)) => Status::resource_exhausted(g.to_string()),
+            HostError::NotFound(m) => Status::not_found(m),
+            HostError::Denied(m) => Status::permission_denied(m),
+            HostError::Invalid(m) => Status::failed_precondition(m),
+            HostError::Internal(e) => Status::internal(format!("{e:#}")),
+        }
+    }
+}
+
+fn grant_pb(g: &Grant) -> pb::Grant {
+    pb::Grant {
+        id: ids::grant(g.id),
+        subject: g.subject.clone(),
+        reason: g.reason.clone(),
+        issued_at_unix_ns: g.issued_at_unix_ns,
+        expires_at_unix_ns: g.expires_at_unix_ns,
+        state: pb::GrantState::Active as i32,
+        issued_by: g.issued_by.clone(),
+        sessions: Vec::new(),
+    }
+}
+
+fn session_pb(s: &Session, g: Option<&Grant>) -> pb::Session {
+    pb::Session {
+        id: ids::session(s.id),
+        grant: ids::grant(s.grant),
+        subject: g.map(|g| g.subject.clone()).unwrap_or_default(),
+        root_pid: s.root_pid,
+        started_at_unix_ns: s.started_at_unix_ns,
+        expires_at_unix_ns: g.map_or(0, |g| g.expires_at_unix_ns),
+        state: pb::SessionState::Live as i32,
+        processes: Vec::new(),
+        cgroup: s.cgroup.display().to_string(),
+        command: s.command.clone(),
+        end_reason: String::new(),
+    }
+}
+
+fn report(kills: &[SessionKill]) -> pb::KillReport {
+    pb::KillReport {
+        sessions: kills
+            .iter()
+            .map(|k| pb::SessionKill {
+                session: k.session.clone(),
+                killed: k.outcome.killed,
+                elapsed_us: k.outcome.elapsed.as_micros() as u64,
+                survivors: k.outcome.survivors,
+            })
+            .collect(),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Agent for Api {
+    async fn issue_grant(&self, req: Request<pb::IssueGrantRequest>) -> Result<Response<pb::Grant>, Status> {
+        let caller = Caller::of(&req)?.require_root("issuing grants")?;
+        let r = req.into_inner();
+        let ttl = Duration::from_secs(r.ttl_seconds);
+        let g = self.host.issue_grant(&r.subject, ttl, &r.reason, &caller.describe()).await?;
+        Ok(Response::new(grant_pb(&g)))
+    }
+
+    async fn list_grants(
+        &self,
+        req: Request<pb::ListGrantsRequest>,
+    ) -> Result<Response<pb::ListGrantsResponse>, Status> {
+        Ok(Response::new(pb::ListGrantsResponse { grants: self.host.grants(req.into_inner().all) }))
+    }
+
+    async fn revoke_grant(&self, req: Request<pb::RevokeGrantRequest>) -> Result<Response<pb::KillReport>, Status> {
+        let caller = Caller::of(&req)?.require_root("revoking grants")?;
+        let r = req.into_inner();
+        let kills = self.host.revoke_grant(&r.grant, KillReason::Revoke, &caller.describe(), &r.reason).await?;
+        Ok(Response::new(report(&kills)))
+    }
+
+    async fn start_session(&self, req: Request<pb::StartSessionRequest>) -> Result<Response<pb::Session>, Status> {
+        let caller = Caller::of(&req)?;
+        if caller.pid == 0 {
+            return Err(Status::failed_precondition("cannot tell the calling process from the socket"));
+        }
+        let r = req.into_inner();
+        let s = self.host.start_session(&r.grant, &[caller.pid], r.command, "exec", (caller.uid, caller.pid)).await?;
+        let g = self.host.grants(true).into_iter().find(|g| g.id == ids::grant(s.grant));
+        let mut out = session_pb(&s, None);
+        if let Some(g) = g {
+            out.subject = g.subject;
+            out.expires_at_unix_ns = g.expires_at_unix_ns;
+        }
+        Ok(Response::new(out))
+    }
+
+    async fn attach(&self, req: Request<pb::AttachRequest>) -> Result<Response<pb::Session>, Status> {
+        let caller = Caller::of(&req)?.require_root("attaching a process to a grant")?;
+        let r = req.into_inner();
+        if r.pid == 0 || crate::procfs::stat(r.pid).is_none() {
+            return Err(Status::not_found(format!("no process {}", r.pid)));
+        }
+        let pids = Host::with_descendants(r.pid);
+        let command = fs::read(format!("/proc/{}/cmdline", r.pid))
+            .map(|b| b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+            .unwrap_or_default();
+        let s = self.host.start_session(&r.grant, &pids, command, "attach", (caller.uid, caller.pid)).await?;
+        Ok(Response::new(session_pb(&s, None)))
+    }
+
+    async fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        Ok(Response::new(pb::ListSessionsResponse { sessions: self.host.sessions(req.into_inner().all).await }))
+    }
+
+    async fn kill(&self, req: Request<pb::KillRequest>) -> Result<Response<pb::KillReport>, Status> {
+        let caller = Caller::of(&req)?.require_root("killing a session")?;
+        let r = req.into_inner();
+        let k = self.host.kill_session(&r.session, &caller.describe(), &r.reason).await?;
+        Ok(Response::new(report(&[k])))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let r = req.into_inner();
+        let some = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        let filter = Filter::new(some(r.session), some(r.grant), &r.kinds)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Subscribed before we answer, so the caller sees everything after this returns.
+        let sub = self.host.hub.subscribe(filter);
+        let stream = futures::stream::unfold(sub, |mut sub| async move { sub.next().await.map(|ev| (Ok(ev), sub)) });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::AgentStatus>, Status> {
+        let (sessions, grants) = self.host.counts();
+        let s = &self.host.stats;
+        Ok(Response::new(pb::AgentStatus {
+            version: env!("CARGO_PKG_VERSION").into(),
+            agent_id: self.host.envelope.agent_id.clone(),
+            boot_id: self.host.envelope.boot_id.clone(),
+            host: self.host.envelope.host.clone(),
+            events_total: s.events_total.load(Ordering::Relaxed),
+            events_lost_total: s.lost_total.load(Ordering::Relaxed),
+            sessions_live: sessions,
+            grants_active: grants,
+            features: self.features.clone(),
+        }))
+    }
+}
+
+/// Binds the API socket: creates its directory, refuses to steal a socket another
+/// agent is serving, and sets the mode (0600, or 0660 with `group`).
+pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("failed to create socket directory {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            bail!("another warrant-agent is already serving {}\n\nStop it first, or pass a different --socket.", path.display());
+        }
+        fs::remove_file(path).with_context(|| format!("failed to remove stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("failed to bind the API socket {}", path.display()))?;
+    let mode = if let Some(group) = group {
+        let gid = group_id(group)?;
+        std::os::unix::fs::chown(path, Some(0), Some(gid))
+            .with_context(|| format!("failed to give {} to group {group}", path.display()))?;
+        0o660
+    } else {
+        0o600
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("failed to set the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+fn group_id(name: &str) -> Result<u32> {
+    let text = fs::read_to_string("/etc/group").context("failed to read /etc/group")?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let (n, _, gid) = (f.next()?, f.next()?, f.next()?);
+            (n == name).then(|| gid.parse().ok()).flatten()
+        })
+        .next()
+        .ok_or_else(|| anyhow!("unknown group {name:?} in --socket-group"))
+}

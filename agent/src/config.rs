@@ -1,0 +1,205 @@
+//! Agent configuration: flags, an optional TOML file with the same keys, defaults.
+//!
+//! A flag beats the file, the file beats the default. The file is strict: an unknown
+//! key or a wrong type is an error naming the file, line and field, because a typo in
+//! a security tool's config must not silently fall back to a default.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde::Deserialize;
+use warrant_common::maps::DEFAULT_RING_BYTES;
+
+/// Default path of the optional config file.
+pub const DEFAULT_CONFIG: &str = "/etc/warrant/agent.toml";
+
+/// warrant-agent: tags grant sessions in the kernel, streams their activity, and
+/// kills them when the grant ends.
+#[derive(Debug, Parser, Default)]
+#[command(name = "warrant-agent", version)]
+pub struct Flags {
+    /// TOML config file with the same keys as these flags (default /etc/warrant/agent.toml, if present)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Unix socket of the local API
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Group allowed to use the socket (mode 0660); root only (0600) when unset
+    #[arg(long)]
+    pub socket_group: Option<String>,
+    /// bpffs directory where programs and maps stay pinned
+    #[arg(long)]
+    pub pin_dir: Option<PathBuf>,
+    /// Directory for the grant/session state and the audit log (audit.log)
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// cgroup v2 directory under which each session gets its own cgroup
+    #[arg(long)]
+    pub cgroup_root: Option<PathBuf>,
+    /// Size of the kernel ring buffer in bytes (a power of two, at least 4096)
+    #[arg(long)]
+    pub ring_buffer_bytes: Option<u32>,
+    /// Longest TTL a grant may have (e.g. 24h)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_ttl: Option<Duration>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter)
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Probe the kernel features warrant uses, print what works and what would be missing, and exit
+    #[arg(long)]
+    pub check: bool,
+    /// Remove every pinned program and map (stops in-kernel enforcement) and exit
+    #[arg(long)]
+    pub uninstall: bool,
+}
+
+/// The config file's keys (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct FileConfig {
+    socket: Option<PathBuf>,
+    socket_group: Option<String>,
+    pin_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    cgroup_root: Option<PathBuf>,
+    ring_buffer_bytes: Option<u32>,
+    max_ttl: Option<String>,
+    log_level: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub socket: PathBuf,
+    pub socket_group: Option<String>,
+    pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// `None`: `<cgroup2 mount>/warrant`, found at start.
+    pub cgroup_root: Option<PathBuf>,
+    pub ring_buffer_bytes: u32,
+    pub max_ttl: Duration,
+    pub log_level: String,
+}
+
+impl Config {
+    /// Merges flags, the config file (explicit, or the default path if it exists)
+    /// and defaults, and validates the result.
+    pub fn resolve(flags: &Flags) -> Result<Self> {
+        let file = match &flags.config {
+            Some(path) => load_file(path)?,
+            None if Path::new(DEFAULT_CONFIG).exists() => load_file(Path::new(DEFAULT_CONFIG))?,
+            None => FileConfig::default(),
+        };
+        let max_ttl = match (&flags.max_ttl, &file.max_ttl) {
+            (Some(d), _) => *d,
+            (None, Some(s)) => humantime::parse_duration(s)
+                .with_context(|| format!("invalid max_ttl {s:?} in the config file"))?,
+            (None, None) => Duration::from_secs(24 * 3600),
+        };
+        let config = Self {
+            socket: pick(&flags.socket, file.socket, "/run/warrant/agent.sock".into()),
+            socket_group: flags.socket_group.clone().or(file.socket_group),
+            pin_dir: pick(&flags.pin_dir, file.pin_dir, "/sys/fs/bpf/warrant".into()),
+            state_dir: pick(&flags.state_dir, file.state_dir, "/var/lib/warrant".into()),
+            cgroup_root: flags.cgroup_root.clone().or(file.cgroup_root),
+            ring_buffer_bytes: pick(&flags.ring_buffer_bytes, file.ring_buffer_bytes, DEFAULT_RING_BYTES),
+            max_ttl,
+            log_level: pick(&flags.log_level, file.log_level, "info".into()),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let r = self.ring_buffer_bytes;
+        if r < 4096 || !r.is_power_of_two() {
+            bail!("invalid ring_buffer_bytes {r}: must be a power of two, at least 4096");
+        }
+        if self.max_ttl < Duration::from_secs(1) {
+            bail!("invalid max_ttl {}: must be at least 1s", humantime::format_duration(self.max_ttl));
+        }
+        Ok(())
+    }
+
+    /// The audit log's path.
+    pub fn audit_log(&self) -> PathBuf {
+        self.state_dir.join("audit.log")
+    }
+
+    /// The grant/session state file's path.
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("state.json")
+    }
+}
+
+fn pick<T: Clone>(flag: &Option<T>, file: Option<T>, default: T) -> T {
+    flag.clone().or(file).unwrap_or(default)
+}
+
+fn load_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read config file {}", path.display()))?;
+    parse_file(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// Parses the TOML text; errors carry line, column and field from the toml crate.
+fn parse_file(text: &str) -> Result<FileConfig> {
+    toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        let c = Config::resolve(&Flags { config: Some("/dev/null".into()), ..Flags::default() }).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/run/warrant/agent.sock"));
+        assert_eq!(c.pin_dir, PathBuf::from("/sys/fs/bpf/warrant"));
+        assert_eq!(c.ring_buffer_bytes, DEFAULT_RING_BYTES);
+        assert_eq!(c.max_ttl, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn flag_beats_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("agent.toml");
+        std::fs::write(&f, "socket = \"/tmp/from-file.sock\"\nring_buffer_bytes = 65536\n").unwrap();
+        let c = Config::resolve(&Flags {
+            config: Some(f),
+            socket: Some("/tmp/from-flag.sock".into()),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/from-flag.sock"));
+        assert_eq!(c.ring_buffer_bytes, 65536);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_field() {
+        let err = parse_file("socket = \"/x\"\nring_bufer_bytes = 4096\n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("ring_bufer_bytes"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_line() {
+        let err = parse_file("ring_buffer_bytes = \"big\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn ring_size_must_be_a_power_of_two() {
+        let err = Config::resolve(&Flags {
+            config: Some("/dev/null".into()),
+            ring_buffer_bytes: Some(5000),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("power of two"), "{err}");
+    }
+}

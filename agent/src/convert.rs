@@ -1,0 +1,298 @@
+//! Kernel records (agent-common's `event.rs`) to proto `Event`s.
+//!
+//! The only place that knows both contracts. Pure functions: the record bytes and a
+//! clock offset in, an event out, so every field mapping is unit-tested.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use warrant_common::{
+    EventHeader, EventKind,
+    event::{ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RawPath},
+};
+use warrant_proto::v1::{self as pb, event::Event as Kind};
+
+use crate::ids;
+
+/// Why a record could not be decoded (counted, never silently dropped).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("record of kind {kind} has {len} bytes, expected {want}")]
+    Size { kind: u32, len: usize, want: usize },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+}
+
+/// Decodes one ring-buffer record. `boot_to_wall_ns` is `wall clock - boot clock`
+/// now, to place the kernel's boot-clock timestamp on the wall clock.
+pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeError> {
+    let header: EventHeader = read(record, 0)?;
+    let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
+    let body = match kind {
+        EventKind::Exec => {
+            let e: ExecEvent = read(record, header.kind)?;
+            let path = decode_path(&e.path);
+            let cwd = decode_path(&e.cwd);
+            Kind::Exec(pb::Exec {
+                path: path.0,
+                argv: decode_argv(&e.argv, e.argv_len),
+                cwd: cwd.0,
+                truncated: path.1 || cwd.1 || e.argv_flags & ARGV_TRUNCATED != 0,
+            })
+        }
+        EventKind::Exit => {
+            let e: ExitEvent = read(record, header.kind)?;
+            let signal = (e.exit_code & 0x7f) as i32;
+            let code = if signal == 0 { ((e.exit_code >> 8) & 0xff) as i32 } else { 0 };
+            Kind::Exit(pb::Exit { code, signal })
+        }
+        EventKind::FileOpen => {
+            let e: FileOpenEvent = read(record, header.kind)?;
+            let (path, truncated) = decode_path(&e.path);
+            Kind::FileOpen(pb::FileOpen {
+                path,
+                access: access(e.open_flags).into(),
+                flags: e.open_flags,
+                error: if e.ret < 0 { -e.ret } else { 0 },
+                unresolved: e.path.flags & PATH_RAW != 0,
+                truncated,
+            })
+        }
+        EventKind::Connect | EventKind::Bind | EventKind::Listen | EventKind::Accept => {
+            let e: NetEvent = read(record, header.kind)?;
+            let net = decode_net(&e);
+            match kind {
+                EventKind::Connect => Kind::Connect(net),
+                EventKind::Bind => Kind::Bind(net),
+                EventKind::Listen => Kind::Listen(net),
+                _ => Kind::Accept(net),
+            }
+        }
+    };
+    Ok(pb::Event {
+        event: Some(body),
+        time_unix_ns: (header.ktime_ns as i64).saturating_add(boot_to_wall_ns),
+        grant: ids::grant(header.grant_id),
+        session: ids::session(header.session_id),
+        pid: header.pid,
+        tid: header.tid,
+        ppid: header.ppid,
+        uid: header.uid,
+        euid: header.euid,
+        gid: header.gid,
+        comm: c_str(&header.comm),
+        cgroup_id: header.cgroup_id,
+        ..Default::default()
+    })
+}
+
+/// Reads a `T` from the start of `record`, checking the size. `kind` is 0 for the
+/// header itself.
+fn read<T: Copy>(record: &[u8], kind: u32) -> Result<T, DecodeError> {
+    let want = size_of::<T>();
+    if record.len() < want {
+        return Err(if kind == 0 {
+            DecodeError::Short(record.len())
+        } else {
+            DecodeError::Size { kind, len: record.len(), want }
+        });
+    }
+    // SAFETY: the length is checked; T is a repr(C) Copy type valid for any bytes.
+    Ok(unsafe { record.as_ptr().cast::<T>().read_unaligned() })
+}
+
+/// A kernel path to a string, plus whether it was cut short.
+pub fn decode_path(p: &RawPath) -> (String, bool) {
+    let len = (p.len as usize).min(p.data.len());
+    let data = &p.data[..len];
+    let truncated = p.flags & PATH_TRUNCATED != 0;
+    if p.flags & PATH_RAW != 0 {
+        return (c_str(data), truncated);
+    }
+    // Components come leaf first, each NUL-terminated.
+    let mut parts: Vec<String> = data
+        .split(|b| *b == 0)
+        .filter(|c| !c.is_empty())
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    parts.reverse();
+    let joined = parts.join("/");
+    let path = if truncated { format!(".../{joined}") } else { format!("/{joined}") };
+    (path, truncated)
+}
+
+fn decode_argv(argv: &[u8], len: u32) -> Vec<String> {
+    let len = (len as usize).min(argv.len());
+    let data = &argv[..len];
+    let data = data.strip_suffix(&[0]).unwrap_or(data);
+    if data.is_empty() {
+        return Vec::new();
+    }
+    data.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
+fn access(flags: u32) -> &'static str {
+    match flags & 3 {
+        0 => "read",
+        1 => "write",
+        _ => "read-write",
+    }
+}
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+fn decode_net(e: &NetEvent) -> pb::Net {
+    let addr = |a: &[u8; 16]| match e.family {
+        AF_INET => Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string(),
+        AF_INET6 => Ipv6Addr::from(*a).to_string(),
+        _ => String::new(),
+    };
+    pb::Net {
+        family: match e.family {
+            AF_INET => "inet",
+            AF_INET6 => "inet6",
+            _ => "other",
+        }
+        .into(),
+        protocol: match e.sock_type {
+            1 => "tcp",
+            2 => "udp",
+            3 => "raw",
+            0 => "",
+            _ => "other",
+        }
+        .into(),
+        local_addr: addr(&e.local_addr),
+        local_port: u32::from(e.local_port),
+        remote_addr: addr(&e.remote_addr),
+        remote_port: u32::from(e.remote_port),
+        error: if e.ret < 0 { -e.ret } else { 0 },
+    }
+}
+
+fn c_str(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use warrant_common::event::PATH_BUF;
+
+    use super::*;
+
+    fn raw_path(bytes: &[u8], flags: u32) -> RawPath {
+        let mut p = RawPath { len: bytes.len() as u32, flags, data: [0; PATH_BUF] };
+        p.data[..bytes.len()].copy_from_slice(bytes);
+        p
+    }
+
+    fn as_bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a repr(C) Copy value.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn header(kind: EventKind) -> EventHeader {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"bash");
+        EventHeader {
+            kind: kind as u32,
+            ktime_ns: 5_000,
+            session_id: 0xabc,
+            grant_id: 0xdef,
+            pid: 42,
+            tid: 43,
+            ppid: 41,
+            uid: 1000,
+            euid: 0,
+            gid: 1000,
+            comm,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn components_are_reversed_into_a_path() {
+        assert_eq!(decode_path(&raw_path(b"passwd\0etc\0", 0)), ("/etc/passwd".into(), false));
+        assert_eq!(decode_path(&raw_path(b"", 0)), ("/".into(), false));
+        assert_eq!(decode_path(&raw_path(b"c\0b\0", PATH_TRUNCATED)), (".../b/c".into(), true));
+        assert_eq!(decode_path(&raw_path(b"rel/x\0", PATH_RAW)), ("rel/x".into(), false));
+    }
+
+    #[test]
+    fn exit_code_and_signal() {
+        let mut e = ExitEvent { header: header(EventKind::Exit), exit_code: 3 << 8, _pad: 0 };
+        let ev = decode(&as_bytes(&e), 1_000).unwrap();
+        assert_eq!(ev.event, Some(Kind::Exit(pb::Exit { code: 3, signal: 0 })));
+        assert_eq!(ev.time_unix_ns, 6_000);
+        assert_eq!((ev.pid, ev.ppid, ev.comm.as_str()), (42, 41, "bash"));
+        assert_eq!(ev.session, ids::session(0xabc));
+        e.exit_code = 9;
+        let ev = decode(&as_bytes(&e), 0).unwrap();
+        assert_eq!(ev.event, Some(Kind::Exit(pb::Exit { code: 0, signal: 9 })));
+    }
+
+    #[test]
+    fn net_addresses_and_errors() {
+        let mut e = NetEvent {
+            header: header(EventKind::Connect),
+            family: AF_INET,
+            local_port: 40000,
+            remote_port: 5432,
+            sock_type: 1,
+            ret: -111,
+            ..Default::default()
+        };
+        e.remote_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        e.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let Some(Kind::Connect(n)) = decode(&as_bytes(&e), 0).unwrap().event else { panic!("not a connect") };
+        assert_eq!(n.remote_addr, "10.0.0.1");
+        assert_eq!(n.remote_port, 5432);
+        assert_eq!(n.local_addr, "127.0.0.1");
+        assert_eq!(n.protocol, "tcp");
+        assert_eq!(n.error, 111);
+        e.family = AF_INET6;
+        e.remote_addr = Ipv6Addr::LOCALHOST.octets();
+        let Some(Kind::Connect(n)) = decode(&as_bytes(&e), 0).unwrap().event else { panic!("not a connect") };
+        assert_eq!((n.family.as_str(), n.remote_addr.as_str()), ("inet6", "::1"));
+    }
+
+    #[test]
+    fn bad_records_are_errors_not_panics() {
+        assert_eq!(decode(&[1, 2, 3], 0), Err(DecodeError::Short(3)));
+        let mut h = header(EventKind::Exec);
+        assert!(matches!(decode(&as_bytes(&h), 0), Err(DecodeError::Size { kind: 1, .. })));
+        h.kind = 77;
+        assert_eq!(decode(&as_bytes(&h), 0), Err(DecodeError::UnknownKind(77)));
+    }
+
+    proptest! {
+        /// Whatever the kernel writes into argv, decoding never panics and never
+        /// invents arguments containing NUL.
+        #[test]
+        fn argv_decoding_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..600), len in 0u32..700) {
+            let mut buf = [0u8; 512];
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            for a in decode_argv(&buf, len) {
+                prop_assert!(!a.contains('\0'));
+            }
+        }
+
+        /// Paths made of components round-trip through the leaf-first encoding.
+        #[test]
+        fn paths_round_trip(parts in proptest::collection::vec("[a-z0-9._-]{1,20}", 0..12)) {
+            let mut enc = Vec::new();
+            for p in parts.iter().rev() {
+                enc.extend_from_slice(p.as_bytes());
+                enc.push(0);
+            }
+            let (path, truncated) = decode_path(&raw_path(&enc, 0));
+            prop_assert_eq!(path, format!("/{}", parts.join("/")));
+            prop_assert!(!truncated);
+        }
+    }
+}

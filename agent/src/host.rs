@@ -1,0 +1,687 @@
+//! The agent's model of this host: grants, sessions and the kernel maps that
+//! enforce them, and every action on them (issue, start, attach, kill, revoke,
+//! expire, reap).
+//!
+//! Order matters for safety. The kernel fails closed (an unknown slot kills), so
+//! state is written before tags: grant slot, then session slot, then the tags, then
+//! the cgroup move. Ending goes the other way: the map says "dead" first (the kernel
+//! kills from then on, agent or not), then `cgroup.kill` and the sweep.
+
+use std::{
+    collections::{HashMap, HashSet},
+    os::fd::AsFd,
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, anyhow};
+use tracing::{info, warn};
+use warrant_collector::EventHub;
+use warrant_common::{
+    GrantState, SessionState, TaskTag,
+    maps::{GRANT_SLOTS, SESSION_SLOTS, STATE_ACTIVE, STATE_EMPTY, STATE_EXPIRED, STATE_KILLED, STATE_REVOKED},
+};
+use warrant_proto::v1::{self as pb, event::Event as Kind};
+
+use crate::{
+    cgroup::SessionCgroup,
+    clock,
+    config::Config,
+    ids,
+    kill::{self, KillOutcome},
+    loader::{Kernel, TaskTags},
+    pipeline::{EventSink, Envelope, Stats, Subjects, agent_event},
+    procfs,
+    registry::{Grant, GrantError, GrantStatus, Registry, Session, SessionStatus},
+};
+
+/// Why a request failed; `api.rs` turns these into gRPC statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Why a session is being killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    Expiry,
+    Revoke,
+    Operator,
+}
+
+impl KillReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expiry => "expiry",
+            Self::Revoke => "revoke",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+/// A session's kill, for reports.
+#[derive(Debug, Clone)]
+pub struct SessionKill {
+    pub session: String,
+    pub outcome: KillOutcome,
+}
+
+struct Inner {
+    registry: Registry,
+    kernel: Kernel,
+}
+
+pub struct Host {
+    config: Config,
+    /// Directory holding one cgroup per session.
+    cgroup_root: PathBuf,
+    /// The cgroup v2 mount, to tell whether a process is still in its session cgroup.
+    cgroup_mount: PathBuf,
+    inner: Mutex<Inner>,
+    /// Task tags, usable without the lock (sweeps take a while).
+    tags: Arc<TaskTags>,
+    sink: EventSink,
+    pub hub: EventHub,
+    subjects: Subjects,
+    pub stats: Arc<Stats>,
+    pub envelope: Envelope,
+    /// Wakes the expiry task when the next expiry may have changed.
+    pub expiry_changed: tokio::sync::Notify,
+}
+
+impl Host {
+    #[expect(clippy::too_many_arguments, reason = "wired once, in main")]
+    pub fn new(
+        config: Config,
+        cgroup_mount: PathBuf,
+        cgroup_root: PathBuf,
+        registry: Registry,
+        kernel: Kernel,
+        sink: EventSink,
+        hub: EventHub,
+        subjects: Subjects,
+        stats: Arc<Stats>,
+        envelope: Envelope,
+    ) -> anyhow::Result<Self> {
+        let tags = Arc::new(kernel.task_tags()?);
+        {
+            let mut s = subjects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for g in registry.grants.values() {
+                s.insert(ids::grant(g.id), g.subject.clone());
+            }
+        }
+        Ok(Self {
+            config,
+            cgroup_root,
+            cgroup_mount,
+            inner: Mutex::new(Inner { registry, kernel }),
+            tags,
+            sink,
+            hub,
+            subjects,
+            stats,
+            envelope,
+            expiry_changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn save(&self, inner: &Inner) {
+        if let Err(e) = inner.registry.save(&self.config.state_file()) {
+            warn!("{e:#}");
+        }
+    }
+
+    /// Makes the kernel maps agree with the registry after a (re)start: known active
+    /// grants and live sessions are (re)written, every other slot is cleared, so a
+    /// task tagged by an unknown predecessor dies at its next hook (fail closed).
+    pub fn reconcile(&self) -> anyhow::Result<()> {
+        let mut inner = self.lock();
+        let Inner { registry, kernel } = &mut *inner;
+        let mut grant_slots = HashMap::new();
+        for g in registry.grants.values().filter(|g| g.status == GrantStatus::Active) {
+            grant_slots.insert(g.slot, grant_state(g, STATE_ACTIVE));
+        }
+        for slot in 0..GRANT_SLOTS {
+            let want = grant_slots.remove(&slot).unwrap_or_default();
+            if kernel.grants.get(&slot, 0).unwrap_or_default() != want {
+                kernel.grants.set(slot, want, 0).with_context(|| format!("failed to write GRANTS[{slot}]"))?;
+            }
+        }
+        let mut session_slots = HashMap::new();
+        for s in registry.live_sessions() {
+            session_slots.insert(s.slot, SessionState { state: STATE_ACTIVE, _pad: 0, session_id: s.id });
+        }
+        for slot in 0..SESSION_SLOTS {
+            let want = session_slots.remove(&slot).unwrap_or_default();
+            if kernel.sessions.get(&slot, 0).unwrap_or_default() != want {
+                kernel.sessions.set(slot, want, 0).with_context(|| format!("failed to write SESSIONS[{slot}]"))?;
+            }
+        }
+        let live = registry.live_sessions().count();
+        kernel.set_syscall_hook(live > 0)?;
+        info!(
+            grants = registry.grants.values().filter(|g| g.status == GrantStatus::Active).count(),
+            sessions = live,
+            "kernel maps reconciled with the state file"
+        );
+        Ok(())
+    }
+
+    /// Issues a grant (single-host mode: root on this host is the issuer).
+    pub async fn issue_grant(&self, subject: &str, ttl: Duration, reason: &str, by: &str) -> Result<Grant, HostError> {
+        let grant = {
+            let mut inner = self.lock();
+            let grant = inner.registry.issue(subject, ttl, reason, by, self.config.max_ttl)?;
+            if let Err(e) = inner.kernel.grants.set(grant.slot, grant_state(&grant, STATE_ACTIVE), 0) {
+                inner.registry.grants.remove(&grant.id);
+                return Err(anyhow!("failed to write the grant into the kernel map: {e}").into());
+            }
+            self.save(&inner);
+            grant
+        };
+        self.subjects
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(ids::grant(grant.id), grant.subject.clone());
+        self.expiry_changed.notify_one();
+        info!(grant = %ids::grant(grant.id), subject = %grant.subject, ttl = ?ttl, "grant issued");
+        self.emit(grant_event(&grant, "issued", reason, by)).await;
+        Ok(grant)
+    }
+
+    /// Starts a session rooted at `pids[0]`: tags every thread of every pid, moves
+    /// them into a fresh cgroup. `pids` is the process and, for attach, its
+    /// descendants.
+    pub async fn start_session(
+        &self,
+        grant_id: &str,
+        pids: &[u32],
+        command: Vec<String>,
+        how: &str,
+        caller: (u32, u32),
+    ) -> Result<Session, HostError> {
+        let root = *pids.first().ok_or_else(|| HostError::Invalid("no process to attach".into()))?;
+        let session = {
+            let mut inner = self.lock();
+            let grant = inner.registry.usable_grant(grant_id)?.clone();
+            let slot = inner.registry.free_session_slot()?;
+            let id = ids::fresh();
+            let cgroup = SessionCgroup::create(&self.cgroup_root, &ids::session(id))?;
+            inner
+                .kernel
+                .sessions
+                .set(slot, SessionState { state: STATE_ACTIVE, _pad: 0, session_id: id }, 0)
+                .context("failed to write the session into the kernel map")?;
+            let tag = TaskTag { session_id: id, grant_id: grant.id, session_slot: slot, grant_slot: grant.slot };
+            // The syscall hook goes on before the first tag, so nothing is missed.
+            inner.kernel.set_syscall_hook(true)?;
+            if let Err(e) = tag_processes(&self.tags, pids, &tag) {
+                // Untagged or half-tagged: mark the slot dead so whatever was tagged dies.
+                let _ = inner.kernel.sessions.set(slot, SessionState::default(), 0);
+                let _ = cgroup.remove();
+                let live = inner.registry.live_sessions().count();
+                let _ = inner.kernel.set_syscall_hook(live > 0);
+                return Err(e);
+            }
+            for pid in pids {
+                if let Err(e) = cgroup.add(*pid) {
+                    // The tag is the identity; the cgroup is the fast path.
+                    warn!("{e:#}");
+                }
+            }
+            let session = Session {
+                id,
+                slot,
+                grant: grant.id,
+                root_pid: root,
+                cgroup: cgroup.path.clone(),
+                command: command.clone(),
+                how: how.to_owned(),
+                caller_uid: caller.0,
+                started_at_unix_ns: clock::wall_ns(),
+                status: SessionStatus::Live,
+                ended_at_unix_ns: 0,
+                end_reason: String::new(),
+            };
+            inner.registry.sessions.insert(id, session.clone());
+            self.save(&inner);
+            session
+        };
+        info!(session = %ids::session(session.id), grant = grant_id, root, how, "session started");
+        let mut ev = agent_event(Kind::SessionStart(pb::SessionStart {
+            command,
+            root_pid: root,
+            cgroup: session.cgroup.display().to_string(),
+            how: how.into(),
+            caller_uid: caller.0,
+            caller_pid: caller.1,
+        }));
+        self.envelope_for(&mut ev, &session);
+        self.emit(ev).await;
+        Ok(session)
+    }
+
+    /// Kills one session's tree (an operator's kill switch).
+    pub async fn kill_session(&self, session_id: &str, by: &str, note: &str) -> Result<SessionKill, HostError> {
+        let started = Instant::now();
+        let session = {
+            let mut inner = self.lock();
+            let id = ids::parse_session(session_id)
+                .filter(|id| inner.registry.sessions.contains_key(id))
+                .ok_or_else(|| HostError::NotFound(format!("unknown session {}", session_id.trim())))?;
+            let s = inner.registry.sessions[&id].clone();
+            if s.status != SessionStatus::Live {
+                return Err(HostError::Invalid(format!(
+                    "session {} already ended ({})",
+                    ids::session(id),
+                    s.end_reason
+                )));
+            }
+            inner
+                .kernel
+                .sessions
+                .set(s.slot, SessionState { state: STATE_KILLED, _pad: 0, session_id: s.id }, 0)
+                .context("failed to mark the session dead in the kernel map")?;
+            s
+        };
+        Ok(self.finish_kill(session, KillReason::Operator, by, note, started).await)
+    }
+
+    /// Revokes a grant and kills all its sessions. `reason` is `Revoke` for
+    /// `warrant revoke`, `Operator` for `warrant kill --grant`.
+    pub async fn revoke_grant(
+        &self,
+        grant_id: &str,
+        reason: KillReason,
+        by: &str,
+        note: &str,
+    ) -> Result<Vec<SessionKill>, HostError> {
+        let started = Instant::now();
+        let (grant, sessions) = {
+            let mut inner = self.lock();
+            let g = inner.registry.grant(grant_id)?.clone();
+            if g.status != GrantStatus::Active {
+                return Err(HostError::Invalid(format!(
+                    "grant {} is already {}",
+                    ids::grant(g.id),
+                    if g.status == GrantStatus::Expired { "expired" } else { "revoked" }
+                )));
+            }
+            inner
+                .kernel
+                .grants
+                .set(g.slot, grant_state(&g, STATE_REVOKED), 0)
+                .context("failed to mark the grant dead in the kernel map")?;
+            let gm = inner.registry.grants.get_mut(&g.id).ok_or_else(|| anyhow!("grant vanished"))?;
+            gm.status = GrantStatus::Revoked;
+            gm.ended_at_unix_ns = clock::wall_ns();
+            gm.end_reason = note.to_owned();
+            let sessions: Vec<Session> = inner.registry.live_sessions().filter(|s| s.grant == g.id).cloned().collect();
+            self.save(&inner);
+            (g, sessions)
+        };
+        self.expiry_changed.notify_one();
+        self.emit(grant_event(&grant, "revoked", note, by)).await;
+        Ok(self.kill_all(sessions, reason, by, note, started).await)
+    }
+
+    /// Expires every grant whose time is up and kills its sessions.
+    pub async fn expire_due(&self) {
+        let started = Instant::now();
+        let due: Vec<(Grant, Vec<Session>)> = {
+            let mut inner = self.lock();
+            let ids = inner.registry.due_grants(clock::boot_ns());
+            let mut out = Vec::new();
+            for id in ids {
+                let Some(g) = inner.registry.grants.get_mut(&id) else { continue };
+                g.status = GrantStatus::Expired;
+                g.ended_at_unix_ns = clock::wall_ns();
+                g.end_reason = "expired".into();
+                let g = g.clone();
+                // The kernel already kills on its own clock; this makes it explicit.
+                if let Err(e) = inner.kernel.grants.set(g.slot, grant_state(&g, STATE_EXPIRED), 0) {
+                    warn!("failed to mark grant {} expired in the kernel map: {e}", ids::grant(g.id));
+                }
+                let sessions = inner.registry.live_sessions().filter(|s| s.grant == g.id).cloned().collect();
+                out.push((g, sessions));
+            }
+            if !out.is_empty() {
+                self.save(&inner);
+            }
+            out
+        };
+        for (grant, sessions) in due {
+            info!(grant = %ids::grant(grant.id), sessions = sessions.len(), "grant expired");
+            self.emit(grant_event(&grant, "expired", "", "expiry timer")).await;
+            self.kill_all(sessions, KillReason::Expiry, "expiry timer", "", started).await;
+        }
+    }
+
+    /// How long until the next grant expires (`None`: no active grant).
+    pub fn next_expiry_in(&self) -> Option<Duration> {
+        let next = self.lock().registry.next_expiry()?;
+        Some(Duration::from_nanos(next.saturating_sub(clock::boot_ns())))
+    }
+
+    async fn kill_all(
+        &self,
+        sessions: Vec<Session>,
+        reason: KillReason,
+        by: &str,
+        note: &str,
+        started: Instant,
+    ) -> Vec<SessionKill> {
+        let kills = sessions.into_iter().map(|s| self.finish_kill(s, reason, by, note, started));
+        futures::future::join_all(kills).await
+    }
+
+    /// The part of a kill after the map says "dead": cgroup.kill, sweep, record.
+    async fn finish_kill(
+        &self,
+        session: Session,
+        reason: KillReason,
+        by: &str,
+        note: &str,
+        started: Instant,
+    ) -> SessionKill {
+        let tags = Arc::clone(&self.tags);
+        let cgroup = SessionCgroup { path: session.cgroup.clone() };
+        let id = session.id;
+        let outcome = tokio::task::spawn_blocking(move || kill::kill_tree(Some(&cgroup), &tags, id, started))
+            .await
+            .unwrap_or_else(|e| {
+                warn!("kill of session {} panicked: {e}", ids::session(id));
+                KillOutcome { survivors: 1, ..KillOutcome::default() }
+            });
+        info!(
+            session = %ids::session(id),
+            reason = reason.as_str(),
+            killed = outcome.killed,
+            elapsed_us = outcome.elapsed.as_micros() as u64,
+            survivors = outcome.survivors,
+            "session killed"
+        );
+        let mut ev = agent_event(Kind::Kill(pb::Kill {
+            reason: reason.as_str().into(),
+            by: by.into(),
+            killed: outcome.killed,
+            elapsed_us: outcome.elapsed.as_micros() as u64,
+            survivors: outcome.survivors,
+            note: note.into(),
+        }));
+        self.envelope_for(&mut ev, &session);
+        self.emit(ev).await;
+        self.end_session(&session, SessionStatus::Killed, &format!("killed: {}", reason.as_str())).await;
+        SessionKill { session: ids::session(id), outcome }
+    }
+
+    /// Marks a session over, frees its slot and cgroup, and records why.
+    async fn end_session(&self, session: &Session, status: SessionStatus, reason: &str) {
+        {
+            let mut inner = self.lock();
+            let Some(s) = inner.registry.sessions.get_mut(&session.id) else { return };
+            if s.status != SessionStatus::Live {
+                return;
+            }
+            s.status = status;
+            s.ended_at_unix_ns = clock::wall_ns();
+            s.end_reason = reason.to_owned();
+            // A dead slot: any straggler we did not see dies at its next hook.
+            let _ = inner.kernel.sessions.set(session.slot, SessionState::default(), 0);
+            let live = inner.registry.live_sessions().count();
+            if let Err(e) = inner.kernel.set_syscall_hook(live > 0) {
+                warn!("{e:#}");
+            }
+            self.save(&inner);
+        }
+        if let Err(e) = (SessionCgroup { path: session.cgroup.clone() }).remove() {
+            warn!("failed to remove cgroup {}: {e}", session.cgroup.display());
+        }
+        let mut ev = agent_event(Kind::SessionEnd(pb::SessionEnd { reason: reason.into() }));
+        self.envelope_for(&mut ev, session);
+        self.emit(ev).await;
+    }
+
+    /// Ends sessions whose processes have all exited.
+    pub async fn reap(&self) {
+        let candidates: Vec<Session> = {
+            let inner = self.lock();
+            inner
+                .registry
+                .live_sessions()
+                .filter(|s| !(SessionCgroup { path: s.cgroup.clone() }).populated())
+                .cloned()
+                .collect()
+        };
+        if candidates.is_empty() {
+            return;
+        }
+        // The cgroup is empty; a process that left it would still be tagged.
+        let tags = Arc::clone(&self.tags);
+        let census = tokio::task::spawn_blocking(move || census(&tags)).await.unwrap_or_default();
+        for s in candidates {
+            if !census.contains_key(&s.id) {
+                info!(session = %ids::session(s.id), "session ended: all processes exited");
+                self.end_session(&s, SessionStatus::Ended, "exited").await;
+            }
+        }
+    }
+
+    /// Grants for `warrant grants`.
+    pub fn grants(&self, all: bool) -> Vec<pb::Grant> {
+        let inner = self.lock();
+        let mut sessions: HashMap<u64, Vec<String>> = HashMap::new();
+        for s in inner.registry.sessions.values().filter(|s| all || s.status == SessionStatus::Live) {
+            sessions.entry(s.grant).or_default().push(ids::session(s.id));
+        }
+        let now = clock::boot_ns();
+        inner
+            .registry
+            .grants
+            .values()
+            .filter(|g| all || (g.status == GrantStatus::Active && now < g.expires_at_boot_ns))
+            .map(|g| pb::Grant {
+                id: ids::grant(g.id),
+                subject: g.subject.clone(),
+                reason: g.reason.clone(),
+                issued_at_unix_ns: g.issued_at_unix_ns,
+                expires_at_unix_ns: g.expires_at_unix_ns,
+                state: match g.status {
+                    GrantStatus::Active if now >= g.expires_at_boot_ns => pb::GrantState::Expired,
+                    GrantStatus::Active => pb::GrantState::Active,
+                    GrantStatus::Expired => pb::GrantState::Expired,
+                    GrantStatus::Revoked => pb::GrantState::Revoked,
+                } as i32,
+                issued_by: g.issued_by.clone(),
+                sessions: sessions.remove(&g.id).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Sessions for `warrant sessions`, with the processes of live ones.
+    pub async fn sessions(&self, all: bool) -> Vec<pb::Session> {
+        let tags = Arc::clone(&self.tags);
+        let census = tokio::task::spawn_blocking(move || census(&tags)).await.unwrap_or_default();
+        let inner = self.lock();
+        inner
+            .registry
+            .sessions
+            .values()
+            .filter(|s| all || s.status == SessionStatus::Live)
+            .map(|s| {
+                let grant = inner.registry.grants.get(&s.grant);
+                let processes = if s.status == SessionStatus::Live {
+                    self.processes(s, census.get(&s.id).map(Vec::as_slice).unwrap_or_default())
+                } else {
+                    Vec::new()
+                };
+                pb::Session {
+                    id: ids::session(s.id),
+                    grant: ids::grant(s.grant),
+                    subject: grant.map(|g| g.subject.clone()).unwrap_or_default(),
+                    root_pid: s.root_pid,
+                    started_at_unix_ns: s.started_at_unix_ns,
+                    expires_at_unix_ns: grant.map_or(0, |g| g.expires_at_unix_ns),
+                    state: match s.status {
+                        SessionStatus::Live => pb::SessionState::Live,
+                        SessionStatus::Ended => pb::SessionState::Ended,
+                        SessionStatus::Killed => pb::SessionState::Killed,
+                    } as i32,
+                    processes,
+                    cgroup: s.cgroup.display().to_string(),
+                    command: s.command.clone(),
+                    end_reason: s.end_reason.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn processes(&self, s: &Session, tagged: &[u32]) -> Vec<pb::Process> {
+        let in_cgroup: HashSet<u32> = (SessionCgroup { path: s.cgroup.clone() }).procs().into_iter().collect();
+        let mut pids: Vec<u32> = in_cgroup.iter().copied().chain(tagged.iter().copied()).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids.into_iter()
+            .filter_map(|pid| {
+                let st = procfs::stat(pid).filter(|st| !st.is_zombie())?;
+                let in_cg = in_cgroup.contains(&pid)
+                    || crate::cgroup::cgroup_of(pid, &self.cgroup_mount).is_some_and(|c| c == s.cgroup);
+                Some(pb::Process { pid, ppid: st.ppid, comm: st.comm, in_cgroup: in_cg })
+            })
+            .collect()
+    }
+
+    /// Live session and active grant counts, for status.
+    pub fn counts(&self) -> (u32, u32) {
+        let inner = self.lock();
+        let now = clock::boot_ns();
+        (
+            inner.registry.live_sessions().count() as u32,
+            inner
+                .registry
+                .grants
+                .values()
+                .filter(|g| g.status == GrantStatus::Active && now < g.expires_at_boot_ns)
+                .count() as u32,
+        )
+    }
+
+    /// The kernel's lost-record total, summed over CPUs.
+    pub fn kernel_lost(&self) -> Option<u64> {
+        let inner = self.lock();
+        let values = inner.kernel.lost.get(&0, 0).ok()?;
+        Some(values.iter().sum())
+    }
+
+    /// What earlier agents already reported of the kernel's lost total.
+    pub fn lost_reported(&self) -> u64 {
+        self.lock().registry.lost_reported
+    }
+
+    /// Records that the kernel's lost total up to `n` has been reported.
+    pub fn remember_lost(&self, n: u64) {
+        let mut inner = self.lock();
+        inner.registry.lost_reported = n;
+        self.save(&inner);
+    }
+
+    fn envelope_for(&self, ev: &mut pb::Event, s: &Session) {
+        ev.session = ids::session(s.id);
+        ev.grant = ids::grant(s.grant);
+        ev.pid = s.root_pid;
+        ev.uid = s.caller_uid;
+    }
+
+    async fn emit(&self, ev: pb::Event) {
+        self.sink.send(ev).await;
+    }
+
+    /// The pids to attach for `pid`: itself and every descendant.
+    pub fn with_descendants(pid: u32) -> Vec<u32> {
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for p in procfs::all_pids() {
+            if let Some(st) = procfs::stat(p) {
+                children.entry(st.ppid).or_default().push(p);
+            }
+        }
+        let mut out = vec![pid];
+        let mut i = 0;
+        while i < out.len() {
+            if let Some(kids) = children.get(&out[i]) {
+                out.extend(kids.iter().copied().filter(|k| *k != pid));
+            }
+            i += 1;
+        }
+        out
+    }
+}
+
+fn grant_state(g: &Grant, state: u32) -> GrantState {
+    GrantState { expires_at_ns: g.expires_at_boot_ns, state, _pad: 0, grant_id: g.id }
+}
+
+fn grant_event(g: &Grant, change: &str, reason: &str, by: &str) -> pb::Event {
+    let mut ev = agent_event(Kind::GrantChange(pb::GrantChange {
+        change: change.into(),
+        reason: reason.into(),
+        expires_at_unix_ns: g.expires_at_unix_ns,
+        by: by.into(),
+    }));
+    ev.grant = ids::grant(g.id);
+    ev.subject.clone_from(&g.subject);
+    ev
+}
+
+/// Tags every thread of every process. Two passes: a thread created by a thread we
+/// had not tagged yet, between our listing and our tagging, is caught by the second.
+fn tag_processes(tags: &TaskTags, pids: &[u32], tag: &TaskTag) -> Result<(), HostError> {
+    for _pass in 0..2 {
+        for pid in pids {
+            let threads = procfs::threads(*pid);
+            if threads.is_empty() {
+                return Err(HostError::NotFound(format!("no process {pid}")));
+            }
+            for tid in threads {
+                let fd = match procfs::thread_pidfd(tid) {
+                    Ok(fd) => fd,
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue, // thread exited
+                    Err(e) => return Err(anyhow!("failed to open a pidfd for thread {tid} of pid {pid}: {e}").into()),
+                };
+                tags.set(fd.as_fd(), tag)
+                    .map_err(|e| anyhow!("failed to tag thread {tid} of pid {pid} in the kernel: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every live tagged process on the host, by session.
+fn census(tags: &TaskTags) -> HashMap<u64, Vec<u32>> {
+    let mut out: HashMap<u64, Vec<u32>> = HashMap::new();
+    for pid in procfs::all_pids() {
+        let Ok(fd) = procfs::pidfd(pid) else { continue };
+        if let Ok(Some(tag)) = tags.get(fd.as_fd())
+            && procfs::stat(pid).is_some_and(|s| !s.is_zombie())
+        {
+            out.entry(tag.session_id).or_default().push(pid);
+        }
+    }
+    out
+}
+
+// Keep the unused-constant lint honest: these states are written by name above.
+const _: [u32; 2] = [STATE_EMPTY, STATE_KILLED];

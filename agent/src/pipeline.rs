@@ -1,0 +1,195 @@
+//! From the kernel (and the agent itself) to the audit log and live watchers.
+//!
+//! ```text
+//! ring buffer ──read_ring──┐
+//! lost counter ─poll_lost──┼──► EventSink (bounded mpsc) ──► writer thread:
+//! host actions (kill, …) ──┘        seq + envelope + subject, AuditLog::append (one
+//!                                   write + fdatasync per batch), EventHub::publish
+//! ```
+//!
+//! One writer assigns sequence numbers, so the log has one total order. The sink is
+//! bounded: if the writer falls behind, the ring reader waits, the ring buffer fills,
+//! and the kernel counts what it could not reserve; that count comes back as an
+//! `events_lost` event. Nothing is dropped without being counted.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::mpsc,
+};
+use tracing::{error, warn};
+use warrant_collector::{AuditLog, EventHub};
+use warrant_proto::v1::{self as pb, event::Event as Kind};
+
+use crate::{clock, convert};
+
+/// Events waiting for the writer; beyond this the ring reader waits.
+const SINK_CAPACITY: usize = 65_536;
+/// Most events per log append (one fdatasync each).
+const MAX_BATCH: usize = 4096;
+
+/// Counters shown by `warrant status` and used for `events_lost`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub events_total: AtomicU64,
+    pub lost_total: AtomicU64,
+    /// Records that reached user space but could not be decoded (a contract bug).
+    pub malformed_total: AtomicU64,
+    pub log_errors: AtomicU64,
+}
+
+/// Who this agent is, stamped on every event.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub agent_id: String,
+    pub boot_id: String,
+    pub host: String,
+}
+
+/// Grant id (as printed) to subject, for enriching kernel events.
+pub type Subjects = Arc<RwLock<HashMap<String, String>>>;
+
+/// Where events go; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    tx: mpsc::Sender<pb::Event>,
+}
+
+impl EventSink {
+    pub fn new() -> (Self, mpsc::Receiver<pb::Event>) {
+        let (tx, rx) = mpsc::channel(SINK_CAPACITY);
+        (Self { tx }, rx)
+    }
+
+    /// Queues an event; waits when the writer is behind.
+    pub async fn send(&self, ev: pb::Event) {
+        if self.tx.send(ev).await.is_err() {
+            error!("event writer has stopped; event not recorded");
+        }
+    }
+}
+
+/// An event made by the agent (not the kernel), stamped now.
+pub fn agent_event(kind: Kind) -> pb::Event {
+    pb::Event { event: Some(kind), time_unix_ns: clock::wall_ns(), ..Default::default() }
+}
+
+/// Runs the writer on its own thread until every sink is dropped; returns when the
+/// last batch is on disk.
+pub fn spawn_writer(
+    mut rx: mpsc::Receiver<pb::Event>,
+    mut log: AuditLog,
+    hub: EventHub,
+    envelope: Envelope,
+    subjects: Subjects,
+    stats: Arc<Stats>,
+) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("event-writer".into())
+        .spawn(move || {
+            let mut seq: u64 = 0;
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(ev) => batch.push(ev),
+                        Err(_) => break,
+                    }
+                }
+                {
+                    let subjects = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for ev in &mut batch {
+                        seq += 1;
+                        ev.seq = seq;
+                        ev.agent_id.clone_from(&envelope.agent_id);
+                        ev.boot_id.clone_from(&envelope.boot_id);
+                        ev.host.clone_from(&envelope.host);
+                        if ev.subject.is_empty()
+                            && let Some(s) = subjects.get(&ev.grant)
+                        {
+                            ev.subject.clone_from(s);
+                        }
+                    }
+                }
+                if let Err(e) = log.append(&batch) {
+                    stats.log_errors.fetch_add(1, Ordering::Relaxed);
+                    error!("failed to append {} events to the audit log {}: {e}", batch.len(), log.path().display());
+                }
+                stats.events_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for ev in batch.drain(..) {
+                    hub.publish(Arc::new(ev));
+                }
+            }
+        })
+        .context("failed to start the event writer thread")
+}
+
+/// Reads kernel records as they arrive and queues them as events.
+pub async fn read_ring(ring: RingBuf<MapData>, sink: EventSink, stats: Arc<Stats>) -> Result<()> {
+    // SAFETY: the ring buffer owns its descriptor and is moved into the AsyncFd, so
+    // the descriptor stays open (and is the same file) for as long as it is registered.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("failed to poll the ring buffer: {e}"))?;
+    let mut batch = Vec::new();
+    loop {
+        let mut guard = fd.readable_mut().await.context("failed to wait on the ring buffer")?;
+        let ring = guard.get_inner_mut();
+        let offset = clock::boot_to_wall_ns();
+        while let Some(record) = ring.next() {
+            match convert::decode(&record, offset) {
+                Ok(ev) => batch.push(ev),
+                Err(e) => {
+                    stats.malformed_total.fetch_add(1, Ordering::Relaxed);
+                    stats.lost_total.fetch_add(1, Ordering::Relaxed);
+                    warn!("dropping an undecodable kernel record: {e}");
+                }
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+        }
+        if batch.len() < MAX_BATCH {
+            guard.clear_ready();
+        }
+        for ev in batch.drain(..) {
+            sink.send(ev).await;
+        }
+    }
+}
+
+/// Turns growth of the kernel's lost-record counter into `events_lost` events.
+/// `read_lost` returns the kernel's running total (it survives agent restarts in
+/// the pinned map); `reported` is how much of it earlier agents already reported,
+/// so losses while no agent ran are reported too; `remember` persists the new mark.
+pub async fn poll_lost(
+    read_lost: impl Fn() -> Option<u64>,
+    mut reported: u64,
+    remember: impl Fn(u64),
+    sink: EventSink,
+    stats: Arc<Stats>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let Some(now) = read_lost() else { continue };
+        if now > reported {
+            let count = now - reported;
+            reported = now;
+            remember(now);
+            let total = stats.lost_total.fetch_add(count, Ordering::Relaxed) + count;
+            warn!("the kernel could not record {count} events (ring buffer full); {total} since start");
+            sink.send(agent_event(Kind::EventsLost(pb::EventsLost { count, total }))).await;
+        }
+    }
+}
