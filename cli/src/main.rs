@@ -1,1 +1,243 @@
-fn main() {}
+//! `warrant`: the command line for on-call and security teams.
+//!
+//! It talks only to the agent's gRPC API (`warrant.v1.Agent`) on a unix socket.
+//! This file is the flag tree and the exit-status policy; each command family
+//! lives in its own module:
+//!
+//! - `client`: connecting, one wrapper per RPC, error messages with hints.
+//! - `grant`: `grant issue`, `grants`.
+//! - `exec`: `exec` (run a command as a new session), `attach`.
+//! - `sessions`, `watch`, `kill` (`kill`, `revoke`), `status`.
+//! - `output`: tables, durations, clock times, colors, escaping.
+//!
+//! Exit status: 0 on success (and when stdout is closed early, `warrant watch | head`);
+//! 2 for any error; 1 when a kill left survivors; 126/127 from `exec` like a shell.
+
+mod client;
+mod exec;
+mod grant;
+mod kill;
+mod output;
+mod sessions;
+mod status;
+mod watch;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+use crate::client::Fail;
+
+/// Temporary production access, watched and revocable: issue grants, run
+/// commands under them, watch what they do, and kill them.
+#[derive(Debug, Parser)]
+#[command(name = "warrant", version, max_term_width = 100)]
+struct Cli {
+    /// The agent's unix socket.
+    #[arg(long, global = true, value_name = "PATH", env = "WARRANT_SOCKET", default_value = client::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Issue grants.
+    #[command(subcommand)]
+    Grant(grant::GrantCommand),
+    /// List grants: who, how long is left, how many sessions.
+    Grants(grant::ListArgs),
+    /// Run a command as a new session under a grant (replaces this process).
+    Exec(exec::ExecArgs),
+    /// Make an existing process (and its future children) a session under a grant.
+    Attach(exec::AttachArgs),
+    /// List sessions and their processes.
+    Sessions(sessions::SessionsArgs),
+    /// Stream what sessions do, live.
+    Watch(watch::WatchArgs),
+    /// Kill a session's process tree, or every session of a grant.
+    Kill(kill::KillArgs),
+    /// Revoke a grant and kill every session under it.
+    Revoke(kill::RevokeArgs),
+    /// Show the agent's health, counters and kernel features.
+    Status(status::StatusArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        // exec manages its own single-threaded runtime, which it drops before exec.
+        Command::Exec(args) => exec::run(&cli.socket, args),
+        command => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+            .and_then(|rt| rt.block_on(dispatch(&cli.socket, command))),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => report(&err),
+    }
+}
+
+async fn dispatch(socket: &Path, command: &Command) -> Result<u8> {
+    let mut out = io::stdout().lock();
+    let out = &mut out;
+    match command {
+        Command::Grant(grant::GrantCommand::Issue(args)) => grant::issue(socket, args, out).await,
+        Command::Grant(grant::GrantCommand::List(args)) | Command::Grants(args) => {
+            grant::list(socket, args, out).await
+        }
+        Command::Exec(args) => exec::run(socket, args),
+        Command::Attach(args) => exec::attach(socket, args, out).await,
+        Command::Sessions(args) => sessions::run(socket, args, out).await,
+        Command::Watch(args) => watch::run(socket, args, out).await,
+        Command::Kill(args) => kill::kill(socket, args, out).await,
+        Command::Revoke(args) => kill::revoke(socket, args, out).await,
+        Command::Status(args) => status::run(socket, args, out).await,
+    }
+}
+
+/// Prints `warrant: <error>` and picks the exit status. A closed stdout (the
+/// reader went away) is not an error.
+fn report(err: &anyhow::Error) -> ExitCode {
+    let broken_pipe = err
+        .chain()
+        .any(|e| e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe));
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    let code = err.chain().find_map(|e| e.downcast_ref::<Fail>()).map_or(2, |f| f.code);
+    let _ = writeln!(io::stderr(), "warrant: {err:#}");
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("warrant").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn socket_flag_is_global_with_default() {
+        // The env var may be set by whoever runs the tests.
+        let cli = parse(&["status", "--socket", "/tmp/a.sock"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/tmp/a.sock"));
+        let cli = parse(&["--socket", "/tmp/b.sock", "grants"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/tmp/b.sock"));
+        if std::env::var_os("WARRANT_SOCKET").is_none() {
+            assert_eq!(parse(&["status"]).unwrap().socket, PathBuf::from("/run/warrant/agent.sock"));
+        }
+    }
+
+    #[test]
+    fn grant_issue() {
+        let cli = parse(&["grant", "issue", "--subject", "alice", "--ttl", "2m", "--reason", "INC-42"]).unwrap();
+        let Command::Grant(grant::GrantCommand::Issue(a)) = cli.command else { panic!("{cli:?}") };
+        assert_eq!((a.subject.as_str(), a.ttl.as_str(), a.reason.as_str()), ("alice", "2m", "INC-42"));
+        let a = parse(&["grant", "issue", "--subject", "bob", "--ttl", "90s"]).unwrap();
+        assert!(matches!(a.command, Command::Grant(grant::GrantCommand::Issue(ref a)) if a.reason.is_empty()));
+        assert!(parse(&["grant", "issue", "--ttl", "2m"]).is_err(), "--subject is required");
+        assert!(parse(&["grant", "issue", "--subject", "x"]).is_err(), "--ttl is required");
+    }
+
+    #[test]
+    fn grants() {
+        let Command::Grants(a) = parse(&["grants", "--all", "--json"]).unwrap().command else { panic!() };
+        assert!(a.all && a.json);
+        let Command::Grant(grant::GrantCommand::List(a)) = parse(&["grant", "list"]).unwrap().command else {
+            panic!()
+        };
+        assert!(!a.all && !a.json);
+    }
+
+    #[test]
+    fn exec_takes_the_rest_as_the_command() {
+        let Command::Exec(a) = parse(&["exec", "--grant", "g-1", "--", "bash", "-c", "id"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(a.grant, "g-1");
+        assert_eq!(a.command, ["bash", "-c", "id"]);
+        let Command::Exec(a) = parse(&["exec", "--grant", "g-1", "ls", "-la", "--color"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(a.command, ["ls", "-la", "--color"]);
+        assert!(parse(&["exec", "--grant", "g-1"]).is_err(), "a command is required");
+        assert!(parse(&["exec", "bash"]).is_err(), "--grant is required");
+    }
+
+    #[test]
+    fn attach() {
+        let Command::Attach(a) = parse(&["attach", "--grant", "g-1", "--pid", "42"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!((a.grant.as_str(), a.pid), ("g-1", 42));
+        assert!(parse(&["attach", "--grant", "g-1", "--pid", "0"]).is_err());
+        assert!(parse(&["attach", "--grant", "g-1", "--pid", "x"]).is_err());
+    }
+
+    #[test]
+    fn sessions() {
+        let Command::Sessions(a) = parse(&["sessions", "--all", "--json"]).unwrap().command else { panic!() };
+        assert!(a.all && a.json);
+    }
+
+    #[test]
+    fn watch_kinds_are_comma_separated() {
+        let cli = parse(&["watch", "--session", "s-1", "--grant", "g-1", "--kind", "exec,file,net", "--json"]).unwrap();
+        let Command::Watch(a) = cli.command else { panic!() };
+        assert_eq!((a.session.as_deref(), a.grant.as_deref()), (Some("s-1"), Some("g-1")));
+        assert_eq!(a.kind, ["exec", "file", "net"]);
+        assert!(a.json);
+        let Command::Watch(a) = parse(&["watch"]).unwrap().command else { panic!() };
+        assert!(a.kind.is_empty() && a.session.is_none());
+    }
+
+    #[test]
+    fn kill_needs_exactly_one_target() {
+        let Command::Kill(a) = parse(&["kill", "--session", "s-1", "--reason", "done"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!((a.session.as_deref(), a.reason.as_str()), (Some("s-1"), "done"));
+        let Command::Kill(a) = parse(&["kill", "--grant", "g-1", "--json"]).unwrap().command else { panic!() };
+        assert_eq!(a.grant.as_deref(), Some("g-1"));
+        assert!(a.json);
+        assert!(parse(&["kill"]).is_err());
+        assert!(parse(&["kill", "--session", "s-1", "--grant", "g-1"]).is_err());
+    }
+
+    #[test]
+    fn revoke() {
+        let Command::Revoke(a) = parse(&["revoke", "--grant", "g-1", "--reason", "INC closed"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!((a.grant.as_str(), a.reason.as_str()), ("g-1", "INC closed"));
+        assert!(parse(&["revoke"]).is_err());
+    }
+
+    #[test]
+    fn status() {
+        let Command::Status(a) = parse(&["status", "--json"]).unwrap().command else { panic!() };
+        assert!(a.json);
+    }
+
+    #[test]
+    fn exit_status_policy() {
+        assert_eq!(report(&anyhow::anyhow!("unknown grant g-12")), ExitCode::from(2));
+        let fail = Fail { code: 127, message: "command not found: x".into() };
+        assert_eq!(report(&fail.into()), ExitCode::from(127));
+        let pipe = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe)).context("cannot write");
+        assert_eq!(report(&pipe), ExitCode::SUCCESS);
+    }
+}

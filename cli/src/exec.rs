@@ -1,0 +1,173 @@
+//! `warrant exec` and `warrant attach`: starting sessions.
+//!
+//! `exec` asks the agent to tag *this* process (the agent finds it by the socket's
+//! peer credentials and moves it into the session's cgroup), then replaces itself
+//! with the command via `execv`: same pid, so the command and everything it forks
+//! are born tagged, with no window in which they are not. To make that hand-over
+//! clean it runs its one RPC on a current-thread runtime, drops the runtime before
+//! exec, and restores the signal dispositions Rust changed at startup.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use warrant_proto::{AttachRequest, Session, StartSessionRequest};
+
+use crate::client::{Agent, Fail, io_cause};
+use crate::output::{self, sanitize};
+
+/// Exit status when the command cannot be found (as in POSIX shells).
+const NOT_FOUND: u8 = 127;
+
+/// Exit status when the command was found but could not be executed.
+const CANNOT_EXECUTE: u8 = 126;
+
+/// `warrant exec`
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The grant to run under (g-…).
+    #[arg(long, value_name = "ID")]
+    pub grant: String,
+    /// The command and its arguments; put `--` before them if the command takes flags.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `warrant attach`
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The grant to attach under (g-…).
+    #[arg(long, value_name = "ID")]
+    pub grant: String,
+    /// The process to tag; its children from now on inherit the tag.
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: u32,
+}
+
+/// `warrant exec`: only returns on failure (or with the exit status to use).
+pub fn run(socket: &Path, args: &ExecArgs) -> Result<u8> {
+    let Some(typed) = args.command.first() else {
+        anyhow::bail!("missing the command to run");
+    };
+    let program = resolve(typed)?;
+    let c_program = cstring(program.as_os_str())?;
+    let c_argv: Vec<CString> = args.command.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+
+    let req = StartSessionRequest {
+        grant: args.grant.clone(),
+        command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+    };
+    // One thread: the agent tags and moves this process; no worker threads to
+    // race with that, and nothing left running when exec replaces the image.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let session = runtime.block_on(async {
+        let mut agent = Agent::connect(socket).await?;
+        agent.start_session(req).await
+    })?;
+    drop(runtime);
+
+    let _ = writeln!(io::stderr(), "warrant: {}", started(&session, output::now_unix_ns()));
+    let err = exec(&c_program, &c_argv);
+    let code = if err.kind() == io::ErrorKind::NotFound { NOT_FOUND } else { CANNOT_EXECUTE };
+    Err(Fail { code, message: format!("cannot execute {}: {}", lossy(typed), io_cause(&err)) }.into())
+}
+
+/// `warrant attach`: prints the new session's id.
+pub async fn attach(socket: &Path, args: &AttachArgs, out: &mut impl Write) -> Result<u8> {
+    let mut agent = Agent::connect(socket).await?;
+    let session = agent.attach(AttachRequest { grant: args.grant.clone(), pid: args.pid }).await?;
+    writeln!(out, "{}", session.id)?;
+    out.flush()?;
+    let _ = writeln!(io::stderr(), "warrant: pid {} is now {}", args.pid, started(&session, output::now_unix_ns()));
+    Ok(0)
+}
+
+/// `session s-4 under grant g-2 (1m59s left)`
+fn started(session: &Session, now: i64) -> String {
+    let mut s = format!("session {} under grant {}", sanitize(&session.id), sanitize(&session.grant));
+    if session.expires_at_unix_ns != 0 {
+        let _ = write!(s, " ({})", output::left(session.expires_at_unix_ns, now));
+    }
+    s
+}
+
+/// Finds the program: a name containing `/` is a path (relative to the current
+/// directory), anything else is looked up in `PATH`.
+fn resolve(typed: &OsStr) -> Result<PathBuf> {
+    let not_found = || Fail { code: NOT_FOUND, message: format!("command not found: {}", lossy(typed)) };
+    if typed.as_bytes().contains(&b'/') {
+        let path = PathBuf::from(typed);
+        if path.symlink_metadata().is_ok() { Ok(path) } else { Err(not_found().into()) }
+    } else if typed.is_empty() {
+        Err(not_found().into())
+    } else {
+        which::which(typed).map_err(|_| not_found().into())
+    }
+}
+
+fn cstring(s: &OsStr) -> Result<CString> {
+    CString::new(s.as_bytes()).with_context(|| format!("invalid argument {}: contains a NUL byte", lossy(s)))
+}
+
+fn lossy(s: &OsStr) -> String {
+    sanitize(&s.to_string_lossy()).into_owned()
+}
+
+/// Replaces this process with `program`; returns only the reason it could not.
+fn exec(program: &CString, argv: &[CString]) -> io::Error {
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: signal() with SIG_DFL installs no handler. Rust's runtime set SIGPIPE
+    // to SIG_IGN at startup, and an ignored signal stays ignored across exec: without
+    // this, `cmd | head` inside the session would see EPIPE instead of dying quietly.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    // SAFETY: `program` and every element of `ptrs` point to NUL-terminated strings
+    // that outlive the call, and `ptrs` ends with a null pointer as execv requires.
+    unsafe {
+        libc::execv(program.as_ptr(), ptrs.as_ptr());
+    }
+    io::Error::last_os_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_finds_programs_in_path_and_accepts_paths() {
+        let sh = resolve(OsStr::new("sh")).unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        assert_eq!(resolve(OsStr::new("/bin/sh")).unwrap(), PathBuf::from("/bin/sh"));
+    }
+
+    #[test]
+    fn unknown_command_is_127() {
+        for name in ["warrant-no-such-command", "./warrant-no-such-command", ""] {
+            let err = resolve(OsStr::new(name)).unwrap_err();
+            let fail = err.downcast_ref::<Fail>().unwrap();
+            assert_eq!(fail.code, NOT_FOUND);
+            assert_eq!(fail.message, format!("command not found: {name}"));
+        }
+    }
+
+    #[test]
+    fn started_line() {
+        let now = 1_700_000_000_000_000_000;
+        let s = Session {
+            id: "s-4".into(),
+            grant: "g-2".into(),
+            expires_at_unix_ns: now + 119_000_000_000,
+            ..Default::default()
+        };
+        assert_eq!(started(&s, now), "session s-4 under grant g-2 (1m59s left)");
+    }
+}

@@ -1,0 +1,165 @@
+//! `warrant sessions`: what is running under grants right now, process by process.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use warrant_proto::json::rfc3339;
+use warrant_proto::{Session, SessionState};
+
+use crate::client::Agent;
+use crate::output::{self, Colors, Table, sanitize};
+
+/// How much of a command line the table shows.
+const COMMAND_WIDTH: usize = 60;
+
+/// `warrant sessions`
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Include sessions that ended or were killed.
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON object per session per line, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `warrant sessions`
+pub async fn run(socket: &Path, args: &SessionsArgs, out: &mut impl Write) -> Result<u8> {
+    let mut agent = Agent::connect(socket).await?;
+    let sessions = agent.list_sessions(args.all).await?;
+    if args.json {
+        for s in &sessions {
+            writeln!(out, "{}", session_json(s))?;
+        }
+    } else if sessions.is_empty() {
+        let what = if args.all { "no sessions" } else { "no live sessions (--all shows ended ones)" };
+        let _ = writeln!(std::io::stderr(), "warrant: {what}");
+    } else {
+        session_table(&sessions, output::now_unix_ns()).write(out, Colors::stdout())?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// A session state's short name: `live`, `ended`, `killed`.
+pub fn state_name(state: SessionState) -> &'static str {
+    match state {
+        SessionState::Live => "live",
+        SessionState::Ended => "ended",
+        SessionState::Killed => "killed",
+        SessionState::Unspecified => "unknown",
+    }
+}
+
+fn session_table(sessions: &[Session], now: i64) -> Table {
+    let mut t = Table::new(&["SESSION", "GRANT", "SUBJECT", "ROOT PID", "PROCS", "LEFT/STATE", "COMMAND"]);
+    for s in sessions {
+        let live = s.state() == SessionState::Live;
+        let state = if live {
+            output::left(s.expires_at_unix_ns, now)
+        } else if s.end_reason.is_empty() {
+            state_name(s.state()).to_owned()
+        } else {
+            sanitize(&s.end_reason).into_owned()
+        };
+        t.row(vec![
+            sanitize(&s.id).into_owned(),
+            sanitize(&s.grant).into_owned(),
+            sanitize(&s.subject).into_owned(),
+            s.root_pid.to_string(),
+            s.processes.len().to_string(),
+            state,
+            output::truncate(&output::command_line(&s.command), COMMAND_WIDTH).into_owned(),
+        ]);
+        if live {
+            for p in &s.processes {
+                let left = if p.in_cgroup { "" } else { "  (left cgroup)" };
+                t.under(format!("    {:>7}  ppid {:<7}  {}{left}", p.pid, p.ppid, sanitize(&p.comm)));
+            }
+        }
+    }
+    t
+}
+
+fn session_json(s: &Session) -> serde_json::Value {
+    let processes: Vec<_> = s
+        .processes
+        .iter()
+        .map(|p| json!({ "pid": p.pid, "ppid": p.ppid, "comm": p.comm, "in_cgroup": p.in_cgroup }))
+        .collect();
+    json!({
+        "id": s.id,
+        "grant": s.grant,
+        "subject": s.subject,
+        "state": state_name(s.state()),
+        "root_pid": s.root_pid,
+        "started_at": rfc3339(s.started_at_unix_ns),
+        "expires_at": rfc3339(s.expires_at_unix_ns),
+        "cgroup": s.cgroup,
+        "command": s.command,
+        "end_reason": s.end_reason,
+        "processes": processes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warrant_proto::Process;
+
+    #[test]
+    fn live_sessions_show_their_processes() {
+        let now = 1_700_000_000_000_000_000;
+        let live = Session {
+            id: "s-1".into(),
+            grant: "g-1".into(),
+            subject: "alice".into(),
+            root_pid: 100,
+            expires_at_unix_ns: now + 119_000_000_000,
+            state: SessionState::Live.into(),
+            command: vec!["bash".into(), "-c".into(), "sleep 100".into()],
+            processes: vec![
+                Process { pid: 100, ppid: 1, comm: "bash".into(), in_cgroup: true },
+                Process { pid: 101, ppid: 100, comm: "sleep".into(), in_cgroup: false },
+            ],
+            ..Default::default()
+        };
+        let ended = Session {
+            id: "s-2".into(),
+            grant: "g-1".into(),
+            subject: "alice".into(),
+            root_pid: 200,
+            state: SessionState::Killed.into(),
+            end_reason: "killed: expiry".into(),
+            command: vec!["psql".into()],
+            processes: vec![Process { pid: 200, ppid: 1, comm: "psql".into(), in_cgroup: true }],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        session_table(&[live, ended], now).write(&mut out, Colors::default()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "SESSION  GRANT  SUBJECT  ROOT PID  PROCS  LEFT/STATE      COMMAND\n\
+             s-1      g-1    alice    100       2      1m59s left      bash -c 'sleep 100'\n\
+             \x20       100  ppid 1        bash\n\
+             \x20       101  ppid 100      sleep  (left cgroup)\n\
+             s-2      g-1    alice    200       1      killed: expiry  psql\n"
+        );
+    }
+
+    #[test]
+    fn json_is_one_object_with_processes() {
+        let s = Session {
+            id: "s-1".into(),
+            state: SessionState::Live.into(),
+            processes: vec![Process { pid: 1, ppid: 0, comm: "x".into(), in_cgroup: true }],
+            ..Default::default()
+        };
+        let v = session_json(&s);
+        assert_eq!(v["state"], "live");
+        assert_eq!(v["processes"][0]["in_cgroup"], true);
+    }
+}

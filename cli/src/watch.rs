@@ -1,0 +1,341 @@
+//! `warrant watch`: the live event stream, one line per event.
+//!
+//! Human lines are `HH:MM:SS.mmm SESSION PID KIND SUMMARY`, colored on a terminal;
+//! `--json` prints the documented JSON object per line (`warrant_proto::json`),
+//! flushed after each, for `jq` and friends. Loss is never silent: `events_lost`
+//! (the kernel ring buffer overflowed) and `watch_missed` (this watcher fell behind)
+//! come through whatever the filter, in capitals.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use warrant_proto::event::Event as Kind;
+use warrant_proto::json::{KIND_NAMES, expand_kind, kind_name, to_json};
+use warrant_proto::{Event, Net, WatchRequest};
+
+use crate::client::Agent;
+use crate::output::{self, Colors, Paint, command_line, errno_name, sanitize, signal_name};
+
+/// `warrant watch`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only this session's events (s-…).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+    /// Only events of this grant's sessions (g-…).
+    #[arg(long, value_name = "ID")]
+    pub grant: Option<String>,
+    /// Only these kinds, comma-separated: exec, exit, file_open, connect, bind, listen,
+    /// accept, kill, session_start, session_end, grant_change; or the shorthands
+    /// file, net, process.
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    pub kind: Vec<String>,
+    /// One JSON object per event per line, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Checks `--kind` names here, so a typo fails before connecting.
+pub fn check_kinds(kinds: &[String]) -> Result<()> {
+    for k in kinds.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
+        if !KIND_NAMES.contains(&k) && expand_kind(k).is_empty() {
+            bail!(
+                "invalid --kind {}: no such event kind\n\nValid kinds: {}; shorthands: file, net, process.",
+                sanitize(k),
+                KIND_NAMES.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `warrant watch`: prints events until the agent ends the stream or ctrl-c.
+pub async fn run(socket: &Path, args: &WatchArgs, out: &mut impl Write) -> Result<u8> {
+    check_kinds(&args.kind)?;
+    let mut agent = Agent::connect(socket).await?;
+    let mut stream = agent
+        .watch(WatchRequest {
+            session: args.session.clone().unwrap_or_default(),
+            grant: args.grant.clone().unwrap_or_default(),
+            kinds: args.kind.iter().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect(),
+        })
+        .await?;
+    // Tests and scripts wait for exactly this line: the agent has subscribed.
+    let _ = writeln!(std::io::stderr(), "warrant: watching (ctrl-c to stop)");
+    let colors = Colors::stdout();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let msg = tokio::select! {
+            msg = stream.message() => msg,
+            _ = &mut ctrl_c => return Ok(0),
+        };
+        match msg {
+            Ok(Some(ev)) => {
+                if args.json {
+                    let line = serde_json::to_string(&to_json(&ev)).context("cannot encode an event as JSON")?;
+                    writeln!(out, "{line}")?;
+                } else {
+                    writeln!(out, "{}", event_line(&ev, colors))?;
+                }
+                out.flush()?;
+            }
+            Ok(None) => return Ok(0),
+            Err(status) => return Err(agent.stream_error(&status)),
+        }
+    }
+}
+
+/// One human line for an event.
+pub fn event_line(ev: &Event, colors: Colors) -> String {
+    let who = if !ev.session.is_empty() {
+        &ev.session
+    } else if !ev.grant.is_empty() {
+        &ev.grant
+    } else {
+        "-"
+    };
+    let pid = if ev.pid == 0 { "-".to_owned() } else { ev.pid.to_string() };
+    let kind = kind_name(ev);
+    let (summary, alarm) = summary(ev);
+    let paint = if alarm { Paint::Red } else { kind_paint(kind) };
+    format!(
+        "{} {:<6} {:>7} {} {}",
+        colors.paint(Paint::Dim, &output::clock(ev.time_unix_ns)),
+        sanitize(who),
+        pid,
+        colors.paint(paint, kind),
+        if alarm { colors.paint(Paint::Red, &summary) } else { summary.into() }
+    )
+}
+
+fn kind_paint(kind: &str) -> Paint {
+    match kind {
+        "exec" => Paint::Green,
+        "exit" => Paint::Dim,
+        "file_open" => Paint::Cyan,
+        "connect" | "bind" | "listen" | "accept" => Paint::Yellow,
+        "session_start" | "session_end" => Paint::Magenta,
+        "grant_change" => Paint::Blue,
+        _ => Paint::Bold,
+    }
+}
+
+/// The kind-specific part, and whether it deserves attention (a denial, a kill,
+/// a loss).
+fn summary(ev: &Event) -> (String, bool) {
+    let Some(kind) = &ev.event else {
+        return ("(unknown event kind: the agent is newer than this warrant)".into(), false);
+    };
+    match kind {
+        Kind::Exec(e) => {
+            let mut s = sanitize(&e.path).into_owned();
+            if !e.argv.is_empty() {
+                s.push(' ');
+                s.push_str(&command_line(&e.argv));
+            }
+            if e.truncated {
+                s.push_str(" (truncated)");
+            }
+            (s, false)
+        }
+        Kind::Exit(e) if e.signal != 0 => (format!("signal {} ({})", signal_name(e.signal), e.signal), false),
+        Kind::Exit(e) => (format!("code {}", e.code), false),
+        Kind::FileOpen(f) => {
+            let access = if f.access.is_empty() { "open" } else { &f.access };
+            let mut s = format!("{} {}", sanitize(access), sanitize(&f.path));
+            if f.unresolved {
+                s.push_str(" (as given)");
+            }
+            if f.truncated {
+                s.push_str(" (truncated)");
+            }
+            if f.error != 0 {
+                let _ = write!(s, " -> {}", errno_name(f.error));
+            }
+            (s, f.error == libc::EPERM || f.error == libc::EACCES)
+        }
+        Kind::Connect(n) | Kind::Accept(n) => net(n, &n.remote_addr, n.remote_port),
+        Kind::Bind(n) | Kind::Listen(n) => net(n, &n.local_addr, n.local_port),
+        Kind::Kill(k) => {
+            let mut s = format!(
+                "{} by {}: killed {} in {}",
+                sanitize(&k.reason),
+                sanitize(&k.by),
+                k.killed,
+                output::elapsed_us(k.elapsed_us)
+            );
+            if k.survivors > 0 {
+                let _ = write!(s, ", {} SURVIVED", k.survivors);
+            }
+            if !k.note.is_empty() {
+                let _ = write!(s, " ({})", sanitize(&k.note));
+            }
+            (s, true)
+        }
+        Kind::EventsLost(l) => {
+            (format!("LOST {} kernel records ({} since the agent started)", l.count, l.total), true)
+        }
+        Kind::SessionStart(s) => (
+            format!(
+                "{} {} (root pid {}, caller uid {})",
+                sanitize(&s.how),
+                command_line(&s.command),
+                s.root_pid,
+                s.caller_uid
+            ),
+            false,
+        ),
+        Kind::SessionEnd(s) => (sanitize(&s.reason).into_owned(), s.reason.starts_with("killed")),
+        Kind::GrantChange(g) => {
+            let mut s = sanitize(&g.change).into_owned();
+            if !ev.subject.is_empty() {
+                let _ = write!(s, " for {}", sanitize(&ev.subject));
+            }
+            if g.expires_at_unix_ns != 0 && g.change == "issued" {
+                let _ = write!(s, ", expires {}", output::clock(g.expires_at_unix_ns));
+            }
+            if !g.by.is_empty() {
+                let _ = write!(s, " by {}", sanitize(&g.by));
+            }
+            if !g.reason.is_empty() {
+                let _ = write!(s, ": {}", sanitize(&g.reason));
+            }
+            (s, g.change == "revoked")
+        }
+        Kind::WatchMissed(w) => (format!("MISSED {} events: this watcher fell behind", w.count), true),
+    }
+}
+
+/// `10.0.0.1:5432`, `[::1]:80 udp`, with the errno when the call failed.
+fn net(n: &Net, addr: &str, port: u32) -> (String, bool) {
+    let addr = sanitize(addr);
+    let mut s = if n.family == "inet6" || addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
+    if !n.protocol.is_empty() && n.protocol != "tcp" {
+        s.push(' ');
+        s.push_str(&sanitize(&n.protocol));
+    }
+    // A non-blocking connect reports EINPROGRESS: normal, not worth a mark.
+    if n.error != 0 && n.error != libc::EINPROGRESS {
+        let _ = write!(s, " -> {}", errno_name(n.error));
+    }
+    (s, n.error == libc::EPERM || n.error == libc::EACCES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warrant_proto::{EventsLost, Exec, Exit, FileOpen, GrantChange, Kill, WatchMissed};
+
+    fn ev(kind: Kind) -> Event {
+        Event {
+            event: Some(kind),
+            session: "s-3".into(),
+            grant: "g-1".into(),
+            pid: 1234,
+            time_unix_ns: 1_700_000_000_123_000_000,
+            ..Default::default()
+        }
+    }
+
+    /// The line without its clock (local time zone dependent).
+    fn line(e: &Event) -> String {
+        let l = event_line(e, Colors::default());
+        assert_eq!(&l[12..13], " ", "{l}");
+        l[13..].to_owned()
+    }
+
+    #[test]
+    fn exec_shows_path_and_quoted_argv() {
+        let e = ev(Kind::Exec(Exec {
+            path: "/usr/bin/psql".into(),
+            argv: vec!["psql".into(), "-c".into(), "select 1".into()],
+            cwd: "/".into(),
+            truncated: false,
+        }));
+        assert_eq!(line(&e), "s-3       1234 exec /usr/bin/psql psql -c 'select 1'");
+    }
+
+    #[test]
+    fn exit_shows_code_or_signal() {
+        assert_eq!(line(&ev(Kind::Exit(Exit { code: 3, signal: 0 }))), "s-3       1234 exit code 3");
+        assert_eq!(line(&ev(Kind::Exit(Exit { code: 0, signal: 9 }))), "s-3       1234 exit signal SIGKILL (9)");
+    }
+
+    #[test]
+    fn file_open_shows_access_path_and_denial() {
+        let f = |error| {
+            ev(Kind::FileOpen(FileOpen { path: "/etc/shadow".into(), access: "read".into(), error, ..Default::default() }))
+        };
+        assert_eq!(line(&f(0)), "s-3       1234 file_open read /etc/shadow");
+        assert_eq!(line(&f(libc::EACCES)), "s-3       1234 file_open read /etc/shadow -> EACCES");
+    }
+
+    #[test]
+    fn net_shows_the_address_the_call_was_about() {
+        let n = Net {
+            family: "inet".into(),
+            protocol: "tcp".into(),
+            local_addr: "10.0.0.9".into(),
+            local_port: 40000,
+            remote_addr: "10.0.0.1".into(),
+            remote_port: 5432,
+            error: libc::EINPROGRESS,
+        };
+        assert_eq!(line(&ev(Kind::Connect(n.clone()))), "s-3       1234 connect 10.0.0.1:5432");
+        assert_eq!(line(&ev(Kind::Bind(n.clone()))), "s-3       1234 bind 10.0.0.9:40000");
+        let v6 = Net { family: "inet6".into(), protocol: "udp".into(), remote_addr: "::1".into(), remote_port: 53, error: libc::EPERM, ..n };
+        assert_eq!(line(&ev(Kind::Connect(v6))), "s-3       1234 connect [::1]:53 udp -> EPERM");
+    }
+
+    #[test]
+    fn kill_and_losses_are_loud() {
+        let k = ev(Kind::Kill(Kill {
+            reason: "operator".into(),
+            by: "uid 0 (pid 77)".into(),
+            killed: 53,
+            elapsed_us: 41_200,
+            survivors: 0,
+            note: String::new(),
+        }));
+        assert_eq!(line(&k), "s-3       1234 kill operator by uid 0 (pid 77): killed 53 in 41.2 ms");
+        let lost = Event { session: String::new(), grant: String::new(), pid: 0, ..ev(Kind::EventsLost(EventsLost { count: 12, total: 40 })) };
+        assert_eq!(line(&lost), "-            - events_lost LOST 12 kernel records (40 since the agent started)");
+        let missed = Event { session: String::new(), grant: String::new(), pid: 0, ..ev(Kind::WatchMissed(WatchMissed { count: 5 })) };
+        assert_eq!(line(&missed), "-            - watch_missed MISSED 5 events: this watcher fell behind");
+    }
+
+    #[test]
+    fn grant_events_show_the_grant() {
+        let g = Event {
+            session: String::new(),
+            pid: 0,
+            subject: "alice".into(),
+            ..ev(Kind::GrantChange(GrantChange { change: "revoked".into(), reason: "done".into(), expires_at_unix_ns: 0, by: "uid 0".into() }))
+        };
+        assert_eq!(line(&g), "g-1          - grant_change revoked for alice by uid 0: done");
+    }
+
+    #[test]
+    fn hostile_strings_are_escaped() {
+        let e = ev(Kind::Exec(Exec { path: "/tmp/\x1b[2Jx".into(), argv: vec![], cwd: String::new(), truncated: true }));
+        assert_eq!(line(&e), "s-3       1234 exec /tmp/\\x1b[2Jx (truncated)");
+    }
+
+    #[test]
+    fn colors_only_when_asked() {
+        let e = ev(Kind::Exit(Exit { code: 0, signal: 0 }));
+        assert!(!event_line(&e, Colors::default()).contains('\x1b'));
+        assert!(event_line(&e, Colors { on: true }).contains("\x1b[2m"));
+    }
+
+    #[test]
+    fn kinds_are_checked_locally() {
+        assert!(check_kinds(&["exec".into(), "net".into(), "file".into(), "process".into()]).is_ok());
+        let e = check_kinds(&["exce".into()]).unwrap_err().to_string();
+        assert!(e.starts_with("invalid --kind exce: no such event kind\n\nValid kinds: exec, exit,"), "{e}");
+    }
+}
