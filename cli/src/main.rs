@@ -39,6 +39,7 @@ struct Cli {
     /// The agent's unix socket.
     #[arg(long, global = true, value_name = "PATH", env = "WARRANT_SOCKET", default_value = client::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// What to do.
     #[command(subcommand)]
     command: Command,
 }
