@@ -6,16 +6,19 @@
 //! 1. `cgroup.kill` on the session cgroup: one atomic SIGKILL for every member,
 //!    including children forked while it runs;
 //! 2. a sweep by tag: every process on the host whose kernel tag names this
-//!    session (it may have left the cgroup) gets SIGKILL through a pidfd, so a
-//!    reused PID can never be hit;
-//! 3. repeat until no tagged process is alive and the cgroup is empty.
+//!    session but which left the cgroup gets SIGKILL through a pidfd, so a reused
+//!    PID can never be hit;
+//! 3. wait for the cgroup to empty (cheap: one small file), sweep again, and stop
+//!    when a full sweep finds nothing and the cgroup is empty.
 //!
+//! Sweeps read all of `/proc`, which is slow while thousands of processes are dying,
+//! so they run only at the start, after the cgroup empties, and on a slow timer.
 //! The report counts distinct processes and the time from decision to the last one
 //! gone.
 
 use std::{
     collections::HashSet,
-    os::fd::AsFd,
+    os::fd::{AsFd, OwnedFd},
     time::{Duration, Instant},
 };
 
@@ -34,8 +37,10 @@ pub struct KillOutcome {
     pub survivors: u32,
 }
 
-/// How long to keep sweeping before reporting survivors.
-const DEADLINE: Duration = Duration::from_secs(10);
+/// How long to keep at it before reporting survivors.
+const DEADLINE: Duration = Duration::from_secs(30);
+/// Longest wait between two sweeps while the cgroup is still emptying.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// Kills every process of session `session_id`. `started` is when the decision was
 /// made (the map was already updated), so the elapsed time covers the whole kill.
@@ -47,51 +52,62 @@ pub fn kill_tree(cgroup: Option<&SessionCgroup>, tags: &TaskTags, session_id: u6
             warn!("{e:#}; relying on the sweep by tag");
         }
     }
-    let mut pause = Duration::from_micros(200);
+    let populated = || cgroup.is_some_and(SessionCgroup::populated);
+    let mut last_sweep: Option<Instant> = None;
+    let mut pause = Duration::from_micros(100);
     loop {
-        let alive = tagged_processes(tags, session_id);
-        for (pid, fd) in &alive {
-            if procfs::kill(fd).is_ok() {
-                killed.insert(*pid);
+        let emptied = !populated();
+        let sweep_due = last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY);
+        if emptied || sweep_due {
+            // Thorough once the cgroup is empty: that is the sweep that proves it.
+            let alive = tagged_processes(tags, session_id, emptied);
+            last_sweep = Some(Instant::now());
+            for (pid, fd) in &alive {
+                if procfs::kill(fd).is_ok() {
+                    killed.insert(*pid);
+                }
+            }
+            if alive.is_empty() && emptied && !populated() {
+                return KillOutcome { killed: killed.len() as u32, elapsed: started.elapsed(), survivors: 0 };
+            }
+            if started.elapsed() > DEADLINE {
+                let survivors = alive.len().max(usize::from(populated())) as u32;
+                warn!("session {session_id:x}: {survivors} processes survived SIGKILL for {DEADLINE:?}");
+                return KillOutcome { killed: killed.len() as u32, elapsed: started.elapsed(), survivors };
+            }
+            if !alive.is_empty() {
+                pause = Duration::from_micros(100);
+                continue;
             }
         }
-        let populated = cgroup.is_some_and(SessionCgroup::populated);
-        if alive.is_empty() && !populated {
-            return KillOutcome { killed: killed.len() as u32, elapsed: started.elapsed(), survivors: 0 };
-        }
-        if started.elapsed() > DEADLINE {
-            let survivors = alive.len().max(usize::from(populated)) as u32;
-            warn!("session {session_id:x}: {survivors} processes survived SIGKILL for {DEADLINE:?}");
-            return KillOutcome { killed: killed.len() as u32, elapsed: started.elapsed(), survivors };
-        }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
 
 /// Live (non-zombie) processes tagged with `session_id`, each with a pidfd that
-/// pins its identity.
-pub fn tagged_processes(tags: &TaskTags, session_id: u64) -> Vec<(u32, std::os::fd::OwnedFd)> {
+/// pins its identity. `thorough` also looks at the threads of zombie leaders (a
+/// process whose main thread exited while others run on carries no leader tag).
+pub fn tagged_processes(tags: &TaskTags, session_id: u64, thorough: bool) -> Vec<(u32, OwnedFd)> {
     let mut out = Vec::new();
     for pid in procfs::all_pids() {
         let Ok(fd) = procfs::pidfd(pid) else { continue };
         let tagged = match tags.get(fd.as_fd()) {
+            // The tag is deleted at exit, so a tagged leader is alive or exiting.
             Ok(Some(tag)) => tag.session_id == session_id,
-            // The leader may have exited while threads run on (its tag went with
-            // it): look at the threads.
-            Ok(None) => thread_tagged(tags, pid, session_id),
-            Err(_) => false,
+            Ok(None) if thorough => zombie_leader_with_tagged_threads(tags, pid, session_id),
+            _ => false,
         };
-        if tagged && procfs::stat(pid).is_some_and(|s| !s.is_zombie()) {
+        if tagged {
             out.push((pid, fd));
         }
     }
     out
 }
 
-fn thread_tagged(tags: &TaskTags, pid: u32, session_id: u64) -> bool {
+fn zombie_leader_with_tagged_threads(tags: &TaskTags, pid: u32, session_id: u64) -> bool {
     if !procfs::stat(pid).is_some_and(|s| s.is_zombie()) {
-        return false; // an untagged live leader: the common, untagged case
+        return false; // a live, untagged leader: the common case
     }
     procfs::threads(pid).into_iter().filter(|t| *t != pid).any(|tid| {
         procfs::thread_pidfd(tid)

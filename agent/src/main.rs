@@ -93,7 +93,10 @@ fn run(flags: &Flags) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    runtime.block_on(daemon(config))?;
+    let result = runtime.block_on(daemon(config));
+    // Connection tasks of lingering watchers must not hold the exit up.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -133,6 +136,7 @@ async fn daemon(config: Config) -> Result<()> {
     let subjects = Arc::new(RwLock::new(Default::default()));
     let writer =
         pipeline::spawn_writer(rx, log, hub.clone(), envelope.clone(), Arc::clone(&subjects), Arc::clone(&stats))?;
+    let stopper = sink.clone();
 
     let host = Arc::new(Host::new(
         config.clone(),
@@ -198,7 +202,7 @@ async fn daemon(config: Config) -> Result<()> {
     }
     let _ = fs::remove_file(&config.socket);
     drop(host);
-    // The last sink is gone: the writer drains what is queued, then returns.
+    stopper.stop().await;
     tokio::task::spawn_blocking(move || writer.join()).await.ok();
     info!("stopped");
     Ok(())

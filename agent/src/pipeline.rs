@@ -59,23 +59,37 @@ pub struct Envelope {
 /// Grant id (as printed) to subject, for enriching kernel events.
 pub type Subjects = Arc<RwLock<HashMap<String, String>>>;
 
+/// What the writer receives.
+#[derive(Debug)]
+pub enum Msg {
+    Event(pb::Event),
+    /// Write what is queued, then stop. Explicit, because sinks may outlive the
+    /// shutdown in connection tasks the server does not own.
+    Stop,
+}
+
 /// Where events go; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct EventSink {
-    tx: mpsc::Sender<pb::Event>,
+    tx: mpsc::Sender<Msg>,
 }
 
 impl EventSink {
-    pub fn new() -> (Self, mpsc::Receiver<pb::Event>) {
+    pub fn new() -> (Self, mpsc::Receiver<Msg>) {
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
         (Self { tx }, rx)
     }
 
     /// Queues an event; waits when the writer is behind.
     pub async fn send(&self, ev: pb::Event) {
-        if self.tx.send(ev).await.is_err() {
+        if self.tx.send(Msg::Event(ev)).await.is_err() {
             error!("event writer has stopped; event not recorded");
         }
+    }
+
+    /// Asks the writer to flush and stop.
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop).await;
     }
 }
 
@@ -87,7 +101,7 @@ pub fn agent_event(kind: Kind) -> pb::Event {
 /// Runs the writer on its own thread until every sink is dropped; returns when the
 /// last batch is on disk.
 pub fn spawn_writer(
-    mut rx: mpsc::Receiver<pb::Event>,
+    mut rx: mpsc::Receiver<Msg>,
     mut log: AuditLog,
     hub: EventHub,
     envelope: Envelope,
@@ -99,13 +113,21 @@ pub fn spawn_writer(
         .spawn(move || {
             let mut seq: u64 = 0;
             let mut batch = Vec::with_capacity(MAX_BATCH);
-            while let Some(first) = rx.blocking_recv() {
-                batch.push(first);
+            let mut stopping = false;
+            while !stopping {
+                match rx.blocking_recv() {
+                    Some(Msg::Event(ev)) => batch.push(ev),
+                    Some(Msg::Stop) | None => stopping = true,
+                }
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(ev) => batch.push(ev),
+                        Ok(Msg::Event(ev)) => batch.push(ev),
+                        Ok(Msg::Stop) => stopping = true,
                         Err(_) => break,
                     }
+                }
+                if batch.is_empty() {
+                    continue;
                 }
                 {
                     let subjects = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -125,6 +147,20 @@ pub fn spawn_writer(
                 if let Err(e) = log.append(&batch) {
                     stats.log_errors.fetch_add(1, Ordering::Relaxed);
                     error!("failed to append {} events to the audit log {}: {e}", batch.len(), log.path().display());
+                    // A failed fsync poisons the handle: reopen (which re-reads the
+                    // chain's head from disk) and try this batch once more.
+                    let path = log.path().to_owned();
+                    drop(log);
+                    log = match AuditLog::open(&path) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            error!("cannot reopen the audit log {}: {e}; events go to watchers only", path.display());
+                            return drain_to_hub(rx, &hub, &stats);
+                        }
+                    };
+                    if let Err(e) = log.append(&batch) {
+                        error!("retry failed, {} events not in the audit log: {e}", batch.len());
+                    }
                 }
                 stats.events_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for ev in batch.drain(..) {
@@ -133,6 +169,15 @@ pub fn spawn_writer(
             }
         })
         .context("failed to start the event writer thread")
+}
+
+/// Last resort when the log cannot be reopened: keep watchers fed (they are the
+/// only record left) and count every event as lost to the log.
+fn drain_to_hub(mut rx: mpsc::Receiver<Msg>, hub: &EventHub, stats: &Stats) {
+    while let Some(Msg::Event(ev)) = rx.blocking_recv() {
+        stats.log_errors.fetch_add(1, Ordering::Relaxed);
+        hub.publish(Arc::new(ev));
+    }
 }
 
 /// Reads kernel records as they arrive and queues them as events.

@@ -76,6 +76,9 @@ pub fn to_json(event: &Event) -> Value {
     m.insert("kind".into(), json!(kind_name(event)));
     m.insert("time".into(), json!(rfc3339(event.time_unix_ns)));
     m.insert("seq".into(), json!(event.seq));
+    // (agent_id, boot_id, seq) is the delivery and dedup key: the log keeps it.
+    m.insert("agent_id".into(), json!(event.agent_id));
+    m.insert("boot_id".into(), json!(event.boot_id));
     m.insert("host".into(), json!(event.host));
     m.insert("grant".into(), json!(event.grant));
     m.insert("session".into(), json!(event.session));
@@ -87,6 +90,7 @@ pub fn to_json(event: &Event) -> Value {
     m.insert("euid".into(), json!(event.euid));
     m.insert("gid".into(), json!(event.gid));
     m.insert("comm".into(), json!(event.comm));
+    m.insert("cgroup_id".into(), json!(event.cgroup_id));
     match &event.event {
         Some(Kind::Exec(e)) => {
             m.insert("path".into(), json!(e.path));
@@ -135,6 +139,7 @@ pub fn to_json(event: &Event) -> Value {
             m.insert("cgroup".into(), json!(s.cgroup));
             m.insert("how".into(), json!(s.how));
             m.insert("caller_uid".into(), json!(s.caller_uid));
+            m.insert("caller_pid".into(), json!(s.caller_pid));
         }
         Some(Kind::SessionEnd(s)) => {
             m.insert("reason".into(), json!(s.reason));
