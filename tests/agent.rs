@@ -1,0 +1,364 @@
+//! [`TestAgent`]: one `warrant-agent` per test, with its own socket, bpffs pin dir,
+//! state dir (audit log) and cgroup root, so tests run in parallel without seeing each
+//! other. Started and waited for (`warrant status` succeeds) by [`TestAgent::start`];
+//! stopped with SIGTERM and cleaned up (cgroups killed and removed, pins removed) on
+//! drop, which also prints the agent's log when the test is failing.
+
+use serde_json::Value;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::audit::AuditLog;
+use crate::run::output_within;
+use crate::session::{Session, Watch};
+use crate::{bins, cgroup, poll, procfs};
+
+/// How long a CLI call may take before the test fails instead of hanging.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How an agent is started.
+#[derive(Clone, Debug, Default)]
+pub struct AgentOptions {
+    /// `--ring-buffer-bytes`; the agent's default when `None`.
+    pub ring_buffer_bytes: Option<u64>,
+    /// `--log-level`; `debug` when `None`, so a failing test shows what happened.
+    pub log_level: Option<String>,
+}
+
+/// A running agent owned by one test.
+pub struct TestAgent {
+    /// The agent process; `None` once stopped.
+    child: Option<Child>,
+    /// Holds the socket, state dir and log; removed on drop.
+    dir: tempfile::TempDir,
+    /// `--socket`.
+    socket: PathBuf,
+    /// `--pin-dir`, under /sys/fs/bpf.
+    pin_dir: PathBuf,
+    /// `--state-dir`.
+    state_dir: PathBuf,
+    /// `--cgroup-root`, under the cgroup2 mount.
+    cgroup_root: PathBuf,
+    /// The agent's stdout and stderr.
+    log_path: PathBuf,
+    /// Incremental reader of `<state-dir>/audit.log`, shared by `&self` methods.
+    audit: Mutex<AuditLog>,
+}
+
+impl TestAgent {
+    /// Starts an agent with `opts` and waits (at most 30 s) until `warrant status`
+    /// answers.
+    pub fn start(opts: AgentOptions) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("warrant-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let id = crate::random_hex();
+        let socket = dir.path().join("agent.sock");
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir(&state_dir).expect("create state dir");
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/warrant-test-{id}"));
+        let cgroup_root = cgroup::mount().join(format!("warrant-test-{id}"));
+        let log_path = dir.path().join("agent.log");
+        let log = File::create(&log_path).expect("create agent log");
+
+        let mut cmd = Command::new(bins::agent());
+        cmd.arg("--socket")
+            .arg(&socket)
+            .arg("--pin-dir")
+            .arg(&pin_dir)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--cgroup-root")
+            .arg(&cgroup_root)
+            .arg("--log-level")
+            .arg(opts.log_level.as_deref().unwrap_or("debug"));
+        if let Some(n) = opts.ring_buffer_bytes {
+            cmd.arg("--ring-buffer-bytes").arg(n.to_string());
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bins::agent().display()));
+
+        let audit = Mutex::new(AuditLog::new(state_dir.join("audit.log")));
+        let mut agent = Self {
+            child: Some(child),
+            dir,
+            socket,
+            pin_dir,
+            state_dir,
+            cgroup_root,
+            log_path,
+            audit,
+        };
+        agent.wait_ready(Duration::from_secs(30));
+        agent
+    }
+
+    /// Starts an agent with default options.
+    pub fn start_default() -> Self {
+        Self::start(AgentOptions::default())
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
+                panic!("warrant-agent exited during start-up with {st}\n{}", self.log_tail(200));
+            }
+            if self.socket.exists() && self.cli(&["status"]).status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "warrant-agent not ready within {timeout:?} (`warrant status` keeps failing)\n{}",
+                self.log_tail(200)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The agent's socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The agent's state dir.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The cgroup dir under which the agent makes per-session cgroups.
+    pub fn cgroup_root(&self) -> &Path {
+        &self.cgroup_root
+    }
+
+    /// The bpffs dir the agent pins into.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// A private temp dir for this test's files (removed on drop).
+    pub fn temp_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The agent process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The last `n` lines of the agent's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let skip = lines.len().saturating_sub(n);
+        format!(
+            "--- warrant-agent log ({}; last {} of {} lines) ---\n{}\n--- end of agent log ---",
+            self.log_path.display(),
+            lines.len() - skip,
+            lines.len(),
+            lines[skip..].join("\n")
+        )
+    }
+
+    /// `warrant --socket S <args>` as a command, for tests that customize it.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bins::warrant());
+        c.arg("--socket").arg(&self.socket).args(args);
+        c
+    }
+
+    /// Runs `warrant --socket S <args>` and returns its output (stdin closed).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        output_within(&mut self.cli_command(args), CLI_TIMEOUT)
+    }
+
+    /// Runs the CLI, panics (with its stderr and the agent's log) unless it succeeds;
+    /// returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "`warrant {}` failed with {}\nstdout:\n{}\nstderr:\n{}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail(60)
+        );
+        String::from_utf8(out.stdout).expect("CLI stdout is UTF-8")
+    }
+
+    /// Issues a grant with `ttl` (e.g. `"2m"`, `"3s"`); returns its id.
+    pub fn issue_grant(&self, ttl: &str) -> String {
+        let out = self.cli_ok(&[
+            "grant",
+            "issue",
+            "--subject",
+            "warrant-tests",
+            "--ttl",
+            ttl,
+            "--reason",
+            "end-to-end test",
+        ]);
+        let id = out.trim().to_string();
+        assert!(
+            id.starts_with("g-") && !id.contains(char::is_whitespace),
+            "`grant issue` should print only the grant id, printed {out:?}"
+        );
+        id
+    }
+
+    /// `warrant grants --json`, one object per grant.
+    pub fn grants(&self) -> Vec<Value> {
+        json_lines(&self.cli_ok(&["grants", "--json"]))
+    }
+
+    /// The grant's expiry as Unix nanoseconds, from `warrant grants --json`.
+    pub fn grant_expiry_unix_ns(&self, grant: &str) -> i128 {
+        let grants = self.grants();
+        let g = grants
+            .iter()
+            .find(|g| g["id"] == grant)
+            .unwrap_or_else(|| panic!("grant {grant} not in `warrant grants --json`: {grants:?}"));
+        for key in ["expires", "expires_at", "expires_at_unix_ns"] {
+            match &g[key] {
+                Value::String(s) => {
+                    if let Ok(t) = time::OffsetDateTime::parse(
+                        s,
+                        &time::format_description::well_known::Rfc3339,
+                    ) {
+                        return t.unix_timestamp_nanos();
+                    }
+                }
+                Value::Number(n) => {
+                    if let Some(n) = n.as_i64() {
+                        return i128::from(n);
+                    }
+                }
+                _ => {}
+            }
+        }
+        panic!("no expiry time in grant {g}")
+    }
+
+    /// `warrant sessions --json`, one object per session.
+    pub fn sessions(&self) -> Vec<Value> {
+        json_lines(&self.cli_ok(&["sessions", "--json"]))
+    }
+
+    /// One session from `warrant sessions --json`, if listed.
+    pub fn session(&self, id: &str) -> Option<Value> {
+        self.sessions().into_iter().find(|s| s["id"] == id)
+    }
+
+    /// `warrant exec --grant G -- argv…` as a command (marked with `marker`), for
+    /// tests that customize it before [`Session::spawn`].
+    pub fn exec_command(&self, grant: &str, marker: &procfs::Marker, argv: &[&str]) -> Command {
+        let mut c = self.cli_command(&["exec", "--grant", grant, "--"]);
+        c.args(argv);
+        marker.apply(&mut c);
+        c
+    }
+
+    /// Starts `argv` under `grant` with `warrant exec`; returns once the CLI has
+    /// printed its session line.
+    pub fn exec(&self, grant: &str, marker: &procfs::Marker, argv: &[&str]) -> Session {
+        Session::spawn(self.exec_command(grant, marker, argv))
+    }
+
+    /// Starts `warrant watch <args>` and returns once it says it is watching.
+    pub fn watch(&self, args: &[&str]) -> Watch {
+        let mut c = self.cli_command(&["watch"]);
+        c.args(args);
+        Watch::spawn(c)
+    }
+
+    /// Runs `f` on the audit log reader.
+    pub fn with_audit<T>(&self, f: impl FnOnce(&mut AuditLog) -> T) -> T {
+        f(&mut self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Every event in the audit log so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.with_audit(AuditLog::events)
+    }
+
+    /// Every event of one session so far.
+    pub fn session_events(&self, session: &str) -> Vec<Value> {
+        self.with_audit(|a| a.session_events(session))
+    }
+
+    /// Waits for the first audit event satisfying `pred`; panics after `timeout`
+    /// with the log's last events and the agent's log.
+    pub fn wait_for_event(&self, pred: impl FnMut(&Value) -> bool, timeout: Duration) -> Value {
+        let found = self.with_audit(|a| a.find_event(timeout, pred));
+        found.unwrap_or_else(|| {
+            panic!(
+                "no matching audit event within {timeout:?}\n{}\n{}",
+                self.with_audit(|a| a.summary(40)),
+                self.log_tail(60)
+            )
+        })
+    }
+
+    /// Polls the audit log until `f` returns `Some` for all events so far; panics
+    /// with `what` after `timeout`.
+    pub fn wait_until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl FnMut(&[Value]) -> Option<T>,
+    ) -> T {
+        let found = self.with_audit(|a| a.wait_until(timeout, f));
+        found.unwrap_or_else(|| {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}\n{}",
+                self.with_audit(|a| a.summary(40)),
+                self.log_tail(60)
+            )
+        })
+    }
+
+    /// Stops the agent with SIGTERM (SIGKILL after 10 s); returns its exit status.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        procfs::signal(child.id(), libc::SIGTERM);
+        let status = poll(Duration::from_secs(10), || child.try_wait().ok().flatten());
+        Some(status.unwrap_or_else(|| {
+            let _ = child.kill();
+            child.wait().expect("wait for killed agent")
+        }))
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        let status = self.stop();
+        if std::thread::panicking() {
+            eprintln!("warrant-agent stopped with {status:?}\n{}", self.log_tail(300));
+        }
+        // Anything left in the session cgroups belongs to this test; kill and remove.
+        cgroup::remove_tree(&self.cgroup_root);
+        if self.pin_dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.pin_dir)
+        {
+            eprintln!("warrant-tests: cannot remove {}: {e}", self.pin_dir.display());
+        }
+    }
+}
+
+/// Parses one JSON object per non-empty line; panics on anything else.
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}

@@ -1,0 +1,254 @@
+//! Long-running CLI processes a test talks to while they run:
+//! - [`Session`]: a spawned `warrant exec --grant G -- CMD…`. The CLI tags itself and
+//!   execs CMD in place, so the spawned child's pid is the session root pid. Its
+//!   first stderr line, `warrant: session s-… under grant g-… (… left)`, names the
+//!   session.
+//! - [`Watch`]: a spawned `warrant watch …`, ready once it prints
+//!   `warrant: watching (ctrl-c to stop)` on stderr; then one JSON object per line.
+
+use serde_json::Value;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::procfs;
+use crate::run::Lines;
+
+/// How long `warrant exec` may take to print its session line.
+const SESSION_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A process tree started under a grant by `warrant exec`.
+pub struct Session {
+    /// The `warrant exec` child, which becomes the command: the session root.
+    child: Child,
+    /// Session id (`s-…`) from the CLI's first stderr line.
+    id: String,
+    /// Grant id from the same line.
+    grant: String,
+    /// The command's stdout, line by line.
+    stdout: Lines,
+    /// The CLI's and then the command's stderr, line by line.
+    stderr: Lines,
+    /// Exit status once reaped.
+    status: Option<ExitStatus>,
+}
+
+impl Session {
+    /// Spawns `cmd` (a `warrant exec` command line) with piped output and waits for its
+    /// session line. Panics if the CLI exits or stays silent instead.
+    pub fn spawn(mut cmd: Command) -> Self {
+        let shown = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
+        let stdout = Lines::new(child.stdout.take().expect("piped stdout"));
+        let stderr = Lines::new(child.stderr.take().expect("piped stderr"));
+        let line = stderr.wait_line(SESSION_START_TIMEOUT, |l| l.starts_with("warrant: session "));
+        let Some(line) = line else {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "{shown} printed no session line within {SESSION_START_TIMEOUT:?} ({status:?})\nstderr:\n{}",
+                stderr.text()
+            );
+        };
+        let (id, grant) = parse_session_line(&line)
+            .unwrap_or_else(|| panic!("cannot parse the session line {line:?}"));
+        Self {
+            child,
+            id,
+            grant,
+            stdout,
+            stderr,
+            status: None,
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The grant id the CLI reported.
+    pub fn grant(&self) -> &str {
+        &self.grant
+    }
+
+    /// The session root pid (the spawned CLI, now the command).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The command's stdout so far.
+    pub fn stdout(&self) -> &Lines {
+        &self.stdout
+    }
+
+    /// The CLI's and command's stderr so far.
+    pub fn stderr(&self) -> &Lines {
+        &self.stderr
+    }
+
+    /// Waits for a stdout line starting with `prefix`; returns the rest of it.
+    pub fn wait_stdout(&self, prefix: &str, timeout: Duration) -> String {
+        self.stdout
+            .wait_line(timeout, |l| l.starts_with(prefix))
+            .map(|l| l[prefix.len()..].trim().to_string())
+            .unwrap_or_else(|| {
+                panic!(
+                    "session {}: no stdout line starting {prefix:?} within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                    self.id,
+                    self.stdout.text(),
+                    self.stderr.text()
+                )
+            })
+    }
+
+    /// Waits (at most `timeout`) for the root process to exit.
+    pub fn try_wait_for(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            let child = &mut self.child;
+            self.status = crate::poll(timeout, || child.try_wait().ok().flatten());
+        }
+        self.status
+    }
+
+    /// Waits for the root process to exit; panics after `timeout`.
+    pub fn wait_for(&mut self, timeout: Duration) -> ExitStatus {
+        self.try_wait_for(timeout).unwrap_or_else(|| {
+            panic!(
+                "session {} root pid {} still running after {timeout:?}\nstderr:\n{}",
+                self.id,
+                self.child.id(),
+                self.stderr.text()
+            )
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `warrant: session s-1 under grant g-2 (1m59s left)` → (`s-1`, `g-2`).
+pub fn parse_session_line(line: &str) -> Option<(String, String)> {
+    let rest = line.strip_prefix("warrant: session ")?;
+    let mut words = rest.split_whitespace();
+    let id = words.next()?.trim_end_matches(',');
+    if words.next()? != "under" || words.next()? != "grant" {
+        return None;
+    }
+    let grant = words.next()?.trim_end_matches(',');
+    (id.starts_with("s-") && grant.starts_with("g-")).then(|| (id.to_string(), grant.to_string()))
+}
+
+/// A running `warrant watch`.
+pub struct Watch {
+    /// The CLI process.
+    child: Child,
+    /// Its stdout: one JSON event per line.
+    stdout: Lines,
+    /// Its stderr: the "watching" line, then errors if any.
+    stderr: Lines,
+    /// Index of the next stdout line [`Watch::next_event`] looks at.
+    next: usize,
+}
+
+impl Watch {
+    /// Spawns `cmd` (a `warrant watch` command line) and waits for it to say it is
+    /// subscribed.
+    pub fn spawn(mut cmd: Command) -> Self {
+        let shown = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
+        let stdout = Lines::new(child.stdout.take().expect("piped stdout"));
+        let stderr = Lines::new(child.stderr.take().expect("piped stderr"));
+        if stderr
+            .wait_line(Duration::from_secs(15), |l| l.starts_with("warrant: watching"))
+            .is_none()
+        {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "{shown} did not print `warrant: watching` ({status:?})\nstderr:\n{}",
+                stderr.text()
+            );
+        }
+        Self {
+            child,
+            stdout,
+            stderr,
+            next: 0,
+        }
+    }
+
+    /// The next event (after those already returned) satisfying `pred`; every line on
+    /// the way must be a JSON object. `None` after `timeout` or at EOF.
+    pub fn next_event(&mut self, timeout: Duration, mut pred: impl FnMut(&Value) -> bool) -> Option<Value> {
+        let found = self.stdout.wait_line_from(self.next, timeout, |l| {
+            let v: Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("`warrant watch --json` printed a non-JSON line ({e}): {l}"));
+            assert!(v.is_object(), "`warrant watch --json` printed a non-object: {l}");
+            pred(&v)
+        });
+        found.map(|(i, l)| {
+            self.next = i + 1;
+            serde_json::from_str(&l).expect("checked above")
+        })
+    }
+
+    /// Every event printed so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Stops the watch (SIGINT, as ctrl-c would) and returns its exit status.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        procfs::signal(self.child.id(), libc::SIGINT);
+        let child = &mut self.child;
+        crate::poll(Duration::from_secs(5), || child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_line_parses() {
+        assert_eq!(
+            parse_session_line("warrant: session s-7 under grant g-3 (1m59s left)"),
+            Some(("s-7".into(), "g-3".into()))
+        );
+        assert_eq!(parse_session_line("warrant: watching (ctrl-c to stop)"), None);
+    }
+}

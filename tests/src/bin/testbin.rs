@@ -1,0 +1,577 @@
+//! `warrant-testbin`: the workloads the end-to-end tests and the benchmark run under
+//! grants. Each subcommand does one well-defined thing with plain libc calls, so a
+//! test knows exactly which processes, execs, opens and sockets to expect:
+//!
+//! ```text
+//! tree N --pidfile F [--escape-cgroup DIR] [--lifetime S]   ≥ N sleeping processes: chains, background
+//!                                         process groups, setsid double-forked daemons, exec'd sleeps,
+//!                                         one that moves itself to DIR; each appends "PID ROLE" to F
+//! fork-loop [--max N] [--lifetime S]      fork as fast as possible up to N live processes (every
+//!                                         process forks too), then churn: each non-root process hands
+//!                                         over to a fresh child and exits about every 640 ms
+//! open-burst N PATH                       open+close PATH N times
+//! open PATH read|write|read-write         one open (write modes create the file)
+//! deep-open DIR MIN_BYTES                 nest dirs under DIR until the path passes MIN_BYTES, chdir
+//!                                         down, create and then open "leaf.txt" by its relative path
+//! connect ADDR:PORT                       connect, print "local ADDR:PORT", send one byte, read to EOF
+//! listen ADDR:PORT                        bind+listen, print "listening ADDR:PORT", accept one, exit
+//! gate FILE -- CMD ARGS…                  wait until FILE exists, then exec CMD (no fork)
+//! sleep SECONDS                           sleep
+//! loop getppid|open|exec N [--path P]     timed loop; prints {"op","n","total_ns","ns_per_op"} as JSON
+//! ```
+//!
+//! Every process a workload makes lives at most `--lifetime` seconds (an `alarm`), so
+//! nothing outlives a test by long even if the agent under test fails to kill it.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        return usage();
+    };
+    let r = match cmd.as_str() {
+        "tree" => tree(rest),
+        "fork-loop" => fork_loop(rest),
+        "open-burst" => open_burst(rest),
+        "open" => open_one(rest),
+        "deep-open" => deep_open(rest),
+        "connect" => connect(rest),
+        "listen" => listen(rest),
+        "gate" => gate(rest),
+        "sleep" => sleep(rest),
+        "loop" => timed_loop(rest),
+        _ => return usage(),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warrant-testbin: {cmd}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: warrant-testbin tree|fork-loop|open-burst|open|deep-open|connect|listen|gate|sleep|loop …");
+    ExitCode::from(2)
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+/// The value after `--name` in `args`.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+/// The `i`-th argument that is neither a `--flag` nor a flag's value.
+fn positional(args: &[String], i: usize) -> Option<&str> {
+    let mut skip = false;
+    args.iter()
+        .filter(|a| {
+            if skip {
+                skip = false;
+                return false;
+            }
+            if a.starts_with("--") {
+                skip = true;
+                return false;
+            }
+            true
+        })
+        .nth(i)
+        .map(String::as_str)
+}
+
+fn parse<T: std::str::FromStr>(v: Option<&str>, what: &str) -> Result<T> {
+    let v = v.ok_or_else(|| format!("missing {what}"))?;
+    v.parse().map_err(|_| format!("invalid {what}: {v}"))
+}
+
+fn errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+fn cstr(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| format!("NUL in {s:?}"))
+}
+
+/// `fork()`; in the child runs `f` and exits 0 (or never returns from `f`).
+fn fork_child(f: impl FnOnce()) -> Result<libc::pid_t> {
+    // SAFETY: this program is single-threaded, so the child may run arbitrary code.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", errno())),
+        0 => {
+            f();
+            // SAFETY: _exit has no preconditions.
+            unsafe { libc::_exit(0) }
+        }
+        pid => Ok(pid),
+    }
+}
+
+fn set_alarm(seconds: u32) {
+    // SAFETY: alarm has no preconditions; SIGALRM's default action ends the process.
+    unsafe {
+        libc::alarm(seconds.max(1));
+    }
+}
+
+fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
+}
+
+// ---------------------------------------------------------------------------------
+// tree
+
+/// State shared by every process of a `tree`.
+struct Tree {
+    /// The pid file, opened O_APPEND so each one-line write lands whole.
+    fd: i32,
+    /// Seconds any process lives at most.
+    lifetime: u32,
+}
+
+impl Tree {
+    /// Appends "PID ROLE\n" in one write.
+    fn record(&self, role: &str) {
+        let line = format!("{} {role}\n", getpid());
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe { libc::write(self.fd, line.as_ptr().cast(), line.len()) };
+        if n != line.len().cast_signed() {
+            eprintln!("warrant-testbin: tree: write pid file: {}", errno());
+        }
+    }
+
+    /// Sleeps until killed. Half the processes block in pause() (no syscalls, so only
+    /// cgroup.kill or a signal can end them); the others wake every 200 ms and so
+    /// enter the kernel regularly.
+    fn idle(&self, n: usize) -> ! {
+        loop {
+            if n % 2 == 0 {
+                // SAFETY: pause has no preconditions.
+                unsafe { libc::pause() };
+            } else {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    /// Forks a child that arms its lifetime alarm, then runs `f`.
+    fn spawn(&self, f: impl FnOnce()) -> Result<libc::pid_t> {
+        let lifetime = self.lifetime;
+        fork_child(move || {
+            set_alarm(lifetime);
+            f();
+        })
+    }
+
+    /// A chain: child → grandchild → … `depth` processes deep, all idle.
+    fn chain(&self, depth: usize, n: usize) {
+        self.record(if depth > 1 { "chain" } else { "chain-leaf" });
+        if depth > 1 {
+            let _ = self.spawn(|| self.chain(depth - 1, n + 1));
+        }
+        self.idle(n);
+    }
+
+    /// `setsid()`, fork, and exit: the grandchild is a daemon re-parented away from
+    /// the tree, in a session and process group of its own.
+    fn daemon(&self, n: usize) {
+        // SAFETY: setsid has no preconditions.
+        if unsafe { libc::setsid() } < 0 {
+            eprintln!("warrant-testbin: tree: setsid: {}", errno());
+        }
+        let _ = self.spawn(|| {
+            self.record("daemon");
+            self.idle(n);
+        });
+    }
+
+    /// A background job: its own process group (as a shell's `&` makes), with a child.
+    fn background(&self, n: usize) {
+        // SAFETY: setpgid(0, 0) has no preconditions.
+        unsafe { libc::setpgid(0, 0) };
+        self.record("bg");
+        let _ = self.spawn(|| {
+            self.record("bg-child");
+            self.idle(n + 1);
+        });
+        self.idle(n);
+    }
+
+    /// Records itself, then becomes `/bin/sleep` (same pid, new image).
+    fn exec_sleep(&self) {
+        self.record("exec-sleep");
+        let secs = self.lifetime.to_string();
+        let argv = ["sleep", secs.as_str()].map(|a| CString::new(a).expect("no NUL"));
+        let ptrs = [argv[0].as_ptr(), argv[1].as_ptr(), std::ptr::null()];
+        // SAFETY: NUL-terminated strings and a NULL-terminated array.
+        unsafe { libc::execv(c"/bin/sleep".as_ptr(), ptrs.as_ptr()) };
+        eprintln!("warrant-testbin: tree: exec /bin/sleep: {}", errno());
+    }
+
+    /// Moves itself into the cgroup `dir`, as a process trying to leave its session
+    /// cgroup would. The role says whether that worked ("escape") or not
+    /// ("escape-failed"), so the test can move it from outside instead.
+    fn escape(&self, dir: &str) {
+        let procs = format!("{dir}/cgroup.procs");
+        match std::fs::write(&procs, getpid().to_string()) {
+            Ok(()) => self.record("escape"),
+            Err(e) => {
+                eprintln!("warrant-testbin: tree: write {procs}: {e}");
+                self.record("escape-failed");
+            }
+        }
+        self.idle(1);
+    }
+}
+
+fn tree(args: &[String]) -> Result {
+    let n: usize = parse(positional(args, 0), "process count N")?;
+    let pidfile = flag(args, "--pidfile").ok_or("missing --pidfile F")?;
+    let escape = flag(args, "--escape-cgroup");
+    let lifetime: u32 = parse(Some(flag(args, "--lifetime").unwrap_or("600")), "--lifetime")?;
+    let path = cstr(pidfile)?;
+    // SAFETY: valid NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("open {pidfile}: {}", errno()));
+    }
+    let t = Tree { fd, lifetime };
+    set_alarm(lifetime);
+    t.record("root");
+    // Root, then one escaper, daemons, exec'd sleeps, background jobs, and chains of
+    // three for whatever is left.
+    let mut left = n.saturating_sub(1);
+    let escapers = usize::from(escape.is_some()).min(left);
+    left -= escapers;
+    let daemons = (n / 10).max(2).min(left);
+    left -= daemons;
+    let sleeps = left.min(2);
+    left -= sleeps;
+    let jobs = left.min(4) / 2;
+    left -= jobs * 2;
+    if let Some(dir) = escape {
+        for _ in 0..escapers {
+            t.spawn(|| t.escape(dir))?;
+        }
+    }
+    for i in 0..daemons {
+        t.spawn(|| t.daemon(i))?;
+    }
+    for _ in 0..sleeps {
+        t.spawn(|| t.exec_sleep())?;
+    }
+    for i in 0..jobs {
+        t.spawn(|| t.background(i))?;
+    }
+    let mut rest = left;
+    let mut i = 0;
+    while rest > 0 {
+        let d = rest.min(3);
+        rest -= d;
+        t.spawn(|| t.chain(d, i))?;
+        i += 1;
+    }
+    // Reap what exits (the daemons' first children), then idle as the tree's root.
+    loop {
+        // SAFETY: waitpid with a NULL status pointer is allowed.
+        if unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } < 0
+            && errno().raw_os_error() == Some(libc::ECHILD)
+        {
+            t.idle(0);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// fork-loop
+
+/// A tiny xorshift generator: enough to spread the churn, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Self {
+        Self(0x9e37_79b9_7f4a_7c15 ^ u64::from(getpid().unsigned_abs()).wrapping_mul(0xff51_afd7_ed55_8ccd))
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn monotonic_secs() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    ts.tv_sec.unsigned_abs()
+}
+
+fn fork_loop(args: &[String]) -> Result {
+    let max: i64 = parse(Some(flag(args, "--max").unwrap_or("500")), "--max")?;
+    let lifetime: u64 = parse(Some(flag(args, "--lifetime").unwrap_or("120")), "--lifetime")?;
+    // The live-process count, shared by every process of the loop.
+    // SAFETY: anonymous shared mapping of one page; checked for MAP_FAILED.
+    let shared = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if shared == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", errno()));
+    }
+    // SAFETY: the mapping is page-aligned, zeroed and lives as long as the process.
+    let live: &AtomicI64 = unsafe { &*shared.cast::<AtomicI64>() };
+    live.store(1, Ordering::SeqCst);
+    let deadline = monotonic_secs() + lifetime;
+    // The alarm is a backstop for the deadline check below (a process stuck in a
+    // syscall still dies).
+    let backstop = || set_alarm(u32::try_from(deadline.saturating_sub(monotonic_secs()) + 2).unwrap_or(u32::MAX));
+    backstop();
+    let mut rng = Rng::seeded();
+    let root = getpid();
+    // Orphans of the churn come to the root, which reaps them: otherwise thousands of
+    // zombies wait for init, and a /proc scan gets too slow to see the live ones.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    loop {
+        if monotonic_secs() >= deadline {
+            // SAFETY: _exit has no preconditions.
+            unsafe { libc::_exit(0) };
+        }
+        // SAFETY: waitpid with a NULL status pointer is allowed.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+        if live.load(Ordering::Relaxed) < max {
+            live.fetch_add(1, Ordering::SeqCst);
+            // SAFETY: single-threaded; the child simply continues this loop.
+            match unsafe { libc::fork() } {
+                0 => {
+                    backstop();
+                    rng = Rng::seeded();
+                }
+                -1 => {
+                    live.fetch_sub(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => {}
+            }
+        } else {
+            // At the cap: now and then hand over to a fresh child and exit, so pids
+            // keep changing under whoever is trying to kill the loop. The root stays,
+            // so the session keeps its root process.
+            if getpid() != root && rng.next() % 32 == 0 {
+                // SAFETY: as above.
+                match unsafe { libc::fork() } {
+                    0 => {
+                        backstop();
+                        rng = Rng::seeded();
+                        continue;
+                    }
+                    // SAFETY: _exit has no preconditions.
+                    pid if pid > 0 => unsafe { libc::_exit(0) },
+                    _ => {}
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// files
+
+fn open_burst(args: &[String]) -> Result {
+    let n: u64 = parse(positional(args, 0), "count N")?;
+    let path_s = positional(args, 1).ok_or("missing PATH")?;
+    let path = cstr(path_s)?;
+    let mut failed = 0u64;
+    for _ in 0..n {
+        // SAFETY: valid NUL-terminated path.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            failed += 1;
+        } else {
+            // SAFETY: fd was just opened.
+            unsafe { libc::close(fd) };
+        }
+    }
+    println!(r#"{{"opened":{},"failed":{failed}}}"#, n - failed);
+    if failed > 0 {
+        return Err(format!("{failed} of {n} opens of {path_s} failed: {}", errno()));
+    }
+    Ok(())
+}
+
+fn open_one(args: &[String]) -> Result {
+    let path_s = positional(args, 0).ok_or("missing PATH")?;
+    let flags = match positional(args, 1).ok_or("missing read|write|read-write")? {
+        "read" => libc::O_RDONLY,
+        "write" => libc::O_WRONLY | libc::O_CREAT,
+        "read-write" => libc::O_RDWR | libc::O_CREAT,
+        m => return Err(format!("unknown access {m}")),
+    };
+    let path = cstr(path_s)?;
+    // SAFETY: valid NUL-terminated path.
+    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+    if fd < 0 {
+        return Err(format!("open {path_s}: {}", errno()));
+    }
+    // SAFETY: fd was just opened.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+fn deep_open(args: &[String]) -> Result {
+    let dir = positional(args, 0).ok_or("missing DIR")?;
+    let min: usize = parse(positional(args, 1), "MIN_BYTES")?;
+    std::env::set_current_dir(dir).map_err(|e| format!("chdir {dir}: {e}"))?;
+    // Each component is 200 bytes; the path is built relative to the cwd, one chdir
+    // at a time, because no single path string may exceed PATH_MAX (4096).
+    let comp = "d".repeat(200);
+    let leaf = "leaf.txt";
+    let mut len = dir.trim_end_matches('/').len();
+    let mut depth = 0;
+    while len + 1 + leaf.len() <= min {
+        match std::fs::create_dir(&comp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("mkdir at depth {depth}: {e}")),
+        }
+        std::env::set_current_dir(&comp).map_err(|e| format!("chdir at depth {depth}: {e}"))?;
+        len += 1 + comp.len();
+        depth += 1;
+    }
+    std::fs::write(leaf, b"deep\n").map_err(|e| format!("create {leaf}: {e}"))?;
+    let mut s = String::new();
+    std::fs::File::open(leaf)
+        .and_then(|mut f| f.read_to_string(&mut s))
+        .map_err(|e| format!("open {leaf}: {e}"))?;
+    println!(r#"{{"depth":{depth},"path_len":{}}}"#, len + 1 + leaf.len());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// sockets
+
+fn connect(args: &[String]) -> Result {
+    let addr = positional(args, 0).ok_or("missing ADDR:PORT")?;
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    let local = s.local_addr().map_err(|e| e.to_string())?;
+    println!("local {local}");
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    s.write_all(b"x").map_err(|e| format!("send: {e}"))?;
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    Ok(())
+}
+
+fn listen(args: &[String]) -> Result {
+    let addr = positional(args, 0).ok_or("missing ADDR:PORT")?;
+    let l = std::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    println!("listening {}", l.local_addr().map_err(|e| e.to_string())?);
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let (mut s, peer) = l.accept().map_err(|e| format!("accept: {e}"))?;
+    println!("accepted {peer}");
+    let mut b = [0u8; 1];
+    let _ = s.read(&mut b);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// control
+
+fn gate(args: &[String]) -> Result {
+    let file = args.first().ok_or("missing FILE")?;
+    let sep = args.iter().position(|a| a == "--").ok_or("missing -- CMD")?;
+    let cmd = args.get(sep + 1..).filter(|c| !c.is_empty()).ok_or("missing CMD")?;
+    while !std::path::Path::new(file).exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = std::os::unix::process::CommandExt::exec(std::process::Command::new(&cmd[0]).args(&cmd[1..]));
+    Err(format!("exec {}: {err}", cmd[0]))
+}
+
+fn sleep(args: &[String]) -> Result {
+    let s: f64 = parse(positional(args, 0), "SECONDS")?;
+    std::thread::sleep(Duration::from_secs_f64(s));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// benchmark loops
+
+fn timed_loop(args: &[String]) -> Result {
+    let op = positional(args, 0).ok_or("missing getppid|open|exec")?;
+    let n: u64 = parse(positional(args, 1), "count N")?;
+    let path = cstr(flag(args, "--path").unwrap_or("/etc/hostname"))?;
+    let true_argv = [c"true".as_ptr(), std::ptr::null()];
+    let start = Instant::now();
+    match op {
+        "getppid" => {
+            for _ in 0..n {
+                // SAFETY: getppid has no preconditions.
+                std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+            }
+        }
+        "open" => {
+            for _ in 0..n {
+                // SAFETY: valid NUL-terminated path; fd closed right away.
+                unsafe {
+                    let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(format!("open: {}", errno()));
+                    }
+                    libc::close(fd);
+                }
+            }
+        }
+        "exec" => {
+            for _ in 0..n {
+                // SAFETY: the child only calls async-signal-safe execv and _exit.
+                match unsafe { libc::fork() } {
+                    -1 => return Err(format!("fork: {}", errno())),
+                    0 => unsafe {
+                        libc::execv(c"/bin/true".as_ptr(), true_argv.as_ptr());
+                        libc::_exit(127);
+                    },
+                    pid => {
+                        let mut st = 0;
+                        // SAFETY: st is a valid int.
+                        unsafe { libc::waitpid(pid, &raw mut st, 0) };
+                        if st != 0 {
+                            return Err(format!("/bin/true exited with status {st}"));
+                        }
+                    }
+                }
+            }
+        }
+        _ => return Err(format!("unknown loop {op}")),
+    }
+    let total = start.elapsed().as_nanos();
+    #[expect(clippy::cast_precision_loss, reason = "a ratio for humans")]
+    let per = total as f64 / n.max(1) as f64;
+    println!(r#"{{"op":"{op}","n":{n},"total_ns":{total},"ns_per_op":{per:.1}}}"#);
+    Ok(())
+}
