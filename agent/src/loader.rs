@@ -163,7 +163,7 @@ fn attach(ebpf: &mut Ebpf, prog: &str) -> Result<FdLink> {
         .with_context(|| format!("program {prog} is not a tp_btf program"))?;
     let id = p.attach().with_context(|| format!("failed to attach tp_btf program {prog}"))?;
     let link = p.take_link(id).with_context(|| format!("failed to take the link of {prog}"))?;
-    FdLink::try_from(link).map_err(|e| anyhow!("link of {prog} is not an fd link: {e}"))
+    Ok(FdLink::from(link))
 }
 
 /// Pins `link` at `path`, replacing (and so detaching) whatever a previous agent

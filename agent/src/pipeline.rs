@@ -61,6 +61,7 @@ pub type Subjects = Arc<RwLock<HashMap<String, String>>>;
 
 /// What the writer receives.
 #[derive(Debug)]
+#[expect(clippy::large_enum_variant, reason = "Stop is sent once; boxing every event would cost an allocation each")]
 pub enum Msg {
     Event(pb::Event),
     /// Write what is queued, then stop. Explicit, because sinks may outlive the
