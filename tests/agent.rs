@@ -19,12 +19,16 @@ use crate::{bins, cgroup, poll, procfs};
 /// How long a CLI call may take before the test fails instead of hanging.
 pub const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The agent's own debug messages, without the per-frame chatter of the HTTP/2, gRPC
+/// and eBPF-loader libraries, so a failing test's log shows what the agent did.
+pub const DEFAULT_LOG_LEVEL: &str = "debug,h2=info,hyper=info,hyper_util=info,tower=info,tonic=info,aya=info,aya_obj=info";
+
 /// How an agent is started.
 #[derive(Clone, Debug, Default)]
 pub struct AgentOptions {
     /// `--ring-buffer-bytes`; the agent's default when `None`.
     pub ring_buffer_bytes: Option<u64>,
-    /// `--log-level`; `debug` when `None`, so a failing test shows what happened.
+    /// `--log-level`; [`DEFAULT_LOG_LEVEL`] when `None`.
     pub log_level: Option<String>,
 }
 
@@ -75,7 +79,7 @@ impl TestAgent {
             .arg("--cgroup-root")
             .arg(&cgroup_root)
             .arg("--log-level")
-            .arg(opts.log_level.as_deref().unwrap_or("debug"));
+            .arg(opts.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL));
         if let Some(n) = opts.ring_buffer_bytes {
             cmd.arg("--ring-buffer-bytes").arg(n.to_string());
         }

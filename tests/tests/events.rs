@@ -1,0 +1,264 @@
+//! Events: each kind a tagged process causes comes out in the audit log with the
+//! fields of the JSON schema (proto/src/json.rs) filled in correctly, truncation is
+//! flagged rather than silent, and the log itself is an unbroken hash chain.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use serde_json::Value;
+use warrant_tests::workload::{accept_within, canonical, testbin, unique_path};
+use warrant_tests::{Marker, TestAgent, audit, free_port};
+
+/// Time allowed for an event to reach the audit log.
+const T: Duration = Duration::from_secs(10);
+
+fn is_pid(kind: &'static str, session: &str, pid: u32) -> impl Fn(&Value) -> bool {
+    let s = session.to_string();
+    move |e| audit::is(kind, &s)(e) && audit::u64_field(e, "pid") == u64::from(pid)
+}
+
+/// The exec event of a session root carries the kernel-resolved path, the argv as
+/// passed, the working directory, the pid, the ppid (the test, which spawned
+/// `warrant exec`), the uid, a parseable time, and `truncated: false`.
+#[test]
+fn exec_event_has_path_argv_cwd_and_ids() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let cwd = agent.temp_dir().join("work dir");
+    std::fs::create_dir(&cwd).expect("mkdir cwd");
+    let argv = ["/bin/sh", "-c", "exit 0", "arg-one", "arg two"];
+    let mut cmd = agent.exec_command(&grant, &mark, &argv);
+    cmd.current_dir(&cwd);
+    let mut s = warrant_tests::Session::spawn(cmd);
+    assert!(s.wait_for(T).success());
+
+    let e = agent.wait_for_event(is_pid("exec", s.id(), s.pid()), T);
+    assert_eq!(e["path"], canonical("/bin/sh"), "{e}");
+    assert_eq!(e["argv"], serde_json::json!(argv), "{e}");
+    assert_eq!(e["cwd"], canonical(&cwd), "{e}");
+    assert_eq!(audit::u64_field(&e, "ppid"), u64::from(std::process::id()), "{e}");
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(audit::u64_field(&e, "uid"), u64::from(unsafe { libc::getuid() }), "{e}");
+    assert_eq!(e["grant"], grant.as_str());
+    assert_eq!(e["truncated"], false, "{e}");
+    let time = audit::str_field(&e, "time");
+    time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|err| panic!("time {time:?} is not RFC 3339: {err}"));
+}
+
+/// File opens report their access mode from the open flags (`read` for O_RDONLY,
+/// `write` for O_WRONLY, `read-write` for O_RDWR) with the absolute path; a failed
+/// open reports its errno.
+#[test]
+fn file_open_reports_access_and_errors() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let bin = testbin();
+    let w = unique_path(agent.temp_dir(), "w");
+    let rw = unique_path(agent.temp_dir(), "rw");
+    let missing = unique_path(agent.temp_dir(), "missing");
+    let (w_s, rw_s, missing_s) = (w.to_string_lossy(), rw.to_string_lossy(), missing.to_string_lossy());
+    let script = format!(
+        "'{bin}' open '{w_s}' write && '{bin}' open '{w_s}' read && '{bin}' open '{rw_s}' read-write; '{bin}' open '{missing_s}' read; :"
+    );
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    assert!(s.wait_for(T).success());
+    let sid = s.id().to_string();
+
+    let (w_c, rw_c) = (canonical(&w), canonical(&rw));
+    for (path, access) in [(&w_c, "write"), (&w_c, "read"), (&rw_c, "read-write")] {
+        let e = agent.wait_for_event(
+            |e| audit::is("file_open", &sid)(e) && e["path"] == path.as_str() && e["access"] == access,
+            T,
+        );
+        assert!(e.get("error").is_none(), "a successful open has no error: {e}");
+        assert_eq!(e["truncated"], false, "{e}");
+    }
+    let e = agent.wait_for_event(
+        |e| audit::is("file_open", &sid)(e) && audit::str_field(e, "path").ends_with(&*missing_s),
+        T,
+    );
+    assert_eq!(e["error"], libc::ENOENT, "a failed open reports its errno: {e}");
+    assert_eq!(e["access"], "read");
+}
+
+/// A connect to a loopback listener the test owns is a `connect` event: family
+/// `inet`, protocol `tcp`, the listener's address and port as `addr`/`port` and
+/// `remote_*`, and the client's own (kernel-chosen) address and port as `local_*`.
+#[test]
+fn connect_reports_both_ends() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local_addr").port();
+    let target = format!("127.0.0.1:{port}");
+    let mut s = agent.exec(&grant, &mark, &[&testbin(), "connect", &target]);
+    let (mut conn, peer) = accept_within(&listener, T);
+    let mut b = [0u8; 1];
+    conn.read_exact(&mut b).expect("read the client's byte");
+    drop(conn);
+    let local: SocketAddr = s.wait_stdout("local ", T).parse().expect("client prints its address");
+    assert_eq!(local, peer);
+    assert!(s.wait_for(T).success());
+
+    let e = agent.wait_for_event(is_pid("connect", s.id(), s.pid()), T);
+    assert_eq!(e["family"], "inet", "{e}");
+    assert_eq!(e["protocol"], "tcp", "{e}");
+    assert_eq!(e["addr"], "127.0.0.1", "{e}");
+    assert_eq!(audit::u64_field(&e, "port"), u64::from(port), "{e}");
+    assert_eq!(e["remote_addr"], "127.0.0.1", "{e}");
+    assert_eq!(audit::u64_field(&e, "remote_port"), u64::from(port), "{e}");
+    assert_eq!(e["local_addr"], "127.0.0.1", "{e}");
+    assert_eq!(audit::u64_field(&e, "local_port"), u64::from(local.port()), "{e}");
+}
+
+/// A server under a grant reports `bind` and `listen` with its own address and port
+/// as `addr`/`port`, and `accept` with the connecting client's address and port as
+/// `addr`/`port` and its own as `local_*`.
+#[test]
+fn bind_listen_accept_are_reported() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut s = agent.exec(&grant, &mark, &[&testbin(), "listen", &addr]);
+    s.wait_stdout("listening ", T);
+    let mut client = TcpStream::connect(&addr).expect("connect to the tagged server");
+    let client_local = client.local_addr().expect("local_addr");
+    client.write_all(b"x").expect("send");
+    assert!(s.wait_for(T).success());
+    let sid = s.id().to_string();
+    let pid = s.pid();
+
+    for kind in ["bind", "listen"] {
+        let e = agent.wait_for_event(is_pid(kind, &sid, pid), T);
+        assert_eq!(e["family"], "inet", "{e}");
+        assert_eq!(e["addr"], "127.0.0.1", "{e}");
+        assert_eq!(audit::u64_field(&e, "port"), u64::from(port), "{e}");
+        assert_eq!(e["local_addr"], "127.0.0.1", "{e}");
+        assert_eq!(audit::u64_field(&e, "local_port"), u64::from(port), "{e}");
+    }
+    let e = agent.wait_for_event(is_pid("accept", &sid, pid), T);
+    assert_eq!(e["family"], "inet", "{e}");
+    assert_eq!(e["addr"], "127.0.0.1", "{e}");
+    assert_eq!(audit::u64_field(&e, "port"), u64::from(client_local.port()), "{e}");
+    assert_eq!(audit::u64_field(&e, "remote_port"), u64::from(client_local.port()), "{e}");
+    assert_eq!(audit::u64_field(&e, "local_port"), u64::from(port), "{e}");
+}
+
+/// A process that exits normally reports its exit `code` (and no `signal`); one killed
+/// by a signal reports the `signal` (and no `code`).
+#[test]
+fn exit_reports_code_or_signal() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", "exit 3"]);
+    assert_eq!(s.wait_for(T).code(), Some(3));
+    let e = agent.wait_for_event(is_pid("exit", s.id(), s.pid()), T);
+    assert_eq!(e["code"], 3, "{e}");
+    assert!(e.get("signal").is_none(), "{e}");
+
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", "kill -USR1 $$; sleep 5"]);
+    let st = s.wait_for(T);
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGUSR1));
+    let e = agent.wait_for_event(is_pid("exit", s.id(), s.pid()), T);
+    assert_eq!(e["signal"], libc::SIGUSR1, "{e}");
+    assert!(e.get("code").is_none(), "{e}");
+}
+
+/// A path longer than the kernel's 4096-byte buffer (22 nested 200-byte dirs, opened
+/// by a relative path after chdir, as no single path string may be that long) is
+/// reported with `truncated: true`, keeping the end nearest the file.
+#[test]
+fn long_path_is_truncated() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let base = agent.temp_dir().join("deep");
+    std::fs::create_dir(&base).expect("mkdir deep");
+    let base_s = canonical(&base);
+    let mut s = agent.exec(&grant, &mark, &[&testbin(), "deep-open", &base_s, "4500"]);
+    assert!(s.wait_for(T).success(), "deep-open failed: {}", s.stderr().text());
+
+    let e = agent.wait_for_event(
+        |e| {
+            audit::is("file_open", s.id())(e)
+                && e["access"] == "read"
+                && audit::str_field(e, "path").ends_with("/leaf.txt")
+        },
+        T,
+    );
+    assert_eq!(e["truncated"], true, "a path of more than 4500 bytes must be flagged: {e}");
+}
+
+/// An argv longer than the kernel's 4096-byte buffer (30 arguments of 200 bytes) is
+/// reported with `truncated: true`, and what is kept is a prefix of the real argv.
+#[test]
+fn long_argv_is_truncated() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let mut argv: Vec<String> = vec!["/bin/true".into()];
+    argv.extend((0..30).map(|i| format!("{i:02}-{}", "a".repeat(197))));
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut s = agent.exec(&grant, &mark, &refs);
+    assert!(s.wait_for(T).success());
+
+    let e = agent.wait_for_event(is_pid("exec", s.id(), s.pid()), T);
+    assert_eq!(e["truncated"], true, "an argv of {} bytes must be flagged", argv.concat().len());
+    let kept: Vec<&str> = e["argv"]
+        .as_array()
+        .expect("argv is an array")
+        .iter()
+        .map(|a| a.as_str().expect("argv strings"))
+        .collect();
+    assert!(!kept.is_empty() && kept.len() < argv.len(), "kept {} of {} args", kept.len(), argv.len());
+    for (i, k) in kept.iter().enumerate() {
+        if i + 1 < kept.len() {
+            assert_eq!(*k, argv[i], "arg {i}");
+        } else {
+            assert!(argv[i].starts_with(k), "the last kept arg {k:?} is a prefix of {:?}", argv[i]);
+        }
+    }
+}
+
+/// The audit log is an unbroken chain: records are numbered consecutively, each
+/// record's `prev` is the previous record's `hash`, hashes are distinct, and every
+/// event has a known kind and an RFC 3339 time.
+#[test]
+fn audit_log_is_a_hash_chain_of_known_events() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", "/bin/true; cat /etc/hostname >/dev/null; :"]);
+    assert!(s.wait_for(T).success());
+    agent.wait_for_event(is_pid("exit", s.id(), s.pid()), T);
+
+    let records = agent.with_audit(|a| a.records().to_vec());
+    assert!(records.len() >= 5, "expected a few records, got {}", records.len());
+    let mut hashes = std::collections::HashSet::new();
+    for pair in records.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert_eq!(audit::u64_field(b, "n"), audit::u64_field(a, "n") + 1, "gap between {a} and {b}");
+        assert_eq!(b["prev"], a["hash"], "broken chain between n={} and n={}", a["n"], b["n"]);
+    }
+    for r in &records {
+        let h = audit::str_field(r, "hash");
+        assert!(!h.is_empty() && hashes.insert(h.to_string()), "empty or repeated hash in {r}");
+        let e = &r["event"];
+        let kind = audit::str_field(e, "kind");
+        assert!(warrant_proto::json::KIND_NAMES.contains(&kind), "unknown kind in {e}");
+        let t = audit::str_field(e, "time");
+        assert!(
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok(),
+            "bad time in {e}"
+        );
+    }
+}
