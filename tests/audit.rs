@@ -149,7 +149,7 @@ impl AuditLog {
             let mut line = e.to_string();
             if line.len() > 400 {
                 line.truncate(400);
-                line.push_str("…");
+                line.push('…');
             }
             s.push_str("  ");
             s.push_str(&line);
@@ -180,6 +180,8 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// The reader sees appended lines, waits for a partial last line to be completed,
+    /// and finds events by kind and session.
     #[test]
     fn reads_appended_lines_incrementally_and_keeps_partial_ones() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -102,6 +102,7 @@ impl Drop for TempCgroup {
 mod tests {
     use super::*;
 
+    /// The cgroup2 mount is found, and `/proc/self/cgroup` resolves under it.
     #[test]
     fn cgroup2_is_mounted_and_own_cgroup_resolves() {
         let m = mount();
@@ -110,6 +111,8 @@ mod tests {
         assert!(resolve(&own).join("cgroup.procs").is_file());
     }
 
+    /// A `TempCgroup` takes a moved process, and dropping it kills that process and
+    /// removes the directory.
     #[test]
     fn temp_cgroup_holds_a_moved_process_and_is_removed() {
         let cg = TempCgroup::new("warrant-test-unit");

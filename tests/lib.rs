@@ -18,8 +18,8 @@
 //!   [`Marker`], the env marker that finds (and on drop kills) every process a test
 //!   started, wherever it went.
 //! - [`cgroup`]: cgroup v2 mount discovery and [`TempCgroup`].
-//! - [`workload`]: [`Tree`] (a `warrant-testbin tree` under a grant, every pid known)
-//!   and small helpers the tests share.
+//! - [`workload`]: a [`Tree`] is a `warrant-testbin tree` under a grant with every
+//!   pid known; plus small helpers the tests share.
 //!
 //! Tests panic rather than return `Result`: a panic carries a backtrace and the
 //! agent's log (printed by [`TestAgent`]'s drop when the test failed).

@@ -152,6 +152,7 @@ impl Drop for Marker {
 mod tests {
     use super::*;
 
+    /// `stat` parses this process's own entry: alive, with the right parent.
     #[test]
     fn stat_of_self_is_alive_with_the_right_parent() {
         let s = stat(std::process::id()).expect("own stat");
@@ -161,6 +162,7 @@ mod tests {
         assert!(alive(std::process::id()));
     }
 
+    /// A marked child is found by a /proc scan and killed by `kill_all`.
     #[test]
     fn marker_finds_and_kills_a_marked_child() {
         let m = Marker::new();

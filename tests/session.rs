@@ -243,6 +243,7 @@ impl Drop for Watch {
 mod tests {
     use super::*;
 
+    /// The CLI's session line yields the session and grant ids; other lines do not.
     #[test]
     fn session_line_parses() {
         assert_eq!(

@@ -156,7 +156,7 @@ impl Tree {
     /// enter the kernel regularly.
     fn idle(&self, n: usize) -> ! {
         loop {
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 // SAFETY: pause has no preconditions.
                 unsafe { libc::pause() };
             } else {
@@ -381,7 +381,7 @@ fn fork_loop(args: &[String]) -> Result {
             // At the cap: now and then hand over to a fresh child and exit, so pids
             // keep changing under whoever is trying to kill the loop. The root stays,
             // so the session keeps its root process.
-            if getpid() != root && rng.next() % 32 == 0 {
+            if getpid() != root && rng.next().is_multiple_of(32) {
                 // SAFETY: as above.
                 match unsafe { libc::fork() } {
                     0 => {
