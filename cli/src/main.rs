@@ -1,6 +1,7 @@
 //! `warrant`: the command line for on-call and security teams.
 //!
-//! It talks only to the agent's gRPC API (`warrant.v1.Agent`) on a unix socket.
+//! It talks only to the agent's gRPC API (`warrant.v1.Agent`) on a unix socket,
+//! except `policy check`, which needs no agent.
 //! This file is the flag tree and the exit-status policy; each command family
 //! lives in its own module:
 //!
@@ -8,6 +9,7 @@
 //! - `grant`: `grant issue`, `grants`.
 //! - `exec`: `exec` (run a command as a new session), `attach`.
 //! - `sessions`, `watch`, `kill` (`kill`, `revoke`), `status`.
+//! - `policy`: `policy check` (validate policy files locally).
 //! - `output`: tables, durations, clock times, colors, escaping.
 //!
 //! Exit status: 0 on success (and when stdout is closed early, `warrant watch | head`);
@@ -18,6 +20,7 @@ mod exec;
 mod grant;
 mod kill;
 mod output;
+mod policy;
 mod sessions;
 mod status;
 mod watch;
@@ -65,6 +68,9 @@ enum Command {
     Revoke(kill::RevokeArgs),
     /// Show the agent's health, counters and kernel features.
     Status(status::StatusArgs),
+    /// Check policy files (no agent needed).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +105,7 @@ async fn dispatch(socket: &Path, command: &Command) -> Result<u8> {
         Command::Kill(args) => kill::kill(socket, args, out).await,
         Command::Revoke(args) => kill::revoke(socket, args, out).await,
         Command::Status(args) => status::run(socket, args, out).await,
+        Command::Policy(policy::PolicyCommand::Check(args)) => policy::check(args, out, &mut io::stderr().lock()),
     }
 }
 
@@ -231,6 +238,21 @@ mod tests {
     fn status() {
         let Command::Status(a) = parse(&["status", "--json"]).unwrap().command else { panic!() };
         assert!(a.json);
+    }
+
+    #[test]
+    fn policy_check_takes_files() {
+        let cli = parse(&["policy", "check", "a.yaml", "b.yaml", "--json"]).unwrap();
+        let Command::Policy(policy::PolicyCommand::Check(a)) = cli.command else { panic!() };
+        assert_eq!(a.files, [PathBuf::from("a.yaml"), PathBuf::from("b.yaml")]);
+        assert!(a.json);
+        let Command::Policy(policy::PolicyCommand::Check(a)) = parse(&["policy", "check", "a.yaml"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert!(!a.json);
+        assert!(parse(&["policy", "check"]).is_err(), "a file is required");
+        assert!(parse(&["policy"]).is_err(), "a subcommand is required");
     }
 
     #[test]
