@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Paths keep their trailing `/` (it records that the author meant a directory). The
-//! form must never change for a given version: [`tests::digest_is_pinned`] pins one.
+//! form must never change for a given version: the test `digest_is_pinned` pins one.
 
 use std::fmt::{self, Write as _};
 use std::str::FromStr;

@@ -53,7 +53,7 @@ pub use parse::Problem;
 
 /// Everything that can go wrong loading a policy.
 ///
-/// Messages follow warrant's style: lowercase, "<what failed> <object>: <cause>", and
+/// Messages follow warrant's style: lowercase, `<what failed> <object>: <cause>`, and
 /// for problems in the file, `file:line: field: message`, one per line.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
