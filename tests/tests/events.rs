@@ -20,7 +20,8 @@ fn is_pid(kind: &'static str, session: &str, pid: u32) -> impl Fn(&Value) -> boo
 
 /// The exec event of a session root carries the kernel-resolved path, the argv as
 /// passed, the working directory, the pid, the ppid (the test, which spawned
-/// `warrant exec`), the uid, a parseable time, and `truncated: false`.
+/// `warrant exec`), the uid, a parseable time, and `truncated: false`; the session's
+/// `session_start` names the same root pid and command.
 #[test]
 fn exec_event_has_path_argv_cwd_and_ids() {
     let agent = TestAgent::start_default();
@@ -46,6 +47,11 @@ fn exec_event_has_path_argv_cwd_and_ids() {
     let time = audit::str_field(&e, "time");
     time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|err| panic!("time {time:?} is not RFC 3339: {err}"));
+
+    let start = agent.wait_for_event(audit::is("session_start", s.id()), T);
+    assert_eq!(audit::u64_field(&start, "root_pid"), u64::from(s.pid()), "{start}");
+    assert_eq!(start["command"], serde_json::json!(argv), "{start}");
+    assert_eq!(start["how"], "exec", "{start}");
 }
 
 /// File opens report their access mode from the open flags (`read` for O_RDONLY,
