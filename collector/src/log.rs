@@ -630,7 +630,7 @@ mod tests {
         let canon = canonical_json(&warrant_proto::json::to_json(&exec(1, &["id", "-u"]))).unwrap();
         assert_eq!(
             String::from_utf8(canon.clone()).unwrap(),
-            r#"{"argv":["id","-u"],"comm":"","cwd":"/","euid":0,"gid":0,"grant":"g-1","host":"","kind":"exec","path":"/usr/bin/id","pid":100,"ppid":0,"seq":1,"session":"s-1","subject":"","tid":0,"time":"2023-11-14T22:13:20.000000001Z","truncated":false,"uid":0}"#
+            r#"{"agent_id":"","argv":["id","-u"],"boot_id":"","cgroup_id":0,"comm":"","cwd":"/","euid":0,"gid":0,"grant":"g-1","host":"","kind":"exec","path":"/usr/bin/id","pid":100,"ppid":0,"seq":1,"session":"s-1","subject":"","tid":0,"time":"2023-11-14T22:13:20.000000001Z","truncated":false,"uid":0}"#
         );
         let hash = hex::encode(chain_hash(&GENESIS, &canon));
         let mut h = Sha256::new();
