@@ -53,6 +53,9 @@ pub fn test(ctx: &Ctx, args: &[OsString]) -> Result<ExitCode> {
         timed(&mut phases, "unit + property tests", || {
             expect_success(ctx.cargo().args([
                 "test",
+                // The release profile reuses every dependency the build step just
+                // compiled; a debug test build would compile them all again (~8 min).
+                "--release",
                 "--workspace",
                 // Built only for bpfel-unknown-none, by the agent's build script.
                 "--exclude",
