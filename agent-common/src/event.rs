@@ -24,6 +24,8 @@ pub enum EventKind {
     Listen = 6,
     /// [`NetEvent`]: accept/accept4 returned a connection.
     Accept = 7,
+    /// [`ViolationEvent`]: a policy rule other than `allow` matched.
+    Violation = 8,
 }
 
 impl EventKind {
@@ -37,6 +39,7 @@ impl EventKind {
             5 => Self::Bind,
             6 => Self::Listen,
             7 => Self::Accept,
+            8 => Self::Violation,
             _ => return None,
         })
     }
@@ -172,6 +175,33 @@ pub struct NetEvent {
     pub remote_addr: [u8; 16],
 }
 
+/// What a violated rule was about.
+pub const VIOLATION_CONNECT: u32 = 1;
+
+/// A policy rule other than `allow` matched; for deny-like actions the call was
+/// refused before it took effect.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ViolationEvent {
+    pub header: EventHeader,
+    /// `VIOLATION_*`: which kind of call.
+    pub op: u32,
+    /// `ACTION_*` of `policy.rs` taken.
+    pub action: u32,
+    /// 1-based index of the rule in its list; 0 for the policy default.
+    pub rule: u32,
+    /// Policy slot the rule came from.
+    pub policy_slot: u32,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// Port asked for, host order.
+    pub port: u16,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Address asked for: 4 bytes for IPv4, 16 for IPv6, network order.
+    pub addr: [u8; 16],
+}
+
 #[cfg(test)]
 mod tests {
     use core::mem::{offset_of, size_of};
@@ -193,11 +223,13 @@ mod tests {
         assert_eq!(offset_of!(FileOpenEvent, path), 88);
         assert_eq!(size_of::<NetEvent>(), 128);
         assert_eq!(offset_of!(NetEvent, local_addr), 96);
+        assert_eq!(size_of::<ViolationEvent>(), 128);
+        assert_eq!(offset_of!(ViolationEvent, addr), 112);
     }
 
     #[test]
     fn kinds_round_trip() {
-        for k in 1..=7 {
+        for k in 1..=8 {
             let kind = EventKind::from_u32(k).expect("known kind");
             assert_eq!(kind as u32, k);
         }

@@ -10,11 +10,13 @@
 //! - [`event`]: the records the programs write into the ring buffer.
 //! - [`offsets`]: kernel struct offsets resolved by the agent from the running
 //!   kernel's BTF and handed to the programs as a read-only global.
+//! - [`policy`]: actions and the network rules kept in an LPM trie.
 #![no_std]
 
 pub mod event;
 pub mod maps;
 pub mod offsets;
+pub mod policy;
 
 pub use event::{EventHeader, EventKind};
 pub use maps::{GrantState, SessionState, TaskTag};

@@ -58,6 +58,10 @@ pub struct TaskTag {
     pub session_slot: u32,
     /// Index into `GRANTS`.
     pub grant_slot: u32,
+    /// `TAG_*` flags of `policy.rs` (set in the kernel, e.g. when a `kill` rule fires).
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// A grant as the kernel sees it.
@@ -69,8 +73,8 @@ pub struct GrantState {
     pub expires_at_ns: u64,
     /// One of the `STATE_*` constants.
     pub state: u32,
-    /// Explicit padding so the type has no implicit holes.
-    pub _pad: u32,
+    /// The grant's policy in `POLICIES`/`NET_RULES`; 0 means no policy.
+    pub policy_slot: u32,
     /// Grant id, so user space can tell a reused slot from the grant it expects.
     pub grant_id: u64,
 }
@@ -104,11 +108,13 @@ mod tests {
 
     #[test]
     fn layouts_are_pinned() {
-        assert_eq!(size_of::<TaskTag>(), 24);
+        assert_eq!(size_of::<TaskTag>(), 32);
+        assert_eq!(offset_of!(TaskTag, flags), 24);
         assert_eq!(offset_of!(TaskTag, session_slot), 16);
         assert_eq!(offset_of!(TaskTag, grant_slot), 20);
         assert_eq!(size_of::<GrantState>(), 24);
         assert_eq!(offset_of!(GrantState, state), 8);
+        assert_eq!(offset_of!(GrantState, policy_slot), 12);
         assert_eq!(offset_of!(GrantState, grant_id), 16);
         assert_eq!(size_of::<SessionState>(), 16);
         assert_eq!(offset_of!(SessionState, session_id), 8);

@@ -8,6 +8,7 @@
 //! - [`tag`]: the one lookup every hook pays, and the in-kernel kill check.
 //! - [`emit`]: event headers and the lost-record counter.
 //! - [`fork`], [`exec`], [`exit`], [`sched`], [`syscalls`]: one file per hook concern.
+//! - [`net_policy`]: cgroup connect hooks enforcing a grant's network rules.
 //!
 //! Every hook starts with one task-storage lookup; an untagged task returns there.
 #![no_std]
@@ -19,6 +20,7 @@ mod exit;
 mod fork;
 mod kernel;
 mod maps;
+mod net_policy;
 mod path;
 mod sched;
 mod syscalls;

@@ -2,13 +2,14 @@
 //! documented in `warrant_common::maps`; user space opens them by the same names.
 
 use aya_ebpf::{
-    btf_maps::{Array, PerCpuArray, RingBuf},
+    btf_maps::{Array, LpmTrie, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
     event::PATH_BUF,
     maps::{DEFAULT_RING_BYTES, GRANT_SLOTS, SESSION_SLOTS},
+    policy::{NET_RULE_ENTRIES, NetKey, NetVerdict, POLICY_SLOTS, PolicyState},
 };
 
 use crate::task_storage::TaskStorage;
@@ -28,6 +29,12 @@ pub static EVENTS: RingBuf<u8, { DEFAULT_RING_BYTES as usize }> = RingBuf::new()
 
 #[btf_map]
 pub static LOST_EVENTS: PerCpuArray<u64, 1> = PerCpuArray::new();
+
+#[btf_map]
+pub static POLICIES: Array<PolicyState, { POLICY_SLOTS as usize }> = Array::new();
+
+#[btf_map]
+pub static NET_RULES: LpmTrie<NetKey, NetVerdict, { NET_RULE_ENTRIES as usize }> = LpmTrie::new();
 
 /// Per-CPU buffer the dentry walk writes into (see `path.rs`).
 #[btf_map]

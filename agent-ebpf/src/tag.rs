@@ -10,7 +10,7 @@ use aya_ebpf::{
     bindings::task_struct,
     helpers::generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_send_signal},
 };
-use warrant_common::{TaskTag, maps::STATE_ACTIVE};
+use warrant_common::{TaskTag, maps::STATE_ACTIVE, policy::TAG_DOOMED};
 
 use crate::{
     kernel::offsets_valid,
@@ -30,9 +30,19 @@ pub fn current() -> Option<(*mut task_struct, TaskTag)> {
     Some((task, unsafe { *tag }))
 }
 
+/// The current task's tag, writable (a policy rule may mark it).
+#[inline(always)]
+pub fn current_mut() -> Option<*mut TaskTag> {
+    let task = unsafe { bpf_get_current_task_btf() };
+    unsafe { TASK_TAGS.get(task) }
+}
+
 /// Whether the grant and session behind `tag` still allow the task to run.
 #[inline(always)]
 pub fn alive(tag: &TaskTag) -> bool {
+    if tag.flags & TAG_DOOMED != 0 {
+        return false;
+    }
     let grant_ok = match GRANTS.get(tag.grant_slot) {
         Some(g) => {
             g.state == STATE_ACTIVE

@@ -80,7 +80,7 @@ impl From<HostError> for Status {
             HostError::Grant(g @ (GrantError::Expired { .. } | GrantError::Revoked { .. })) => {
                 Status::failed_precondition(g.to_string())
             }
-            HostError::Grant(g @ (GrantError::Ttl { .. } | GrantError::NoSubject)) => {
+            HostError::Grant(g @ (GrantError::Ttl { .. } | GrantError::NoSubject | GrantError::Policy(_))) => {
                 Status::invalid_argument(g.to_string())
             }
             HostError::Grant(g @ GrantError::Full(_)) => Status::resource_exhausted(g.to_string()),
@@ -102,6 +102,7 @@ fn grant_pb(g: &Grant) -> pb::Grant {
         state: pb::GrantState::Active as i32,
         issued_by: g.issued_by.clone(),
         sessions: Vec::new(),
+        policy: g.policy_name.clone(),
     }
 }
 
@@ -143,7 +144,11 @@ impl Agent for Api {
         let caller = Caller::of(&req)?.require_root("issuing grants")?;
         let r = req.into_inner();
         let ttl = Duration::from_secs(r.ttl_seconds);
-        let g = self.host.issue_grant(&r.subject, ttl, &r.reason, &caller.describe()).await?;
+        let policy = (!r.policy.is_empty()).then(|| {
+            let file = if r.policy_file.is_empty() { "policy" } else { r.policy_file.as_str() };
+            (r.policy.as_str(), file)
+        });
+        let g = self.host.issue_grant(&r.subject, ttl, &r.reason, &caller.describe(), policy).await?;
         Ok(Response::new(grant_pb(&g)))
     }
 
@@ -201,7 +206,7 @@ impl Agent for Api {
     async fn kill(&self, req: Request<pb::KillRequest>) -> Result<Response<pb::KillReport>, Status> {
         let caller = Caller::of(&req)?.require_root("killing a session")?;
         let r = req.into_inner();
-        let k = self.host.kill_session(&r.session, &caller.describe(), &r.reason).await?;
+        let k = self.host.kill_session(&r.session, KillReason::Operator, &caller.describe(), &r.reason).await?;
         Ok(Response::new(report(&[k])))
     }
 

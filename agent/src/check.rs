@@ -40,7 +40,8 @@ pub fn probe(full: bool) -> Vec<pb::Feature> {
         match &offsets {
             Ok(off) => {
                 let dir = Path::new("/sys/fs/bpf").join(format!("warrant-check-{}", std::process::id()));
-                let res = loader::Kernel::load(&dir, off, 1 << 16).map(drop);
+                let res = cgroup::find_cgroup2_mount()
+                    .and_then(|mount| loader::Kernel::load(&dir, off, 1 << 16, &mount).map(drop));
                 let _ = loader::uninstall(&dir);
                 match res {
                     Ok(()) => add(

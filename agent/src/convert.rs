@@ -7,7 +7,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use warrant_common::{
     EventHeader, EventKind,
-    event::{ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RawPath},
+    event::{
+        ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RawPath,
+        VIOLATION_CONNECT, ViolationEvent,
+    },
+    policy,
 };
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
@@ -57,6 +61,27 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
                 error: if e.ret < 0 { -e.ret } else { 0 },
                 unresolved: e.path.flags & PATH_RAW != 0,
                 truncated,
+            })
+        }
+        EventKind::Violation => {
+            let e: ViolationEvent = read(record, header.kind)?;
+            let (family, addr) = match e.family {
+                AF_INET => ("inet", Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]).to_string()),
+                AF_INET6 => ("inet6", Ipv6Addr::from(e.addr).to_string()),
+                _ => ("", String::new()),
+            };
+            Kind::Violation(pb::Violation {
+                op: match e.op {
+                    VIOLATION_CONNECT => "connect",
+                    _ => "unknown",
+                }
+                .into(),
+                action: action_name(e.action).into(),
+                rule: if e.rule == 0 { "default".into() } else { format!("network[{}]", e.rule) },
+                family: family.into(),
+                addr,
+                port: u32::from(e.port),
+                policy: format!("slot {}", e.policy_slot),
             })
         }
         EventKind::Connect | EventKind::Bind | EventKind::Listen | EventKind::Accept => {
@@ -130,6 +155,19 @@ fn decode_argv(argv: &[u8], len: u32) -> Vec<String> {
         return Vec::new();
     }
     data.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
+/// The policy-file name of a kernel action number.
+pub fn action_name(action: u32) -> &'static str {
+    match action {
+        policy::ACTION_ALLOW => "allow",
+        policy::ACTION_LOG => "log",
+        policy::ACTION_DENY => "deny",
+        policy::ACTION_KILL => "kill",
+        policy::ACTION_KILL_SESSION => "kill-session",
+        policy::ACTION_DROP => "drop",
+        _ => "unknown",
+    }
 }
 
 fn access(flags: u32) -> &'static str {

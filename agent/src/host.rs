@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use warrant_collector::EventHub;
 use warrant_common::{
     GrantState, SessionState, TaskTag,
+    policy::PolicyState,
     maps::{GRANT_SLOTS, SESSION_SLOTS, STATE_ACTIVE, STATE_EMPTY, STATE_EXPIRED, STATE_KILLED, STATE_REVOKED},
 };
 use warrant_proto::v1::{self as pb, event::Event as Kind};
@@ -57,6 +58,8 @@ pub enum KillReason {
     Expiry,
     Revoke,
     Operator,
+    /// A `kill-session` rule of the grant's policy.
+    Policy,
 }
 
 impl KillReason {
@@ -65,6 +68,7 @@ impl KillReason {
             Self::Expiry => "expiry",
             Self::Revoke => "revoke",
             Self::Operator => "operator",
+            Self::Policy => "policy",
         }
     }
 }
@@ -171,6 +175,27 @@ impl Host {
                 kernel.sessions.set(slot, want, 0).with_context(|| format!("failed to write SESSIONS[{slot}]"))?;
             }
         }
+        // Policies: compile active ones again (idempotent), drop entries of any other slot.
+        let mut used = HashSet::new();
+        for g in registry.grants.values().filter(|g| g.status == GrantStatus::Active && g.policy_slot != 0) {
+            let Some(text) = &g.policy_yaml else { continue };
+            match warrant_policy::Policy::from_yaml(text, &g.policy_name) {
+                Ok(p) => {
+                    install_policy(kernel, &p, g.policy_slot).map_err(|e| anyhow!("{e}"))?;
+                    used.insert(g.policy_slot);
+                }
+                Err(e) => warn!("grant {}: its stored policy no longer parses: {e}", ids::grant(g.id)),
+            }
+        }
+        let stale: Vec<_> = kernel
+            .net_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !used.contains(&u32::from_be_bytes(k.data().policy)))
+            .collect();
+        for k in stale {
+            let _ = kernel.net_rules.remove(&k);
+        }
         let live = registry.live_sessions().count();
         kernel.set_syscall_hook(live > 0)?;
         info!(
@@ -181,11 +206,54 @@ impl Host {
         Ok(())
     }
 
-    /// Issues a grant (single-host mode: root on this host is the issuer).
-    pub async fn issue_grant(&self, subject: &str, ttl: Duration, reason: &str, by: &str) -> Result<Grant, HostError> {
+    /// Issues a grant (single-host mode: root on this host is the issuer), with an
+    /// optional policy `(yaml, file name)` compiled into the kernel maps before the
+    /// grant becomes usable.
+    pub async fn issue_grant(
+        &self,
+        subject: &str,
+        ttl: Duration,
+        reason: &str,
+        by: &str,
+        policy: Option<(&str, &str)>,
+    ) -> Result<Grant, HostError> {
+        let parsed = match policy {
+            Some((text, file)) => Some(
+                warrant_policy::Policy::from_yaml(text, file).map_err(|e| GrantError::Policy(e.to_string()))?,
+            ),
+            None => None,
+        };
+        if let Some(p) = &parsed
+            && ttl > p.max_ttl
+        {
+            return Err(GrantError::Policy(format!(
+                "invalid ttl {}: policy {} allows at most {}",
+                humantime::format_duration(ttl),
+                p.name,
+                humantime::format_duration(p.max_ttl)
+            ))
+            .into());
+        }
         let grant = {
             let mut inner = self.lock();
-            let grant = inner.registry.issue(subject, ttl, reason, by, self.config.max_ttl)?;
+            let mut grant = inner.registry.issue(subject, ttl, reason, by, self.config.max_ttl)?;
+            if let (Some(p), Some((text, _))) = (&parsed, policy) {
+                let slot = match inner.registry.free_policy_slot() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        inner.registry.grants.remove(&grant.id);
+                        return Err(e.into());
+                    }
+                };
+                if let Err(e) = install_policy(&mut inner.kernel, p, slot) {
+                    inner.registry.grants.remove(&grant.id);
+                    return Err(e);
+                }
+                grant.policy_slot = slot;
+                grant.policy_name = p.name.clone();
+                grant.policy_yaml = Some(text.to_owned());
+                inner.registry.grants.insert(grant.id, grant.clone());
+            }
             if let Err(e) = inner.kernel.grants.set(grant.slot, grant_state(&grant, STATE_ACTIVE), 0) {
                 inner.registry.grants.remove(&grant.id);
                 return Err(anyhow!("failed to write the grant into the kernel map: {e}").into());
@@ -198,7 +266,7 @@ impl Host {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(ids::grant(grant.id), grant.subject.clone());
         self.expiry_changed.notify_one();
-        info!(grant = %ids::grant(grant.id), subject = %grant.subject, ttl = ?ttl, "grant issued");
+        info!(grant = %ids::grant(grant.id), subject = %grant.subject, ttl = ?ttl, policy = %grant.policy_name, "grant issued");
         self.emit(grant_event(&grant, "issued", reason, by)).await;
         Ok(grant)
     }
@@ -226,7 +294,13 @@ impl Host {
                 .sessions
                 .set(slot, SessionState { state: STATE_ACTIVE, _pad: 0, session_id: id }, 0)
                 .context("failed to write the session into the kernel map")?;
-            let tag = TaskTag { session_id: id, grant_id: grant.id, session_slot: slot, grant_slot: grant.slot };
+            let tag = TaskTag {
+                session_id: id,
+                grant_id: grant.id,
+                session_slot: slot,
+                grant_slot: grant.slot,
+                ..TaskTag::default()
+            };
             // The syscall hook goes on before the first tag, so nothing is missed.
             inner.kernel.set_syscall_hook(true)?;
             if let Err(e) = tag_processes(&self.tags, pids, &tag) {
@@ -275,8 +349,14 @@ impl Host {
         Ok(session)
     }
 
-    /// Kills one session's tree (an operator's kill switch).
-    pub async fn kill_session(&self, session_id: &str, by: &str, note: &str) -> Result<SessionKill, HostError> {
+    /// Kills one session's tree (an operator's kill switch, or a policy rule).
+    pub async fn kill_session(
+        &self,
+        session_id: &str,
+        reason: KillReason,
+        by: &str,
+        note: &str,
+    ) -> Result<SessionKill, HostError> {
         let started = Instant::now();
         let session = {
             let mut inner = self.lock();
@@ -298,7 +378,7 @@ impl Host {
                 .context("failed to mark the session dead in the kernel map")?;
             s
         };
-        Ok(self.finish_kill(session, KillReason::Operator, by, note, started).await)
+        Ok(self.finish_kill(session, reason, by, note, started).await)
     }
 
     /// Revokes a grant and kills all its sessions. `reason` is `Revoke` for
@@ -326,6 +406,7 @@ impl Host {
                 .grants
                 .set(g.slot, grant_state(&g, STATE_REVOKED), 0)
                 .context("failed to mark the grant dead in the kernel map")?;
+            remove_policy(&mut inner.kernel, &g);
             let gm = inner.registry.grants.get_mut(&g.id).ok_or_else(|| anyhow!("grant vanished"))?;
             gm.status = GrantStatus::Revoked;
             gm.ended_at_unix_ns = clock::wall_ns();
@@ -356,6 +437,7 @@ impl Host {
                 if let Err(e) = inner.kernel.grants.set(g.slot, grant_state(&g, STATE_EXPIRED), 0) {
                     warn!("failed to mark grant {} expired in the kernel map: {e}", ids::grant(g.id));
                 }
+                remove_policy(&mut inner.kernel, &g);
                 let sessions = inner.registry.live_sessions().filter(|s| s.grant == g.id).cloned().collect();
                 out.push((g, sessions));
             }
@@ -508,6 +590,7 @@ impl Host {
                 } as i32,
                 issued_by: g.issued_by.clone(),
                 sessions: sessions.remove(&g.id).unwrap_or_default(),
+                policy: g.policy_name.clone(),
             })
             .collect()
     }
@@ -631,7 +714,43 @@ impl Host {
 }
 
 fn grant_state(g: &Grant, state: u32) -> GrantState {
-    GrantState { expires_at_ns: g.expires_at_boot_ns, state, _pad: 0, grant_id: g.id }
+    GrantState { expires_at_ns: g.expires_at_boot_ns, state, policy_slot: g.policy_slot, grant_id: g.id }
+}
+
+/// Writes a compiled policy under `slot`: rules first, then the slot's defaults,
+/// and only then does a grant point at the slot.
+fn install_policy(kernel: &mut Kernel, p: &warrant_policy::Policy, slot: u32) -> Result<(), HostError> {
+    let entries = crate::policy_maps::compile(p, slot).map_err(|e| GrantError::Policy(e.to_string()))?;
+    for e in &entries {
+        kernel
+            .net_rules
+            .insert(&aya::maps::lpm_trie::Key::new(e.prefix_len, e.key), e.verdict, 0)
+            .map_err(|err| anyhow!("failed to write policy {} into the kernel: {err}", p.name))?;
+    }
+    let state = PolicyState {
+        net_default: crate::policy_maps::action_code(p.default),
+        in_use: 1,
+        policy_id: u64::from(slot),
+    };
+    kernel.policies.set(slot, state, 0).map_err(|err| anyhow!("failed to write POLICIES[{slot}]: {err}"))?;
+    Ok(())
+}
+
+/// Frees a grant's policy slot (the grant is already dead in the kernel).
+fn remove_policy(kernel: &mut Kernel, g: &Grant) {
+    if g.policy_slot == 0 {
+        return;
+    }
+    let keys: Vec<_> = kernel
+        .net_rules
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| u32::from_be_bytes(k.data().policy) == g.policy_slot)
+        .collect();
+    for k in keys {
+        let _ = kernel.net_rules.remove(&k);
+    }
+    let _ = kernel.policies.set(g.policy_slot, PolicyState::default(), 0);
 }
 
 fn grant_event(g: &Grant, change: &str, reason: &str, by: &str) -> pb::Event {

@@ -17,9 +17,16 @@ use anyhow::{Context, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, links::{FdLink, PinnedLink}},
+    maps::LpmTrie,
+    programs::{
+        BtfTracePoint, CgroupAttachMode, CgroupSockAddr,
+        links::{FdLink, PinnedLink},
+    },
 };
-use warrant_common::{GrantState, KernelOffsets, SessionState, TaskTag, maps as names};
+use warrant_common::{
+    GrantState, KernelOffsets, SessionState, TaskTag, maps as names,
+    policy::{self, NetKey, NetVerdict, PolicyState},
+};
 
 /// The eBPF object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warrant"));
@@ -34,6 +41,9 @@ const ALWAYS_ON: [(&str, &str); 4] = [
 ];
 /// The syscall hook, attached only while sessions are live.
 const SYS_EXIT: &str = "sys_exit";
+/// Network policy hooks, attached to the cgroup v2 root so they see every task;
+/// they fire on connect only.
+const CGROUP_HOOKS: [&str; 2] = ["connect4", "connect6"];
 
 /// The loaded object and the maps the agent writes.
 pub struct Kernel {
@@ -44,6 +54,8 @@ pub struct Kernel {
     pub grants: Array<MapData, GrantState>,
     pub sessions: Array<MapData, SessionState>,
     pub lost: PerCpuArray<MapData, u64>,
+    pub policies: Array<MapData, PolicyState>,
+    pub net_rules: LpmTrie<MapData, NetKey, NetVerdict>,
 }
 
 /// What the loader found and did, for the start-up log.
@@ -54,7 +66,12 @@ pub struct LoadReport {
 impl Kernel {
     /// Loads the object with `offsets`, reusing maps pinned in `pin_dir`, and attaches
     /// the always-on hooks.
-    pub fn load(pin_dir: &Path, offsets: &KernelOffsets, ring_bytes: u32) -> Result<(Self, LoadReport)> {
+    pub fn load(
+        pin_dir: &Path,
+        offsets: &KernelOffsets,
+        ring_bytes: u32,
+        cgroup_mount: &Path,
+    ) -> Result<(Self, LoadReport)> {
         if OBJECT.is_empty() {
             return Err(anyhow!(
                 "this warrant-agent was built without its eBPF object (AYA_BUILD_SKIP was set)\n\nRebuild with `cargo xtask build`."
@@ -67,7 +84,15 @@ impl Kernel {
             fs::create_dir_all(d).with_context(|| format!("failed to create pin directory {}", d.display()))?;
         }
         let adopted_maps = maps_dir.join(names::TASK_TAGS).exists();
-        let map_names = [names::TASK_TAGS, names::GRANTS, names::SESSIONS, names::EVENTS, names::LOST_EVENTS];
+        let map_names = [
+            names::TASK_TAGS,
+            names::GRANTS,
+            names::SESSIONS,
+            names::EVENTS,
+            names::LOST_EVENTS,
+            policy::POLICIES,
+            policy::NET_RULES,
+        ];
         let pin_paths: Vec<PathBuf> = map_names.iter().map(|n| maps_dir.join(n)).collect();
 
         let btf = Btf::from_sys_fs().context("failed to read kernel BTF from /sys/kernel/btf/vmlinux")?;
@@ -99,11 +124,39 @@ impl Kernel {
             let link = attach(&mut ebpf, prog)?;
             repin(link, &links_dir.join(prog))?;
         }
+        let root = fs::File::open(cgroup_mount)
+            .with_context(|| format!("failed to open the cgroup v2 root {}", cgroup_mount.display()))?;
+        for prog in CGROUP_HOOKS {
+            let p: &mut CgroupSockAddr = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
+                .try_into()
+                .with_context(|| format!("program {prog} is not a cgroup sock_addr program"))?;
+            p.load().with_context(|| format!("the kernel refused cgroup program {prog}"))?;
+            // A cgroup *link* always coexists with other programs on the cgroup;
+            // bpf_link_create refuses any mode flag (EINVAL), so pass none.
+            let id = p
+                .attach(&root, CgroupAttachMode::Single)
+                .with_context(|| format!("failed to attach {prog} to {}", cgroup_mount.display()))?;
+            let link = FdLink::try_from(p.take_link(id)?).map_err(|e| anyhow!("link of {prog}: {e}"))?;
+            repin(link, &links_dir.join(prog))?;
+        }
 
         let grants = Array::try_from(take(&mut ebpf, names::GRANTS)?).context("map GRANTS")?;
         let sessions = Array::try_from(take(&mut ebpf, names::SESSIONS)?).context("map SESSIONS")?;
         let lost = PerCpuArray::try_from(take(&mut ebpf, names::LOST_EVENTS)?).context("map LOST_EVENTS")?;
-        let mut kernel = Self { ebpf, pin_dir: pin_dir.to_owned(), sys_exit: None, grants, sessions, lost };
+        let policies = Array::try_from(take(&mut ebpf, policy::POLICIES)?).context("map POLICIES")?;
+        let net_rules = LpmTrie::try_from(take(&mut ebpf, policy::NET_RULES)?).context("map NET_RULES")?;
+        let mut kernel = Self {
+            ebpf,
+            pin_dir: pin_dir.to_owned(),
+            sys_exit: None,
+            grants,
+            sessions,
+            lost,
+            policies,
+            net_rules,
+        };
         // A pinned sys_exit link from a previous agent keeps working until we decide.
         if links_dir.join(SYS_EXIT).exists() {
             kernel.set_syscall_hook(true)?;

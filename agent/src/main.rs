@@ -7,6 +7,7 @@
 //! - [`host`]: every action on grants and sessions, in the order that keeps the
 //!   kernel fail-closed; [`kill`], [`cgroup`], [`procfs`]: the tree kill.
 //! - [`convert`], [`pipeline`]: kernel records to events, to the audit log and watchers.
+//! - [`policy_maps`]: a grant's policy compiled into the kernel's rule maps.
 //! - [`api`]: the local gRPC API; [`check`]: `--check`.
 //!
 //! On SIGTERM the agent stops serving and flushes its log, but leaves programs and
@@ -25,6 +26,7 @@ mod ids;
 mod kill;
 mod loader;
 mod pipeline;
+mod policy_maps;
 mod procfs;
 mod registry;
 
@@ -108,7 +110,8 @@ async fn daemon(config: Config) -> Result<()> {
         .with_context(|| format!("failed to create state directory {}", config.state_dir.display()))?;
 
     let offsets = btf::kernel_offsets(Path::new(btf::VMLINUX_BTF))?;
-    let (mut kernel, report) = Kernel::load(&config.pin_dir, &offsets, config.ring_buffer_bytes)?;
+    let cgroup_mount = cgroup::find_cgroup2_mount()?;
+    let (mut kernel, report) = Kernel::load(&config.pin_dir, &offsets, config.ring_buffer_bytes, &cgroup_mount)?;
     let ring = kernel.take_ring()?;
     info!(
         pin_dir = %config.pin_dir.display(),
@@ -117,7 +120,6 @@ async fn daemon(config: Config) -> Result<()> {
         if report.adopted_maps { "; re-adopted the maps a previous agent left" } else { "" }
     );
 
-    let cgroup_mount = cgroup::find_cgroup2_mount()?;
     let cgroup_root = config.cgroup_root.clone().unwrap_or_else(|| cgroup_mount.join("warrant"));
     fs::create_dir_all(&cgroup_root)
         .with_context(|| format!("failed to create the session cgroup root {}", cgroup_root.display()))?;
@@ -154,14 +156,16 @@ async fn daemon(config: Config) -> Result<()> {
     let features = check::probe(false);
 
     let mut tasks = Vec::new();
+    let (react_tx, react_rx) = tokio::sync::mpsc::unbounded_channel();
     tasks.push(tokio::spawn({
         let (sink, stats) = (sink.clone(), Arc::clone(&stats));
         async move {
-            if let Err(e) = pipeline::read_ring(ring, sink, stats).await {
+            if let Err(e) = pipeline::read_ring(ring, sink, stats, react_tx).await {
                 warn!("ring buffer reader stopped: {e:#}");
             }
         }
     }));
+    tasks.push(tokio::spawn(react_loop(Arc::clone(&host), react_rx)));
     tasks.push(tokio::spawn({
         let (host, sink, stats) = (Arc::clone(&host), sink.clone(), Arc::clone(&stats));
         async move {
@@ -217,6 +221,20 @@ async fn expire_loop(host: Arc<Host>) {
         tokio::select! {
             () = tokio::time::sleep(wait + Duration::from_millis(1)) => {}
             () = host.expiry_changed.notified() => {}
+        }
+    }
+}
+
+/// Acts on policy violations the kernel could only start: a `kill-session` rule
+/// already made the session dead in the kernel; this runs the tree kill and
+/// records it.
+async fn react_loop(host: Arc<Host>, mut rx: tokio::sync::mpsc::UnboundedReceiver<warrant_proto::v1::Event>) {
+    while let Some(ev) = rx.recv().await {
+        let Some(warrant_proto::v1::event::Event::Violation(v)) = &ev.event else { continue };
+        let by = format!("policy rule {} ({} {}:{})", v.rule, v.op, v.addr, v.port);
+        match host.kill_session(&ev.session, host::KillReason::Policy, &by, "").await {
+            Ok(_) | Err(host::HostError::Invalid(_)) => {} // already ended by an earlier violation
+            Err(e) => warn!("policy kill of session {} failed: {e}", ev.session),
         }
     }
 }

@@ -181,8 +181,14 @@ fn drain_to_hub(mut rx: mpsc::Receiver<Msg>, hub: &EventHub, stats: &Stats) {
     }
 }
 
-/// Reads kernel records as they arrive and queues them as events.
-pub async fn read_ring(ring: RingBuf<MapData>, sink: EventSink, stats: Arc<Stats>) -> Result<()> {
+/// Reads kernel records as they arrive and queues them as events. Violations that
+/// ask for more than refusing (kill-session) are also passed to `reactions`.
+pub async fn read_ring(
+    ring: RingBuf<MapData>,
+    sink: EventSink,
+    stats: Arc<Stats>,
+    reactions: mpsc::UnboundedSender<pb::Event>,
+) -> Result<()> {
     // SAFETY: the ring buffer owns its descriptor and is moved into the AsyncFd, so
     // the descriptor stays open (and is the same file) for as long as it is registered.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -194,7 +200,14 @@ pub async fn read_ring(ring: RingBuf<MapData>, sink: EventSink, stats: Arc<Stats
         let offset = clock::boot_to_wall_ns();
         while let Some(record) = ring.next() {
             match convert::decode(&record, offset) {
-                Ok(ev) => batch.push(ev),
+                Ok(ev) => {
+                    if let Some(Kind::Violation(v)) = &ev.event
+                        && v.action == "kill-session"
+                    {
+                        let _ = reactions.send(ev.clone());
+                    }
+                    batch.push(ev);
+                }
                 Err(e) => {
                     stats.malformed_total.fetch_add(1, Ordering::Relaxed);
                     stats.lost_total.fetch_add(1, Ordering::Relaxed);

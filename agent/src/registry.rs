@@ -46,6 +46,15 @@ pub struct Grant {
     /// When and why it stopped being active.
     pub ended_at_unix_ns: i64,
     pub end_reason: String,
+    /// The policy file's text, kept so a restarted agent can compile it again.
+    #[serde(default)]
+    pub policy_yaml: Option<String>,
+    /// The policy's name, for listings and events.
+    #[serde(default)]
+    pub policy_name: String,
+    /// Slot of the compiled policy in the kernel maps (0: none).
+    #[serde(default)]
+    pub policy_slot: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +98,8 @@ pub enum GrantError {
     NoSubject,
     #[error("no free {0} slot: too many live {0}s on this host")]
     Full(&'static str),
+    #[error("{0}")]
+    Policy(String),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -159,6 +170,9 @@ impl Registry {
             status: GrantStatus::Active,
             ended_at_unix_ns: 0,
             end_reason: String::new(),
+            policy_yaml: None,
+            policy_name: String::new(),
+            policy_slot: 0,
         };
         self.grants.insert(grant.id, grant.clone());
         self.prune();
@@ -191,6 +205,18 @@ impl Registry {
         ids::parse_grant(id)
             .and_then(|n| self.grants.get(&n))
             .ok_or_else(|| GrantError::Unknown(id.trim().to_owned()))
+    }
+
+    /// A slot for a new policy (slot 0 means "none" and is never given out).
+    pub fn free_policy_slot(&self) -> Result<u32, GrantError> {
+        use warrant_common::policy::POLICY_SLOTS;
+        let used: std::collections::HashSet<u32> = self
+            .grants
+            .values()
+            .filter(|g| g.status == GrantStatus::Active)
+            .map(|g| g.policy_slot)
+            .collect();
+        (1..POLICY_SLOTS).find(|s| !used.contains(s)).ok_or(GrantError::Full("policy"))
     }
 
     /// A slot for a new session.

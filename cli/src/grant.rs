@@ -43,6 +43,9 @@ pub struct IssueArgs {
     /// Why access is needed (an incident or ticket); recorded in the audit log.
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub reason: String,
+    /// Policy file (YAML) the session is held to: what it may exec, open and connect to
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<std::path::PathBuf>,
 }
 
 /// `warrant grants`
@@ -77,12 +80,25 @@ pub async fn issue(socket: &Path, args: &IssueArgs, out: &mut impl Write) -> Res
     if args.subject.trim().is_empty() {
         bail!("invalid --subject: must not be empty");
     }
+    let (policy, policy_file) = match &args.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read policy file {}: {e}", path.display()))?;
+            let file = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned());
+            // Checked here for a fast, local error; the agent checks again.
+            warrant_policy::Policy::from_yaml(&text, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (text, file)
+        }
+        None => (String::new(), String::new()),
+    };
     let mut agent = Agent::connect(socket).await?;
     let grant = agent
         .issue_grant(IssueGrantRequest {
             subject: args.subject.clone(),
             ttl_seconds: ttl.as_secs(),
             reason: args.reason.clone(),
+            policy,
+            policy_file,
         })
         .await?;
     writeln!(out, "{}", grant.id)?;

@@ -160,6 +160,19 @@ fn summary(ev: &Event) -> (String, bool) {
         }
         Kind::Connect(n) | Kind::Accept(n) => net(n, &n.remote_addr, n.remote_port),
         Kind::Bind(n) | Kind::Listen(n) => net(n, &n.local_addr, n.local_port),
+        Kind::Violation(v) => (
+            format!(
+                "{} {} {}:{} -> {} ({}, {})",
+                sanitize(&v.op),
+                sanitize(&v.family),
+                sanitize(&v.addr),
+                v.port,
+                sanitize(&v.action),
+                sanitize(&v.rule),
+                sanitize(&v.policy)
+            ),
+            true,
+        ),
         Kind::Kill(k) => {
             let mut s = format!(
                 "{} by {}: killed {} in {}",

@@ -26,6 +26,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::Bind(_) => "bind",
         Kind::Listen(_) => "listen",
         Kind::Accept(_) => "accept",
+        Kind::Violation(_) => "violation",
         Kind::Kill(_) => "kill",
         Kind::EventsLost(_) => "events_lost",
         Kind::SessionStart(_) => "session_start",
@@ -44,6 +45,7 @@ pub const KIND_NAMES: &[&str] = &[
     "bind",
     "listen",
     "accept",
+    "violation",
     "kill",
     "events_lost",
     "session_start",
@@ -119,6 +121,15 @@ pub fn to_json(event: &Event) -> Value {
         }
         Some(Kind::Connect(n) | Kind::Accept(n)) => net(&mut m, n, true),
         Some(Kind::Bind(n) | Kind::Listen(n)) => net(&mut m, n, false),
+        Some(Kind::Violation(v)) => {
+            m.insert("op".into(), json!(v.op));
+            m.insert("action".into(), json!(v.action));
+            m.insert("rule".into(), json!(v.rule));
+            m.insert("policy".into(), json!(v.policy));
+            m.insert("family".into(), json!(v.family));
+            m.insert("addr".into(), json!(v.addr));
+            m.insert("port".into(), json!(v.port));
+        }
         Some(Kind::Kill(k)) => {
             m.insert("reason".into(), json!(k.reason));
             m.insert("by".into(), json!(k.by));

@@ -1,0 +1,141 @@
+//! `cgroup/connect4` and `cgroup/connect6` on the cgroup v2 root: a tagged task's
+//! connect is checked against its grant's network rules before any packet leaves.
+//!
+//! Returning 0 makes connect(2) fail with EPERM: the SYN never goes out (unlike a
+//! kill at sys_enter, which lets the connect complete, KERNEL.md §4). These hooks
+//! run on connect only, so untagged tasks pay one lookup per connect and nothing on
+//! other syscalls.
+//!
+//! Actions beyond refusing are recorded for the other hooks and the agent: `kill`
+//! marks the task's tag doomed (its next hook kills it), `kill-session` marks the
+//! session dead in `SESSIONS` (every task of it dies at its next hook, and the
+//! agent runs the tree kill when it sees the violation), `drop` leaves the socket
+//! teardown to the agent.
+
+use aya_ebpf::{
+    bindings::bpf_sock_addr,
+    macros::cgroup_sock_addr,
+    maps::lpm_trie::Key,
+    programs::SockAddrContext,
+};
+use warrant_common::{
+    EventHeader, EventKind,
+    event::{VIOLATION_CONNECT, ViolationEvent},
+    maps::{STATE_ACTIVE, STATE_KILLED},
+    policy::{
+        ACTION_ALLOW, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, NetKey, PORT_RULES, POLICY_KEY_BITS, TAG_DOOMED,
+        V4_MAPPED_BITS,
+    },
+};
+
+use crate::{
+    emit,
+    maps::{GRANTS, NET_RULES, POLICIES, SESSIONS},
+    tag,
+};
+
+const ALLOW: i32 = 1;
+const REFUSE: i32 = 0;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    check(&ctx, false)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    check(&ctx, true)
+}
+
+#[inline(always)]
+fn check(ctx: &SockAddrContext, v6: bool) -> i32 {
+    let Some(tag_ptr) = tag::current_mut() else {
+        return ALLOW; // untagged: one lookup, nothing else
+    };
+    let tag = unsafe { *tag_ptr };
+    let Some(grant) = GRANTS.get(tag.grant_slot) else {
+        return REFUSE;
+    };
+    if !tag::alive(&tag) {
+        // A dead grant connects nowhere; the task dies at its next hook.
+        return REFUSE;
+    }
+    let policy = grant.policy_slot;
+    if policy == 0 || grant.state != STATE_ACTIVE {
+        return ALLOW;
+    }
+
+    let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
+    let port = u16::from_be(sa.user_port as u16);
+    let mut addr = [0u8; 16];
+    if v6 {
+        for (i, w) in sa.user_ip6.iter().enumerate() {
+            addr[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+    } else {
+        addr[10] = 0xff;
+        addr[11] = 0xff;
+        addr[12..16].copy_from_slice(&sa.user_ip4.to_ne_bytes());
+    }
+    let key = Key::new(POLICY_KEY_BITS + 128, NetKey { policy: policy.to_be_bytes(), addr });
+
+    let (action, rule) = match NET_RULES.get(&key) {
+        Some(v) => {
+            let mut decided = (v.action, v.rule);
+            let n = v.n_ports as usize;
+            for i in 0..PORT_RULES {
+                if i >= n {
+                    break;
+                }
+                let p = &v.ports[i];
+                if port >= p.lo && port <= p.hi {
+                    decided = (u32::from(p.action), u32::from(p.rule));
+                    break;
+                }
+            }
+            decided
+        }
+        None => (POLICIES.get(policy).map_or(ACTION_ALLOW, |p| p.net_default), 0),
+    };
+    if action == ACTION_ALLOW {
+        return ALLOW;
+    }
+
+    let mut ev = ViolationEvent {
+        header: EventHeader::default(),
+        op: VIOLATION_CONNECT,
+        action,
+        rule,
+        policy_slot: policy,
+        family: if v6 { AF_INET6 } else { AF_INET },
+        port,
+        _pad: 0,
+        addr: [0; 16],
+    };
+    if v6 {
+        ev.addr = addr;
+    } else {
+        ev.addr[..4].copy_from_slice(&addr[12..16]);
+    }
+    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() };
+    unsafe { emit::header(&raw mut ev.header, EventKind::Violation, &tag, task) };
+    emit::output(&ev);
+
+    match action {
+        ACTION_LOG => return ALLOW,
+        ACTION_KILL => unsafe { (*tag_ptr).flags |= TAG_DOOMED },
+        ACTION_KILL_SESSION => {
+            if let Some(s) = SESSIONS.get_ptr_mut(tag.session_slot) {
+                unsafe {
+                    if (*s).session_id == tag.session_id {
+                        (*s).state = STATE_KILLED;
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    REFUSE
+}

@@ -1,0 +1,238 @@
+//! Compiling a policy's network rules into `NET_RULES` entries (layout in
+//! `warrant_common::policy`).
+//!
+//! The kernel does one LPM lookup per connect and takes the longest matching
+//! prefix. A rule with ports that does not match the port must then fall back to
+//! the next shorter prefix, which a single lookup cannot do. So each prefix's entry
+//! carries the port rules of every rule containing it, most specific first, and ends
+//! with the first port-less rule among them (or the policy default). The kernel's
+//! answer is then exactly [`warrant_policy`]'s answer, which a test checks for
+//! random addresses.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use warrant_common::policy::{
+    ACTION_ALLOW, ACTION_DENY, ACTION_DROP, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, NetKey, NetVerdict,
+    PORT_RULES, POLICY_KEY_BITS, PortRule, V4_MAPPED_BITS,
+};
+use warrant_policy::{Action, Cidr, Policy};
+
+/// A policy too complex for the kernel's fixed-size entries.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("policy {policy}: more than {max} port ranges apply to {prefix}; merge some network rules")]
+pub struct TooComplex {
+    pub policy: String,
+    pub prefix: String,
+    pub max: usize,
+}
+
+/// The kernel's number for an action.
+pub fn action_code(a: Action) -> u32 {
+    match a {
+        Action::Allow => ACTION_ALLOW,
+        Action::Log => ACTION_LOG,
+        Action::Deny => ACTION_DENY,
+        Action::Kill => ACTION_KILL,
+        Action::KillSession => ACTION_KILL_SESSION,
+        Action::Drop => ACTION_DROP,
+    }
+}
+
+/// One trie entry: prefix length (bits, policy slot included) and data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub prefix_len: u32,
+    pub key: NetKey,
+    pub verdict: NetVerdict,
+}
+
+/// A prefix in the kernel's key space: IPv6 bits, IPv4 mapped under ::ffff:0:0/96.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KPrefix {
+    addr: Ipv6Addr,
+    len: u32,
+}
+
+impl KPrefix {
+    fn of(c: &Cidr) -> Self {
+        match c.addr() {
+            IpAddr::V4(a) => Self { addr: a.to_ipv6_mapped(), len: V4_MAPPED_BITS + u32::from(c.prefix_len()) },
+            IpAddr::V6(a) => Self { addr: a, len: u32::from(c.prefix_len()) },
+        }
+    }
+
+    fn contains(&self, other: &Self) -> bool {
+        self.len <= other.len && mask(other.addr, self.len) == self.addr
+    }
+}
+
+fn mask(a: Ipv6Addr, len: u32) -> Ipv6Addr {
+    let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+    Ipv6Addr::from_bits(a.to_bits() & m)
+}
+
+/// The entries for `policy` under `slot`.
+pub fn compile(policy: &Policy, slot: u32) -> Result<Vec<Entry>, TooComplex> {
+    let rules: Vec<(KPrefix, usize)> =
+        policy.network.iter().enumerate().map(|(i, r)| (KPrefix::of(&r.cidr), i)).collect();
+    let mut prefixes: Vec<KPrefix> = rules.iter().map(|(p, _)| *p).collect();
+    // IPv4-mapped addresses are IPv4 to the policy: an IPv6 rule covering
+    // ::ffff:0:0/96 (say ::/0) must not reach them, so that subtree gets its own
+    // entry that only IPv4 rules feed.
+    let mapped_root = KPrefix { addr: std::net::Ipv4Addr::UNSPECIFIED.to_ipv6_mapped(), len: V4_MAPPED_BITS };
+    if rules.iter().any(|(p, _)| p.len < V4_MAPPED_BITS && p.contains(&mapped_root)) {
+        prefixes.push(mapped_root);
+    }
+    prefixes.sort_by_key(|p| (p.len, p.addr));
+    prefixes.dedup();
+
+    let default = action_code(policy.default);
+    let mut out = Vec::with_capacity(prefixes.len());
+    for p in prefixes {
+        let in_v4 = mapped_root.contains(&p);
+        // Rules whose network contains this prefix, most specific first, and for the
+        // same prefix a rule with ports before one without.
+        let mut applicable: Vec<&(KPrefix, usize)> = rules
+            .iter()
+            .filter(|(rp, _)| rp.contains(&p))
+            .filter(|(rp, _)| !in_v4 || rp.len >= V4_MAPPED_BITS)
+            .collect();
+        applicable.sort_by_key(|(rp, i)| (std::cmp::Reverse(rp.len), policy.network[*i].ports.is_none(), *i));
+        let mut v = NetVerdict { action: default, ..NetVerdict::default() };
+        let mut n = 0usize;
+        for (_, i) in applicable {
+            let rule = &policy.network[*i];
+            let idx = (*i + 1) as u16;
+            match &rule.ports {
+                Some(ports) => {
+                    for r in ports.ranges() {
+                        if n == PORT_RULES {
+                            return Err(TooComplex {
+                                policy: policy.name.clone(),
+                                prefix: format!("{}/{}", p.addr, p.len),
+                                max: PORT_RULES,
+                            });
+                        }
+                        v.ports[n] = PortRule { lo: *r.start(), hi: *r.end(), action: action_code(rule.action) as u16, rule: idx };
+                        n += 1;
+                    }
+                }
+                None => {
+                    v.action = action_code(rule.action);
+                    v.rule = u32::from(idx);
+                    break; // shorter prefixes are shadowed
+                }
+            }
+        }
+        v.n_ports = n as u32;
+        out.push(Entry {
+            prefix_len: POLICY_KEY_BITS + p.len,
+            key: NetKey { policy: slot.to_be_bytes(), addr: p.addr.octets() },
+            verdict: v,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+/// What the kernel would decide, from compiled entries: longest prefix, then the
+/// first port rule containing the port, then the entry's fallback. Used by tests
+/// to check the compile against the policy's own matcher.
+pub fn kernel_decision(entries: &[Entry], slot: u32, ip: IpAddr, port: u16, default: u32) -> (u32, u32) {
+    let addr = match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    };
+    let best = entries
+        .iter()
+        .filter(|e| e.key.policy == slot.to_be_bytes())
+        .filter(|e| {
+            let len = e.prefix_len - POLICY_KEY_BITS;
+            mask(addr, len) == Ipv6Addr::from(e.key.addr)
+        })
+        .max_by_key(|e| e.prefix_len);
+    match best {
+        None => (default, 0),
+        Some(e) => {
+            let v = &e.verdict;
+            v.ports[..v.n_ports as usize]
+                .iter()
+                .find(|p| port >= p.lo && port <= p.hi)
+                .map_or((v.action, v.rule), |p| (u32::from(p.action), u32::from(p.rule)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn policy(net: &str) -> Policy {
+        let text = format!("name: t\nmax_ttl: 1h\ndefault: allow\nnetwork:\n{net}\n");
+        warrant_policy::Policy::from_yaml(&text, "t.yaml").expect("valid test policy")
+    }
+
+    #[test]
+    fn example_policy_compiles_to_expected_decisions() {
+        let p = policy(
+            "  - {cidr: 10.0.0.0/8, ports: [5432], action: allow}\n  - {cidr: 0.0.0.0/0, action: drop}\n  - {cidr: 10.1.0.0/16, action: deny}",
+        );
+        let e = compile(&p, 7).unwrap();
+        let d = |ip: &str, port| kernel_decision(&e, 7, IpAddr::from_str(ip).unwrap(), port, ACTION_ALLOW);
+        assert_eq!(d("10.2.3.4", 5432), (ACTION_ALLOW, 1));
+        assert_eq!(d("10.2.3.4", 22), (ACTION_DROP, 2), "falls back to 0.0.0.0/0");
+        assert_eq!(d("10.1.3.4", 5432), (ACTION_DENY, 3), "the /16 beats the /8 even with its port");
+        assert_eq!(d("192.168.1.1", 80), (ACTION_DROP, 2));
+        assert_eq!(d("2001:db8::1", 80), (ACTION_ALLOW, 0), "no IPv6 rule: the default");
+    }
+
+    #[test]
+    fn ipv6_catch_all_does_not_cover_ipv4_mapped() {
+        let p = policy("  - {cidr: '::/0', action: deny}");
+        let e = compile(&p, 1).unwrap();
+        assert_eq!(kernel_decision(&e, 1, IpAddr::from_str("::ffff:10.0.0.1").unwrap(), 80, 0), (ACTION_ALLOW, 0));
+        assert_eq!(kernel_decision(&e, 1, IpAddr::from_str("2001:db8::1").unwrap(), 80, 0), (ACTION_DENY, 1));
+    }
+
+    #[test]
+    fn too_many_port_ranges_is_refused() {
+        let ports: Vec<String> = (1..=9).map(|p| (p * 10).to_string()).collect();
+        let p = policy(&format!("  - {{cidr: 10.0.0.0/8, ports: [{}], action: allow}}", ports.join(", ")));
+        assert!(compile(&p, 1).unwrap_err().to_string().contains("more than 8 port ranges"));
+    }
+
+    proptest! {
+        /// For random rules and destinations, the compiled kernel entries decide
+        /// exactly as the policy's own matcher does.
+        #[test]
+        fn kernel_agrees_with_the_policy(
+            rules in proptest::collection::vec((any::<[u8; 4]>(), 0u8..=32, proptest::option::of(1u16..2000), 0usize..6), 0..6),
+            probes in proptest::collection::vec((any::<[u8; 4]>(), 1u16..2000), 20),
+        ) {
+            let actions = ["allow", "log", "deny", "kill", "kill-session", "drop"];
+            let mut text = String::new();
+            let mut seen = std::collections::HashSet::new();
+            for (a, len, port, act) in &rules {
+                let c = Cidr::containing(IpAddr::from(*a), *len).unwrap();
+                if !seen.insert((c, *port)) { continue; }
+                let ports = port.map(|p| format!(", ports: [{p}]")).unwrap_or_default();
+                text.push_str(&format!("  - {{cidr: {}/{}{ports}, action: {}}}\n", c.addr(), c.prefix_len(), actions[*act]));
+            }
+            if text.is_empty() { text.push_str("  []\n"); }
+            let Ok(p) = Policy::from_yaml(&format!("name: t\nmax_ttl: 1h\ndefault: deny\nnetwork:\n{text}"), "t.yaml") else {
+                return Ok(());
+            };
+            let e = compile(&p, 3).unwrap();
+            for (ip, port) in probes {
+                let ip = IpAddr::from(ip);
+                let want = p.decide_connect(ip, port);
+                let (action, _) = kernel_decision(&e, 3, ip, port, action_code(p.default));
+                prop_assert_eq!(action, action_code(want.action), "{} port {}", ip, port);
+            }
+        }
+    }
+}
