@@ -223,8 +223,8 @@ mod tests {
         assert_eq!(offset_of!(FileOpenEvent, path), 88);
         assert_eq!(size_of::<NetEvent>(), 128);
         assert_eq!(offset_of!(NetEvent, local_addr), 96);
-        assert_eq!(size_of::<ViolationEvent>(), 128);
-        assert_eq!(offset_of!(ViolationEvent, addr), 112);
+        assert_eq!(size_of::<ViolationEvent>(), 120);
+        assert_eq!(offset_of!(ViolationEvent, addr), 104);
     }
 
     #[test]

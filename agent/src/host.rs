@@ -371,14 +371,17 @@ impl Host {
                     s.end_reason
                 )));
             }
+            // Before the map says dead: the kernel's own hooks kill busy members
+            // within microseconds, and the report must still count them.
+            let members = members(&s);
             inner
                 .kernel
                 .sessions
                 .set(s.slot, SessionState { state: STATE_KILLED, _pad: 0, session_id: s.id }, 0)
                 .context("failed to mark the session dead in the kernel map")?;
-            s
+            (s, members)
         };
-        Ok(self.finish_kill(session, reason, by, note, started).await)
+        Ok(self.finish_kill(session.0, session.1, reason, by, note, started).await)
     }
 
     /// Revokes a grant and kills all its sessions. `reason` is `Revoke` for
@@ -401,6 +404,12 @@ impl Host {
                     if g.status == GrantStatus::Expired { "expired" } else { "revoked" }
                 )));
             }
+            let sessions: Vec<(Session, HashSet<u32>)> = inner
+                .registry
+                .live_sessions()
+                .filter(|s| s.grant == g.id)
+                .map(|s| (s.clone(), members(s)))
+                .collect();
             inner
                 .kernel
                 .grants
@@ -411,7 +420,6 @@ impl Host {
             gm.status = GrantStatus::Revoked;
             gm.ended_at_unix_ns = clock::wall_ns();
             gm.end_reason = note.to_owned();
-            let sessions: Vec<Session> = inner.registry.live_sessions().filter(|s| s.grant == g.id).cloned().collect();
             self.save(&inner);
             (g, sessions)
         };
@@ -420,10 +428,27 @@ impl Host {
         Ok(self.kill_all(sessions, reason, by, note, started).await)
     }
 
-    /// Expires every grant whose time is up and kills its sessions.
-    pub async fn expire_due(&self) {
+    /// The members of every session whose grant expires within `within`, taken
+    /// just before expiry: the kernel kills busy members on its own clock, before
+    /// the agent wakes, and the report must still count them.
+    pub fn snapshot_due(&self, within: Duration) -> HashMap<u64, HashSet<u32>> {
+        let inner = self.lock();
+        let horizon = clock::boot_ns() + within.as_nanos() as u64;
+        let due: HashSet<u64> = inner
+            .registry
+            .grants
+            .values()
+            .filter(|g| g.status == GrantStatus::Active && g.expires_at_boot_ns <= horizon)
+            .map(|g| g.id)
+            .collect();
+        inner.registry.live_sessions().filter(|s| due.contains(&s.grant)).map(|s| (s.id, members(s))).collect()
+    }
+
+    /// Expires every grant whose time is up and kills its sessions. `snapshots`
+    /// holds members taken just before expiry (see [`Self::snapshot_due`]).
+    pub async fn expire_due(&self, snapshots: &HashMap<u64, HashSet<u32>>) {
         let started = Instant::now();
-        let due: Vec<(Grant, Vec<Session>)> = {
+        let due: Vec<(Grant, Vec<(Session, HashSet<u32>)>)> = {
             let mut inner = self.lock();
             let ids = inner.registry.due_grants(clock::boot_ns());
             let mut out = Vec::new();
@@ -438,7 +463,12 @@ impl Host {
                     warn!("failed to mark grant {} expired in the kernel map: {e}", ids::grant(g.id));
                 }
                 remove_policy(&mut inner.kernel, &g);
-                let sessions = inner.registry.live_sessions().filter(|s| s.grant == g.id).cloned().collect();
+                let sessions = inner
+                    .registry
+                    .live_sessions()
+                    .filter(|s| s.grant == g.id)
+                    .map(|s| (s.clone(), snapshots.get(&s.id).cloned().unwrap_or_else(|| members(s))))
+                    .collect();
                 out.push((g, sessions));
             }
             if !out.is_empty() {
@@ -461,13 +491,13 @@ impl Host {
 
     async fn kill_all(
         &self,
-        sessions: Vec<Session>,
+        sessions: Vec<(Session, HashSet<u32>)>,
         reason: KillReason,
         by: &str,
         note: &str,
         started: Instant,
     ) -> Vec<SessionKill> {
-        let kills = sessions.into_iter().map(|s| self.finish_kill(s, reason, by, note, started));
+        let kills = sessions.into_iter().map(|(s, m)| self.finish_kill(s, m, reason, by, note, started));
         futures::future::join_all(kills).await
     }
 
@@ -475,6 +505,7 @@ impl Host {
     async fn finish_kill(
         &self,
         session: Session,
+        members: HashSet<u32>,
         reason: KillReason,
         by: &str,
         note: &str,
@@ -483,7 +514,7 @@ impl Host {
         let tags = Arc::clone(&self.tags);
         let cgroup = SessionCgroup { path: session.cgroup.clone() };
         let id = session.id;
-        let outcome = tokio::task::spawn_blocking(move || kill::kill_tree(Some(&cgroup), &tags, id, started))
+        let outcome = tokio::task::spawn_blocking(move || kill::kill_tree(Some(&cgroup), &tags, id, members, started))
             .await
             .unwrap_or_else(|e| {
                 warn!("kill of session {} panicked: {e}", ids::session(id));
@@ -711,6 +742,11 @@ impl Host {
         }
         out
     }
+}
+
+/// The processes in a session's cgroup now.
+fn members(s: &Session) -> HashSet<u32> {
+    (SessionCgroup { path: s.cgroup.clone() }).procs().into_iter().collect()
 }
 
 fn grant_state(g: &Grant, state: u32) -> GrantState {

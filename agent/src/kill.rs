@@ -42,10 +42,17 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// Longest wait between two sweeps while the cgroup is still emptying.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
-/// Kills every process of session `session_id`. `started` is when the decision was
-/// made (the map was already updated), so the elapsed time covers the whole kill.
-pub fn kill_tree(cgroup: Option<&SessionCgroup>, tags: &TaskTags, session_id: u64, started: Instant) -> KillOutcome {
-    let mut killed: HashSet<u32> = HashSet::new();
+/// Kills every process of session `session_id`. `members` are the processes the
+/// session had when the decision was made (the kernel may have killed some since);
+/// `started` is when it was made, so the elapsed time covers the whole kill.
+pub fn kill_tree(
+    cgroup: Option<&SessionCgroup>,
+    tags: &TaskTags,
+    session_id: u64,
+    members: HashSet<u32>,
+    started: Instant,
+) -> KillOutcome {
+    let mut killed = members;
     if let Some(cg) = cgroup {
         killed.extend(cg.procs());
         if let Err(e) = cg.kill() {

@@ -212,16 +212,26 @@ async fn daemon(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// Expires grants on time: sleeps until the next expiry (or a change), then acts.
+/// Expires grants on time: sleeps until just before the next expiry (or a change),
+/// notes who is in the sessions about to end, then acts at the expiry itself.
 async fn expire_loop(host: Arc<Host>) {
+    /// How long before an expiry the members are noted.
+    const LEAD: Duration = Duration::from_millis(20);
+    let mut snapshots = std::collections::HashMap::new();
     loop {
-        host.expire_due().await;
+        host.expire_due(&snapshots).await;
+        snapshots.clear();
         // tokio's clock does not count suspend; re-check at least every minute.
         let wait = host.next_expiry_in().unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60));
-        tokio::select! {
-            () = tokio::time::sleep(wait + Duration::from_millis(1)) => {}
-            () = host.expiry_changed.notified() => {}
+        if wait > LEAD {
+            tokio::select! {
+                () = tokio::time::sleep(wait - LEAD) => {}
+                () = host.expiry_changed.notified() => {}
+            }
+            continue;
         }
+        snapshots = host.snapshot_due(wait + LEAD);
+        tokio::time::sleep(wait + Duration::from_millis(1)).await;
     }
 }
 
