@@ -23,6 +23,11 @@ pub const SESSIONS: &str = "SESSIONS";
 pub const EVENTS: &str = "EVENTS";
 /// Per-CPU count of records the ring buffer had no room for.
 pub const LOST_EVENTS: &str = "LOST_EVENTS";
+/// Per-CPU array, per session slot: processes of the session that exited after
+/// it (or its grant) was dead. Counted by the kernel's exit hook, so a kill's
+/// report includes what the kernel's own hooks killed before the agent looked.
+/// Reset by the agent when it hands the slot to a new session.
+pub const SESSION_DEATHS: &str = "SESSION_DEATHS";
 /// The read-only global holding [`crate::KernelOffsets`].
 pub const OFFSETS_GLOBAL: &str = "OFFSETS";
 

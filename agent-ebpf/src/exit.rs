@@ -6,8 +6,19 @@ use warrant_common::{EventHeader, EventKind, event::ExitEvent};
 use crate::{
     emit,
     kernel::{off, offsets_valid, read},
-    maps::TASK_TAGS,
+    maps::{SESSION_DEATHS, SESSIONS, TASK_TAGS},
+    tag,
 };
+
+/// One more process of a dead session is gone. Per-CPU, so no atomics are needed
+/// (exits run on every CPU at once during a kill); the agent sums the CPUs.
+#[inline(always)]
+fn count_death(tag: &warrant_common::TaskTag) {
+    let current = SESSIONS.get(tag.session_slot).is_some_and(|s| s.session_id == tag.session_id);
+    if current && let Some(n) = SESSION_DEATHS.get_ptr_mut(tag.session_slot) {
+        unsafe { *n += 1 };
+    }
+}
 
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
@@ -17,8 +28,12 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
         return 0;
     };
     let tag = unsafe { *tag };
+    let group_dead = group_dead & 0xff != 0;
+    if group_dead && !tag::alive(&tag) {
+        count_death(&tag);
+    }
     // One event per process: only the last thread out reports.
-    if group_dead & 0xff != 0 && offsets_valid() {
+    if group_dead && offsets_valid() {
         let mut ev = ExitEvent {
             header: EventHeader::default(),
             exit_code: read::<u32>(task.cast_const().cast(), off!(task_exit_code)).unwrap_or(0),

@@ -36,6 +36,9 @@ pub static POLICIES: Array<PolicyState, { POLICY_SLOTS as usize }> = Array::new(
 #[btf_map]
 pub static NET_RULES: LpmTrie<NetKey, NetVerdict, { NET_RULE_ENTRIES as usize }> = LpmTrie::new();
 
+#[btf_map]
+pub static SESSION_DEATHS: PerCpuArray<u32, { SESSION_SLOTS as usize }> = PerCpuArray::new();
+
 /// Per-CPU buffer the dentry walk writes into (see `path.rs`).
 #[btf_map]
 pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_BUF], 1> = PerCpuArray::new();

@@ -24,7 +24,6 @@ use warrant_common::{
     maps::{STATE_ACTIVE, STATE_KILLED},
     policy::{
         ACTION_ALLOW, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, NetKey, PORT_RULES, POLICY_KEY_BITS, TAG_DOOMED,
-        V4_MAPPED_BITS,
     },
 };
 

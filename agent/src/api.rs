@@ -26,8 +26,7 @@ use warrant_proto::v1::{
 
 use crate::{
     host::{Host, HostError, KillReason, SessionKill},
-    ids,
-    registry::{Grant, GrantError, Session},
+    registry::GrantError,
 };
 
 /// The service, wrapping the host.
@@ -92,36 +91,6 @@ impl From<HostError> for Status {
     }
 }
 
-fn grant_pb(g: &Grant) -> pb::Grant {
-    pb::Grant {
-        id: ids::grant(g.id),
-        subject: g.subject.clone(),
-        reason: g.reason.clone(),
-        issued_at_unix_ns: g.issued_at_unix_ns,
-        expires_at_unix_ns: g.expires_at_unix_ns,
-        state: pb::GrantState::Active as i32,
-        issued_by: g.issued_by.clone(),
-        sessions: Vec::new(),
-        policy: g.policy_name.clone(),
-    }
-}
-
-fn session_pb(s: &Session, g: Option<&Grant>) -> pb::Session {
-    pb::Session {
-        id: ids::session(s.id),
-        grant: ids::grant(s.grant),
-        subject: g.map(|g| g.subject.clone()).unwrap_or_default(),
-        root_pid: s.root_pid,
-        started_at_unix_ns: s.started_at_unix_ns,
-        expires_at_unix_ns: g.map_or(0, |g| g.expires_at_unix_ns),
-        state: pb::SessionState::Live as i32,
-        processes: Vec::new(),
-        cgroup: s.cgroup.display().to_string(),
-        command: s.command.clone(),
-        end_reason: String::new(),
-    }
-}
-
 fn report(kills: &[SessionKill]) -> pb::KillReport {
     pb::KillReport {
         sessions: kills
@@ -149,7 +118,7 @@ impl Agent for Api {
             (r.policy.as_str(), file)
         });
         let g = self.host.issue_grant(&r.subject, ttl, &r.reason, &caller.describe(), policy).await?;
-        Ok(Response::new(grant_pb(&g)))
+        Ok(Response::new(crate::host::grant_pb(&g, crate::clock::boot_ns(), Vec::new())))
     }
 
     async fn list_grants(
@@ -173,13 +142,7 @@ impl Agent for Api {
         }
         let r = req.into_inner();
         let s = self.host.start_session(&r.grant, &[caller.pid], r.command, "exec", (caller.uid, caller.pid)).await?;
-        let g = self.host.grants(true).into_iter().find(|g| g.id == ids::grant(s.grant));
-        let mut out = session_pb(&s, None);
-        if let Some(g) = g {
-            out.subject = g.subject;
-            out.expires_at_unix_ns = g.expires_at_unix_ns;
-        }
-        Ok(Response::new(out))
+        Ok(Response::new(s))
     }
 
     async fn attach(&self, req: Request<pb::AttachRequest>) -> Result<Response<pb::Session>, Status> {
@@ -193,7 +156,7 @@ impl Agent for Api {
             .map(|b| b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
             .unwrap_or_default();
         let s = self.host.start_session(&r.grant, &pids, command, "attach", (caller.uid, caller.pid)).await?;
-        Ok(Response::new(session_pb(&s, None)))
+        Ok(Response::new(s))
     }
 
     async fn list_sessions(

@@ -73,6 +73,9 @@ impl KillReason {
     }
 }
 
+/// A session about to be killed, with the members it had when that was decided.
+type Doomed = (Session, HashSet<u32>);
+
 /// A session's kill, for reports.
 #[derive(Debug, Clone)]
 pub struct SessionKill {
@@ -281,7 +284,7 @@ impl Host {
         command: Vec<String>,
         how: &str,
         caller: (u32, u32),
-    ) -> Result<Session, HostError> {
+    ) -> Result<pb::Session, HostError> {
         let root = *pids.first().ok_or_else(|| HostError::Invalid("no process to attach".into()))?;
         let session = {
             let mut inner = self.lock();
@@ -289,6 +292,7 @@ impl Host {
             let slot = inner.registry.free_session_slot()?;
             let id = ids::fresh();
             let cgroup = SessionCgroup::create(&self.cgroup_root, &ids::session(id))?;
+            inner.kernel.reset_session_deaths(slot)?;
             inner
                 .kernel
                 .sessions
@@ -333,8 +337,9 @@ impl Host {
             };
             inner.registry.sessions.insert(id, session.clone());
             self.save(&inner);
-            session
+            (session, grant)
         };
+        let (session, grant) = session;
         info!(session = %ids::session(session.id), grant = grant_id, root, how, "session started");
         let mut ev = agent_event(Kind::SessionStart(pb::SessionStart {
             command,
@@ -346,7 +351,7 @@ impl Host {
         }));
         self.envelope_for(&mut ev, &session);
         self.emit(ev).await;
-        Ok(session)
+        Ok(session_pb(&session, Some(&grant), Vec::new()))
     }
 
     /// Kills one session's tree (an operator's kill switch, or a policy rule).
@@ -404,7 +409,7 @@ impl Host {
                     if g.status == GrantStatus::Expired { "expired" } else { "revoked" }
                 )));
             }
-            let sessions: Vec<(Session, HashSet<u32>)> = inner
+            let sessions: Vec<Doomed> = inner
                 .registry
                 .live_sessions()
                 .filter(|s| s.grant == g.id)
@@ -448,7 +453,7 @@ impl Host {
     /// holds members taken just before expiry (see [`Self::snapshot_due`]).
     pub async fn expire_due(&self, snapshots: &HashMap<u64, HashSet<u32>>) {
         let started = Instant::now();
-        let due: Vec<(Grant, Vec<(Session, HashSet<u32>)>)> = {
+        let due: Vec<(Grant, Vec<Doomed>)> = {
             let mut inner = self.lock();
             let ids = inner.registry.due_grants(clock::boot_ns());
             let mut out = Vec::new();
@@ -491,7 +496,7 @@ impl Host {
 
     async fn kill_all(
         &self,
-        sessions: Vec<(Session, HashSet<u32>)>,
+        sessions: Vec<Doomed>,
         reason: KillReason,
         by: &str,
         note: &str,
@@ -514,12 +519,16 @@ impl Host {
         let tags = Arc::clone(&self.tags);
         let cgroup = SessionCgroup { path: session.cgroup.clone() };
         let id = session.id;
-        let outcome = tokio::task::spawn_blocking(move || kill::kill_tree(Some(&cgroup), &tags, id, members, started))
+        let mut outcome = tokio::task::spawn_blocking(move || kill::kill_tree(Some(&cgroup), &tags, id, members, started))
             .await
             .unwrap_or_else(|e| {
                 warn!("kill of session {} panicked: {e}", ids::session(id));
                 KillOutcome { survivors: 1, ..KillOutcome::default() }
             });
+        // The kernel counted every process of the session that died once it was
+        // dead, including those its own hooks killed before we looked.
+        let kernel_count = self.lock().kernel.session_deaths(session.slot);
+        outcome.killed = outcome.killed.max(kernel_count);
         info!(
             session = %ids::session(id),
             reason = reason.as_str(),
@@ -607,22 +616,7 @@ impl Host {
             .grants
             .values()
             .filter(|g| all || (g.status == GrantStatus::Active && now < g.expires_at_boot_ns))
-            .map(|g| pb::Grant {
-                id: ids::grant(g.id),
-                subject: g.subject.clone(),
-                reason: g.reason.clone(),
-                issued_at_unix_ns: g.issued_at_unix_ns,
-                expires_at_unix_ns: g.expires_at_unix_ns,
-                state: match g.status {
-                    GrantStatus::Active if now >= g.expires_at_boot_ns => pb::GrantState::Expired,
-                    GrantStatus::Active => pb::GrantState::Active,
-                    GrantStatus::Expired => pb::GrantState::Expired,
-                    GrantStatus::Revoked => pb::GrantState::Revoked,
-                } as i32,
-                issued_by: g.issued_by.clone(),
-                sessions: sessions.remove(&g.id).unwrap_or_default(),
-                policy: g.policy_name.clone(),
-            })
+            .map(|g| grant_pb(g, now, sessions.remove(&g.id).unwrap_or_default()))
             .collect()
     }
 
@@ -643,23 +637,7 @@ impl Host {
                 } else {
                     Vec::new()
                 };
-                pb::Session {
-                    id: ids::session(s.id),
-                    grant: ids::grant(s.grant),
-                    subject: grant.map(|g| g.subject.clone()).unwrap_or_default(),
-                    root_pid: s.root_pid,
-                    started_at_unix_ns: s.started_at_unix_ns,
-                    expires_at_unix_ns: grant.map_or(0, |g| g.expires_at_unix_ns),
-                    state: match s.status {
-                        SessionStatus::Live => pb::SessionState::Live,
-                        SessionStatus::Ended => pb::SessionState::Ended,
-                        SessionStatus::Killed => pb::SessionState::Killed,
-                    } as i32,
-                    processes,
-                    cgroup: s.cgroup.display().to_string(),
-                    command: s.command.clone(),
-                    end_reason: s.end_reason.clone(),
-                }
+                session_pb(s, grant, processes)
             })
             .collect()
     }
@@ -741,6 +719,48 @@ impl Host {
             i += 1;
         }
         out
+    }
+}
+
+/// A grant as the API shows it; `now` is the boot clock, to show an active grant
+/// past its expiry as expired before the timer has run.
+pub fn grant_pb(g: &Grant, now: u64, sessions: Vec<String>) -> pb::Grant {
+    pb::Grant {
+        id: ids::grant(g.id),
+        subject: g.subject.clone(),
+        reason: g.reason.clone(),
+        issued_at_unix_ns: g.issued_at_unix_ns,
+        expires_at_unix_ns: g.expires_at_unix_ns,
+        state: match g.status {
+            GrantStatus::Active if now >= g.expires_at_boot_ns => pb::GrantState::Expired,
+            GrantStatus::Active => pb::GrantState::Active,
+            GrantStatus::Expired => pb::GrantState::Expired,
+            GrantStatus::Revoked => pb::GrantState::Revoked,
+        } as i32,
+        issued_by: g.issued_by.clone(),
+        sessions,
+        policy: g.policy_name.clone(),
+    }
+}
+
+/// A session as the API shows it.
+pub fn session_pb(s: &Session, grant: Option<&Grant>, processes: Vec<pb::Process>) -> pb::Session {
+    pb::Session {
+        id: ids::session(s.id),
+        grant: ids::grant(s.grant),
+        subject: grant.map(|g| g.subject.clone()).unwrap_or_default(),
+        root_pid: s.root_pid,
+        started_at_unix_ns: s.started_at_unix_ns,
+        expires_at_unix_ns: grant.map_or(0, |g| g.expires_at_unix_ns),
+        state: match s.status {
+            SessionStatus::Live => pb::SessionState::Live,
+            SessionStatus::Ended => pb::SessionState::Ended,
+            SessionStatus::Killed => pb::SessionState::Killed,
+        } as i32,
+        processes,
+        cgroup: s.cgroup.display().to_string(),
+        command: s.command.clone(),
+        end_reason: s.end_reason.clone(),
     }
 }
 

@@ -54,6 +54,7 @@ pub struct Kernel {
     pub grants: Array<MapData, GrantState>,
     pub sessions: Array<MapData, SessionState>,
     pub lost: PerCpuArray<MapData, u64>,
+    deaths: PerCpuArray<MapData, u32>,
     pub policies: Array<MapData, PolicyState>,
     pub net_rules: LpmTrie<MapData, NetKey, NetVerdict>,
 }
@@ -90,6 +91,7 @@ impl Kernel {
             names::SESSIONS,
             names::EVENTS,
             names::LOST_EVENTS,
+            names::SESSION_DEATHS,
             policy::POLICIES,
             policy::NET_RULES,
         ];
@@ -145,6 +147,7 @@ impl Kernel {
         let grants = Array::try_from(take(&mut ebpf, names::GRANTS)?).context("map GRANTS")?;
         let sessions = Array::try_from(take(&mut ebpf, names::SESSIONS)?).context("map SESSIONS")?;
         let lost = PerCpuArray::try_from(take(&mut ebpf, names::LOST_EVENTS)?).context("map LOST_EVENTS")?;
+        let deaths = PerCpuArray::try_from(take(&mut ebpf, names::SESSION_DEATHS)?).context("map SESSION_DEATHS")?;
         let policies = Array::try_from(take(&mut ebpf, policy::POLICIES)?).context("map POLICIES")?;
         let net_rules = LpmTrie::try_from(take(&mut ebpf, policy::NET_RULES)?).context("map NET_RULES")?;
         let mut kernel = Self {
@@ -154,6 +157,7 @@ impl Kernel {
             grants,
             sessions,
             lost,
+            deaths,
             policies,
             net_rules,
         };
@@ -162,6 +166,18 @@ impl Kernel {
             kernel.set_syscall_hook(true)?;
         }
         Ok((kernel, LoadReport { adopted_maps }))
+    }
+
+    /// Processes of the session in `slot` that died after it was dead (all CPUs).
+    pub fn session_deaths(&self, slot: u32) -> u32 {
+        self.deaths.get(&slot, 0).map_or(0, |v| v.iter().sum())
+    }
+
+    /// Zeroes the death count of `slot` before a new session uses it.
+    pub fn reset_session_deaths(&mut self, slot: u32) -> Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("failed to count CPUs: {e}"))?;
+        let zeros = aya::maps::PerCpuValues::try_from(vec![0u32; cpus]).context("per-CPU zeros")?;
+        self.deaths.set(slot, zeros, 0).with_context(|| format!("failed to reset SESSION_DEATHS[{slot}]"))
     }
 
     /// The ring buffer, taken once by the event reader.
