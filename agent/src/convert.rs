@@ -81,6 +81,7 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
                 family: family.into(),
                 addr,
                 port: u32::from(e.port),
+                // The name is filled in by the writer, which knows the grant.
                 policy: format!("slot {}", e.policy_slot),
             })
         }

@@ -32,7 +32,7 @@ use crate::{
     ids,
     kill::{self, KillOutcome},
     loader::{Kernel, TaskTags},
-    pipeline::{EventSink, Envelope, Stats, Subjects, agent_event},
+    pipeline::{EventSink, Envelope, GrantInfo, Stats, Subjects, agent_event},
     procfs,
     registry::{Grant, GrantError, GrantStatus, Registry, Session, SessionStatus},
 };
@@ -124,7 +124,7 @@ impl Host {
         {
             let mut s = subjects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             for g in registry.grants.values() {
-                s.insert(ids::grant(g.id), g.subject.clone());
+                s.insert(ids::grant(g.id), GrantInfo { subject: g.subject.clone(), policy: g.policy_name.clone() });
             }
         }
         Ok(Self {
@@ -267,7 +267,7 @@ impl Host {
         self.subjects
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(ids::grant(grant.id), grant.subject.clone());
+            .insert(ids::grant(grant.id), GrantInfo { subject: grant.subject.clone(), policy: grant.policy_name.clone() });
         self.expiry_changed.notify_one();
         info!(grant = %ids::grant(grant.id), subject = %grant.subject, ttl = ?ttl, policy = %grant.policy_name, "grant issued");
         self.emit(grant_event(&grant, "issued", reason, by)).await;

@@ -56,8 +56,16 @@ pub struct Envelope {
     pub host: String,
 }
 
-/// Grant id (as printed) to subject, for enriching kernel events.
-pub type Subjects = Arc<RwLock<HashMap<String, String>>>;
+/// What the writer adds to kernel events from the grant they name.
+#[derive(Debug, Clone, Default)]
+pub struct GrantInfo {
+    pub subject: String,
+    /// The grant's policy name (empty for none), for violation events.
+    pub policy: String,
+}
+
+/// Grant id (as printed) to what events are enriched with.
+pub type Subjects = Arc<RwLock<HashMap<String, GrantInfo>>>;
 
 /// What the writer receives.
 #[derive(Debug)]
@@ -138,10 +146,12 @@ pub fn spawn_writer(
                         ev.agent_id.clone_from(&envelope.agent_id);
                         ev.boot_id.clone_from(&envelope.boot_id);
                         ev.host.clone_from(&envelope.host);
-                        if ev.subject.is_empty()
-                            && let Some(s) = subjects.get(&ev.grant)
-                        {
-                            ev.subject.clone_from(s);
+                        let Some(info) = subjects.get(&ev.grant) else { continue };
+                        if ev.subject.is_empty() {
+                            ev.subject.clone_from(&info.subject);
+                        }
+                        if let Some(Kind::Violation(v)) = &mut ev.event {
+                            v.policy.clone_from(&info.policy);
                         }
                     }
                 }

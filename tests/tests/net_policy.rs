@@ -88,6 +88,7 @@ fn deny_refuses_before_the_syn() {
         T,
     );
     assert_eq!(v["rule"], "network[1]", "{v}");
+    assert_eq!(v["policy"], "deny", "the policy's name: {v}");
     assert_eq!(v["addr"], "127.0.0.1", "{v}");
     assert_eq!(v["grant"], grant.as_str(), "{v}");
 
