@@ -225,32 +225,18 @@ impl TestAgent {
         json_lines(&self.cli_ok(&["grants", "--json"]))
     }
 
-    /// The grant's expiry as Unix nanoseconds, from `warrant grants --json`.
+    /// The grant's expiry as Unix nanoseconds, from `warrant grants --json`
+    /// (`expires_at`, RFC 3339).
     pub fn grant_expiry_unix_ns(&self, grant: &str) -> i128 {
         let grants = self.grants();
         let g = grants
             .iter()
             .find(|g| g["id"] == grant)
             .unwrap_or_else(|| panic!("grant {grant} not in `warrant grants --json`: {grants:?}"));
-        for key in ["expires", "expires_at", "expires_at_unix_ns"] {
-            match &g[key] {
-                Value::String(s) => {
-                    if let Ok(t) = time::OffsetDateTime::parse(
-                        s,
-                        &time::format_description::well_known::Rfc3339,
-                    ) {
-                        return t.unix_timestamp_nanos();
-                    }
-                }
-                Value::Number(n) => {
-                    if let Some(n) = n.as_i64() {
-                        return i128::from(n);
-                    }
-                }
-                _ => {}
-            }
-        }
-        panic!("no expiry time in grant {g}")
+        let at = g["expires_at"].as_str().unwrap_or_default();
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("grant {grant}: expires_at {at:?} is not RFC 3339 ({e}): {g}"))
+            .unix_timestamp_nanos()
     }
 
     /// `warrant sessions --json`, one object per session.

@@ -305,6 +305,12 @@ fn fmt_ns(ns: f64) -> String {
 }
 
 fn main() {
+    // `cargo run` (how `cargo xtask bench` starts this) points LD_LIBRARY_PATH at its
+    // target and toolchain dirs; every workload would inherit it, and each exec'd
+    // /bin/true would then probe those dirs for libc (about 40 failed opens per exec,
+    // each an event when tagged). Measure programs as they run on a host instead.
+    // SAFETY: no other thread exists yet.
+    unsafe { std::env::remove_var("LD_LIBRARY_PATH") };
     let opts = parse_opts();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -313,6 +319,7 @@ fn main() {
     std::fs::write(open_target(), b"warrant-bench\n").unwrap_or_else(|e| die(&format!("create open target: {e}")));
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let pins_at_start = foreign_pins();
+    let load_at_start = read_trim("/proc/loadavg");
     let mut csv = String::from("phase,op,rep,n,value\n");
 
     let a = loop_phase("a_no_agent", &opts, &mut csv, run_untagged);
@@ -415,7 +422,8 @@ fn main() {
         "# warrant-bench {date} on {host}\n\n\
          - kernel: {}\n- CPU: {}\n- commit: {}\n- command: `{command}`\n\
          - loops: {} per repetition, {} repetitions, median reported; ratios against (a)\n\
-         - BPF pin dirs present before the run (other agents' programs stay attached during the baseline too): {}\n\n\
+         - BPF pin dirs present before the run (other agents' programs stay attached during the baseline too): {}\n\
+         - /proc/loadavg at start: {load_at_start}; at end: {}\n\n\
          ## Per-operation cost\n\n{table}\n## Tagged processes\n\n{tagged}\n\
          Overhead is (d) − (a); ns per event divides it by the events each operation produced \
          (audit-log events of the session plus records the ring buffer lost).\n\n\
@@ -427,6 +435,7 @@ fn main() {
         loops.join(", "),
         opts.reps,
         if pins_at_start.is_empty() { "none".into() } else { pins_at_start.join(", ") },
+        read_trim("/proc/loadavg"),
     );
     std::fs::write(dir.join("raw.csv"), &csv).unwrap_or_else(|e| die(&format!("write raw.csv: {e}")));
     std::fs::write(dir.join("summary.md"), summary).unwrap_or_else(|e| die(&format!("write summary.md: {e}")));
