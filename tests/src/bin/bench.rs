@@ -377,15 +377,18 @@ fn main() {
         let _ = write!(table, "---:|---:|");
     }
     table.push('\n');
-    for (label, m) in [
-        ("(a) no agent (baseline)", &ma),
-        ("(b) agent loaded, no session", &mb),
-        ("(c) agent loaded, session live elsewhere", &mc),
-        ("(d) tagged, inside `warrant exec`", &md),
+    for (label, m, runs) in [
+        ("(a) no agent (baseline)", &ma, &a),
+        ("(b) agent loaded, no session", &mb, &b),
+        ("(c) agent loaded, session live elsewhere", &mc, &c),
+        ("(d) tagged, inside `warrant exec`", &md, &d),
     ] {
         let _ = write!(table, "| {label} |");
         for (i, v) in m.iter().enumerate() {
-            let _ = write!(table, " {} | {:.2}× |", fmt_ns(*v), v / ma[i]);
+            // The range shows how much the host's other load moved the repetitions.
+            let lo = runs[i].iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = runs[i].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let _ = write!(table, " {} ({}–{}) | {:.2}× |", fmt_ns(*v), fmt_ns(lo), fmt_ns(hi), v / ma[i]);
         }
         table.push('\n');
     }
@@ -421,7 +424,7 @@ fn main() {
     let summary = format!(
         "# warrant-bench {date} on {host}\n\n\
          - kernel: {}\n- CPU: {}\n- commit: {}\n- command: `{command}`\n\
-         - loops: {} per repetition, {} repetitions, median reported; ratios against (a)\n\
+         - loops: {} per repetition, {} repetitions, median (min–max) reported; ratios of medians against (a)\n\
          - BPF pin dirs present before the run (other agents' programs stay attached during the baseline too): {}\n\
          - /proc/loadavg at start: {load_at_start}; at end: {}\n\n\
          ## Per-operation cost\n\n{table}\n## Tagged processes\n\n{tagged}\n\
