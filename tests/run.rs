@@ -3,22 +3,28 @@
 //! thread so a test can wait for a particular line while the child keeps running.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Runs `cmd` to completion with stdin closed and stdout/stderr captured; kills it
-/// and panics if it takes longer than `timeout`.
-pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
-    let shown = format!("{cmd:?}");
+/// Spawns `cmd` with stdin closed and its stdout and stderr collected line by line.
+pub fn spawn_collected(cmd: &mut Command) -> (Child, Lines, Lines) {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let out = Lines::new(child.stdout.take().expect("piped stdout"));
     let err = Lines::new(child.stderr.take().expect("piped stderr"));
+    (child, out, err)
+}
+
+/// Runs `cmd` to completion with stdin closed and stdout/stderr captured; kills it
+/// and panics if it takes longer than `timeout`.
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
+    let shown = format!("{cmd:?}");
+    let (mut child, out, err) = spawn_collected(cmd);
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(s) = child.try_wait().expect("try_wait") {

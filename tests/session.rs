@@ -7,11 +7,11 @@
 //!   `warrant: watching (ctrl-c to stop)` on stderr; then one JSON object per line.
 
 use serde_json::Value;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
 use crate::procfs;
-use crate::run::Lines;
+use crate::run::{Lines, spawn_collected};
 
 /// How long `warrant exec` may take to print its session line.
 const SESSION_START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -37,14 +37,7 @@ impl Session {
     /// session line. Panics if the CLI exits or stays silent instead.
     pub fn spawn(mut cmd: Command) -> Self {
         let shown = format!("{cmd:?}");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
-        let stdout = Lines::new(child.stdout.take().expect("piped stdout"));
-        let stderr = Lines::new(child.stderr.take().expect("piped stderr"));
+        let (mut child, stdout, stderr) = spawn_collected(&mut cmd);
         let line = stderr.wait_line(SESSION_START_TIMEOUT, |l| l.starts_with("warrant: session "));
         let Some(line) = line else {
             let _ = child.kill();
@@ -166,14 +159,7 @@ impl Watch {
     /// subscribed.
     pub fn spawn(mut cmd: Command) -> Self {
         let shown = format!("{cmd:?}");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
-        let stdout = Lines::new(child.stdout.take().expect("piped stdout"));
-        let stderr = Lines::new(child.stderr.take().expect("piped stderr"));
+        let (mut child, stdout, stderr) = spawn_collected(&mut cmd);
         if stderr
             .wait_line(Duration::from_secs(15), |l| l.starts_with("warrant: watching"))
             .is_none()
