@@ -25,7 +25,7 @@ fn policy_file(agent: &TestAgent, name: &str, max_ttl: &str, body: &str) -> Path
 }
 
 /// Issues a grant held to `policy`.
-fn grant_with(agent: &TestAgent, policy: &PathBuf, ttl: &str) -> String {
+fn grant_with(agent: &TestAgent, policy: &std::path::Path, ttl: &str) -> String {
     let policy = policy.to_str().expect("UTF-8 temp path");
     let out = agent.cli_ok(&["grant", "issue", "--subject", "net-tests", "--ttl", ttl, "--policy", policy]);
     out.trim().to_string()

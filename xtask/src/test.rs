@@ -56,6 +56,8 @@ pub fn test(ctx: &Ctx, args: &[OsString]) -> Result<ExitCode> {
                 // The release profile reuses every dependency the build step just
                 // compiled; a debug test build would compile them all again (~8 min).
                 "--release",
+                // One failing crate must not hide the others' results.
+                "--no-fail-fast",
                 "--workspace",
                 // Built only for bpfel-unknown-none, by the agent's build script.
                 "--exclude",
@@ -71,6 +73,8 @@ pub fn test(ctx: &Ctx, args: &[OsString]) -> Result<ExitCode> {
                     .args([
                         "test",
                         "--release",
+                        // Every test file runs even when an earlier one fails.
+                        "--no-fail-fast",
                         "-p",
                         "warrant-tests",
                         "--",
