@@ -50,6 +50,8 @@ pub struct TestAgent {
     log_path: PathBuf,
     /// Incremental reader of `<state-dir>/audit.log`, shared by `&self` methods.
     audit: Mutex<AuditLog>,
+    /// How it was started, to start it again the same way.
+    opts: AgentOptions,
 }
 
 impl TestAgent {
@@ -67,32 +69,10 @@ impl TestAgent {
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/warrant-test-{id}"));
         let cgroup_root = cgroup::mount().join(format!("warrant-test-{id}"));
         let log_path = dir.path().join("agent.log");
-        let log = File::create(&log_path).expect("create agent log");
-
-        let mut cmd = Command::new(bins::agent());
-        cmd.arg("--socket")
-            .arg(&socket)
-            .arg("--pin-dir")
-            .arg(&pin_dir)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .arg("--cgroup-root")
-            .arg(&cgroup_root)
-            .arg("--log-level")
-            .arg(opts.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL));
-        if let Some(n) = opts.ring_buffer_bytes {
-            cmd.arg("--ring-buffer-bytes").arg(n.to_string());
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log fd"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bins::agent().display()));
-
+        File::create(&log_path).expect("create agent log");
         let audit = Mutex::new(AuditLog::new(state_dir.join("audit.log")));
         let mut agent = Self {
-            child: Some(child),
+            child: None,
             dir,
             socket,
             pin_dir,
@@ -100,7 +80,9 @@ impl TestAgent {
             cgroup_root,
             log_path,
             audit,
+            opts,
         };
+        agent.child = Some(agent.spawn());
         agent.wait_ready(Duration::from_secs(30));
         agent
     }
@@ -108,6 +90,53 @@ impl TestAgent {
     /// Starts an agent with default options.
     pub fn start_default() -> Self {
         Self::start(AgentOptions::default())
+    }
+
+    /// Spawns the agent process with this agent's directories and options; its
+    /// output is appended to the log file.
+    fn spawn(&self) -> Child {
+        let log = std::fs::OpenOptions::new().append(true).open(&self.log_path).expect("open agent log");
+        let mut cmd = Command::new(bins::agent());
+        cmd.arg("--socket")
+            .arg(&self.socket)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--cgroup-root")
+            .arg(&self.cgroup_root)
+            .arg("--log-level")
+            .arg(self.opts.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL));
+        if let Some(n) = self.opts.ring_buffer_bytes {
+            cmd.arg("--ring-buffer-bytes").arg(n.to_string());
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bins::agent().display()))
+    }
+
+    /// Kills the agent with SIGKILL, as a crash would: nothing is flushed or
+    /// cleaned up; pins, state and the socket file stay.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the agent again with the same directories (pins, state, audit log,
+    /// socket) and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart: the agent is still running");
+        self.child = Some(self.spawn());
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// The agent's whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     fn wait_ready(&mut self, timeout: Duration) {
