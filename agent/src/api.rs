@@ -135,6 +135,14 @@ impl Agent for Api {
         Ok(Response::new(report(&kills)))
     }
 
+    async fn update_policy(&self, req: Request<pb::UpdatePolicyRequest>) -> Result<Response<pb::Grant>, Status> {
+        let caller = Caller::of(&req)?.require_root("changing a grant's policy")?;
+        let r = req.into_inner();
+        let file = if r.policy_file.is_empty() { "policy" } else { r.policy_file.as_str() };
+        let g = self.host.update_policy(&r.grant, &r.policy, file, &caller.describe()).await?;
+        Ok(Response::new(crate::host::grant_pb(&g, crate::clock::boot_ns(), Vec::new())))
+    }
+
     async fn start_session(&self, req: Request<pb::StartSessionRequest>) -> Result<Response<pb::Session>, Status> {
         let caller = Caller::of(&req)?;
         if caller.pid == 0 {

@@ -274,6 +274,50 @@ impl Host {
         Ok(grant)
     }
 
+    /// Replaces the policy of an active grant, for its live sessions too. The new
+    /// rules are written under a fresh slot, then one map write points the grant at
+    /// it, so a connect sees the whole old policy or the whole new one; then the
+    /// old slot is freed.
+    pub async fn update_policy(&self, grant_id: &str, text: &str, file: &str, by: &str) -> Result<Grant, HostError> {
+        let p = warrant_policy::Policy::from_yaml(text, file).map_err(|e| GrantError::Policy(e.to_string()))?;
+        let grant = {
+            let mut inner = self.lock();
+            let old = inner.registry.usable_grant(grant_id)?.clone();
+            let lifetime = Duration::from_nanos(old.expires_at_unix_ns.saturating_sub(old.issued_at_unix_ns).max(0) as u64);
+            if lifetime > p.max_ttl {
+                return Err(GrantError::Policy(format!(
+                    "grant {} lasts {}, policy {} allows at most {}",
+                    ids::grant(old.id),
+                    humantime::format_duration(Duration::from_secs(lifetime.as_secs())),
+                    p.name,
+                    humantime::format_duration(p.max_ttl)
+                ))
+                .into());
+            }
+            let slot = inner.registry.free_policy_slot()?;
+            install_policy(&mut inner.kernel, &p, slot)?;
+            let mut new = old.clone();
+            new.policy_slot = slot;
+            new.policy_name = p.name.clone();
+            new.policy_yaml = Some(text.to_owned());
+            if let Err(e) = inner.kernel.grants.set(new.slot, grant_state(&new, STATE_ACTIVE), 0) {
+                remove_policy(&mut inner.kernel, &new);
+                return Err(anyhow!("failed to point grant {} at its new policy: {e}", ids::grant(new.id)).into());
+            }
+            remove_policy(&mut inner.kernel, &old);
+            inner.registry.grants.insert(new.id, new.clone());
+            self.save(&inner);
+            new
+        };
+        self.subjects
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(ids::grant(grant.id), GrantInfo { subject: grant.subject.clone(), policy: grant.policy_name.clone() });
+        info!(grant = %ids::grant(grant.id), policy = %grant.policy_name, "grant policy replaced");
+        self.emit(grant_event(&grant, "policy replaced", &format!("policy {}", grant.policy_name), by)).await;
+        Ok(grant)
+    }
+
     /// Starts a session rooted at `pids[0]`: tags every thread of every pid, moves
     /// them into a fresh cgroup. `pids` is the process and, for attach, its
     /// descendants.

@@ -93,6 +93,12 @@ impl Agent {
         finish(&self.socket, "IssueGrant", QUICK, call).await
     }
 
+    /// `UpdatePolicy`: the grant with its new policy.
+    pub async fn update_policy(&mut self, req: warrant_proto::UpdatePolicyRequest) -> Result<Grant> {
+        let call = self.client.update_policy(req);
+        finish(&self.socket, "UpdatePolicy", QUICK, call).await
+    }
+
     /// `ListGrants`.
     pub async fn list_grants(&mut self, all: bool) -> Result<Vec<Grant>> {
         let call = self.client.list_grants(ListGrantsRequest { all });

@@ -29,6 +29,19 @@ pub enum GrantCommand {
     Issue(IssueArgs),
     /// List grants (same as `warrant grants`).
     List(ListArgs),
+    /// Replace a live grant's policy (its running sessions included).
+    Update(UpdateArgs),
+}
+
+/// `warrant grant update`
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The grant whose policy is replaced.
+    #[arg(long, value_name = "ID")]
+    pub grant: String,
+    /// The new policy file (YAML).
+    #[arg(long, value_name = "FILE")]
+    pub policy: std::path::PathBuf,
 }
 
 /// `warrant grant issue`
@@ -81,14 +94,7 @@ pub async fn issue(socket: &Path, args: &IssueArgs, out: &mut impl Write) -> Res
         bail!("invalid --subject: must not be empty");
     }
     let (policy, policy_file) = match &args.policy {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read policy file {}: {e}", path.display()))?;
-            let file = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned());
-            // Checked here for a fast, local error; the agent checks again.
-            warrant_policy::Policy::from_yaml(&text, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
-            (text, file)
-        }
+        Some(path) => read_policy(path)?,
         None => (String::new(), String::new()),
     };
     let mut agent = Agent::connect(socket).await?;
@@ -102,6 +108,28 @@ pub async fn issue(socket: &Path, args: &IssueArgs, out: &mut impl Write) -> Res
         })
         .await?;
     writeln!(out, "{}", grant.id)?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// Reads a policy file and checks it here, for a fast, local error (the agent
+/// checks again); returns its text and file name.
+fn read_policy(path: &Path) -> Result<(String, String)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read policy file {}: {e}", path.display()))?;
+    let file = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned());
+    warrant_policy::Policy::from_yaml(&text, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((text, file))
+}
+
+/// `warrant grant update`
+pub async fn update(socket: &Path, args: &UpdateArgs, out: &mut impl Write) -> Result<u8> {
+    let (policy, policy_file) = read_policy(&args.policy)?;
+    let mut agent = Agent::connect(socket).await?;
+    let grant = agent
+        .update_policy(warrant_proto::UpdatePolicyRequest { grant: args.grant.clone(), policy, policy_file })
+        .await?;
+    writeln!(out, "policy {} now applies to grant {}", grant.policy, grant.id)?;
     out.flush()?;
     Ok(0)
 }

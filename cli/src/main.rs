@@ -95,6 +95,7 @@ async fn dispatch(socket: &Path, command: &Command) -> Result<u8> {
     let out = &mut out;
     match command {
         Command::Grant(grant::GrantCommand::Issue(args)) => grant::issue(socket, args, out).await,
+        Command::Grant(grant::GrantCommand::Update(args)) => grant::update(socket, args, out).await,
         Command::Grant(grant::GrantCommand::List(args)) | Command::Grants(args) => {
             grant::list(socket, args, out).await
         }

@@ -44,6 +44,13 @@ impl Agent for Fake {
         Ok(Response::new(Grant { id: "g-7".into(), subject: r.subject, ..Default::default() }))
     }
 
+    async fn update_policy(
+        &self,
+        _: Request<warrant_proto::UpdatePolicyRequest>,
+    ) -> Result<Response<Grant>, Status> {
+        Err(Status::unimplemented("the fake agent has no policies"))
+    }
+
     async fn list_grants(&self, _: Request<ListGrantsRequest>) -> Result<Response<ListGrantsResponse>, Status> {
         Ok(Response::new(ListGrantsResponse {
             grants: vec![Grant {

@@ -193,3 +193,46 @@ fn policy_limits_and_errors() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("bad.yaml:5: network[0].cidr"), "{err}");
 }
+
+/// A live grant's policy can be replaced: a session already running, connecting
+/// every 100 ms, is allowed under the first policy and refused (a `deny`
+/// violation) under the second, without restarting; the change is a
+/// `grant_change` event, and a new policy longer-lived than the grant allows is
+/// refused.
+#[test]
+fn live_policy_swap_applies_to_running_sessions() {
+    let agent = TestAgent::start_default();
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let _accepted = serve_and_close(l);
+    let open = policy_file(&agent, "open", "1h", "  - {cidr: 10.0.0.0/8, action: deny}\n");
+    let closed = policy_file(&agent, "closed", "1h", &format!("  - {{cidr: 127.0.0.1/32, ports: [{port}], action: deny}}\n"));
+    let grant = grant_with(&agent, &open, "2m");
+
+    let mark = Marker::new();
+    let script = format!("while :; do {} connect 127.0.0.1:{port}; sleep 0.1; done", testbin());
+    let s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "connect" && audit::str_field(e, "session") == s.id() && e["port"] == port,
+        T,
+    );
+    assert!(
+        !agent.events().iter().any(|e| audit::str_field(e, "kind") == "violation"),
+        "nothing is refused under the first policy"
+    );
+
+    let out = agent.cli_ok(&["grant", "update", "--grant", &grant, "--policy", closed.to_str().expect("UTF-8")]);
+    assert!(out.contains("policy closed now applies"), "{out}");
+    let v = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "session") == s.id(),
+        T,
+    );
+    assert_eq!(v["action"], "deny", "{v}");
+    assert_eq!(v["policy"], "closed", "{v}");
+    agent.wait_for_event(|e| audit::str_field(e, "kind") == "grant_change" && e["change"] == "policy replaced", T);
+
+    let short = policy_file(&agent, "short", "1m", "  - {cidr: 10.0.0.0/8, action: deny}\n");
+    let out = agent.cli(&["grant", "update", "--grant", &grant, "--policy", short.to_str().expect("UTF-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("allows at most 1m"), "{err}");
+}
