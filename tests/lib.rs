@@ -57,6 +57,14 @@ pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
     }
 }
 
+/// Now, as nanoseconds since the Unix epoch (to compare with a grant's expiry).
+pub fn now_unix_ns() -> i128 {
+    i128::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_nanos(),
+    )
+    .expect("fits")
+}
+
 /// Sixteen random hex digits, for names that must not collide between parallel tests.
 pub fn random_hex() -> String {
     use std::io::Read;

@@ -2,19 +2,10 @@
 //! asking, including processes that tried to get away (setsid, double fork, another
 //! cgroup), and the kill is recorded.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use warrant_tests::{Marker, TempCgroup, TestAgent, Tree, audit, poll};
+use warrant_tests::{Marker, TempCgroup, TestAgent, Tree, audit, now_unix_ns, poll};
 
-fn now_unix_ns() -> i128 {
-    i128::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos(),
-    )
-    .expect("fits")
-}
 
 /// A 3 s grant kills its whole tree at expiry: 60 processes (chains, background
 /// process groups, setsid'd double-forked daemons, exec'd sleeps, and one that moved

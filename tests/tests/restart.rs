@@ -2,14 +2,10 @@
 //! programs keep enforcing expiry in the kernel; a restarted agent re-adopts the
 //! pinned maps and its state, records the kill it missed, and carries on.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use warrant_tests::{Marker, TestAgent, audit, poll};
+use warrant_tests::{Marker, TestAgent, audit, now_unix_ns, poll};
 
-fn now_unix_ns() -> i128 {
-    i128::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos())
-        .expect("fits")
-}
 
 /// A busy session under a 3 s grant survives the agent's SIGKILL until its expiry,
 /// then dies in the kernel with no agent running. The restarted agent says it
