@@ -622,6 +622,37 @@ impl Host {
         self.emit(ev).await;
     }
 
+    /// Destroys the open TCP sockets of a session's processes (a `drop` rule); the
+    /// processes live on, and new connects are refused in the kernel.
+    pub async fn drop_sockets(&self, session_id: &str, reason: &str) -> Result<u32, HostError> {
+        let session = {
+            let inner = self.lock();
+            ids::parse_session(session_id)
+                .and_then(|id| inner.registry.sessions.get(&id))
+                .filter(|s| s.status == SessionStatus::Live)
+                .cloned()
+                .ok_or_else(|| HostError::NotFound(format!("no live session {}", session_id.trim())))?
+        };
+        let tags = Arc::clone(&self.tags);
+        let cgroup = SessionCgroup { path: session.cgroup.clone() };
+        let id = session.id;
+        let count = tokio::task::spawn_blocking(move || {
+            let mut pids: Vec<u32> = census(&tags).remove(&id).unwrap_or_default();
+            pids.extend(cgroup.procs());
+            pids.sort_unstable();
+            pids.dedup();
+            crate::sockdiag::destroy(&crate::sockdiag::socket_inodes(&pids))
+        })
+        .await
+        .map_err(|e| anyhow!("socket drop task failed: {e}"))?
+        .map_err(|e| anyhow!("failed to destroy the sockets of session {}: {e}", ids::session(id)))?;
+        info!(session = %ids::session(id), count, reason, "session sockets dropped");
+        let mut ev = agent_event(Kind::SocketsDropped(pb::SocketsDropped { count, reason: reason.into() }));
+        self.envelope_for(&mut ev, &session);
+        self.emit(ev).await;
+        Ok(count)
+    }
+
     /// Ends sessions whose processes have all exited.
     pub async fn reap(&self) {
         let candidates: Vec<Session> = {

@@ -8,6 +8,7 @@
 //!   kernel fail-closed; [`kill`], [`cgroup`], [`procfs`]: the tree kill.
 //! - [`convert`], [`pipeline`]: kernel records to events, to the audit log and watchers.
 //! - [`policy_maps`]: a grant's policy compiled into the kernel's rule maps.
+//! - [`sockdiag`]: destroying a session's TCP sockets (`drop`).
 //! - [`api`]: the local gRPC API; [`check`]: `--check`.
 //!
 //! On SIGTERM the agent stops serving and flushes its log, but leaves programs and
@@ -29,6 +30,7 @@ mod pipeline;
 mod policy_maps;
 mod procfs;
 mod registry;
+mod sockdiag;
 
 use std::{
     fs,
@@ -236,12 +238,19 @@ async fn expire_loop(host: Arc<Host>) {
 }
 
 /// Acts on policy violations the kernel could only start: a `kill-session` rule
-/// already made the session dead in the kernel; this runs the tree kill and
-/// records it.
+/// already made the session dead in the kernel, and this runs the tree kill and
+/// records it; a `drop` rule refused the connect, and this destroys the session's
+/// open sockets.
 async fn react_loop(host: Arc<Host>, mut rx: tokio::sync::mpsc::UnboundedReceiver<warrant_proto::v1::Event>) {
     while let Some(ev) = rx.recv().await {
         let Some(warrant_proto::v1::event::Event::Violation(v)) = &ev.event else { continue };
         let by = format!("policy rule {} ({} {}:{})", v.rule, v.op, v.addr, v.port);
+        if v.action == "drop" {
+            if let Err(e) = host.drop_sockets(&ev.session, &by).await {
+                warn!("dropping the sockets of session {} failed: {e}", ev.session);
+            }
+            continue;
+        }
         match host.kill_session(&ev.session, host::KillReason::Policy, &by, "").await {
             Ok(_) | Err(host::HostError::Invalid(_)) => {} // already ended by an earlier violation
             Err(e) => warn!("policy kill of session {} failed: {e}", ev.session),

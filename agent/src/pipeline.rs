@@ -212,7 +212,7 @@ pub async fn read_ring(
             match convert::decode(&record, offset) {
                 Ok(ev) => {
                     if let Some(Kind::Violation(v)) = &ev.event
-                        && v.action == "kill-session"
+                        && (v.action == "kill-session" || v.action == "drop")
                     {
                         let _ = reactions.send(ev.clone());
                     }

@@ -33,6 +33,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::SessionEnd(_) => "session_end",
         Kind::GrantChange(_) => "grant_change",
         Kind::WatchMissed(_) => "watch_missed",
+        Kind::SocketsDropped(_) => "sockets_dropped",
     }
 }
 
@@ -52,6 +53,7 @@ pub const KIND_NAMES: &[&str] = &[
     "session_end",
     "grant_change",
     "watch_missed",
+    "sockets_dropped",
 ];
 
 /// Expands the filter shorthands `file` and `net`; other names pass through.
@@ -160,6 +162,10 @@ pub fn to_json(event: &Event) -> Value {
             m.insert("reason".into(), json!(g.reason));
             m.insert("expires".into(), json!(rfc3339(g.expires_at_unix_ns)));
             m.insert("by".into(), json!(g.by));
+        }
+        Some(Kind::SocketsDropped(d)) => {
+            m.insert("count".into(), json!(d.count));
+            m.insert("reason".into(), json!(d.reason));
         }
         Some(Kind::WatchMissed(w)) => {
             m.insert("count".into(), json!(w.count));

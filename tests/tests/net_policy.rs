@@ -236,3 +236,40 @@ fn live_policy_swap_applies_to_running_sessions() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("allows at most 1m"), "{err}");
 }
+
+/// A `drop` rule refuses the connect and destroys the session's established TCP
+/// connections: the peer of a connection made earlier sees a reset, a
+/// `sockets_dropped` event is logged, and the session's processes live on.
+#[test]
+fn drop_destroys_open_connections() {
+    use std::io::Read;
+
+    let agent = TestAgent::start_default();
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let policy = policy_file(&agent, "drop", "1h", "  - {cidr: 127.0.0.2/32, action: drop}\n");
+    let grant = grant_with(&agent, &policy, "2m");
+
+    let mark = Marker::new();
+    let bin = testbin();
+    let script = format!("{bin} connect 127.0.0.1:{port} & sleep 1; {bin} connect 127.0.0.2:9; sleep 60");
+    let s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    let (mut peer, _) = warrant_tests::workload::accept_within(&l, T);
+    let mut b = [0u8; 1];
+    peer.read_exact(&mut b).expect("the session's first byte");
+    peer.set_read_timeout(Some(T)).expect("read timeout");
+
+    let v = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "session") == s.id(),
+        T,
+    );
+    assert_eq!(v["action"], "drop", "{v}");
+    let err = peer.read(&mut b).expect_err("the connection is destroyed under the peer");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    let d = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "sockets_dropped" && audit::str_field(e, "session") == s.id(),
+        T,
+    );
+    assert!(audit::u64_field(&d, "count") >= 1, "{d}");
+    assert!(mark.alive(s.pid()), "drop cuts the network, not the processes");
+}
