@@ -21,7 +21,7 @@ use warrant_collector::EventHub;
 use warrant_common::{
     GrantState, SessionState, TaskTag,
     policy::PolicyState,
-    maps::{GRANT_SLOTS, SESSION_SLOTS, STATE_ACTIVE, STATE_EMPTY, STATE_EXPIRED, STATE_KILLED, STATE_REVOKED},
+    maps::{GRANT_SLOTS, SESSION_SLOTS, STATE_ACTIVE, STATE_EXPIRED, STATE_KILLED, STATE_REVOKED},
 };
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
@@ -30,7 +30,7 @@ use crate::{
     clock,
     config::Config,
     ids,
-    kill::{self, KillOutcome},
+    kill::{self, KillOutcome, census},
     loader::{Kernel, TaskTags},
     pipeline::{EventSink, Envelope, GrantInfo, Stats, Subjects, agent_event},
     procfs,
@@ -918,20 +918,3 @@ fn tag_processes(tags: &TaskTags, pids: &[u32], tag: &TaskTag) -> Result<(), Hos
     }
     Ok(())
 }
-
-/// Every live tagged process on the host, by session.
-fn census(tags: &TaskTags) -> HashMap<u64, Vec<u32>> {
-    let mut out: HashMap<u64, Vec<u32>> = HashMap::new();
-    for pid in procfs::all_pids() {
-        let Ok(fd) = procfs::pidfd(pid) else { continue };
-        if let Ok(Some(tag)) = tags.get(fd.as_fd())
-            && procfs::stat(pid).is_some_and(|s| !s.is_zombie())
-        {
-            out.entry(tag.session_id).or_default().push(pid);
-        }
-    }
-    out
-}
-
-// Keep the unused-constant lint honest: these states are written by name above.
-const _: [u32; 2] = [STATE_EMPTY, STATE_KILLED];

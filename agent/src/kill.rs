@@ -17,12 +17,14 @@
 //! gone.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     os::fd::{AsFd, OwnedFd},
     time::{Duration, Instant},
 };
 
 use tracing::warn;
+
+use warrant_common::TaskTag;
 
 use crate::{cgroup::SessionCgroup, loader::TaskTags, procfs};
 
@@ -92,21 +94,36 @@ pub fn kill_tree(
     }
 }
 
-/// Live (non-zombie) processes tagged with `session_id`, each with a pidfd that
-/// pins its identity. `thorough` also looks at the threads of zombie leaders (a
-/// process whose main thread exited while others run on carries no leader tag).
+/// Every process on the host, with a pidfd that pins its identity and the tag of
+/// its thread-group leader (`None`: untagged). The exit hook deletes a tag, so a
+/// tagged leader is alive or exiting, never a zombie.
+fn scan(tags: &TaskTags) -> impl Iterator<Item = (u32, OwnedFd, Option<TaskTag>)> + '_ {
+    procfs::all_pids().into_iter().filter_map(move |pid| {
+        let fd = procfs::pidfd(pid).ok()?;
+        let tag = tags.get(fd.as_fd()).ok()?;
+        Some((pid, fd, tag))
+    })
+}
+
+/// Processes tagged with `session_id`, each with its pidfd. `thorough` also looks
+/// at the threads of zombie leaders (a process whose main thread exited while
+/// others run on carries no leader tag).
 pub fn tagged_processes(tags: &TaskTags, session_id: u64, thorough: bool) -> Vec<(u32, OwnedFd)> {
-    let mut out = Vec::new();
-    for pid in procfs::all_pids() {
-        let Ok(fd) = procfs::pidfd(pid) else { continue };
-        let tagged = match tags.get(fd.as_fd()) {
-            // The tag is deleted at exit, so a tagged leader is alive or exiting.
-            Ok(Some(tag)) => tag.session_id == session_id,
-            Ok(None) if thorough => zombie_leader_with_tagged_threads(tags, pid, session_id),
-            _ => false,
-        };
-        if tagged {
-            out.push((pid, fd));
+    scan(tags)
+        .filter(|(pid, _, tag)| match tag {
+            Some(tag) => tag.session_id == session_id,
+            None => thorough && zombie_leader_with_tagged_threads(tags, *pid, session_id),
+        })
+        .map(|(pid, fd, _)| (pid, fd))
+        .collect()
+}
+
+/// Every tagged process on the host, by session.
+pub fn census(tags: &TaskTags) -> HashMap<u64, Vec<u32>> {
+    let mut out: HashMap<u64, Vec<u32>> = HashMap::new();
+    for (pid, _, tag) in scan(tags) {
+        if let Some(tag) = tag {
+            out.entry(tag.session_id).or_default().push(pid);
         }
     }
     out
