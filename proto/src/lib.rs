@@ -4,6 +4,7 @@
 //! # Layout
 //! - `warrant/v1/events.proto`: the audit event (`Event`, one `oneof` per kind).
 //! - `warrant/v1/agent.proto`: the agent's local API.
+//! - `warrant/v1/collector.proto`: agent ↔ collector stream and the collector's API.
 //! - [`json`]: `Event` to the one-object-per-line JSON schema.
 
 pub mod json;
