@@ -33,6 +33,8 @@
 //!   [`RuleRef`] that applied; the module documents the matching semantics.
 //! - [`digest`]: [`Policy::canonical`] and [`Policy::digest`], a SHA-256 that changes
 //!   with the policy's meaning and not with its formatting.
+//! - [`sandbox`]: the `exec:` and `files:` rules as a Landlock ruleset plan, which
+//!   `warrant exec` applies to itself before running the command.
 //! - [`Error`]: the one error type of this crate.
 
 use std::path::PathBuf;
@@ -41,6 +43,7 @@ pub mod digest;
 pub mod matcher;
 pub mod model;
 mod parse;
+pub mod sandbox;
 mod yaml;
 
 pub use digest::{Digest, DigestError};
