@@ -24,8 +24,13 @@ pub enum EventKind {
     Listen = 6,
     /// [`NetEvent`]: accept/accept4 returned a connection.
     Accept = 7,
-    /// [`ViolationEvent`]: a policy rule other than `allow` matched.
+    /// [`ViolationEvent`]: a policy rule other than `allow` matched, or a call the
+    /// session's self-protection refuses was attempted.
     Violation = 8,
+    /// [`FileOpenEvent`] layout: an execve/execveat failed with an error other than
+    /// ENOENT/ENOTDIR (a shell's PATH search), e.g. EACCES from the session's Landlock
+    /// domain. `path` is the string the process passed.
+    ExecFailed = 9,
 }
 
 impl EventKind {
@@ -40,6 +45,7 @@ impl EventKind {
             6 => Self::Listen,
             7 => Self::Accept,
             8 => Self::Violation,
+            9 => Self::ExecFailed,
             _ => return None,
         })
     }
@@ -175,8 +181,16 @@ pub struct NetEvent {
     pub remote_addr: [u8; 16],
 }
 
-/// What a violated rule was about.
+/// What a violated rule was about: a connect (`family`, `addr`, `port` say where).
 pub const VIOLATION_CONNECT: u32 = 1;
+/// A syscall refused by the session's self-protection (seccomp, Landlock scope):
+/// `addr[0..8]` holds the syscall number and `addr[8..16]` its first argument (the
+/// target pid of a signal), both native-endian u64; `rule` is 0.
+pub const VIOLATION_SYSCALL: u32 = 2;
+
+/// `ViolationEvent::rule` of a connect refused because the grant ended and the
+/// policy's `on_expiry: drop` keeps the processes but cuts the network.
+pub const RULE_GRANT_ENDED: u32 = u32::MAX;
 
 /// A policy rule other than `allow` matched; for deny-like actions the call was
 /// refused before it took effect.
@@ -229,7 +243,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in 1..=8 {
+        for k in 1..=9 {
             let kind = EventKind::from_u32(k).expect("known kind");
             assert_eq!(kind as u32, k);
         }

@@ -49,6 +49,10 @@ pub const ACTION_DROP: u32 = 5;
 /// `TaskTag::flags`: the process broke a `kill` rule; its next hook kills it.
 pub const TAG_DOOMED: u32 = 1 << 0;
 
+/// `PolicyState::flags`: when the grant expires, keep the processes and cut the
+/// network (`on_expiry: drop`) instead of killing the session.
+pub const POLICY_ON_EXPIRY_DROP: u32 = 1 << 0;
+
 /// Per-policy settings.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,6 +63,10 @@ pub struct PolicyState {
     pub in_use: u32,
     /// Which policy this is (a digest prefix), to tell slots apart in events.
     pub policy_id: u64,
+    /// `POLICY_*` flags.
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// The data part of a `NET_RULES` key (the trie's `Key` adds the prefix length).

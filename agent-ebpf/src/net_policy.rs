@@ -19,11 +19,12 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use warrant_common::{
-    EventHeader, EventKind,
-    event::{VIOLATION_CONNECT, ViolationEvent},
+    EventHeader, EventKind, TaskTag,
+    event::{RULE_GRANT_ENDED, VIOLATION_CONNECT, ViolationEvent},
     maps::{STATE_ACTIVE, STATE_KILLED},
     policy::{
-        ACTION_ALLOW, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, NetKey, PORT_RULES, POLICY_KEY_BITS, TAG_DOOMED,
+        ACTION_ALLOW, ACTION_DENY, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, NetKey, PORT_RULES, POLICY_KEY_BITS,
+        TAG_DOOMED,
     },
 };
 
@@ -57,27 +58,21 @@ fn check(ctx: &SockAddrContext, v6: bool) -> i32 {
     let Some(grant) = GRANTS.get(tag.grant_slot) else {
         return REFUSE;
     };
-    if !tag::alive(&tag) {
+    match tag::standing(&tag) {
+        tag::Standing::Live => {}
         // A dead grant connects nowhere; the task dies at its next hook.
-        return REFUSE;
+        tag::Standing::Dead => return REFUSE,
+        tag::Standing::CutOff => {
+            report(ctx, &tag, v6, ACTION_DENY, RULE_GRANT_ENDED, grant.policy_slot);
+            return REFUSE;
+        }
     }
     let policy = grant.policy_slot;
     if policy == 0 || grant.state != STATE_ACTIVE {
         return ALLOW;
     }
 
-    let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
-    let port = u16::from_be(sa.user_port as u16);
-    let mut addr = [0u8; 16];
-    if v6 {
-        for (i, w) in sa.user_ip6.iter().enumerate() {
-            addr[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-        }
-    } else {
-        addr[10] = 0xff;
-        addr[11] = 0xff;
-        addr[12..16].copy_from_slice(&sa.user_ip4.to_ne_bytes());
-    }
+    let (addr, port) = destination(ctx, v6);
     let key = Key::new(POLICY_KEY_BITS + 128, NetKey { policy: policy.to_be_bytes(), addr });
 
     let (action, rule) = match NET_RULES.get(&key) {
@@ -101,7 +96,47 @@ fn check(ctx: &SockAddrContext, v6: bool) -> i32 {
     if action == ACTION_ALLOW {
         return ALLOW;
     }
+    report(ctx, &tag, v6, action, rule, policy);
 
+    match action {
+        ACTION_LOG => return ALLOW,
+        ACTION_KILL => unsafe { (*tag_ptr).flags |= TAG_DOOMED },
+        ACTION_KILL_SESSION => {
+            if let Some(s) = SESSIONS.get_ptr_mut(tag.session_slot) {
+                unsafe {
+                    if (*s).session_id == tag.session_id {
+                        (*s).state = STATE_KILLED;
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    REFUSE
+}
+
+/// The address and port connected to: IPv6 as is, IPv4 mapped into `::ffff:0:0/96`.
+#[inline(always)]
+fn destination(ctx: &SockAddrContext, v6: bool) -> ([u8; 16], u16) {
+    let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
+    let port = u16::from_be(sa.user_port as u16);
+    let mut addr = [0u8; 16];
+    if v6 {
+        for (i, w) in sa.user_ip6.iter().enumerate() {
+            addr[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+    } else {
+        addr[10] = 0xff;
+        addr[11] = 0xff;
+        addr[12..16].copy_from_slice(&sa.user_ip4.to_ne_bytes());
+    }
+    (addr, port)
+}
+
+/// Emits the violation record for a refused (or logged) connect.
+#[inline(always)]
+fn report(ctx: &SockAddrContext, tag: &TaskTag, v6: bool, action: u32, rule: u32, policy: u32) {
+    let (addr, port) = destination(ctx, v6);
     let mut ev = ViolationEvent {
         header: EventHeader::default(),
         op: VIOLATION_CONNECT,
@@ -119,22 +154,6 @@ fn check(ctx: &SockAddrContext, v6: bool) -> i32 {
         ev.addr[..4].copy_from_slice(&addr[12..16]);
     }
     let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() };
-    unsafe { emit::header(&raw mut ev.header, EventKind::Violation, &tag, task) };
+    unsafe { emit::header(&raw mut ev.header, EventKind::Violation, tag, task) };
     emit::output(&ev);
-
-    match action {
-        ACTION_LOG => return ALLOW,
-        ACTION_KILL => unsafe { (*tag_ptr).flags |= TAG_DOOMED },
-        ACTION_KILL_SESSION => {
-            if let Some(s) = SESSIONS.get_ptr_mut(tag.session_slot) {
-                unsafe {
-                    if (*s).session_id == tag.session_id {
-                        (*s).state = STATE_KILLED;
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    REFUSE
 }

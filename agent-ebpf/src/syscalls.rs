@@ -1,4 +1,5 @@
-//! `sys_exit`: file opens and socket calls of tagged tasks, seen as they return.
+//! `sys_exit`: file opens, failed execs, socket calls and self-protection refusals
+//! of tagged tasks, seen as they return.
 //!
 //! A syscall hook costs every task on the host about 100 ns per syscall on this
 //! kernel (KERNEL.md §8), so the agent attaches this program only while at least one
@@ -15,7 +16,8 @@ use aya_ebpf::{
 };
 use warrant_common::{
     EventHeader, EventKind, TaskTag,
-    event::{FileOpenEvent, NetEvent},
+    event::{FileOpenEvent, NetEvent, VIOLATION_SYSCALL, ViolationEvent},
+    policy::ACTION_DENY,
 };
 
 use crate::{
@@ -33,6 +35,31 @@ const NR_CREAT: u64 = 85;
 const NR_OPENAT: u64 = 257;
 const NR_ACCEPT4: u64 = 288;
 const NR_OPENAT2: u64 = 437;
+const NR_EXECVE: u64 = 59;
+const NR_EXECVEAT: u64 = 322;
+// Calls the session's self-protection refuses (seccomp, Landlock signal scope).
+const NR_KILL: u64 = 62;
+const NR_PTRACE: u64 = 101;
+const NR_RT_SIGQUEUEINFO: u64 = 129;
+const NR_INIT_MODULE: u64 = 175;
+const NR_DELETE_MODULE: u64 = 176;
+const NR_TKILL: u64 = 200;
+const NR_TGKILL: u64 = 234;
+const NR_KEXEC_LOAD: u64 = 246;
+const NR_RT_TGSIGQUEUEINFO: u64 = 297;
+const NR_PROCESS_VM_WRITEV: u64 = 311;
+const NR_FINIT_MODULE: u64 = 313;
+const NR_KEXEC_FILE_LOAD: u64 = 320;
+const NR_BPF: u64 = 321;
+const NR_PIDFD_SEND_SIGNAL: u64 = 424;
+const NR_CLONE3: u64 = 435;
+
+const EPERM: i64 = 1;
+const ENOENT: i64 = 2;
+const ENOTDIR: i64 = 20;
+const ENOSYS: i64 = 38;
+/// `clone3` flag: start the child in another cgroup.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -58,9 +85,66 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
         NR_BIND => net(EventKind::Bind, &tag, task, regs, ret),
         NR_LISTEN => net(EventKind::Listen, &tag, task, regs, ret),
         NR_ACCEPT | NR_ACCEPT4 => net(EventKind::Accept, &tag, task, regs, ret),
+        NR_EXECVE | NR_EXECVEAT if ret < 0 && ret != -ENOENT && ret != -ENOTDIR => {
+            exec_failed(&tag, task, regs, nr, ret);
+        }
+        NR_PTRACE | NR_INIT_MODULE | NR_DELETE_MODULE | NR_FINIT_MODULE | NR_KEXEC_LOAD | NR_KEXEC_FILE_LOAD
+        | NR_BPF | NR_PROCESS_VM_WRITEV | NR_KILL | NR_TKILL | NR_TGKILL | NR_RT_SIGQUEUEINFO
+        | NR_RT_TGSIGQUEUEINFO | NR_PIDFD_SEND_SIGNAL
+            if ret == -EPERM =>
+        {
+            refused(&tag, task, regs, nr);
+        }
+        // glibc calls clone3 for every thread and falls back to clone on ENOSYS (what
+        // seccomp answers), so only an attempt to start a child in another cgroup is news.
+        NR_CLONE3 if ret == -ENOSYS && clone3_flags(regs) & CLONE_INTO_CGROUP != 0 => refused(&tag, task, regs, nr),
         _ => {}
     }
     0
+}
+
+/// The `flags` of the `struct clone_args` a clone3 call passed (its first u64).
+#[inline(always)]
+fn clone3_flags(regs: *const u8) -> u64 {
+    let Some(args) = read::<u64>(regs, off!(regs_di)) else {
+        return 0;
+    };
+    let mut flags: u64 = 0;
+    let r = unsafe { bpf_probe_read_user((&raw mut flags).cast(), 8, args as *const _) };
+    if r == 0 { flags } else { 0 }
+}
+
+/// A call self-protection refused: which one, and its first argument.
+#[inline(always)]
+fn refused(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64) {
+    let arg0 = read::<u64>(regs, off!(regs_di)).unwrap_or(0);
+    let mut ev = ViolationEvent {
+        header: EventHeader::default(),
+        op: VIOLATION_SYSCALL,
+        action: ACTION_DENY,
+        ..ViolationEvent::default()
+    };
+    ev.addr[..8].copy_from_slice(&nr.to_ne_bytes());
+    ev.addr[8..].copy_from_slice(&arg0.to_ne_bytes());
+    unsafe { emit::header(&raw mut ev.header, EventKind::Violation, tag, task) };
+    emit::output(&ev);
+}
+
+/// A failed exec: the path the process asked for and the error.
+#[inline(always)]
+fn exec_failed(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, ret: i64) {
+    let Some(ev) = emit::reserve::<FileOpenEvent>() else {
+        return;
+    };
+    let path_reg = if nr == NR_EXECVE { off!(regs_di) } else { off!(regs_si) };
+    let user_path = read::<u64>(regs, path_reg).unwrap_or(0);
+    unsafe {
+        emit::header(&raw mut (*ev).header, EventKind::ExecFailed, tag, task);
+        (*ev).ret = ret as i32;
+        (*ev).open_flags = 0;
+        path::from_user(user_path as *const u8, &raw mut (*ev).path);
+    }
+    emit::submit(ev);
 }
 
 #[inline(always)]

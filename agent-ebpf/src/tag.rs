@@ -4,17 +4,23 @@
 //! grant and session are checked on every hook: a dead state or a passed expiry
 //! (boot clock) sends SIGKILL in the task's own context, so an expired grant's
 //! processes die at their next exec, fork, syscall (while sessions are live) or
-//! context switch, whether or not the agent is running.
+//! context switch, whether or not the agent is running. A policy with
+//! `on_expiry: drop` instead leaves an expired grant's tasks running, cut off from
+//! the network by the connect hooks.
 
 use aya_ebpf::{
     bindings::task_struct,
     helpers::generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_send_signal},
 };
-use warrant_common::{TaskTag, maps::STATE_ACTIVE, policy::TAG_DOOMED};
+use warrant_common::{
+    TaskTag,
+    maps::STATE_ACTIVE,
+    policy::{POLICY_ON_EXPIRY_DROP, TAG_DOOMED},
+};
 
 use crate::{
     kernel::offsets_valid,
-    maps::{GRANTS, SESSIONS, TASK_TAGS},
+    maps::{GRANTS, POLICIES, SESSIONS, TASK_TAGS},
 };
 
 const SIGKILL: u32 = 9;
@@ -37,25 +43,47 @@ pub fn current_mut() -> Option<*mut TaskTag> {
     unsafe { TASK_TAGS.get(task) }
 }
 
-/// Whether the grant and session behind `tag` still allow the task to run.
+/// Where a tagged task stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Grant and session active, expiry ahead.
+    Live,
+    /// The grant expired and its policy says `on_expiry: drop`: the task runs on, but
+    /// connects nowhere.
+    CutOff,
+    /// The task must die at this hook.
+    Dead,
+}
+
+/// The standing of the task behind `tag`. Anything unexpected (an empty or reused
+/// slot) is `Dead`: the kernel fails closed.
 #[inline(always)]
-pub fn alive(tag: &TaskTag) -> bool {
+pub fn standing(tag: &TaskTag) -> Standing {
     if tag.flags & TAG_DOOMED != 0 {
-        return false;
+        return Standing::Dead;
     }
-    let grant_ok = match GRANTS.get(tag.grant_slot) {
-        Some(g) => {
-            g.state == STATE_ACTIVE
-                && g.grant_id == tag.grant_id
-                && unsafe { bpf_ktime_get_boot_ns() } < g.expires_at_ns
-        }
-        None => false,
-    };
     let session_ok = match SESSIONS.get(tag.session_slot) {
         Some(s) => s.state == STATE_ACTIVE && s.session_id == tag.session_id,
         None => false,
     };
-    grant_ok && session_ok
+    let Some(g) = GRANTS.get(tag.grant_slot) else {
+        return Standing::Dead;
+    };
+    if !session_ok || g.state != STATE_ACTIVE || g.grant_id != tag.grant_id {
+        return Standing::Dead;
+    }
+    if unsafe { bpf_ktime_get_boot_ns() } < g.expires_at_ns {
+        return Standing::Live;
+    }
+    let drop_on_expiry = g.policy_slot != 0
+        && POLICIES.get(g.policy_slot).is_some_and(|p| p.flags & POLICY_ON_EXPIRY_DROP != 0);
+    if drop_on_expiry { Standing::CutOff } else { Standing::Dead }
+}
+
+/// Whether the grant and session behind `tag` still allow the task to run.
+#[inline(always)]
+pub fn alive(tag: &TaskTag) -> bool {
+    standing(tag) != Standing::Dead
 }
 
 /// Kills the current task's whole thread group if its grant or session is dead.

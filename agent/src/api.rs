@@ -86,6 +86,7 @@ impl From<HostError> for Status {
             HostError::NotFound(m) => Status::not_found(m),
             HostError::Denied(m) => Status::permission_denied(m),
             HostError::Invalid(m) => Status::failed_precondition(m),
+            HostError::Conflict(m) => Status::aborted(m),
             HostError::Internal(e) => Status::internal(format!("{e:#}")),
         }
     }
@@ -139,8 +140,10 @@ impl Agent for Api {
         let caller = Caller::of(&req)?.require_root("changing a grant's policy")?;
         let r = req.into_inner();
         let file = if r.policy_file.is_empty() { "policy" } else { r.policy_file.as_str() };
-        let g = self.host.update_policy(&r.grant, &r.policy, file, &caller.describe()).await?;
-        Ok(Response::new(crate::host::grant_pb(&g, crate::clock::boot_ns(), Vec::new())))
+        let (g, warnings) = self.host.update_policy(&r.grant, &r.policy, file, &caller.describe()).await?;
+        let mut out = crate::host::grant_pb(&g, crate::clock::boot_ns(), Vec::new());
+        out.warnings = warnings;
+        Ok(Response::new(out))
     }
 
     async fn start_session(&self, req: Request<pb::StartSessionRequest>) -> Result<Response<pb::Session>, Status> {
@@ -149,8 +152,16 @@ impl Agent for Api {
             return Err(Status::failed_precondition("cannot tell the calling process from the socket"));
         }
         let r = req.into_inner();
-        let s = self.host.start_session(&r.grant, &[caller.pid], r.command, "exec", (caller.uid, caller.pid)).await?;
+        let sandbox = r.sandboxed.then_some(r.sandbox_policy_digest.as_str());
+        let s = self
+            .host
+            .start_session(&r.grant, &[caller.pid], r.command, "exec", (caller.uid, caller.pid), sandbox)
+            .await?;
         Ok(Response::new(s))
+    }
+
+    async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<Response<pb::GrantPolicy>, Status> {
+        Ok(Response::new(self.host.get_policy(&req.into_inner().grant)?))
     }
 
     async fn attach(&self, req: Request<pb::AttachRequest>) -> Result<Response<pb::Session>, Status> {
@@ -163,7 +174,7 @@ impl Agent for Api {
         let command = fs::read(format!("/proc/{}/cmdline", r.pid))
             .map(|b| b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
             .unwrap_or_default();
-        let s = self.host.start_session(&r.grant, &pids, command, "attach", (caller.uid, caller.pid)).await?;
+        let s = self.host.start_session(&r.grant, &pids, command, "attach", (caller.uid, caller.pid), None).await?;
         Ok(Response::new(s))
     }
 

@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use warrant_common::{
     EventHeader, EventKind,
     event::{
-        ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RawPath,
-        VIOLATION_CONNECT, ViolationEvent,
+        ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
+        RawPath, VIOLATION_CONNECT, VIOLATION_SYSCALL, ViolationEvent,
     },
     policy,
 };
@@ -65,25 +65,12 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
         }
         EventKind::Violation => {
             let e: ViolationEvent = read(record, header.kind)?;
-            let (family, addr) = match e.family {
-                AF_INET => ("inet", Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]).to_string()),
-                AF_INET6 => ("inet6", Ipv6Addr::from(e.addr).to_string()),
-                _ => ("", String::new()),
-            };
-            Kind::Violation(pb::Violation {
-                op: match e.op {
-                    VIOLATION_CONNECT => "connect",
-                    _ => "unknown",
-                }
-                .into(),
-                action: action_name(e.action).into(),
-                rule: if e.rule == 0 { "default".into() } else { format!("network[{}]", e.rule) },
-                family: family.into(),
-                addr,
-                port: u32::from(e.port),
-                // The name is filled in by the writer, which knows the grant.
-                policy: format!("slot {}", e.policy_slot),
-            })
+            Kind::Violation(decode_violation(&e))
+        }
+        EventKind::ExecFailed => {
+            let e: FileOpenEvent = read(record, header.kind)?;
+            let (path, truncated) = decode_path(&e.path);
+            Kind::ExecFailed(pb::ExecFailed { path, error: -e.ret, truncated })
         }
         EventKind::Connect | EventKind::Bind | EventKind::Listen | EventKind::Accept => {
             let e: NetEvent = read(record, header.kind)?;
@@ -111,6 +98,72 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
         cgroup_id: header.cgroup_id,
         ..Default::default()
     })
+}
+
+fn decode_violation(e: &ViolationEvent) -> pb::Violation {
+    if e.op == VIOLATION_SYSCALL {
+        let nr = u64::from_ne_bytes(e.addr[..8].try_into().unwrap_or_default());
+        let arg0 = u64::from_ne_bytes(e.addr[8..].try_into().unwrap_or_default());
+        let (op, detail) = refused_syscall(nr, arg0);
+        return pb::Violation {
+            op: op.into(),
+            action: "deny".into(),
+            rule: "self-protection".into(),
+            detail,
+            prevented: true,
+            ..Default::default()
+        };
+    }
+    let (family, addr) = match e.family {
+        AF_INET => ("inet", Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]).to_string()),
+        AF_INET6 => ("inet6", Ipv6Addr::from(e.addr).to_string()),
+        _ => ("", String::new()),
+    };
+    let (rule, detail) = match e.rule {
+        0 => ("default".to_owned(), String::new()),
+        RULE_GRANT_ENDED => ("on_expiry".to_owned(), "the grant expired; on_expiry: drop cuts the network".to_owned()),
+        n => (format!("network[{n}]"), String::new()),
+    };
+    pb::Violation {
+        op: match e.op {
+            VIOLATION_CONNECT => "connect",
+            _ => "unknown",
+        }
+        .into(),
+        action: action_name(e.action).into(),
+        rule,
+        family: family.into(),
+        addr,
+        port: u32::from(e.port),
+        // The name is filled in by the writer, which knows the grant.
+        policy: format!("slot {}", e.policy_slot),
+        detail,
+        prevented: e.action != policy::ACTION_LOG,
+        ..Default::default()
+    }
+}
+
+/// The name of a syscall self-protection refused, and what its first argument says.
+fn refused_syscall(nr: u64, arg0: u64) -> (&'static str, String) {
+    let signal_to = |what: &str| format!("{what} {}", arg0 as i64);
+    match nr {
+        62 => ("kill", signal_to("signal to pid")),
+        200 => ("tkill", signal_to("signal to thread")),
+        234 => ("tgkill", signal_to("signal to pid")),
+        129 => ("rt_sigqueueinfo", signal_to("signal to pid")),
+        297 => ("rt_tgsigqueueinfo", signal_to("signal to pid")),
+        424 => ("pidfd_send_signal", signal_to("signal through pidfd")),
+        101 => ("ptrace", format!("request {arg0}")),
+        321 => ("bpf", format!("command {arg0}")),
+        175 => ("init_module", String::new()),
+        176 => ("delete_module", String::new()),
+        313 => ("finit_module", String::new()),
+        246 => ("kexec_load", String::new()),
+        320 => ("kexec_file_load", String::new()),
+        311 => ("process_vm_writev", format!("into pid {arg0}")),
+        435 => ("clone3", "a child in another cgroup (CLONE_INTO_CGROUP)".into()),
+        _ => ("syscall", format!("number {nr}")),
+    }
 }
 
 /// Reads a `T` from the start of `record`, checking the size. `kind` is 0 for the

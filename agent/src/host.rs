@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use warrant_collector::EventHub;
 use warrant_common::{
     GrantState, SessionState, TaskTag,
-    policy::PolicyState,
+    policy::{self, PolicyState},
     maps::{GRANT_SLOTS, SESSION_SLOTS, STATE_ACTIVE, STATE_EXPIRED, STATE_KILLED, STATE_REVOKED},
 };
 use warrant_proto::v1::{self as pb, event::Event as Kind};
@@ -48,6 +48,9 @@ pub enum HostError {
     Denied(String),
     #[error("{0}")]
     Invalid(String),
+    /// Something changed underneath the request; running it again may work.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -124,7 +127,7 @@ impl Host {
         {
             let mut s = subjects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             for g in registry.grants.values() {
-                s.insert(ids::grant(g.id), GrantInfo { subject: g.subject.clone(), policy: g.policy_name.clone() });
+                s.insert(ids::grant(g.id), grant_info(g));
             }
         }
         Ok(Self {
@@ -159,7 +162,7 @@ impl Host {
         let mut inner = self.lock();
         let Inner { registry, kernel } = &mut *inner;
         let mut grant_slots = HashMap::new();
-        for g in registry.grants.values().filter(|g| g.status == GrantStatus::Active) {
+        for g in registry.grants.values().filter(|g| registry.holds_kernel_slots(g)) {
             grant_slots.insert(g.slot, grant_state(g, STATE_ACTIVE));
         }
         for slot in 0..GRANT_SLOTS {
@@ -180,7 +183,7 @@ impl Host {
         }
         // Policies: compile active ones again (idempotent), drop entries of any other slot.
         let mut used = HashSet::new();
-        for g in registry.grants.values().filter(|g| g.status == GrantStatus::Active && g.policy_slot != 0) {
+        for g in registry.grants.values().filter(|g| registry.holds_kernel_slots(g) && g.policy_slot != 0) {
             let Some(text) = &g.policy_yaml else { continue };
             match warrant_policy::Policy::from_yaml(text, &g.policy_name) {
                 Ok(p) => {
@@ -267,7 +270,7 @@ impl Host {
         self.subjects
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(ids::grant(grant.id), GrantInfo { subject: grant.subject.clone(), policy: grant.policy_name.clone() });
+            .insert(ids::grant(grant.id), grant_info(&grant));
         self.expiry_changed.notify_one();
         info!(grant = %ids::grant(grant.id), subject = %grant.subject, ttl = ?ttl, policy = %grant.policy_name, "grant issued");
         self.emit(grant_event(&grant, "issued", reason, by)).await;
@@ -278,8 +281,15 @@ impl Host {
     /// rules are written under a fresh slot, then one map write points the grant at
     /// it, so a connect sees the whole old policy or the whole new one; then the
     /// old slot is freed.
-    pub async fn update_policy(&self, grant_id: &str, text: &str, file: &str, by: &str) -> Result<Grant, HostError> {
+    pub async fn update_policy(
+        &self,
+        grant_id: &str,
+        text: &str,
+        file: &str,
+        by: &str,
+    ) -> Result<(Grant, Vec<String>), HostError> {
         let p = warrant_policy::Policy::from_yaml(text, file).map_err(|e| GrantError::Policy(e.to_string()))?;
+        let mut warnings = Vec::new();
         let grant = {
             let mut inner = self.lock();
             let old = inner.registry.usable_grant(grant_id)?.clone();
@@ -296,6 +306,24 @@ impl Host {
             }
             let slot = inner.registry.free_policy_slot()?;
             install_policy(&mut inner.kernel, &p, slot)?;
+            let old_policy = old.policy_yaml.as_deref().and_then(|t| warrant_policy::Policy::from_yaml(t, "old").ok());
+            if landlock_part(old_policy.as_ref()) != landlock_part(Some(&p)) {
+                let confined: Vec<String> = inner
+                    .registry
+                    .live_sessions()
+                    .filter(|s| s.grant == old.id && s.sandbox != SANDBOX_NONE)
+                    .map(|s| ids::session(s.id))
+                    .collect();
+                if !confined.is_empty() {
+                    warnings.push(format!(
+                        "the new exec and file rules apply to new sessions; live session{} {} keep{} the Landlock domain {} started with (a domain can only be entered, never changed from outside); network rules changed for all sessions",
+                        if confined.len() == 1 { "" } else { "s" },
+                        confined.join(", "),
+                        if confined.len() == 1 { "s" } else { "" },
+                        if confined.len() == 1 { "it" } else { "they" },
+                    ));
+                }
+            }
             let mut new = old.clone();
             new.policy_slot = slot;
             new.policy_name = p.name.clone();
@@ -312,10 +340,15 @@ impl Host {
         self.subjects
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(ids::grant(grant.id), GrantInfo { subject: grant.subject.clone(), policy: grant.policy_name.clone() });
+            .insert(ids::grant(grant.id), grant_info(&grant));
         info!(grant = %ids::grant(grant.id), policy = %grant.policy_name, "grant policy replaced");
-        self.emit(grant_event(&grant, "policy replaced", &format!("policy {}", grant.policy_name), by)).await;
-        Ok(grant)
+        let mut reason = format!("policy {}", grant.policy_name);
+        for w in &warnings {
+            reason.push_str("; ");
+            reason.push_str(w);
+        }
+        self.emit(grant_event(&grant, "policy replaced", &reason, by)).await;
+        Ok((grant, warnings))
     }
 
     /// Starts a session rooted at `pids[0]`: tags every thread of every pid, moves
@@ -328,11 +361,20 @@ impl Host {
         command: Vec<String>,
         how: &str,
         caller: (u32, u32),
+        sandbox: Option<&str>,
     ) -> Result<pb::Session, HostError> {
         let root = *pids.first().ok_or_else(|| HostError::Invalid("no process to attach".into()))?;
         let session = {
             let mut inner = self.lock();
             let grant = inner.registry.usable_grant(grant_id)?.clone();
+            if let Some(digest) = sandbox
+                && digest != policy_digest(&grant)
+            {
+                return Err(HostError::Conflict(format!(
+                    "the policy of grant {} changed while the session was starting; run the command again",
+                    ids::grant(grant.id)
+                )));
+            }
             let slot = inner.registry.free_session_slot()?;
             let id = ids::fresh();
             let cgroup = SessionCgroup::create(&self.cgroup_root, &ids::session(id))?;
@@ -378,6 +420,7 @@ impl Host {
                 status: SessionStatus::Live,
                 ended_at_unix_ns: 0,
                 end_reason: String::new(),
+                sandbox: if sandbox.is_some() { SANDBOX_CONFINED } else { SANDBOX_NONE }.to_owned(),
             };
             inner.registry.sessions.insert(id, session.clone());
             self.save(&inner);
@@ -392,10 +435,51 @@ impl Host {
             how: how.into(),
             caller_uid: caller.0,
             caller_pid: caller.1,
+            sandbox: session.sandbox.clone(),
         }));
         self.envelope_for(&mut ev, &session);
         self.emit(ev).await;
         Ok(session_pb(&session, Some(&grant), Vec::new()))
+    }
+
+    /// A grant's policy text and digest, for `warrant exec` to confine itself with.
+    pub fn get_policy(&self, grant_id: &str) -> Result<pb::GrantPolicy, HostError> {
+        let inner = self.lock();
+        let g = inner.registry.usable_grant(grant_id)?;
+        Ok(pb::GrantPolicy {
+            grant: ids::grant(g.id),
+            policy: g.policy_yaml.clone().unwrap_or_default(),
+            policy_file: g.policy_name.clone(),
+            digest: policy_digest(g),
+        })
+    }
+
+    /// Kills one process of a session for a `kill` rule the kernel could only refuse
+    /// (file and exec rules live in Landlock, which cannot kill). The pidfd and the
+    /// tag check make sure it is still that session's process, not a reused pid.
+    pub async fn kill_process(&self, session_id: &str, pid: u32, by: &str) {
+        let started = Instant::now();
+        let Ok(fd) = procfs::pidfd(pid) else { return }; // already gone
+        let Some(sid) = ids::parse_session(session_id) else { return };
+        if !matches!(self.tags.get(fd.as_fd()), Ok(Some(t)) if t.session_id == sid) {
+            return;
+        }
+        let killed = u32::from(procfs::kill(&fd).is_ok());
+        let session = self.lock().registry.sessions.get(&sid).cloned();
+        info!(session = session_id, pid, by, "process killed by policy");
+        let mut ev = agent_event(Kind::Kill(pb::Kill {
+            reason: KillReason::Policy.as_str().into(),
+            by: by.into(),
+            killed,
+            elapsed_us: started.elapsed().as_micros() as u64,
+            survivors: 0,
+            note: format!("pid {pid}"),
+        }));
+        if let Some(s) = &session {
+            self.envelope_for(&mut ev, s);
+        }
+        ev.pid = pid;
+        self.emit(ev).await;
     }
 
     /// Kills one session's tree (an operator's kill switch, or a policy rule).
@@ -506,18 +590,24 @@ impl Host {
                 g.status = GrantStatus::Expired;
                 g.ended_at_unix_ns = clock::wall_ns();
                 g.end_reason = "expired".into();
+                g.cut_off = expiry_drops(g);
                 let g = g.clone();
-                // The kernel already kills on its own clock; this makes it explicit.
-                if let Err(e) = inner.kernel.grants.set(g.slot, grant_state(&g, STATE_EXPIRED), 0) {
-                    warn!("failed to mark grant {} expired in the kernel map: {e}", ids::grant(g.id));
-                }
-                remove_policy(&mut inner.kernel, &g);
-                let sessions = inner
+                let sessions: Vec<Doomed> = inner
                     .registry
                     .live_sessions()
                     .filter(|s| s.grant == g.id)
                     .map(|s| (s.clone(), snapshots.get(&s.id).cloned().unwrap_or_else(|| members(s))))
                     .collect();
+                if g.cut_off && !sessions.is_empty() {
+                    // The kernel sees the expiry on its own clock and cuts the network
+                    // (the policy's flag); the slots stay until the sessions end.
+                } else {
+                    // The kernel already kills on its own clock; this makes it explicit.
+                    if let Err(e) = inner.kernel.grants.set(g.slot, grant_state(&g, STATE_EXPIRED), 0) {
+                        warn!("failed to mark grant {} expired in the kernel map: {e}", ids::grant(g.id));
+                    }
+                    remove_policy(&mut inner.kernel, &g);
+                }
                 out.push((g, sessions));
             }
             if !out.is_empty() {
@@ -526,7 +616,18 @@ impl Host {
             out
         };
         for (grant, sessions) in due {
-            info!(grant = %ids::grant(grant.id), sessions = sessions.len(), "grant expired");
+            info!(grant = %ids::grant(grant.id), sessions = sessions.len(), cut_off = grant.cut_off, "grant expired");
+            if grant.cut_off {
+                self.emit(grant_event(&grant, "expired", "on_expiry: drop: sessions keep running, cut off from the network", "expiry timer"))
+                    .await;
+                for (s, _) in sessions {
+                    let sid = ids::session(s.id);
+                    if let Err(e) = self.drop_sockets(&sid, "grant expired (on_expiry: drop)").await {
+                        warn!("dropping the sockets of session {sid} at expiry failed: {e}");
+                    }
+                }
+                continue;
+            }
             self.emit(grant_event(&grant, "expired", "", "expiry timer")).await;
             self.kill_all(sessions, KillReason::Expiry, "expiry timer", "", started).await;
         }
@@ -608,6 +709,14 @@ impl Host {
             s.end_reason = reason.to_owned();
             // A dead slot: any straggler we did not see dies at its next hook.
             let _ = inner.kernel.sessions.set(session.slot, SessionState::default(), 0);
+            // The last session of a cut-off grant frees the grant's kernel slots.
+            if let Some(g) = inner.registry.grants.get(&session.grant).cloned()
+                && g.cut_off
+                && !inner.registry.holds_kernel_slots(&g)
+            {
+                let _ = inner.kernel.grants.set(g.slot, grant_state(&g, STATE_EXPIRED), 0);
+                remove_policy(&mut inner.kernel, &g);
+            }
             let live = inner.registry.live_sessions().count();
             if let Err(e) = inner.kernel.set_syscall_hook(live > 0) {
                 warn!("{e:#}");
@@ -815,6 +924,7 @@ pub fn grant_pb(g: &Grant, now: u64, sessions: Vec<String>) -> pb::Grant {
         issued_by: g.issued_by.clone(),
         sessions,
         policy: g.policy_name.clone(),
+        warnings: Vec::new(),
     }
 }
 
@@ -836,12 +946,54 @@ pub fn session_pb(s: &Session, grant: Option<&Grant>, processes: Vec<pb::Process
         cgroup: s.cgroup.display().to_string(),
         command: s.command.clone(),
         end_reason: s.end_reason.clone(),
+        sandbox: s.sandbox.clone(),
     }
+}
+
+/// `Session::sandbox` of a session `warrant exec` confined (Landlock + seccomp).
+pub const SANDBOX_CONFINED: &str = "landlock+seccomp";
+/// `Session::sandbox` of an attached (or otherwise unconfined) session.
+pub const SANDBOX_NONE: &str = "none";
+
+/// The digest of a grant's policy as `warrant exec` reports it ("" for none).
+fn policy_digest(g: &Grant) -> String {
+    g.policy_yaml
+        .as_deref()
+        .and_then(|t| warrant_policy::Policy::from_yaml(t, "policy").ok())
+        .map(|p| p.digest().to_string())
+        .unwrap_or_default()
 }
 
 /// The processes in a session's cgroup now.
 fn members(s: &Session) -> HashSet<u32> {
     (SessionCgroup { path: s.cgroup.clone() }).procs().into_iter().collect()
+}
+
+/// What events of a grant are enriched with, and its policy for deciding file opens
+/// and execs.
+fn grant_info(g: &Grant) -> GrantInfo {
+    let rules = g.policy_yaml.as_deref().and_then(|text| match warrant_policy::Policy::from_yaml(text, &g.policy_name) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            warn!("the stored policy of grant {} no longer parses: {e}", ids::grant(g.id));
+            None
+        }
+    });
+    GrantInfo { subject: g.subject.clone(), policy: g.policy_name.clone(), rules }
+}
+
+/// Whether a grant's policy says `on_expiry: drop`.
+fn expiry_drops(g: &Grant) -> bool {
+    g.policy_yaml
+        .as_deref()
+        .and_then(|t| warrant_policy::Policy::from_yaml(t, "policy").ok())
+        .is_some_and(|p| p.on_expiry == warrant_policy::ExpiryAction::Drop)
+}
+
+/// The parts of a policy a session's Landlock domain holds: a change to them cannot
+/// reach a live session.
+fn landlock_part(p: Option<&warrant_policy::Policy>) -> Option<String> {
+    p.map(|p| format!("{}|{:?}|{:?}", p.default, p.exec, p.files))
 }
 
 fn grant_state(g: &Grant, state: u32) -> GrantState {
@@ -862,6 +1014,11 @@ fn install_policy(kernel: &mut Kernel, p: &warrant_policy::Policy, slot: u32) ->
         net_default: crate::policy_maps::action_code(p.default),
         in_use: 1,
         policy_id: u64::from(slot),
+        flags: match p.on_expiry {
+            warrant_policy::ExpiryAction::Drop => policy::POLICY_ON_EXPIRY_DROP,
+            warrant_policy::ExpiryAction::KillSession => 0,
+        },
+        _pad: 0,
     };
     kernel.policies.set(slot, state, 0).map_err(|err| anyhow!("failed to write POLICIES[{slot}]: {err}"))?;
     Ok(())

@@ -22,6 +22,7 @@ mod check;
 mod clock;
 mod config;
 mod convert;
+mod file_rules;
 mod host;
 mod ids;
 mod kill;
@@ -140,6 +141,7 @@ async fn daemon(config: Config) -> Result<()> {
     let subjects = Arc::new(RwLock::new(Default::default()));
     let writer =
         pipeline::spawn_writer(rx, log, hub.clone(), envelope.clone(), Arc::clone(&subjects), Arc::clone(&stats))?;
+    let ring_subjects = Arc::clone(&subjects);
     let stopper = sink.clone();
 
     let host = Arc::new(Host::new(
@@ -160,9 +162,9 @@ async fn daemon(config: Config) -> Result<()> {
     let mut tasks = Vec::new();
     let (react_tx, react_rx) = tokio::sync::mpsc::unbounded_channel();
     tasks.push(tokio::spawn({
-        let (sink, stats) = (sink.clone(), Arc::clone(&stats));
+        let (sink, stats, subjects) = (sink.clone(), Arc::clone(&stats), ring_subjects);
         async move {
-            if let Err(e) = pipeline::read_ring(ring, sink, stats, react_tx).await {
+            if let Err(e) = pipeline::read_ring(ring, sink, stats, subjects, react_tx).await {
                 warn!("ring buffer reader stopped: {e:#}");
             }
         }
@@ -238,22 +240,25 @@ async fn expire_loop(host: Arc<Host>) {
 }
 
 /// Acts on policy violations the kernel could only start: a `kill-session` rule
-/// already made the session dead in the kernel, and this runs the tree kill and
-/// records it; a `drop` rule refused the connect, and this destroys the session's
-/// open sockets.
+/// (the network hook already made the session dead in the kernel; a Landlock refusal
+/// did not) runs the tree kill and records it; a file or exec `kill` rule kills the
+/// process Landlock refused; a `drop` rule destroys the session's open sockets.
 async fn react_loop(host: Arc<Host>, mut rx: tokio::sync::mpsc::UnboundedReceiver<warrant_proto::v1::Event>) {
     while let Some(ev) = rx.recv().await {
         let Some(warrant_proto::v1::event::Event::Violation(v)) = &ev.event else { continue };
-        let by = format!("policy rule {} ({} {}:{})", v.rule, v.op, v.addr, v.port);
-        if v.action == "drop" {
-            if let Err(e) = host.drop_sockets(&ev.session, &by).await {
-                warn!("dropping the sockets of session {} failed: {e}", ev.session);
+        let target = if v.path.is_empty() { format!("{}:{}", v.addr, v.port) } else { v.path.clone() };
+        let by = format!("policy rule {} ({} {target})", v.rule, v.op);
+        match v.action.as_str() {
+            "drop" => {
+                if let Err(e) = host.drop_sockets(&ev.session, &by).await {
+                    warn!("dropping the sockets of session {} failed: {e}", ev.session);
+                }
             }
-            continue;
-        }
-        match host.kill_session(&ev.session, host::KillReason::Policy, &by, "").await {
-            Ok(_) | Err(host::HostError::Invalid(_)) => {} // already ended by an earlier violation
-            Err(e) => warn!("policy kill of session {} failed: {e}", ev.session),
+            "kill" => host.kill_process(&ev.session, ev.pid, &by).await,
+            _ => match host.kill_session(&ev.session, host::KillReason::Policy, &by, "").await {
+                Ok(_) | Err(host::HostError::Invalid(_)) => {} // already ended by an earlier violation
+                Err(e) => warn!("policy kill of session {} failed: {e}", ev.session),
+            },
         }
     }
 }

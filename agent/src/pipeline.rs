@@ -31,7 +31,7 @@ use tracing::{error, warn};
 use warrant_collector::{AuditLog, EventHub};
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
-use crate::{clock, convert};
+use crate::{clock, convert, file_rules};
 
 /// Events waiting for the writer; beyond this the ring reader waits.
 const SINK_CAPACITY: usize = 65_536;
@@ -62,6 +62,8 @@ pub struct GrantInfo {
     pub subject: String,
     /// The grant's policy name (empty for none), for violation events.
     pub policy: String,
+    /// The policy itself, to decide file opens and execs (see `file_rules`).
+    pub rules: Option<Arc<warrant_policy::Policy>>,
 }
 
 /// Grant id (as printed) to what events are enriched with.
@@ -150,7 +152,9 @@ pub fn spawn_writer(
                         if ev.subject.is_empty() {
                             ev.subject.clone_from(&info.subject);
                         }
-                        if let Some(Kind::Violation(v)) = &mut ev.event {
+                        if let Some(Kind::Violation(v)) = &mut ev.event
+                            && v.rule != "self-protection"
+                        {
                             v.policy.clone_from(&info.policy);
                         }
                     }
@@ -191,12 +195,15 @@ fn drain_to_hub(mut rx: mpsc::Receiver<Msg>, hub: &EventHub, stats: &Stats) {
     }
 }
 
-/// Reads kernel records as they arrive and queues them as events. Violations that
-/// ask for more than refusing (kill-session) are also passed to `reactions`.
+/// Reads kernel records as they arrive and queues them as events. File opens and
+/// execs are decided against their grant's policy (`file_rules`), which adds
+/// `violation` events after them. Violations that ask for more than refusing (kill,
+/// kill-session, drop) are also passed to `reactions`.
 pub async fn read_ring(
     ring: RingBuf<MapData>,
     sink: EventSink,
     stats: Arc<Stats>,
+    subjects: Subjects,
     reactions: mpsc::UnboundedSender<pb::Event>,
 ) -> Result<()> {
     // SAFETY: the ring buffer owns its descriptor and is moved into the AsyncFd, so
@@ -211,12 +218,9 @@ pub async fn read_ring(
         while let Some(record) = ring.next() {
             match convert::decode(&record, offset) {
                 Ok(ev) => {
-                    if let Some(Kind::Violation(v)) = &ev.event
-                        && (v.action == "kill-session" || v.action == "drop")
-                    {
-                        let _ = reactions.send(ev.clone());
-                    }
+                    let extra = file_violation(&ev, &subjects);
                     batch.push(ev);
+                    batch.extend(extra);
                 }
                 Err(e) => {
                     stats.malformed_total.fetch_add(1, Ordering::Relaxed);
@@ -232,9 +236,53 @@ pub async fn read_ring(
             guard.clear_ready();
         }
         for ev in batch.drain(..) {
+            if let Some(Kind::Violation(v)) = &ev.event
+                && needs_reaction(v)
+            {
+                let _ = reactions.send(ev.clone());
+            }
             sink.send(ev).await;
         }
     }
+}
+
+/// Whether the agent must act on a violation: the kernel refused the call, but
+/// killing the process (for file and exec rules: Landlock cannot), the session's
+/// tree kill, and socket teardown are the agent's to do.
+fn needs_reaction(v: &pb::Violation) -> bool {
+    match v.action.as_str() {
+        "kill-session" | "drop" => true,
+        // A network `kill` rule dooms the task in the kernel already.
+        "kill" => v.op != "connect",
+        _ => false,
+    }
+}
+
+/// The violation event a file open or exec amounts to under its grant's policy.
+fn file_violation(ev: &pb::Event, subjects: &Subjects) -> Option<pb::Event> {
+    if !matches!(ev.event, Some(Kind::FileOpen(_) | Kind::ExecFailed(_) | Kind::Exec(_))) {
+        return None;
+    }
+    let rules = {
+        let subjects = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        subjects.get(&ev.grant).and_then(|g| g.rules.clone())
+    };
+    let v = file_rules::violation(ev, rules.as_deref())?;
+    Some(pb::Event {
+        event: Some(Kind::Violation(v)),
+        time_unix_ns: ev.time_unix_ns,
+        grant: ev.grant.clone(),
+        session: ev.session.clone(),
+        pid: ev.pid,
+        tid: ev.tid,
+        ppid: ev.ppid,
+        uid: ev.uid,
+        euid: ev.euid,
+        gid: ev.gid,
+        comm: ev.comm.clone(),
+        cgroup_id: ev.cgroup_id,
+        ..Default::default()
+    })
 }
 
 /// Turns growth of the kernel's lost-record counter into `events_lost` events.

@@ -55,6 +55,10 @@ pub struct Grant {
     /// Slot of the compiled policy in the kernel maps (0: none).
     #[serde(default)]
     pub policy_slot: u32,
+    /// Expired under `on_expiry: drop`: its sessions run on, cut off from the network,
+    /// and it keeps its kernel slots until the last of them ends.
+    #[serde(default)]
+    pub cut_off: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +85,9 @@ pub struct Session {
     pub status: SessionStatus,
     pub ended_at_unix_ns: i64,
     pub end_reason: String,
+    /// How the session is confined: `host::SANDBOX_CONFINED` or `SANDBOX_NONE`.
+    #[serde(default)]
+    pub sandbox: String,
 }
 
 /// Why a grant cannot be used or issued. Messages go to the CLI as they are.
@@ -154,7 +161,7 @@ impl Registry {
                 max: humantime::format_duration(max_ttl).to_string(),
             });
         }
-        let slot = free_slot(GRANT_SLOTS, self.grants.values().filter(|g| g.status == GrantStatus::Active).map(|g| g.slot))
+        let slot = free_slot(GRANT_SLOTS, self.grants.values().filter(|g| self.holds_kernel_slots(g)).map(|g| g.slot))
             .ok_or(GrantError::Full("grant"))?;
         let (wall, boot) = (clock::wall_ns(), clock::boot_ns());
         let ttl_ns = ttl.as_nanos() as u64;
@@ -173,6 +180,7 @@ impl Registry {
             policy_yaml: None,
             policy_name: String::new(),
             policy_slot: 0,
+            cut_off: false,
         };
         self.grants.insert(grant.id, grant.clone());
         self.prune();
@@ -213,10 +221,16 @@ impl Registry {
         let used: std::collections::HashSet<u32> = self
             .grants
             .values()
-            .filter(|g| g.status == GrantStatus::Active)
+            .filter(|g| self.holds_kernel_slots(g))
             .map(|g| g.policy_slot)
             .collect();
         (1..POLICY_SLOTS).find(|s| !used.contains(s)).ok_or(GrantError::Full("policy"))
+    }
+
+    /// Whether `g` still owns its grant and policy slots in the kernel: while active,
+    /// and after an `on_expiry: drop` expiry while any of its sessions lives.
+    pub fn holds_kernel_slots(&self, g: &Grant) -> bool {
+        g.status == GrantStatus::Active || (g.cut_off && self.live_sessions().any(|s| s.grant == g.id))
     }
 
     /// A slot for a new session.

@@ -117,6 +117,12 @@ impl Agent {
         finish(&self.socket, "StartSession", QUICK, call).await
     }
 
+    /// `GetPolicy`: a grant's policy, to confine a session with.
+    pub async fn get_policy(&mut self, grant: &str) -> Result<warrant_proto::GrantPolicy> {
+        let call = self.client.get_policy(warrant_proto::GetPolicyRequest { grant: grant.to_owned() });
+        finish(&self.socket, "GetPolicy", QUICK, call).await
+    }
+
     /// `Attach`.
     pub async fn attach(&mut self, req: AttachRequest) -> Result<Session> {
         let call = self.client.attach(req);

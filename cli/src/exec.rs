@@ -1,9 +1,11 @@
 //! `warrant exec` and `warrant attach`: starting sessions.
 //!
 //! `exec` asks the agent to tag *this* process (the agent finds it by the socket's
-//! peer credentials and moves it into the session's cgroup), then replaces itself
-//! with the command via `execv`: same pid, so the command and everything it forks
-//! are born tagged, with no window in which they are not. To make that hand-over
+//! peer credentials and moves it into the session's cgroup), confines itself (a
+//! Landlock domain from the grant's exec and file rules plus self-protection, and a
+//! seccomp filter: see `sandbox`), then replaces itself with the command via `execv`:
+//! same pid, so the command and everything it forks are born tagged and confined,
+//! with no window in which they are not. To make that hand-over
 //! clean it runs its one RPC on a current-thread runtime, drops the runtime before
 //! exec, and restores the signal dispositions Rust changed at startup.
 
@@ -15,10 +17,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use warrant_policy::Policy;
 use warrant_proto::{AttachRequest, Session, StartSessionRequest};
 
 use crate::client::{Agent, Fail, io_cause};
 use crate::output::{self, sanitize};
+use crate::sandbox::Sandbox;
 
 /// Exit status when the command cannot be found (as in POSIX shells).
 const NOT_FOUND: u8 = 127;
@@ -57,10 +61,6 @@ pub fn run(socket: &Path, args: &ExecArgs) -> Result<u8> {
     let c_program = cstring(program.as_os_str())?;
     let c_argv: Vec<CString> = args.command.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
 
-    let req = StartSessionRequest {
-        grant: args.grant.clone(),
-        command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
-    };
     // One thread: the agent tags and moves this process; no worker threads to
     // race with that, and nothing left running when exec replaces the image.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -69,11 +69,41 @@ pub fn run(socket: &Path, args: &ExecArgs) -> Result<u8> {
         .context("cannot start the async runtime")?;
     let session = runtime.block_on(async {
         let mut agent = Agent::connect(socket).await?;
-        agent.start_session(req).await
-    })?;
+        // The Landlock ruleset is planned and filled before the agent tags this
+        // process: the directory listings and path opens it takes are not the
+        // session's doing.
+        let grant_policy = agent.get_policy(&args.grant).await?;
+        let policy = if grant_policy.policy.is_empty() {
+            None
+        } else {
+            let file = if grant_policy.policy_file.is_empty() { "policy" } else { &grant_policy.policy_file };
+            Some(Policy::from_yaml(&grant_policy.policy, file).context("the agent sent a policy this warrant cannot read")?)
+        };
+        let sandbox = Sandbox::prepare(policy.as_ref())?;
+        for (dir, why) in &sandbox.unlisted {
+            let _ = writeln!(io::stderr(), "warrant: note: cannot list {} ({why}): what it holds is denied", dir.display());
+        }
+        let req = StartSessionRequest {
+            grant: args.grant.clone(),
+            command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            sandboxed: true,
+            sandbox_policy_digest: grant_policy.digest,
+        };
+        let session = agent.start_session(req).await?;
+        Ok::<_, anyhow::Error>((session, sandbox))
+    });
     drop(runtime);
+    let (session, sandbox) = session?;
+    let rules = sandbox.rules;
+    // From here on this process is the session: confine it for good, then become
+    // the command. A failure leaves a tagged process that exits at once.
+    sandbox.enter().context("cannot confine the session")?;
 
-    let _ = writeln!(io::stderr(), "warrant: {}", started(&session, output::now_unix_ns()));
+    let _ = writeln!(
+        io::stderr(),
+        "warrant: {}, confined ({rules} Landlock path rules, seccomp)",
+        started(&session, output::now_unix_ns())
+    );
     let err = exec(&c_program, &c_argv);
     let code = if err.kind() == io::ErrorKind::NotFound { NOT_FOUND } else { CANNOT_EXECUTE };
     Err(Fail { code, message: format!("cannot execute {}: {}", lossy(typed), io_cause(&err)) }.into())

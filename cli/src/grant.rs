@@ -131,6 +131,9 @@ pub async fn update(socket: &Path, args: &UpdateArgs, out: &mut impl Write) -> R
         .await?;
     writeln!(out, "policy {} now applies to grant {}", grant.policy, grant.id)?;
     out.flush()?;
+    for w in &grant.warnings {
+        let _ = writeln!(std::io::stderr(), "warrant: note: {}", crate::output::sanitize(w));
+    }
     Ok(0)
 }
 

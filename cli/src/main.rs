@@ -21,6 +21,7 @@ mod grant;
 mod kill;
 mod output;
 mod policy;
+mod sandbox;
 mod sessions;
 mod status;
 mod watch;

@@ -161,19 +161,34 @@ fn summary(ev: &Event) -> (String, bool) {
         Kind::Connect(n) | Kind::Accept(n) => net(n, &n.remote_addr, n.remote_port),
         Kind::Bind(n) | Kind::Listen(n) => net(n, &n.local_addr, n.local_port),
         Kind::SocketsDropped(d) => (format!("dropped {} sockets: {}", d.count, sanitize(&d.reason)), true),
-        Kind::Violation(v) => (
-            format!(
-                "{} {} {}:{} -> {} ({}, {})",
-                sanitize(&v.op),
-                sanitize(&v.family),
-                sanitize(&v.addr),
-                v.port,
-                sanitize(&v.action),
-                sanitize(&v.rule),
-                sanitize(&v.policy)
-            ),
-            true,
-        ),
+        Kind::Violation(v) => {
+            let target = if !v.path.is_empty() {
+                sanitize(&v.path).into_owned()
+            } else if !v.family.is_empty() {
+                format!("{} {}:{}", sanitize(&v.family), sanitize(&v.addr), v.port)
+            } else {
+                String::new()
+            };
+            let mut s = format!("{} {target} -> {} ({}", sanitize(&v.op), sanitize(&v.action), sanitize(&v.rule));
+            if !v.policy.is_empty() {
+                let _ = write!(s, ", {}", sanitize(&v.policy));
+            }
+            s.push(')');
+            if !v.detail.is_empty() {
+                let _ = write!(s, ": {}", sanitize(&v.detail));
+            }
+            if !v.prevented && v.action != "log" {
+                s.push_str(" [not prevented]");
+            }
+            (s, true)
+        }
+        Kind::ExecFailed(e) => {
+            let mut s = format!("{} -> {}", sanitize(&e.path), errno_name(e.error));
+            if e.truncated {
+                s.push_str(" (truncated)");
+            }
+            (s, e.error == libc::EPERM || e.error == libc::EACCES)
+        }
         Kind::Kill(k) => {
             let mut s = format!(
                 "{} by {}: killed {} in {}",

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use warrant_proto::agent_server::{Agent, AgentServer};
 use warrant_proto::event::Event as Kind;
 use warrant_proto::{
-    AgentStatus, AttachRequest, Event, Exec, Grant, GrantState, IssueGrantRequest, KillReport, KillRequest,
+    AgentStatus, AttachRequest, Event, Exec, GetPolicyRequest, Grant, GrantPolicy, GrantState, IssueGrantRequest, KillReport, KillRequest,
     ListGrantsRequest, ListGrantsResponse, ListSessionsRequest, ListSessionsResponse, Net, RevokeGrantRequest, Session,
     SessionKill, SessionState, StartSessionRequest, StatusRequest, WatchRequest,
 };
@@ -90,6 +90,14 @@ impl Agent for Fake {
             state: SessionState::Live.into(),
             ..Default::default()
         }))
+    }
+
+    async fn get_policy(&self, r: Request<GetPolicyRequest>) -> Result<Response<GrantPolicy>, Status> {
+        let r = r.into_inner();
+        if r.grant == "g-old" {
+            return Err(Status::failed_precondition("grant g-old expired 3m ago"));
+        }
+        Ok(Response::new(GrantPolicy { grant: r.grant, ..Default::default() }))
     }
 
     async fn attach(&self, r: Request<AttachRequest>) -> Result<Response<Session>, Status> {

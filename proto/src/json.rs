@@ -27,6 +27,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::Listen(_) => "listen",
         Kind::Accept(_) => "accept",
         Kind::Violation(_) => "violation",
+        Kind::ExecFailed(_) => "exec_failed",
         Kind::Kill(_) => "kill",
         Kind::EventsLost(_) => "events_lost",
         Kind::SessionStart(_) => "session_start",
@@ -47,6 +48,7 @@ pub const KIND_NAMES: &[&str] = &[
     "listen",
     "accept",
     "violation",
+    "exec_failed",
     "kill",
     "events_lost",
     "session_start",
@@ -61,7 +63,7 @@ pub fn expand_kind(name: &str) -> &'static [&'static str] {
     match name {
         "file" => &["file_open"],
         "net" => &["connect", "bind", "listen", "accept"],
-        "process" => &["exec", "exit"],
+        "process" => &["exec", "exec_failed", "exit"],
         _ => &[],
     }
 }
@@ -128,9 +130,23 @@ pub fn to_json(event: &Event) -> Value {
             m.insert("action".into(), json!(v.action));
             m.insert("rule".into(), json!(v.rule));
             m.insert("policy".into(), json!(v.policy));
-            m.insert("family".into(), json!(v.family));
-            m.insert("addr".into(), json!(v.addr));
-            m.insert("port".into(), json!(v.port));
+            m.insert("prevented".into(), json!(v.prevented));
+            if !v.path.is_empty() {
+                m.insert("path".into(), json!(v.path));
+            }
+            if !v.family.is_empty() {
+                m.insert("family".into(), json!(v.family));
+                m.insert("addr".into(), json!(v.addr));
+                m.insert("port".into(), json!(v.port));
+            }
+            if !v.detail.is_empty() {
+                m.insert("detail".into(), json!(v.detail));
+            }
+        }
+        Some(Kind::ExecFailed(e)) => {
+            m.insert("path".into(), json!(e.path));
+            m.insert("error".into(), json!(e.error));
+            m.insert("truncated".into(), json!(e.truncated));
         }
         Some(Kind::Kill(k)) => {
             m.insert("reason".into(), json!(k.reason));

@@ -1,0 +1,233 @@
+//! File and exec rules, seen from the event stream.
+//!
+//! The kernel enforces them through the Landlock domain `warrant exec` enters
+//! (EACCES, no event of its own), so the agent decides each open and exec of a tagged
+//! process again with the reference matcher and turns what a rule other than `allow`
+//! applied to into a `violation` naming the rule: refused ones (`prevented`), logged
+//! ones, and ones that happened although a rule denies them (a session attached
+//! without a Landlock domain). Writes under the kernel's control directories refused
+//! by self-protection are violations too.
+//!
+//! Landlock cannot kill: a `kill` or `kill-session` rule's refusal comes back here,
+//! and the agent kills the process or the session (see `react_loop` in main.rs).
+
+use std::path::{Component, Path, PathBuf};
+
+use warrant_policy::{Access, Action, Decision, Policy};
+use warrant_proto::v1::{self as pb, event::Event as Kind};
+
+const EPERM: i32 = 1;
+const EACCES: i32 = 13;
+
+/// Directories a session may not write under (self-protection), with the `op` name
+/// their violations carry.
+const PROTECTED: [(&str, &str); 2] = [("/sys/fs/cgroup", "cgroup"), ("/sys/fs/bpf", "bpffs")];
+
+/// The violation `ev` amounts to under `policy` (or self-protection), if any.
+pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violation> {
+    match ev.event.as_ref()? {
+        Kind::FileOpen(f) => {
+            let path = absolute(&f.path, ev.pid)?;
+            let outcome = Outcome::of(f.error);
+            let access = match f.access.as_str() {
+                "read" => Access::Read,
+                "write" => Access::Write,
+                _ => Access::Any,
+            };
+            if outcome == Outcome::Refused && access != Access::Read {
+                if let Some((_, op)) = PROTECTED.iter().find(|(dir, _)| path.starts_with(dir)) {
+                    return Some(pb::Violation {
+                        op: (*op).into(),
+                        action: "deny".into(),
+                        rule: "self-protection".into(),
+                        path: path.display().to_string(),
+                        detail: format!("{} open", f.access),
+                        prevented: true,
+                        ..Default::default()
+                    });
+                }
+            }
+            let d = policy?.decide_file(&path, access);
+            from_decision(d, "open", &path, outcome, policy?, &format!("{} open", f.access))
+        }
+        Kind::ExecFailed(e) => {
+            let path = absolute(&e.path, ev.pid)?;
+            let d = policy?.decide_exec(&path);
+            // A failed exec a rule permits is not a violation (a missing +x bit).
+            if d.action.permits() {
+                return None;
+            }
+            from_decision(d, "exec", &path, Outcome::of(e.error), policy?, "")
+        }
+        Kind::Exec(e) => {
+            let d = policy?.decide_exec(&e.path);
+            from_decision(d, "exec", Path::new(&e.path), Outcome::Succeeded, policy?, "")
+        }
+        _ => None,
+    }
+}
+
+/// How the call the event reports ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Succeeded,
+    /// EACCES or EPERM: refused by Landlock (or plain permissions).
+    Refused,
+    /// Any other error.
+    Failed,
+}
+
+impl Outcome {
+    fn of(error: i32) -> Outcome {
+        match error {
+            0 => Outcome::Succeeded,
+            EACCES | EPERM => Outcome::Refused,
+            _ => Outcome::Failed,
+        }
+    }
+}
+
+fn from_decision(
+    d: Decision,
+    op: &str,
+    path: &Path,
+    outcome: Outcome,
+    policy: &Policy,
+    detail: &str,
+) -> Option<pb::Violation> {
+    if d.action == Action::Allow {
+        return None;
+    }
+    // A denying rule: refused (EACCES/EPERM) is the kernel at work; success means it
+    // happened anyway (no Landlock domain); another error means nothing happened.
+    let prevented = !d.action.permits() && outcome == Outcome::Refused;
+    if !d.action.permits() && outcome == Outcome::Failed {
+        return None;
+    }
+    Some(pb::Violation {
+        op: op.into(),
+        action: d.action.as_str().into(),
+        rule: match d.rule {
+            Some(r) => format!("{}[{}]", r.list.as_str(), r.index + 1),
+            None => "default".into(),
+        },
+        policy: policy.name.clone(),
+        path: path.display().to_string(),
+        detail: detail.into(),
+        prevented,
+        ..Default::default()
+    })
+}
+
+/// The path an event names, absolute and without `.`/`..`: resolved paths are
+/// already; a failed call reports the string the process passed, which may be
+/// relative to its working directory (read now, best effort: `None` if it is gone).
+fn absolute(path: &str, pid: u32) -> Option<PathBuf> {
+    if path.is_empty() {
+        return None;
+    }
+    let p = Path::new(path);
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?.join(p)
+    };
+    Some(normalize(&joined))
+}
+
+/// Removes `.` and `..` lexically (symbolic links are not followed: the kernel
+/// reports resolved paths for successful calls, and a refused one never resolved).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy::from_yaml(
+            concat!(
+                "name: db-debug\nmax_ttl: 1h\ndefault: allow\n",
+                "exec: [{path: /usr/bin/curl, action: kill}, {path: /usr/bin/wget, action: log}]\n",
+                "files: [{path: /var/lib/pg/, access: write, action: deny},\n",
+                "        {path: /etc/shadow, access: any, action: kill-session}]\n",
+            ),
+            "p.yaml",
+        )
+        .unwrap()
+    }
+
+    fn open(path: &str, access: &str, error: i32) -> pb::Event {
+        pb::Event {
+            event: Some(Kind::FileOpen(pb::FileOpen { path: path.into(), access: access.into(), error, ..Default::default() })),
+            pid: std::process::id(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn refused_open_names_rule_and_action() {
+        let v = violation(&open("/etc/shadow", "read", EACCES), Some(&policy())).unwrap();
+        assert_eq!((v.op.as_str(), v.action.as_str(), v.rule.as_str()), ("open", "kill-session", "files[2]"));
+        assert!(v.prevented);
+        assert_eq!(v.policy, "db-debug");
+        let v = violation(&open("/var/lib/pg/base/1", "write", EACCES), Some(&policy())).unwrap();
+        assert_eq!((v.action.as_str(), v.rule.as_str()), ("deny", "files[1]"));
+    }
+
+    #[test]
+    fn allowed_opens_are_not_violations() {
+        assert!(violation(&open("/var/lib/pg/base/1", "read", 0), Some(&policy())).is_none());
+        assert!(violation(&open("/tmp/x", "write", 0), Some(&policy())).is_none());
+        assert!(violation(&open("/tmp/x", "write", 0), None).is_none());
+    }
+
+    #[test]
+    fn a_denied_open_that_happened_is_reported_as_not_prevented() {
+        let v = violation(&open("/var/lib/pg/x", "write", 0), Some(&policy())).unwrap();
+        assert!(!v.prevented);
+    }
+
+    #[test]
+    fn relative_and_dotted_paths_are_resolved() {
+        let cwd = std::env::current_dir().unwrap();
+        let v = violation(&open("../../../../../../../../etc/./shadow", "read", EACCES), Some(&policy())).unwrap();
+        assert_eq!(v.path, "/etc/shadow", "from {}", cwd.display());
+    }
+
+    #[test]
+    fn self_protection_writes_without_a_policy() {
+        let v = violation(&open("/sys/fs/cgroup/unified/cgroup.procs", "write", EACCES), None).unwrap();
+        assert_eq!((v.op.as_str(), v.rule.as_str()), ("cgroup", "self-protection"));
+        assert!(violation(&open("/sys/fs/cgroup/unified/cgroup.procs", "read", 0), None).is_none());
+    }
+
+    #[test]
+    fn execs() {
+        let p = policy();
+        let failed = pb::Event {
+            event: Some(Kind::ExecFailed(pb::ExecFailed { path: "/usr/bin/curl".into(), error: EACCES, truncated: false })),
+            ..Default::default()
+        };
+        let v = violation(&failed, Some(&p)).unwrap();
+        assert_eq!((v.op.as_str(), v.action.as_str(), v.rule.as_str()), ("exec", "kill", "exec[1]"));
+        assert!(v.prevented);
+        let ran = pb::Event { event: Some(Kind::Exec(pb::Exec { path: "/usr/bin/wget".into(), ..Default::default() })), ..Default::default() };
+        let v = violation(&ran, Some(&p)).unwrap();
+        assert_eq!(v.action, "log");
+        assert!(!v.prevented);
+        let ls = pb::Event { event: Some(Kind::Exec(pb::Exec { path: "/usr/bin/ls".into(), ..Default::default() })), ..Default::default() };
+        assert!(violation(&ls, Some(&p)).is_none());
+    }
+}
