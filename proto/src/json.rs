@@ -169,6 +169,7 @@ pub fn to_json(event: &Event) -> Value {
             m.insert("how".into(), json!(s.how));
             m.insert("caller_uid".into(), json!(s.caller_uid));
             m.insert("caller_pid".into(), json!(s.caller_pid));
+            m.insert("sandbox".into(), json!(s.sandbox));
         }
         Some(Kind::SessionEnd(s)) => {
             m.insert("reason".into(), json!(s.reason));

@@ -273,3 +273,46 @@ fn drop_destroys_open_connections() {
     assert!(audit::u64_field(&d, "count") >= 1, "{d}");
     assert!(mark.alive(s.pid()), "drop cuts the network, not the processes");
 }
+
+/// `on_expiry: drop`: when the grant expires, the session's TCP connections are
+/// destroyed (the peer sees a reset) and new connects are refused, but the processes
+/// live on; an operator's kill still ends them.
+#[test]
+fn on_expiry_drop_cuts_the_network_and_keeps_the_processes() {
+    use std::io::Read;
+
+    let agent = TestAgent::start_default();
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let path = agent.temp_dir().join("cut.yaml");
+    std::fs::write(&path, "name: cut\nmax_ttl: 1h\ndefault: allow\non_expiry: drop\n").expect("write policy");
+    let grant = grant_with(&agent, &path, "3s");
+
+    let mark = Marker::new();
+    let bin = testbin();
+    let script = format!(
+        "{bin} connect 127.0.0.1:{port}; echo first-ended; sleep 1; {bin} connect 127.0.0.1:{port}; echo second=$?; sleep 60"
+    );
+    let s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    let (mut peer, _) = warrant_tests::workload::accept_within(&l, T);
+    let mut b = [0u8; 1];
+    peer.read_exact(&mut b).expect("the session's first byte");
+    peer.set_read_timeout(Some(Duration::from_secs(15))).expect("read timeout");
+    let err = peer.read(&mut b).expect_err("the connection is destroyed at expiry");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+
+    let second = s.wait_stdout("second=", T);
+    assert_ne!(second, "0", "a connect after expiry is refused");
+    assert!(!has_connection(&l), "no new connection reached the listener");
+    let v = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "session") == s.id(),
+        T,
+    );
+    assert_eq!(v["rule"], "on_expiry", "{v}");
+    assert!(mark.alive(s.pid()), "the processes live on");
+    let live = agent.session(s.id()).expect("session");
+    assert_eq!(live["state"], "live", "{live}");
+
+    agent.cli_ok(&["kill", "--session", s.id()]);
+    assert!(poll(T, || mark.pids().is_empty().then_some(())).is_some(), "killed after all");
+}

@@ -18,6 +18,11 @@
 //! gate FILE -- CMD ARGS…                  wait until FILE exists, then exec CMD (no fork)
 //! sleep SECONDS                           sleep
 //! loop getppid|open|exec N [--path P]     timed loop; prints {"op","n","total_ns","ns_per_op"} as JSON
+//! attempt WHAT [ARG]                      one call a confined session must not make; prints "WHAT ok"
+//!                                         or "WHAT errno N", exits 0: bpf, ptrace PID, kill PID (SIGKILL),
+//!                                         signal0 PID, finit_module, cgroup-move PROCS_FILE,
+//!                                         clone3-into CGROUP_DIR, create PATH, read PATH, exec PATH;
+//!                                         with --linger S it then sleeps S and prints "WHAT lingered"
 //! ```
 //!
 //! Every process a workload makes lives at most `--lifetime` seconds (an `alarm`), so
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         "gate" => gate(rest),
         "sleep" => sleep(rest),
         "loop" => timed_loop(rest),
+        "attempt" => attempt(rest),
         _ => return usage(),
     };
     match r {
@@ -57,7 +63,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: warrant-testbin tree|fork-loop|open-burst|open|deep-open|connect|listen|gate|sleep|loop …");
+    eprintln!("usage: warrant-testbin tree|fork-loop|open-burst|open|deep-open|connect|listen|gate|sleep|loop|attempt …");
     ExitCode::from(2)
 }
 
@@ -573,5 +579,93 @@ fn timed_loop(args: &[String]) -> Result {
     #[expect(clippy::cast_precision_loss, reason = "a ratio for humans")]
     let per = total as f64 / n.max(1) as f64;
     println!(r#"{{"op":"{op}","n":{n},"total_ns":{total},"ns_per_op":{per:.1}}}"#);
+    Ok(())
+}
+
+/// `attempt WHAT [ARG]`: one forbidden call, its outcome printed.
+fn attempt(args: &[String]) -> Result {
+    let what = positional(args, 0).ok_or("missing what to attempt")?;
+    let arg = positional(args, 1);
+    let pid = || -> Result<libc::pid_t> { parse(arg, "pid") };
+    // SAFETY (every call below): plain syscalls with valid or null arguments; the
+    // outcome is all that matters.
+    let r: i64 = match what {
+        "bpf" => unsafe { libc::syscall(libc::SYS_bpf, 5, std::ptr::null::<u8>(), 0) },
+        "ptrace" => {
+            let r = unsafe { libc::syscall(libc::SYS_ptrace, 0x4206, pid()?, 0, 0) };
+            if r == 0 {
+                unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_DETACH, pid()?, 0, 0) };
+            }
+            r
+        }
+        "kill" => i64::from(unsafe { libc::kill(pid()?, libc::SIGKILL) }),
+        "signal0" => i64::from(unsafe { libc::kill(pid()?, 0) }),
+        "finit_module" => unsafe { libc::syscall(libc::SYS_finit_module, -1, c"".as_ptr(), 0) },
+        "cgroup-move" => {
+            let path = arg.ok_or("missing cgroup.procs path")?;
+            match std::fs::OpenOptions::new().write(true).open(path) {
+                Ok(mut f) => match f.write_all(format!("{}\n", std::process::id()).as_bytes()) {
+                    Ok(()) => 0,
+                    Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+                },
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+            }
+        }
+        "clone3-into" => {
+            let dir = cstr(arg.ok_or("missing cgroup dir")?)?;
+            let fd = unsafe { libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+            if fd < 0 {
+                return Err(format!("open cgroup dir: {}", errno()));
+            }
+            // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal,
+            // stack, stack_size, tls, set_tid, set_tid_size, cgroup.
+            let mut ca = [0u64; 11];
+            ca[0] = 0x2_0000_0000; // CLONE_INTO_CGROUP
+            ca[4] = libc::SIGCHLD as u64;
+            ca[10] = fd as u64;
+            let r = unsafe { libc::syscall(libc::SYS_clone3, ca.as_mut_ptr(), size_of_val(&ca)) };
+            if r == 0 {
+                unsafe { libc::_exit(0) };
+            }
+            if r > 0 {
+                unsafe { libc::waitpid(r as libc::pid_t, std::ptr::null_mut(), 0) };
+            }
+            r.min(0)
+        }
+        "exec" => {
+            let path = cstr(arg.ok_or("missing path")?)?;
+            let argv = [path.as_ptr(), std::ptr::null()];
+            i64::from(unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) })
+        }
+        "read" => {
+            let path = arg.ok_or("missing path")?;
+            match std::fs::read(path) {
+                Ok(_) => 0,
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+            }
+        }
+        "create" => {
+            let path = arg.ok_or("missing path")?;
+            match std::fs::File::create(path) {
+                Ok(_) => 0,
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+            }
+        }
+        other => return Err(format!("unknown attempt {other}")),
+    };
+    let outcome = if r == -1 {
+        format!("errno {}", errno().raw_os_error().unwrap_or(0))
+    } else if r < 0 {
+        format!("errno {}", -r)
+    } else {
+        "ok".to_owned()
+    };
+    println!("{what} {outcome}");
+    let _ = std::io::stdout().flush();
+    if let Some(secs) = flag(args, "--linger") {
+        let secs: f64 = parse(Some(secs), "--linger seconds")?;
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        println!("{what} lingered");
+    }
     Ok(())
 }

@@ -1,0 +1,230 @@
+//! File and exec rules: enforced in the kernel by the Landlock domain `warrant exec`
+//! enters before it runs the command (EACCES, inherited, irrevocable), reported as
+//! `violation` events naming the rule, with `kill` and `kill-session` carried out by
+//! the agent once Landlock has refused the call.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use warrant_tests::workload::testbin;
+use warrant_tests::{Marker, TestAgent, audit, poll};
+
+/// Time allowed for an event to reach the audit log.
+const T: Duration = Duration::from_secs(10);
+const EACCES: &str = "errno 13";
+
+/// A directory of files and programs the rules below name.
+struct Fixture {
+    dir: PathBuf,
+}
+
+impl Fixture {
+    fn new(agent: &TestAgent) -> Fixture {
+        let dir = agent.temp_dir().join("fs");
+        for sub in ["bin", "ro/scratch", "data"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+        }
+        for f in ["secret", "ro/file", "kill.txt", "tripwire", "logged.txt", "data/a"] {
+            std::fs::write(dir.join(f), "content\n").expect("write fixture file");
+        }
+        for prog in ["denied", "killer", "logged", "fine"] {
+            std::fs::copy("/bin/true", dir.join("bin").join(prog)).expect("copy /bin/true");
+        }
+        Fixture { dir }
+    }
+
+    fn path(&self, rel: &str) -> String {
+        self.dir.join(rel).to_str().expect("UTF-8 temp path").to_owned()
+    }
+
+    fn policy(&self, agent: &TestAgent) -> PathBuf {
+        let d = self.dir.display();
+        let text = format!(
+            "name: files\nmax_ttl: 1h\ndefault: allow\n\
+             exec:\n\
+             \x20 - {{path: {d}/bin/denied, action: deny}}\n\
+             \x20 - {{path: {d}/bin/killer, action: kill}}\n\
+             \x20 - {{path: {d}/bin/logged, action: log}}\n\
+             files:\n\
+             \x20 - {{path: {d}/secret, access: read, action: deny}}\n\
+             \x20 - {{path: {d}/ro/, access: write, action: deny}}\n\
+             \x20 - {{path: {d}/ro/scratch/, access: write, action: allow}}\n\
+             \x20 - {{path: {d}/kill.txt, access: any, action: kill}}\n\
+             \x20 - {{path: {d}/tripwire, access: any, action: kill-session}}\n\
+             \x20 - {{path: {d}/logged.txt, access: read, action: log}}\n"
+        );
+        let path = agent.temp_dir().join("files.yaml");
+        std::fs::write(&path, text).expect("write policy");
+        path
+    }
+}
+
+fn grant_with(agent: &TestAgent, policy: &Path, ttl: &str) -> String {
+    let policy = policy.to_str().expect("UTF-8 temp path");
+    agent.cli_ok(&["grant", "issue", "--subject", "file-tests", "--ttl", ttl, "--policy", policy]).trim().to_string()
+}
+
+/// Runs `testbin attempt` lines under the grant and returns stdout.
+fn attempts(agent: &TestAgent, grant: &str, script: &str) -> String {
+    let mark = Marker::new();
+    let out = agent.exec_command(grant, &mark, &["/bin/sh", "-c", script]).output().expect("run warrant exec");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn violation_for<'a>(events: &'a [serde_json::Value], session: &str, path: &str) -> Option<&'a serde_json::Value> {
+    events.iter().find(|e| {
+        audit::str_field(e, "kind") == "violation"
+            && audit::str_field(e, "session") == session
+            && audit::str_field(e, "path") == path
+    })
+}
+
+/// deny, log and allow on reads, writes and execs, with the most specific rule
+/// winning; every non-allow match is a violation naming the rule, and denied calls
+/// never take effect.
+#[test]
+fn deny_log_and_precedence_for_files_and_execs() {
+    let agent = TestAgent::start_default();
+    let fx = Fixture::new(&agent);
+    let grant = grant_with(&agent, &fx.policy(&agent), "5m");
+    let bin = testbin();
+    let p = |r| fx.path(r);
+    let script = [
+        format!("{bin} attempt read {}", p("secret")),
+        format!("{bin} attempt create {}", p("ro/new")),
+        format!("{bin} attempt create {}", p("ro/scratch/new")),
+        format!("{bin} attempt read {}", p("ro/file")),
+        format!("{bin} attempt read {}", p("logged.txt")),
+        format!("{bin} attempt read {}", p("data/a")),
+        format!("{bin} attempt create {}", p("data/b")),
+        format!("{bin} attempt exec {}", p("bin/denied")),
+        format!("{bin} attempt exec {}", p("bin/logged")),
+        format!("{bin} attempt exec {}", p("bin/fine")),
+        // Grandchildren inherit the domain.
+        format!("/bin/sh -c '{bin} attempt read {}'", p("secret")),
+    ]
+    .join("; ");
+    let out = attempts(&agent, &grant, &script);
+    let lines: Vec<&str> = out.lines().collect();
+    // `exec` of an allowed program replaces testbin, which then prints nothing.
+    assert_eq!(
+        lines,
+        [
+            format!("read {EACCES}").as_str(),
+            &format!("create {EACCES}"),
+            "create ok",
+            "read ok",
+            "read ok",
+            "read ok",
+            "create ok",
+            &format!("exec {EACCES}"),
+            &format!("read {EACCES}"),
+        ],
+        "{out}"
+    );
+    assert!(!Path::new(&p("ro/new")).exists(), "a denied create never happens");
+    assert!(Path::new(&p("ro/scratch/new")).exists());
+
+    let session = agent.sessions().iter().rev().find(|s| s["grant"] == grant.as_str()).expect("session")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let logged = p("bin/logged");
+    let events = agent.wait_until("the logged exec's violation", T, |ev| {
+        violation_for(ev, &session, &logged).is_some().then(|| ev.to_vec())
+    });
+    for (path, op, action, rule, prevented) in [
+        (p("secret"), "open", "deny", "files[1]", true),
+        (p("ro/new"), "open", "deny", "files[2]", true),
+        (p("logged.txt"), "open", "log", "files[6]", false),
+        (p("bin/denied"), "exec", "deny", "exec[1]", true),
+        (p("bin/logged"), "exec", "log", "exec[3]", false),
+    ] {
+        let v = violation_for(&events, &session, &path).unwrap_or_else(|| panic!("no violation for {path}"));
+        assert_eq!(v["op"], op, "{v}");
+        assert_eq!(v["action"], action, "{v}");
+        assert_eq!(v["rule"], rule, "{v}");
+        assert_eq!(v["prevented"], prevented, "{v}");
+        assert_eq!(v["policy"], "files", "{v}");
+    }
+    for allowed in [p("ro/scratch/new"), p("ro/file"), p("data/a"), p("bin/fine")] {
+        assert!(violation_for(&events, &session, &allowed).is_none(), "{allowed} is allowed");
+    }
+    let start = events.iter().find(|e| audit::str_field(e, "kind") == "session_start").expect("session_start");
+    assert_eq!(start["sandbox"], "landlock+seccomp", "{start}");
+}
+
+/// `kill`: the open or exec is refused and the process that tried dies; the rest of
+/// the session lives on.
+#[test]
+fn kill_rule_refuses_and_kills_the_process() {
+    let agent = TestAgent::start_default();
+    let fx = Fixture::new(&agent);
+    let grant = grant_with(&agent, &fx.policy(&agent), "5m");
+    let bin = testbin();
+    for (what, path) in [("read", fx.path("kill.txt")), ("exec", fx.path("bin/killer"))] {
+        let script = format!("{bin} attempt {what} {path} --linger 20; echo shell-alive");
+        let started = std::time::Instant::now();
+        let out = attempts(&agent, &grant, &script);
+        assert_eq!(out.lines().collect::<Vec<_>>(), [format!("{what} {EACCES}").as_str(), "shell-alive"], "{out}");
+        assert!(started.elapsed() < Duration::from_secs(15), "the process that tried was not killed");
+        let v = agent.wait_for_event(
+            |e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "path") == path,
+            T,
+        );
+        assert_eq!(v["action"], "kill", "{v}");
+        assert_eq!(v["prevented"], true, "{v}");
+        let k = agent.wait_for_event(
+            |e| audit::str_field(e, "kind") == "kill" && e["pid"] == v["pid"],
+            T,
+        );
+        assert_eq!(k["killed"], 1, "{k}");
+        assert_eq!(k["reason"], "policy", "{k}");
+    }
+}
+
+/// `kill-session`: the open is refused and the whole tree dies.
+#[test]
+fn kill_session_rule_ends_the_tree() {
+    let agent = TestAgent::start_default();
+    let fx = Fixture::new(&agent);
+    let grant = grant_with(&agent, &fx.policy(&agent), "5m");
+    let mark = Marker::new();
+    let bin = testbin();
+    let script = format!("sleep 60 & {bin} attempt read {} --linger 30; wait", fx.path("tripwire"));
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    let status = s.wait_for(T);
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status:?}");
+    let k = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "kill" && audit::str_field(e, "session") == s.id(),
+        T,
+    );
+    assert_eq!(k["reason"], "policy", "{k}");
+    assert!(audit::u64_field(&k, "killed") >= 3, "sh, sleep and testbin: {k}");
+    assert!(poll(T, || mark.pids().is_empty().then_some(())).is_some(), "survivors: {:?}", mark.pids());
+}
+
+/// A live swap applies new network rules to running sessions at once, but file and
+/// exec rules live in each session's Landlock domain: the swap says so, and only new
+/// sessions get them.
+#[test]
+fn live_swap_of_file_rules_reaches_new_sessions_and_says_so() {
+    let agent = TestAgent::start_default();
+    let fx = Fixture::new(&agent);
+    let open = agent.temp_dir().join("open.yaml");
+    std::fs::write(&open, "name: open\nmax_ttl: 1h\ndefault: allow\n").expect("write policy");
+    let grant = grant_with(&agent, &open, "5m");
+    let mark = Marker::new();
+    let live = agent.exec(&grant, &mark, &["/bin/sh", "-c", "sleep 60"]);
+
+    let policy = fx.policy(&agent);
+    let out = agent.cli(&["grant", "update", "--grant", &grant, "--policy", policy.to_str().expect("UTF-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("apply to new sessions") && stderr.contains(live.id()), "{stderr}");
+
+    let bin = testbin();
+    let out = attempts(&agent, &grant, &format!("{bin} attempt read {}", fx.path("secret")));
+    assert_eq!(out.trim(), format!("read {EACCES}"), "a new session has the new rules");
+}
