@@ -34,18 +34,19 @@ pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violatio
                 "write" => Access::Write,
                 _ => Access::Any,
             };
-            if outcome == Outcome::Refused && access != Access::Read {
-                if let Some((_, op)) = PROTECTED.iter().find(|(dir, _)| path.starts_with(dir)) {
-                    return Some(pb::Violation {
-                        op: (*op).into(),
-                        action: "deny".into(),
-                        rule: "self-protection".into(),
-                        path: path.display().to_string(),
-                        detail: format!("{} open", f.access),
-                        prevented: true,
-                        ..Default::default()
-                    });
-                }
+            if outcome == Outcome::Refused
+                && access != Access::Read
+                && let Some((_, op)) = PROTECTED.iter().find(|(dir, _)| path.starts_with(dir))
+            {
+                return Some(pb::Violation {
+                    op: (*op).into(),
+                    action: "deny".into(),
+                    rule: "self-protection".into(),
+                    path: path.display().to_string(),
+                    detail: format!("{} open", f.access),
+                    prevented: true,
+                    ..Default::default()
+                });
             }
             let d = policy?.decide_file(&path, access);
             from_decision(d, "open", &path, outcome, policy?, &format!("{} open", f.access))

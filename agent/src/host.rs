@@ -316,7 +316,7 @@ impl Host {
                     .collect();
                 if !confined.is_empty() {
                     warnings.push(format!(
-                        "the new exec and file rules apply to new sessions; live session{} {} keep{} the Landlock domain {} started with (a domain can only be entered, never changed from outside); network rules changed for all sessions",
+                        "the new exec and file rules are enforced in the kernel for new sessions; live session{} {} keep{} the Landlock domain {} started with (a domain can only be entered, never changed from outside), where the agent reports what the new rules deny (prevented: false) and carries out their kill rules; network rules changed for all sessions",
                         if confined.len() == 1 { "" } else { "s" },
                         confined.join(", "),
                         if confined.len() == 1 { "s" } else { "" },

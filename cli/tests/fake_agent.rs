@@ -253,7 +253,9 @@ async fn exec_replaces_itself_with_the_command() {
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.starts_with("warrant: session s-9 under grant g-7 (1m") && stderr.ends_with(" left)\n"),
+        stderr.starts_with("warrant: session s-9 under grant g-7 (1m")
+            && stderr.contains(" left), confined (")
+            && stderr.ends_with(" Landlock path rules, seccomp)\n"),
         "{stderr}"
     );
     let shell_pid = text(&out.stdout).trim().strip_prefix("pid=").unwrap().to_owned();

@@ -222,9 +222,35 @@ fn live_swap_of_file_rules_reaches_new_sessions_and_says_so() {
     let out = agent.cli(&["grant", "update", "--grant", &grant, "--policy", policy.to_str().expect("UTF-8")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("apply to new sessions") && stderr.contains(live.id()), "{stderr}");
+    assert!(stderr.contains("for new sessions") && stderr.contains(live.id()), "{stderr}");
 
     let bin = testbin();
     let out = attempts(&agent, &grant, &format!("{bin} attempt read {}", fx.path("secret")));
     assert_eq!(out.trim(), format!("read {EACCES}"), "a new session has the new rules");
+}
+
+/// A fork loop running flat out when a `kill-session` rule fires: the whole tree,
+/// including everything forked after the decision, is gone, and the kill says how
+/// many it took and how long.
+#[test]
+fn fork_loop_dies_whole_under_kill_session() {
+    let agent = TestAgent::start_default();
+    let fx = Fixture::new(&agent);
+    let grant = grant_with(&agent, &fx.policy(&agent), "5m");
+    let mark = Marker::new();
+    let bin = testbin();
+    let script = format!(
+        "{bin} fork-loop --max 2000 --lifetime 60 & sleep 1; {bin} attempt read {} --linger 30; wait",
+        fx.path("tripwire")
+    );
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    let k = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "kill" && audit::str_field(e, "session") == s.id(),
+        T,
+    );
+    assert_eq!(k["reason"], "policy", "{k}");
+    assert_eq!(k["survivors"], 0, "{k}");
+    assert!(audit::u64_field(&k, "killed") >= 50, "the loop had forked plenty: {k}");
+    s.wait_for(T);
+    assert!(poll(T, || mark.pids().is_empty().then_some(())).is_some(), "survivors: {:?}", mark.pids());
 }
