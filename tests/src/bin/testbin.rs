@@ -18,6 +18,8 @@
 //! gate FILE -- CMD ARGS…                  wait until FILE exists, then exec CMD (no fork)
 //! sleep SECONDS                           sleep
 //! loop getppid|open|exec N [--path P]     timed loop; prints {"op","n","total_ns","ns_per_op"} as JSON
+//! loop connect N --addr ADDR:PORT         the same for socket+connect+close (TCP, blocking, closed with
+//!                                         RST: SO_LINGER 0); needs a listener that keeps accepting
 //! attempt WHAT [ARG]                      one call a confined session must not make; prints "WHAT ok"
 //!                                         or "WHAT errno N", exits 0: bpf, ptrace PID, kill PID (SIGKILL),
 //!                                         signal0 PID, finit_module, cgroup-move PROCS_FILE,
@@ -529,10 +531,14 @@ fn sleep(args: &[String]) -> Result {
 // benchmark loops
 
 fn timed_loop(args: &[String]) -> Result {
-    let op = positional(args, 0).ok_or("missing getppid|open|exec")?;
+    let op = positional(args, 0).ok_or("missing getppid|open|exec|connect")?;
     let n: u64 = parse(positional(args, 1), "count N")?;
     let path = cstr(flag(args, "--path").unwrap_or("/etc/hostname"))?;
     let true_argv = [c"true".as_ptr(), std::ptr::null()];
+    let target = match op {
+        "connect" => Some(parse::<std::net::SocketAddr>(flag(args, "--addr"), "--addr ADDR:PORT")?),
+        _ => None,
+    };
     let start = Instant::now();
     match op {
         "getppid" => {
@@ -573,12 +579,59 @@ fn timed_loop(args: &[String]) -> Result {
                 }
             }
         }
+        "connect" => {
+            let addr = target.ok_or("missing --addr ADDR:PORT")?;
+            for _ in 0..n {
+                connect_once(addr)?;
+            }
+        }
         _ => return Err(format!("unknown loop {op}")),
     }
     let total = start.elapsed().as_nanos();
     #[expect(clippy::cast_precision_loss, reason = "a ratio for humans")]
     let per = total as f64 / n.max(1) as f64;
     println!(r#"{{"op":"{op}","n":{n},"total_ns":{total},"ns_per_op":{per:.1}}}"#);
+    Ok(())
+}
+
+/// One `loop connect` iteration: socket, blocking connect, close. Plain libc so the
+/// loop times the syscalls and nothing else.
+fn connect_once(addr: std::net::SocketAddr) -> Result {
+    // SAFETY: both sockaddr structs are plain old data; all-zero is a valid value.
+    let (mut v4, mut v6): (libc::sockaddr_in, libc::sockaddr_in6) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    let (family, sa, len) = match addr {
+        std::net::SocketAddr::V4(a) => {
+            v4.sin_family = libc::AF_INET as libc::sa_family_t;
+            v4.sin_port = a.port().to_be();
+            v4.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            (libc::AF_INET, (&raw const v4).cast::<libc::sockaddr>(), size_of_val(&v4))
+        }
+        std::net::SocketAddr::V6(a) => {
+            v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            v6.sin6_port = a.port().to_be();
+            v6.sin6_addr.s6_addr = a.ip().octets();
+            (libc::AF_INET6, (&raw const v6).cast::<libc::sockaddr>(), size_of_val(&v6))
+        }
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns and closes; `sa`
+    // points at a live sockaddr of `len` bytes.
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", errno()));
+        }
+        // Close with a RST instead of a FIN: no TIME_WAIT, so thousands of iterations
+        // do not use up the ephemeral ports.
+        let lg = libc::linger { l_onoff: 1, l_linger: 0 };
+        let lg_len = size_of_val(&lg) as libc::socklen_t;
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, (&raw const lg).cast(), lg_len);
+        if libc::connect(fd, sa, len as libc::socklen_t) < 0 {
+            let e = errno();
+            libc::close(fd);
+            return Err(format!("connect {addr}: {e}"));
+        }
+        libc::close(fd);
+    }
     Ok(())
 }
 
