@@ -31,6 +31,11 @@ pub enum EventKind {
     /// ENOENT/ENOTDIR (a shell's PATH search), e.g. EACCES from the session's Landlock
     /// domain. `path` is the string the process passed.
     ExecFailed = 9,
+    /// [`SocketCloseEvent`]: a TCP socket a tagged task connected or accepted reached
+    /// `TCP_CLOSE`, with its byte counts. The header's session, grant, pid and comm
+    /// are the owner's, recorded when the socket was made (the close may run in
+    /// softirq, on no task of the session).
+    SocketClose = 10,
 }
 
 impl EventKind {
@@ -46,6 +51,7 @@ impl EventKind {
             7 => Self::Accept,
             8 => Self::Violation,
             9 => Self::ExecFailed,
+            10 => Self::SocketClose,
             _ => return None,
         })
     }
@@ -181,6 +187,31 @@ pub struct NetEvent {
     pub remote_addr: [u8; 16],
 }
 
+/// A tagged TCP socket closed: who had it, both ends, and what went through it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SocketCloseEvent {
+    pub header: EventHeader,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// Local port, host order.
+    pub local_port: u16,
+    /// Remote port, host order.
+    pub remote_port: u16,
+    /// Explicit padding.
+    pub _pad: u16,
+    /// Explicit padding.
+    pub _pad2: u32,
+    /// Payload bytes sent and acknowledged by the peer (`tcp_sock.bytes_acked`).
+    pub bytes_sent: u64,
+    /// Payload bytes received (`tcp_sock.bytes_received`).
+    pub bytes_received: u64,
+    /// Local address: 4 bytes for IPv4, 16 for IPv6, network order.
+    pub local_addr: [u8; 16],
+    /// Remote address, same encoding.
+    pub remote_addr: [u8; 16],
+}
+
 /// What a violated rule was about: a connect (`family`, `addr`, `port` say where).
 pub const VIOLATION_CONNECT: u32 = 1;
 /// A syscall refused by the session's self-protection (seccomp, Landlock scope):
@@ -239,11 +270,13 @@ mod tests {
         assert_eq!(offset_of!(NetEvent, local_addr), 96);
         assert_eq!(size_of::<ViolationEvent>(), 120);
         assert_eq!(offset_of!(ViolationEvent, addr), 104);
+        assert_eq!(size_of::<SocketCloseEvent>(), 144);
+        assert_eq!(offset_of!(SocketCloseEvent, bytes_sent), 96);
     }
 
     #[test]
     fn kinds_round_trip() {
-        for k in 1..=9 {
+        for k in 1..=10 {
             let kind = EventKind::from_u32(k).expect("known kind");
             assert_eq!(kind as u32, k);
         }

@@ -28,6 +28,11 @@ pub const LOST_EVENTS: &str = "LOST_EVENTS";
 /// report includes what the kernel's own hooks killed before the agent looked.
 /// Reset by the agent when it hands the slot to a new session.
 pub const SESSION_DEATHS: &str = "SESSION_DEATHS";
+/// LRU hash: TCP socket (kernel address) → [`SockOwner`], for the sockets tagged
+/// tasks connect or accept; read and removed when the socket closes.
+pub const TCP_SOCKETS: &str = "TCP_SOCKETS";
+/// Entries of [`TCP_SOCKETS`]; the least recently used goes first when full.
+pub const TCP_SOCKET_ENTRIES: u32 = 65_536;
 /// The read-only global holding [`crate::KernelOffsets`].
 pub const OFFSETS_GLOBAL: &str = "OFFSETS";
 
@@ -124,4 +129,18 @@ mod tests {
         assert_eq!(size_of::<SessionState>(), 16);
         assert_eq!(offset_of!(SessionState, session_id), 8);
     }
+}
+
+/// Who made a tagged TCP socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOwner {
+    pub session_id: u64,
+    pub grant_id: u64,
+    /// Process (tgid) and thread that connected or accepted.
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: [u8; 16],
 }

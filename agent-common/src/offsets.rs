@@ -42,6 +42,10 @@ pub struct KernelOffsets {
     pub sk_num: u32,
     pub sk_v6_daddr: u32,
     pub sk_v6_rcv_saddr: u32,
+    /// `tcp_sock.bytes_acked`: payload bytes the peer acknowledged (sent).
+    pub tcp_bytes_acked: u32,
+    /// `tcp_sock.bytes_received`: payload bytes received in order.
+    pub tcp_bytes_received: u32,
     pub cred_uid: u32,
     pub cred_euid: u32,
     pub cred_gid: u32,

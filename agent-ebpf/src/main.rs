@@ -9,6 +9,7 @@
 //! - [`emit`]: event headers and the lost-record counter.
 //! - [`fork`], [`exec`], [`exit`], [`sched`], [`syscalls`]: one file per hook concern.
 //! - [`net_policy`]: cgroup connect hooks enforcing a grant's network rules.
+//! - [`tcp`]: byte counts of a session's TCP connections at close.
 //!
 //! Every hook starts with one task-storage lookup; an untagged task returns there.
 #![no_std]
@@ -26,6 +27,7 @@ mod sched;
 mod syscalls;
 mod tag;
 mod task_storage;
+mod tcp;
 
 #[cfg(not(test))]
 #[panic_handler]

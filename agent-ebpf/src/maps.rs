@@ -2,13 +2,13 @@
 //! documented in `warrant_common::maps`; user space opens them by the same names.
 
 use aya_ebpf::{
-    btf_maps::{Array, LpmTrie, PerCpuArray, RingBuf},
+    btf_maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
     event::PATH_BUF,
-    maps::{DEFAULT_RING_BYTES, GRANT_SLOTS, SESSION_SLOTS},
+    maps::{DEFAULT_RING_BYTES, GRANT_SLOTS, SESSION_SLOTS, SockOwner, TCP_SOCKET_ENTRIES},
     policy::{NET_RULE_ENTRIES, NetKey, NetVerdict, POLICY_SLOTS, PolicyState},
 };
 
@@ -38,6 +38,10 @@ pub static NET_RULES: LpmTrie<NetKey, NetVerdict, { NET_RULE_ENTRIES as usize }>
 
 #[btf_map]
 pub static SESSION_DEATHS: PerCpuArray<u32, { SESSION_SLOTS as usize }> = PerCpuArray::new();
+
+/// Tagged TCP sockets by kernel address (see `tcp.rs`).
+#[btf_map]
+pub static TCP_SOCKETS: LruHashMap<u64, SockOwner, { TCP_SOCKET_ENTRIES as usize }> = LruHashMap::new();
 
 /// Per-CPU buffer the dentry walk writes into (see `path.rs`).
 #[btf_map]

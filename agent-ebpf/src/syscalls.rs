@@ -23,7 +23,7 @@ use warrant_common::{
 use crate::{
     emit,
     kernel::{fd_file, off, read, read_ptr},
-    path, tag,
+    path, tag, tcp,
 };
 
 const NR_OPEN: u64 = 2;
@@ -55,6 +55,8 @@ const NR_PIDFD_SEND_SIGNAL: u64 = 424;
 const NR_CLONE3: u64 = 435;
 
 const EPERM: i64 = 1;
+const EINPROGRESS: i64 = 115;
+const SOCK_STREAM: u16 = 1;
 const ENOENT: i64 = 2;
 const ENOTDIR: i64 = 20;
 const ENOSYS: i64 = 38;
@@ -213,6 +215,16 @@ fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, 
     if let Some(sock) = fd_file(t, fd).and_then(|f| read_ptr(f, off!(file_private_data))) {
         ev.sock_type = read::<u16>(sock, off!(socket_type)).unwrap_or(0);
         if let Some(sk) = read_ptr(sock, off!(socket_sk)) {
+            // A stream socket this session connected or accepted: remember whose it
+            // is, so its close reports the bytes (tcp.rs).
+            let made = match kind {
+                EventKind::Connect => ret == 0 || ret == -EINPROGRESS,
+                EventKind::Accept => true,
+                _ => false,
+            };
+            if made && ev.sock_type == SOCK_STREAM {
+                tcp::remember(sk as u64, tag);
+            }
             ev.family = read::<u16>(sk, off!(sk_family)).unwrap_or(0);
             ev.local_port = read::<u16>(sk, off!(sk_num)).unwrap_or(0);
             ev.remote_port = u16::from_be(read::<u16>(sk, off!(sk_dport)).unwrap_or(0));

@@ -24,6 +24,7 @@ use warrant_proto::v1::{
     agent_server::{Agent, AgentServer},
 };
 
+use crate::report::SharedLedgers;
 use crate::{
     host::{Host, HostError, KillReason, SessionKill},
     registry::GrantError,
@@ -33,11 +34,12 @@ use crate::{
 pub struct Api {
     host: Arc<Host>,
     features: Vec<pb::Feature>,
+    ledgers: SharedLedgers,
 }
 
 impl Api {
-    pub fn server(host: Arc<Host>, features: Vec<pb::Feature>) -> AgentServer<Self> {
-        AgentServer::new(Self { host, features })
+    pub fn server(host: Arc<Host>, features: Vec<pb::Feature>, ledgers: SharedLedgers) -> AgentServer<Self> {
+        AgentServer::new(Self { host, features, ledgers })
     }
 }
 
@@ -158,6 +160,17 @@ impl Agent for Api {
             .start_session(&r.grant, &[caller.pid], r.command, "exec", (caller.uid, caller.pid), sandbox)
             .await?;
         Ok(Response::new(s))
+    }
+
+    async fn report(&self, req: Request<pb::ReportRequest>) -> Result<Response<pb::Event>, Status> {
+        let session = req.into_inner().session;
+        let session = session.trim();
+        let report = self.ledgers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).report(session, &self.host.subjects);
+        report.map(Response::new).ok_or_else(|| {
+            Status::not_found(format!(
+                "no report for session {session}: not a live or recent session of this agent (older reports are session_report events in the audit log)"
+            ))
+        })
     }
 
     async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<Response<pb::GrantPolicy>, Status> {

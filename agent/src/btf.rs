@@ -69,6 +69,8 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         sk_num: r.off("sock_common", "skc_num")?,
         sk_v6_daddr: r.off("sock_common", "skc_v6_daddr")?,
         sk_v6_rcv_saddr: r.off("sock_common", "skc_v6_rcv_saddr")?,
+        tcp_bytes_acked: r.off("tcp_sock", "bytes_acked")?,
+        tcp_bytes_received: r.off("tcp_sock", "bytes_received")?,
         cred_uid: r.off("cred", "uid")?,
         cred_euid: r.off("cred", "euid")?,
         cred_gid: r.off("cred", "gid")?,

@@ -9,7 +9,7 @@ use warrant_common::{
     EventHeader, EventKind,
     event::{
         ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
-        RawPath, VIOLATION_CONNECT, VIOLATION_SYSCALL, ViolationEvent,
+        RawPath, SocketCloseEvent, VIOLATION_CONNECT, VIOLATION_SYSCALL, ViolationEvent,
     },
     policy,
 };
@@ -66,6 +66,23 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
         EventKind::Violation => {
             let e: ViolationEvent = read(record, header.kind)?;
             Kind::Violation(decode_violation(&e))
+        }
+        EventKind::SocketClose => {
+            let e: SocketCloseEvent = read(record, header.kind)?;
+            let addr = |a: &[u8; 16]| match e.family {
+                AF_INET => Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string(),
+                AF_INET6 => Ipv6Addr::from(*a).to_string(),
+                _ => String::new(),
+            };
+            Kind::SocketClose(pb::SocketClose {
+                family: if e.family == AF_INET6 { "inet6" } else { "inet" }.into(),
+                local_addr: addr(&e.local_addr),
+                local_port: u32::from(e.local_port),
+                remote_addr: addr(&e.remote_addr),
+                remote_port: u32::from(e.remote_port),
+                bytes_sent: e.bytes_sent,
+                bytes_received: e.bytes_received,
+            })
         }
         EventKind::ExecFailed => {
             let e: FileOpenEvent = read(record, header.kind)?;

@@ -102,7 +102,7 @@ pub struct Host {
     tags: Arc<TaskTags>,
     sink: EventSink,
     pub hub: EventHub,
-    subjects: Subjects,
+    pub subjects: Subjects,
     pub stats: Arc<Stats>,
     pub envelope: Envelope,
     /// Wakes the expiry task when the next expiry may have changed.
@@ -979,7 +979,13 @@ fn grant_info(g: &Grant) -> GrantInfo {
             None
         }
     });
-    GrantInfo { subject: g.subject.clone(), policy: g.policy_name.clone(), rules }
+    GrantInfo {
+        subject: g.subject.clone(),
+        policy: g.policy_name.clone(),
+        rules,
+        reason: g.reason.clone(),
+        issued_by: g.issued_by.clone(),
+    }
 }
 
 /// Whether a grant's policy says `on_expiry: drop`.

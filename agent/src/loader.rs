@@ -33,11 +33,12 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wa
 
 /// Always-on hooks: they fire on events, not on every syscall, so untagged tasks pay
 /// nothing measurable (KERNEL.md §8).
-const ALWAYS_ON: [(&str, &str); 4] = [
+const ALWAYS_ON: [(&str, &str); 5] = [
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
     ("sched_process_exit", "sched_process_exit"),
     ("sched_switch", "sched_switch"),
+    ("inet_sock_set_state", "inet_sock_set_state"),
 ];
 /// The syscall hook, attached only while sessions are live.
 const SYS_EXIT: &str = "sys_exit";

@@ -6,7 +6,9 @@
 //! - [`registry`], [`ids`], [`clock`]: grants and sessions, their ids and clocks.
 //! - [`host`]: every action on grants and sessions, in the order that keeps the
 //!   kernel fail-closed; [`kill`], [`cgroup`], [`procfs`]: the tree kill.
-//! - [`convert`], [`pipeline`]: kernel records to events, to the audit log and watchers.
+//! - [`convert`], [`pipeline`]: kernel records to events, to the audit log and watchers;
+//!   [`file_rules`]: file and exec events decided against the policy; [`report`]:
+//!   session reports.
 //! - [`policy_maps`]: a grant's policy compiled into the kernel's rule maps.
 //! - [`sockdiag`]: destroying a session's TCP sockets (`drop`).
 //! - [`api`]: the local gRPC API; [`check`]: `--check`.
@@ -31,6 +33,7 @@ mod pipeline;
 mod policy_maps;
 mod procfs;
 mod registry;
+mod report;
 mod sockdiag;
 
 use std::{
@@ -139,8 +142,16 @@ async fn daemon(config: Config) -> Result<()> {
     };
     let stats = Arc::new(Stats::default());
     let subjects = Arc::new(RwLock::new(Default::default()));
-    let writer =
-        pipeline::spawn_writer(rx, log, hub.clone(), envelope.clone(), Arc::clone(&subjects), Arc::clone(&stats))?;
+    let ledgers = report::SharedLedgers::default();
+    let writer = pipeline::spawn_writer(
+        rx,
+        log,
+        hub.clone(),
+        envelope.clone(),
+        Arc::clone(&subjects),
+        Arc::clone(&stats),
+        Arc::clone(&ledgers),
+    )?;
     let ring_subjects = Arc::clone(&subjects);
     let stopper = sink.clone();
 
@@ -188,7 +199,7 @@ async fn daemon(config: Config) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(api::Api::server(Arc::clone(&host), features))
+            .add_service(api::Api::server(Arc::clone(&host), features, ledgers))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
                 let _ = stop_rx.await;
             }),

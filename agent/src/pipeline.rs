@@ -31,7 +31,7 @@ use tracing::{error, warn};
 use warrant_collector::{AuditLog, EventHub};
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
-use crate::{clock, convert, file_rules};
+use crate::{clock, convert, file_rules, report::SharedLedgers};
 
 /// Events waiting for the writer; beyond this the ring reader waits.
 const SINK_CAPACITY: usize = 65_536;
@@ -64,6 +64,9 @@ pub struct GrantInfo {
     pub policy: String,
     /// The policy itself, to decide file opens and execs (see `file_rules`).
     pub rules: Option<Arc<warrant_policy::Policy>>,
+    /// Why the grant was given and who gave it, for session reports.
+    pub reason: String,
+    pub issued_by: String,
 }
 
 /// Grant id (as printed) to what events are enriched with.
@@ -118,6 +121,7 @@ pub fn spawn_writer(
     envelope: Envelope,
     subjects: Subjects,
     stats: Arc<Stats>,
+    ledgers: SharedLedgers,
 ) -> Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("event-writer".into())
@@ -139,6 +143,27 @@ pub fn spawn_writer(
                 }
                 if batch.is_empty() {
                     continue;
+                }
+                {
+                    let subjects_now = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for ev in &mut batch {
+                        if ev.subject.is_empty()
+                            && let Some(info) = subjects_now.get(&ev.grant)
+                        {
+                            ev.subject.clone_from(&info.subject);
+                        }
+                    }
+                }
+                // A session's report goes right after its end, so it sees every event.
+                if batch.iter().any(|e| !e.session.is_empty()) {
+                    let mut ledgers = ledgers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut with_reports = Vec::with_capacity(batch.len() + 1);
+                    for ev in batch.drain(..) {
+                        let report = ledgers.observe(&ev, &subjects);
+                        with_reports.push(ev);
+                        with_reports.extend(report);
+                    }
+                    batch = with_reports;
                 }
                 {
                     let subjects = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -235,12 +260,15 @@ pub async fn read_ring(
         if batch.len() < MAX_BATCH {
             guard.clear_ready();
         }
-        for ev in batch.drain(..) {
+        // Reactions first: a kill must not wait behind the writer's backlog.
+        for ev in &batch {
             if let Some(Kind::Violation(v)) = &ev.event
                 && needs_reaction(v)
             {
                 let _ = reactions.send(ev.clone());
             }
+        }
+        for ev in batch.drain(..) {
             sink.send(ev).await;
         }
     }

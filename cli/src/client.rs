@@ -123,6 +123,12 @@ impl Agent {
         finish(&self.socket, "GetPolicy", QUICK, call).await
     }
 
+    /// `Report`: a session's report.
+    pub async fn report(&mut self, session: &str) -> Result<warrant_proto::Event> {
+        let call = self.client.report(warrant_proto::ReportRequest { session: session.to_owned() });
+        finish(&self.socket, "Report", QUICK, call).await
+    }
+
     /// `Attach`.
     pub async fn attach(&mut self, req: AttachRequest) -> Result<Session> {
         let call = self.client.attach(req);

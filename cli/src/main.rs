@@ -23,6 +23,7 @@ mod output;
 mod policy;
 mod sandbox;
 mod sessions;
+mod report;
 mod status;
 mod watch;
 
@@ -69,6 +70,8 @@ enum Command {
     Revoke(kill::RevokeArgs),
     /// Show the agent's health, counters and kernel features.
     Status(status::StatusArgs),
+    /// What a session did: commands, files written, hosts and bytes, violations, kills.
+    Report(report::ReportArgs),
     /// Check policy files (no agent needed).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -107,6 +110,7 @@ async fn dispatch(socket: &Path, command: &Command) -> Result<u8> {
         Command::Kill(args) => kill::kill(socket, args, out).await,
         Command::Revoke(args) => kill::revoke(socket, args, out).await,
         Command::Status(args) => status::run(socket, args, out).await,
+        Command::Report(args) => report::run(socket, args, out).await,
         Command::Policy(policy::PolicyCommand::Check(args)) => policy::check(args, out, &mut io::stderr().lock()),
     }
 }

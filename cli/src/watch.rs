@@ -182,6 +182,27 @@ fn summary(ev: &Event) -> (String, bool) {
             }
             (s, true)
         }
+        Kind::SessionReport(r) => (
+            format!(
+                "report: {} commands, {} files written, {} hosts, {} violations (warrant report {})",
+                r.commands_total,
+                r.files_written_total,
+                r.remotes.len(),
+                r.violations_total,
+                sanitize(&ev.session)
+            ),
+            false,
+        ),
+        Kind::SocketClose(c) => (
+            format!(
+                "closed {}:{}: sent {} B, received {} B",
+                sanitize(&c.remote_addr),
+                c.remote_port,
+                c.bytes_sent,
+                c.bytes_received
+            ),
+            false,
+        ),
         Kind::ExecFailed(e) => {
             let mut s = format!("{} -> {}", sanitize(&e.path), errno_name(e.error));
             if e.truncated {

@@ -92,6 +92,10 @@ impl Agent for Fake {
         }))
     }
 
+    async fn report(&self, r: Request<warrant_proto::ReportRequest>) -> Result<Response<Event>, Status> {
+        Err(Status::not_found(format!("no report for session {}", r.into_inner().session)))
+    }
+
     async fn get_policy(&self, r: Request<GetPolicyRequest>) -> Result<Response<GrantPolicy>, Status> {
         let r = r.into_inner();
         if r.grant == "g-old" {

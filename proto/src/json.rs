@@ -28,6 +28,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::Accept(_) => "accept",
         Kind::Violation(_) => "violation",
         Kind::ExecFailed(_) => "exec_failed",
+        Kind::SocketClose(_) => "socket_close",
         Kind::Kill(_) => "kill",
         Kind::EventsLost(_) => "events_lost",
         Kind::SessionStart(_) => "session_start",
@@ -35,6 +36,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::GrantChange(_) => "grant_change",
         Kind::WatchMissed(_) => "watch_missed",
         Kind::SocketsDropped(_) => "sockets_dropped",
+        Kind::SessionReport(_) => "session_report",
     }
 }
 
@@ -49,6 +51,7 @@ pub const KIND_NAMES: &[&str] = &[
     "accept",
     "violation",
     "exec_failed",
+    "socket_close",
     "kill",
     "events_lost",
     "session_start",
@@ -56,13 +59,14 @@ pub const KIND_NAMES: &[&str] = &[
     "grant_change",
     "watch_missed",
     "sockets_dropped",
+    "session_report",
 ];
 
 /// Expands the filter shorthands `file` and `net`; other names pass through.
 pub fn expand_kind(name: &str) -> &'static [&'static str] {
     match name {
         "file" => &["file_open"],
-        "net" => &["connect", "bind", "listen", "accept"],
+        "net" => &["connect", "bind", "listen", "accept", "socket_close"],
         "process" => &["exec", "exec_failed", "exit"],
         _ => &[],
     }
@@ -143,6 +147,18 @@ pub fn to_json(event: &Event) -> Value {
                 m.insert("detail".into(), json!(v.detail));
             }
         }
+        Some(Kind::SocketClose(c)) => {
+            m.insert("family".into(), json!(c.family));
+            m.insert("protocol".into(), json!("tcp"));
+            m.insert("addr".into(), json!(c.remote_addr));
+            m.insert("port".into(), json!(c.remote_port));
+            m.insert("local_addr".into(), json!(c.local_addr));
+            m.insert("local_port".into(), json!(c.local_port));
+            m.insert("remote_addr".into(), json!(c.remote_addr));
+            m.insert("remote_port".into(), json!(c.remote_port));
+            m.insert("bytes_sent".into(), json!(c.bytes_sent));
+            m.insert("bytes_received".into(), json!(c.bytes_received));
+        }
         Some(Kind::ExecFailed(e)) => {
             m.insert("path".into(), json!(e.path));
             m.insert("error".into(), json!(e.error));
@@ -183,6 +199,33 @@ pub fn to_json(event: &Event) -> Value {
         Some(Kind::SocketsDropped(d)) => {
             m.insert("count".into(), json!(d.count));
             m.insert("reason".into(), json!(d.reason));
+        }
+        Some(Kind::SessionReport(r)) => {
+            m.insert("reason".into(), json!(r.reason));
+            m.insert("issued_by".into(), json!(r.issued_by));
+            m.insert("policy".into(), json!(r.policy));
+            m.insert("started".into(), json!(rfc3339(r.started_at_unix_ns)));
+            if r.ended_at_unix_ns != 0 {
+                m.insert("ended".into(), json!(rfc3339(r.ended_at_unix_ns)));
+            }
+            m.insert("end_reason".into(), json!(r.end_reason));
+            m.insert("commands".into(), json!(r.commands));
+            m.insert("commands_total".into(), json!(r.commands_total));
+            m.insert("files_written".into(), json!(r.files_written));
+            m.insert("files_written_total".into(), json!(r.files_written_total));
+            let remotes: Vec<Value> = r
+                .remotes
+                .iter()
+                .map(|t| {
+                    json!({"addr": t.addr, "port": t.port, "connections": t.connections,
+                           "bytes_sent": t.bytes_sent, "bytes_received": t.bytes_received})
+                })
+                .collect();
+            m.insert("remotes".into(), Value::Array(remotes));
+            m.insert("violations".into(), json!(r.violations));
+            m.insert("violations_total".into(), json!(r.violations_total));
+            m.insert("kills".into(), json!(r.kills));
+            m.insert("events".into(), json!(r.events));
         }
         Some(Kind::WatchMissed(w)) => {
             m.insert("count".into(), json!(w.count));

@@ -126,10 +126,12 @@ fn deny_log_and_precedence_for_files_and_execs() {
     assert!(!Path::new(&p("ro/new")).exists(), "a denied create never happens");
     assert!(Path::new(&p("ro/scratch/new")).exists());
 
-    let session = agent.sessions().iter().rev().find(|s| s["grant"] == grant.as_str()).expect("session")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    // The session may have ended already: find it in the log, not in `sessions`.
+    let start = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "session_start" && audit::str_field(e, "grant") == grant,
+        T,
+    );
+    let session = audit::str_field(&start, "session").to_owned();
     let logged = p("bin/logged");
     let events = agent.wait_until("the logged exec's violation", T, |ev| {
         violation_for(ev, &session, &logged).is_some().then(|| ev.to_vec())
@@ -167,7 +169,10 @@ fn kill_rule_refuses_and_kills_the_process() {
         let script = format!("{bin} attempt {what} {path} --linger 20; echo shell-alive");
         let started = std::time::Instant::now();
         let out = attempts(&agent, &grant, &script);
-        assert_eq!(out.lines().collect::<Vec<_>>(), [format!("{what} {EACCES}").as_str(), "shell-alive"], "{out}");
+        // The process may die before it prints the refusal; it never lingers.
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.last(), Some(&"shell-alive"), "{out}");
+        assert!(!out.contains("lingered") && !out.contains(&format!("{what} ok")), "{out}");
         assert!(started.elapsed() < Duration::from_secs(15), "the process that tried was not killed");
         let v = agent.wait_for_event(
             |e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "path") == path,
@@ -240,13 +245,15 @@ fn fork_loop_dies_whole_under_kill_session() {
     let mark = Marker::new();
     let bin = testbin();
     let script = format!(
-        "{bin} fork-loop --max 2000 --lifetime 60 & sleep 1; {bin} attempt read {} --linger 30; wait",
+        "{bin} fork-loop --max 500 --lifetime 60 & sleep 1; {bin} attempt read {} --linger 30; wait",
         fx.path("tripwire")
     );
     let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    // The loop's own events queue ahead of the kill's record in the log (the kill
+    // itself does not wait for them): allow for a busy machine.
     let k = agent.wait_for_event(
         |e| audit::str_field(e, "kind") == "kill" && audit::str_field(e, "session") == s.id(),
-        T,
+        Duration::from_secs(60),
     );
     assert_eq!(k["reason"], "policy", "{k}");
     assert_eq!(k["survivors"], 0, "{k}");

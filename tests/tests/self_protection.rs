@@ -48,10 +48,12 @@ fn a_root_session_cannot_unhook_itself_or_touch_the_agent() {
     let _ = bystander.kill();
     let _ = bystander.wait();
 
-    let session = agent.sessions().iter().rev().find(|s| s["grant"] == grant.as_str()).expect("session")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    // The session may have ended already: find it in the log, not in `sessions`.
+    let start = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "session_start" && audit::str_field(e, "grant") == grant,
+        T,
+    );
+    let session = audit::str_field(&start, "session").to_owned();
     let ops: Vec<&str> = attempts.iter().map(|a| a.3).collect();
     let violations = agent.wait_until("a violation for every attempt", T, |events| {
         let v: Vec<serde_json::Value> = events

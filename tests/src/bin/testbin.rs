@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         "deep-open" => deep_open(rest),
         "connect" => connect(rest),
         "listen" => listen(rest),
+        "transfer" => transfer(rest),
         "gate" => gate(rest),
         "sleep" => sleep(rest),
         "loop" => timed_loop(rest),
@@ -492,6 +493,24 @@ fn connect(args: &[String]) -> Result {
     s.write_all(b"x").map_err(|e| format!("send: {e}"))?;
     let mut sink = Vec::new();
     let _ = s.read_to_end(&mut sink);
+    Ok(())
+}
+
+fn transfer(args: &[String]) -> Result {
+    let addr = positional(args, 0).ok_or("missing ADDR:PORT")?;
+    let n: usize = parse(positional(args, 1), "BYTES")?;
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < n {
+        let k = chunk.len().min(n - sent);
+        s.write_all(&chunk[..k]).map_err(|e| format!("send: {e}"))?;
+        sent += k;
+    }
+    s.shutdown(std::net::Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).map_err(|e| format!("receive: {e}"))?;
+    println!("sent {sent} received {}", got.len());
     Ok(())
 }
 
