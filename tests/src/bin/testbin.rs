@@ -15,6 +15,8 @@
 //!                                         down, create and then open "leaf.txt" by its relative path
 //! connect ADDR:PORT                       connect, print "local ADDR:PORT", send one byte, read to EOF
 //! listen ADDR:PORT                        bind+listen, print "listening ADDR:PORT", accept one, exit
+//! transfer ADDR:PORT BYTES                connect, send BYTES, shut down writing, read to EOF, print
+//!                                         "sent N received M"
 //! gate FILE -- CMD ARGS…                  wait until FILE exists, then exec CMD (no fork)
 //! sleep SECONDS                           sleep
 //! loop getppid|open|exec N [--path P]     timed loop; prints {"op","n","total_ns","ns_per_op"} as JSON
