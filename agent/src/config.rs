@@ -69,6 +69,7 @@ struct FileConfig {
     ring_buffer_bytes: Option<u32>,
     max_ttl: Option<String>,
     log_level: Option<String>,
+    redaction: Option<crate::redact::RedactionSection>,
 }
 
 /// The resolved configuration.
@@ -83,17 +84,21 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     pub max_ttl: Duration,
     pub log_level: String,
+    /// Secret masking applied to every event (`[redaction]` in the file).
+    pub redactor: crate::redact::Redactor,
 }
 
 impl Config {
     /// Merges flags, the config file (explicit, or the default path if it exists)
     /// and defaults, and validates the result.
     pub fn resolve(flags: &Flags) -> Result<Self> {
-        let file = match &flags.config {
+        let (file, text, name) = match &flags.config {
             Some(path) => load_file(path)?,
             None if Path::new(DEFAULT_CONFIG).exists() => load_file(Path::new(DEFAULT_CONFIG))?,
-            None => FileConfig::default(),
+            None => (FileConfig::default(), String::new(), String::new()),
         };
+        let redactor = crate::redact::Redactor::new(file.redaction.as_ref(), &text)
+            .with_context(|| format!("invalid config file {name}"))?;
         let max_ttl = match (&flags.max_ttl, &file.max_ttl) {
             (Some(d), _) => *d,
             (None, Some(s)) => humantime::parse_duration(s)
@@ -109,6 +114,7 @@ impl Config {
             ring_buffer_bytes: pick(&flags.ring_buffer_bytes, file.ring_buffer_bytes, DEFAULT_RING_BYTES),
             max_ttl,
             log_level: pick(&flags.log_level, file.log_level, "info".into()),
+            redactor,
         };
         config.validate()?;
         Ok(config)
@@ -140,10 +146,12 @@ fn pick<T: Clone>(flag: &Option<T>, file: Option<T>, default: T) -> T {
     flag.clone().or(file).unwrap_or(default)
 }
 
-fn load_file(path: &Path) -> Result<FileConfig> {
+/// The parsed file, its text (to name lines in later checks) and its name.
+fn load_file(path: &Path) -> Result<(FileConfig, String, String)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read config file {}", path.display()))?;
-    parse_file(&text).with_context(|| format!("invalid config file {}", path.display()))
+    let file = parse_file(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    Ok((file, text, path.display().to_string()))
 }
 
 /// Parses the TOML text; errors carry line, column and field from the toml crate.

@@ -32,6 +32,7 @@ mod loader;
 mod pipeline;
 mod policy_maps;
 mod procfs;
+mod redact;
 mod registry;
 mod report;
 mod sockdiag;
@@ -151,6 +152,7 @@ async fn daemon(config: Config) -> Result<()> {
         Arc::clone(&subjects),
         Arc::clone(&stats),
         Arc::clone(&ledgers),
+        config.redactor.clone(),
     )?;
     let ring_subjects = Arc::clone(&subjects);
     let stopper = sink.clone();

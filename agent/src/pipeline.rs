@@ -31,7 +31,7 @@ use tracing::{error, warn};
 use warrant_collector::{AuditLog, EventHub};
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
-use crate::{clock, convert, file_rules, report::SharedLedgers};
+use crate::{clock, convert, file_rules, redact::Redactor, report::SharedLedgers};
 
 /// Events waiting for the writer; beyond this the ring reader waits.
 const SINK_CAPACITY: usize = 65_536;
@@ -122,6 +122,7 @@ pub fn spawn_writer(
     subjects: Subjects,
     stats: Arc<Stats>,
     ledgers: SharedLedgers,
+    redactor: Redactor,
 ) -> Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("event-writer".into())
@@ -143,6 +144,10 @@ pub fn spawn_writer(
                 }
                 if batch.is_empty() {
                     continue;
+                }
+                // Secrets are masked before anything else sees the event.
+                for ev in &mut batch {
+                    redactor.redact(ev);
                 }
                 {
                     let subjects_now = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner);

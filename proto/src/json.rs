@@ -101,6 +101,9 @@ pub fn to_json(event: &Event) -> Value {
     m.insert("gid".into(), json!(event.gid));
     m.insert("comm".into(), json!(event.comm));
     m.insert("cgroup_id".into(), json!(event.cgroup_id));
+    if !event.redacted.is_empty() {
+        m.insert("redacted".into(), json!(event.redacted));
+    }
     match &event.event {
         Some(Kind::Exec(e)) => {
             m.insert("path".into(), json!(e.path));
