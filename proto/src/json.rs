@@ -145,6 +145,9 @@ pub fn to_json(event: &Event) -> Value {
         Some(Kind::EventsLost(l)) => {
             m.insert("count".into(), json!(l.count));
             m.insert("total".into(), json!(l.total));
+            if !l.reason.is_empty() {
+                m.insert("reason".into(), json!(l.reason));
+            }
         }
         Some(Kind::SessionStart(s)) => {
             m.insert("command".into(), json!(s.command));
