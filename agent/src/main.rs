@@ -9,6 +9,9 @@
 //! - [`convert`], [`pipeline`]: kernel records to events, to the audit log and watchers.
 //! - [`policy_maps`]: a grant's policy compiled into the kernel's rule maps.
 //! - [`sockdiag`]: destroying a session's TCP sockets (`drop`).
+//! - [`spool`], [`uplink`]: with a collector, every event also goes to a disk spool
+//!   and from there to the collector; commands come back the same way.
+//! - [`metrics`]: Prometheus text over HTTP (`--metrics-listen`).
 //! - [`api`]: the local gRPC API; [`check`]: `--check`.
 //!
 //! On SIGTERM the agent stops serving and flushes its log, but leaves programs and
@@ -26,11 +29,14 @@ mod host;
 mod ids;
 mod kill;
 mod loader;
+mod metrics;
 mod pipeline;
 mod policy_maps;
 mod procfs;
 mod registry;
 mod sockdiag;
+mod spool;
+mod uplink;
 
 use std::{
     fs,
@@ -138,8 +144,26 @@ async fn daemon(config: Config) -> Result<()> {
     };
     let stats = Arc::new(Stats::default());
     let subjects = Arc::new(RwLock::new(Default::default()));
-    let writer =
-        pipeline::spawn_writer(rx, log, hub.clone(), envelope.clone(), Arc::clone(&subjects), Arc::clone(&stats))?;
+    let spool = match &config.uplink {
+        Some(_) => {
+            let dir = config.spool_dir();
+            let spool = spool::Spool::open(&dir, config.spool_max_bytes, &envelope.boot_id)
+                .with_context(|| format!("failed to open the spool {}", dir.display()))?;
+            let depth = spool.depth();
+            info!(spool = %dir.display(), waiting = depth.events, bytes = depth.bytes, "spool opened");
+            Some(Arc::new(spool))
+        }
+        None => None,
+    };
+    let writer = pipeline::spawn_writer(
+        rx,
+        log,
+        hub.clone(),
+        envelope.clone(),
+        Arc::clone(&subjects),
+        Arc::clone(&stats),
+        spool.clone(),
+    )?;
     let stopper = sink.clone();
 
     let host = Arc::new(Host::new(
@@ -178,6 +202,15 @@ async fn daemon(config: Config) -> Result<()> {
     }));
     tasks.push(tokio::spawn(expire_loop(Arc::clone(&host))));
     tasks.push(tokio::spawn(reap_loop(Arc::clone(&host))));
+    if let (Some(up), Some(spool)) = (&config.uplink, &spool) {
+        let uplink = uplink::Uplink::new(up, Arc::clone(spool), Arc::clone(&host))?;
+        info!(collector = %up.url, "streaming events to the collector");
+        tasks.push(tokio::spawn(uplink.run()));
+    }
+    if let Some(addr) = config.metrics_listen {
+        let sources = metrics::Sources { host: Arc::clone(&host), spool: spool.clone() };
+        tasks.push(metrics::serve(addr, sources).await?);
+    }
     drop(sink);
 
     let listener = api::bind(&config.socket, config.socket_group.as_deref()).await?;
@@ -186,7 +219,11 @@ async fn daemon(config: Config) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(api::Api::server(Arc::clone(&host), features))
+            .add_service(api::Api::server(
+                Arc::clone(&host),
+                features,
+                config.uplink.as_ref().zip(spool).map(|(u, s)| (u.url.clone(), s)),
+            ))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
                 let _ = stop_rx.await;
             }),
