@@ -20,6 +20,9 @@
 //! - [`cgroup`]: cgroup v2 mount discovery and [`TempCgroup`].
 //! - [`workload`]: a [`Tree`] is a `warrant-testbin tree` under a grant with every
 //!   pid known; plus small helpers the tests share.
+//! - [`collector`]: [`TestCollector`], one `warrant-collector` per test with a
+//!   development PKI (rcgen) and certificates for agents and every role, plus
+//!   `collector::client` (tonic mTLS channels) to act as an agent or a person.
 //!
 //! Tests panic rather than return `Result`: a panic carries a backtrace and the
 //! agent's log (printed by [`TestAgent`]'s drop when the test failed).
@@ -28,6 +31,7 @@ pub mod agent;
 pub mod audit;
 pub mod bins;
 pub mod cgroup;
+pub mod collector;
 pub mod procfs;
 pub mod run;
 pub mod session;
@@ -36,6 +40,7 @@ pub mod workload;
 pub use agent::{AgentOptions, TestAgent};
 pub use audit::AuditLog;
 pub use cgroup::TempCgroup;
+pub use collector::{ClientIdentity, CollectorOptions, Pki, TestCollector};
 pub use procfs::Marker;
 pub use run::Lines;
 pub use session::{Session, Watch};

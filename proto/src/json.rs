@@ -34,6 +34,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::GrantChange(_) => "grant_change",
         Kind::WatchMissed(_) => "watch_missed",
         Kind::SocketsDropped(_) => "sockets_dropped",
+        Kind::ControlAction(_) => "control_action",
     }
 }
 
@@ -54,6 +55,7 @@ pub const KIND_NAMES: &[&str] = &[
     "grant_change",
     "watch_missed",
     "sockets_dropped",
+    "control_action",
 ];
 
 /// Expands the filter shorthands `file` and `net`; other names pass through.
@@ -172,6 +174,13 @@ pub fn to_json(event: &Event) -> Value {
         }
         Some(Kind::WatchMissed(w)) => {
             m.insert("count".into(), json!(w.count));
+        }
+        Some(Kind::ControlAction(c)) => {
+            m.insert("action".into(), json!(c.action));
+            m.insert("by".into(), json!(c.by));
+            m.insert("target".into(), json!(c.target));
+            m.insert("outcome".into(), json!(c.outcome));
+            m.insert("detail".into(), json!(c.detail));
         }
         None => {}
     }
