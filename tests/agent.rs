@@ -30,6 +30,25 @@ pub struct AgentOptions {
     pub ring_buffer_bytes: Option<u64>,
     /// `--log-level`; [`DEFAULT_LOG_LEVEL`] when `None`.
     pub log_level: Option<String>,
+    /// Stream to a collector (`--collector` and its mTLS files); single-host when `None`.
+    pub collector: Option<Uplink>,
+    /// `--spool-max-bytes`; the agent's default when `None`.
+    pub spool_max_bytes: Option<u64>,
+    /// Serve metrics (`--metrics-listen 127.0.0.1:<free port>`); see [`TestAgent::metrics`].
+    pub metrics: bool,
+}
+
+/// Where an agent streams, and as whom.
+#[derive(Clone, Debug)]
+pub struct Uplink {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// The CA (PEM) that signed the collector's certificate.
+    pub ca: PathBuf,
+    /// The agent's certificate (PEM); its name must have the `agent` role.
+    pub cert: PathBuf,
+    /// The agent's key (PEM).
+    pub key: PathBuf,
 }
 
 /// A running agent owned by one test.
@@ -52,6 +71,8 @@ pub struct TestAgent {
     audit: Mutex<AuditLog>,
     /// How it was started, to start it again the same way.
     opts: AgentOptions,
+    /// `--metrics-listen` port, when asked for.
+    metrics_port: Option<u16>,
 }
 
 impl TestAgent {
@@ -80,6 +101,7 @@ impl TestAgent {
             cgroup_root,
             log_path,
             audit,
+            metrics_port: opts.metrics.then(crate::free_port),
             opts,
         };
         agent.child = Some(agent.spawn());
@@ -109,6 +131,22 @@ impl TestAgent {
             .arg(self.opts.log_level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL));
         if let Some(n) = self.opts.ring_buffer_bytes {
             cmd.arg("--ring-buffer-bytes").arg(n.to_string());
+        }
+        if let Some(up) = &self.opts.collector {
+            cmd.arg("--collector")
+                .arg(&up.url)
+                .arg("--collector-ca")
+                .arg(&up.ca)
+                .arg("--collector-cert")
+                .arg(&up.cert)
+                .arg("--collector-key")
+                .arg(&up.key);
+        }
+        if let Some(n) = self.opts.spool_max_bytes {
+            cmd.arg("--spool-max-bytes").arg(n.to_string());
+        }
+        if let Some(port) = self.metrics_port {
+            cmd.arg("--metrics-listen").arg(format!("127.0.0.1:{port}"));
         }
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log fd"))
@@ -180,6 +218,38 @@ impl TestAgent {
     /// A private temp dir for this test's files (removed on drop).
     pub fn temp_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The Prometheus text of `--metrics-listen` (the agent must be started with
+    /// `metrics: true`).
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let port = self.metrics_port.expect("start the agent with AgentOptions { metrics: true, .. }");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the agent's metrics");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read metrics");
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or(out)
+    }
+
+    /// One metric's value from [`metrics`](Self::metrics).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+    }
+
+    /// `warrant status --json`.
+    pub fn status(&self) -> Value {
+        let out = self.cli_ok(&["status", "--json"]);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("status is not JSON ({e}): {out}"))
+    }
+
+    /// The spool directory (`<state-dir>/spool`).
+    pub fn spool_dir(&self) -> PathBuf {
+        self.state_dir.join("spool")
     }
 
     /// The agent process id.

@@ -20,6 +20,11 @@
 //! - [`cgroup`]: cgroup v2 mount discovery and [`TempCgroup`].
 //! - [`workload`]: a [`Tree`] is a `warrant-testbin tree` under a grant with every
 //!   pid known; plus small helpers the tests share.
+//! - [`collector`]: [`TestCollector`], one `warrant-collector` per test with a
+//!   development PKI (rcgen) and certificates for agents and every role, plus
+//!   `collector::client` (tonic mTLS channels) to act as an agent or a person.
+//! - [`fleet`]: agents streaming to a [`TestCollector`]; what reached its log
+//!   (exactly once, by `(agent, boot, seq)`), and the CLI as a certificate holder.
 //!
 //! Tests panic rather than return `Result`: a panic carries a backtrace and the
 //! agent's log (printed by [`TestAgent`]'s drop when the test failed).
@@ -28,14 +33,17 @@ pub mod agent;
 pub mod audit;
 pub mod bins;
 pub mod cgroup;
+pub mod collector;
+pub mod fleet;
 pub mod procfs;
 pub mod run;
 pub mod session;
 pub mod workload;
 
-pub use agent::{AgentOptions, TestAgent};
+pub use agent::{AgentOptions, TestAgent, Uplink};
 pub use audit::AuditLog;
 pub use cgroup::TempCgroup;
+pub use collector::{ClientIdentity, CollectorOptions, Pki, TestCollector};
 pub use procfs::Marker;
 pub use run::Lines;
 pub use session::{Session, Watch};

@@ -28,6 +28,7 @@ use crate::report::SharedLedgers;
 use crate::{
     host::{Host, HostError, KillReason, SessionKill},
     registry::GrantError,
+    spool::Spool,
 };
 
 /// The service, wrapping the host.
@@ -35,11 +36,18 @@ pub struct Api {
     host: Arc<Host>,
     features: Vec<pb::Feature>,
     ledgers: SharedLedgers,
+    /// The collector's URL and the spool, when streaming to one.
+    uplink: Option<(String, Arc<Spool>)>,
 }
 
 impl Api {
-    pub fn server(host: Arc<Host>, features: Vec<pb::Feature>, ledgers: SharedLedgers) -> AgentServer<Self> {
-        AgentServer::new(Self { host, features, ledgers })
+    pub fn server(
+        host: Arc<Host>,
+        features: Vec<pb::Feature>,
+        ledgers: SharedLedgers,
+        uplink: Option<(String, Arc<Spool>)>,
+    ) -> AgentServer<Self> {
+        AgentServer::new(Self { host, features, ledgers, uplink })
     }
 }
 
@@ -94,7 +102,7 @@ impl From<HostError> for Status {
     }
 }
 
-fn report(kills: &[SessionKill]) -> pb::KillReport {
+pub fn report(kills: &[SessionKill]) -> pb::KillReport {
     pb::KillReport {
         sessions: kills
             .iter()
@@ -221,6 +229,7 @@ impl Agent for Api {
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::AgentStatus>, Status> {
         let (sessions, grants) = self.host.counts();
         let s = &self.host.stats;
+        let depth = self.uplink.as_ref().map(|u| u.1.depth()).unwrap_or_default();
         Ok(Response::new(pb::AgentStatus {
             version: env!("CARGO_PKG_VERSION").into(),
             agent_id: self.host.envelope.agent_id.clone(),
@@ -231,6 +240,32 @@ impl Agent for Api {
             sessions_live: sessions,
             grants_active: grants,
             features: self.features.clone(),
+            collector: self.uplink.as_ref().map(|u| u.0.clone()).unwrap_or_default(),
+            collector_connected: s.uplink_connected.load(Ordering::Relaxed),
+            acked_seq: s.acked_seq.load(Ordering::Relaxed),
+            spool_events: depth.events,
+            spool_bytes: depth.bytes,
+            spool_full_total: s.spool_full_total.load(Ordering::Relaxed),
+        }))
+    }
+
+    async fn verify_audit_log(
+        &self,
+        req: Request<pb::AuditVerifyRequest>,
+    ) -> Result<Response<pb::AuditVerifyResponse>, Status> {
+        Caller::of(&req)?.require_root("verifying the audit log")?;
+        let path = self.host.audit_log_path();
+        let p = path.clone();
+        let report = tokio::task::spawn_blocking(move || warrant_collector::verify(&p))
+            .await
+            .map_err(|e| Status::internal(format!("audit log check failed: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::AuditVerifyResponse {
+            ok: report.is_ok(),
+            records: report.records,
+            problems: report.problems.iter().map(ToString::to_string).collect(),
+            head: report.head,
+            path: path.display().to_string(),
         }))
     }
 }

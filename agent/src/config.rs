@@ -5,6 +5,7 @@
 //! a security tool's config must not silently fall back to a default.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -49,6 +50,27 @@ pub struct Flags {
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter)
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Collector to stream events to (https://host:port); single-host mode when unset
+    #[arg(long, value_name = "URL")]
+    pub collector: Option<String>,
+    /// CA certificate (PEM) that signed the collector's certificate
+    #[arg(long, value_name = "PATH")]
+    pub collector_ca: Option<PathBuf>,
+    /// This agent's client certificate (PEM) for the collector
+    #[arg(long, value_name = "PATH")]
+    pub collector_cert: Option<PathBuf>,
+    /// The private key (PEM) of --collector-cert
+    #[arg(long, value_name = "PATH")]
+    pub collector_key: Option<PathBuf>,
+    /// Directory of the disk spool of events not yet acknowledged by the collector (default <state-dir>/spool)
+    #[arg(long, value_name = "PATH")]
+    pub spool_dir: Option<PathBuf>,
+    /// Most bytes the spool may hold; events beyond are recorded locally, counted and reported as lost to the collector
+    #[arg(long, value_name = "BYTES")]
+    pub spool_max_bytes: Option<u64>,
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464); off when unset
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Probe the kernel features warrant uses, print what works and what would be missing, and exit
     #[arg(long)]
     pub check: bool,
@@ -70,6 +92,13 @@ struct FileConfig {
     max_ttl: Option<String>,
     log_level: Option<String>,
     redaction: Option<crate::redact::RedactionSection>,
+    collector: Option<String>,
+    collector_ca: Option<PathBuf>,
+    collector_cert: Option<PathBuf>,
+    collector_key: Option<PathBuf>,
+    spool_dir: Option<PathBuf>,
+    spool_max_bytes: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The resolved configuration.
@@ -86,7 +115,26 @@ pub struct Config {
     pub log_level: String,
     /// Secret masking applied to every event (`[redaction]` in the file).
     pub redactor: crate::redact::Redactor,
+    /// Where to stream events; `None` is single-host mode.
+    pub uplink: Option<UplinkConfig>,
+    /// `None`: `<state_dir>/spool`.
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: u64,
+    pub metrics_listen: Option<SocketAddr>,
 }
+
+/// The collector and the mTLS files to reach it.
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    /// `https://host:port`.
+    pub url: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Default spool limit: a day of a busy session's events fits many times over.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 
 impl Config {
     /// Merges flags, the config file (explicit, or the default path if it exists)
@@ -115,6 +163,15 @@ impl Config {
             max_ttl,
             log_level: pick(&flags.log_level, file.log_level, "info".into()),
             redactor,
+            uplink: uplink(
+                flags.collector.clone().or(file.collector),
+                flags.collector_ca.clone().or(file.collector_ca),
+                flags.collector_cert.clone().or(file.collector_cert),
+                flags.collector_key.clone().or(file.collector_key),
+            )?,
+            spool_dir: flags.spool_dir.clone().or(file.spool_dir),
+            spool_max_bytes: pick(&flags.spool_max_bytes, file.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES),
+            metrics_listen: flags.metrics_listen.or(file.metrics_listen),
         };
         config.validate()?;
         Ok(config)
@@ -128,7 +185,15 @@ impl Config {
         if self.max_ttl < Duration::from_secs(1) {
             bail!("invalid max_ttl {}: must be at least 1s", humantime::format_duration(self.max_ttl));
         }
+        if self.spool_max_bytes < 64 << 10 {
+            bail!("invalid spool_max_bytes {}: must be at least 65536", self.spool_max_bytes);
+        }
         Ok(())
+    }
+
+    /// The spool directory.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool_dir.clone().unwrap_or_else(|| self.state_dir.join("spool"))
     }
 
     /// The audit log's path.
@@ -140,6 +205,36 @@ impl Config {
     pub fn state_file(&self) -> PathBuf {
         self.state_dir.join("state.json")
     }
+}
+
+/// The uplink settings: all four together, or none (single-host mode).
+fn uplink(
+    url: Option<String>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<UplinkConfig>> {
+    let Some(url) = url else {
+        if ca.is_some() || cert.is_some() || key.is_some() {
+            bail!("collector_ca, collector_cert and collector_key need collector (the collector's https:// URL)");
+        }
+        return Ok(None);
+    };
+    let rest = url.strip_prefix("https://").ok_or_else(|| {
+        anyhow::anyhow!("invalid collector {url:?}: must be an https:// URL (the uplink always uses mTLS)")
+    })?;
+    if rest.trim_end_matches('/').is_empty() {
+        bail!("invalid collector {url:?}: no host");
+    }
+    let need = |v: Option<PathBuf>, key: &str, what: &str| {
+        v.ok_or_else(|| anyhow::anyhow!("collector is set but {key} is not: the uplink needs {what}"))
+    };
+    Ok(Some(UplinkConfig {
+        url: url.trim_end_matches('/').to_owned(),
+        ca: need(ca, "collector_ca", "the CA that signed the collector's certificate")?,
+        cert: need(cert, "collector_cert", "this agent's client certificate")?,
+        key: need(key, "collector_key", "this agent's private key")?,
+    }))
 }
 
 fn pick<T: Clone>(flag: &Option<T>, file: Option<T>, default: T) -> T {
@@ -198,6 +293,45 @@ mod tests {
     fn wrong_type_names_the_line() {
         let err = parse_file("ring_buffer_bytes = \"big\"\n").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn uplink_needs_https_and_all_three_files() {
+        let flags = |url: &str| Flags {
+            config: Some("/dev/null".into()),
+            collector: Some(url.into()),
+            collector_ca: Some("/ca.pem".into()),
+            collector_cert: Some("/a.pem".into()),
+            collector_key: Some("/a.key".into()),
+            ..Flags::default()
+        };
+        let c = Config::resolve(&flags("https://collector:7443/")).unwrap();
+        let u = c.uplink.clone().unwrap();
+        assert_eq!((u.url.as_str(), u.key.as_path()), ("https://collector:7443", Path::new("/a.key")));
+        assert_eq!(c.spool_dir(), PathBuf::from("/var/lib/warrant/spool"));
+        let err = Config::resolve(&flags("http://collector:7443")).unwrap_err().to_string();
+        assert!(err.contains("https://"), "{err}");
+        let err = Config::resolve(&Flags { collector_key: None, ..flags("https://c:1") }).unwrap_err().to_string();
+        assert!(err.contains("collector_key"), "{err}");
+        let err = Config::resolve(&Flags { collector: None, ..flags("https://c:1") }).unwrap_err().to_string();
+        assert!(err.contains("need collector"), "{err}");
+        assert!(Config::resolve(&Flags { config: Some("/dev/null".into()), ..Flags::default() }).unwrap().uplink.is_none());
+    }
+
+    #[test]
+    fn spool_and_metrics_keys_from_the_file() {
+        let c = parse_file("spool_max_bytes = 1048576\nmetrics_listen = \"127.0.0.1:9464\"\nspool_dir = \"/s\"\n").unwrap();
+        assert_eq!(c.spool_max_bytes, Some(1 << 20));
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let err = parse_file("metrics_listen = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+        let err = Config::resolve(&Flags {
+            config: Some("/dev/null".into()),
+            spool_max_bytes: Some(10),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("spool_max_bytes"), "{err}");
     }
 
     #[test]

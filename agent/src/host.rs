@@ -674,6 +674,8 @@ impl Host {
         // dead, including those its own hooks killed before we looked.
         let kernel_count = self.lock().kernel.session_deaths(session.slot);
         outcome.killed = outcome.killed.max(kernel_count);
+        self.stats.kills_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.kill_latency.observe(outcome.elapsed);
         info!(
             session = %ids::session(id),
             reason = reason.as_str(),
@@ -854,6 +856,11 @@ impl Host {
                 .filter(|g| g.status == GrantStatus::Active && now < g.expires_at_boot_ns)
                 .count() as u32,
         )
+    }
+
+    /// The agent's audit log.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.config.audit_log()
     }
 
     /// The kernel's lost-record total, summed over CPUs.

@@ -11,6 +11,9 @@
 //!   session reports.
 //! - [`policy_maps`]: a grant's policy compiled into the kernel's rule maps.
 //! - [`sockdiag`]: destroying a session's TCP sockets (`drop`).
+//! - [`spool`], [`uplink`]: with a collector, every event also goes to a disk spool
+//!   and from there to the collector; commands come back the same way.
+//! - [`metrics`]: Prometheus text over HTTP (`--metrics-listen`).
 //! - [`api`]: the local gRPC API; [`check`]: `--check`.
 //!
 //! On SIGTERM the agent stops serving and flushes its log, but leaves programs and
@@ -29,6 +32,7 @@ mod host;
 mod ids;
 mod kill;
 mod loader;
+mod metrics;
 mod pipeline;
 mod policy_maps;
 mod procfs;
@@ -36,6 +40,8 @@ mod redact;
 mod registry;
 mod report;
 mod sockdiag;
+mod spool;
+mod uplink;
 
 use std::{
     fs,
@@ -144,6 +150,17 @@ async fn daemon(config: Config) -> Result<()> {
     let stats = Arc::new(Stats::default());
     let subjects = Arc::new(RwLock::new(Default::default()));
     let ledgers = report::SharedLedgers::default();
+    let spool = match &config.uplink {
+        Some(_) => {
+            let dir = config.spool_dir();
+            let spool = spool::Spool::open(&dir, config.spool_max_bytes, &envelope.boot_id)
+                .with_context(|| format!("failed to open the spool {}", dir.display()))?;
+            let depth = spool.depth();
+            info!(spool = %dir.display(), waiting = depth.events, bytes = depth.bytes, "spool opened");
+            Some(Arc::new(spool))
+        }
+        None => None,
+    };
     let writer = pipeline::spawn_writer(
         rx,
         log,
@@ -153,6 +170,7 @@ async fn daemon(config: Config) -> Result<()> {
         Arc::clone(&stats),
         Arc::clone(&ledgers),
         config.redactor.clone(),
+        spool.clone(),
     )?;
     let ring_subjects = Arc::clone(&subjects);
     let stopper = sink.clone();
@@ -193,6 +211,15 @@ async fn daemon(config: Config) -> Result<()> {
     }));
     tasks.push(tokio::spawn(expire_loop(Arc::clone(&host))));
     tasks.push(tokio::spawn(reap_loop(Arc::clone(&host))));
+    if let (Some(up), Some(spool)) = (&config.uplink, &spool) {
+        let uplink = uplink::Uplink::new(up, Arc::clone(spool), Arc::clone(&host))?;
+        info!(collector = %up.url, "streaming events to the collector");
+        tasks.push(tokio::spawn(uplink.run()));
+    }
+    if let Some(addr) = config.metrics_listen {
+        let sources = metrics::Sources { host: Arc::clone(&host), spool: spool.clone() };
+        tasks.push(metrics::serve(addr, sources).await?);
+    }
     drop(sink);
 
     let listener = api::bind(&config.socket, config.socket_group.as_deref()).await?;
@@ -201,7 +228,12 @@ async fn daemon(config: Config) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(api::Api::server(Arc::clone(&host), features, ledgers))
+            .add_service(api::Api::server(
+                Arc::clone(&host),
+                features,
+                ledgers,
+                config.uplink.as_ref().zip(spool).map(|(u, s)| (u.url.clone(), s)),
+            ))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
                 let _ = stop_rx.await;
             }),

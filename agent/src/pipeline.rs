@@ -7,6 +7,9 @@
 //!                                   write + fdatasync per batch), EventHub::publish
 //! ```
 //!
+//! With a collector, the writer also appends each batch to the disk spool (after
+//! the local log), from which the uplink streams it; see [`crate::uplink`].
+//!
 //! One writer assigns sequence numbers, so the log has one total order. The sink is
 //! bounded: if the writer falls behind, the ring reader waits, the ring buffer fills,
 //! and the kernel counts what it could not reserve; that count comes back as an
@@ -16,7 +19,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -31,7 +34,7 @@ use tracing::{error, warn};
 use warrant_collector::{AuditLog, EventHub};
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
-use crate::{clock, convert, file_rules, redact::Redactor, report::SharedLedgers};
+use crate::{clock, convert, file_rules, redact::Redactor, report::SharedLedgers, spool::Spool};
 
 /// Events waiting for the writer; beyond this the ring reader waits.
 const SINK_CAPACITY: usize = 65_536;
@@ -46,6 +49,55 @@ pub struct Stats {
     /// Records that reached user space but could not be decoded (a contract bug).
     pub malformed_total: AtomicU64,
     pub log_errors: AtomicU64,
+    /// Events the spool had no room for: in the local log, never sent to the collector.
+    pub spool_full_total: AtomicU64,
+    /// The uplink has a live stream to the collector (welcome received).
+    pub uplink_connected: AtomicBool,
+    /// Highest seq of this boot the collector acknowledged.
+    pub acked_seq: AtomicU64,
+    /// Kills done (any reason), and their latency.
+    pub kills_total: AtomicU64,
+    pub kill_latency: Histogram,
+}
+
+/// A Prometheus-style histogram of seconds with fixed buckets, lock-free.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Count of observations at or below each bound of [`Histogram::BOUNDS`] (not cumulative).
+    buckets: [AtomicU64; Histogram::BOUNDS.len()],
+    /// Observations above the last bound.
+    over: AtomicU64,
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Upper bounds in seconds: a kill takes from under a millisecond to seconds.
+    pub const BOUNDS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        match Self::BOUNDS.iter().position(|b| secs <= *b) {
+            Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
+            None => self.over.fetch_add(1, Ordering::Relaxed),
+        };
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bound, the total count and the sum in seconds.
+    pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut acc = 0;
+        let cumulative = Self::BOUNDS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(b, c)| {
+                acc += c.load(Ordering::Relaxed);
+                (*b, acc)
+            })
+            .collect();
+        (cumulative, self.count.load(Ordering::Relaxed), self.sum_us.load(Ordering::Relaxed) as f64 / 1e6)
+    }
 }
 
 /// Who this agent is, stamped on every event.
@@ -123,11 +175,14 @@ pub fn spawn_writer(
     stats: Arc<Stats>,
     ledgers: SharedLedgers,
     redactor: Redactor,
+    spool: Option<Arc<Spool>>,
 ) -> Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("event-writer".into())
         .spawn(move || {
             let mut seq: u64 = 0;
+            // Events the spool refused since the last `events_lost` notice about it.
+            let mut unspooled: u64 = 0;
             let mut batch = Vec::with_capacity(MAX_BATCH);
             let mut stopping = false;
             while !stopping {
@@ -144,6 +199,24 @@ pub fn spawn_writer(
                 }
                 if batch.is_empty() {
                     continue;
+                }
+                // Once the spool has room again, the collector is told what it missed
+                // (the notice itself must fit, hence the margin).
+                if let Some(spool) = &spool
+                    && unspooled > 0
+                    && spool.free_bytes() >= spool.max_bytes() / 4
+                {
+                    let total = stats.spool_full_total.load(Ordering::Relaxed);
+                    warn!("the spool has room again; {unspooled} events recorded meanwhile will not reach the collector");
+                    batch.insert(
+                        0,
+                        agent_event(Kind::EventsLost(pb::EventsLost {
+                            count: unspooled,
+                            total,
+                            reason: "spool_full".into(),
+                        })),
+                    );
+                    unspooled = 0;
                 }
                 // Secrets are masked before anything else sees the event.
                 for ev in &mut batch {
@@ -208,6 +281,26 @@ pub fn spawn_writer(
                     }
                 }
                 stats.events_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if let Some(spool) = &spool {
+                    let refused = match spool.append(&batch) {
+                        Ok(a) => a.rejected,
+                        Err(e) => {
+                            error!("failed to spool {} events for the collector: {e}", batch.len());
+                            batch.len()
+                        }
+                    };
+                    if refused > 0 {
+                        if unspooled == 0 {
+                            warn!(
+                                "the spool is full ({} bytes): events stay in the local log but will not reach \
+                                 the collector until it catches up",
+                                spool.max_bytes()
+                            );
+                        }
+                        unspooled += refused as u64;
+                        stats.spool_full_total.fetch_add(refused as u64, Ordering::Relaxed);
+                    }
+                }
                 for ev in batch.drain(..) {
                     hub.publish(Arc::new(ev));
                 }
@@ -339,7 +432,7 @@ pub async fn poll_lost(
             remember(now);
             let total = stats.lost_total.fetch_add(count, Ordering::Relaxed) + count;
             warn!("the kernel could not record {count} events (ring buffer full); {total} since start");
-            sink.send(agent_event(Kind::EventsLost(pb::EventsLost { count, total }))).await;
+            sink.send(agent_event(Kind::EventsLost(pb::EventsLost { count, total, reason: "ring_buffer".into() }))).await;
         }
     }
 }

@@ -159,6 +159,12 @@ impl Agent {
         finish(&self.socket, "Status", QUICK, call).await
     }
 
+    /// `VerifyAuditLog`: the agent checks its own log's chain.
+    pub async fn verify_audit_log(&mut self) -> Result<warrant_proto::AuditVerifyResponse> {
+        let call = self.client.verify_audit_log(warrant_proto::AuditVerifyRequest {});
+        finish(&self.socket, "VerifyAuditLog", Duration::from_mins(30), call).await
+    }
+
     /// The error to report for a status received mid-stream.
     pub fn stream_error(&self, status: &Status) -> anyhow::Error {
         status_error(&self.socket, status)
@@ -238,7 +244,7 @@ pub fn io_cause(err: &io::Error) -> String {
 }
 
 /// An error and its sources joined with ": ", the innermost I/O error tidied.
-fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {

@@ -12,9 +12,12 @@ use std::path::Path;
 use anyhow::Result;
 use clap::{ArgGroup, Args};
 use serde_json::json;
-use warrant_proto::{KillReport, KillRequest, RevokeGrantRequest};
+use warrant_proto::{
+    KillReport, KillRequest, RemoteKillRequest, RemoteKillResponse, RemoteRevokeRequest, RevokeGrantRequest,
+};
 
 use crate::client::Agent;
+use crate::remote::{Collector, CollectorArgs};
 use crate::output::{self, Colors, Paint};
 
 /// `warrant kill`
@@ -49,8 +52,28 @@ pub struct RevokeArgs {
     pub json: bool,
 }
 
+/// Exit status when the agent holding the target is not connected: the kill is
+/// queued on the collector, and the processes may still be running.
+pub const QUEUED: u8 = 3;
+
 /// `warrant kill`
-pub async fn kill(socket: &Path, args: &KillArgs, out: &mut impl Write) -> Result<u8> {
+pub async fn kill(socket: &Path, remote: &CollectorArgs, args: &KillArgs, out: &mut impl Write) -> Result<u8> {
+    if remote.is_set() {
+        let mut collector = Collector::connect(remote).await?;
+        return match (&args.session, &args.grant) {
+            (Some(session), _) => {
+                let req = RemoteKillRequest { session: session.clone(), reason: args.reason.clone() };
+                let resp = collector.kill(req).await?;
+                print_remote(&Target::Session(session), &resp, args.json, out)
+            }
+            (None, Some(grant)) => {
+                let req = RemoteRevokeRequest { grant: grant.clone(), reason: args.reason.clone() };
+                let resp = collector.revoke(req).await?;
+                print_remote(&Target::Grant(grant), &resp, args.json, out)
+            }
+            (None, None) => anyhow::bail!("missing --session or --grant"),
+        };
+    }
     let mut agent = Agent::connect(socket).await?;
     match (&args.session, &args.grant) {
         (Some(session), _) => {
@@ -69,7 +92,13 @@ pub async fn kill(socket: &Path, args: &KillArgs, out: &mut impl Write) -> Resul
 }
 
 /// `warrant revoke`
-pub async fn revoke(socket: &Path, args: &RevokeArgs, out: &mut impl Write) -> Result<u8> {
+pub async fn revoke(socket: &Path, remote: &CollectorArgs, args: &RevokeArgs, out: &mut impl Write) -> Result<u8> {
+    if remote.is_set() {
+        let mut collector = Collector::connect(remote).await?;
+        let req = RemoteRevokeRequest { grant: args.grant.clone(), reason: args.reason.clone() };
+        let resp = collector.revoke(req).await?;
+        return print_remote(&Target::Grant(&args.grant), &resp, args.json, out);
+    }
     let mut agent = Agent::connect(socket).await?;
     let req = RevokeGrantRequest { grant: args.grant.clone(), reason: args.reason.clone() };
     let report = agent.revoke_grant(req).await?;
@@ -85,36 +114,93 @@ pub enum Target<'a> {
     Grant(&'a str),
 }
 
+/// What a collector answered: the agent's report, or that the kill is queued.
+/// Exit status as for [`print_report`], or [`QUEUED`].
+pub fn print_remote(target: &Target<'_>, resp: &RemoteKillResponse, as_json: bool, out: &mut impl Write) -> Result<u8> {
+    let host = if resp.host.is_empty() { "?" } else { resp.host.as_str() };
+    if !resp.delivered {
+        if as_json {
+            let mut v = target_json(target);
+            v["agent_id"] = json!(resp.agent_id);
+            v["host"] = json!(resp.host);
+            v["delivered"] = json!(false);
+            v["queued"] = json!(true);
+            writeln!(out, "{v}")?;
+        } else {
+            writeln!(
+                out,
+                "agent {} on {} is unreachable: the {} is queued and runs when it reconnects",
+                output::sanitize(&resp.agent_id),
+                output::sanitize(host),
+                match target {
+                    Target::Session(_) => "kill",
+                    Target::Grant(_) => "revoke",
+                }
+            )?;
+        }
+        out.flush()?;
+        return Ok(QUEUED);
+    }
+    let report = resp.report.clone().unwrap_or_default();
+    if as_json {
+        let mut v = report_json(target, &report);
+        v["agent_id"] = json!(resp.agent_id);
+        v["host"] = json!(resp.host);
+        v["delivered"] = json!(true);
+        writeln!(out, "{v}")?;
+        out.flush()?;
+        return Ok(finish_report(&report));
+    }
+    writeln!(out, "on {} (agent {}):", output::sanitize(host), output::sanitize(&resp.agent_id))?;
+    print_report(target, &report, false, out)
+}
+
+fn target_json(target: &Target<'_>) -> serde_json::Value {
+    match target {
+        Target::Session(s) => json!({ "session": s }),
+        Target::Grant(g) => json!({ "grant": g }),
+    }
+}
+
+fn report_json(target: &Target<'_>, report: &KillReport) -> serde_json::Value {
+    let sessions: Vec<_> = report
+        .sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "session": s.session,
+                "killed": s.killed,
+                "elapsed_us": s.elapsed_us,
+                "survivors": s.survivors,
+            })
+        })
+        .collect();
+    let killed: u64 = report.sessions.iter().map(|s| u64::from(s.killed)).sum();
+    let survivors: u64 = report.sessions.iter().map(|s| u64::from(s.survivors)).sum();
+    let mut v = target_json(target);
+    v["sessions"] = json!(sessions);
+    v["killed"] = json!(killed);
+    v["survivors"] = json!(survivors);
+    v
+}
+
 /// Prints the report to `out` (and survivors to stderr); returns the exit status:
 /// 1 when any process survived, else 0.
 pub fn print_report(target: &Target<'_>, report: &KillReport, as_json: bool, out: &mut impl Write) -> Result<u8> {
-    let survivors: u64 = report.sessions.iter().map(|s| u64::from(s.survivors)).sum();
     if as_json {
-        let (kind, id) = match target {
-            Target::Session(s) => ("session", *s),
-            Target::Grant(g) => ("grant", *g),
-        };
-        let sessions: Vec<_> = report
-            .sessions
-            .iter()
-            .map(|s| {
-                json!({
-                    "session": s.session,
-                    "killed": s.killed,
-                    "elapsed_us": s.elapsed_us,
-                    "survivors": s.survivors,
-                })
-            })
-            .collect();
-        let killed: u64 = report.sessions.iter().map(|s| u64::from(s.killed)).sum();
-        let v = json!({ kind: id, "sessions": sessions, "killed": killed, "survivors": survivors });
-        writeln!(out, "{v}")?;
+        writeln!(out, "{}", report_json(target, report))?;
     } else {
         out.write_all(report_text(target, report).as_bytes())?;
     }
     out.flush()?;
+    Ok(finish_report(report))
+}
+
+/// Warns about survivors on stderr; the exit status.
+fn finish_report(report: &KillReport) -> u8 {
+    let survivors: u64 = report.sessions.iter().map(|s| u64::from(s.survivors)).sum();
     if survivors == 0 {
-        return Ok(0);
+        return 0;
     }
     let colors = Colors::stderr();
     let mut err = std::io::stderr().lock();
@@ -128,7 +214,7 @@ pub fn print_report(target: &Target<'_>, report: &KillReport, as_json: bool, out
         let _ = writeln!(err, "{}", colors.paint(Paint::Red, &line));
     }
     let _ = writeln!(err, "\nCheck `warrant sessions` and the agent's logs; the grant stays dead in the kernel.");
-    Ok(1)
+    1
 }
 
 /// The human report, one line per session.
@@ -198,5 +284,29 @@ mod tests {
         assert_eq!((v["session"].as_str(), v["killed"].as_u64(), v["survivors"].as_u64()), (Some("s-1"), Some(5), Some(2)));
         let r = KillReport { sessions: vec![sk("s-1", 5, 1000, 0)] };
         assert_eq!(print_report(&Target::Session("s-1"), &r, false, &mut Vec::new()).unwrap(), 0);
+    }
+
+    #[test]
+    fn remote_kills_name_the_host_or_say_queued() {
+        let resp = RemoteKillResponse {
+            agent_id: "agent-1".into(),
+            host: "db-7".into(),
+            delivered: true,
+            report: Some(KillReport { sessions: vec![sk("s-3", 4, 2500, 0)] }),
+        };
+        let mut out = Vec::new();
+        assert_eq!(print_remote(&Target::Session("s-3"), &resp, false, &mut out).unwrap(), 0);
+        assert_eq!(String::from_utf8(out).unwrap(), "on db-7 (agent agent-1):\nkilled session s-3: 4 processes in 2.5 ms\n");
+        let queued = RemoteKillResponse { delivered: false, report: None, ..resp };
+        let mut out = Vec::new();
+        assert_eq!(print_remote(&Target::Session("s-3"), &queued, false, &mut out).unwrap(), QUEUED);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "agent agent-1 on db-7 is unreachable: the kill is queued and runs when it reconnects\n"
+        );
+        let mut out = Vec::new();
+        print_remote(&Target::Session("s-3"), &queued, true, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!((v["queued"].as_bool(), v["host"].as_str()), (Some(true), Some("db-7")));
     }
 }

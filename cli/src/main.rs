@@ -1,7 +1,8 @@
 //! `warrant`: the command line for on-call and security teams.
 //!
-//! It talks only to the agent's gRPC API (`warrant.v1.Agent`) on a unix socket,
-//! except `policy check`, which needs no agent.
+//! It talks to the agent's gRPC API (`warrant.v1.Agent`) on a unix socket, or, with
+//! `--collector URL`, to a collector (`warrant.v1.Collector`) over mTLS; `policy
+//! check` and `certs` need neither.
 //! This file is the flag tree and the exit-status policy; each command family
 //! lives in its own module:
 //!
@@ -9,12 +10,20 @@
 //! - `grant`: `grant issue`, `grants`.
 //! - `exec`: `exec` (run a command as a new session), `attach`.
 //! - `sessions`, `watch`, `kill` (`kill`, `revoke`), `status`.
+//! - `remote`: the collector client (`--collector`, `--ca/--cert/--key`).
+//! - `query`, `agents`, `audit` (`audit verify`): history, fleet, log checks.
+//! - `certs`: a development CA and certificates.
 //! - `policy`: `policy check` (validate policy files locally).
 //! - `output`: tables, durations, clock times, colors, escaping.
 //!
 //! Exit status: 0 on success (and when stdout is closed early, `warrant watch | head`);
-//! 2 for any error; 1 when a kill left survivors; 126/127 from `exec` like a shell.
+//! 2 for any error; 1 when a kill left survivors or `audit verify` found damage; 3 when
+//! a kill through the collector is queued because the agent is not connected;
+//! 126/127 from `exec` like a shell.
 
+mod agents;
+mod audit;
+mod certs;
 mod client;
 mod exec;
 mod grant;
@@ -22,6 +31,8 @@ mod kill;
 mod output;
 mod policy;
 mod sandbox;
+mod query;
+mod remote;
 mod sessions;
 mod report;
 mod status;
@@ -44,6 +55,9 @@ struct Cli {
     /// The agent's unix socket.
     #[arg(long, global = true, value_name = "PATH", env = "WARRANT_SOCKET", default_value = client::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// The collector to use instead of the agent.
+    #[command(flatten)]
+    remote: remote::CollectorArgs,
     /// What to do.
     #[command(subcommand)]
     command: Command,
@@ -72,6 +86,16 @@ enum Command {
     Status(status::StatusArgs),
     /// What a session did: commands, files written, hosts and bytes, violations, kills.
     Report(report::ReportArgs),
+    /// Search the collector's log: events by host, grant, session, subject, kind and time.
+    Query(query::QueryArgs),
+    /// List the agents the collector knows, connected or not.
+    Agents(agents::AgentsArgs),
+    /// Check the audit log (the collector's with --collector, else the agent's).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Make a development CA and mTLS certificates (collector, agents, people).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Check policy files (no agent needed).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -86,7 +110,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("cannot start the async runtime")
-            .and_then(|rt| rt.block_on(dispatch(&cli.socket, command))),
+            .and_then(|rt| rt.block_on(dispatch(&cli.socket, &cli.remote, command))),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -94,7 +118,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(socket: &Path, command: &Command) -> Result<u8> {
+async fn dispatch(socket: &Path, remote: &remote::CollectorArgs, command: &Command) -> Result<u8> {
     let mut out = io::stdout().lock();
     let out = &mut out;
     match command {
@@ -105,12 +129,17 @@ async fn dispatch(socket: &Path, command: &Command) -> Result<u8> {
         }
         Command::Exec(args) => exec::run(socket, args),
         Command::Attach(args) => exec::attach(socket, args, out).await,
-        Command::Sessions(args) => sessions::run(socket, args, out).await,
-        Command::Watch(args) => watch::run(socket, args, out).await,
-        Command::Kill(args) => kill::kill(socket, args, out).await,
-        Command::Revoke(args) => kill::revoke(socket, args, out).await,
+        Command::Sessions(args) => sessions::run(socket, remote, args, out).await,
+        Command::Watch(args) => watch::run(socket, remote, args, out).await,
+        Command::Kill(args) => kill::kill(socket, remote, args, out).await,
+        Command::Revoke(args) => kill::revoke(socket, remote, args, out).await,
         Command::Status(args) => status::run(socket, args, out).await,
         Command::Report(args) => report::run(socket, args, out).await,
+        Command::Query(args) => query::run(remote, args, out).await,
+        Command::Agents(args) => agents::run(remote, args, out).await,
+        Command::Audit(audit::AuditCommand::Verify(args)) => audit::verify(socket, remote, args, out).await,
+        Command::Certs(certs::CertsCommand::Init(args)) => certs::init(args, out),
+        Command::Certs(certs::CertsCommand::Issue(args)) => certs::issue(args, out),
         Command::Policy(policy::PolicyCommand::Check(args)) => policy::check(args, out, &mut io::stderr().lock()),
     }
 }
@@ -259,6 +288,32 @@ mod tests {
         assert!(!a.json);
         assert!(parse(&["policy", "check"]).is_err(), "a file is required");
         assert!(parse(&["policy"]).is_err(), "a subcommand is required");
+    }
+
+    #[test]
+    fn collector_flags_are_global() {
+        let cli = parse(&["--collector", "https://c:7443", "kill", "--session", "s-1", "--ca", "ca.pem"]).unwrap();
+        assert_eq!(cli.remote.collector.as_deref(), Some("https://c:7443"));
+        assert_eq!(cli.remote.ca, Some(PathBuf::from("ca.pem")));
+        let cli = parse(&["watch", "--collector", "https://c:7443", "--host", "db-1", "--subject", "alice", "--since", "10m"])
+            .unwrap();
+        let Command::Watch(a) = cli.command else { panic!() };
+        assert_eq!((a.host.as_deref(), a.subject.as_deref(), a.since.as_deref()), (Some("db-1"), Some("alice"), Some("10m")));
+    }
+
+    #[test]
+    fn query_agents_audit_certs() {
+        let cli = parse(&["query", "--grant", "g-1", "--from", "1h", "--to", "10m", "--limit", "5", "--kind", "exec", "--json"])
+            .unwrap();
+        let Command::Query(a) = cli.command else { panic!() };
+        assert_eq!((a.grant.as_deref(), a.from.as_deref(), a.to.as_deref(), a.limit), (Some("g-1"), Some("1h"), Some("10m"), 5));
+        assert!(matches!(parse(&["agents", "--json"]).unwrap().command, Command::Agents(a) if a.json));
+        assert!(matches!(parse(&["audit", "verify"]).unwrap().command, Command::Audit(audit::AuditCommand::Verify(_))));
+        let cli = parse(&["certs", "issue", "--dir", "d", "--name", "bob", "--role-hint", "responder"]).unwrap();
+        let Command::Certs(certs::CertsCommand::Issue(a)) = cli.command else { panic!() };
+        assert_eq!((a.name.as_str(), a.role_hint), ("bob", certs::RoleHint::Responder));
+        assert!(parse(&["certs", "issue", "--dir", "d", "--name", "x", "--role-hint", "root"]).is_err());
+        assert!(parse(&["certs", "init"]).is_err(), "--dir is required");
     }
 
     #[test]

@@ -7,9 +7,10 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use warrant_proto::json::rfc3339;
-use warrant_proto::{Session, SessionState};
+use warrant_proto::{CollectorSessionsRequest, Session, SessionState};
 
 use crate::client::Agent;
+use crate::remote::{Collector, CollectorArgs};
 use crate::output::{self, Colors, Table, sanitize};
 
 /// How much of a command line the table shows.
@@ -21,13 +22,41 @@ pub struct SessionsArgs {
     /// Include sessions that ended or were killed.
     #[arg(long)]
     pub all: bool,
+    /// Only sessions on this host (with --collector).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
     /// One JSON object per session per line, for scripts.
     #[arg(long)]
     pub json: bool,
 }
 
 /// `warrant sessions`
-pub async fn run(socket: &Path, args: &SessionsArgs, out: &mut impl Write) -> Result<u8> {
+pub async fn run(socket: &Path, remote: &CollectorArgs, args: &SessionsArgs, out: &mut impl Write) -> Result<u8> {
+    if remote.is_set() {
+        let mut collector = Collector::connect(remote).await?;
+        let req = CollectorSessionsRequest { all: args.all, host: args.host.clone().unwrap_or_default() };
+        let sessions = collector.sessions(req).await?;
+        if args.json {
+            for r in &sessions {
+                let mut v = r.session.as_ref().map(session_json).unwrap_or_else(|| json!({}));
+                v["host"] = json!(r.host);
+                v["agent_id"] = json!(r.agent_id);
+                writeln!(out, "{v}")?;
+            }
+        } else if sessions.is_empty() {
+            let what = if args.all { "no sessions" } else { "no live sessions (--all shows ended ones)" };
+            let _ = writeln!(std::io::stderr(), "warrant: {what}");
+        } else {
+            let hosts: Vec<&str> = sessions.iter().map(|r| r.host.as_str()).collect();
+            let list: Vec<Session> = sessions.iter().map(|r| r.session.clone().unwrap_or_default()).collect();
+            session_table(&list, Some(&hosts), output::now_unix_ns()).write(out, Colors::stdout())?;
+        }
+        out.flush()?;
+        return Ok(0);
+    }
+    if args.host.is_some() {
+        anyhow::bail!("--host needs --collector\n\nThe local agent knows this host's sessions only.");
+    }
     let mut agent = Agent::connect(socket).await?;
     let sessions = agent.list_sessions(args.all).await?;
     if args.json {
@@ -38,7 +67,7 @@ pub async fn run(socket: &Path, args: &SessionsArgs, out: &mut impl Write) -> Re
         let what = if args.all { "no sessions" } else { "no live sessions (--all shows ended ones)" };
         let _ = writeln!(std::io::stderr(), "warrant: {what}");
     } else {
-        session_table(&sessions, output::now_unix_ns()).write(out, Colors::stdout())?;
+        session_table(&sessions, None, output::now_unix_ns()).write(out, Colors::stdout())?;
     }
     out.flush()?;
     Ok(0)
@@ -54,9 +83,14 @@ pub fn state_name(state: SessionState) -> &'static str {
     }
 }
 
-fn session_table(sessions: &[Session], now: i64) -> Table {
-    let mut t = Table::new(&["SESSION", "GRANT", "SUBJECT", "ROOT PID", "PROCS", "LEFT/STATE", "COMMAND"]);
-    for s in sessions {
+/// The table; with `hosts` (one per session), a HOST column first.
+fn session_table(sessions: &[Session], hosts: Option<&[&str]>, now: i64) -> Table {
+    let mut t = if hosts.is_some() {
+        Table::new(&["HOST", "SESSION", "GRANT", "SUBJECT", "ROOT PID", "PROCS", "LEFT/STATE", "COMMAND"])
+    } else {
+        Table::new(&["SESSION", "GRANT", "SUBJECT", "ROOT PID", "PROCS", "LEFT/STATE", "COMMAND"])
+    };
+    for (i, s) in sessions.iter().enumerate() {
         let live = s.state() == SessionState::Live;
         let state = if live {
             output::left(s.expires_at_unix_ns, now)
@@ -65,7 +99,11 @@ fn session_table(sessions: &[Session], now: i64) -> Table {
         } else {
             sanitize(&s.end_reason).into_owned()
         };
-        t.row(vec![
+        let mut row = Vec::with_capacity(8);
+        if let Some(hosts) = hosts {
+            row.push(sanitize(hosts.get(i).copied().unwrap_or("?")).into_owned());
+        }
+        row.extend([
             sanitize(&s.id).into_owned(),
             sanitize(&s.grant).into_owned(),
             sanitize(&s.subject).into_owned(),
@@ -74,6 +112,7 @@ fn session_table(sessions: &[Session], now: i64) -> Table {
             state,
             output::truncate(&output::command_line(&s.command), COMMAND_WIDTH).into_owned(),
         ]);
+        t.row(row);
         if live {
             for p in &s.processes {
                 let left = if p.in_cgroup { "" } else { "  (left cgroup)" };
@@ -139,7 +178,7 @@ mod tests {
             ..Default::default()
         };
         let mut out = Vec::new();
-        session_table(&[live, ended], now).write(&mut out, Colors::default()).unwrap();
+        session_table(&[live, ended], None, now).write(&mut out, Colors::default()).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "SESSION  GRANT  SUBJECT  ROOT PID  PROCS  LEFT/STATE      COMMAND\n\

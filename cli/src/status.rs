@@ -48,6 +48,12 @@ fn status_json(s: &AgentStatus) -> serde_json::Value {
         "sessions_live": s.sessions_live,
         "grants_active": s.grants_active,
         "features": features,
+        "collector": s.collector,
+        "collector_connected": s.collector_connected,
+        "acked_seq": s.acked_seq,
+        "spool_events": s.spool_events,
+        "spool_bytes": s.spool_bytes,
+        "spool_full_total": s.spool_full_total,
     })
 }
 
@@ -71,6 +77,27 @@ fn status_text(s: &AgentStatus, colors: Colors) -> String {
         s.sessions_live,
         s.grants_active,
     );
+    if !s.collector.is_empty() {
+        let link = if s.collector_connected {
+            colors.paint(Paint::Green, "connected").into_owned()
+        } else {
+            colors.paint(Paint::Red, "NOT CONNECTED").into_owned()
+        };
+        let full = if s.spool_full_total == 0 {
+            String::new()
+        } else {
+            colors
+                .paint(Paint::Red, &format!(", {} NOT SPOOLED (spool was full)", s.spool_full_total))
+                .into_owned()
+        };
+        text.push_str(&format!(
+            "collector {} {link}, acked up to seq {}\nspool     {} events waiting, {} bytes{full}\n",
+            sanitize(&s.collector),
+            s.acked_seq,
+            s.spool_events,
+            s.spool_bytes
+        ));
+    }
     if !s.features.is_empty() {
         text.push_str("features\n");
         let width = s.features.iter().map(|f| f.name.chars().count()).max().unwrap_or(0);
@@ -110,6 +137,7 @@ mod tests {
                 Feature { name: "tp_btf".into(), available: true, detail: String::new() },
                 Feature { name: "bpf_lsm".into(), available: false, detail: "not in lsm=".into() },
             ],
+            ..AgentStatus::default()
         };
         assert_eq!(
             status_text(&s, Colors::default()),
@@ -123,5 +151,26 @@ mod tests {
              \x20 missing  bpf_lsm  not in lsm=\n"
         );
         assert_eq!(status_json(&s)["features"][1]["available"], false);
+    }
+
+    #[test]
+    fn text_shows_the_uplink_and_spool() {
+        let s = AgentStatus {
+            collector: "https://c:7443".into(),
+            collector_connected: false,
+            acked_seq: 41,
+            spool_events: 7,
+            spool_bytes: 2048,
+            spool_full_total: 3,
+            ..AgentStatus::default()
+        };
+        let t = status_text(&s, Colors::default());
+        assert!(
+            t.contains(
+                "collector https://c:7443 NOT CONNECTED, acked up to seq 41\n\
+                 spool     7 events waiting, 2048 bytes, 3 NOT SPOOLED (spool was full)\n"
+            ),
+            "{t}"
+        );
     }
 }

@@ -14,9 +14,11 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use warrant_proto::event::Event as Kind;
 use warrant_proto::json::{KIND_NAMES, expand_kind, kind_name, to_json};
-use warrant_proto::{Event, Net, WatchRequest};
+use tonic::Streaming;
+use warrant_proto::{CollectorWatchRequest, Event, EventFilter, Net, WatchRequest};
 
 use crate::client::Agent;
+use crate::remote::{Collector, CollectorArgs};
 use crate::output::{self, Colors, Paint, command_line, errno_name, sanitize, signal_name};
 
 /// `warrant watch`
@@ -33,6 +35,16 @@ pub struct WatchArgs {
     /// file, net, process.
     #[arg(long, value_name = "KINDS", value_delimiter = ',')]
     pub kind: Vec<String>,
+    /// Only events of this host (with --collector).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Only events of this grant subject (with --collector).
+    #[arg(long, value_name = "NAME")]
+    pub subject: Option<String>,
+    /// Replay from the collector's log from this long ago (10m, 2h) or this time
+    /// (RFC 3339), then continue live with no gap (with --collector).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
     /// One JSON object per event per line, for scripts.
     #[arg(long)]
     pub json: bool,
@@ -52,17 +64,53 @@ pub fn check_kinds(kinds: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `warrant watch`: prints events until the agent ends the stream or ctrl-c.
-pub async fn run(socket: &Path, args: &WatchArgs, out: &mut impl Write) -> Result<u8> {
+/// `warrant watch`: prints events until the agent (or collector) ends the stream
+/// or ctrl-c.
+pub async fn run(socket: &Path, remote: &CollectorArgs, args: &WatchArgs, out: &mut impl Write) -> Result<u8> {
     check_kinds(&args.kind)?;
+    let kinds: Vec<String> = args.kind.iter().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
+    if remote.is_set() {
+        let since_unix_ns = match &args.since {
+            Some(s) => crate::query::parse_time(s, "--since")?,
+            None => 0,
+        };
+        let mut collector = Collector::connect(remote).await?;
+        let filter = EventFilter {
+            host: args.host.clone().unwrap_or_default(),
+            agent_id: String::new(),
+            grant: args.grant.clone().unwrap_or_default(),
+            session: args.session.clone().unwrap_or_default(),
+            subject: args.subject.clone().unwrap_or_default(),
+            kinds,
+        };
+        let stream = collector.watch(CollectorWatchRequest { filter: Some(filter), since_unix_ns }).await?;
+        return print_stream(stream, args.json, true, out, |s| collector.stream_error(s)).await;
+    }
+    if args.host.is_some() || args.subject.is_some() || args.since.is_some() {
+        bail!(
+            "--host, --subject and --since need --collector\n\nThe local agent streams this host's live \
+             events only; the collector keeps every host's history."
+        );
+    }
     let mut agent = Agent::connect(socket).await?;
-    let mut stream = agent
+    let stream = agent
         .watch(WatchRequest {
             session: args.session.clone().unwrap_or_default(),
             grant: args.grant.clone().unwrap_or_default(),
-            kinds: args.kind.iter().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect(),
+            kinds,
         })
         .await?;
+    print_stream(stream, args.json, false, out, |s| agent.stream_error(s)).await
+}
+
+/// Prints a stream of events, one line each, until it ends or ctrl-c.
+async fn print_stream(
+    mut stream: Streaming<Event>,
+    json: bool,
+    with_host: bool,
+    out: &mut impl Write,
+    error: impl Fn(&tonic::Status) -> anyhow::Error,
+) -> Result<u8> {
     // Tests and scripts wait for exactly this line: the agent has subscribed.
     let _ = writeln!(std::io::stderr(), "warrant: watching (ctrl-c to stop)");
     let colors = Colors::stdout();
@@ -75,18 +123,28 @@ pub async fn run(socket: &Path, args: &WatchArgs, out: &mut impl Write) -> Resul
         };
         match msg {
             Ok(Some(ev)) => {
-                if args.json {
-                    let line = serde_json::to_string(&to_json(&ev)).context("cannot encode an event as JSON")?;
-                    writeln!(out, "{line}")?;
-                } else {
-                    writeln!(out, "{}", event_line(&ev, colors))?;
-                }
+                print_event(&ev, json, with_host, colors, out)?;
                 out.flush()?;
             }
             Ok(None) => return Ok(0),
-            Err(status) => return Err(agent.stream_error(&status)),
+            Err(status) => return Err(error(&status)),
         }
     }
+}
+
+/// One event as a JSON line, or a human line (with its host first when events
+/// come from many hosts).
+pub fn print_event(ev: &Event, json: bool, with_host: bool, colors: Colors, out: &mut impl Write) -> Result<()> {
+    if json {
+        let line = serde_json::to_string(&to_json(ev)).context("cannot encode an event as JSON")?;
+        writeln!(out, "{line}")?;
+    } else if with_host {
+        let host = if ev.host.is_empty() { "-" } else { &ev.host };
+        writeln!(out, "{:<12} {}", sanitize(host), event_line(ev, colors))?;
+    } else {
+        writeln!(out, "{}", event_line(ev, colors))?;
+    }
+    Ok(())
 }
 
 /// One human line for an event.
@@ -226,6 +284,13 @@ fn summary(ev: &Event) -> (String, bool) {
             }
             (s, true)
         }
+        Kind::EventsLost(l) if l.reason == "spool_full" => (
+            format!(
+                "LOST {} events to the collector: the agent's spool was full ({} since the agent started; they are in its local log)",
+                l.count, l.total
+            ),
+            true,
+        ),
         Kind::EventsLost(l) => {
             (format!("LOST {} kernel records ({} since the agent started)", l.count, l.total), true)
         }
@@ -257,6 +322,16 @@ fn summary(ev: &Event) -> (String, bool) {
             (s, g.change == "revoked")
         }
         Kind::WatchMissed(w) => (format!("MISSED {} events: this watcher fell behind", w.count), true),
+        Kind::ControlAction(c) => {
+            let mut s = format!("{} {} by {}", sanitize(&c.action), sanitize(&c.target), sanitize(&c.by));
+            if !c.outcome.is_empty() {
+                let _ = write!(s, ": {}", sanitize(&c.outcome));
+            }
+            if !c.detail.is_empty() {
+                let _ = write!(s, " ({})", sanitize(&c.detail));
+            }
+            (s, c.outcome == "refused")
+        }
     }
 }
 
@@ -352,7 +427,7 @@ mod tests {
             note: String::new(),
         }));
         assert_eq!(line(&k), "s-3       1234 kill operator by uid 0 (pid 77): killed 53 in 41.2 ms");
-        let lost = Event { session: String::new(), grant: String::new(), pid: 0, ..ev(Kind::EventsLost(EventsLost { count: 12, total: 40 })) };
+        let lost = Event { session: String::new(), grant: String::new(), pid: 0, ..ev(Kind::EventsLost(EventsLost { count: 12, total: 40, ..Default::default() })) };
         assert_eq!(line(&lost), "-            - events_lost LOST 12 kernel records (40 since the agent started)");
         let missed = Event { session: String::new(), grant: String::new(), pid: 0, ..ev(Kind::WatchMissed(WatchMissed { count: 5 })) };
         assert_eq!(line(&missed), "-            - watch_missed MISSED 5 events: this watcher fell behind");

@@ -153,6 +153,13 @@ impl Agent for Fake {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<AgentStatus>, Status> {
         Ok(Response::new(AgentStatus { version: "0.1.0".into(), host: "test-host".into(), ..Default::default() }))
     }
+
+    async fn verify_audit_log(
+        &self,
+        _: Request<warrant_proto::AuditVerifyRequest>,
+    ) -> Result<Response<warrant_proto::AuditVerifyResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
 }
 
 /// A running fake agent; the server stops with the test's runtime.

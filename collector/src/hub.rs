@@ -70,6 +70,12 @@ pub struct Filter {
     pub grant: Option<String>,
     /// Only these kinds, by JSON name, shorthands expanded; empty for all.
     pub kinds: Vec<String>,
+    /// Only events from this host; `None` for any (collector watches).
+    pub host: Option<String>,
+    /// Only events from this agent; `None` for any (collector watches).
+    pub agent_id: Option<String>,
+    /// Only events of grants issued to this subject; `None` for any.
+    pub subject: Option<String>,
 }
 
 impl Filter {
@@ -103,7 +109,7 @@ impl Filter {
             }
         }
         let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
-        Ok(Filter { session: nonempty(session), grant: nonempty(grant), kinds: expanded })
+        Ok(Filter { session: nonempty(session), grant: nonempty(grant), kinds: expanded, ..Filter::default() })
     }
 
     /// True when `ev` should be sent to this watcher.
@@ -116,6 +122,15 @@ impl Filter {
             return false;
         }
         if self.grant.as_ref().is_some_and(|g| *g != ev.grant) {
+            return false;
+        }
+        if self.host.as_ref().is_some_and(|h| *h != ev.host) {
+            return false;
+        }
+        if self.agent_id.as_ref().is_some_and(|a| *a != ev.agent_id) {
+            return false;
+        }
+        if self.subject.as_ref().is_some_and(|s| *s != ev.subject) {
             return false;
         }
         if self.kinds.is_empty() {
@@ -227,7 +242,7 @@ mod tests {
     #[test]
     fn loss_notices_pass_every_filter() {
         let f = Filter::new(Some("s-1".into()), Some("g-1".into()), &kinds(&["exec"])).unwrap();
-        assert!(f.matches(&ev("", "", Kind::EventsLost(EventsLost { count: 1, total: 1 }))));
+        assert!(f.matches(&ev("", "", Kind::EventsLost(EventsLost { count: 1, total: 1, reason: String::new() }))));
         assert!(f.matches(&ev("", "", Kind::WatchMissed(WatchMissed { count: 1 }))));
     }
 

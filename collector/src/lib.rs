@@ -17,11 +17,19 @@
 
 use std::path::PathBuf;
 
+pub mod auth;
+pub mod config;
+pub mod decode;
 pub mod hub;
 pub mod log;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod writer;
 
 pub use hub::{EventHub, Filter, Subscription};
-pub use log::{Anchor, AuditLog, Problem, VerifyReport, verify, verify_with_anchor};
+pub use log::{Anchor, AuditLog, Problem, RecordPos, VerifyReport, verify, verify_after, verify_with_anchor};
+pub use store::{Reader, Store, StoreError, StoreOptions, verify_dir};
 
 /// Everything that can go wrong in this crate.
 ///

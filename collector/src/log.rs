@@ -80,6 +80,25 @@ pub struct Anchor {
     pub head: String,
 }
 
+impl Anchor {
+    /// The start of a fresh chain: no records, and the 64 zeros record 1 chains to.
+    #[must_use]
+    pub fn genesis() -> Anchor {
+        Anchor { records: 0, head: hex::encode(GENESIS) }
+    }
+}
+
+/// Where one record sits in its file (as returned by [`AuditLog::append_positions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordPos {
+    /// The record's number.
+    pub n: u64,
+    /// Byte offset of its line in the file.
+    pub offset: u64,
+    /// Length of its line, newline included.
+    pub len: u32,
+}
+
 /// What [`verify`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -128,6 +147,17 @@ impl AuditLog {
     /// [`Error::Io`] when the file cannot be opened, locked, read or repaired,
     /// [`Error::Locked`] when another writer holds it, [`Error::Damaged`] as above.
     pub fn open(path: &Path) -> Result<AuditLog, Error> {
+        Self::open_after(path, &Anchor::genesis())
+    }
+
+    /// [`open`](Self::open) for one segment of a longer chain: when the file holds
+    /// no record yet, its first record is numbered `start.records + 1` and chained to
+    /// `start.head` (the last record of the segment before it) instead of to zeros.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); [`Error::Damaged`] also when `start.head` is not 64
+    /// hex digits.
+    pub fn open_after(path: &Path, start: &Anchor) -> Result<AuditLog, Error> {
         let io = |action| {
             let path = path.to_path_buf();
             move |source| Error::Io { action, path, source }
@@ -168,7 +198,13 @@ impl AuditLog {
         }
 
         let (records, head) = if len == 0 {
-            (0, GENESIS)
+            let mut head = [0; 32];
+            hex::decode_to_slice(&start.head, &mut head).map_err(|_| Error::Damaged {
+                path: path.to_path_buf(),
+                line: 0,
+                problem: format!("the chain start {:?} is not 64 hex digits", start.head),
+            })?;
+            (start.records, head)
         } else {
             let start = rfind_newline(&file, len - 1).map_err(io("read"))?.map_or(0, |p| p + 1);
             let mut line = vec![0; usize::try_from(len - 1 - start).unwrap_or(usize::MAX)];
@@ -190,19 +226,35 @@ impl AuditLog {
     /// [`Error::Io`] when the write or the fsync fails (a partial write is cut back
     /// off), [`Error::Poisoned`] after an earlier failed fsync.
     pub fn append(&mut self, events: &[Event]) -> Result<(), Error> {
+        self.append_positions(events).map(drop)
+    }
+
+    /// [`append`](Self::append), returning where each record landed, in order, so
+    /// an index can point at it.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn append_positions(&mut self, events: &[Event]) -> Result<Vec<RecordPos>, Error> {
         if self.poisoned {
             return Err(Error::Poisoned { path: self.path.clone() });
         }
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut buf = Vec::with_capacity(events.len() * 512);
+        let mut positions = Vec::with_capacity(events.len());
         let (mut n, mut head) = (self.records, self.head);
         for ev in events {
             let canon = canonical_json(&warrant_proto::json::to_json(ev))?;
             n += 1;
             let hash = chain_hash(&head, &canon);
+            let at = buf.len();
             write_record(&mut buf, n, &head, &hash, &canon);
+            positions.push(RecordPos {
+                n,
+                offset: self.len + at as u64,
+                len: u32::try_from(buf.len() - at).unwrap_or(u32::MAX),
+            });
             head = hash;
         }
         if let Err(source) = self.file.write_all(&buf) {
@@ -219,7 +271,13 @@ impl AuditLog {
         self.len += buf.len() as u64;
         self.records = n;
         self.head = head;
-        Ok(())
+        Ok(positions)
+    }
+
+    /// Bytes in the log file (its good content).
+    #[must_use]
+    pub fn len_bytes(&self) -> u64 {
+        self.len
     }
 
     /// Number of records in the log (the number of the last one).
@@ -256,7 +314,32 @@ impl AuditLog {
 /// [`Error::Io`] when the file cannot be opened or read; damage is reported in the
 /// [`VerifyReport`], never as an `Err`.
 pub fn verify(path: &Path) -> Result<VerifyReport, Error> {
-    walk(path, None)
+    walk(path, &Anchor::genesis(), None, None, &mut |_, _, _| {})
+}
+
+/// [`verify`] for one segment of a longer chain: its first record must be numbered
+/// `start.records + 1` and chained to `start.head`.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_after(path: &Path, start: &Anchor) -> Result<VerifyReport, Error> {
+    walk(path, start, None, None, &mut |_, _, _| {})
+}
+
+/// [`verify_after`] for a file that may still be growing: stops after record
+/// `stop_after` (what was durable when the check began), and calls `visit` with
+/// every well-formed record's number, stored hash and event object, so a caller
+/// can look for records it cares about in the same pass.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_segment(
+    path: &Path,
+    start: &Anchor,
+    stop_after: Option<u64>,
+    visit: &mut dyn FnMut(u64, &str, &Value),
+) -> Result<VerifyReport, Error> {
+    walk(path, start, None, stop_after, visit)
 }
 
 /// [`verify`], plus a check that the log still reaches `anchor` (taken earlier from
@@ -266,20 +349,26 @@ pub fn verify(path: &Path) -> Result<VerifyReport, Error> {
 /// # Errors
 /// As [`verify`].
 pub fn verify_with_anchor(path: &Path, anchor: &Anchor) -> Result<VerifyReport, Error> {
-    walk(path, Some(anchor))
+    walk(path, &Anchor::genesis(), Some(anchor), None, &mut |_, _, _| {})
 }
 
-fn walk(path: &Path, anchor: Option<&Anchor>) -> Result<VerifyReport, Error> {
+fn walk(
+    path: &Path,
+    start: &Anchor,
+    anchor: Option<&Anchor>,
+    stop_after: Option<u64>,
+    visit: &mut dyn FnMut(u64, &str, &Value),
+) -> Result<VerifyReport, Error> {
     let io = |action| {
         let path = path.to_path_buf();
         move |source| Error::Io { action, path, source }
     };
     let file = File::open(path).map_err(io("open"))?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
-    let mut report = VerifyReport { head: hex::encode(GENESIS), ..VerifyReport::default() };
+    let mut report = VerifyReport { head: start.head.clone(), records: start.records, ..VerifyReport::default() };
     // What the next record should carry; `None` after an unreadable line.
-    let mut expect_n = 1;
-    let mut expect_prev = Some(hex::encode(GENESIS));
+    let mut expect_n = start.records + 1;
+    let mut expect_prev = Some(start.head.clone());
     // (line, stored hash) of the record numbered `anchor.records`.
     let mut at_anchor: Option<(u64, String)> = None;
     let mut line = Vec::new();
@@ -337,8 +426,12 @@ fn walk(path: &Path, anchor: Option<&Anchor>) -> Result<VerifyReport, Error> {
         if anchor.is_some_and(|a| a.records == rec.n) {
             at_anchor = Some((lineno, rec.hash.clone()));
         }
+        visit(rec.n, &rec.hash, &rec.event);
         report.records = rec.n;
         report.head = rec.hash;
+        if stop_after.is_some_and(|last| rec.n >= last) {
+            break;
+        }
     }
     if let Some(a) = anchor {
         match at_anchor {
@@ -375,6 +468,8 @@ struct Checked {
     hash_bytes: [u8; 32],
     /// Self-contained problems: hash mismatch, non-canonical bytes.
     issues: Vec<String>,
+    /// The record's event object.
+    event: Value,
 }
 
 /// Parses one line (without its newline) and checks it on its own. `Err` when it is
@@ -422,7 +517,8 @@ fn check_line(line: &[u8]) -> Result<Checked, String> {
     } else {
         issues.push("hash does not match the record's contents: the record was edited".to_owned());
     }
-    Ok(Checked { n, prev, hash, hash_bytes, issues })
+    let event = event.clone();
+    Ok(Checked { n, prev, hash, hash_bytes, issues, event })
 }
 
 /// `SHA-256(prev || canonical event bytes)`.
@@ -857,7 +953,7 @@ mod tests {
             (any::<u32>(), any::<u64>(), arb_string()).prop_map(|(killed, elapsed_us, note)| Kind::Kill(
                 Kill { reason: "operator".into(), by: "uid 0".into(), killed, elapsed_us, survivors: 0, note }
             )),
-            (any::<u64>(), any::<u64>()).prop_map(|(count, total)| Kind::EventsLost(EventsLost { count, total })),
+            (any::<u64>(), any::<u64>()).prop_map(|(count, total)| Kind::EventsLost(EventsLost { count, total, reason: String::new() })),
         ];
         (kind, any::<u64>(), 0..4_000_000_000_000_000_000i64, arb_string(), any::<u32>()).prop_map(
             |(kind, seq, time_unix_ns, comm, pid)| Event {

@@ -37,6 +37,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::WatchMissed(_) => "watch_missed",
         Kind::SocketsDropped(_) => "sockets_dropped",
         Kind::SessionReport(_) => "session_report",
+        Kind::ControlAction(_) => "control_action",
     }
 }
 
@@ -60,6 +61,7 @@ pub const KIND_NAMES: &[&str] = &[
     "watch_missed",
     "sockets_dropped",
     "session_report",
+    "control_action",
 ];
 
 /// Expands the filter shorthands `file` and `net`; other names pass through.
@@ -180,6 +182,9 @@ pub fn to_json(event: &Event) -> Value {
         Some(Kind::EventsLost(l)) => {
             m.insert("count".into(), json!(l.count));
             m.insert("total".into(), json!(l.total));
+            if !l.reason.is_empty() {
+                m.insert("reason".into(), json!(l.reason));
+            }
         }
         Some(Kind::SessionStart(s)) => {
             m.insert("command".into(), json!(s.command));
@@ -232,6 +237,13 @@ pub fn to_json(event: &Event) -> Value {
         }
         Some(Kind::WatchMissed(w)) => {
             m.insert("count".into(), json!(w.count));
+        }
+        Some(Kind::ControlAction(c)) => {
+            m.insert("action".into(), json!(c.action));
+            m.insert("by".into(), json!(c.by));
+            m.insert("target".into(), json!(c.target));
+            m.insert("outcome".into(), json!(c.outcome));
+            m.insert("detail".into(), json!(c.detail));
         }
         None => {}
     }

@@ -1,4 +1,4 @@
-//! `cargo xtask build`: the agent and the CLI, in release mode.
+//! `cargo xtask build`: the agent, the CLI and the collector, in release mode.
 //!
 //! The agent's own build script compiles the eBPF crate through aya-build (nightly,
 //! `-Z build-std`, bpf-linker), so this only has to run cargo with setup's `PATH`, on
@@ -11,9 +11,9 @@ use anyhow::{Result, bail};
 use crate::{cmd, ctx::Ctx};
 
 /// The binaries `build` leaves in the release directory.
-pub const BINARIES: &[&str] = &["warrant-agent", "warrant"];
+pub const BINARIES: &[&str] = &["warrant-agent", "warrant", "warrant-collector"];
 
-/// Builds `warrant-agent` and `warrant` (release).
+/// Builds `warrant-agent`, `warrant` and `warrant-collector` (release).
 pub fn build(ctx: &Ctx) -> Result<()> {
     let start = Instant::now();
     cmd::run(ctx.cargo().args([
@@ -23,6 +23,8 @@ pub fn build(ctx: &Ctx) -> Result<()> {
         "warrant-agent",
         "-p",
         "warrant-cli",
+        "-p",
+        "warrant-collector",
     ]))?;
     let built: Vec<_> = BINARIES.iter().map(|b| ctx.release_dir.join(b)).collect();
     if let Some(absent) = built.iter().find(|p| !p.is_file()) {

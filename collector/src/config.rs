@@ -1,0 +1,302 @@
+//! Collector configuration: flags, an optional TOML file with the same keys, and
+//! defaults. A flag beats the file, the file beats the default. The file is strict:
+//! an unknown key, a wrong type or an unknown role is an error naming the file, the
+//! line and the field, because a typo in a security tool's config must not fall
+//! back to a default silently.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::auth::{Role, Roles};
+
+/// warrant-collector: receives agents' event streams over mTLS, keeps the
+/// hash-chained audit log, serves live and replayed watches, and routes kills to
+/// the agent that holds the session.
+#[derive(Debug, Parser, Default)]
+#[command(name = "warrant-collector", version)]
+pub struct Flags {
+    /// TOML config file with the same keys as these flags, plus a [roles] table
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC (mTLS) on
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the audit log segments and the index
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// PEM file of the CA that signs client certificates (agents and people)
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// PEM file of the collector's own certificate
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// PEM file of the collector's private key
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Give a certificate name a role: NAME=ROLE (agent, watcher, responder, admin); NAME may end in * to match a prefix; repeatable, added to the file's [roles]
+    #[arg(long = "role", value_name = "NAME=ROLE")]
+    pub roles: Vec<String>,
+    /// Address to serve Prometheus metrics on (HTTP, GET /metrics); off when unset
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Drop whole log segments whose newest event is older than this (e.g. 90d)
+    #[arg(long, value_parser = humantime_duration)]
+    pub retention_max_age: Option<Duration>,
+    /// Drop the oldest log segments while the log is bigger than this many bytes
+    #[arg(long)]
+    pub retention_max_bytes: Option<u64>,
+    /// How often retention runs (default 60s)
+    #[arg(long, value_parser = humantime_duration)]
+    pub retention_interval: Option<Duration>,
+    /// Start a new log segment once the current one holds this many bytes
+    #[arg(long)]
+    pub segment_bytes: Option<u64>,
+    /// Events buffered per watcher before a slow one is skipped ahead (and told)
+    #[arg(long)]
+    pub watch_buffer: Option<usize>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter)
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// What to do; serve when absent
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Check the audit log's hash chain offline (the collector must be stopped, or use the VerifyLog rpc); exits 1 and names the first bad record when anything was edited, removed or reordered
+    Verify,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+/// Parses durations like `90d`, `12h`, `30m`, `45s` (one number and one unit).
+///
+/// # Errors
+/// A message saying what is accepted.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected a number and a unit, like 90d, 12h, 30m or 45s"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("invalid duration {s:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// The config file's keys (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
+    retention_max_age: Option<String>,
+    retention_max_bytes: Option<u64>,
+    retention_interval: Option<String>,
+    segment_bytes: Option<u64>,
+    watch_buffer: Option<usize>,
+    log_level: Option<String>,
+    #[serde(default)]
+    roles: BTreeMap<String, String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// gRPC address.
+    pub listen: SocketAddr,
+    /// Log segments and index.
+    pub data_dir: PathBuf,
+    /// CA for client certificates.
+    pub ca: PathBuf,
+    /// The collector's certificate.
+    pub cert: PathBuf,
+    /// The collector's key.
+    pub key: PathBuf,
+    /// Names → roles.
+    pub roles: Roles,
+    /// Metrics address, if any.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Retention by age.
+    pub retention_max_age: Option<Duration>,
+    /// Retention by size.
+    pub retention_max_bytes: Option<u64>,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+    /// Segment size.
+    pub segment_bytes: u64,
+    /// Per-watcher buffer (events).
+    pub watch_buffer: usize,
+    /// Log filter.
+    pub log_level: String,
+}
+
+/// Default path of the optional config file.
+pub const DEFAULT_CONFIG: &str = "/etc/warrant/collector.toml";
+
+impl Config {
+    /// Merges flags, the config file and defaults, and validates the result.
+    ///
+    /// # Errors
+    /// A bad file (with file, line and field), a bad role, or a missing TLS file
+    /// setting.
+    pub fn resolve(flags: &Flags) -> Result<Config> {
+        let (file, file_name) = match &flags.config {
+            Some(path) => (load_file(path)?, path.display().to_string()),
+            None if Path::new(DEFAULT_CONFIG).exists() => (load_file(Path::new(DEFAULT_CONFIG))?, DEFAULT_CONFIG.to_owned()),
+            None => (FileConfig::default(), "(no config file)".to_owned()),
+        };
+        let retention_max_age = match (&flags.retention_max_age, &file.retention_max_age) {
+            (Some(d), _) => Some(*d),
+            (None, Some(s)) => Some(parse_duration(s).map_err(anyhow::Error::msg).with_context(|| format!("{file_name}: retention_max_age"))?),
+            (None, None) => None,
+        };
+        let retention_interval = match (&flags.retention_interval, &file.retention_interval) {
+            (Some(d), _) => *d,
+            (None, Some(s)) => parse_duration(s).map_err(anyhow::Error::msg).with_context(|| format!("{file_name}: retention_interval"))?,
+            (None, None) => Duration::from_secs(60),
+        };
+        let mut entries = Vec::new();
+        for (name, role) in &file.roles {
+            let role = Role::parse(role).map_err(anyhow::Error::msg).with_context(|| format!("{file_name}: roles.{name:?}"))?;
+            entries.push((name.clone(), role));
+        }
+        for spec in &flags.roles {
+            let (name, role) = spec.split_once('=').with_context(|| format!("invalid --role {spec:?}: expected NAME=ROLE"))?;
+            let role = Role::parse(role).map_err(anyhow::Error::msg).with_context(|| format!("invalid --role {spec:?}"))?;
+            entries.push((name.to_owned(), role));
+        }
+        let need = |flag: &Option<PathBuf>, file: Option<PathBuf>, key: &str| -> Result<PathBuf> {
+            flag.clone().or(file).with_context(|| format!("missing {key}: set --{key} or `{key} = \"…\"` in the config file"))
+        };
+        let config = Config {
+            listen: flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 7443))),
+            data_dir: flags.data_dir.clone().or(file.data_dir).unwrap_or_else(|| "/var/lib/warrant-collector".into()),
+            ca: need(&flags.ca, file.ca, "ca")?,
+            cert: need(&flags.cert, file.cert, "cert")?,
+            key: need(&flags.key, file.key, "key")?,
+            roles: Roles::new(entries),
+            metrics_listen: flags.metrics_listen.or(file.metrics_listen),
+            retention_max_age,
+            retention_max_bytes: flags.retention_max_bytes.or(file.retention_max_bytes),
+            retention_interval,
+            segment_bytes: flags.segment_bytes.or(file.segment_bytes).unwrap_or(64 << 20),
+            watch_buffer: flags.watch_buffer.or(file.watch_buffer).unwrap_or(16 * 1024),
+            log_level: flags.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into()),
+        };
+        if config.segment_bytes < 4096 {
+            bail!("invalid segment_bytes {}: must be at least 4096", config.segment_bytes);
+        }
+        if config.retention_interval.is_zero() {
+            bail!("invalid retention_interval 0s: must be at least 1s");
+        }
+        if config.watch_buffer == 0 {
+            bail!("invalid watch_buffer 0: must be at least 1");
+        }
+        Ok(config)
+    }
+
+    /// Only the data dir (for `verify`, which needs no TLS files).
+    ///
+    /// # Errors
+    /// A bad config file.
+    pub fn data_dir_only(flags: &Flags) -> Result<PathBuf> {
+        let file = match &flags.config {
+            Some(path) => load_file(path)?,
+            None if Path::new(DEFAULT_CONFIG).exists() => load_file(Path::new(DEFAULT_CONFIG))?,
+            None => FileConfig::default(),
+        };
+        Ok(flags.data_dir.clone().or(file.data_dir).unwrap_or_else(|| "/var/lib/warrant-collector".into()))
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("failed to read config file {}", path.display()))?;
+    parse_file(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// Parses the TOML text; errors carry line, column and field from the toml crate.
+fn parse_file(text: &str) -> Result<FileConfig> {
+    toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags_with(file: &Path) -> Flags {
+        Flags { config: Some(file.to_path_buf()), ..Flags::default() }
+    }
+
+    #[test]
+    fn file_roles_and_flags_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9000\"\nca = \"/ca.pem\"\ncert = \"/c.pem\"\nkey = \"/k.pem\"\nretention_max_age = \"30d\"\n[roles]\nalice = \"watcher\"\n\"agent-*\" = \"agent\"\n",
+        )
+        .unwrap();
+        let mut flags = flags_with(&f);
+        flags.roles = vec!["bob=responder".into()];
+        flags.listen = Some("127.0.0.1:9001".parse().unwrap());
+        let c = Config::resolve(&flags).unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.retention_max_age, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(c.roles.role_of("alice"), Some(Role::Watcher));
+        assert_eq!(c.roles.role_of("bob"), Some(Role::Responder));
+        assert_eq!(c.roles.role_of("agent-web-7"), Some(Role::Agent));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_field() {
+        let err = parse_file("listen = \"127.0.0.1:1\"\nretention_max_ages = \"1d\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("retention_max_ages"), "{err}");
+    }
+
+    #[test]
+    fn bad_role_names_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "ca = \"/a\"\ncert = \"/b\"\nkey = \"/c\"\n[roles]\nalice = \"root\"\n").unwrap();
+        let err = format!("{:#}", Config::resolve(&flags_with(&f)).unwrap_err());
+        assert!(err.contains("roles.\"alice\""), "{err}");
+        assert!(err.contains("unknown role \"root\""), "{err}");
+    }
+
+    #[test]
+    fn missing_tls_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "ca = \"/a\"\n").unwrap();
+        let err = format!("{:#}", Config::resolve(&flags_with(&f)).unwrap_err());
+        assert!(err.contains("missing cert"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("d").is_err());
+    }
+}

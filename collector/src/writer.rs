@@ -1,0 +1,282 @@
+//! The one thread that writes the log. Every stored event goes through it: agent
+//! batches and the collector's own records (control actions). Requests waiting in
+//! its queue are written together with one fsync (group commit), so several agents
+//! streaming at once share the cost of durability. After the fsync it publishes the
+//! new events on the hub and answers each request.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use warrant_proto::event::Event as Kind;
+use warrant_proto::{ControlAction, Event};
+
+use crate::hub::EventHub;
+use crate::log::Anchor;
+use crate::metrics::Metrics;
+use crate::store::{BatchOutcome, Store};
+
+/// Most requests written with one fsync.
+const GROUP_MAX: usize = 256;
+
+/// The collector's own envelope: its records carry this agent id.
+pub const COLLECTOR_AGENT_ID: &str = "collector";
+
+/// A request to the writer thread.
+enum Request {
+    /// Store agent events (deduplicated).
+    Append { events: Vec<Event>, reply: oneshot::Sender<Result<BatchOutcome, String>> },
+    /// Store one record made by the collector; the writer gives it its seq.
+    Own { event: Event, reply: Option<oneshot::Sender<Result<(), String>>> },
+    /// Apply retention now.
+    Retention { max_age: Option<Duration>, max_bytes: Option<u64>, reply: oneshot::Sender<Result<u64, String>> },
+    /// Where the chain ends now.
+    Anchor { reply: oneshot::Sender<Anchor> },
+}
+
+/// A handle on the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    /// The queue (bounded: a stalled disk pushes back on agents, which spool).
+    tx: mpsc::Sender<Request>,
+    /// The collector's envelope for its own records.
+    envelope: Arc<Event>,
+}
+
+/// Why the writer could not do something.
+fn gone() -> String {
+    "the log writer has stopped (see the collector's log)".to_owned()
+}
+
+impl Writer {
+    /// Starts the writer thread over `store`. The thread ends when every handle is
+    /// dropped, after making the index durable.
+    #[must_use]
+    pub fn start(mut store: Store, hub: EventHub, metrics: Arc<Metrics>, host: String) -> (Writer, std::thread::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Request>(1024);
+        let boot_id = random_id();
+        let envelope = Arc::new(Event {
+            agent_id: COLLECTOR_AGENT_ID.to_owned(),
+            boot_id: boot_id.clone(),
+            host,
+            ..Event::default()
+        });
+        metrics.log_records.store(store.records(), Relaxed);
+        metrics.log_bytes.store(store.bytes(), Relaxed);
+        let own = Event::clone(&envelope);
+        let handle = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                let mut seq = store.high_water(COLLECTOR_AGENT_ID, &boot_id);
+                while let Some(first) = rx.blocking_recv() {
+                    let mut group = vec![first];
+                    while group.len() < GROUP_MAX {
+                        match rx.try_recv() {
+                            Ok(r) => group.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    let mut batches = Vec::new();
+                    let mut replies = Vec::new();
+                    for req in group {
+                        match req {
+                            Request::Append { events, reply } => {
+                                batches.push(events);
+                                replies.push(Reply::Batch(reply));
+                            }
+                            Request::Own { mut event, reply } => {
+                                seq += 1;
+                                event.seq = seq;
+                                batches.push(vec![event]);
+                                replies.push(Reply::Own(reply));
+                            }
+                            Request::Retention { max_age, max_bytes, reply } => {
+                                let _ = reply.send(retention(&mut store, &own, &mut seq, &hub, max_age, max_bytes));
+                            }
+                            Request::Anchor { reply } => {
+                                let _ = reply.send(store.anchor());
+                            }
+                        }
+                    }
+                    if batches.is_empty() {
+                        continue;
+                    }
+                    match store.append_batches(batches) {
+                        Ok(outcomes) => {
+                            metrics.log_records.store(store.records(), Relaxed);
+                            metrics.log_bytes.store(store.bytes(), Relaxed);
+                            for (out, reply) in outcomes.into_iter().zip(replies) {
+                                for ev in &out.accepted {
+                                    hub.publish(ev.clone());
+                                }
+                                match reply {
+                                    Reply::Batch(r) => {
+                                        metrics.events_in.fetch_add(out.accepted.len() as u64, Relaxed);
+                                        metrics.duplicates.fetch_add(out.duplicates, Relaxed);
+                                        let _ = r.send(Ok(out));
+                                    }
+                                    Reply::Own(r) => {
+                                        if let Some(r) = r {
+                                            let _ = r.send(Ok(()));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot store events; nothing of this group is acknowledged");
+                            let msg = format!("cannot store events: {e}");
+                            for reply in replies {
+                                match reply {
+                                    Reply::Batch(r) => drop(r.send(Err(msg.clone()))),
+                                    Reply::Own(Some(r)) => drop(r.send(Err(msg.clone()))),
+                                    Reply::Own(None) => {}
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Err(e) = store.commit_durable() {
+                    tracing::warn!(error = %e, "cannot make the index durable at shutdown; it is rebuilt from the log at the next start");
+                }
+            })
+            .expect("spawn the log writer thread");
+        (Writer { tx, envelope }, handle)
+    }
+
+    /// Stores an agent's batch; resolves once it is durable.
+    ///
+    /// # Errors
+    /// When the log cannot be written (nothing of the batch may be acknowledged).
+    pub async fn append(&self, events: Vec<Event>) -> Result<BatchOutcome, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Append { events, reply }).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Queues an agent's batch and returns at once with the receiver of its outcome
+    /// (so one stream can have several batches in flight, acknowledged in order).
+    ///
+    /// # Errors
+    /// When the writer has stopped.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<oneshot::Receiver<Result<BatchOutcome, String>>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Append { events, reply }).await.map_err(|_| gone())?;
+        Ok(rx)
+    }
+
+    /// Records a control action in the log and waits until it is durable.
+    ///
+    /// # Errors
+    /// When the log cannot be written.
+    pub async fn record(&self, action: &str, by: &str, target: &str, outcome: &str, detail: &str) -> Result<(), String> {
+        let event = self.control_event(action, by, target, outcome, detail);
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Own { event, reply: Some(reply) }).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    fn control_event(&self, action: &str, by: &str, target: &str, outcome: &str, detail: &str) -> Event {
+        Event {
+            time_unix_ns: now_ns(),
+            event: Some(Kind::ControlAction(ControlAction {
+                action: action.to_owned(),
+                by: by.to_owned(),
+                target: target.to_owned(),
+                outcome: outcome.to_owned(),
+                detail: detail.to_owned(),
+            })),
+            ..Event::clone(&self.envelope)
+        }
+    }
+
+    /// Applies retention now; returns the records dropped.
+    ///
+    /// # Errors
+    /// When a segment cannot be removed or the retention record cannot be written.
+    pub async fn retention(&self, max_age: Option<Duration>, max_bytes: Option<u64>) -> Result<u64, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Retention { max_age, max_bytes, reply }).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Where the chain ends now.
+    ///
+    /// # Errors
+    /// When the writer has stopped.
+    pub async fn anchor(&self) -> Result<Anchor, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Anchor { reply }).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// The collector's boot id (its own records' envelope).
+    #[must_use]
+    pub fn boot_id(&self) -> &str {
+        &self.envelope.boot_id
+    }
+}
+
+/// How to answer one request of a group.
+enum Reply {
+    Batch(oneshot::Sender<Result<BatchOutcome, String>>),
+    Own(Option<oneshot::Sender<Result<(), String>>>),
+}
+
+/// Records the retention first (durably), then drops the segments: a crash between
+/// the two leaves more than promised, never less.
+fn retention(store: &mut Store, envelope: &Event, seq: &mut u64, hub: &EventHub, max_age: Option<Duration>, max_bytes: Option<u64>) -> Result<u64, String> {
+    let plan = store.retention_plan(max_age, max_bytes, now_ns()).map_err(|e| e.to_string())?;
+    let Some(plan) = plan else { return Ok(0) };
+    let first_kept = plan.last_n + 1;
+    let reason = match (max_age, max_bytes) {
+        (Some(a), Some(b)) => format!("older than {}s or above {b} bytes", a.as_secs()),
+        (Some(a), None) => format!("older than {}s", a.as_secs()),
+        (None, Some(b)) => format!("above {b} bytes"),
+        (None, None) => "asked".to_owned(),
+    };
+    *seq += 1;
+    let event = Event {
+        seq: *seq,
+        time_unix_ns: now_ns(),
+        event: Some(Kind::ControlAction(ControlAction {
+            action: "retention".into(),
+            by: COLLECTOR_AGENT_ID.into(),
+            target: format!("log up to record {}", plan.last_n),
+            outcome: "ok".into(),
+            detail: format!(
+                "hash {}; dropped {} segment(s), {} bytes ({reason}); the log now starts at record {first_kept}",
+                plan.last_hash,
+                plan.segments.len(),
+                plan.bytes
+            ),
+        })),
+        ..envelope.clone()
+    };
+    let outcomes = store.append_batches(vec![vec![event]]).map_err(|e| e.to_string())?;
+    for out in outcomes {
+        for ev in out.accepted {
+            hub.publish(ev);
+        }
+    }
+    store.drop_segments(&plan).map_err(|e| e.to_string())?;
+    tracing::info!(dropped_through = plan.last_n, segments = plan.segments.len(), bytes = plan.bytes, "retention dropped old log segments");
+    Ok(plan.last_n)
+}
+
+/// Now, in nanoseconds since the epoch.
+#[must_use]
+pub fn now_ns() -> i64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// 16 random hex digits.
+#[must_use]
+pub fn random_id() -> String {
+    use rand::Rng;
+    let mut b = [0u8; 8];
+    rand::rng().fill(&mut b);
+    hex::encode(b)
+}
