@@ -35,6 +35,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::GrantChange(_) => "grant_change",
         Kind::WatchMissed(_) => "watch_missed",
         Kind::SocketsDropped(_) => "sockets_dropped",
+        Kind::TokenRefused(_) => "token_refused",
     }
 }
 
@@ -56,6 +57,7 @@ pub const KIND_NAMES: &[&str] = &[
     "grant_change",
     "watch_missed",
     "sockets_dropped",
+    "token_refused",
 ];
 
 /// Expands the filter shorthands `file` and `net`; other names pass through.
@@ -183,6 +185,15 @@ pub fn to_json(event: &Event) -> Value {
         Some(Kind::SocketsDropped(d)) => {
             m.insert("count".into(), json!(d.count));
             m.insert("reason".into(), json!(d.reason));
+        }
+        Some(Kind::TokenRefused(t)) => {
+            m.insert("reason".into(), json!(t.reason));
+            m.insert("key_id".into(), json!(t.key_id));
+            m.insert("host_pattern".into(), json!(t.host_pattern));
+            m.insert("caller_uid".into(), json!(t.caller_uid));
+            m.insert("caller_pid".into(), json!(t.caller_pid));
+            m.insert("how".into(), json!(t.how));
+            m.insert("command".into(), json!(t.command));
         }
         Some(Kind::WatchMissed(w)) => {
             m.insert("count".into(), json!(w.count));
