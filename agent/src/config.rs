@@ -49,6 +49,12 @@ pub struct Flags {
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter)
     #[arg(long)]
     pub log_level: Option<String>,
+    /// File of the collector's public keys (wpk1.…, one per line) that grant tokens must be signed with; token sessions are refused without it
+    #[arg(long, value_name = "PATH")]
+    pub grant_public_key: Option<PathBuf>,
+    /// Second socket, open to every local user, that only takes signed grant tokens (for `warrant login`); off when unset
+    #[arg(long, value_name = "PATH")]
+    pub door_socket: Option<PathBuf>,
     /// Probe the kernel features warrant uses, print what works and what would be missing, and exit
     #[arg(long)]
     pub check: bool,
@@ -69,6 +75,8 @@ struct FileConfig {
     ring_buffer_bytes: Option<u32>,
     max_ttl: Option<String>,
     log_level: Option<String>,
+    grant_public_key: Option<PathBuf>,
+    door_socket: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -83,6 +91,10 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     pub max_ttl: Duration,
     pub log_level: String,
+    /// The collector's public keys for grant tokens; `None` refuses every token.
+    pub grant_public_key: Option<PathBuf>,
+    /// The token-only socket (mode 0666), when set.
+    pub door_socket: Option<PathBuf>,
 }
 
 impl Config {
@@ -109,6 +121,8 @@ impl Config {
             ring_buffer_bytes: pick(&flags.ring_buffer_bytes, file.ring_buffer_bytes, DEFAULT_RING_BYTES),
             max_ttl,
             log_level: pick(&flags.log_level, file.log_level, "info".into()),
+            grant_public_key: flags.grant_public_key.clone().or(file.grant_public_key),
+            door_socket: flags.door_socket.clone().or(file.door_socket),
         };
         config.validate()?;
         Ok(config)
@@ -190,6 +204,15 @@ mod tests {
     fn wrong_type_names_the_line() {
         let err = parse_file("ring_buffer_bytes = \"big\"\n").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn token_keys_from_the_file() {
+        let c = parse_file("grant_public_key = \"/etc/warrant/collector.pub\"\ndoor_socket = \"/run/warrant/door.sock\"\n").unwrap();
+        assert_eq!(c.grant_public_key, Some(PathBuf::from("/etc/warrant/collector.pub")));
+        assert_eq!(c.door_socket, Some(PathBuf::from("/run/warrant/door.sock")));
+        let d = Config::resolve(&Flags { config: Some("/dev/null".into()), ..Flags::default() }).unwrap();
+        assert!(d.grant_public_key.is_none() && d.door_socket.is_none());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`policy_maps`]: a grant's policy compiled into the kernel's rule maps.
 //! - [`sockdiag`]: destroying a session's TCP sockets (`drop`).
 //! - [`api`]: the local gRPC API; [`check`]: `--check`.
+//! - [`door`], [`token_ledger`]: sessions let in by signed grant tokens, checked
+//!   offline, each token once.
 //!
 //! On SIGTERM the agent stops serving and flushes its log, but leaves programs and
 //! maps pinned: tagging and the expiry kill keep working in the kernel, and the
@@ -22,6 +24,7 @@ mod check;
 mod clock;
 mod config;
 mod convert;
+mod door;
 mod file_rules;
 mod host;
 mod ids;
@@ -32,6 +35,7 @@ mod policy_maps;
 mod procfs;
 mod registry;
 mod sockdiag;
+mod token_ledger;
 
 use std::{
     fs,
@@ -182,6 +186,11 @@ async fn daemon(config: Config) -> Result<()> {
     tasks.push(tokio::spawn(reap_loop(Arc::clone(&host))));
     drop(sink);
 
+    let door = door::Door::new(Arc::clone(&host), config.grant_public_key.clone(), &config.state_dir)?;
+    if let Some(path) = &config.door_socket {
+        tasks.push(door::serve(door::bind(path).await?, &door));
+        info!(door = %path.display(), "token door open to local users");
+    }
     let listener = api::bind(&config.socket, config.socket_group.as_deref()).await?;
     info!(socket = %config.socket.display(), audit_log = %config.audit_log().display(), "warrant-agent ready");
 
@@ -189,6 +198,7 @@ async fn daemon(config: Config) -> Result<()> {
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(api::Api::server(Arc::clone(&host), features))
+            .add_service(door.server())
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
                 let _ = stop_rx.await;
             }),
@@ -209,6 +219,9 @@ async fn daemon(config: Config) -> Result<()> {
         let _ = t.await;
     }
     let _ = fs::remove_file(&config.socket);
+    if let Some(path) = &config.door_socket {
+        let _ = fs::remove_file(path);
+    }
     drop(host);
     stopper.stop().await;
     tokio::task::spawn_blocking(move || writer.join()).await.ok();
