@@ -44,6 +44,8 @@ const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// "token refused: ".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    #[error("no token presented")]
+    Missing,
     #[error("malformed token: {0}")]
     Malformed(String),
     #[error("signed by key {0}, which this host does not trust")]
@@ -224,6 +226,9 @@ pub struct Unverified {
 pub fn decode(encoded: &str) -> Result<Unverified, TokenError> {
     let bad = |m: &str| TokenError::Malformed(m.to_owned());
     let encoded = encoded.trim();
+    if encoded.is_empty() {
+        return Err(TokenError::Missing);
+    }
     if encoded.len() > MAX_TOKEN_LEN {
         return Err(bad("too long"));
     }
@@ -344,10 +349,30 @@ impl TokenFile {
         out
     }
 
+    /// The file on one line, for an environment variable (`WARRANT_TOKEN` sent
+    /// over SSH): the token, then `:` and the policy in base64url when it has one.
+    pub fn compact(&self) -> String {
+        if self.policy.is_empty() {
+            self.token.clone()
+        } else {
+            format!("{}:{}", self.token, B64.encode(self.policy.as_bytes()))
+        }
+    }
+
     /// Reads a token file: `#` comments and blank lines, one token line, then
-    /// optionally [`POLICY_MARKER`] and the policy. A bare token (as in the
-    /// `WARRANT_TOKEN` variable) is a file without a policy.
+    /// optionally [`POLICY_MARKER`] and the policy; or the [`Self::compact`] form.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let one_line = text.trim();
+        if !one_line.contains('\n')
+            && let Some((token, policy)) = one_line.split_once(':')
+        {
+            let policy = B64
+                .decode(policy)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| KeyError::TokenFile("the policy after ':' is not base64url UTF-8".into()))?;
+            return Self::parse(token).map(|f| Self { policy, ..f });
+        }
         let (head, policy) = match text.split_once(&format!("\n{POLICY_MARKER}\n")) {
             Some((h, p)) => (h, p.to_owned()),
             None => match text.strip_suffix(&format!("\n{POLICY_MARKER}")) {
@@ -545,6 +570,10 @@ mod tests {
         assert!(TokenFile::parse("# only a comment\n").is_err());
         assert!(TokenFile::parse("wgt1.a.b\nwgt1.c.d\n").is_err());
         assert!(TokenFile::parse("hello\n").is_err());
+        assert_eq!(TokenFile::parse(&f.compact()).unwrap(), f);
+        assert!(!f.compact().contains('\n'));
+        assert_eq!(TokenFile::parse(&bare.compact()).unwrap(), bare);
+        assert!(TokenFile::parse("wgt1.a.b:!!").is_err());
     }
 
     #[test]
