@@ -18,6 +18,9 @@
 //!   [`Marker`], the env marker that finds (and on drop kills) every process a test
 //!   started, wherever it went.
 //! - [`cgroup`]: cgroup v2 mount discovery and [`TempCgroup`].
+//! - [`sshd`]: [`Sshd`], a real OpenSSH server on loopback, and [`TestUser`].
+//! - [`tokens`]: [`Signer`], a development key that signs grant tokens through
+//!   `warrant token sign`, as the collector would.
 //! - [`workload`]: a [`Tree`] is a `warrant-testbin tree` under a grant with every
 //!   pid known; plus small helpers the tests share.
 //!
@@ -31,6 +34,8 @@ pub mod cgroup;
 pub mod procfs;
 pub mod run;
 pub mod session;
+pub mod sshd;
+pub mod tokens;
 pub mod workload;
 
 pub use agent::{AgentOptions, TestAgent};
@@ -39,6 +44,8 @@ pub use cgroup::TempCgroup;
 pub use procfs::Marker;
 pub use run::Lines;
 pub use session::{Session, Watch};
+pub use sshd::{Sshd, TestUser};
+pub use tokens::Signer;
 pub use workload::Tree;
 
 use std::time::{Duration, Instant};
