@@ -34,7 +34,13 @@ use warrant_proto::{
     },
 };
 
-use crate::{clock, host::Host, ids, token_ledger::Ledger};
+use crate::{
+    clock,
+    host::{Host, HostError},
+    ids,
+    registry::GrantError,
+    token_ledger::Ledger,
+};
 
 /// The door service.
 #[derive(Clone)]
@@ -128,7 +134,13 @@ impl Door {
                 .host
                 .issue_token_grant(&t, policy.as_ref().map(|p| (p, r.policy.as_str())))
                 .await
-                .map_err(|e| Refusal::Other(e.into()))?;
+                .map_err(|e| match e {
+                    // Limits a signed token broke are refusals of the token, on the record.
+                    HostError::Grant(g @ (GrantError::Policy(_) | GrantError::Ttl { .. } | GrantError::NoSubject)) => {
+                        Refusal::Token(TokenError::Unacceptable(g.to_string()))
+                    }
+                    e => Refusal::Other(e.into()),
+                })?;
             // Burnt once its grant exists, whatever happens to the session next.
             if let Err(e) = ledger.record(&t.grant, t.not_after_unix_ns, clock::wall_ns()) {
                 warn!("{e:#}");

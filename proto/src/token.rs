@@ -66,6 +66,10 @@ pub enum TokenError {
     PolicyAltered,
     #[error("no grant public key configured on this host (grant_public_key)")]
     NoTrustedKeys,
+    /// A well-signed token this host will not honour (its lifetime exceeds the
+    /// policy's or the host's max_ttl, …); the message says which limit.
+    #[error("{0}")]
+    Unacceptable(String),
 }
 
 /// Why a key or token file cannot be read.

@@ -104,6 +104,12 @@ fn bad_tokens_are_refused_with_a_reason_and_audited() {
     std::fs::write(&dropped, TokenFile { policy: String::new(), ..tf }.render("no policy")).expect("write");
     assert_refused(&agent, &dropped, "altered: policy does not match its digest");
 
+    // Well signed, but longer than its own policy allows.
+    let short = signer.dir().join("short.yaml");
+    std::fs::write(&short, "name: short\nmax_ttl: 5m\ndefault: allow\n").expect("write policy");
+    let (too_long, _) = signer.sign("too-long", &[&base[..], &["--policy", short.to_str().expect("UTF-8")]].concat());
+    assert_refused(&agent, &too_long, "the token lasts 10m, policy short allows at most 5m");
+
     // Expired three minutes ago; not valid for another ten.
     let (expired, _) = signer.sign(
         "expired",
