@@ -125,7 +125,7 @@ impl Door {
         }
         let id = ids::parse_grant(&t.grant).ok_or(TokenError::Malformed("grant id".into()))?;
         let how = if r.how == "login" { "login" } else { "exec" };
-        {
+        let grant = {
             let mut ledger = self.ledger.lock().await;
             if ledger.contains(&t.grant) || self.host.has_grant(id) {
                 return Err(TokenError::Replayed.into());
@@ -146,13 +146,13 @@ impl Door {
                 warn!("{e:#}");
                 return Err(Refusal::Other(Status::internal(format!("cannot record the token as used: {e:#}"))));
             }
-            drop(ledger);
-            let sandbox = r.sandboxed.then_some(r.sandbox_policy_digest.as_str());
-            self.host
-                .start_session(&ids::grant(grant.id), &[caller.1], r.command.clone(), how, caller, sandbox)
-                .await
-                .map_err(|e| Refusal::Other(e.into()))
-        }
+            grant
+        };
+        let sandbox = r.sandboxed.then_some(r.sandbox_policy_digest.as_str());
+        self.host
+            .start_session(&ids::grant(grant.id), &[caller.1], r.command.clone(), how, caller, sandbox)
+            .await
+            .map_err(|e| Refusal::Other(e.into()))
     }
 }
 

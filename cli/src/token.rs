@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warrant_policy::Policy;
 use warrant_proto::GrantToken;
-use warrant_proto::token::{SecretKey, TokenFile, subject_parts};
+use warrant_proto::token::{SecretKey, TokenFile, fresh_grant_id, subject_parts};
 
 /// `warrant token …`
 #[derive(Debug, Subcommand)]
@@ -119,15 +119,7 @@ pub fn sign(args: &SignArgs, out: &mut impl Write) -> Result<u8> {
         Some(t) => rfc3339(t, "--not-after")?,
         None => now + i128::try_from(args.ttl.as_nanos()).context("--ttl is too long")?,
     };
-    let grant = match &args.grant {
-        Some(g) => g.clone(),
-        None => format!("g-{:012x}", loop {
-            let id = rand_u48();
-            if id != 0 {
-                break id;
-            }
-        }),
-    };
+    let grant = args.grant.clone().unwrap_or_else(fresh_grant_id);
     let token = GrantToken {
         version: 1,
         grant: grant.clone(),
@@ -175,16 +167,6 @@ fn rfc3339(text: &str, flag: &str) -> Result<i128> {
     OffsetDateTime::parse(text, &Rfc3339)
         .map(OffsetDateTime::unix_timestamp_nanos)
         .map_err(|e| anyhow::anyhow!("invalid {flag} {text:?}: {e} (expected RFC 3339, e.g. 2026-11-23T12:00:00Z)"))
-}
-
-/// A random 48-bit number (the agent's grant id width).
-fn rand_u48() -> u64 {
-    let mut b = [0u8; 8];
-    // The key generator already relies on the OS random source; so does this.
-    if fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b[..6])).is_err() {
-        return u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() & 0xffff_ffff_ffff).unwrap_or(1);
-    }
-    u64::from_le_bytes(b)
 }
 
 /// Writes a file with `mode`, replacing an existing one.
