@@ -30,6 +30,10 @@ pub struct AgentOptions {
     pub ring_buffer_bytes: Option<u64>,
     /// `--log-level`; [`DEFAULT_LOG_LEVEL`] when `None`.
     pub log_level: Option<String>,
+    /// `--grant-public-key`: the keys grant tokens must be signed with.
+    pub grant_public_key: Option<PathBuf>,
+    /// Serve the token door on `<temp dir>/door.sock` (`--door-socket`).
+    pub door: bool,
     /// Stream to a collector (`--collector` and its mTLS files); single-host when `None`.
     pub collector: Option<Uplink>,
     /// `--spool-max-bytes`; the agent's default when `None`.
@@ -148,6 +152,12 @@ impl TestAgent {
         if let Some(port) = self.metrics_port {
             cmd.arg("--metrics-listen").arg(format!("127.0.0.1:{port}"));
         }
+        if let Some(k) = &self.opts.grant_public_key {
+            cmd.arg("--grant-public-key").arg(k);
+        }
+        if self.opts.door {
+            cmd.arg("--door-socket").arg(self.door_socket());
+        }
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log fd"))
             .stderr(log)
@@ -198,6 +208,11 @@ impl TestAgent {
     /// The agent's socket.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// The token door socket (served with [`AgentOptions::door`]).
+    pub fn door_socket(&self) -> PathBuf {
+        self.dir.path().join("door.sock")
     }
 
     /// The agent's state dir.

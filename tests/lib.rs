@@ -18,6 +18,9 @@
 //!   [`Marker`], the env marker that finds (and on drop kills) every process a test
 //!   started, wherever it went.
 //! - [`cgroup`]: cgroup v2 mount discovery and [`TempCgroup`].
+//! - [`sshd`]: [`Sshd`], a real OpenSSH server on loopback, and [`TestUser`].
+//! - [`tokens`]: [`Signer`], a development key that signs grant tokens through
+//!   `warrant token sign`, as the collector would.
 //! - [`workload`]: a [`Tree`] is a `warrant-testbin tree` under a grant with every
 //!   pid known; plus small helpers the tests share.
 //! - [`collector`]: [`TestCollector`], one `warrant-collector` per test with a
@@ -38,6 +41,8 @@ pub mod fleet;
 pub mod procfs;
 pub mod run;
 pub mod session;
+pub mod sshd;
+pub mod tokens;
 pub mod workload;
 
 pub use agent::{AgentOptions, TestAgent, Uplink};
@@ -47,6 +52,8 @@ pub use collector::{ClientIdentity, CollectorOptions, Pki, TestCollector};
 pub use procfs::Marker;
 pub use run::Lines;
 pub use session::{Session, Watch};
+pub use sshd::{Sshd, TestUser};
+pub use tokens::Signer;
 pub use workload::Tree;
 
 use std::time::{Duration, Instant};

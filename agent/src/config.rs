@@ -71,6 +71,12 @@ pub struct Flags {
     /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464); off when unset
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// File of the collector's public keys (wpk1.…, one per line) that grant tokens must be signed with; token sessions are refused without it
+    #[arg(long, value_name = "PATH")]
+    pub grant_public_key: Option<PathBuf>,
+    /// Second socket, open to every local user, that only takes signed grant tokens (for `warrant login`); off when unset
+    #[arg(long, value_name = "PATH")]
+    pub door_socket: Option<PathBuf>,
     /// Probe the kernel features warrant uses, print what works and what would be missing, and exit
     #[arg(long)]
     pub check: bool,
@@ -99,6 +105,8 @@ struct FileConfig {
     spool_dir: Option<PathBuf>,
     spool_max_bytes: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+    grant_public_key: Option<PathBuf>,
+    door_socket: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -121,6 +129,10 @@ pub struct Config {
     pub spool_dir: Option<PathBuf>,
     pub spool_max_bytes: u64,
     pub metrics_listen: Option<SocketAddr>,
+    /// The collector's public keys for grant tokens; `None` refuses every token.
+    pub grant_public_key: Option<PathBuf>,
+    /// The token-only socket (mode 0666), when set.
+    pub door_socket: Option<PathBuf>,
 }
 
 /// The collector and the mTLS files to reach it.
@@ -172,6 +184,8 @@ impl Config {
             spool_dir: flags.spool_dir.clone().or(file.spool_dir),
             spool_max_bytes: pick(&flags.spool_max_bytes, file.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES),
             metrics_listen: flags.metrics_listen.or(file.metrics_listen),
+            grant_public_key: flags.grant_public_key.clone().or(file.grant_public_key),
+            door_socket: flags.door_socket.clone().or(file.door_socket),
         };
         config.validate()?;
         Ok(config)
@@ -332,6 +346,15 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("spool_max_bytes"), "{err}");
+    }
+
+    #[test]
+    fn token_keys_from_the_file() {
+        let c = parse_file("grant_public_key = \"/etc/warrant/collector.pub\"\ndoor_socket = \"/run/warrant/door.sock\"\n").unwrap();
+        assert_eq!(c.grant_public_key, Some(PathBuf::from("/etc/warrant/collector.pub")));
+        assert_eq!(c.door_socket, Some(PathBuf::from("/run/warrant/door.sock")));
+        let d = Config::resolve(&Flags { config: Some("/dev/null".into()), ..Flags::default() }).unwrap();
+        assert!(d.grant_public_key.is_none() && d.door_socket.is_none());
     }
 
     #[test]

@@ -37,6 +37,8 @@ use crate::{
     registry::{Grant, GrantError, GrantStatus, Registry, Session, SessionStatus},
 };
 
+mod tokens;
+
 /// Why a request failed; `api.rs` turns these into gRPC statuses.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {

@@ -15,6 +15,8 @@
 //!   and from there to the collector; commands come back the same way.
 //! - [`metrics`]: Prometheus text over HTTP (`--metrics-listen`).
 //! - [`api`]: the local gRPC API; [`check`]: `--check`.
+//! - [`door`], [`token_ledger`]: sessions let in by signed grant tokens, checked
+//!   offline, each token once.
 //!
 //! On SIGTERM the agent stops serving and flushes its log, but leaves programs and
 //! maps pinned: tagging and the expiry kill keep working in the kernel, and the
@@ -27,6 +29,7 @@ mod check;
 mod clock;
 mod config;
 mod convert;
+mod door;
 mod file_rules;
 mod host;
 mod ids;
@@ -42,6 +45,7 @@ mod report;
 mod sockdiag;
 mod spool;
 mod uplink;
+mod token_ledger;
 
 use std::{
     fs,
@@ -222,6 +226,11 @@ async fn daemon(config: Config) -> Result<()> {
     }
     drop(sink);
 
+    let door = door::Door::new(Arc::clone(&host), config.grant_public_key.clone(), &config.state_dir)?;
+    if let Some(path) = &config.door_socket {
+        tasks.push(door::serve(door::bind(path).await?, &door));
+        info!(door = %path.display(), "token door open to local users");
+    }
     let listener = api::bind(&config.socket, config.socket_group.as_deref()).await?;
     info!(socket = %config.socket.display(), audit_log = %config.audit_log().display(), "warrant-agent ready");
 
@@ -234,6 +243,7 @@ async fn daemon(config: Config) -> Result<()> {
                 ledgers,
                 config.uplink.as_ref().zip(spool).map(|(u, s)| (u.url.clone(), s)),
             ))
+            .add_service(door.server())
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
                 let _ = stop_rx.await;
             }),
@@ -254,6 +264,9 @@ async fn daemon(config: Config) -> Result<()> {
         let _ = t.await;
     }
     let _ = fs::remove_file(&config.socket);
+    if let Some(path) = &config.door_socket {
+        let _ = fs::remove_file(path);
+    }
     drop(host);
     stopper.stop().await;
     tokio::task::spawn_blocking(move || writer.join()).await.ok();

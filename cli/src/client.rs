@@ -20,6 +20,7 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 use warrant_proto::agent_client::AgentClient;
+use warrant_proto::token_door_client::TokenDoorClient;
 use warrant_proto::{
     AgentStatus, AttachRequest, Event, Grant, IssueGrantRequest, KillReport, KillRequest, ListGrantsRequest,
     ListSessionsRequest, RevokeGrantRequest, Session, StartSessionRequest, StatusRequest, WatchRequest,
@@ -55,6 +56,8 @@ impl std::error::Error for Fail {}
 pub struct Agent {
     /// The generated gRPC client.
     client: AgentClient<Channel>,
+    /// The token door on the same connection (`--socket` may be the door socket).
+    door: TokenDoorClient<Channel>,
     /// Where the agent was reached, for error messages.
     socket: PathBuf,
 }
@@ -84,7 +87,11 @@ impl Agent {
             .connect_with_connector(connector)
             .await
             .map_err(|e| unreachable(socket, &chain_text(&e)))?;
-        Ok(Agent { client: AgentClient::new(channel), socket: socket.to_path_buf() })
+        Ok(Agent {
+            client: AgentClient::new(channel.clone()),
+            door: TokenDoorClient::new(channel),
+            socket: socket.to_path_buf(),
+        })
     }
 
     /// `IssueGrant`.
@@ -115,6 +122,15 @@ impl Agent {
     pub async fn start_session(&mut self, req: StartSessionRequest) -> Result<Session> {
         let call = self.client.start_session(req);
         finish(&self.socket, "StartSession", QUICK, call).await
+    }
+
+    /// `StartSessionWithToken`: the agent checks the token and tags this process.
+    pub async fn start_session_with_token(
+        &mut self,
+        req: warrant_proto::StartSessionWithTokenRequest,
+    ) -> Result<Session> {
+        let call = self.door.start_session_with_token(req);
+        finish(&self.socket, "StartSessionWithToken", QUICK, call).await
     }
 
     /// `GetPolicy`: a grant's policy, to confine a session with.

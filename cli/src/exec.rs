@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use warrant_policy::Policy;
-use warrant_proto::{AttachRequest, Session, StartSessionRequest};
+use warrant_proto::token::TokenFile;
+use warrant_proto::{AttachRequest, Session, StartSessionRequest, StartSessionWithTokenRequest};
 
 use crate::client::{Agent, Fail, io_cause};
 use crate::output::{self, sanitize};
@@ -34,11 +35,23 @@ const CANNOT_EXECUTE: u8 = 126;
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The grant to run under (g-…).
-    #[arg(long, value_name = "ID")]
-    pub grant: String,
+    #[arg(long, value_name = "ID", required_unless_present = "token", conflicts_with = "token")]
+    pub grant: Option<String>,
+    /// A signed grant token file (from the collector): the agent verifies it
+    /// offline and creates its grant; the token's policy confines the command.
+    #[arg(long, value_name = "FILE")]
+    pub token: Option<PathBuf>,
     /// The command and its arguments; put `--` before them if the command takes flags.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+/// What lets a session in.
+pub enum Authority {
+    /// A grant issued on this host.
+    Grant(String),
+    /// A signed token and its policy; `how` is "exec" or "login", for the record.
+    Token { file: TokenFile, how: &'static str },
 }
 
 /// `warrant attach`
@@ -54,12 +67,33 @@ pub struct AttachArgs {
 
 /// `warrant exec`: only returns on failure (or with the exit status to use).
 pub fn run(socket: &Path, args: &ExecArgs) -> Result<u8> {
-    let Some(typed) = args.command.first() else {
+    let authority = match (&args.grant, &args.token) {
+        (Some(grant), _) => Authority::Grant(grant.clone()),
+        (None, Some(path)) => Authority::Token { file: read_token_file(path)?, how: "exec" },
+        (None, None) => anyhow::bail!("missing --grant or --token"),
+    };
+    run_under(socket, &authority, &args.command, None)
+}
+
+/// Reads a token file (`warrant token sign --out`, or the collector's).
+pub fn read_token_file(path: &Path) -> Result<TokenFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read token file {}", path.display()))?;
+    TokenFile::parse(&text).with_context(|| format!("cannot use token file {}", path.display()))
+}
+
+/// Starts a session under `authority`, confines this process, and becomes
+/// `command` (with `argv0` as its name when given, e.g. `-bash` for a login shell).
+pub fn run_under(socket: &Path, authority: &Authority, command: &[OsString], argv0: Option<&OsStr>) -> Result<u8> {
+    let Some(typed) = command.first() else {
         anyhow::bail!("missing the command to run");
     };
     let program = resolve(typed)?;
     let c_program = cstring(program.as_os_str())?;
-    let c_argv: Vec<CString> = args.command.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+    let mut c_argv: Vec<CString> = command.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+    if let Some(name) = argv0 {
+        c_argv[0] = cstring(name)?;
+    }
+    let recorded: Vec<String> = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
 
     // One thread: the agent tags and moves this process; no worker threads to
     // race with that, and nothing left running when exec replaces the image.
@@ -72,24 +106,52 @@ pub fn run(socket: &Path, args: &ExecArgs) -> Result<u8> {
         // The Landlock ruleset is planned and filled before the agent tags this
         // process: the directory listings and path opens it takes are not the
         // session's doing.
-        let grant_policy = agent.get_policy(&args.grant).await?;
-        let policy = if grant_policy.policy.is_empty() {
-            None
-        } else {
-            let file = if grant_policy.policy_file.is_empty() { "policy" } else { &grant_policy.policy_file };
-            Some(Policy::from_yaml(&grant_policy.policy, file).context("the agent sent a policy this warrant cannot read")?)
+        let (policy, digest) = match authority {
+            Authority::Grant(grant) => {
+                let grant_policy = agent.get_policy(grant).await?;
+                let policy = if grant_policy.policy.is_empty() {
+                    None
+                } else {
+                    let file = if grant_policy.policy_file.is_empty() { "policy" } else { &grant_policy.policy_file };
+                    Some(Policy::from_yaml(&grant_policy.policy, file).context("the agent sent a policy this warrant cannot read")?)
+                };
+                (policy, grant_policy.digest)
+            }
+            // The agent checks the text against the token's signed digest; this
+            // side only needs it readable to build the sandbox from.
+            Authority::Token { file, .. } if file.policy.trim().is_empty() => (None, String::new()),
+            Authority::Token { file, .. } => {
+                let p = Policy::from_yaml(&file.policy, "token policy").context("cannot read the token's policy")?;
+                let digest = p.digest().to_string();
+                (Some(p), digest)
+            }
         };
         let sandbox = Sandbox::prepare(policy.as_ref())?;
         for (dir, why) in &sandbox.unlisted {
             let _ = writeln!(io::stderr(), "warrant: note: cannot list {} ({why}): what it holds is denied", dir.display());
         }
-        let req = StartSessionRequest {
-            grant: args.grant.clone(),
-            command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
-            sandboxed: true,
-            sandbox_policy_digest: grant_policy.digest,
+        let session = match authority {
+            Authority::Grant(grant) => {
+                let req = StartSessionRequest {
+                    grant: grant.clone(),
+                    command: recorded,
+                    sandboxed: true,
+                    sandbox_policy_digest: digest,
+                };
+                agent.start_session(req).await?
+            }
+            Authority::Token { file, how } => {
+                let req = StartSessionWithTokenRequest {
+                    token: file.token.clone(),
+                    policy: file.policy.clone(),
+                    command: recorded,
+                    sandboxed: true,
+                    sandbox_policy_digest: digest,
+                    how: (*how).to_owned(),
+                };
+                agent.start_session_with_token(req).await?
+            }
         };
-        let session = agent.start_session(req).await?;
         Ok::<_, anyhow::Error>((session, sandbox))
     });
     drop(runtime);

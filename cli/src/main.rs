@@ -8,7 +8,10 @@
 //!
 //! - `client`: connecting, one wrapper per RPC, error messages with hints.
 //! - `grant`: `grant issue`, `grants`.
-//! - `exec`: `exec` (run a command as a new session), `attach`.
+//! - `exec`: `exec` (run a command as a new session, under a grant or a signed
+//!   token), `attach`.
+//! - `login`: `login` (an SSH ForceCommand: a login let in by a token).
+//! - `token`: `token keygen | sign | compact` (a development signer).
 //! - `sessions`, `watch`, `kill` (`kill`, `revoke`), `status`.
 //! - `remote`: the collector client (`--collector`, `--ca/--cert/--key`).
 //! - `query`, `agents`, `audit` (`audit verify`): history, fleet, log checks.
@@ -28,6 +31,7 @@ mod client;
 mod exec;
 mod grant;
 mod kill;
+mod login;
 mod output;
 mod policy;
 mod sandbox;
@@ -36,6 +40,7 @@ mod remote;
 mod sessions;
 mod report;
 mod status;
+mod token;
 mod watch;
 
 use std::io::{self, Write};
@@ -99,6 +104,11 @@ enum Command {
     /// Check policy files (no agent needed).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Start an SSH login as a session, let in by a signed grant token (sshd ForceCommand).
+    Login(login::LoginArgs),
+    /// Development signer for grant tokens (keygen, sign); the collector signs in production.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +116,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         // exec manages its own single-threaded runtime, which it drops before exec.
         Command::Exec(args) => exec::run(&cli.socket, args),
+        Command::Login(args) => login::run(&cli.socket, args),
         command => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -141,6 +152,10 @@ async fn dispatch(socket: &Path, remote: &remote::CollectorArgs, command: &Comma
         Command::Certs(certs::CertsCommand::Init(args)) => certs::init(args, out),
         Command::Certs(certs::CertsCommand::Issue(args)) => certs::issue(args, out),
         Command::Policy(policy::PolicyCommand::Check(args)) => policy::check(args, out, &mut io::stderr().lock()),
+        Command::Login(args) => login::run(socket, args),
+        Command::Token(token::TokenCommand::Keygen(args)) => token::keygen(args, out),
+        Command::Token(token::TokenCommand::Sign(args)) => token::sign(args, out),
+        Command::Token(token::TokenCommand::Compact(args)) => token::compact(args, out),
     }
 }
 
@@ -210,14 +225,17 @@ mod tests {
         let Command::Exec(a) = parse(&["exec", "--grant", "g-1", "--", "bash", "-c", "id"]).unwrap().command else {
             panic!()
         };
-        assert_eq!(a.grant, "g-1");
+        assert_eq!(a.grant.as_deref(), Some("g-1"));
         assert_eq!(a.command, ["bash", "-c", "id"]);
         let Command::Exec(a) = parse(&["exec", "--grant", "g-1", "ls", "-la", "--color"]).unwrap().command else {
             panic!()
         };
         assert_eq!(a.command, ["ls", "-la", "--color"]);
         assert!(parse(&["exec", "--grant", "g-1"]).is_err(), "a command is required");
-        assert!(parse(&["exec", "bash"]).is_err(), "--grant is required");
+        assert!(parse(&["exec", "bash"]).is_err(), "--grant or --token is required");
+        let Command::Exec(a) = parse(&["exec", "--token", "t.wgt", "--", "id"]).unwrap().command else { panic!() };
+        assert_eq!((a.grant, a.token), (None, Some(PathBuf::from("t.wgt"))));
+        assert!(parse(&["exec", "--token", "t", "--grant", "g-1", "id"]).is_err(), "one or the other");
     }
 
     #[test]
@@ -314,6 +332,29 @@ mod tests {
         assert_eq!((a.name.as_str(), a.role_hint), ("bob", certs::RoleHint::Responder));
         assert!(parse(&["certs", "issue", "--dir", "d", "--name", "x", "--role-hint", "root"]).is_err());
         assert!(parse(&["certs", "init"]).is_err(), "--dir is required");
+    }
+
+    #[test]
+    fn login_and_token_commands() {
+        let Command::Login(a) = parse(&["login"]).unwrap().command else { panic!() };
+        assert!(a.token_file.is_none());
+        let Command::Login(a) = parse(&["login", "--token-file", "/t"]).unwrap().command else { panic!() };
+        assert_eq!(a.token_file, Some(PathBuf::from("/t")));
+        let Command::Token(token::TokenCommand::Keygen(a)) = parse(&["token", "keygen", "--out", "k"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(a.out, PathBuf::from("k"));
+        let cli = parse(&[
+            "token", "sign", "--key", "k", "--subject", "user:alice", "--host", "db-*", "--ttl", "5m",
+            "--approver", "bob", "--approver", "carol", "--out", "t",
+        ])
+        .unwrap();
+        let Command::Token(token::TokenCommand::Sign(a)) = cli.command else { panic!() };
+        assert_eq!(a.approvers, ["bob", "carol"]);
+        assert_eq!((a.host.as_str(), a.ttl.as_secs()), ("db-*", 300));
+        assert!(parse(&["token", "sign", "--key", "k", "--host", "h"]).is_err(), "--subject is required");
+        assert!(parse(&["token", "compact"]).is_err(), "a file is required");
     }
 
     #[test]

@@ -219,6 +219,7 @@ fn summary(ev: &Event) -> (String, bool) {
         Kind::Connect(n) | Kind::Accept(n) => net(n, &n.remote_addr, n.remote_port),
         Kind::Bind(n) | Kind::Listen(n) => net(n, &n.local_addr, n.local_port),
         Kind::SocketsDropped(d) => (format!("dropped {} sockets: {}", d.count, sanitize(&d.reason)), true),
+        Kind::TokenRefused(t) => (format!("token refused ({}): {}", sanitize(&t.how), sanitize(&t.reason)), true),
         Kind::Violation(v) => {
             let target = if !v.path.is_empty() {
                 sanitize(&v.path).into_owned()

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use warrant_proto::event::Event as Kind;
 use warrant_proto::{
     ControlAction, Event, EventsLost, Exec, ExecFailed, Exit, FileOpen, GrantChange, Kill, Net, RemoteTraffic,
-    SessionEnd, SessionReport, SessionStart, SocketClose, SocketsDropped, Violation, WatchMissed,
+    SessionEnd, SessionReport, SessionStart, SocketClose, SocketsDropped, TokenRefused, Violation, WatchMissed,
 };
 
 /// Decodes one event object as written by `to_json`.
@@ -119,6 +119,15 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
         }),
         "watch_missed" => Kind::WatchMissed(WatchMissed { count: f.u64("count")? }),
         "sockets_dropped" => Kind::SocketsDropped(SocketsDropped { count: f.u32("count")?, reason: f.str("reason")? }),
+        "token_refused" => Kind::TokenRefused(TokenRefused {
+            reason: f.str("reason")?,
+            key_id: f.str("key_id")?,
+            host_pattern: f.str("host_pattern")?,
+            caller_uid: f.u32("caller_uid")?,
+            caller_pid: f.u32("caller_pid")?,
+            how: f.str("how")?,
+            command: f.strings("command")?,
+        }),
         "control_action" => Kind::ControlAction(ControlAction {
             action: f.str("action")?,
             by: f.str("by")?,
@@ -335,6 +344,15 @@ mod tests {
                 ..Default::default()
             }),
             Kind::ExecFailed(ExecFailed { path: "/usr/bin/curl".into(), error: 13, truncated: false }),
+            Kind::TokenRefused(TokenRefused {
+                reason: "expired 3m ago".into(),
+                key_id: "k-1".into(),
+                host_pattern: "db-*".into(),
+                caller_uid: 1000,
+                caller_pid: 7,
+                how: "login".into(),
+                command: vec!["bash".into()],
+            }),
             Kind::SocketClose(SocketClose {
                 family: "inet".into(),
                 local_addr: "127.0.0.1".into(),

@@ -38,6 +38,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::SocketsDropped(_) => "sockets_dropped",
         Kind::SessionReport(_) => "session_report",
         Kind::ControlAction(_) => "control_action",
+        Kind::TokenRefused(_) => "token_refused",
     }
 }
 
@@ -62,6 +63,7 @@ pub const KIND_NAMES: &[&str] = &[
     "sockets_dropped",
     "session_report",
     "control_action",
+    "token_refused",
 ];
 
 /// Expands the filter shorthands `file` and `net`; other names pass through.
@@ -234,6 +236,15 @@ pub fn to_json(event: &Event) -> Value {
             m.insert("violations_total".into(), json!(r.violations_total));
             m.insert("kills".into(), json!(r.kills));
             m.insert("events".into(), json!(r.events));
+        }
+        Some(Kind::TokenRefused(t)) => {
+            m.insert("reason".into(), json!(t.reason));
+            m.insert("key_id".into(), json!(t.key_id));
+            m.insert("host_pattern".into(), json!(t.host_pattern));
+            m.insert("caller_uid".into(), json!(t.caller_uid));
+            m.insert("caller_pid".into(), json!(t.caller_pid));
+            m.insert("how".into(), json!(t.how));
+            m.insert("command".into(), json!(t.command));
         }
         Some(Kind::WatchMissed(w)) => {
             m.insert("count".into(), json!(w.count));

@@ -5,9 +5,12 @@
 //! - `warrant/v1/events.proto`: the audit event (`Event`, one `oneof` per kind).
 //! - `warrant/v1/agent.proto`: the agent's local API.
 //! - `warrant/v1/collector.proto`: agent ↔ collector stream and the collector's API.
+//! - `warrant/v1/token.proto`: the signed grant token a host verifies offline.
 //! - [`json`]: `Event` to the one-object-per-line JSON schema.
+//! - [`token`]: signing, verifying, encoding and decoding grant tokens; keys.
 
 pub mod json;
+pub mod token;
 
 /// Generated code for package `warrant.v1`.
 pub mod v1 {

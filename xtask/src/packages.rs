@@ -23,6 +23,8 @@ const PACKAGES: &[&str] = &[
     "procps",
     // Small helper programs in the tests (a process that opens, connects, forks).
     "python3",
+    // A real `sshd` on loopback for the login tests (ForceCommand `warrant login`).
+    "openssh-server",
 ];
 
 /// Installs the missing packages; returns what was present or installed.

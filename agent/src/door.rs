@@ -1,0 +1,257 @@
+//! The token door (`warrant.v1.TokenDoor`): sessions let in by a signed grant
+//! token instead of a grant issued on this host.
+//!
+//! Every check runs here, offline, before anything is created: the token's form,
+//! its signature against the trusted keys (`grant_public_key`, read at each use so
+//! a rotated file takes effect at once), its validity against this host's clock,
+//! its host pattern against this host's name, for a caller other than root that
+//! its subject names the caller, the policy text against the signed digest, and
+//! replay (the ledger). Each refusal is one line, goes back to the caller as
+//! "token refused: …" and is an audited `token_refused` event.
+//!
+//! The door is served on the agent's socket and, with `--door-socket`, on a
+//! socket every local user may open: the token is the authority there, and the
+//! door offers nothing else (no watching, no grant ids, no kills).
+
+use std::{
+    ffi::CStr,
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{Context, Result, bail};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
+use tracing::{info, warn};
+use warrant_proto::{
+    token::{self, TokenError, TrustedKeys},
+    v1::{
+        self as pb, GrantToken,
+        token_door_server::{TokenDoor, TokenDoorServer},
+    },
+};
+
+use crate::{
+    clock,
+    host::{Host, HostError},
+    ids,
+    registry::GrantError,
+    token_ledger::Ledger,
+};
+
+/// The door service.
+#[derive(Clone)]
+pub struct Door {
+    host: Arc<Host>,
+    /// `grant_public_key`; `None` refuses every token.
+    keys_file: Option<PathBuf>,
+    /// Redeemed tokens. Held across check, grant and record, so two requests with
+    /// one token cannot both get in.
+    ledger: Arc<tokio::sync::Mutex<Ledger>>,
+}
+
+/// Why a request was refused: a token reason (audited) or another failure.
+enum Refusal {
+    Token(TokenError),
+    Other(Status),
+}
+
+impl From<TokenError> for Refusal {
+    fn from(e: TokenError) -> Self {
+        Self::Token(e)
+    }
+}
+
+impl Door {
+    /// Checks the key file once at start (a bad file is a config error, not a
+    /// surprise at the first login) and loads the ledger.
+    pub fn new(host: Arc<Host>, keys_file: Option<PathBuf>, state_dir: &Path) -> Result<Self> {
+        if let Some(path) = &keys_file {
+            let keys = read_keys(path).map_err(|e| anyhow::anyhow!("invalid grant_public_key: {e}"))?;
+            info!(file = %path.display(), keys = ?keys.ids().collect::<Vec<_>>(), "grant tokens are verified against these keys");
+        }
+        let ledger = Ledger::load(state_dir.join("tokens.json"))?;
+        Ok(Self { host, keys_file, ledger: Arc::new(tokio::sync::Mutex::new(ledger)) })
+    }
+
+    pub fn server(&self) -> TokenDoorServer<Self> {
+        TokenDoorServer::new(self.clone())
+    }
+
+    /// All checks, then the grant and the session.
+    async fn admit(
+        &self,
+        r: &pb::StartSessionWithTokenRequest,
+        caller: (u32, u32),
+        claims: &mut Option<GrantToken>,
+    ) -> Result<pb::Session, Refusal> {
+        let keys = match &self.keys_file {
+            Some(path) => read_keys(path).map_err(|e| {
+                warn!("{e}");
+                Refusal::Other(Status::internal(format!("cannot read the grant public keys: {e}")))
+            })?,
+            None => return Err(TokenError::NoTrustedKeys.into()),
+        };
+        let unverified = token::decode(&r.token)?;
+        *claims = Some(unverified.token.clone());
+        let t = unverified.verify_signature(&keys)?;
+        token::check_validity(&t, clock::wall_ns(), self.host.host_name())?;
+        if caller.0 != 0 {
+            let user = user_name(caller.0).unwrap_or_else(|| format!("uid {}", caller.0));
+            let name = token::subject_parts(&t.subject).map(|(_, n)| n).unwrap_or_default();
+            if name != user {
+                return Err(TokenError::WrongSubject { subject: t.subject.clone(), user }.into());
+            }
+        }
+        let policy = match (t.policy_digest.is_empty(), r.policy.trim().is_empty()) {
+            (true, true) => None,
+            (true, false) | (false, true) => return Err(TokenError::PolicyAltered.into()),
+            (false, false) => {
+                let p = warrant_policy::Policy::from_yaml(&r.policy, "token policy")
+                    .map_err(|_| TokenError::PolicyAltered)?;
+                if p.digest().to_string() != t.policy_digest {
+                    return Err(TokenError::PolicyAltered.into());
+                }
+                Some(p)
+            }
+        };
+        if r.sandboxed && r.sandbox_policy_digest != t.policy_digest {
+            return Err(Refusal::Other(Status::failed_precondition(
+                "the session confined itself with a policy other than the token's",
+            )));
+        }
+        let id = ids::parse_grant(&t.grant).ok_or(TokenError::Malformed("grant id".into()))?;
+        let how = if r.how == "login" { "login" } else { "exec" };
+        let grant = {
+            let mut ledger = self.ledger.lock().await;
+            if ledger.contains(&t.grant) || self.host.has_grant(id) {
+                return Err(TokenError::Replayed.into());
+            }
+            let grant = self
+                .host
+                .issue_token_grant(&t, policy.as_ref().map(|p| (p, r.policy.as_str())))
+                .await
+                .map_err(|e| match e {
+                    // Limits a signed token broke are refusals of the token, on the record.
+                    HostError::Grant(g @ (GrantError::Policy(_) | GrantError::Ttl { .. } | GrantError::NoSubject)) => {
+                        Refusal::Token(TokenError::Unacceptable(g.to_string()))
+                    }
+                    e => Refusal::Other(e.into()),
+                })?;
+            // Burnt once its grant exists, whatever happens to the session next.
+            if let Err(e) = ledger.record(&t.grant, t.not_after_unix_ns, clock::wall_ns()) {
+                warn!("{e:#}");
+                return Err(Refusal::Other(Status::internal(format!("cannot record the token as used: {e:#}"))));
+            }
+            grant
+        };
+        let sandbox = r.sandboxed.then_some(r.sandbox_policy_digest.as_str());
+        self.host
+            .start_session(&ids::grant(grant.id), &[caller.1], r.command.clone(), how, caller, sandbox)
+            .await
+            .map_err(|e| Refusal::Other(e.into()))
+    }
+}
+
+#[tonic::async_trait]
+impl TokenDoor for Door {
+    async fn start_session_with_token(
+        &self,
+        req: Request<pb::StartSessionWithTokenRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let cred = req
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|i| i.peer_cred)
+            .ok_or_else(|| Status::unauthenticated("no peer credentials on this connection"))?;
+        let pid = cred.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+        if pid == 0 {
+            return Err(Status::failed_precondition("cannot tell the calling process from the socket"));
+        }
+        let caller = (cred.uid(), pid);
+        let r = req.into_inner();
+        let mut claims = None;
+        match self.admit(&r, caller, &mut claims).await {
+            Ok(s) => Ok(Response::new(s)),
+            Err(Refusal::Other(status)) => Err(status),
+            Err(Refusal::Token(e)) => {
+                let reason = e.to_string();
+                info!(uid = caller.0, pid = caller.1, how = %r.how, "token refused: {reason}");
+                let refused = pb::TokenRefused {
+                    reason: reason.clone(),
+                    caller_uid: caller.0,
+                    caller_pid: caller.1,
+                    how: r.how.clone(),
+                    command: r.command.clone(),
+                    ..Default::default()
+                };
+                self.host.token_refused(refused, claims.as_ref()).await;
+                Err(Status::permission_denied(format!("token refused: {reason}")))
+            }
+        }
+    }
+}
+
+fn read_keys(path: &Path) -> Result<TrustedKeys> {
+    let text = fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    TrustedKeys::parse(&text).with_context(|| format!("invalid key file {}", path.display()))
+}
+
+/// The login name of `uid` (through NSS, so directory users count too).
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: passwd is plain data; zeroed is a valid (empty) value for it.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and buf's length is passed.
+    let rc = unsafe { libc::getpwuid_r(uid, &raw mut pw, buf.as_mut_ptr().cast(), buf.len(), &raw mut out) };
+    if rc != 0 || out.is_null() || pw.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string inside buf.
+    Some(unsafe { CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned())
+}
+
+/// Binds the door socket, open to every local user (mode 0666); refuses to take
+/// over a socket another agent is serving.
+pub async fn bind(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("failed to create socket directory {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            bail!("another warrant-agent is already serving {}", path.display());
+        }
+        fs::remove_file(path).with_context(|| format!("failed to remove stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("failed to bind the door socket {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("failed to set the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves only the door on `listener` until the task is aborted.
+pub fn serve(listener: UnixListener, door: &Door) -> tokio::task::JoinHandle<()> {
+    let server = tonic::transport::Server::builder()
+        .add_service(door.server())
+        .serve_with_incoming(UnixListenerStream::new(listener));
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            warn!("the door socket stopped: {e}");
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_has_a_name() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert_eq!(user_name(4_000_000_000), None);
+    }
+}
