@@ -7,8 +7,10 @@
 //!                                   write + fdatasync per batch), EventHub::publish
 //! ```
 //!
-//! With a collector, the writer also appends each batch to the disk spool (after
-//! the local log), from which the uplink streams it; see [`crate::uplink`].
+//! With a collector, the writer also writes each batch to the disk spool, from which
+//! the uplink streams it ([`crate::uplink`]): first the spool (readable at once, so
+//! the uplink sends while the local log syncs), then the local log, then the
+//! spool's fsync.
 //!
 //! One writer assigns sequence numbers, so the log has one total order. The sink is
 //! bounded: if the writer falls behind, the ring reader waits, the ring buffer fills,
@@ -228,6 +230,26 @@ pub fn spawn_writer(
                         }
                     }
                 }
+                if let Some(spool) = &spool {
+                    let refused = match spool.write(&batch) {
+                        Ok(a) => a.rejected,
+                        Err(e) => {
+                            error!("failed to spool {} events for the collector: {e}", batch.len());
+                            batch.len()
+                        }
+                    };
+                    if refused > 0 {
+                        if unspooled == 0 {
+                            warn!(
+                                "the spool is full ({} bytes): events stay in the local log but will not reach \
+                                 the collector until it catches up",
+                                spool.max_bytes()
+                            );
+                        }
+                        unspooled += refused as u64;
+                        stats.spool_full_total.fetch_add(refused as u64, Ordering::Relaxed);
+                    }
+                }
                 if let Err(e) = log.append(&batch) {
                     stats.log_errors.fetch_add(1, Ordering::Relaxed);
                     error!("failed to append {} events to the audit log {}: {e}", batch.len(), log.path().display());
@@ -247,28 +269,13 @@ pub fn spawn_writer(
                     }
                 }
                 stats.events_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                if let Some(spool) = &spool {
-                    let refused = match spool.append(&batch) {
-                        Ok(a) => a.rejected,
-                        Err(e) => {
-                            error!("failed to spool {} events for the collector: {e}", batch.len());
-                            batch.len()
-                        }
-                    };
-                    if refused > 0 {
-                        if unspooled == 0 {
-                            warn!(
-                                "the spool is full ({} bytes): events stay in the local log but will not reach \
-                                 the collector until it catches up",
-                                spool.max_bytes()
-                            );
-                        }
-                        unspooled += refused as u64;
-                        stats.spool_full_total.fetch_add(refused as u64, Ordering::Relaxed);
-                    }
-                }
                 for ev in batch.drain(..) {
                     hub.publish(Arc::new(ev));
+                }
+                if let Some(spool) = &spool
+                    && let Err(e) = spool.sync()
+                {
+                    error!("failed to fsync the spool: {e}; a machine crash now could lose events the collector has not acknowledged");
                 }
             }
         })

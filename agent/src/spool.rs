@@ -16,9 +16,10 @@
 //!
 //! # Guarantees
 //!
-//! - [`Spool::append`] writes a batch with one `write` and one `fdatasync`; when it
-//!   returns, the spooled events survive a crash. A crash mid-append leaves a torn
-//!   tail, which [`Spool::open`] cuts off (it was never acknowledged to anyone).
+//! - [`Spool::write`] writes a batch with one `write` (readers see it at once, so the
+//!   uplink sends while the local log is still syncing); [`Spool::sync`] makes it
+//!   durable with one `fdatasync`. A crash mid-write leaves a torn tail, which
+//!   [`Spool::open`] cuts off.
 //! - The spool never grows past `max_bytes`. An event that does not fit is refused
 //!   and counted ([`Appended::rejected`]); the caller reports that loss, because the
 //!   collector will never see those events (they are still in the local log).
@@ -193,10 +194,24 @@ impl Spool {
         self.appended.subscribe()
     }
 
-    /// Appends `events` (of the running boot, seq ascending) durably. Events that
-    /// would take the spool past its limit are refused, as is everything after the
-    /// first refusal in this batch, so the spooled ones are a prefix.
+    /// Appends `events` (of the running boot, seq ascending) durably: [`write`](Self::write)
+    /// then [`sync`](Self::sync).
+    #[cfg(test)]
     pub fn append(&self, events: &[pb::Event]) -> io::Result<Appended> {
+        let a = self.write(events)?;
+        self.sync()?;
+        Ok(a)
+    }
+
+    /// Appends `events` (of the running boot, seq ascending) with one `write`, and
+    /// makes them readable by cursors at once; [`sync`](Self::sync) makes them
+    /// durable. Readers may send events before they are durable here: a machine
+    /// crash before the sync loses them from the spool, exactly as if the crash had
+    /// come before the write, and the collector drops what it already has.
+    ///
+    /// Events that would take the spool past its limit are refused, as is everything
+    /// after the first refusal in this batch, so the spooled ones are a prefix.
+    pub fn write(&self, events: &[pb::Event]) -> io::Result<Appended> {
         if events.is_empty() {
             return Ok(Appended::default());
         }
@@ -223,6 +238,9 @@ impl Spool {
             }
             let roll = active.as_ref().is_none_or(|a| a.len >= self.segment_bytes);
             if roll {
+                if let Some(old) = active.as_ref() {
+                    old.file.sync_data()?;
+                }
                 let first = events[0].seq;
                 let generation = st.current().generation;
                 let path = self.dir.join(format!("{generation:010}-{}-{first:020}.seg", self.boot_id));
@@ -234,7 +252,7 @@ impl Spool {
             st.bytes += buf.len() as u64;
         }
         let a = active.as_mut().expect("an active segment was just ensured");
-        let written = a.file.write_all(&buf).and_then(|()| a.file.sync_data());
+        let written = a.file.write_all(&buf);
         let mut st = self.lock();
         if let Err(e) = written {
             st.bytes -= buf.len() as u64;
@@ -254,6 +272,12 @@ impl Spool {
         drop(st);
         self.appended.send_replace(last);
         Ok(Appended { spooled, rejected: events.len() - spooled })
+    }
+
+    /// Makes everything written so far durable (one `fdatasync`).
+    pub fn sync(&self) -> io::Result<()> {
+        let active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        active.as_ref().map_or(Ok(()), |a| a.file.sync_data())
     }
 
     /// Boots that still have events waiting, oldest first, then the running boot
