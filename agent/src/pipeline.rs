@@ -362,3 +362,22 @@ pub async fn poll_lost(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(500));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(9));
+        let (buckets, count, sum) = h.snapshot();
+        assert_eq!(count, 3);
+        assert_eq!(buckets[0], (0.001, 1));
+        assert_eq!(buckets[2], (0.005, 2));
+        assert_eq!(buckets.last().copied(), Some((5.0, 2)), "9 s is above every bound");
+        assert!((sum - 9.0035).abs() < 1e-6, "{sum}");
+    }
+}

@@ -151,7 +151,7 @@ impl Spool {
                 }
             }
         }
-        found.sort_by(|a, b| (a.0, a.2.first).cmp(&(b.0, b.2.first)));
+        found.sort_by_key(|f| (f.0, f.2.first));
         let mut boots: Vec<Boot> = Vec::new();
         let mut bytes = 0;
         for (generation, id, seg) in found {

@@ -171,7 +171,7 @@ fn single_host_baseline() {
         let grant = agent.issue_grant("10m");
         let n = if rate == 0 { BURST } else { BURST / 2 };
         let count = n.to_string();
-        let every = if rate == 0 { "0".to_owned() } else { (50_000 / rate).to_string() };
+        let every = 50_000u64.checked_div(rate).unwrap_or(0).to_string();
         let started = Instant::now();
         let a0 = cpu_secs(agent.pid());
         let lost0 = agent.status()["events_lost_total"].as_u64().unwrap_or(0);
@@ -205,7 +205,7 @@ fn uplink_throughput_and_latency() {
         let n = if rate == 0 { BURST } else { BURST / 2 };
         let count = n.to_string();
         // Batches of 50 opens every 50/rate seconds.
-        let every = if rate == 0 { 0 } else { 50_000 / rate };
+        let every = 50_000u64.checked_div(rate).unwrap_or(0);
         let every_s = every.to_string();
         let mut argv = vec![bin.as_str(), "open-burst", count.as_str(), "/etc/hostname"];
         if rate > 0 {
