@@ -58,6 +58,8 @@ const BY_SESSION: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_s
 const BY_HOST: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_host");
 const BY_SUBJECT: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_subject");
 const BY_AGENT: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_agent");
+/// The shape of the per-field tables.
+type KeyTable = TableDefinition<'static, (&'static str, u64), i64>;
 /// (agent, boot) → highest seq stored.
 const BOOTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("boots");
 /// session id → prost `RemoteSession`.
@@ -646,7 +648,7 @@ impl LogSide {
                 self.rotate()?;
             }
             let in_segment = self.active.records() + 1 - self.active_first;
-            let avg = if in_segment == 0 { 600 } else { (self.active.len_bytes() / in_segment).max(64) };
+            let avg = self.active.len_bytes().checked_div(in_segment).map_or(600, |a| a.max(64));
             let room = self.opts.segment_bytes.saturating_sub(self.active.len_bytes());
             let fit = usize::try_from(room.div_ceil(avg)).unwrap_or(usize::MAX).max(1);
             let tail = if rest.len() > fit { rest.split_off(fit) } else { Vec::new() };
@@ -1006,7 +1008,7 @@ impl Reader {
             }
             Ok(page.events.len() >= limit)
         };
-        let key: Option<(TableDefinition<(&str, u64), i64>, &String)> = [
+        let key: Option<(KeyTable, &String)> = [
             (BY_SESSION, &f.session),
             (BY_GRANT, &f.grant),
             (BY_AGENT, &f.agent_id),

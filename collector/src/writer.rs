@@ -35,7 +35,7 @@ enum Request {
     /// Store agent events (deduplicated).
     Append { events: Vec<Event>, reply: oneshot::Sender<Result<BatchOutcome, String>> },
     /// Store one record made by the collector; the writer gives it its seq.
-    Own { event: Event, reply: Option<oneshot::Sender<Result<(), String>>> },
+    Own { event: Box<Event>, reply: Option<oneshot::Sender<Result<(), String>>> },
     /// Apply retention now.
     Retention { max_age: Option<Duration>, max_bytes: Option<u64>, reply: oneshot::Sender<Result<u64, String>> },
     /// Where the chain ends now.
@@ -153,7 +153,7 @@ impl Writer {
     pub async fn record(&self, action: &str, by: &str, target: &str, outcome: &str, detail: &str) -> Result<(), String> {
         let event = self.control_event(action, by, target, outcome, detail);
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request::Own { event, reply: Some(reply) }).await.map_err(|_| gone())?;
+        self.tx.send(Request::Own { event: Box::new(event), reply: Some(reply) }).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 
@@ -221,7 +221,7 @@ fn run_writer(mut log: LogSide, mut rx: mpsc::Receiver<Request>, jobs: &std::syn
                 Request::Own { mut event, reply } => {
                     seq += 1;
                     event.seq = seq;
-                    batches.push(vec![event]);
+                    batches.push(vec![*event]);
                     replies.push(Reply::Own(reply));
                 }
                 Request::Retention { max_age, max_bytes, reply } => {
