@@ -458,6 +458,12 @@ impl Collector for CollectorService {
             let _gauge = Gauge(metrics.clone());
             let mut replayed: HashMap<(String, String), u64> = HashMap::new();
             if r.since_unix_ns > 0 {
+                // Everything published before the subscription must be in the
+                // index the replay reads.
+                if let Err(e) = state.writer.sync().await {
+                    let _ = tx.send(Err(Status::unavailable(e))).await;
+                    return;
+                }
                 let spec = QuerySpec { filter, from: r.since_unix_ns, to: 0, limit: REPLAY_PAGE };
                 let mut cursor = Cursor::Start;
                 loop {

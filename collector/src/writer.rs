@@ -3,13 +3,13 @@
 //! Every stored event goes through the log writer: agent batches and the
 //! collector's own records (control actions). Requests waiting in its queue are
 //! written together with one fsync (group commit), so several agents streaming at
-//! once share the cost of durability; it answers (acks) right after the fsync and
-//! hands the new records to the indexer, so the next group is written while the
-//! index is updated. The indexer publishes events on the hub only once they are in
-//! the index: a watcher that replays from the index after subscribing therefore
-//! misses nothing (an event is either already indexed, or still to be published).
-//! [`Writer::sync`] waits until everything stored so far is indexed, for reads
-//! that must see what was just acknowledged.
+//! once share the cost of durability. Right after the fsync it answers (acks),
+//! publishes the new events to live watchers, and hands the records to the
+//! indexer, so the next group is written while the index is updated.
+//! [`Writer::sync`] waits until everything stored so far is indexed: reads that
+//! must see what was acknowledged call it first, and a `since` watch calls it
+//! after subscribing and before replaying, so an event is either published after
+//! the subscription or already in the index the replay reads: no gap.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -94,9 +94,9 @@ impl Writer {
                 let (jobs, job_rx) = std::sync::mpsc::sync_channel::<IndexJob>(64);
                 let index_thread = std::thread::Builder::new()
                     .name("indexer".into())
-                    .spawn(move || run_indexer(indexer, &job_rx, &hub))
+                    .spawn(move || run_indexer(indexer, &job_rx))
                     .expect("spawn the indexer thread");
-                run_writer(log, rx, &jobs, &own, &metrics);
+                run_writer(log, rx, &jobs, &own, &metrics, &hub);
                 drop(jobs);
                 let _ = index_thread.join();
             })
@@ -199,7 +199,14 @@ impl Writer {
 }
 
 /// The log writer's loop: group, dedup, append + fsync, answer, hand to the indexer.
-fn run_writer(mut log: LogSide, mut rx: mpsc::Receiver<Request>, jobs: &std::sync::mpsc::SyncSender<IndexJob>, own: &Event, metrics: &Metrics) {
+fn run_writer(
+    mut log: LogSide,
+    mut rx: mpsc::Receiver<Request>,
+    jobs: &std::sync::mpsc::SyncSender<IndexJob>,
+    own: &Event,
+    metrics: &Metrics,
+    hub: &EventHub,
+) {
     let mut seq = log.high_water(COLLECTOR_AGENT_ID, &own.boot_id);
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
@@ -225,7 +232,7 @@ fn run_writer(mut log: LogSide, mut rx: mpsc::Receiver<Request>, jobs: &std::syn
                     replies.push(Reply::Own(reply));
                 }
                 Request::Retention { max_age, max_bytes, reply } => {
-                    let _ = reply.send(retention(&mut log, jobs, own, &mut seq, max_age, max_bytes));
+                    let _ = reply.send(retention(&mut log, jobs, hub, own, &mut seq, max_age, max_bytes));
                 }
                 Request::Anchor { reply } => {
                     let _ = reply.send(log.anchor());
@@ -252,6 +259,11 @@ fn run_writer(mut log: LogSide, mut rx: mpsc::Receiver<Request>, jobs: &std::syn
                             Reply::Own(None) => {}
                         }
                     }
+                    for w in &work {
+                        for ev in w.events() {
+                            hub.publish(ev.clone());
+                        }
+                    }
                     if jobs.send(IndexJob::Records(work)).is_err() {
                         tracing::error!("the indexer has stopped; stopping the log writer");
                         return;
@@ -276,9 +288,9 @@ fn run_writer(mut log: LogSide, mut rx: mpsc::Receiver<Request>, jobs: &std::syn
     }
 }
 
-/// The indexer's loop: index what the writer stored (several groups per
-/// transaction when it falls behind), then publish it.
-fn run_indexer(mut indexer: Indexer, jobs: &std::sync::mpsc::Receiver<IndexJob>, hub: &EventHub) {
+/// The indexer's loop: index what the writer stored, several groups per
+/// transaction when it falls behind.
+fn run_indexer(mut indexer: Indexer, jobs: &std::sync::mpsc::Receiver<IndexJob>) {
     let mut pending: Option<IndexJob> = None;
     loop {
         let job = match pending.take() {
@@ -304,11 +316,6 @@ fn run_indexer(mut indexer: Indexer, jobs: &std::sync::mpsc::Receiver<IndexJob>,
                 if let Err(e) = indexer.apply(&work, false) {
                     // The log has the records; the next start re-indexes them.
                     tracing::error!(error = %e, "cannot index stored records; queries miss them until a restart re-indexes the log");
-                }
-                for w in &work {
-                    for ev in w.events() {
-                        hub.publish(ev.clone());
-                    }
                 }
             }
             IndexJob::Drop(plan) => {
@@ -337,6 +344,7 @@ enum Reply {
 fn retention(
     log: &mut LogSide,
     jobs: &std::sync::mpsc::SyncSender<IndexJob>,
+    hub: &EventHub,
     envelope: &Event,
     seq: &mut u64,
     max_age: Option<Duration>,
@@ -370,6 +378,9 @@ fn retention(
         ..envelope.clone()
     };
     let (_, work) = log.append_batches(vec![vec![event]]).map_err(|e| e.to_string())?;
+    for ev in work.iter().flat_map(IndexWork::events) {
+        hub.publish(ev.clone());
+    }
     let _ = jobs.send(IndexJob::Records(work));
     log.drop_segments(&plan).map_err(|e| e.to_string())?;
     let last = plan.last_n;
