@@ -192,17 +192,15 @@ pub fn spawn_writer(
                         Err(_) => break,
                     }
                 }
-                if batch.is_empty() {
-                    continue;
-                }
-                // Once the spool has room again, the collector is told what it missed
-                // (the notice itself must fit, hence the margin).
+                // Once the spool has room again (the notice itself must fit, hence the
+                // margin), or when the agent stops, the refusals become an event: in
+                // the local log always, and for the collector when it fits.
                 if let Some(spool) = &spool
                     && unspooled > 0
-                    && spool.free_bytes() >= spool.max_bytes() / 4
+                    && (stopping || spool.free_bytes() >= spool.max_bytes() / 4)
                 {
                     let total = stats.spool_full_total.load(Ordering::Relaxed);
-                    warn!("the spool has room again; {unspooled} events recorded meanwhile will not reach the collector");
+                    warn!("{unspooled} events recorded while the spool was full will not reach the collector");
                     batch.insert(
                         0,
                         agent_event(Kind::EventsLost(pb::EventsLost {
@@ -212,6 +210,9 @@ pub fn spawn_writer(
                         })),
                     );
                     unspooled = 0;
+                }
+                if batch.is_empty() {
+                    continue;
                 }
                 {
                     let subjects = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -23,8 +23,9 @@
 //! - The spool never grows past `max_bytes`. An event that does not fit is refused
 //!   and counted ([`Appended::rejected`]); the caller reports that loss, because the
 //!   collector will never see those events (they are still in the local log).
-//! - [`Spool::ack`] deletes every segment whose events are all acknowledged. Only
-//!   whole segments are removed, so segments are kept small next to `max_bytes`.
+//! - [`Spool::ack`] deletes every segment whose events are all acknowledged (the open
+//!   one included). Only whole segments are removed, so segments are kept small next
+//!   to `max_bytes`.
 //! - The writer (a thread) and the uplink (a task) share the spool: file reads and
 //!   writes happen outside the lock, which only guards the segment index.
 
@@ -302,21 +303,30 @@ impl Spool {
     }
 
     /// Records that the collector holds `boot` up to `seq`: deletes the segments that
-    /// are now wholly acknowledged (not the running boot's open one), and forgets an
-    /// earlier boot once it has nothing left.
+    /// are now wholly acknowledged, and forgets an earlier boot once it has nothing
+    /// left. The running boot's open segment is retired too when it is wholly
+    /// acknowledged and the writer is not writing it this moment (the next write then
+    /// starts a new one), so one big batch cannot pin the spool full.
     pub fn ack(&self, boot: &str, seq: u64) {
         let mut doomed = Vec::new();
         {
+            // Same lock order as `write`: the open segment, then the index.
+            let mut active = self.active.try_lock().ok();
             let mut st = self.lock();
             let State { boots, bytes } = &mut *st;
             let Some(b) = boots.iter_mut().find(|b| b.id == boot) else { return };
             b.acked = b.acked.max(seq);
             let running = b.id == self.boot_id;
             while let Some(s) = b.segments.front() {
-                // The running boot's newest segment may be the one being written.
-                let open = running && b.segments.len() == 1;
-                if s.last > b.acked || s.last == 0 || open {
+                if s.last > b.acked || s.last == 0 {
                     break;
+                }
+                if running && b.segments.len() == 1 {
+                    // The newest segment may be the one being written.
+                    let Some(open) = active.as_deref_mut() else { break };
+                    if open.as_ref().is_some_and(|a| a.first == s.first) {
+                        *open = None;
+                    }
                 }
                 let s = b.segments.pop_front().expect("front exists");
                 *bytes -= s.len;
@@ -598,9 +608,9 @@ mod tests {
         assert!(refused > 0, "a 64 KiB spool took 10000 events");
         assert!(s.free_bytes() < 1024);
         let last = s.last_seq("b1");
-        // Acks free every segment but the open one.
+        // Acks free every segment, the open one included.
         s.ack("b1", last);
-        assert!(s.free_bytes() >= max / 2, "{} bytes free", s.free_bytes());
+        assert_eq!(s.free_bytes(), max);
         assert_eq!(s.append(&batch(seq, 10)).unwrap().spooled, 10);
         assert_eq!(read_all(&s, "b1", last), (seq..seq + 10).collect::<Vec<_>>());
         // A new boot while the old one still waits: the old one comes first.
@@ -630,8 +640,10 @@ mod tests {
         assert_eq!(read_all(&s, "b1", 20), (21..=40).collect::<Vec<_>>());
         assert_eq!(s.depth().events, 20);
         s.ack("b1", 40);
-        assert_eq!(files(), 1, "the open segment stays");
-        assert_eq!(s.depth().events, 0);
+        assert_eq!(files(), 0, "a wholly acknowledged open segment is retired too");
+        assert_eq!(s.depth(), Depth::default());
+        s.append(&[big(41)]).unwrap();
+        assert_eq!(read_all(&s, "b1", 40), vec![41], "the next write starts a new segment");
     }
 
     #[test]
