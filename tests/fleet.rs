@@ -120,6 +120,24 @@ pub fn cli_as(c: &TestCollector, identity: &str, args: &[&str]) -> Output {
     output_within(&mut cmd, CLI_TIMEOUT)
 }
 
+/// `warrant --collector … watch <args>` as `identity`, once it says it is watching.
+pub fn watch_as(c: &TestCollector, identity: &str, args: &[&str]) -> crate::Watch {
+    let id = c.identity(identity);
+    let mut cmd = Command::new(bins::warrant());
+    cmd.env_remove("WARRANT_COLLECTOR")
+        .arg("--collector")
+        .arg(c.url())
+        .arg("--ca")
+        .arg(&id.ca)
+        .arg("--cert")
+        .arg(&id.cert)
+        .arg("--key")
+        .arg(&id.key)
+        .arg("watch")
+        .args(args);
+    crate::Watch::spawn(cmd)
+}
+
 /// [`cli_as`] that must succeed; its stdout.
 pub fn cli_ok_as(c: &TestCollector, identity: &str, args: &[&str]) -> String {
     let out = cli_as(c, identity, args);

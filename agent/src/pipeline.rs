@@ -7,8 +7,10 @@
 //!                                   write + fdatasync per batch), EventHub::publish
 //! ```
 //!
-//! With a collector, the writer also appends each batch to the disk spool (after
-//! the local log), from which the uplink streams it; see [`crate::uplink`].
+//! With a collector, the writer also writes each batch to the disk spool, from which
+//! the uplink streams it ([`crate::uplink`]): first the spool (readable at once, so
+//! the uplink sends while the local log syncs), then the local log, then the
+//! spool's fsync.
 //!
 //! One writer assigns sequence numbers, so the log has one total order. The sink is
 //! bounded: if the writer falls behind, the ring reader waits, the ring buffer fills,
@@ -197,17 +199,15 @@ pub fn spawn_writer(
                         Err(_) => break,
                     }
                 }
-                if batch.is_empty() {
-                    continue;
-                }
-                // Once the spool has room again, the collector is told what it missed
-                // (the notice itself must fit, hence the margin).
+                // Once the spool has room again (the notice itself must fit, hence the
+                // margin), or when the agent stops, the refusals become an event: in
+                // the local log always, and for the collector when it fits.
                 if let Some(spool) = &spool
                     && unspooled > 0
-                    && spool.free_bytes() >= spool.max_bytes() / 4
+                    && (stopping || spool.free_bytes() >= spool.max_bytes() / 4)
                 {
                     let total = stats.spool_full_total.load(Ordering::Relaxed);
-                    warn!("the spool has room again; {unspooled} events recorded meanwhile will not reach the collector");
+                    warn!("{unspooled} events recorded while the spool was full will not reach the collector");
                     batch.insert(
                         0,
                         agent_event(Kind::EventsLost(pb::EventsLost {
@@ -217,6 +217,9 @@ pub fn spawn_writer(
                         })),
                     );
                     unspooled = 0;
+                }
+                if batch.is_empty() {
+                    continue;
                 }
                 // Secrets are masked before anything else sees the event.
                 for ev in &mut batch {
@@ -262,6 +265,26 @@ pub fn spawn_writer(
                         }
                     }
                 }
+                if let Some(spool) = &spool {
+                    let refused = match spool.write(&batch) {
+                        Ok(a) => a.rejected,
+                        Err(e) => {
+                            error!("failed to spool {} events for the collector: {e}", batch.len());
+                            batch.len()
+                        }
+                    };
+                    if refused > 0 {
+                        if unspooled == 0 {
+                            warn!(
+                                "the spool is full ({} bytes): events stay in the local log but will not reach \
+                                 the collector until it catches up",
+                                spool.max_bytes()
+                            );
+                        }
+                        unspooled += refused as u64;
+                        stats.spool_full_total.fetch_add(refused as u64, Ordering::Relaxed);
+                    }
+                }
                 if let Err(e) = log.append(&batch) {
                     stats.log_errors.fetch_add(1, Ordering::Relaxed);
                     error!("failed to append {} events to the audit log {}: {e}", batch.len(), log.path().display());
@@ -281,28 +304,13 @@ pub fn spawn_writer(
                     }
                 }
                 stats.events_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                if let Some(spool) = &spool {
-                    let refused = match spool.append(&batch) {
-                        Ok(a) => a.rejected,
-                        Err(e) => {
-                            error!("failed to spool {} events for the collector: {e}", batch.len());
-                            batch.len()
-                        }
-                    };
-                    if refused > 0 {
-                        if unspooled == 0 {
-                            warn!(
-                                "the spool is full ({} bytes): events stay in the local log but will not reach \
-                                 the collector until it catches up",
-                                spool.max_bytes()
-                            );
-                        }
-                        unspooled += refused as u64;
-                        stats.spool_full_total.fetch_add(refused as u64, Ordering::Relaxed);
-                    }
-                }
                 for ev in batch.drain(..) {
                     hub.publish(Arc::new(ev));
+                }
+                if let Some(spool) = &spool
+                    && let Err(e) = spool.sync()
+                {
+                    error!("failed to fsync the spool: {e}; a machine crash now could lose events the collector has not acknowledged");
                 }
             }
         })
@@ -434,5 +442,24 @@ pub async fn poll_lost(
             warn!("the kernel could not record {count} events (ring buffer full); {total} since start");
             sink.send(agent_event(Kind::EventsLost(pb::EventsLost { count, total, reason: "ring_buffer".into() }))).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(500));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(9));
+        let (buckets, count, sum) = h.snapshot();
+        assert_eq!(count, 3);
+        assert_eq!(buckets[0], (0.001, 1));
+        assert_eq!(buckets[2], (0.005, 2));
+        assert_eq!(buckets.last().copied(), Some((5.0, 2)), "9 s is above every bound");
+        assert!((sum - 9.0035).abs() < 1e-6, "{sum}");
     }
 }

@@ -16,14 +16,16 @@
 //!
 //! # Guarantees
 //!
-//! - [`Spool::append`] writes a batch with one `write` and one `fdatasync`; when it
-//!   returns, the spooled events survive a crash. A crash mid-append leaves a torn
-//!   tail, which [`Spool::open`] cuts off (it was never acknowledged to anyone).
+//! - [`Spool::write`] writes a batch with one `write` (readers see it at once, so the
+//!   uplink sends while the local log is still syncing); [`Spool::sync`] makes it
+//!   durable with one `fdatasync`. A crash mid-write leaves a torn tail, which
+//!   [`Spool::open`] cuts off.
 //! - The spool never grows past `max_bytes`. An event that does not fit is refused
 //!   and counted ([`Appended::rejected`]); the caller reports that loss, because the
 //!   collector will never see those events (they are still in the local log).
-//! - [`Spool::ack`] deletes every segment whose events are all acknowledged. Only
-//!   whole segments are removed, so segments are kept small next to `max_bytes`.
+//! - [`Spool::ack`] deletes every segment whose events are all acknowledged (the open
+//!   one included). Only whole segments are removed, so segments are kept small next
+//!   to `max_bytes`.
 //! - The writer (a thread) and the uplink (a task) share the spool: file reads and
 //!   writes happen outside the lock, which only guards the segment index.
 
@@ -150,7 +152,7 @@ impl Spool {
                 }
             }
         }
-        found.sort_by(|a, b| (a.0, a.2.first).cmp(&(b.0, b.2.first)));
+        found.sort_by_key(|f| (f.0, f.2.first));
         let mut boots: Vec<Boot> = Vec::new();
         let mut bytes = 0;
         for (generation, id, seg) in found {
@@ -193,10 +195,24 @@ impl Spool {
         self.appended.subscribe()
     }
 
-    /// Appends `events` (of the running boot, seq ascending) durably. Events that
-    /// would take the spool past its limit are refused, as is everything after the
-    /// first refusal in this batch, so the spooled ones are a prefix.
+    /// Appends `events` (of the running boot, seq ascending) durably: [`write`](Self::write)
+    /// then [`sync`](Self::sync).
+    #[cfg(test)]
     pub fn append(&self, events: &[pb::Event]) -> io::Result<Appended> {
+        let a = self.write(events)?;
+        self.sync()?;
+        Ok(a)
+    }
+
+    /// Appends `events` (of the running boot, seq ascending) with one `write`, and
+    /// makes them readable by cursors at once; [`sync`](Self::sync) makes them
+    /// durable. Readers may send events before they are durable here: a machine
+    /// crash before the sync loses them from the spool, exactly as if the crash had
+    /// come before the write, and the collector drops what it already has.
+    ///
+    /// Events that would take the spool past its limit are refused, as is everything
+    /// after the first refusal in this batch, so the spooled ones are a prefix.
+    pub fn write(&self, events: &[pb::Event]) -> io::Result<Appended> {
         if events.is_empty() {
             return Ok(Appended::default());
         }
@@ -223,6 +239,9 @@ impl Spool {
             }
             let roll = active.as_ref().is_none_or(|a| a.len >= self.segment_bytes);
             if roll {
+                if let Some(old) = active.as_ref() {
+                    old.file.sync_data()?;
+                }
                 let first = events[0].seq;
                 let generation = st.current().generation;
                 let path = self.dir.join(format!("{generation:010}-{}-{first:020}.seg", self.boot_id));
@@ -234,7 +253,7 @@ impl Spool {
             st.bytes += buf.len() as u64;
         }
         let a = active.as_mut().expect("an active segment was just ensured");
-        let written = a.file.write_all(&buf).and_then(|()| a.file.sync_data());
+        let written = a.file.write_all(&buf);
         let mut st = self.lock();
         if let Err(e) = written {
             st.bytes -= buf.len() as u64;
@@ -254,6 +273,12 @@ impl Spool {
         drop(st);
         self.appended.send_replace(last);
         Ok(Appended { spooled, rejected: events.len() - spooled })
+    }
+
+    /// Makes everything written so far durable (one `fdatasync`).
+    pub fn sync(&self) -> io::Result<()> {
+        let active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        active.as_ref().map_or(Ok(()), |a| a.file.sync_data())
     }
 
     /// Boots that still have events waiting, oldest first, then the running boot
@@ -278,21 +303,30 @@ impl Spool {
     }
 
     /// Records that the collector holds `boot` up to `seq`: deletes the segments that
-    /// are now wholly acknowledged (not the running boot's open one), and forgets an
-    /// earlier boot once it has nothing left.
+    /// are now wholly acknowledged, and forgets an earlier boot once it has nothing
+    /// left. The running boot's open segment is retired too when it is wholly
+    /// acknowledged and the writer is not writing it this moment (the next write then
+    /// starts a new one), so one big batch cannot pin the spool full.
     pub fn ack(&self, boot: &str, seq: u64) {
         let mut doomed = Vec::new();
         {
+            // Same lock order as `write`: the open segment, then the index.
+            let mut active = self.active.try_lock().ok();
             let mut st = self.lock();
             let State { boots, bytes } = &mut *st;
             let Some(b) = boots.iter_mut().find(|b| b.id == boot) else { return };
             b.acked = b.acked.max(seq);
             let running = b.id == self.boot_id;
             while let Some(s) = b.segments.front() {
-                // The running boot's newest segment may be the one being written.
-                let open = running && b.segments.len() == 1;
-                if s.last > b.acked || s.last == 0 || open {
+                if s.last > b.acked || s.last == 0 {
                     break;
+                }
+                if running && b.segments.len() == 1 {
+                    // The newest segment may be the one being written.
+                    let Some(open) = active.as_deref_mut() else { break };
+                    if open.as_ref().is_some_and(|a| a.first == s.first) {
+                        *open = None;
+                    }
                 }
                 let s = b.segments.pop_front().expect("front exists");
                 *bytes -= s.len;
@@ -574,9 +608,9 @@ mod tests {
         assert!(refused > 0, "a 64 KiB spool took 10000 events");
         assert!(s.free_bytes() < 1024);
         let last = s.last_seq("b1");
-        // Acks free every segment but the open one.
+        // Acks free every segment, the open one included.
         s.ack("b1", last);
-        assert!(s.free_bytes() >= max / 2, "{} bytes free", s.free_bytes());
+        assert_eq!(s.free_bytes(), max);
         assert_eq!(s.append(&batch(seq, 10)).unwrap().spooled, 10);
         assert_eq!(read_all(&s, "b1", last), (seq..seq + 10).collect::<Vec<_>>());
         // A new boot while the old one still waits: the old one comes first.
@@ -606,8 +640,10 @@ mod tests {
         assert_eq!(read_all(&s, "b1", 20), (21..=40).collect::<Vec<_>>());
         assert_eq!(s.depth().events, 20);
         s.ack("b1", 40);
-        assert_eq!(files(), 1, "the open segment stays");
-        assert_eq!(s.depth().events, 0);
+        assert_eq!(files(), 0, "a wholly acknowledged open segment is retired too");
+        assert_eq!(s.depth(), Depth::default());
+        s.append(&[big(41)]).unwrap();
+        assert_eq!(read_all(&s, "b1", 40), vec![41], "the next write starts a new segment");
     }
 
     #[test]

@@ -97,9 +97,12 @@ impl Uplink {
     /// Streams forever, reconnecting after every failure.
     pub async fn run(self) {
         let mut delay = BACKOFF_MIN;
+        // Outlives each stream: a command that finishes while the stream is down
+        // reports its result on the next one.
+        let (results_tx, mut results_rx) = mpsc::channel::<pb::CommandResult>(64);
         loop {
             let mut welcomed = false;
-            match self.stream(&mut welcomed).await {
+            match self.stream(&mut welcomed, &results_tx, &mut results_rx).await {
                 Ok(()) => info!(collector = %self.url, "the collector ended the stream; reconnecting"),
                 Err(e) => warn!(collector = %self.url, "uplink to the collector: {e:#}; reconnecting"),
             }
@@ -115,7 +118,12 @@ impl Uplink {
     }
 
     /// One stream, from connect to the first error.
-    async fn stream(&self, welcomed: &mut bool) -> Result<()> {
+    async fn stream(
+        &self,
+        welcomed: &mut bool,
+        results_tx: &mpsc::Sender<pb::CommandResult>,
+        results_rx: &mut mpsc::Receiver<pb::CommandResult>,
+    ) -> Result<()> {
         let channel: Channel = self.endpoint.connect().await.map_err(|e| anyhow!("cannot connect: {}", chain(&e)))?;
         let mut client = IngestClient::new(channel).max_decoding_message_size(64 << 20);
         let (tx, rx) = mpsc::channel::<pb::AgentMessage>(OUTBOX);
@@ -155,7 +163,6 @@ impl Uplink {
             "connected to the collector"
         );
         let mut appended = self.spool.subscribe();
-        let (results_tx, mut results_rx) = mpsc::channel::<pb::CommandResult>(16);
         let mut more = true;
         loop {
             tokio::select! {
@@ -179,7 +186,13 @@ impl Uplink {
                     }
                 }
                 Some(result) = results_rx.recv() => {
-                    tx.send(pb::AgentMessage { msg: Some(Out::Result(result)) }).await.context("stream closed")?;
+                    if let Err(unsent) = tx.send(pb::AgentMessage { msg: Some(Out::Result(result)) }).await {
+                        // Keep it for the next stream.
+                        if let Some(Out::Result(r)) = unsent.0.msg {
+                            let _ = results_tx.try_send(r);
+                        }
+                        bail!("stream closed");
+                    }
                 }
                 permit = tx.reserve(), if more => {
                     let permit = permit.context("stream closed")?;

@@ -94,6 +94,9 @@ fn session_table(sessions: &[Session], hosts: Option<&[&str]>, now: i64) -> Tabl
         let live = s.state() == SessionState::Live;
         let state = if live {
             output::left(s.expires_at_unix_ns, now)
+        } else if s.state() == SessionState::Unspecified {
+            // A collector may know a session from its log only.
+            "-".to_owned()
         } else if s.end_reason.is_empty() {
             state_name(s.state()).to_owned()
         } else {

@@ -78,7 +78,7 @@ impl Roles {
                 None => roles.exact.push((name, role)),
             }
         }
-        roles.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        roles.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         roles
     }
 

@@ -293,6 +293,54 @@ mod tests {
     }
 
     #[test]
+    fn flags_parse() {
+        let f = Flags::try_parse_from([
+            "warrant-collector",
+            "--listen",
+            "127.0.0.1:7443",
+            "--data-dir",
+            "/d",
+            "--ca",
+            "/ca",
+            "--cert",
+            "/c",
+            "--key",
+            "/k",
+            "--role",
+            "agent-*=agent",
+            "--role",
+            "bob=responder",
+            "--metrics-listen",
+            "127.0.0.1:9465",
+            "--retention-max-age",
+            "90d",
+            "--retention-max-bytes",
+            "1000000",
+            "--retention-interval",
+            "30s",
+            "--segment-bytes",
+            "65536",
+            "--watch-buffer",
+            "100",
+        ])
+        .unwrap();
+        assert_eq!(f.roles, ["agent-*=agent", "bob=responder"]);
+        assert_eq!(f.retention_max_age, Some(Duration::from_secs(90 * 86400)));
+        assert_eq!(f.retention_interval, Some(Duration::from_secs(30)));
+        let c = Config::resolve(&Flags { config: Some("/dev/null".into()), ..f }).unwrap();
+        assert_eq!(c.roles.role_of("agent-x"), Some(Role::Agent));
+        assert_eq!((c.segment_bytes, c.watch_buffer), (65536, 100));
+        let v = Flags::try_parse_from(["warrant-collector", "verify", "--data-dir", "/d"]).unwrap();
+        assert!(matches!(v.command, Some(Cmd::Verify)));
+        assert_eq!(v.data_dir, Some(PathBuf::from("/d")));
+        assert!(Flags::try_parse_from(["warrant-collector", "--role-x", "a"]).is_err());
+        let err = Config::resolve(&Flags { config: Some("/dev/null".into()), roles: vec!["bob".into()], ca: Some("/a".into()), cert: Some("/b".into()), key: Some("/c".into()), ..Flags::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid --role \"bob\": expected NAME=ROLE"), "{err}");
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
         assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));

@@ -531,12 +531,16 @@ fn chain_hash(prev: &[u8; 32], canon: &[u8]) -> [u8; 32] {
 
 /// Appends one record line, newline included.
 fn write_record(out: &mut Vec<u8>, n: u64, prev: &[u8; 32], hash: &[u8; 32], canon: &[u8]) {
+    let mut hexbuf = [0u8; 64];
     out.extend_from_slice(b"{\"n\":");
     out.extend_from_slice(n.to_string().as_bytes());
     out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(hex::encode(prev).as_bytes());
+    // encode_to_slice only fails on a wrong output length, which 64 is not.
+    let _ = hex::encode_to_slice(prev, &mut hexbuf);
+    out.extend_from_slice(&hexbuf);
     out.extend_from_slice(b"\",\"hash\":\"");
-    out.extend_from_slice(hex::encode(hash).as_bytes());
+    let _ = hex::encode_to_slice(hash, &mut hexbuf);
+    out.extend_from_slice(&hexbuf);
     out.extend_from_slice(b"\",\"event\":");
     out.extend_from_slice(canon);
     out.extend_from_slice(b"}\n");

@@ -284,20 +284,15 @@ impl Ingest for IngestService {
         if !boots.contains(&hello.boot_id) {
             boots.push(hello.boot_id.clone());
         }
-        let reader = state.reader.clone();
-        let (a, bs) = (agent.clone(), boots.clone());
-        let marks = tokio::task::spawn_blocking(move || -> Result<Vec<BootAck>, String> {
-            let all = reader.boots().map_err(|e| e.to_string())?;
-            Ok(bs.iter()
-                .map(|b| BootAck {
-                    boot_id: b.clone(),
-                    seq: all.iter().find(|(x, y, _)| *x == a && y == b).map_or(0, |r| r.2),
-                })
-                .collect())
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(Status::internal)?;
+        let marks: Vec<BootAck> = state
+            .writer
+            .high_water(&agent, boots.clone())
+            .await
+            .map_err(Status::unavailable)?
+            .into_iter()
+            .zip(boots)
+            .map(|(seq, boot_id)| BootAck { boot_id, seq })
+            .collect();
         let queued = {
             let reader = state.reader.clone();
             let a = agent.clone();
@@ -463,6 +458,12 @@ impl Collector for CollectorService {
             let _gauge = Gauge(metrics.clone());
             let mut replayed: HashMap<(String, String), u64> = HashMap::new();
             if r.since_unix_ns > 0 {
+                // Everything published before the subscription must be in the
+                // index the replay reads.
+                if let Err(e) = state.writer.sync().await {
+                    let _ = tx.send(Err(Status::unavailable(e))).await;
+                    return;
+                }
                 let spec = QuerySpec { filter, from: r.since_unix_ns, to: 0, limit: REPLAY_PAGE };
                 let mut cursor = Cursor::Start;
                 loop {
@@ -497,9 +498,16 @@ impl Collector for CollectorService {
                     Some(Kind::WatchMissed(m)) => {
                         metrics.watch_missed.fetch_add(m.count, Relaxed);
                     }
+                    Some(Kind::EventsLost(_)) => {}
                     _ => {
                         // Already sent by the replay (stored before it read the log).
                         if replayed.get(&(ev.agent_id.clone(), ev.boot_id.clone())).is_some_and(|m| ev.seq <= *m) {
+                            continue;
+                        }
+                        // Stored before the watch began but indexed after the replay
+                        // read the index, or resent late by an agent: still only
+                        // what `since` asked for.
+                        if r.since_unix_ns > 0 && ev.time_unix_ns < r.since_unix_ns {
                             continue;
                         }
                     }
@@ -522,6 +530,8 @@ impl Collector for CollectorService {
             n => (n as usize).min(QUERY_MAX),
         };
         let spec = QuerySpec { filter: filter_of(r.filter)?, from: r.from_unix_ns, to: r.to_unix_ns, limit };
+        // Read what was acknowledged before this call.
+        self.0.writer.sync().await.map_err(Status::unavailable)?;
         let reader = self.0.reader.clone();
         let page = tokio::task::spawn_blocking(move || reader.query(&spec, cursor))
             .await
@@ -533,6 +543,7 @@ impl Collector for CollectorService {
     async fn sessions(&self, req: Request<CollectorSessionsRequest>) -> Result<Response<CollectorSessionsResponse>, Status> {
         self.0.authorize(&req, Role::Watcher, "Sessions").await?;
         let r = req.into_inner();
+        self.0.writer.sync().await.map_err(Status::unavailable)?;
         let reader = self.0.reader.clone();
         let all = tokio::task::spawn_blocking(move || reader.sessions())
             .await
@@ -552,6 +563,7 @@ impl Collector for CollectorService {
         if r.session.is_empty() {
             return Err(Status::invalid_argument("kill needs a session"));
         }
+        self.0.writer.sync().await.map_err(Status::unavailable)?;
         let reader = self.0.reader.clone();
         let s = r.session.clone();
         let holder = tokio::task::spawn_blocking(move || reader.session_agent(&s))
@@ -577,6 +589,7 @@ impl Collector for CollectorService {
         if r.grant.is_empty() {
             return Err(Status::invalid_argument("revoke needs a grant"));
         }
+        self.0.writer.sync().await.map_err(Status::unavailable)?;
         let reader = self.0.reader.clone();
         let g = r.grant.clone();
         let agents = tokio::task::spawn_blocking(move || reader.grant_agents(&g))

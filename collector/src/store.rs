@@ -34,7 +34,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -52,14 +52,14 @@ use crate::log::{Anchor, AuditLog, verify_segment};
 
 /// n → (first record of its segment, byte offset, line length, event time).
 const POS: TableDefinition<u64, (u64, u64, u32, i64)> = TableDefinition::new("pos");
-/// (event time, n).
-const BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("by_time");
 /// (value, n) → event time, one table per indexed envelope field.
 const BY_GRANT: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_grant");
 const BY_SESSION: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_session");
 const BY_HOST: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_host");
 const BY_SUBJECT: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_subject");
 const BY_AGENT: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_agent");
+/// The shape of the per-field tables.
+type KeyTable = TableDefinition<'static, (&'static str, u64), i64>;
 /// (agent, boot) → highest seq stored.
 const BOOTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("boots");
 /// session id → prost `RemoteSession`.
@@ -68,8 +68,8 @@ const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const GRANT_AGENTS: TableDefinition<(&str, &str), ()> = TableDefinition::new("grant_agents");
 /// grant → expiry (ns), from `grant_change` records.
 const GRANTS: TableDefinition<&str, i64> = TableDefinition::new("grants");
-/// first record of a segment → (last record, newest event time, bytes).
-const SEGMENTS: TableDefinition<u64, (u64, i64, u64)> = TableDefinition::new("segments");
+/// first record of a segment → (last record, oldest and newest event time, bytes).
+const SEGMENTS: TableDefinition<u64, (u64, i64, i64, u64)> = TableDefinition::new("segments");
 /// (agent, order) → prost `Command` waiting for the agent to reconnect.
 const QUEUED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queued");
 /// "indexed": the last record indexed.
@@ -141,35 +141,71 @@ pub struct BatchOutcome {
     pub acks: Vec<(String, u64)>,
 }
 
-/// In-memory mirror of one row of [`SEGMENTS`].
-#[derive(Clone, Copy, Debug)]
-struct SegmentInfo {
-    last_n: u64,
-    max_time: i64,
-    bytes: u64,
+/// One segment: one row of [`SEGMENTS`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SegmentInfo {
+    /// Its last record.
+    pub last_n: u64,
+    /// Oldest event time in it (ns).
+    pub min_time: i64,
+    /// Newest event time in it (ns).
+    pub max_time: i64,
+    /// Its size.
+    pub bytes: u64,
 }
 
-/// The writer side: owns the newest segment. One per data dir (the segment is
-/// locked while open).
+/// Records just appended to one segment, for the index.
+#[derive(Debug)]
+pub struct IndexWork {
+    /// First record of the segment.
+    seg: u64,
+    /// (n, offset, length, event) per record.
+    records: Vec<(u64, u64, u32, Arc<Event>)>,
+    /// The segment after the append.
+    info: SegmentInfo,
+}
+
+impl IndexWork {
+    /// The events, in log order.
+    pub fn events(&self) -> impl Iterator<Item = &Arc<Event>> {
+        self.records.iter().map(|r| &r.3)
+    }
+}
+
+/// The store: the log side ([`LogSide`]) and the index side ([`Indexer`]). Used
+/// as one in tests and at open; the collector splits it so that the index is
+/// written on its own thread while the next batches are appended.
 pub struct Store {
+    /// Appends, dedups, rotates, drops segments.
+    log: LogSide,
+    /// Writes the index.
+    index: Indexer,
+}
+
+/// The log side: owns the newest segment (locked while open) and the dedup marks.
+pub struct LogSide {
     /// `<data-dir>/log`.
     log_dir: PathBuf,
-    /// `<data-dir>/index.redb`, for messages.
-    index_path: PathBuf,
     /// The segment being written.
     active: AuditLog,
     /// First record number of `active`.
     active_first: u64,
-    /// The index, shared with [`Reader`]s.
-    db: Arc<Database>,
     /// (agent, boot) → highest seq stored: the dedup check, without a lookup.
     high_water: HashMap<(String, String), u64>,
     /// Every segment, by first record.
     segments: BTreeMap<u64, SegmentInfo>,
-    /// When the index was last committed durably.
-    last_durable: Instant,
     /// Tunables.
     opts: StoreOptions,
+}
+
+/// The index side: the only writer of `index.redb` (besides queued commands).
+pub struct Indexer {
+    /// The index, shared with [`Reader`]s.
+    db: Arc<Database>,
+    /// `<data-dir>/index.redb`, for messages.
+    index_path: PathBuf,
+    /// When the index was last committed durably.
+    last_durable: Instant,
 }
 
 /// The read side: cheap to clone, used by queries and replays while the writer
@@ -192,8 +228,6 @@ pub enum Cursor {
     Start,
     /// Log order, after this record.
     AfterN(u64),
-    /// Time order, after this (time, record).
-    AfterTime(i64, u64),
 }
 
 impl Cursor {
@@ -203,7 +237,6 @@ impl Cursor {
         match self {
             Cursor::Start => String::new(),
             Cursor::AfterN(n) => format!("n{n}"),
-            Cursor::AfterTime(t, n) => format!("t{t}.{n}"),
         }
     }
 
@@ -218,9 +251,6 @@ impl Cursor {
         }
         if let Some(n) = token.strip_prefix('n') {
             return n.parse().map(Cursor::AfterN).map_err(|_| bad());
-        }
-        if let Some((t, n)) = token.strip_prefix('t').and_then(|r| r.split_once('.')) {
-            return Ok(Cursor::AfterTime(t.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?));
         }
         Err(bad())
     }
@@ -357,7 +387,6 @@ impl Store {
             .map_err(|source| StoreError::Io { action: "create", path: log_dir.clone(), source })?;
         let index_path = data_dir.join("index.redb");
         let db = ix!(&index_path, Database::create(&index_path))?;
-        let db = Arc::new(db);
 
         let mut segs = list_segments(&log_dir)?;
         // A crash right after starting a new segment leaves it empty: continue the
@@ -397,21 +426,21 @@ impl Store {
             drop(db);
             std::fs::remove_file(&index_path)
                 .map_err(|source| StoreError::Io { action: "remove", path: index_path.clone(), source })?;
-            Arc::new(ix!(&index_path, Database::create(&index_path))?)
+            ix!(&index_path, Database::create(&index_path))?
         } else {
             db
         };
-
+        let db = Arc::new(db);
         let mut store = Store {
-            log_dir: log_dir.clone(),
-            index_path: index_path.clone(),
-            active,
-            active_first,
-            db: db.clone(),
-            high_water: HashMap::new(),
-            segments: BTreeMap::new(),
-            last_durable: Instant::now(),
-            opts,
+            log: LogSide {
+                log_dir: log_dir.clone(),
+                active,
+                active_first,
+                high_water: HashMap::new(),
+                segments: BTreeMap::new(),
+                opts,
+            },
+            index: Indexer { db: db.clone(), index_path, last_durable: Instant::now() },
         };
         store.catch_up()?;
         store.load()?;
@@ -421,16 +450,12 @@ impl Store {
 
     /// Re-indexes records the log has and the index does not (after a crash).
     fn catch_up(&mut self) -> Result<(), StoreError> {
-        let indexed = indexed_through(&self.db, &self.index_path)?;
-        if indexed < self.active.records() {
-            self.catch_up_from(indexed)?;
+        let indexed = indexed_through(&self.index.db, &self.index.index_path)?;
+        if indexed >= self.log.active.records() {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    fn catch_up_from(&mut self, indexed: u64) -> Result<(), StoreError> {
         let started = Instant::now();
-        let segs = list_segments(&self.log_dir)?;
+        let segs = list_segments(&self.log.log_dir)?;
         let mut done = 0u64;
         for (i, (first, path)) in segs.iter().enumerate() {
             let next_first = segs.get(i + 1).map_or(u64::MAX, |s| s.0);
@@ -439,10 +464,9 @@ impl Store {
             }
             let io = |action| move |source| StoreError::Io { action, path: path.clone(), source };
             let mut r = BufReader::with_capacity(256 * 1024, File::open(path).map_err(io("open"))?);
-            r.seek(SeekFrom::Start(0)).map_err(io("read"))?;
             let mut offset = 0u64;
             let mut buf = Vec::new();
-            let mut batch: Vec<(u64, u64, u32, Event)> = Vec::new();
+            let mut work = IndexWork { seg: *first, records: Vec::new(), info: SegmentInfo::default() };
             loop {
                 buf.clear();
                 let got = r.read_until(b'\n', &mut buf).map_err(io("read"))?;
@@ -450,53 +474,115 @@ impl Store {
                     break;
                 }
                 let line = parse_line(path, &buf[..buf.len() - 1])?;
-                if line.n > indexed {
-                    let ev = from_json(&line.event)
-                        .map_err(|what| StoreError::BadRecord { path: path.clone(), what: format!("record {}: {what}", line.n) })?;
-                    batch.push((line.n, offset, u32::try_from(got).unwrap_or(u32::MAX), ev));
-                }
+                let ev = from_json(&line.event)
+                    .map_err(|what| StoreError::BadRecord { path: path.clone(), what: format!("record {}: {what}", line.n) })?;
                 offset += got as u64;
-                if batch.len() >= 4096 {
-                    done += batch.len() as u64;
-                    self.index_batch(*first, &std::mem::take(&mut batch), offset, false)?;
+                work.info.last_n = line.n;
+                work.info.bytes = offset;
+                widen(&mut work.info, ev.time_unix_ns);
+                if line.n > indexed {
+                    work.records.push((line.n, offset - got as u64, u32::try_from(got).unwrap_or(u32::MAX), Arc::new(ev)));
+                }
+                if work.records.len() >= 4096 {
+                    done += work.records.len() as u64;
+                    self.index.apply(std::slice::from_ref(&work), false)?;
+                    work.records.clear();
                 }
             }
-            done += batch.len() as u64;
-            self.index_batch(*first, &batch, offset, false)?;
+            done += work.records.len() as u64;
+            self.index.apply(std::slice::from_ref(&work), false)?;
         }
-        self.commit_durable()?;
-        if done > 0 {
-            tracing::info!(records = done, elapsed_ms = started.elapsed().as_millis(), "re-indexed log records past the last durable index commit");
-        }
+        self.index.commit_durable()?;
+        tracing::info!(records = done, elapsed_ms = started.elapsed().as_millis(), "re-indexed log records past the last durable index commit");
         Ok(())
     }
 
     /// Loads the high-water marks and the segment table.
     fn load(&mut self) -> Result<(), StoreError> {
-        let path = self.index_path.clone();
-        let tx = ix!(&path, self.db.begin_read())?;
+        let path = self.index.index_path.clone();
+        let tx = ix!(&path, self.index.db.begin_read())?;
         if let Ok(t) = tx.open_table(BOOTS) {
             for row in ix!(&path, t.iter())? {
                 let (k, v) = ix!(&path, row)?;
                 let (agent, boot) = k.value();
-                self.high_water.insert((agent.to_owned(), boot.to_owned()), v.value());
+                self.log.high_water.insert((agent.to_owned(), boot.to_owned()), v.value());
             }
         }
         if let Ok(t) = tx.open_table(SEGMENTS) {
             for row in ix!(&path, t.iter())? {
                 let (k, v) = ix!(&path, row)?;
-                let (last_n, max_time, bytes) = v.value();
-                self.segments.insert(k.value(), SegmentInfo { last_n, max_time, bytes });
+                let (last_n, min_time, max_time, bytes) = v.value();
+                self.log.segments.insert(k.value(), SegmentInfo { last_n, min_time, max_time, bytes });
             }
         }
-        self.segments.entry(self.active_first).or_insert(SegmentInfo {
-            last_n: self.active.records(),
-            max_time: 0,
-            bytes: self.active.len_bytes(),
-        });
+        let (first, records, bytes) = (self.log.active_first, self.log.active.records(), self.log.active.len_bytes());
+        self.log.segments.entry(first).or_insert(SegmentInfo { last_n: records, bytes, ..SegmentInfo::default() });
         Ok(())
     }
 
+    /// Stores and indexes several batches (see [`LogSide::append_batches`]).
+    ///
+    /// # Errors
+    /// When the log append or the index update fails.
+    pub fn append_batches(&mut self, batches: Vec<Vec<Event>>) -> Result<Vec<BatchOutcome>, StoreError> {
+        let (outcomes, work) = self.log.append_batches(batches)?;
+        self.index.apply(&work, false)?;
+        Ok(outcomes)
+    }
+
+    /// The highest seq stored for (agent, boot), 0 when none.
+    #[must_use]
+    pub fn high_water(&self, agent: &str, boot: &str) -> u64 {
+        self.log.high_water(agent, boot)
+    }
+
+    /// Where the chain ends now.
+    #[must_use]
+    pub fn anchor(&self) -> Anchor {
+        self.log.anchor()
+    }
+
+    /// See [`LogSide::retention_plan`].
+    ///
+    /// # Errors
+    /// As there.
+    pub fn retention_plan(&self, max_age: Option<Duration>, max_bytes: Option<u64>, now_ns: i64) -> Result<Option<RetentionPlan>, StoreError> {
+        self.log.retention_plan(max_age, max_bytes, now_ns)
+    }
+
+    /// Deletes the plan's segments and their index rows.
+    ///
+    /// # Errors
+    /// When a file cannot be removed or the index update fails.
+    pub fn drop_segments(&mut self, plan: &RetentionPlan) -> Result<(), StoreError> {
+        self.log.drop_segments(plan)?;
+        self.index.drop_rows(plan)
+    }
+
+    /// Stores a command for an agent that is not connected; returns its order key.
+    ///
+    /// # Errors
+    /// When the index update fails.
+    pub fn queue_command(&self, agent: &str, cmd: &Command) -> Result<u64, StoreError> {
+        queue_command(&self.index.db, &self.index.index_path, agent, cmd)
+    }
+
+    /// The two halves, to run on two threads.
+    #[must_use]
+    pub fn split(self) -> (LogSide, Indexer) {
+        (self.log, self.index)
+    }
+}
+
+/// Widens a segment's time range to include `t`.
+fn widen(info: &mut SegmentInfo, t: i64) {
+    if info.min_time == 0 || t < info.min_time {
+        info.min_time = t;
+    }
+    info.max_time = info.max_time.max(t);
+}
+
+impl LogSide {
     /// The highest seq stored for (agent, boot), 0 when none.
     #[must_use]
     pub fn high_water(&self, agent: &str, boot: &str) -> u64 {
@@ -521,13 +607,14 @@ impl Store {
         self.segments.values().map(|s| s.bytes).sum()
     }
 
-    /// Stores several batches with one write and one fsync (group commit), dropping
-    /// every event whose (agent, boot, seq) is already stored, and indexes them.
-    /// When this returns, every accepted event is durable.
+    /// Stores several batches with one write and one fsync (group commit; two when
+    /// a segment fills up), dropping every event whose (agent, boot, seq) is
+    /// already stored. When this returns, every accepted event is durable; the
+    /// returned work is what the index still has to record.
     ///
     /// # Errors
-    /// When the log append or the index update fails; nothing is acknowledged then.
-    pub fn append_batches(&mut self, batches: Vec<Vec<Event>>) -> Result<Vec<BatchOutcome>, StoreError> {
+    /// When the log append fails; nothing may be acknowledged then.
+    pub fn append_batches(&mut self, batches: Vec<Vec<Event>>) -> Result<(Vec<BatchOutcome>, Vec<IndexWork>), StoreError> {
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut all: Vec<Event> = Vec::new();
         let mut hw = self.high_water.clone();
@@ -549,11 +636,10 @@ impl Store {
                 }
             }
             out.acks = boots.iter().map(|k| (k.1.clone(), hw.get(k).copied().unwrap_or(0))).collect();
-            // Filled with the accepted events below, by range.
-            out.accepted = Vec::with_capacity(all.len() - start);
             outcomes.push((out, start..all.len()));
         }
         let mut events: Vec<Arc<Event>> = Vec::with_capacity(all.len());
+        let mut works = Vec::new();
         let mut rest = all;
         // Usually one write; split where the segment fills up, so segments stay
         // near `segment_bytes` and retention can drop them at that granularity.
@@ -562,23 +648,33 @@ impl Store {
                 self.rotate()?;
             }
             let in_segment = self.active.records() + 1 - self.active_first;
-            let avg = if in_segment == 0 { 600 } else { (self.active.len_bytes() / in_segment).max(64) };
+            let avg = self.active.len_bytes().checked_div(in_segment).map_or(600, |a| a.max(64));
             let room = self.opts.segment_bytes.saturating_sub(self.active.len_bytes());
             let fit = usize::try_from(room.div_ceil(avg)).unwrap_or(usize::MAX).max(1);
             let tail = if rest.len() > fit { rest.split_off(fit) } else { Vec::new() };
             let positions = self.active.append_positions(&rest)?;
-            let indexed: Vec<(u64, u64, u32, Event)> =
-                positions.iter().zip(rest).map(|(p, ev)| (p.n, p.offset, p.len, ev)).collect();
-            let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
-            self.index_batch(self.active_first, &indexed, self.active.len_bytes(), durable)?;
-            events.extend(indexed.into_iter().map(|(_, _, _, ev)| Arc::new(ev)));
+            let info = self.segments.entry(self.active_first).or_default();
+            let mut records = Vec::with_capacity(rest.len());
+            for (p, ev) in positions.iter().zip(rest) {
+                widen(info, ev.time_unix_ns);
+                let ev = Arc::new(ev);
+                events.push(ev.clone());
+                records.push((p.n, p.offset, p.len, ev));
+            }
+            info.last_n = self.active.records();
+            info.bytes = self.active.len_bytes();
+            works.push(IndexWork { seg: self.active_first, records, info: *info });
             rest = tail;
         }
-        for (out, range) in &mut outcomes {
-            out.accepted = events[range.clone()].to_vec();
-        }
         self.high_water = hw;
-        Ok(outcomes.into_iter().map(|(o, _)| o).collect())
+        let outcomes = outcomes
+            .into_iter()
+            .map(|(mut out, range)| {
+                out.accepted = events[range].to_vec();
+                out
+            })
+            .collect();
+        Ok((outcomes, works))
     }
 
     /// Closes the active segment and starts the next one.
@@ -586,137 +682,10 @@ impl Store {
         let anchor = self.active.anchor();
         let first = anchor.records + 1;
         let path = self.log_dir.join(segment_name(first));
-        let next = AuditLog::open_after(&path, &anchor)?;
-        self.active = next;
+        self.active = AuditLog::open_after(&path, &anchor)?;
         self.active_first = first;
-        self.segments.insert(first, SegmentInfo { last_n: anchor.records, max_time: 0, bytes: 0 });
+        self.segments.insert(first, SegmentInfo { last_n: anchor.records, ..SegmentInfo::default() });
         tracing::info!(segment = %path.display(), "started a new log segment");
-        Ok(())
-    }
-
-    /// Writes the index rows of `records` (all in segment `seg`).
-    fn index_batch(&mut self, seg: u64, records: &[(u64, u64, u32, Event)], seg_bytes: u64, durable: bool) -> Result<(), StoreError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let path = self.index_path.clone();
-        let p = &path;
-        let mut tx = ix!(p, self.db.begin_write())?;
-        ix!(p, tx.set_durability(if durable { Durability::Immediate } else { Durability::None }))?;
-        let mut max_time = self.segments.get(&seg).map_or(0, |s| s.max_time);
-        {
-            let mut pos = ix!(p, tx.open_table(POS))?;
-            let mut by_time = ix!(p, tx.open_table(BY_TIME))?;
-            let mut by_grant = ix!(p, tx.open_table(BY_GRANT))?;
-            let mut by_session = ix!(p, tx.open_table(BY_SESSION))?;
-            let mut by_host = ix!(p, tx.open_table(BY_HOST))?;
-            let mut by_subject = ix!(p, tx.open_table(BY_SUBJECT))?;
-            let mut by_agent = ix!(p, tx.open_table(BY_AGENT))?;
-            let mut boots = ix!(p, tx.open_table(BOOTS))?;
-            let mut sessions = ix!(p, tx.open_table(SESSIONS))?;
-            let mut grant_agents = ix!(p, tx.open_table(GRANT_AGENTS))?;
-            let mut grants = ix!(p, tx.open_table(GRANTS))?;
-            let mut last_boot: Option<(&str, &str, u64)> = None;
-            for (n, offset, len, ev) in records {
-                let (n, t) = (*n, ev.time_unix_ns);
-                max_time = max_time.max(t);
-                ix!(p, pos.insert(n, (seg, *offset, *len, t)))?;
-                ix!(p, by_time.insert((t, n), ()))?;
-                for (table, value) in [
-                    (&mut by_grant, &ev.grant),
-                    (&mut by_session, &ev.session),
-                    (&mut by_host, &ev.host),
-                    (&mut by_subject, &ev.subject),
-                    (&mut by_agent, &ev.agent_id),
-                ] {
-                    if !value.is_empty() {
-                        ix!(p, table.insert((value.as_str(), n), t))?;
-                    }
-                }
-                // One high-water write per run of events from the same boot.
-                match last_boot {
-                    Some((a, b, _)) if a == ev.agent_id && b == ev.boot_id => {
-                        last_boot = Some((a, b, ev.seq));
-                    }
-                    _ => {
-                        if let Some((a, b, s)) = last_boot {
-                            ix!(p, boots.insert((a, b), s))?;
-                        }
-                        last_boot = Some((&ev.agent_id, &ev.boot_id, ev.seq));
-                    }
-                }
-                match &ev.event {
-                    Some(Kind::SessionStart(s)) if !ev.session.is_empty() => {
-                        let expires = ix!(p, grants.get(ev.grant.as_str()))?.map_or(0, |v| v.value());
-                        let rs = RemoteSession {
-                            agent_id: ev.agent_id.clone(),
-                            host: ev.host.clone(),
-                            session: Some(Session {
-                                id: ev.session.clone(),
-                                grant: ev.grant.clone(),
-                                subject: ev.subject.clone(),
-                                root_pid: s.root_pid,
-                                started_at_unix_ns: t,
-                                expires_at_unix_ns: expires,
-                                cgroup: s.cgroup.clone(),
-                                command: s.command.clone(),
-                                ..Session::default()
-                            }),
-                        };
-                        ix!(p, sessions.insert(ev.session.as_str(), rs.encode_to_vec().as_slice()))?;
-                        if !ev.grant.is_empty() {
-                            ix!(p, grant_agents.insert((ev.grant.as_str(), ev.agent_id.as_str()), ()))?;
-                        }
-                    }
-                    Some(Kind::SessionEnd(e)) if !ev.session.is_empty() => {
-                        let old = ix!(p, sessions.get(ev.session.as_str()))?.map(|v| v.value().to_vec());
-                        if let Some(mut rs) = old.and_then(|b| RemoteSession::decode(b.as_slice()).ok()) {
-                            if let Some(s) = rs.session.as_mut() {
-                                s.end_reason.clone_from(&e.reason);
-                            }
-                            ix!(p, sessions.insert(ev.session.as_str(), rs.encode_to_vec().as_slice()))?;
-                        }
-                    }
-                    Some(Kind::GrantChange(g)) if !ev.grant.is_empty() => {
-                        ix!(p, grant_agents.insert((ev.grant.as_str(), ev.agent_id.as_str()), ()))?;
-                        if g.expires_at_unix_ns != 0 {
-                            ix!(p, grants.insert(ev.grant.as_str(), g.expires_at_unix_ns))?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if let Some((a, b, s)) = last_boot {
-                ix!(p, boots.insert((a, b), s))?;
-            }
-            let last_n = records.last().map_or(0, |r| r.0);
-            let mut segments = ix!(p, tx.open_table(SEGMENTS))?;
-            ix!(p, segments.insert(seg, (last_n, max_time, seg_bytes)))?;
-            let mut meta = ix!(p, tx.open_table(META))?;
-            ix!(p, meta.insert("indexed", last_n))?;
-            self.segments.insert(seg, SegmentInfo { last_n, max_time, bytes: seg_bytes });
-        }
-        ix!(p, tx.commit())?;
-        if durable {
-            self.last_durable = Instant::now();
-        }
-        Ok(())
-    }
-
-    /// Makes every index commit so far durable (at shutdown, and after catch-up).
-    ///
-    /// # Errors
-    /// When the index commit fails.
-    pub fn commit_durable(&mut self) -> Result<(), StoreError> {
-        let p = &self.index_path.clone();
-        let mut tx = ix!(p, self.db.begin_write())?;
-        ix!(p, tx.set_durability(Durability::Immediate))?;
-        {
-            // Touch a table so the commit is not empty.
-            let _ = ix!(p, tx.open_table(META))?;
-        }
-        ix!(p, tx.commit())?;
-        self.last_durable = Instant::now();
         Ok(())
     }
 
@@ -749,11 +718,11 @@ impl Store {
         Ok(Some(RetentionPlan { segments: drop, last_n: line.n, last_hash: line.hash, bytes }))
     }
 
-    /// Deletes the segments of `plan` (after the caller appended its retention
-    /// record) and their index rows.
+    /// Deletes the segment files of `plan` (after the caller appended its
+    /// retention record). The index rows are the [`Indexer`]'s job.
     ///
     /// # Errors
-    /// When a file cannot be removed or the index update fails.
+    /// When a file cannot be removed.
     pub fn drop_segments(&mut self, plan: &RetentionPlan) -> Result<(), StoreError> {
         for first in &plan.segments {
             let path = self.log_dir.join(segment_name(*first));
@@ -767,14 +736,150 @@ impl Store {
         if let Ok(d) = File::open(&self.log_dir) {
             let _ = d.sync_all();
         }
+        Ok(())
+    }
+}
+
+impl Indexer {
+    /// Writes the index rows of `work` in one transaction; durable (fsync'd) when
+    /// asked or when the last durable commit is older than a second.
+    ///
+    /// # Errors
+    /// When the index update fails.
+    pub fn apply(&mut self, work: &[IndexWork], force_durable: bool) -> Result<(), StoreError> {
+        if work.iter().all(|w| w.records.is_empty()) {
+            return Ok(());
+        }
+        let durable = force_durable || self.last_durable.elapsed() >= DURABLE_EVERY;
+        let path = self.index_path.clone();
+        let p = &path;
+        let mut tx = ix!(p, self.db.begin_write())?;
+        ix!(p, tx.set_durability(if durable { Durability::Immediate } else { Durability::None }))?;
+        {
+            let mut pos = ix!(p, tx.open_table(POS))?;
+            let mut by_grant = ix!(p, tx.open_table(BY_GRANT))?;
+            let mut by_session = ix!(p, tx.open_table(BY_SESSION))?;
+            let mut by_host = ix!(p, tx.open_table(BY_HOST))?;
+            let mut by_subject = ix!(p, tx.open_table(BY_SUBJECT))?;
+            let mut by_agent = ix!(p, tx.open_table(BY_AGENT))?;
+            let mut boots = ix!(p, tx.open_table(BOOTS))?;
+            let mut sessions = ix!(p, tx.open_table(SESSIONS))?;
+            let mut grant_agents = ix!(p, tx.open_table(GRANT_AGENTS))?;
+            let mut grants = ix!(p, tx.open_table(GRANTS))?;
+            let mut segments = ix!(p, tx.open_table(SEGMENTS))?;
+            let mut last_boot: Option<(&str, &str, u64)> = None;
+            let mut last_n = 0;
+            for w in work {
+                for (n, offset, len, ev) in &w.records {
+                    let (n, t) = (*n, ev.time_unix_ns);
+                    last_n = n;
+                    ix!(p, pos.insert(n, (w.seg, *offset, *len, t)))?;
+                    for (table, value) in [
+                        (&mut by_grant, &ev.grant),
+                        (&mut by_session, &ev.session),
+                        (&mut by_host, &ev.host),
+                        (&mut by_subject, &ev.subject),
+                        (&mut by_agent, &ev.agent_id),
+                    ] {
+                        if !value.is_empty() {
+                            ix!(p, table.insert((value.as_str(), n), t))?;
+                        }
+                    }
+                    // One high-water write per run of events from the same boot.
+                    match last_boot {
+                        Some((a, b, _)) if a == ev.agent_id && b == ev.boot_id => last_boot = Some((a, b, ev.seq)),
+                        _ => {
+                            if let Some((a, b, s)) = last_boot {
+                                ix!(p, boots.insert((a, b), s))?;
+                            }
+                            last_boot = Some((&ev.agent_id, &ev.boot_id, ev.seq));
+                        }
+                    }
+                    match &ev.event {
+                        Some(Kind::SessionStart(s)) if !ev.session.is_empty() => {
+                            let expires = ix!(p, grants.get(ev.grant.as_str()))?.map_or(0, |v| v.value());
+                            let rs = RemoteSession {
+                                agent_id: ev.agent_id.clone(),
+                                host: ev.host.clone(),
+                                session: Some(Session {
+                                    id: ev.session.clone(),
+                                    grant: ev.grant.clone(),
+                                    subject: ev.subject.clone(),
+                                    root_pid: s.root_pid,
+                                    started_at_unix_ns: t,
+                                    expires_at_unix_ns: expires,
+                                    cgroup: s.cgroup.clone(),
+                                    command: s.command.clone(),
+                                    ..Session::default()
+                                }),
+                            };
+                            ix!(p, sessions.insert(ev.session.as_str(), rs.encode_to_vec().as_slice()))?;
+                            if !ev.grant.is_empty() {
+                                ix!(p, grant_agents.insert((ev.grant.as_str(), ev.agent_id.as_str()), ()))?;
+                            }
+                        }
+                        Some(Kind::SessionEnd(e)) if !ev.session.is_empty() => {
+                            let old = ix!(p, sessions.get(ev.session.as_str()))?.map(|v| v.value().to_vec());
+                            if let Some(mut rs) = old.and_then(|b| RemoteSession::decode(b.as_slice()).ok()) {
+                                if let Some(s) = rs.session.as_mut() {
+                                    s.end_reason.clone_from(&e.reason);
+                                }
+                                ix!(p, sessions.insert(ev.session.as_str(), rs.encode_to_vec().as_slice()))?;
+                            }
+                        }
+                        Some(Kind::GrantChange(g)) if !ev.grant.is_empty() => {
+                            ix!(p, grant_agents.insert((ev.grant.as_str(), ev.agent_id.as_str()), ()))?;
+                            if g.expires_at_unix_ns != 0 {
+                                ix!(p, grants.insert(ev.grant.as_str(), g.expires_at_unix_ns))?;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let i = w.info;
+                ix!(p, segments.insert(w.seg, (i.last_n, i.min_time, i.max_time, i.bytes)))?;
+            }
+            if let Some((a, b, s)) = last_boot {
+                ix!(p, boots.insert((a, b), s))?;
+            }
+            let mut meta = ix!(p, tx.open_table(META))?;
+            ix!(p, meta.insert("indexed", last_n))?;
+        }
+        ix!(p, tx.commit())?;
+        if durable {
+            self.last_durable = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Makes every index commit so far durable (at shutdown, and after catch-up).
+    ///
+    /// # Errors
+    /// When the index commit fails.
+    pub fn commit_durable(&mut self) -> Result<(), StoreError> {
+        let p = &self.index_path.clone();
+        let mut tx = ix!(p, self.db.begin_write())?;
+        ix!(p, tx.set_durability(Durability::Immediate))?;
+        {
+            // Touch a table so the commit is not empty.
+            let _ = ix!(p, tx.open_table(META))?;
+        }
+        ix!(p, tx.commit())?;
+        self.last_durable = Instant::now();
+        Ok(())
+    }
+
+    /// Removes the index rows of the records `plan` dropped.
+    ///
+    /// # Errors
+    /// When the index update fails.
+    pub fn drop_rows(&mut self, plan: &RetentionPlan) -> Result<(), StoreError> {
         let p = &self.index_path.clone();
         let keep = plan.last_n;
         let tx = ix!(p, self.db.begin_write())?;
         {
             let mut pos = ix!(p, tx.open_table(POS))?;
             ix!(p, pos.retain_in(..=keep, |_, _| false))?;
-            let mut by_time = ix!(p, tx.open_table(BY_TIME))?;
-            ix!(p, by_time.retain(|k, _| k.1 > keep))?;
             for def in [BY_GRANT, BY_SESSION, BY_HOST, BY_SUBJECT, BY_AGENT] {
                 let mut t = ix!(p, tx.open_table(def))?;
                 ix!(p, t.retain(|k, _| k.1 > keep))?;
@@ -786,14 +891,6 @@ impl Store {
         }
         ix!(p, tx.commit())?;
         Ok(())
-    }
-
-    /// Stores a command for an agent that is not connected; returns its order key.
-    ///
-    /// # Errors
-    /// When the index update fails.
-    pub fn queue_command(&self, agent: &str, cmd: &Command) -> Result<u64, StoreError> {
-        queue_command(&self.db, &self.index_path, agent, cmd)
     }
 }
 
@@ -880,9 +977,9 @@ impl Reader {
 
     /// One page of events matching `spec`, continuing at `cursor`.
     ///
-    /// Keyed queries (session, grant, agent, subject or host set) walk that key's
-    /// index in log order; unkeyed ones with a start time walk the time index; the
-    /// rest walk the log in order.
+    /// Results are in log order. Keyed queries (session, grant, agent, subject or
+    /// host set) walk that key's index, filtering on the time kept with each
+    /// entry; unkeyed ones walk the log, skipping segments outside the time range.
     ///
     /// # Errors
     /// When the index or a segment cannot be read.
@@ -911,7 +1008,7 @@ impl Reader {
             }
             Ok(page.events.len() >= limit)
         };
-        let key: Option<(TableDefinition<(&str, u64), i64>, &String)> = [
+        let key: Option<(KeyTable, &String)> = [
             (BY_SESSION, &f.session),
             (BY_GRANT, &f.grant),
             (BY_AGENT, &f.agent_id),
@@ -940,48 +1037,43 @@ impl Reader {
                     break;
                 }
             }
-        } else if spec.from != 0 || matches!(cursor, Cursor::AfterTime(..)) {
-            let start = match cursor {
-                Cursor::AfterTime(t, n) => (t, n.saturating_add(1)),
-                _ => (spec.from, 0),
+        } else {
+            // Unkeyed: walk the log in order, skipping whole segments whose time
+            // range misses [from, to] (agents' clocks make times only roughly
+            // ordered, so a segment's own range is what is safe to skip on).
+            let after = match cursor {
+                Cursor::AfterN(n) => n + 1,
+                Cursor::Start => 0,
             };
-            let t = match tx.open_table(BY_TIME) {
+            let segs = match tx.open_table(SEGMENTS) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(page),
                 Err(e) => return Err(index_err(p)(e.into())),
             };
-            for row in ix!(p, t.range(start..))? {
-                let (k, _) = ix!(p, row)?;
-                let (time, n) = k.value();
-                if spec.to != 0 && time > spec.to {
-                    break;
-                }
-                scanned += 1;
-                if take(n, &mut page)? || scanned >= SCAN_BUDGET {
-                    page.next = Some(Cursor::AfterTime(time, n));
-                    break;
-                }
-            }
-        } else {
-            let after = match cursor {
-                Cursor::AfterN(n) => n + 1,
-                _ => 0,
-            };
             let mut next = None;
-            for row in ix!(p, pos.range(after..))? {
+            'segments: for row in ix!(p, segs.iter())? {
                 let (k, v) = ix!(p, row)?;
-                let n = k.value();
-                let (seg, off, len, time) = v.value();
-                scanned += 1;
-                if in_time(time)
-                    && let Some(ev) = self.read_at(seg, off, len)?
-                    && f.matches(&ev)
-                {
-                    page.events.push(ev);
+                let first = k.value();
+                let (last_n, min_time, max_time, _) = v.value();
+                let overlaps = (spec.from == 0 || max_time >= spec.from) && (spec.to == 0 || min_time == 0 || min_time <= spec.to);
+                if last_n < after || !overlaps {
+                    continue;
                 }
-                if page.events.len() >= limit || scanned >= SCAN_BUDGET {
-                    next = Some(Cursor::AfterN(n));
-                    break;
+                for row in ix!(p, pos.range(first.max(after)..=last_n))? {
+                    let (k, v) = ix!(p, row)?;
+                    let n = k.value();
+                    let (seg, off, len, time) = v.value();
+                    scanned += 1;
+                    if in_time(time)
+                        && let Some(ev) = self.read_at(seg, off, len)?
+                        && f.matches(&ev)
+                    {
+                        page.events.push(ev);
+                    }
+                    if page.events.len() >= limit || scanned >= SCAN_BUDGET {
+                        next = Some(Cursor::AfterN(n));
+                        break 'segments;
+                    }
                 }
             }
             page.next = next;

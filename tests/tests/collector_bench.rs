@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use warrant_proto::event::Event as Kind;
-use warrant_proto::{CollectorWatchRequest, EventFilter};
+use warrant_proto::{CollectorWatchRequest, EventFilter, QueryRequest};
 use warrant_tests::collector::client::{self, exec_event, hello, open_stream};
 use warrant_tests::{CollectorOptions, TestCollector, now_unix_ns};
 
@@ -21,6 +21,12 @@ const BATCH: u64 = 512;
 const WINDOW: u64 = 8;
 
 async fn stream(c: &TestCollector, agent: &str, n: u64) -> Duration {
+    stream_sessions(c, agent, n, 1).await.0
+}
+
+/// Streams `n` events spread over `sessions` sessions (`s-0`, `s-1`, …); event
+/// `seq` has time `t0 + seq` ns. Returns how long it took and `t0`.
+async fn stream_sessions(c: &TestCollector, agent: &str, n: u64, sessions: u64) -> (Duration, i64) {
     let id = c.pki().issue(agent);
     let mut a = open_stream(&c.url(), &id, hello(agent, "bench-host", "b")).await.expect("stream");
     let t0 = i64::try_from(now_unix_ns()).unwrap();
@@ -28,7 +34,9 @@ async fn stream(c: &TestCollector, agent: &str, n: u64) -> Duration {
     let batches: Vec<Vec<_>> = (0..n.div_ceil(BATCH))
         .map(|i| {
             let from = i * BATCH + 1;
-            (from..=(from + BATCH - 1).min(n)).map(|s| exec_event(agent, "bench-host", "b", s, "s-bench", t0 + i64::try_from(s).unwrap())).collect()
+            (from..=(from + BATCH - 1).min(n))
+                .map(|s| exec_event(agent, &format!("host-{agent}"), "b", s, &format!("s-{}", s % sessions), t0 + i64::try_from(s).unwrap()))
+                .collect()
         })
         .collect();
     let start = Instant::now();
@@ -40,7 +48,7 @@ async fn stream(c: &TestCollector, agent: &str, n: u64) -> Duration {
         }
     }
     a.wait_ack("b", n).await.expect("ack");
-    start.elapsed()
+    (start.elapsed(), t0)
 }
 
 #[expect(clippy::cast_precision_loss, reason = "figures")]
@@ -91,4 +99,25 @@ async fn collector_throughput() {
     );
     assert_eq!((got, missed), (N, 0), "zero loss");
     println!("log: {} records, {} bytes", c.metric("warrant_collector_log_records"), c.metric("warrant_collector_log_bytes"));
+
+    // Queries on a log of over a million records: 200k more events over 1000
+    // sessions, then one page by session, grant, host and time range.
+    let (_, t0) = stream_sessions(&c, "agent-many", 200_000, 1000).await;
+    let records = c.metric("warrant_collector_log_records");
+    let mut q = client::collector(&c.url(), &c.identity("watcher")).await;
+    // Let the indexer catch up first (a query waits for it), so the figures below
+    // are the queries' own.
+    let t = Instant::now();
+    q.query(QueryRequest { filter: Some(EventFilter { session: "s-none".into(), ..EventFilter::default() }), ..QueryRequest::default() }).await.expect("query");
+    println!("index caught up with the ingest {:?} after its last ack", t.elapsed());
+    let mut timed = async |what: &str, filter: EventFilter, from: i64, to: i64, limit: u32| {
+        let t = Instant::now();
+        let r = q.query(QueryRequest { filter: Some(filter), from_unix_ns: from, to_unix_ns: to, limit, page: String::new() }).await.expect("query").into_inner();
+        println!("query {what} on {records} records: {} events in {:?}", r.events.len(), t.elapsed());
+    };
+    timed("by session (all 200 of s-7)", EventFilter { session: "s-7".into(), ..EventFilter::default() }, 0, 0, 1000).await;
+    timed("by grant (all 200 of g-s-7)", EventFilter { grant: "g-s-7".into(), ..EventFilter::default() }, 0, 0, 1000).await;
+    timed("by host (first 1000)", EventFilter { host: "host-agent-many".into(), ..EventFilter::default() }, 0, 0, 1000).await;
+    timed("by session and time range (first half)", EventFilter { session: "s-7".into(), ..EventFilter::default() }, t0, t0 + 100_000, 1000).await;
+    timed("by time range only (100 events)", EventFilter::default(), t0 + 50_000, t0 + 50_099, 1000).await;
 }

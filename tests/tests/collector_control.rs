@@ -43,17 +43,17 @@ async fn unauthorised_watch_kill_and_stream_are_refused_and_recorded() {
     let c = TestCollector::start(CollectorOptions::default());
 
     let mut nobody = client::collector(&c.url(), &c.identity("nobody")).await;
-    let err = nobody.watch(CollectorWatchRequest::default()).await.err().expect("refused");
+    let err = nobody.watch(CollectorWatchRequest::default()).await.expect_err("refused");
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     assert!(err.message().contains("\"nobody\"") && err.message().contains("Watch needs role watcher"), "{}", err.message());
 
     let mut watcher = client::collector(&c.url(), &c.identity("watcher")).await;
-    let err = watcher.kill(RemoteKillRequest { session: "s-1".into(), reason: "x".into() }).await.err().expect("refused");
+    let err = watcher.kill(RemoteKillRequest { session: "s-1".into(), reason: "x".into() }).await.expect_err("refused");
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("Kill needs role responder") && err.message().contains("has role watcher"), "{}", err.message());
 
     let mut agent = client::collector(&c.url(), &c.identity("agent-1")).await;
-    let err = agent.sessions(CollectorSessionsRequest::default()).await.err().expect("refused");
+    let err = agent.sessions(CollectorSessionsRequest::default()).await.expect_err("refused");
     assert_eq!(err.code(), Code::PermissionDenied, "an agent certificate is not a person");
 
     let err = open_stream(&c.url(), &c.identity("watcher"), hello("x", "h", "b")).await.err().expect("refused");
@@ -156,7 +156,7 @@ async fn kill_is_routed_to_the_holder_and_queued_while_it_is_away() {
     assert_eq!(status.agents.iter().find(|a| a.agent_id == "agent-1").unwrap().queued_commands, 0, "delivered and answered");
 
     // Unknown session: not found, and recorded.
-    let err = responder.kill(RemoteKillRequest { session: "s-nope".into(), reason: String::new() }).await.err().expect("unknown");
+    let err = responder.kill(RemoteKillRequest { session: "s-nope".into(), reason: String::new() }).await.expect_err("unknown");
     assert_eq!(err.code(), Code::NotFound);
     assert!(c.metric("warrant_collector_kill_latency_seconds_count") >= 1.0);
     let _ = a2;

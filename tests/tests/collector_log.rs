@@ -51,7 +51,7 @@ async fn verify_catches_edit_removal_and_reorder() {
     assert!(r.ok, "{:?}", r.problems);
     assert!(r.records >= 500, "{}", r.records);
     let mut watcher = client::collector(&c.url(), &c.identity("watcher")).await;
-    assert_eq!(watcher.verify_log(VerifyLogRequest {}).await.err().expect("admin only").code(), tonic::Code::PermissionDenied);
+    assert_eq!(watcher.verify_log(VerifyLogRequest {}).await.expect_err("admin only").code(), tonic::Code::PermissionDenied);
 
     c.stop();
     let (ok, text) = verify_text(&c);

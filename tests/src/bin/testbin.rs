@@ -9,7 +9,8 @@
 //! fork-loop [--max N] [--lifetime S]      fork as fast as possible up to N live processes (every
 //!                                         process forks too), then churn: each non-root process hands
 //!                                         over to a fresh child and exits about every 640 ms
-//! open-burst N PATH                       open+close PATH N times
+//! open-burst N PATH [--every-ms MS [--batch K]]
+//!                                         open+close PATH N times (pausing MS after every K opens)
 //! open PATH read|write|read-write         one open (write modes create the file)
 //! deep-open DIR MIN_BYTES                 nest dirs under DIR until the path passes MIN_BYTES, chdir
 //!                                         down, create and then open "leaf.txt" by its relative path
@@ -417,8 +418,16 @@ fn open_burst(args: &[String]) -> Result {
     let n: u64 = parse(positional(args, 0), "count N")?;
     let path_s = positional(args, 1).ok_or("missing PATH")?;
     let path = cstr(path_s)?;
+    let every = Duration::from_millis(parse(Some(flag(args, "--every-ms").unwrap_or("0")), "--every-ms")?);
+    let batch: u64 = parse(Some(flag(args, "--batch").unwrap_or("1")), "--batch")?;
+    // Paced against a start time, so the rate holds however long each open takes.
+    let start = Instant::now();
     let mut failed = 0u64;
-    for _ in 0..n {
+    for i in 0..n {
+        if i > 0 && !every.is_zero() && i % batch.max(1) == 0 {
+            let due = start + every * u32::try_from(i / batch.max(1)).unwrap_or(u32::MAX);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
         // SAFETY: valid NUL-terminated path.
         let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
         if fd < 0 {
