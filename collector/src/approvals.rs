@@ -279,7 +279,7 @@ impl Approvals for ApprovalService {
             Ok((r, Approved::Issued)) => {
                 let need = r.approvals_needed;
                 s.record("approve", &who, &id, "ok", &format!("{need} of {need} approvals")).await;
-                let until = warrant_proto::token::human(r.not_after_ns);
+                let until = warrant_proto::json::rfc3339(r.not_after_ns);
                 let detail = format!("grant {} until {until}, approved by {}; {}", r.grant, r.approvers.join(", "), summary(&r));
                 s.record("issue", &who, &id, "ok", &detail).await;
                 Ok(Response::new(info(&r, r.requested_by == who)))
