@@ -117,6 +117,8 @@ pub struct CollectorOptions {
     pub roles: Vec<String>,
     /// `--log-level`; info when `None`.
     pub log_level: Option<String>,
+    /// More flags, appended as given (e.g. `--grant-signing-key K`).
+    pub extra_args: Vec<String>,
 }
 
 /// The identities [`TestCollector::start`] issues up front.
@@ -205,6 +207,7 @@ impl TestCollector {
         if let Some(w) = self.opts.watch_buffer {
             cmd.arg("--watch-buffer").arg(w.to_string());
         }
+        cmd.args(&self.opts.extra_args);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

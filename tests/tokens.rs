@@ -35,6 +35,11 @@ impl Signer {
         PathBuf::from(format!("{}.pub", self.key.display()))
     }
 
+    /// The secret key file (for a collector's `--grant-signing-key`).
+    pub fn secret_key(&self) -> &Path {
+        &self.key
+    }
+
     /// The key id.
     pub fn id(&self) -> &str {
         &self.id

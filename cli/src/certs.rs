@@ -80,6 +80,10 @@ pub enum RoleHint {
     Watcher,
     /// A person who may also kill and revoke.
     Responder,
+    /// A person who asks for grants.
+    Requester,
+    /// A person who approves other people's grant requests.
+    Approver,
     /// Everything, including `audit verify`.
     Admin,
 }
@@ -91,6 +95,8 @@ impl RoleHint {
             RoleHint::Agent => "agent",
             RoleHint::Watcher => "watcher",
             RoleHint::Responder => "responder",
+            RoleHint::Requester => "requester",
+            RoleHint::Approver => "approver",
             RoleHint::Admin => "admin",
         }
     }
@@ -188,7 +194,7 @@ fn advice(args: &IssueArgs, name: &str, cert: &Path, key: &Path, ca: &Path, sans
                  and on the collector: --role {name}=agent (or [roles] {name} = \"agent\")\n"
             ));
         }
-        RoleHint::Watcher | RoleHint::Responder | RoleHint::Admin => {
+        RoleHint::Watcher | RoleHint::Responder | RoleHint::Requester | RoleHint::Approver | RoleHint::Admin => {
             s.push_str(&format!(
                 "use: export WARRANT_COLLECTOR=https://COLLECTOR:PORT WARRANT_CA={ca} WARRANT_CERT={cert} WARRANT_KEY={key}\n\
                  and on the collector: --role {name}={role} (or [roles] {name} = \"{role}\")\n"

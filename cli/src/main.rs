@@ -13,6 +13,8 @@
 //! - `login`: `login` (an SSH ForceCommand: a login let in by a token).
 //! - `token`: `token keygen | sign | compact` (a development signer).
 //! - `sessions`, `watch`, `kill` (`kill`, `revoke`), `status`.
+//! - `approvals`: `request`, `requests`, `approve`, `deny`, `extend` (the approval
+//!   flow on a collector, which signs the grant token).
 //! - `remote`: the collector client (`--collector`, `--ca/--cert/--key`).
 //! - `query`, `agents`, `audit` (`audit verify`): history, fleet, log checks.
 //! - `certs`: a development CA and certificates.
@@ -25,6 +27,7 @@
 //! 126/127 from `exec` like a shell.
 
 mod agents;
+mod approvals;
 mod audit;
 mod certs;
 mod client;
@@ -109,6 +112,16 @@ enum Command {
     /// Development signer for grant tokens (keygen, sign); the collector signs in production.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Ask the collector for a grant: a policy, a TTL and a reason; prints the request id.
+    Request(approvals::RequestArgs),
+    /// List grant requests (pending ones; --all for every one); fetch your token with --id R --token-out FILE.
+    Requests(approvals::RequestsArgs),
+    /// Approve someone else's grant request (needs the policy's approver role).
+    Approve(approvals::ApproveArgs),
+    /// Deny a grant request, with a reason.
+    Deny(approvals::DenyArgs),
+    /// Ask for more time on a grant: a new request that needs approval again.
+    Extend(approvals::ExtendArgs),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +169,11 @@ async fn dispatch(socket: &Path, remote: &remote::CollectorArgs, command: &Comma
         Command::Token(token::TokenCommand::Keygen(args)) => token::keygen(args, out),
         Command::Token(token::TokenCommand::Sign(args)) => token::sign(args, out),
         Command::Token(token::TokenCommand::Compact(args)) => token::compact(args, out),
+        Command::Request(args) => approvals::request(remote, args, out).await,
+        Command::Requests(args) => approvals::list(remote, args, out).await,
+        Command::Approve(args) => approvals::approve(remote, args, out).await,
+        Command::Deny(args) => approvals::deny(remote, args, out).await,
+        Command::Extend(args) => approvals::extend(remote, args, out).await,
     }
 }
 
@@ -355,6 +373,31 @@ mod tests {
         assert_eq!((a.host.as_str(), a.ttl.as_secs()), ("db-*", 300));
         assert!(parse(&["token", "sign", "--key", "k", "--host", "h"]).is_err(), "--subject is required");
         assert!(parse(&["token", "compact"]).is_err(), "a file is required");
+    }
+
+    #[test]
+    fn approval_flow_commands() {
+        let cli = parse(&["request", "--policy", "p.yaml", "--ttl", "30m", "--reason", "INC-42", "--for-agent", "claude"]).unwrap();
+        let Command::Request(a) = cli.command else { panic!() };
+        assert_eq!((a.ttl.as_secs(), a.host.as_str(), a.for_agent.as_deref(), a.wait), (1800, "*", Some("claude"), false));
+        let cli = parse(&["request", "--policy", "p", "--ttl", "5m", "--reason", "r", "--host", "db-*", "--wait", "--token-out", "t"]).unwrap();
+        let Command::Request(a) = cli.command else { panic!() };
+        assert_eq!((a.host.as_str(), a.wait, a.token_out), ("db-*", true, Some(PathBuf::from("t"))));
+        assert!(parse(&["request", "--policy", "p", "--ttl", "5m"]).is_err(), "--reason is required");
+        assert!(parse(&["request", "--policy", "p", "--ttl", "soon", "--reason", "r"]).is_err());
+        assert!(parse(&["request", "--policy", "p", "--ttl", "5m", "--reason", "r", "--token-out", "t"]).is_err(), "--token-out needs --wait");
+        let Command::Requests(a) = parse(&["requests", "--all", "--json"]).unwrap().command else { panic!() };
+        assert!(a.all && a.json && a.id.is_none());
+        let Command::Requests(a) = parse(&["requests", "--id", "r-1", "--token-out", "t"]).unwrap().command else { panic!() };
+        assert_eq!(a.id.as_deref(), Some("r-1"));
+        assert!(parse(&["requests", "--token-out", "t"]).is_err(), "--token-out needs --id");
+        let Command::Approve(a) = parse(&["approve", "r-1"]).unwrap().command else { panic!() };
+        assert_eq!(a.request, "r-1");
+        let Command::Deny(a) = parse(&["deny", "r-1", "--reason", "no"]).unwrap().command else { panic!() };
+        assert_eq!(a.reason, "no");
+        assert!(parse(&["deny", "r-1"]).is_err(), "--reason is required");
+        let Command::Extend(a) = parse(&["extend", "g-1", "--by", "15m"]).unwrap().command else { panic!() };
+        assert_eq!((a.grant.as_str(), a.by.as_secs()), ("g-1", 900));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status, Streaming};
+use warrant_proto::approvals_client::ApprovalsClient;
 use warrant_proto::collector_client::CollectorClient;
 use warrant_proto::{
     AgentStatusRequest, CollectorSessionsRequest, CollectorWatchRequest, Event, KnownAgent, QueryRequest,
@@ -58,6 +59,8 @@ impl CollectorArgs {
 /// A connected collector.
 pub struct Collector {
     client: CollectorClient<Channel>,
+    /// The connection, shared by the other services' clients (`Approvals`).
+    channel: Channel,
     /// The URL, for messages.
     url: String,
 }
@@ -93,7 +96,7 @@ impl Collector {
             .connect()
             .await
             .map_err(|e| unreachable(&url, &chain_text(&e)))?;
-        Ok(Collector { client: CollectorClient::new(channel).max_decoding_message_size(64 << 20), url })
+        Ok(Collector { client: CollectorClient::new(channel.clone()).max_decoding_message_size(64 << 20), channel, url })
     }
 
     /// `Watch`: returns once the collector has subscribed.
@@ -142,6 +145,16 @@ impl Collector {
     /// The error to report for a status received mid-stream.
     pub fn stream_error(&self, status: &Status) -> anyhow::Error {
         status_error(&self.url, status)
+    }
+
+    /// A client of the `Approvals` service on the same connection.
+    pub fn approvals(&self) -> ApprovalsClient<Channel> {
+        ApprovalsClient::new(self.channel.clone())
+    }
+
+    /// Runs one call with the quick deadline and this collector's error messages.
+    pub async fn call<T>(&self, rpc: &str, call: impl Future<Output = Result<tonic::Response<T>, Status>>) -> Result<T> {
+        finish(&self.url, rpc, QUICK, call).await
     }
 
     /// The collector's URL.

@@ -111,6 +111,7 @@ fn with_self_protection(policy: Option<&Policy>) -> Policy {
         files: Vec::new(),
         network: Vec::new(),
         on_expiry: warrant_policy::ExpiryAction::KillSession,
+        approval: warrant_policy::Approval::default(),
     });
     for dir in PROTECTED_DIRS {
         let Ok(path) = PathPattern::new(dir) else { continue };

@@ -170,7 +170,7 @@ fn rfc3339(text: &str, flag: &str) -> Result<i128> {
 }
 
 /// Writes a file with `mode`, replacing an existing one.
-fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
+pub(crate) fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)

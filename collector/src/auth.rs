@@ -7,7 +7,7 @@ use std::fmt;
 use tonic::{Request, Status};
 
 /// What a certificate name may do. `Admin` may do everything a person may do;
-/// `Responder` also watches; `Agent` only streams events in.
+/// `Responder` also watches; `Approver` also requests; `Agent` only streams events in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     /// Streams its events in (`Ingest.Stream`), nothing else.
@@ -16,6 +16,11 @@ pub enum Role {
     Watcher,
     /// A watcher that may also Kill and Revoke.
     Responder,
+    /// Asks for grants (Approvals.Request, Extend) and lists requests.
+    Requester,
+    /// Approves and denies other people's requests (when a policy names this role),
+    /// and may request too.
+    Approver,
     /// Everything, including VerifyLog.
     Admin,
 }
@@ -30,17 +35,26 @@ impl Role {
             "agent" => Ok(Role::Agent),
             "watcher" => Ok(Role::Watcher),
             "responder" => Ok(Role::Responder),
+            "requester" => Ok(Role::Requester),
+            "approver" => Ok(Role::Approver),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role {other:?}: expected agent, watcher, responder or admin")),
+            other => Err(format!("unknown role {other:?}: expected agent, watcher, responder, requester, approver or admin")),
         }
     }
 
     /// True when a holder of `self` may do what needs `needed`.
     #[must_use]
     pub fn allows(self, needed: Role) -> bool {
-        match needed {
-            Role::Agent => self == Role::Agent,
-            person => self != Role::Agent && self >= person,
+        // Two small hierarchies (watch < respond, request < approve) under admin;
+        // agents stand apart from people in both directions.
+        match (self, needed) {
+            (Role::Agent, _) | (_, Role::Agent) => self == needed,
+            (Role::Admin, _) => true,
+            (Role::Responder, Role::Watcher | Role::Responder)
+            | (Role::Watcher, Role::Watcher)
+            | (Role::Approver, Role::Requester | Role::Approver)
+            | (Role::Requester, Role::Requester) => true,
+            _ => false,
         }
     }
 }
@@ -51,6 +65,8 @@ impl fmt::Display for Role {
             Role::Agent => "agent",
             Role::Watcher => "watcher",
             Role::Responder => "responder",
+            Role::Requester => "requester",
+            Role::Approver => "approver",
             Role::Admin => "admin",
         })
     }
@@ -141,6 +157,11 @@ mod tests {
         assert!(!Role::Agent.allows(Role::Watcher));
         assert!(!Role::Admin.allows(Role::Agent));
         assert!(Role::Agent.allows(Role::Agent));
+        assert!(Role::Approver.allows(Role::Requester));
+        assert!(!Role::Requester.allows(Role::Approver));
+        assert!(!Role::Approver.allows(Role::Watcher));
+        assert!(!Role::Responder.allows(Role::Requester));
+        assert!(Role::Admin.allows(Role::Approver));
     }
 
     #[test]
@@ -168,6 +189,8 @@ mod tests {
     #[test]
     fn role_names_parse() {
         assert_eq!(Role::parse("responder"), Ok(Role::Responder));
+        assert_eq!(Role::parse("approver"), Ok(Role::Approver));
+        assert_eq!(Role::parse("requester"), Ok(Role::Requester));
         assert!(Role::parse("root").unwrap_err().contains("expected agent, watcher"));
     }
 }

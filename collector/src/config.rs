@@ -39,7 +39,7 @@ pub struct Flags {
     /// PEM file of the collector's private key
     #[arg(long)]
     pub key: Option<PathBuf>,
-    /// Give a certificate name a role: NAME=ROLE (agent, watcher, responder, admin); NAME may end in * to match a prefix; repeatable, added to the file's [roles]
+    /// Give a certificate name a role: NAME=ROLE (agent, watcher, responder, requester, approver, admin); NAME may end in * to match a prefix; repeatable, added to the file's [roles]
     #[arg(long = "role", value_name = "NAME=ROLE")]
     pub roles: Vec<String>,
     /// Address to serve Prometheus metrics on (HTTP, GET /metrics); off when unset
@@ -63,6 +63,12 @@ pub struct Flags {
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter)
     #[arg(long)]
     pub log_level: Option<String>,
+    /// The ed25519 key (a `wsk1.…` file from `warrant token keygen`) that signs approved grants; without it requests are refused
+    #[arg(long, value_name = "FILE")]
+    pub grant_signing_key: Option<PathBuf>,
+    /// How long a request waits for approval before it expires (default 1h)
+    #[arg(long, value_parser = humantime_duration)]
+    pub request_timeout: Option<Duration>,
     /// What to do; serve when absent
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -114,6 +120,8 @@ struct FileConfig {
     segment_bytes: Option<u64>,
     watch_buffer: Option<usize>,
     log_level: Option<String>,
+    grant_signing_key: Option<PathBuf>,
+    request_timeout: Option<String>,
     #[serde(default)]
     roles: BTreeMap<String, String>,
 }
@@ -147,6 +155,10 @@ pub struct Config {
     pub watch_buffer: usize,
     /// Log filter.
     pub log_level: String,
+    /// The grant signing key file, if approvals may issue tokens.
+    pub grant_signing_key: Option<PathBuf>,
+    /// How long a pending request lives.
+    pub request_timeout: Duration,
 }
 
 /// Default path of the optional config file.
@@ -173,6 +185,11 @@ impl Config {
             (Some(d), _) => *d,
             (None, Some(s)) => parse_duration(s).map_err(anyhow::Error::msg).with_context(|| format!("{file_name}: retention_interval"))?,
             (None, None) => Duration::from_secs(60),
+        };
+        let request_timeout = match (&flags.request_timeout, &file.request_timeout) {
+            (Some(d), _) => *d,
+            (None, Some(s)) => parse_duration(s).map_err(anyhow::Error::msg).with_context(|| format!("{file_name}: request_timeout"))?,
+            (None, None) => Duration::from_secs(3600),
         };
         let mut entries = Vec::new();
         for (name, role) in &file.roles {
@@ -201,7 +218,12 @@ impl Config {
             segment_bytes: flags.segment_bytes.or(file.segment_bytes).unwrap_or(64 << 20),
             watch_buffer: flags.watch_buffer.or(file.watch_buffer).unwrap_or(16 * 1024),
             log_level: flags.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into()),
+            grant_signing_key: flags.grant_signing_key.clone().or(file.grant_signing_key),
+            request_timeout,
         };
+        if config.request_timeout.is_zero() {
+            bail!("invalid request_timeout 0s: must be at least 1s");
+        }
         if config.segment_bytes < 4096 {
             bail!("invalid segment_bytes {}: must be at least 4096", config.segment_bytes);
         }

@@ -13,16 +13,20 @@
 //! - [`hub`]: [`EventHub`], a bounded broadcast of events to live watchers, each with
 //!   a [`Filter`]; a watcher that falls behind is told how much it missed
 //!   (`WatchMissed`) instead of slowing the publisher.
+//! - [`requests`]: grant requests and approvals, the state machine and its file;
+//!   [`approvals`]: the `Approvals` gRPC service over it, which signs grant tokens.
 //! - [`Error`]: the one error type of this crate.
 
 use std::path::PathBuf;
 
+pub mod approvals;
 pub mod auth;
 pub mod config;
 pub mod decode;
 pub mod hub;
 pub mod log;
 pub mod metrics;
+pub mod requests;
 pub mod server;
 pub mod store;
 pub mod writer;

@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use warrant_collector::config::{Cmd, Config, Flags};
 use warrant_collector::metrics::Metrics;
-use warrant_collector::server::{State, Tls, run};
+use warrant_collector::approvals::ApprovalState;
+use warrant_collector::requests::Requests;
+use warrant_collector::server::{State, Tls, run_with};
 use warrant_collector::store::{Store, StoreOptions, verify_dir};
 use warrant_collector::writer::Writer;
 use warrant_collector::EventHub;
@@ -60,6 +62,14 @@ fn serve(flags: &Flags) -> Result<()> {
     let tls = Tls { ca: read(&config.ca, "CA certificate (--ca)")?, cert: read(&config.cert, "certificate (--cert)")?, key: read(&config.key, "key (--key)")? };
     let (store, reader) = Store::open(&config.data_dir, StoreOptions { segment_bytes: config.segment_bytes })
         .with_context(|| format!("cannot open the log in {}", config.data_dir.display()))?;
+    let key = match &config.grant_signing_key {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the grant signing key (grant_signing_key) {}", path.display()))?;
+            Some(warrant_proto::token::SecretKey::from_text(&text).with_context(|| format!("cannot use the grant signing key {}", path.display()))?)
+        }
+        None => None,
+    };
+    let requests = Requests::open(&config.data_dir, config.request_timeout)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let metrics = Arc::new(Metrics::default());
     let hub = EventHub::new(config.watch_buffer);
@@ -91,6 +101,9 @@ fn serve(flags: &Flags) -> Result<()> {
                 }
             });
         }
+        let approvals = ApprovalState::new(config.roles.clone(), writer.clone(), metrics.clone(), key, requests);
+        // Expiry is checked on every call too; the sweep records timeouts nobody looked at.
+        approvals.spawn_sweeper(config.request_timeout.min(std::time::Duration::from_secs(1)));
         let state = State::new(config.roles.clone(), writer.clone(), reader, hub, metrics, config.data_dir.clone());
         tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), boot = writer.boot_id(), "collector serving (mTLS)");
         // Print the bound address on stdout, so a parent that passed port 0 learns it.
@@ -104,7 +117,7 @@ fn serve(flags: &Flags) -> Result<()> {
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         };
-        run(state, &tls, listener, shutdown).await.context("the gRPC server failed")?;
+        run_with(state, Some(approvals), &tls, listener, shutdown).await.context("the gRPC server failed")?;
         Ok(())
     });
     drop(writer);

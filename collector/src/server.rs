@@ -663,6 +663,20 @@ pub struct Tls {
 /// # Errors
 /// When the TLS material is unusable or the server fails.
 pub async fn run(state: Arc<State>, tls: &Tls, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), tonic::transport::Error> {
+    run_with(state, None, tls, listener, shutdown).await
+}
+
+/// [`run`], plus the `Approvals` service when given.
+///
+/// # Errors
+/// When the TLS material is unusable or the server fails.
+pub async fn run_with(
+    state: Arc<State>,
+    approvals: Option<Arc<crate::approvals::ApprovalState>>,
+    tls: &Tls,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(&tls.cert, &tls.key))
         .client_ca_root(Certificate::from_pem(&tls.ca));
@@ -671,6 +685,7 @@ pub async fn run(state: Arc<State>, tls: &Tls, listener: TcpListener, shutdown: 
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(IngestServer::new(IngestService(state.clone())))
         .add_service(CollectorServer::new(CollectorService(state)))
+        .add_optional_service(approvals.map(|a| a.service()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

@@ -14,8 +14,14 @@
 //!  "on_expiry":"kill-session",
 //!  "exec":[[path,action],...],              each list sorted (byte order of its JSON)
 //!  "files":[[path,access,action],...],
-//!  "network":[[cidr,ports|null,action],...]} ports as "80-81,443", cidr normalised
+//!  "network":[[cidr,ports|null,action],...], ports as "80-81,443", cidr normalised
+//!  "approval":[2,"approver",["agent","user"]]} only when not all defaults
 //! ```
+//!
+//! `approval` is `[approvals, approver_role, subjects]` (subjects sorted). It is left
+//! out when every approval field has its default (1, `approver`, both kinds), so every
+//! policy written before those fields existed keeps its digest, and grants already
+//! signed with it stay valid; any non-default value changes the digest.
 //!
 //! Paths keep their trailing `/` (it records that the author meant a directory). The
 //! form must never change for a given version: the test `digest_is_pinned` pins one.
@@ -77,7 +83,7 @@ impl Policy {
             .map(|r| json!([r.cidr.to_string(), r.ports.as_ref().map(ToString::to_string), r.action.as_str()]))
             .collect();
         // Built as text so the field order is fixed by this code, not by a map type.
-        let fields: [(&str, Value); 8] = [
+        let mut fields: Vec<(&str, Value)> = vec![
             ("warrant_policy", json!(1)),
             ("name", json!(self.name)),
             ("max_ttl", json!([self.max_ttl.as_secs(), self.max_ttl.subsec_nanos()])),
@@ -87,6 +93,11 @@ impl Policy {
             ("files", sorted(files)),
             ("network", sorted(network)),
         ];
+        if !self.approval.is_default() {
+            let a = &self.approval;
+            let subjects: Vec<&str> = a.subjects.iter().map(|k| k.as_str()).collect();
+            fields.push(("approval", json!([a.approvals, a.approver_role, subjects])));
+        }
         let mut out = String::from("{");
         for (i, (key, value)) in fields.iter().enumerate() {
             if i > 0 {
@@ -171,12 +182,27 @@ mod tests {
             ("[5432]", "[5433]"),
             ("ports: [5432], ", ""),
             ("on_expiry: kill-session", "on_expiry: drop"),
+            ("on_expiry: kill-session", "on_expiry: kill-session\napprovals: 2"),
+            ("on_expiry: kill-session", "on_expiry: kill-session\napprover_role: dba"),
+            ("on_expiry: kill-session", "on_expiry: kill-session\nsubjects: [user]"),
         ];
         for (from, to) in edits {
             let edited = DB_DEBUG.replacen(from, to, 1);
             assert_ne!(edited, DB_DEBUG, "{from}");
             assert_ne!(parse(&edited).digest(), reference, "{from} -> {to}");
         }
+    }
+
+    /// Spelling out the approval defaults is formatting, not meaning.
+    #[test]
+    fn default_approval_fields_keep_the_digest() {
+        let explicit = DB_DEBUG.replacen(
+            "on_expiry: kill-session",
+            "on_expiry: kill-session\napprovals: 1\napprover_role: approver\nsubjects: [agent, user]",
+            1,
+        );
+        assert_ne!(explicit, DB_DEBUG);
+        assert_eq!(parse(&explicit).digest(), parse(DB_DEBUG).digest());
     }
 
     #[test]

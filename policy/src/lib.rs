@@ -13,6 +13,9 @@
 //! network: [{cidr: 10.0.0.0/8, ports: [5432], action: allow},
 //!           {cidr: 0.0.0.0/0, action: drop}]
 //! on_expiry: kill-session
+//! approvals: 2               # optional: distinct approvals a request needs (default 1)
+//! approver_role: approver    # optional: the collector role approvers hold (default approver)
+//! subjects: [user, agent]    # optional: who may be granted it (default both)
 //! ```
 //!
 //! This crate is pure user-space code shared by the CLI (`warrant policy check`) and the
@@ -20,7 +23,7 @@
 //! applied). It knows nothing of eBPF, gRPC or the agent.
 //!
 //! # Layout
-//! - [`model`]: the validated types: [`Policy`], [`ExecRule`], [`FileRule`],
+//! - [`model`]: the validated types: [`Policy`], [`Approval`], [`SubjectKind`], [`ExecRule`], [`FileRule`],
 //!   [`NetRule`], [`Action`], [`Access`], [`ExpiryAction`], [`PathPattern`], [`Cidr`],
 //!   [`PortSet`].
 //! - `yaml`: YAML text to a tree of nodes that know their line (saphyr-parser events),
@@ -49,8 +52,8 @@ mod yaml;
 pub use digest::{Digest, DigestError};
 pub use matcher::{Decision, RuleList, RuleRef};
 pub use model::{
-    Access, Action, Cidr, CidrError, ExecRule, ExpiryAction, FileRule, NetRule, PathError, PathPattern, Policy,
-    PortError, PortSet, UnknownName,
+    Access, Action, Approval, Cidr, CidrError, ExecRule, ExpiryAction, FileRule, NetRule, PathError, PathPattern,
+    Policy, PortError, PortSet, SubjectKind, UnknownName,
 };
 pub use parse::Problem;
 

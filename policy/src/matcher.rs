@@ -180,6 +180,7 @@ mod tests {
             files: vec![],
             network: vec![],
             on_expiry: ExpiryAction::KillSession,
+            approval: crate::model::Approval::default(),
         }
     }
 

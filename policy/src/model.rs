@@ -41,6 +41,115 @@ pub struct Policy {
     pub network: Vec<NetRule>,
     /// What happens to the session when its grant ends.
     pub on_expiry: ExpiryAction,
+    /// Who must approve a request for a grant under this policy, and who may ask.
+    #[serde(flatten)]
+    pub approval: Approval,
+}
+
+/// The approval rules of a policy: how many approvals a request needs, from which
+/// collector role, and which kinds of subject may ask at all. Every field has a
+/// default, so policies written before approvals existed keep their meaning (and
+/// their digest: see [`crate::digest`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// Distinct approvals needed before the collector signs the grant (at least 1).
+    #[serde(skip_serializing_if = "Approval::is_default_count")]
+    pub approvals: u32,
+    /// The collector role an approver must hold (`admin` may always approve).
+    #[serde(skip_serializing_if = "Approval::is_default_role")]
+    pub approver_role: String,
+    /// Which kinds of subject the policy admits; never empty.
+    #[serde(skip_serializing_if = "Approval::is_default_subjects")]
+    pub subjects: Vec<SubjectKind>,
+}
+
+impl Approval {
+    /// The role approvers need unless the policy says otherwise.
+    pub const DEFAULT_ROLE: &'static str = "approver";
+    /// The longest approver role name accepted, in bytes.
+    pub const MAX_ROLE_LEN: usize = 32;
+
+    /// Whether `kind` may be the subject of a grant under this policy.
+    #[must_use]
+    pub fn admits(&self, kind: SubjectKind) -> bool {
+        self.subjects.contains(&kind)
+    }
+
+    /// True when every field has its default (nothing to add to the digest).
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        *self == Approval::default()
+    }
+
+    /// Whether `name` is a valid role name: 1 to [`Approval::MAX_ROLE_LEN`] bytes of
+    /// `a-z`, `0-9`, `_` and `-`.
+    #[must_use]
+    pub fn is_valid_role(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= Self::MAX_ROLE_LEN
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
+    }
+
+    fn is_default_count(n: &u32) -> bool {
+        *n == 1
+    }
+
+    fn is_default_role(r: &str) -> bool {
+        r == Self::DEFAULT_ROLE
+    }
+
+    fn is_default_subjects(s: &[SubjectKind]) -> bool {
+        s == SubjectKind::ALL
+    }
+}
+
+impl Default for Approval {
+    fn default() -> Self {
+        Approval { approvals: 1, approver_role: Approval::DEFAULT_ROLE.to_owned(), subjects: SubjectKind::ALL.to_vec() }
+    }
+}
+
+/// Who a grant is for: a person (`user:NAME`) or an AI agent acting for one
+/// (`agent:NAME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectKind {
+    /// A person.
+    User,
+    /// An AI agent.
+    Agent,
+}
+
+impl SubjectKind {
+    /// Both kinds, in canonical order.
+    pub const ALL: &'static [SubjectKind] = &[SubjectKind::User, SubjectKind::Agent];
+
+    /// The name used in policies and subjects (`user`, `agent`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::User => "user",
+            SubjectKind::Agent => "agent",
+        }
+    }
+}
+
+impl fmt::Display for SubjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SubjectKind {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(SubjectKind::User),
+            "agent" => Ok(SubjectKind::Agent),
+            _ => Err(UnknownName { what: "subject kind", text: s.to_owned(), expected: "user or agent" }),
+        }
+    }
 }
 
 impl Policy {

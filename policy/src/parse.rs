@@ -20,6 +20,9 @@
 //! files:     optional list of {path, access: read | write | any, action}
 //! network:   optional list of {cidr, ports: optional list of N or "A-B", action}
 //! on_expiry: optional, kill-session (default) | drop
+//! approvals: optional, 1 (default) to 10: distinct approvals a request needs
+//! approver_role: optional, approver (default): the collector role approvers hold
+//! subjects:  optional list of user | agent (default both): who may be granted it
 //! ```
 //!
 //! An empty (`exec:`) list is the same as no list.
@@ -30,7 +33,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::Error;
-use crate::model::{Access, Action, Cidr, ExecRule, ExpiryAction, FileRule, NetRule, PathPattern, Policy, PortSet};
+use crate::model::{
+    Access, Action, Approval, Cidr, ExecRule, ExpiryAction, FileRule, NetRule, PathPattern, Policy, PortSet, SubjectKind,
+};
 use crate::yaml::{self, Entry, Node, Value};
 
 /// One thing wrong in a policy file.
@@ -97,7 +102,11 @@ impl Policy {
 }
 
 /// The top-level keys, in the order the documentation lists them.
-const TOP: &[&str] = &["name", "max_ttl", "default", "exec", "files", "network", "on_expiry"];
+const TOP: &[&str] =
+    &["name", "max_ttl", "default", "exec", "files", "network", "on_expiry", "approvals", "approver_role", "subjects"];
+
+/// Most approvals a policy may ask for: more is a typo, not a process.
+const MAX_APPROVALS: u32 = 10;
 
 /// Walks the YAML tree, collecting problems instead of stopping at the first.
 #[derive(Default)]
@@ -154,6 +163,7 @@ impl Checker {
             Some(node) => self.keyword::<ExpiryAction>(node, "on_expiry"),
             None => Some(ExpiryAction::KillSession),
         };
+        let approval = self.approval(&top);
         self.exec_conflicts(&exec);
         self.file_conflicts(&files);
         self.net_conflicts(&network);
@@ -165,7 +175,71 @@ impl Checker {
             files: files.into_iter().map(|(r, _)| r).collect(),
             network: network.into_iter().map(|(r, _)| r).collect(),
             on_expiry: on_expiry?,
+            approval: approval?,
         })
+    }
+
+    /// `approvals`, `approver_role` and `subjects`, each defaulted when absent.
+    fn approval(&mut self, top: &Fields<'_>) -> Option<Approval> {
+        let mut a = Approval::default();
+        let mut ok = true;
+        if let Some(node) = top.get("approvals") {
+            ok &= self.text(node, "approvals").is_some_and(|text| match text.parse::<u32>() {
+                Ok(n) if (1..=MAX_APPROVALS).contains(&n) => {
+                    a.approvals = n;
+                    true
+                }
+                _ => {
+                    self.problem(node.line, "approvals", format!("invalid count {} (expected 1 to {MAX_APPROVALS})", quote(text)));
+                    false
+                }
+            });
+        }
+        if let Some(node) = top.get("approver_role") {
+            ok &= self.text(node, "approver_role").is_some_and(|text| {
+                if Approval::is_valid_role(text) {
+                    a.approver_role = text.to_owned();
+                    return true;
+                }
+                let max = Approval::MAX_ROLE_LEN;
+                self.problem(node.line, "approver_role", format!("invalid role {} (use 1-{max} of a-z, 0-9, '_' and '-')", quote(text)));
+                false
+            });
+        }
+        if let Some(node) = top.get("subjects") {
+            ok &= self.subjects(node).is_some_and(|kinds| {
+                a.subjects = kinds;
+                true
+            });
+        }
+        ok.then_some(a)
+    }
+
+    /// A non-empty list of subject kinds, without repeats, in canonical order.
+    fn subjects(&mut self, node: &Node) -> Option<Vec<SubjectKind>> {
+        let Value::Seq(items) = &node.value else {
+            self.problem(node.line, "subjects", format!("expected a list (e.g. [user, agent]), found {}", found(node)));
+            return None;
+        };
+        if items.is_empty() {
+            self.problem(node.line, "subjects", "empty list: nobody could be granted this policy (expected user, agent or both)");
+            return None;
+        }
+        let mut kinds = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("subjects[{i}]");
+            match self.keyword::<SubjectKind>(item, &field) {
+                Some(k) if kinds.contains(&k) => {
+                    self.problem(item.line, field, format!("duplicate subject kind \"{k}\""));
+                    ok = false;
+                }
+                Some(k) => kinds.push(k),
+                None => ok = false,
+            }
+        }
+        kinds.sort();
+        ok.then_some(kinds)
     }
 
     /// Checks that `node` is a mapping with only `allowed` keys, each at most once.
@@ -537,12 +611,12 @@ mod tests {
     fn unknown_duplicate_and_missing_fields() {
         assert_eq!(
             err(&format!("{HEAD}exce: []\n")),
-            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network or on_expiry)"
+            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role or subjects)"
         );
         assert_eq!(err(&format!("{HEAD}default: allow\n")), "t.yaml:4: default: duplicate field (first on line 3)");
         assert_eq!(
             err(&format!("{HEAD}\"a\\e[31mb\": 1\n")),
-            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network or on_expiry)"#
+            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role or subjects)"#
         );
         assert_eq!(
             err(&format!("{HEAD}exec: [{{path: /x, action: \"\\e[2J\"}}]\n")),
@@ -591,6 +665,28 @@ mod tests {
             err(&format!("{HEAD}network: [{{cidr: ::/0, ports: 22, action: deny}}]\n")),
             r#"t.yaml:4: network[0].ports: expected a list of ports (e.g. [5432, "8000-8100"]), found "22""#
         );
+    }
+
+    #[test]
+    fn approval_fields() {
+        let p = Policy::from_yaml(HEAD, "t.yaml").unwrap();
+        assert_eq!(p.approval, Approval::default());
+        let p = Policy::from_yaml(&format!("{HEAD}approvals: 2\napprover_role: dba\nsubjects: [agent]\n"), "t.yaml").unwrap();
+        assert_eq!((p.approval.approvals, p.approval.approver_role.as_str()), (2, "dba"));
+        assert!(p.approval.admits(SubjectKind::Agent) && !p.approval.admits(SubjectKind::User));
+        assert_eq!(err(&format!("{HEAD}approvals: 0\n")), r#"t.yaml:4: approvals: invalid count "0" (expected 1 to 10)"#);
+        assert_eq!(err(&format!("{HEAD}approvals: two\n")), r#"t.yaml:4: approvals: invalid count "two" (expected 1 to 10)"#);
+        assert_eq!(
+            err(&format!("{HEAD}approver_role: DBA\n")),
+            r#"t.yaml:4: approver_role: invalid role "DBA" (use 1-32 of a-z, 0-9, '_' and '-')"#
+        );
+        assert_eq!(
+            err(&format!("{HEAD}subjects: [user, robot]\n")),
+            r#"t.yaml:4: subjects[1]: unknown subject kind "robot" (expected user or agent)"#
+        );
+        assert_eq!(err(&format!("{HEAD}subjects: [user, user]\n")), r#"t.yaml:4: subjects[1]: duplicate subject kind "user""#);
+        assert!(err(&format!("{HEAD}subjects: []\n")).starts_with("t.yaml:4: subjects: empty list"));
+        assert!(err(&format!("{HEAD}subjects: user\n")).starts_with("t.yaml:4: subjects: expected a list"));
     }
 
     #[test]

@@ -1,0 +1,361 @@
+//! The `Approvals` gRPC service: grant requests, approvals, denials, extensions,
+//! and the tokens the collector signs when a request has its approvals.
+//!
+//! Identities and roles come from the mTLS certificate, as for every collector call.
+//! The rules live in [`crate::requests`]; this module checks who is calling, keeps
+//! the requests file current, and records every step in the audit log as a
+//! `control_action`: `request`, `approve`, `deny`, `issue`, `extend`, `timeout`, each
+//! with outcome `ok`, `expired` or `refused` (with the reason).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tonic::{Request, Response, Status};
+use warrant_policy::Policy;
+use warrant_proto::approvals_server::{Approvals, ApprovalsServer};
+use warrant_proto::token::SecretKey;
+use warrant_proto::{
+    AccessRequest, ApproveRequest, DenyRequest, ExtendRequest, GetRequestRequest, ListRequestsRequest,
+    ListRequestsResponse, RequestInfo,
+};
+
+use crate::auth::{Role, Roles, identity};
+use crate::metrics::Metrics;
+use crate::requests::{Approved, NewRequest, Refusal, Req, Requests};
+use crate::writer::{Writer, now_ns};
+
+/// Longest policy text accepted: policies are small, and the text is kept per request.
+const MAX_POLICY_BYTES: usize = 64 * 1024;
+/// Longest reason accepted.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// What the service shares.
+pub struct ApprovalState {
+    /// Names → roles (the collector's table).
+    roles: Roles,
+    /// Where every step is recorded.
+    writer: Writer,
+    /// Refusal counter.
+    metrics: Arc<Metrics>,
+    /// Signs approved grants; without it requests are refused at once, since none
+    /// could ever be issued.
+    key: Option<SecretKey>,
+    /// Every request; one lock, because each change is small and also saved.
+    requests: Mutex<Requests>,
+}
+
+impl ApprovalState {
+    /// Builds the state.
+    #[must_use]
+    pub fn new(roles: Roles, writer: Writer, metrics: Arc<Metrics>, key: Option<SecretKey>, requests: Requests) -> Arc<ApprovalState> {
+        Arc::new(ApprovalState { roles, writer, metrics, key, requests: Mutex::new(requests) })
+    }
+
+    /// The gRPC service.
+    #[must_use]
+    pub fn service(self: &Arc<Self>) -> ApprovalsServer<ApprovalService> {
+        ApprovalsServer::new(ApprovalService(self.clone()))
+    }
+
+    /// Expires unanswered requests every `every` until the process ends.
+    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                state.sweep().await;
+            }
+        });
+    }
+
+    /// Expires what is due now, saves and records it.
+    pub async fn sweep(&self) {
+        let gone = {
+            let mut requests = self.requests.lock().await;
+            let gone = requests.expire(now_ns());
+            if !gone.is_empty() {
+                save(&requests);
+            }
+            gone
+        };
+        for r in gone {
+            let detail = format!("nobody acted in time; {} of {} approvals ({})", r.approvers.len(), r.approvals_needed, summary(&r));
+            self.record("timeout", "collector", &r.id, "expired", &detail).await;
+        }
+    }
+
+    async fn record(&self, action: &str, by: &str, target: &str, outcome: &str, detail: &str) {
+        if let Err(e) = self.writer.record(action, by, &format!("request {target}"), outcome, detail).await {
+            tracing::error!(error = %e, action, target, "cannot record a control action");
+        }
+    }
+
+    /// The caller and their role, when it is a person allowed `needed`
+    /// (`None`: any person role); refusals are recorded.
+    async fn authorize<T>(&self, req: &Request<T>, needed: Option<Role>, rpc: &str) -> Result<(String, Role), Status> {
+        let who = identity(req)?;
+        let why = match (self.roles.role_of(&who), needed) {
+            (Some(r), Some(n)) if r.allows(n) => return Ok((who, r)),
+            (Some(r), None) if r != Role::Agent => return Ok((who, r)),
+            (_, Some(n)) => self.roles.check(&who, n, rpc).err().unwrap_or_default(),
+            (Some(r), None) => format!("permission denied for {who:?}: {rpc} is for people, and {who:?} has role {r}"),
+            (None, None) => format!("permission denied for {who:?}: {rpc} needs a role, and {who:?} has no role in the collector's roles table"),
+        };
+        self.metrics.refused.fetch_add(1, Relaxed);
+        tracing::warn!(identity = %who, rpc, "refused: {why}");
+        if let Err(e) = self.writer.record("refused", &who, &format!("rpc Approvals.{rpc}"), "refused", &why).await {
+            tracing::error!(error = %e, "cannot record a refused call");
+        }
+        Err(Status::permission_denied(why))
+    }
+
+    /// Records a refused step (a reason in words) as `INVALID_ARGUMENT`.
+    async fn refuse_text(&self, action: &str, who: &str, target: &str, why: String) -> Status {
+        self.metrics.refused.fetch_add(1, Relaxed);
+        self.record(action, who, target, "refused", &why).await;
+        Status::invalid_argument(why)
+    }
+
+    /// Records a refused step and turns it into a status.
+    async fn refuse(&self, action: &str, who: &str, target: &str, why: &Refusal) -> Status {
+        self.metrics.refused.fetch_add(1, Relaxed);
+        self.record(action, who, target, "refused", &why.to_string()).await;
+        status_of(why)
+    }
+}
+
+/// Saves, logging a failure: the change stands in memory and the next save retries.
+fn save(requests: &Requests) {
+    if let Err(e) = tokio::task::block_in_place(|| requests.save()) {
+        tracing::error!(error = %e, "cannot save requests");
+    }
+}
+
+fn status_of(r: &Refusal) -> Status {
+    let text = r.to_string();
+    match r {
+        Refusal::NotFound(_) | Refusal::GrantNotFound(_) => Status::not_found(text),
+        Refusal::SelfApproval { .. } | Refusal::NotPending { .. } | Refusal::Twice { .. } => Status::failed_precondition(text),
+        Refusal::WrongRole { .. } | Refusal::NotYours { .. } => Status::permission_denied(text),
+        _ => Status::invalid_argument(text),
+    }
+}
+
+/// One line about a request, for the log.
+fn summary(r: &Req) -> String {
+    let mut s = format!(
+        "subject {} host {} policy {} ({}) ttl {} reason {:?}",
+        r.subject,
+        r.host,
+        r.policy_name,
+        r.policy_digest,
+        humantime::format_duration(Duration::from_secs(r.ttl_secs)),
+        r.reason
+    );
+    if !r.extends.is_empty() {
+        s.push_str(&format!(" extends {}", r.extends));
+    }
+    s
+}
+
+/// The wire form; the token and policy text only when `reveal`.
+fn info(r: &Req, reveal: bool) -> RequestInfo {
+    RequestInfo {
+        id: r.id.clone(),
+        state: r.status.as_str().to_owned(),
+        subject: r.subject.clone(),
+        requested_by: r.requested_by.clone(),
+        host: r.host.clone(),
+        policy_name: r.policy_name.clone(),
+        policy_digest: r.policy_digest.clone(),
+        ttl_seconds: r.ttl_secs,
+        reason: r.reason.clone(),
+        approvals_needed: r.approvals_needed,
+        approver_role: r.approver_role.clone(),
+        approvers: r.approvers.clone(),
+        created_unix_ns: r.created_ns,
+        expires_unix_ns: r.expires_ns,
+        denied_by: r.denied_by.clone(),
+        deny_reason: r.deny_reason.clone(),
+        grant: r.grant.clone(),
+        token: if reveal { r.token.clone() } else { String::new() },
+        policy_text: if reveal { r.policy_text.clone() } else { String::new() },
+        extends: r.extends.clone(),
+        not_after_unix_ns: r.not_after_ns,
+    }
+}
+
+/// The service itself.
+pub struct ApprovalService(Arc<ApprovalState>);
+
+#[tonic::async_trait]
+impl Approvals for ApprovalService {
+    async fn request(&self, req: Request<AccessRequest>) -> Result<Response<RequestInfo>, Status> {
+        let s = &self.0;
+        let (who, _) = s.authorize(&req, Some(Role::Requester), "Request").await?;
+        let r = req.into_inner();
+        let file = if r.policy_file.is_empty() { "policy" } else { r.policy_file.as_str() };
+        let target = format!("(new, policy file {file})");
+        if s.key.is_none() {
+            let why = "the collector has no grant signing key, so it cannot issue grants: set grant_signing_key (make one with `warrant token keygen`)";
+            return Err(s.refuse_text("request", &who, &target, why.to_owned()).await);
+        }
+        if r.policy.len() > MAX_POLICY_BYTES || r.reason.len() > MAX_REASON_BYTES {
+            let why = format!("policy or reason too long (at most {MAX_POLICY_BYTES} and {MAX_REASON_BYTES} bytes)");
+            return Err(s.refuse_text("request", &who, &target, why).await);
+        }
+        let policy = match Policy::from_yaml(&r.policy, file) {
+            Ok(p) => p,
+            Err(e) => return Err(s.refuse_text("request", &who, &target, format!("invalid policy: {e}")).await),
+        };
+        let new = NewRequest {
+            policy,
+            policy_text: r.policy,
+            requested_by: who.clone(),
+            for_agent: (!r.for_agent.is_empty()).then_some(r.for_agent),
+            host: if r.host.is_empty() { "*".to_owned() } else { r.host },
+            ttl: Duration::from_secs(r.ttl_seconds),
+            reason: r.reason,
+            extends: None,
+        };
+        let made = {
+            let mut requests = s.requests.lock().await;
+            let made = requests.create(new, now_ns());
+            if made.is_ok() {
+                save(&requests);
+            }
+            made
+        };
+        match made {
+            Ok(req) => {
+                let detail = format!("{}; needs {} approval(s) from role {}", summary(&req), req.approvals_needed, req.approver_role);
+                s.record("request", &who, &req.id, "ok", &detail).await;
+                Ok(Response::new(info(&req, true)))
+            }
+            Err(why) => Err(s.refuse("request", &who, &target, &why).await),
+        }
+    }
+
+    async fn list_requests(&self, req: Request<ListRequestsRequest>) -> Result<Response<ListRequestsResponse>, Status> {
+        self.0.authorize(&req, None, "ListRequests").await?;
+        self.0.sweep().await;
+        let all = req.into_inner().all;
+        let requests = self.0.requests.lock().await;
+        let requests = requests.list(all).into_iter().map(|r| info(r, false)).collect();
+        Ok(Response::new(ListRequestsResponse { requests }))
+    }
+
+    async fn get_request(&self, req: Request<GetRequestRequest>) -> Result<Response<RequestInfo>, Status> {
+        let (who, _) = self.0.authorize(&req, None, "GetRequest").await?;
+        self.0.sweep().await;
+        let id = req.into_inner().id;
+        let requests = self.0.requests.lock().await;
+        let r = requests.get(&id).ok_or_else(|| status_of(&Refusal::NotFound(id.clone())))?;
+        // The token is a bearer credential: only whoever asked for it gets it.
+        Ok(Response::new(info(r, r.requested_by == who)))
+    }
+
+    async fn approve(&self, req: Request<ApproveRequest>) -> Result<Response<RequestInfo>, Status> {
+        let s = &self.0;
+        let (who, role) = s.authorize(&req, None, "Approve").await?;
+        let id = req.into_inner().id;
+        s.sweep().await;
+        let result = {
+            let mut requests = s.requests.lock().await;
+            let key = s.key.as_ref();
+            let result = requests.approve(&id, &who, role, now_ns(), |t| key.map(|k| k.sign(t)).unwrap_or_default());
+            if result.is_ok() {
+                save(&requests);
+            }
+            result
+        };
+        match result {
+            Ok((r, Approved::Counted(have, need))) => {
+                s.record("approve", &who, &id, "ok", &format!("{have} of {need} approvals; still pending")).await;
+                Ok(Response::new(info(&r, r.requested_by == who)))
+            }
+            Ok((r, Approved::Issued)) => {
+                let need = r.approvals_needed;
+                s.record("approve", &who, &id, "ok", &format!("{need} of {need} approvals")).await;
+                let until = warrant_proto::json::rfc3339(r.not_after_ns);
+                let detail = format!("grant {} until {until}, approved by {}; {}", r.grant, r.approvers.join(", "), summary(&r));
+                s.record("issue", &who, &id, "ok", &detail).await;
+                Ok(Response::new(info(&r, r.requested_by == who)))
+            }
+            Err(why) => Err(s.refuse("approve", &who, &id, &why).await),
+        }
+    }
+
+    async fn deny(&self, req: Request<DenyRequest>) -> Result<Response<RequestInfo>, Status> {
+        let s = &self.0;
+        let (who, role) = s.authorize(&req, None, "Deny").await?;
+        let r = req.into_inner();
+        if r.reason.trim().is_empty() || r.reason.len() > MAX_REASON_BYTES {
+            s.record("deny", &who, &r.id, "refused", "a denial needs a reason").await;
+            return Err(Status::invalid_argument("a denial needs a reason (--reason), so the requester knows why"));
+        }
+        s.sweep().await;
+        let result = {
+            let mut requests = s.requests.lock().await;
+            let result = requests.deny(&r.id, &who, role, &r.reason, now_ns());
+            if result.is_ok() {
+                save(&requests);
+            }
+            result
+        };
+        match result {
+            Ok(d) => {
+                s.record("deny", &who, &r.id, "ok", &format!("reason {:?}; {}", r.reason, summary(&d))).await;
+                Ok(Response::new(info(&d, false)))
+            }
+            Err(why) => Err(s.refuse("deny", &who, &r.id, &why).await),
+        }
+    }
+
+    async fn extend(&self, req: Request<ExtendRequest>) -> Result<Response<RequestInfo>, Status> {
+        let s = &self.0;
+        let (who, role) = s.authorize(&req, Some(Role::Requester), "Extend").await?;
+        let r = req.into_inner();
+        let target = format!("(new, extends grant {})", r.grant);
+        let made = {
+            let mut requests = s.requests.lock().await;
+            let made = (|| {
+                let old = requests.by_grant(&r.grant).ok_or_else(|| Refusal::GrantNotFound(r.grant.clone()))?;
+                if old.requested_by != who && role != Role::Admin {
+                    return Err(Refusal::NotYours { grant: r.grant.clone(), owner: old.requested_by.clone() });
+                }
+                // The stored text parsed when the request was made; the same parser
+                // accepts it now.
+                let policy = Policy::from_yaml(&old.policy_text, &old.policy_name)
+                    .map_err(|_| Refusal::GrantNotFound(r.grant.clone()))?;
+                let for_agent = old.subject.strip_prefix("agent:").map(str::to_owned);
+                let new = NewRequest {
+                    policy,
+                    policy_text: old.policy_text.clone(),
+                    requested_by: old.requested_by.clone(),
+                    for_agent,
+                    host: old.host.clone(),
+                    ttl: Duration::from_secs(r.by_seconds),
+                    reason: if r.reason.is_empty() { format!("extend {}: {}", r.grant, old.reason) } else { r.reason.clone() },
+                    extends: Some((r.grant.clone(), old.not_after_ns)),
+                };
+                requests.create(new, now_ns())
+            })();
+            if made.is_ok() {
+                save(&requests);
+            }
+            made
+        };
+        match made {
+            Ok(req) => {
+                let by = humantime::format_duration(Duration::from_secs(r.by_seconds));
+                let detail = format!("grant {} by {by}: {}; needs {} approval(s) from role {}", r.grant, summary(&req), req.approvals_needed, req.approver_role);
+                s.record("extend", &who, &req.id, "ok", &detail).await;
+                Ok(Response::new(info(&req, req.requested_by == who)))
+            }
+            Err(why) => Err(s.refuse("extend", &who, &target, &why).await),
+        }
+    }
+}
