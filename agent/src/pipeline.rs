@@ -168,6 +168,7 @@ pub fn agent_event(kind: Kind) -> pb::Event {
 
 /// Runs the writer on its own thread until every sink is dropped; returns when the
 /// last batch is on disk.
+#[expect(clippy::too_many_arguments, reason = "wired once, in main")]
 pub fn spawn_writer(
     mut rx: mpsc::Receiver<Msg>,
     mut log: AuditLog,
