@@ -10,7 +10,7 @@ use tonic::Code;
 use warrant_proto::command::Op;
 use warrant_proto::{
     AgentStatusRequest, CollectorSessionsRequest, CollectorWatchRequest, CommandResult, EventFilter, KillReport,
-    QueryRequest, RemoteKillRequest, SessionKill,
+    QueryRequest, RemoteKillRequest, RemoteRevokeRequest, SessionKill,
 };
 use warrant_tests::collector::client::{self, AgentStream, hello, open_stream, session_start};
 use warrant_tests::{CollectorOptions, TestCollector};
@@ -115,6 +115,21 @@ async fn kill_is_routed_to_the_holder_and_queued_while_it_is_away() {
     assert!(resp.delivered);
     assert_eq!((resp.agent_id.as_str(), resp.host.as_str()), ("agent-2", "host-2"));
     assert_eq!(resp.report.unwrap().sessions[0].killed, 3);
+    assert!(tokio::time::timeout(Duration::from_millis(300), a1.next()).await.is_err(), "agent-1 got nothing");
+
+    // Revoke g-2: it goes to agent-2, which reported the grant.
+    let revoke = tokio::spawn({
+        let mut r = responder.clone();
+        async move { r.revoke(RemoteRevokeRequest { grant: "g-2".into(), reason: "INC-7".into() }).await }
+    });
+    let cmd = a2.next_command().await.expect("revoke command");
+    let Some(Op::Revoke(rv)) = &cmd.op else { panic!("expected a revoke, got {cmd:?}") };
+    assert_eq!((rv.grant.as_str(), cmd.by.as_str()), ("g-2", "responder"));
+    let report = KillReport { sessions: vec![SessionKill { session: "s-two".into(), killed: 0, elapsed_us: 10, survivors: 0 }] };
+    assert!(a2.send_result(CommandResult { command_id: cmd.id.clone(), error: String::new(), report: Some(report) }).await);
+    let resp = revoke.await.unwrap().expect("revoke").into_inner();
+    assert!(resp.delivered);
+    assert_eq!(resp.agent_id, "agent-2");
     assert!(tokio::time::timeout(Duration::from_millis(300), a1.next()).await.is_err(), "agent-1 got nothing");
 
     // agent-1 goes away; killing its session is queued.
