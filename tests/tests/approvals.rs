@@ -193,3 +193,53 @@ fn unanswered_request_expires_and_survives_a_restart() {
     let all = cli_ok_as(&c, "wally", &["requests", "--all", "--json"]);
     assert!(all.contains(&id), "{all}");
 }
+
+/// `warrant request --wait` waits for the outcome: a denial ends it with who and
+/// why; an approval writes the token file where `--token-out` says.
+#[test]
+fn request_wait_ends_with_the_outcome() {
+    let signer = Signer::new();
+    let c = collector(&signer, &[]);
+    let p = policy(signer.dir(), "ops", "");
+    let spawn_wait = |token: &Path| {
+        let id = c.identity("alice");
+        std::process::Command::new(warrant_tests::bins::warrant())
+            .env_remove("WARRANT_COLLECTOR")
+            .args(["--collector", &c.url()])
+            .arg("--ca").arg(&id.ca).arg("--cert").arg(&id.cert).arg("--key").arg(&id.key)
+            .args(["request", "--policy", p.to_str().expect("UTF-8"), "--ttl", "5m", "--reason", "x", "--wait", "--token-out"])
+            .arg(token)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn warrant request --wait")
+    };
+    let pending_id = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let out = cli_ok_as(&c, "wally", &["requests", "--json"]);
+            if let Some(id) = out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find_map(|r| r["id"].as_str().map(str::to_owned)) {
+                return id;
+            }
+            assert!(std::time::Instant::now() < deadline, "the request never showed up");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+
+    let token = signer.dir().join("waited.token");
+    let child = spawn_wait(&token);
+    let id = pending_id();
+    cli_ok_as(&c, "carol", &["deny", &id, "--reason", "change freeze"]);
+    let out = child.wait_with_output().expect("wait");
+    assert!(!out.status.success(), "a denied wait must fail");
+    assert!(stderr(&out).contains(&format!("request {id} was denied by carol: change freeze")), "{}", stderr(&out));
+    assert!(!token.exists());
+
+    let child = spawn_wait(&token);
+    let id = pending_id();
+    cli_ok_as(&c, "bob", &["approve", &id]);
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id, "the id is printed first");
+    assert!(std::fs::read_to_string(&token).expect("token written").contains("wgt1."));
+}
