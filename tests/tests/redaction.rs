@@ -46,3 +46,34 @@ fn passwords_in_argv_never_reach_the_audit_log() {
     assert!(start.get("redacted").is_some(), "the session's command is masked too: {start}");
     assert!(report["commands"].to_string().contains("***"), "{report}");
 }
+
+/// The same secrets never reach the collector either: the agent masks before it
+/// spools, so the collector's log segments hold only the masked form.
+#[test]
+fn passwords_in_argv_never_reach_the_collector() {
+    use warrant_tests::fleet::{agent_id, start_agent, wait_delivered};
+    use warrant_tests::{AgentOptions, CollectorOptions, TestCollector};
+
+    let c = TestCollector::start(CollectorOptions::default());
+    let agent = start_agent(&c, "agent-1", AgentOptions::default());
+    let id = agent_id(&agent);
+    let grant = agent.issue_grant("5m");
+    let secret = "hunter2-S3CR3T-fleet";
+    let script = format!("{} sleep 0 --password {secret}", testbin());
+    let mark = Marker::new();
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    assert!(s.wait_for(T).success());
+    agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "session_report" && audit::str_field(e, "session") == s.id(),
+        T,
+    );
+    let d = wait_delivered(&c, &agent, &id, 4, Duration::from_secs(30));
+    assert!(d.exact(), "{d:?}");
+    let mut seen = 0;
+    for seg in c.segments() {
+        let text = std::fs::read_to_string(&seg).expect("read a collector log segment");
+        assert!(!text.contains(secret), "{secret} leaked into {}", seg.display());
+        seen += text.matches("\"redacted\"").count();
+    }
+    assert!(seen >= 2, "the collector's log holds the masked events ({seen} marked)");
+}
