@@ -125,7 +125,8 @@ mod tests {
 
     #[test]
     fn layouts_are_pinned() {
-        assert_eq!(size_of::<PolicyState>(), 16);
+        assert_eq!(size_of::<PolicyState>(), 24);
+        assert_eq!(core::mem::offset_of!(PolicyState, flags), 16);
         assert_eq!(size_of::<NetKey>(), 20);
         assert_eq!(size_of::<PortRule>(), 8);
         assert_eq!(size_of::<NetVerdict>(), 8 * PORT_RULES + 16);
