@@ -255,10 +255,8 @@ pub fn spawn_writer(
                         ev.agent_id.clone_from(&envelope.agent_id);
                         ev.boot_id.clone_from(&envelope.boot_id);
                         ev.host.clone_from(&envelope.host);
+                        // (The subject was filled in before the reports were made.)
                         let Some(info) = subjects.get(&ev.grant) else { continue };
-                        if ev.subject.is_empty() {
-                            ev.subject.clone_from(&info.subject);
-                        }
                         if let Some(Kind::Violation(v)) = &mut ev.event
                             && v.rule != "self-protection"
                         {

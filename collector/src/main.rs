@@ -74,7 +74,8 @@ fn serve(flags: &Flags) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let hub = EventHub::new(config.watch_buffer);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
-    let (writer, writer_thread) = Writer::start(store, hub.clone(), metrics.clone(), host);
+    let (writer, writer_thread) = Writer::start(store, hub.clone(), metrics.clone(), host)
+        .context("failed to start the log writer threads")?;
     let result: Result<()> = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -71,10 +71,17 @@ fn gone() -> String {
 }
 
 impl Writer {
-    /// Starts the writer thread over `store`. The thread ends when every handle is
-    /// dropped, after making the index durable.
-    #[must_use]
-    pub fn start(store: Store, hub: EventHub, metrics: Arc<Metrics>, host: String) -> (Writer, std::thread::JoinHandle<()>) {
+    /// Starts the writer thread (and its indexer thread) over `store`. The thread
+    /// ends when every handle is dropped, after making the index durable.
+    ///
+    /// # Errors
+    /// When a thread cannot be started (out of threads or memory).
+    pub fn start(
+        store: Store,
+        hub: EventHub,
+        metrics: Arc<Metrics>,
+        host: String,
+    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Request>(1024);
         let boot_id = random_id();
         let envelope = Arc::new(Event {
@@ -87,21 +94,17 @@ impl Writer {
         metrics.log_records.store(log.records(), Relaxed);
         metrics.log_bytes.store(log.bytes(), Relaxed);
         let own = Event::clone(&envelope);
-        let handle = std::thread::Builder::new()
-            .name("log-writer".into())
-            .spawn(move || {
-                // Bounded: an indexer that falls behind pushes back on the writer.
-                let (jobs, job_rx) = std::sync::mpsc::sync_channel::<IndexJob>(64);
-                let index_thread = std::thread::Builder::new()
-                    .name("indexer".into())
-                    .spawn(move || run_indexer(indexer, &job_rx))
-                    .expect("spawn the indexer thread");
-                run_writer(log, rx, &jobs, &own, &metrics, &hub);
-                drop(jobs);
-                let _ = index_thread.join();
-            })
-            .expect("spawn the log writer thread");
-        (Writer { tx, envelope }, handle)
+        // Bounded: an indexer that falls behind pushes back on the writer.
+        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<IndexJob>(64);
+        // If the writer thread cannot start, `jobs` is dropped and the indexer ends.
+        let index_thread =
+            std::thread::Builder::new().name("indexer".into()).spawn(move || run_indexer(indexer, &job_rx))?;
+        let handle = std::thread::Builder::new().name("log-writer".into()).spawn(move || {
+            run_writer(log, rx, &jobs, &own, &metrics, &hub);
+            drop(jobs);
+            let _ = index_thread.join();
+        })?;
+        Ok((Writer { tx, envelope }, handle))
     }
 
     /// Waits until everything acknowledged so far is in the index (and published),
