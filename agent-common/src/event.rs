@@ -218,6 +218,11 @@ pub const VIOLATION_CONNECT: u32 = 1;
 /// `addr[0..8]` holds the syscall number and `addr[8..16]` its first argument (the
 /// target pid of a signal), both native-endian u64; `rule` is 0.
 pub const VIOLATION_SYSCALL: u32 = 2;
+/// A new task refused for going over the session's task limit (`max_processes`):
+/// `addr[0..4]` holds the limit (native-endian u32); `action` is `ACTION_DENY` (the
+/// new task was killed before it ran) or `ACTION_KILL_SESSION`. Only a session's first
+/// refusal is an event; the kernel counts the rest in `SESSION_TASKS`.
+pub const VIOLATION_TASKS: u32 = 3;
 
 /// `ViolationEvent::rule` of a connect refused because the grant ended and the
 /// policy's `on_expiry: drop` keeps the processes but cuts the network.

@@ -11,12 +11,14 @@
 //! - [`offsets`]: kernel struct offsets resolved by the agent from the running
 //!   kernel's BTF and handed to the programs as a read-only global.
 //! - [`policy`]: actions and the network rules kept in an LPM trie.
+//! - [`syscalls`]: the syscalls a session may not make (seccomp, kernel map, names).
 #![no_std]
 
 pub mod event;
 pub mod maps;
 pub mod offsets;
 pub mod policy;
+pub mod syscalls;
 
 pub use event::{EventHeader, EventKind};
 pub use maps::{GrantState, SessionState, TaskTag};

@@ -28,6 +28,10 @@ pub const LOST_EVENTS: &str = "LOST_EVENTS";
 /// report includes what the kernel's own hooks killed before the agent looked.
 /// Reset by the agent when it hands the slot to a new session.
 pub const SESSION_DEATHS: &str = "SESSION_DEATHS";
+/// Array of [`SessionTasks`], per session slot: how many tasks (threads included)
+/// the session has, counted by the kernel at `task_newtask` and `sched_process_exit`,
+/// so a fork bomb meets `SessionState::max_tasks` in the kernel.
+pub const SESSION_TASKS: &str = "SESSION_TASKS";
 /// LRU hash: TCP socket (kernel address) → [`SockOwner`], for the sockets tagged
 /// tasks connect or accept; read and removed when the socket closes.
 pub const TCP_SOCKETS: &str = "TCP_SOCKETS";
@@ -95,10 +99,29 @@ pub struct GrantState {
 pub struct SessionState {
     /// One of the `STATE_*` constants.
     pub state: u32,
-    /// Explicit padding so the type has no implicit holes.
-    pub _pad: u32,
+    /// Tasks the session may have at once (the policy's `max_processes`); a new task
+    /// over it is killed before it runs, and with [`SESSION_TASKS_KILL`] the whole
+    /// session dies. 0: no limit.
+    pub max_tasks: u32,
     /// Session id, so user space can tell a reused slot from the session it expects.
     pub session_id: u64,
+}
+
+/// `SessionState::max_tasks` bit: going over the limit kills the session
+/// (`on_max_processes: kill-session`) rather than only the new task.
+pub const SESSION_TASKS_KILL: u32 = 1 << 31;
+
+/// A session's task count (the value of [`SESSION_TASKS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionTasks {
+    /// Which session the count belongs to (a slot is reused).
+    pub session_id: u64,
+    /// Live tasks; signed so a late exit of a task counted elsewhere cannot wrap it.
+    /// 64 bits because the BPF target has atomics of that width only.
+    pub live: i64,
+    /// New tasks refused (killed at birth) for going over the limit.
+    pub refused: u64,
 }
 
 #[cfg(feature = "user")]
@@ -108,6 +131,7 @@ mod pod {
     unsafe impl aya::Pod for super::TaskTag {}
     unsafe impl aya::Pod for super::GrantState {}
     unsafe impl aya::Pod for super::SessionState {}
+    unsafe impl aya::Pod for super::SessionTasks {}
 }
 
 #[cfg(test)]
@@ -128,6 +152,8 @@ mod tests {
         assert_eq!(offset_of!(GrantState, grant_id), 16);
         assert_eq!(size_of::<SessionState>(), 16);
         assert_eq!(offset_of!(SessionState, session_id), 8);
+        assert_eq!(size_of::<SessionTasks>(), 24);
+        assert_eq!(offset_of!(SessionTasks, live), 8);
     }
 }
 

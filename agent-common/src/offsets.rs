@@ -56,6 +56,9 @@ pub struct KernelOffsets {
     pub regs_di: u32,
     pub regs_si: u32,
     pub regs_dx: u32,
+    /// The fourth and fifth syscall arguments (x86_64 passes them in r10 and r8).
+    pub regs_r10: u32,
+    pub regs_r8: u32,
     /// Nonzero once filled in; programs do nothing while it is zero, so an object
     /// loaded without offsets stays inert instead of reading wrong memory.
     pub valid: u32,

@@ -29,6 +29,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
     };
     let tag = unsafe { *tag };
     let group_dead = group_dead & 0xff != 0;
+    crate::fork::count_exit(&tag);
     if group_dead && !tag::alive(&tag) {
         count_death(&tag);
     }

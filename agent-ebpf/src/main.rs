@@ -14,6 +14,10 @@
 //! Every hook starts with one task-storage lookup; an untagged task returns there.
 #![no_std]
 #![no_main]
+// `atomic_xadd` for the session task counter (see fork.rs): the BPF target has no
+// compare-and-swap, so core's atomic types have no read-modify-write methods.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod emit;
 mod exec;

@@ -8,8 +8,9 @@ use aya_ebpf::{
 use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
     event::PATH_BUF,
-    maps::{DEFAULT_RING_BYTES, GRANT_SLOTS, SESSION_SLOTS, SockOwner, TCP_SOCKET_ENTRIES},
+    maps::{DEFAULT_RING_BYTES, GRANT_SLOTS, SESSION_SLOTS, SessionTasks, SockOwner, TCP_SOCKET_ENTRIES},
     policy::{NET_RULE_ENTRIES, NetKey, NetVerdict, POLICY_SLOTS, PolicyState},
+    syscalls::{Refusal, SYSCALL_SLOTS},
 };
 
 use crate::task_storage::TaskStorage;
@@ -38,6 +39,14 @@ pub static NET_RULES: LpmTrie<NetKey, NetVerdict, { NET_RULE_ENTRIES as usize }>
 
 #[btf_map]
 pub static SESSION_DEATHS: PerCpuArray<u32, { SESSION_SLOTS as usize }> = PerCpuArray::new();
+
+/// Each session's task count (see `fork.rs`).
+#[btf_map]
+pub static SESSION_TASKS: Array<SessionTasks, { SESSION_SLOTS as usize }> = Array::new();
+
+/// The syscalls a session may not make, by number (see `syscalls.rs`).
+#[btf_map]
+pub static REFUSED_SYSCALLS: Array<Refusal, { SYSCALL_SLOTS as usize }> = Array::new();
 
 /// Tagged TCP sockets by kernel address (see `tcp.rs`).
 #[btf_map]

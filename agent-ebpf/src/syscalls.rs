@@ -20,9 +20,12 @@ use warrant_common::{
     policy::ACTION_DENY,
 };
 
+use warrant_common::syscalls::{WHEN_ALWAYS, WHEN_ARG_EQ, WHEN_ARG_HAS, WHEN_ARG_NONZERO, WHEN_NEVER};
+
 use crate::{
     emit,
     kernel::{fd_file, off, read, read_ptr},
+    maps::REFUSED_SYSCALLS,
     path, tag, tcp,
 };
 
@@ -37,20 +40,13 @@ const NR_ACCEPT4: u64 = 288;
 const NR_OPENAT2: u64 = 437;
 const NR_EXECVE: u64 = 59;
 const NR_EXECVEAT: u64 = 322;
-// Calls the session's self-protection refuses (seccomp, Landlock signal scope).
+// Signals Landlock's scope refuses (EPERM); the seccomp refusals come from the
+// `REFUSED_SYSCALLS` map, filled from `warrant_common::syscalls::TABLE`.
 const NR_KILL: u64 = 62;
-const NR_PTRACE: u64 = 101;
 const NR_RT_SIGQUEUEINFO: u64 = 129;
-const NR_INIT_MODULE: u64 = 175;
-const NR_DELETE_MODULE: u64 = 176;
 const NR_TKILL: u64 = 200;
 const NR_TGKILL: u64 = 234;
-const NR_KEXEC_LOAD: u64 = 246;
 const NR_RT_TGSIGQUEUEINFO: u64 = 297;
-const NR_PROCESS_VM_WRITEV: u64 = 311;
-const NR_FINIT_MODULE: u64 = 313;
-const NR_KEXEC_FILE_LOAD: u64 = 320;
-const NR_BPF: u64 = 321;
 const NR_PIDFD_SEND_SIGNAL: u64 = 424;
 const NR_CLONE3: u64 = 435;
 
@@ -87,22 +83,58 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
         NR_BIND => net(EventKind::Bind, &tag, task, regs, ret),
         NR_LISTEN => net(EventKind::Listen, &tag, task, regs, ret),
         NR_ACCEPT | NR_ACCEPT4 => net(EventKind::Accept, &tag, task, regs, ret),
-        NR_EXECVE | NR_EXECVEAT if ret < 0 && ret != -ENOENT && ret != -ENOTDIR => {
+        NR_EXECVE | NR_EXECVEAT if ret < 0 && ret != -ENOENT && ret != -ENOTDIR && !was_refused(regs, nr, ret) => {
             exec_failed(&tag, task, regs, nr, ret);
         }
-        NR_PTRACE | NR_INIT_MODULE | NR_DELETE_MODULE | NR_FINIT_MODULE | NR_KEXEC_LOAD | NR_KEXEC_FILE_LOAD
-        | NR_BPF | NR_PROCESS_VM_WRITEV | NR_KILL | NR_TKILL | NR_TGKILL | NR_RT_SIGQUEUEINFO
-        | NR_RT_TGSIGQUEUEINFO | NR_PIDFD_SEND_SIGNAL
+        NR_KILL | NR_TKILL | NR_TGKILL | NR_RT_SIGQUEUEINFO | NR_RT_TGSIGQUEUEINFO | NR_PIDFD_SEND_SIGNAL
             if ret == -EPERM =>
         {
             refused(&tag, task, regs, nr);
         }
         // glibc calls clone3 for every thread and falls back to clone on ENOSYS (what
         // seccomp answers), so only an attempt to start a child in another cgroup is news.
-        NR_CLONE3 if ret == -ENOSYS && clone3_flags(regs) & CLONE_INTO_CGROUP != 0 => refused(&tag, task, regs, nr),
+        NR_CLONE3 => {
+            if ret == -ENOSYS && clone3_flags(regs) & CLONE_INTO_CGROUP != 0 {
+                refused(&tag, task, regs, nr);
+            }
+        }
+        _ if ret < 0 && ret > -4096 && was_refused(regs, nr, ret) => refused(&tag, task, regs, nr),
         _ => {}
     }
     0
+}
+
+/// Whether the session's seccomp filter is what failed this call: the syscall is in
+/// `REFUSED_SYSCALLS`, the error is the one the filter answers, and the arguments
+/// are the ones the filter refuses.
+#[inline(always)]
+fn was_refused(regs: *const u8, nr: u64, ret: i64) -> bool {
+    let Some(r) = REFUSED_SYSCALLS.get(nr as u32) else {
+        return false;
+    };
+    if r.when == WHEN_NEVER || ret != -i64::from(r.errno) {
+        return false;
+    }
+    let arg = |i: u32| -> u64 {
+        let off = match i {
+            0 => off!(regs_di),
+            1 => off!(regs_si),
+            2 => off!(regs_dx),
+            3 => off!(regs_r10),
+            _ => off!(regs_r8),
+        };
+        read::<u64>(regs, off).unwrap_or(0)
+    };
+    match r.when {
+        WHEN_ALWAYS => true,
+        WHEN_ARG_NONZERO => arg(r.arg) != 0 || (r.values[0] != 0 && arg(r.values[0] as u32 - 1) != 0),
+        WHEN_ARG_EQ => {
+            let a = arg(r.arg);
+            a == r.values[0] || (r.values[1] != 0 && a == r.values[1])
+        }
+        WHEN_ARG_HAS => arg(r.arg) & r.values[0] != 0,
+        _ => false,
+    }
 }
 
 /// The `flags` of the `struct clone_args` a clone3 call passed (its first u64).

@@ -81,6 +81,8 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         regs_di: r.off("pt_regs", "di")?,
         regs_si: r.off("pt_regs", "si")?,
         regs_dx: r.off("pt_regs", "dx")?,
+        regs_r10: r.off("pt_regs", "r10")?,
+        regs_r8: r.off("pt_regs", "r8")?,
         valid: 1,
     })
 }

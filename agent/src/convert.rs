@@ -9,7 +9,7 @@ use warrant_common::{
     EventHeader, EventKind,
     event::{
         ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
-        RawPath, SocketCloseEvent, VIOLATION_CONNECT, VIOLATION_SYSCALL, ViolationEvent,
+        RawPath, SocketCloseEvent, VIOLATION_CONNECT, VIOLATION_SYSCALL, VIOLATION_TASKS, ViolationEvent,
     },
     policy,
 };
@@ -131,6 +131,23 @@ fn decode_violation(e: &ViolationEvent) -> pb::Violation {
             ..Default::default()
         };
     }
+    if e.op == VIOLATION_TASKS {
+        let max = u32::from_ne_bytes(e.addr[..4].try_into().unwrap_or_default());
+        let then = if e.action == policy::ACTION_KILL_SESSION {
+            "the session is killed (on_max_processes: kill-session)"
+        } else {
+            "the new task was killed before it ran; further refusals are counted in the session's report"
+        };
+        return pb::Violation {
+            op: "fork".into(),
+            action: action_name(e.action).into(),
+            rule: "max_processes".into(),
+            detail: format!("over the session's limit of {max} tasks: {then}"),
+            prevented: true,
+            policy: format!("slot {}", e.policy_slot),
+            ..Default::default()
+        };
+    }
     let (family, addr) = match e.family {
         AF_INET => ("inet", Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]).to_string()),
         AF_INET6 => ("inet6", Ipv6Addr::from(e.addr).to_string()),
@@ -161,6 +178,8 @@ fn decode_violation(e: &ViolationEvent) -> pb::Violation {
 }
 
 /// The name of a syscall self-protection refused, and what its first argument says.
+/// Signals are refused by Landlock's scope; everything else by the seccomp filter
+/// built from `warrant_common::syscalls::TABLE`, which names them.
 fn refused_syscall(nr: u64, arg0: u64) -> (&'static str, String) {
     let signal_to = |what: &str| format!("{what} {}", arg0 as i64);
     match nr {
@@ -170,16 +189,11 @@ fn refused_syscall(nr: u64, arg0: u64) -> (&'static str, String) {
         129 => ("rt_sigqueueinfo", signal_to("signal to pid")),
         297 => ("rt_tgsigqueueinfo", signal_to("signal to pid")),
         424 => ("pidfd_send_signal", signal_to("signal through pidfd")),
-        101 => ("ptrace", format!("request {arg0}")),
-        321 => ("bpf", format!("command {arg0}")),
-        175 => ("init_module", String::new()),
-        176 => ("delete_module", String::new()),
-        313 => ("finit_module", String::new()),
-        246 => ("kexec_load", String::new()),
-        320 => ("kexec_file_load", String::new()),
-        311 => ("process_vm_writev", format!("into pid {arg0}")),
         435 => ("clone3", "a child in another cgroup (CLONE_INTO_CGROUP)".into()),
-        _ => ("syscall", format!("number {nr}")),
+        _ => match warrant_common::syscalls::row_of(nr) {
+            Some(row) => (row.name, row.reason.describe().to_owned()),
+            None => ("syscall", format!("number {nr}")),
+        },
     }
 }
 

@@ -21,7 +21,7 @@ use warrant_collector::EventHub;
 use warrant_common::{
     GrantState, SessionState, TaskTag,
     policy::{self, PolicyState},
-    maps::{GRANT_SLOTS, SESSION_SLOTS, STATE_ACTIVE, STATE_EXPIRED, STATE_KILLED, STATE_REVOKED},
+    maps::{GRANT_SLOTS, SESSION_SLOTS, SESSION_TASKS_KILL, STATE_ACTIVE, STATE_EXPIRED, STATE_KILLED, STATE_REVOKED, SessionTasks},
 };
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
@@ -175,7 +175,7 @@ impl Host {
         }
         let mut session_slots = HashMap::new();
         for s in registry.live_sessions() {
-            session_slots.insert(s.slot, SessionState { state: STATE_ACTIVE, _pad: 0, session_id: s.id });
+            session_slots.insert(s.slot, SessionState { state: STATE_ACTIVE, max_tasks: s.max_tasks, session_id: s.id });
         }
         for slot in 0..SESSION_SLOTS {
             let want = session_slots.remove(&slot).unwrap_or_default();
@@ -381,10 +381,16 @@ impl Host {
             let id = ids::fresh();
             let cgroup = SessionCgroup::create(&self.cgroup_root, &ids::session(id))?;
             inner.kernel.reset_session_deaths(slot)?;
+            let max_tasks = task_limit(&grant);
+            // The count starts at the threads about to be tagged; the kernel counts
+            // every task they create from then on.
+            let threads: usize = pids.iter().map(|p| procfs::threads(*p).len()).sum();
+            let tasks = SessionTasks { session_id: id, live: i64::try_from(threads).unwrap_or(i64::MAX), refused: 0 };
+            inner.kernel.session_tasks.set(slot, tasks, 0).context("failed to write the session's task count")?;
             inner
                 .kernel
                 .sessions
-                .set(slot, SessionState { state: STATE_ACTIVE, _pad: 0, session_id: id }, 0)
+                .set(slot, SessionState { state: STATE_ACTIVE, max_tasks, session_id: id }, 0)
                 .context("failed to write the session into the kernel map")?;
             let tag = TaskTag {
                 session_id: id,
@@ -423,6 +429,7 @@ impl Host {
                 ended_at_unix_ns: 0,
                 end_reason: String::new(),
                 sandbox: if sandbox.is_some() { SANDBOX_CONFINED } else { SANDBOX_NONE }.to_owned(),
+                max_tasks,
             };
             inner.registry.sessions.insert(id, session.clone());
             self.save(&inner);
@@ -512,7 +519,7 @@ impl Host {
             inner
                 .kernel
                 .sessions
-                .set(s.slot, SessionState { state: STATE_KILLED, _pad: 0, session_id: s.id }, 0)
+                .set(s.slot, SessionState { state: STATE_KILLED, max_tasks: s.max_tasks, session_id: s.id }, 0)
                 .context("failed to mark the session dead in the kernel map")?;
             (s, members)
         };
@@ -784,10 +791,25 @@ impl Host {
         let tags = Arc::clone(&self.tags);
         let census = tokio::task::spawn_blocking(move || census(&tags)).await.unwrap_or_default();
         for s in candidates {
-            if !census.contains_key(&s.id) {
-                info!(session = %ids::session(s.id), "session ended: all processes exited");
-                self.end_session(&s, SessionStatus::Ended, "exited").await;
+            if census.contains_key(&s.id) {
+                continue;
             }
+            // A kernel hook may have killed the session (a kill-session rule of the
+            // network or task limit) faster than its violation reached the reactor:
+            // then it is a kill, and its report counts what the kernel killed.
+            let killed_in_kernel = {
+                let inner = self.lock();
+                inner.kernel.sessions.get(&s.slot, 0).is_ok_and(|k| k.session_id == s.id && k.state == STATE_KILLED)
+            };
+            if killed_in_kernel {
+                let by = "the kernel (a kill-session rule)";
+                if let Err(e) = self.kill_session(&ids::session(s.id), KillReason::Policy, by, "").await {
+                    warn!("recording the kernel's kill of session {} failed: {e}", ids::session(s.id));
+                }
+                continue;
+            }
+            info!(session = %ids::session(s.id), "session ended: all processes exited");
+            self.end_session(&s, SessionStatus::Ended, "exited").await;
         }
     }
 
@@ -995,6 +1017,19 @@ fn grant_info(g: &Grant) -> GrantInfo {
         reason: g.reason.clone(),
         issued_by: g.issued_by.clone(),
     }
+}
+
+/// `SessionState::max_tasks` for a session under `g`: the policy's `max_processes`
+/// (the default when it has no policy), with the kill bit for `kill-session`.
+fn task_limit(g: &Grant) -> u32 {
+    let c = g
+        .policy_yaml
+        .as_deref()
+        .and_then(|t| warrant_policy::Policy::from_yaml(t, "policy").ok())
+        .map(|p| p.confinement)
+        .unwrap_or_default();
+    let kill = if c.on_max_processes == warrant_policy::MaxProcessesAction::KillSession { SESSION_TASKS_KILL } else { 0 };
+    c.max_processes.min(!SESSION_TASKS_KILL) | kill
 }
 
 /// Whether a grant's policy says `on_expiry: drop`.

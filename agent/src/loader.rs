@@ -24,8 +24,10 @@ use aya::{
     },
 };
 use warrant_common::{
-    GrantState, KernelOffsets, SessionState, TaskTag, maps as names,
+    GrantState, KernelOffsets, SessionState, TaskTag,
+    maps::{self as names, SessionTasks},
     policy::{self, NetKey, NetVerdict, PolicyState},
+    syscalls::{self, Refusal},
 };
 
 /// The eBPF object built by `build.rs`.
@@ -34,7 +36,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wa
 /// Always-on hooks: they fire on events, not on every syscall, so untagged tasks pay
 /// nothing measurable (KERNEL.md §8).
 const ALWAYS_ON: [(&str, &str); 5] = [
-    ("sched_process_fork", "sched_process_fork"),
+    ("task_newtask", "task_newtask"),
     ("sched_process_exec", "sched_process_exec"),
     ("sched_process_exit", "sched_process_exit"),
     ("sched_switch", "sched_switch"),
@@ -56,6 +58,7 @@ pub struct Kernel {
     pub sessions: Array<MapData, SessionState>,
     pub lost: PerCpuArray<MapData, u64>,
     deaths: PerCpuArray<MapData, u32>,
+    pub session_tasks: Array<MapData, SessionTasks>,
     pub policies: Array<MapData, PolicyState>,
     pub net_rules: LpmTrie<MapData, NetKey, NetVerdict>,
 }
@@ -93,6 +96,8 @@ impl Kernel {
             names::EVENTS,
             names::LOST_EVENTS,
             names::SESSION_DEATHS,
+            names::SESSION_TASKS,
+            syscalls::REFUSED_SYSCALLS,
             policy::POLICIES,
             policy::NET_RULES,
         ];
@@ -149,6 +154,14 @@ impl Kernel {
         let sessions = Array::try_from(take(&mut ebpf, names::SESSIONS)?).context("map SESSIONS")?;
         let lost = PerCpuArray::try_from(take(&mut ebpf, names::LOST_EVENTS)?).context("map LOST_EVENTS")?;
         let deaths = PerCpuArray::try_from(take(&mut ebpf, names::SESSION_DEATHS)?).context("map SESSION_DEATHS")?;
+        let session_tasks = Array::try_from(take(&mut ebpf, names::SESSION_TASKS)?).context("map SESSION_TASKS")?;
+        let mut refused: Array<MapData, Refusal> =
+            Array::try_from(take(&mut ebpf, syscalls::REFUSED_SYSCALLS)?).context("map REFUSED_SYSCALLS")?;
+        for row in &syscalls::TABLE {
+            refused
+                .set(row.nr, row.refusal, 0)
+                .with_context(|| format!("failed to write {} into REFUSED_SYSCALLS", row.name))?;
+        }
         let policies = Array::try_from(take(&mut ebpf, policy::POLICIES)?).context("map POLICIES")?;
         let net_rules = LpmTrie::try_from(take(&mut ebpf, policy::NET_RULES)?).context("map NET_RULES")?;
         let mut kernel = Self {
@@ -159,6 +172,7 @@ impl Kernel {
             sessions,
             lost,
             deaths,
+            session_tasks,
             policies,
             net_rules,
         };

@@ -304,7 +304,11 @@ async fn expire_loop(host: Arc<Host>) {
 async fn react_loop(host: Arc<Host>, mut rx: tokio::sync::mpsc::UnboundedReceiver<warrant_proto::v1::Event>) {
     while let Some(ev) = rx.recv().await {
         let Some(warrant_proto::v1::event::Event::Violation(v)) = &ev.event else { continue };
-        let target = if v.path.is_empty() { format!("{}:{}", v.addr, v.port) } else { v.path.clone() };
+        let target = match (v.path.is_empty(), v.addr.is_empty()) {
+            (false, _) => v.path.clone(),
+            (true, false) => format!("{}:{}", v.addr, v.port),
+            (true, true) => v.detail.clone(),
+        };
         let by = format!("policy rule {} ({} {target})", v.rule, v.op);
         match v.action.as_str() {
             "drop" => {

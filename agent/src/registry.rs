@@ -88,6 +88,10 @@ pub struct Session {
     /// How the session is confined: `host::SANDBOX_CONFINED` or `SANDBOX_NONE`.
     #[serde(default)]
     pub sandbox: String,
+    /// `SessionState::max_tasks` it was started with (kept so a restarted agent
+    /// writes the same limit back).
+    #[serde(default)]
+    pub max_tasks: u32,
 }
 
 /// Why a grant cannot be used or issued. Messages go to the CLI as they are.

@@ -10,9 +10,11 @@
 //! path and fills the ruleset *before* the process is tagged (so those opens are not
 //! session activity), and [`Sandbox::enter`] restricts the process just before exec.
 //!
-//! Raw syscalls rather than a wrapper crate: the three Landlock calls and one seccomp
-//! program are small, and this way the exact ABI in use is visible here.
+//! Landlock through raw syscalls rather than the `landlock` crate: the three calls are
+//! small and the complement planning (see `warrant_policy::sandbox`) needs the exact
+//! access bits in use, which are visible here.
 
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,6 +22,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+};
+use warrant_common::syscalls;
 use warrant_policy::sandbox::{self, FsPlan, RealFs, access};
 use warrant_policy::{Access, Action, FileRule, PathPattern, Policy};
 
@@ -56,6 +62,8 @@ pub struct Sandbox {
     /// Directories that could not be listed while planning (their entries are denied
     /// for the classes that needed them).
     pub unlisted: Vec<(PathBuf, String)>,
+    /// The policy allows io_uring (`io_uring: allow`); refused otherwise.
+    io_uring: bool,
 }
 
 impl Sandbox {
@@ -77,7 +85,8 @@ impl Sandbox {
                 rules += 1;
             }
         }
-        Ok(Sandbox { ruleset, rules, unlisted: plan.unlisted })
+        let io_uring = policy.confinement.io_uring;
+        Ok(Sandbox { ruleset, rules, unlisted: plan.unlisted, io_uring })
     }
 
     /// Confines this process (and everything it will exec and fork) for good.
@@ -96,7 +105,7 @@ impl Sandbox {
         if r != 0 {
             return Err(io::Error::last_os_error()).context("cannot enter the session's Landlock domain");
         }
-        install_seccomp()
+        install_seccomp(self.io_uring)
     }
 }
 
@@ -112,6 +121,7 @@ fn with_self_protection(policy: Option<&Policy>) -> Policy {
         network: Vec::new(),
         on_expiry: warrant_policy::ExpiryAction::KillSession,
         approval: warrant_policy::Approval::default(),
+        confinement: warrant_policy::Confinement::default(),
     });
     for dir in PROTECTED_DIRS {
         let Ok(path) = PathPattern::new(dir) else { continue };
@@ -203,23 +213,9 @@ fn has_cap_sys_admin() -> bool {
         .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
 }
 
-/// Syscalls a session never makes (x86_64 numbers) and the errno it gets instead.
-const DENIED_SYSCALLS: [(u32, u32); 11] = [
-    (321, libc::EPERM as u32),  // bpf
-    (101, libc::EPERM as u32),  // ptrace
-    (175, libc::EPERM as u32),  // init_module
-    (313, libc::EPERM as u32),  // finit_module
-    (176, libc::EPERM as u32),  // delete_module
-    (246, libc::EPERM as u32),  // kexec_load
-    (320, libc::EPERM as u32),  // kexec_file_load
-    (311, libc::EPERM as u32),  // process_vm_writev
-    (310, libc::EPERM as u32),  // process_vm_readv
-    (438, libc::EPERM as u32),  // pidfd_getfd
-    (435, libc::ENOSYS as u32), // clone3: CLONE_INTO_CGROUP; glibc falls back to clone
-];
-
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-/// x32 syscall numbers carry this bit; the filter refuses them outright.
+/// x32 syscall numbers carry this bit; the guard refuses them outright (the
+/// compiled filters compare plain numbers, which an x32 call would slip past).
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
@@ -228,37 +224,86 @@ const BPF_JEQ_K: u16 = 0x15;
 const BPF_JGE_K: u16 = 0x35;
 const BPF_RET_K: u16 = 0x06;
 
-/// The classic-BPF seccomp program: native x86_64 calls only, the denied ones refused.
-fn seccomp_program() -> Vec<libc::sock_filter> {
+/// The first filter: native x86_64 calls only.
+fn abi_guard() -> Vec<libc::sock_filter> {
     let stmt = |code, k| libc::sock_filter { code, jt: 0, jf: 0, k };
     let jump = |code, k, jt, jf| libc::sock_filter { code, jt, jf, k };
-    let mut p = vec![
+    vec![
         stmt(BPF_LD_W_ABS, 4), // seccomp_data.arch
         jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
         stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
         stmt(BPF_LD_W_ABS, 0), // seccomp_data.nr
         jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
         stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
-    ];
-    for (nr, errno) in DENIED_SYSCALLS {
-        p.push(jump(BPF_JEQ_K, nr, 0, 1));
-        p.push(stmt(BPF_RET_K, SECCOMP_RET_ERRNO | errno));
-    }
-    p.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
-    p
+        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+    ]
 }
 
-fn install_seccomp() -> Result<()> {
-    let mut filter = seccomp_program();
-    let prog = libc::sock_fprog {
-        len: u16::try_from(filter.len()).context("seccomp program too long")?,
-        filter: filter.as_mut_ptr(),
+/// The seccomp rules of one table row: when its call is refused.
+fn rules_of(row: &syscalls::Row) -> Result<Vec<SeccompRule>> {
+    use syscalls::{WHEN_ALWAYS, WHEN_ARG_EQ, WHEN_ARG_HAS, WHEN_ARG_NONZERO};
+    let r = &row.refusal;
+    let arg = |i: u32| u8::try_from(i).context("syscall argument index");
+    // Every argument the table looks at is an int, a pid or a flag word: compare the
+    // 32 bits the kernel reads, so high garbage cannot slip a call past.
+    let cond = |i: u32, op: SeccompCmpOp, v: u64| -> Result<SeccompCondition> {
+        SeccompCondition::new(arg(i)?, SeccompCmpArgLen::Dword, op, v).with_context(|| format!("seccomp condition for {}", row.name))
     };
-    const SECCOMP_SET_MODE_FILTER: u32 = 1;
-    // SAFETY: `prog` points at `filter`, which outlives the call; the kernel copies it.
-    let r = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0u32, &raw const prog) };
-    if r != 0 {
-        return Err(io::Error::last_os_error()).context("cannot install the session's seccomp filter");
+    let rule = |conds: Vec<SeccompCondition>| SeccompRule::new(conds).with_context(|| format!("seccomp rule for {}", row.name));
+    Ok(match r.when {
+        WHEN_ALWAYS => Vec::new(),
+        WHEN_ARG_NONZERO => {
+            let mut rules = vec![rule(vec![cond(r.arg, SeccompCmpOp::Ne, 0)?])?];
+            if r.values[0] != 0 {
+                rules.push(rule(vec![cond(u32::try_from(r.values[0] - 1)?, SeccompCmpOp::Ne, 0)?])?);
+            }
+            rules
+        }
+        WHEN_ARG_EQ => {
+            let mut rules = vec![rule(vec![cond(r.arg, SeccompCmpOp::Eq, r.values[0])?])?];
+            if r.values[1] != 0 {
+                rules.push(rule(vec![cond(r.arg, SeccompCmpOp::Eq, r.values[1])?])?);
+            }
+            rules
+        }
+        WHEN_ARG_HAS => vec![rule(vec![cond(r.arg, SeccompCmpOp::MaskedEq(r.values[0]), r.values[0])?])?],
+        other => bail!("syscall table row {} has unknown condition {other}", row.name),
+    })
+}
+
+/// The session's seccomp programs, in the order they are installed: the ABI guard,
+/// then one compiled filter per errno of `warrant_common::syscalls::TABLE` (a filter
+/// has one answer). io_uring's rows are left out when the policy allows it.
+fn seccomp_programs(io_uring: bool) -> Result<Vec<Vec<libc::sock_filter>>> {
+    let mut by_errno: BTreeMap<u32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
+    for row in syscalls::TABLE.iter().filter(|r| !io_uring || r.reason != syscalls::Reason::IoUring) {
+        by_errno.entry(row.refusal.errno).or_default().insert(i64::from(row.nr), rules_of(row)?);
+    }
+    let mut programs = vec![abi_guard()];
+    for (errno, rules) in by_errno {
+        let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno), TargetArch::x86_64)
+            .context("cannot compile the session's seccomp filter")?;
+        let program: BpfProgram = filter.try_into().context("cannot compile the session's seccomp filter")?;
+        programs.push(program.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect());
+    }
+    Ok(programs)
+}
+
+/// Installs the filters on this thread (inherited by everything it execs and forks).
+/// Not seccompiler's `apply_filter`: that also sets no_new_privs, which a root
+/// session does without (see [`Sandbox::enter`]).
+fn install_seccomp(io_uring: bool) -> Result<()> {
+    for mut filter in seccomp_programs(io_uring)? {
+        let prog = libc::sock_fprog {
+            len: u16::try_from(filter.len()).context("seccomp program too long")?,
+            filter: filter.as_mut_ptr(),
+        };
+        const SECCOMP_SET_MODE_FILTER: u32 = 1;
+        // SAFETY: `prog` points at `filter`, which outlives the call; the kernel copies it.
+        let r = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0u32, &raw const prog) };
+        if r != 0 {
+            return Err(io::Error::last_os_error()).context("cannot install the session's seccomp filter");
+        }
     }
     Ok(())
 }
@@ -283,12 +328,16 @@ mod tests {
     }
 
     #[test]
-    fn seccomp_program_refuses_each_denied_call_once() {
-        let p = seccomp_program();
-        for (nr, _) in DENIED_SYSCALLS {
-            assert_eq!(p.iter().filter(|i| i.code == BPF_JEQ_K && i.k == nr).count(), 1, "{nr}");
+    fn seccomp_programs_cover_the_table() {
+        let deny = seccomp_programs(false).unwrap();
+        assert_eq!(deny.len(), 3, "guard, EPERM, ENOSYS");
+        let with_uring = seccomp_programs(true).unwrap();
+        let count = |ps: &[Vec<libc::sock_filter>], nr: u32| ps.iter().flatten().filter(|i| i.code == BPF_JEQ_K && i.k == nr).count();
+        for row in syscalls::TABLE {
+            assert!(count(&deny, row.nr) >= 1, "{}", row.name);
         }
-        assert_eq!(p.last().map(|i| i.k), Some(SECCOMP_RET_ALLOW));
+        assert_eq!(count(&deny, 425), 1);
+        assert_eq!(count(&with_uring, 425), 0, "io_uring allowed by the policy");
     }
 
     /// Runs the real thing in a child process: Landlock and seccomp in force, denied
@@ -319,6 +368,27 @@ mod tests {
                 }
                 if std::fs::OpenOptions::new().write(true).open("/sys/fs/cgroup/unified/cgroup.procs").is_ok() {
                     return 13;
+                }
+                // SAFETY: io_uring_setup with a null params pointer: refused first.
+                let r = unsafe { libc::syscall(425, 1, 0, 0) };
+                if r != -1 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+                    return 16;
+                }
+                // SAFETY: TIOCSTI on stdin with a valid byte: refused before the tty sees it.
+                let byte = b'x';
+                let r = unsafe { libc::ioctl(0, libc::TIOCSTI, &raw const byte) };
+                if r != -1 || io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+                    return 17;
+                }
+                // SAFETY: prlimit64 on pid 1 with no new limit only reads; refused anyway.
+                let r = unsafe { libc::syscall(libc::SYS_prlimit64, 1, 0, 0, 0) };
+                if r != -1 || io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+                    return 18;
+                }
+                // SAFETY: reading this process's own limit is still allowed.
+                let mut lim: libc::rlimit64 = unsafe { std::mem::zeroed() };
+                if unsafe { libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, 0, &raw mut lim) } != 0 {
+                    return 19;
                 }
                 // SAFETY: bpf(0, NULL, 0): refused before it looks at its arguments.
                 let r = unsafe { libc::syscall(libc::SYS_bpf, 0, 0, 0) };

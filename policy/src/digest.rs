@@ -98,6 +98,10 @@ impl Policy {
             let subjects: Vec<&str> = a.subjects.iter().map(|k| k.as_str()).collect();
             fields.push(("approval", json!([a.approvals, a.approver_role, subjects])));
         }
+        if !self.confinement.is_default() {
+            let c = &self.confinement;
+            fields.push(("confinement", json!([c.max_processes, c.on_max_processes.as_str(), c.io_uring])));
+        }
         let mut out = String::from("{");
         for (i, (key, value)) in fields.iter().enumerate() {
             if i > 0 {

@@ -181,6 +181,7 @@ mod tests {
             network: vec![],
             on_expiry: ExpiryAction::KillSession,
             approval: crate::model::Approval::default(),
+            confinement: crate::model::Confinement::default(),
         }
     }
 

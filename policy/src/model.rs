@@ -44,6 +44,95 @@ pub struct Policy {
     /// Who must approve a request for a grant under this policy, and who may ask.
     #[serde(flatten)]
     pub approval: Approval,
+    /// Limits of the session's box beyond files and network: its task count, and
+    /// whether it may use io_uring.
+    #[serde(flatten)]
+    pub confinement: Confinement,
+}
+
+/// The session's task limit and io_uring switch. Every field has a default, so
+/// policies written before these existed keep their meaning and their digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Confinement {
+    /// Tasks (processes and threads) the session may have at once, enforced in the
+    /// kernel: a new task over it is killed before it runs.
+    #[serde(skip_serializing_if = "Confinement::is_default_max")]
+    pub max_processes: u32,
+    /// What going over `max_processes` does besides refusing the new task.
+    #[serde(skip_serializing_if = "Confinement::is_default_on_max")]
+    pub on_max_processes: MaxProcessesAction,
+    /// Whether the session may use io_uring (refused by default: its kernel workers
+    /// act outside the syscall hooks; when allowed, its workers are tagged too).
+    #[serde(skip_serializing_if = "Confinement::is_default_io_uring")]
+    pub io_uring: bool,
+}
+
+impl Confinement {
+    /// `max_processes` unless the policy says otherwise.
+    pub const DEFAULT_MAX_PROCESSES: u32 = 4096;
+    /// The largest `max_processes` accepted (the kernel's own pid limit is 4M).
+    pub const MAX_MAX_PROCESSES: u32 = 1 << 20;
+
+    /// Whether every field has its default (then the digest leaves it out).
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        *self == Confinement::default()
+    }
+
+    fn is_default_max(n: &u32) -> bool {
+        *n == Self::DEFAULT_MAX_PROCESSES
+    }
+
+    fn is_default_on_max(a: &MaxProcessesAction) -> bool {
+        *a == MaxProcessesAction::Refuse
+    }
+
+    fn is_default_io_uring(b: &bool) -> bool {
+        !*b
+    }
+}
+
+impl Default for Confinement {
+    fn default() -> Self {
+        Self { max_processes: Self::DEFAULT_MAX_PROCESSES, on_max_processes: MaxProcessesAction::Refuse, io_uring: false }
+    }
+}
+
+/// What a session that goes over `max_processes` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MaxProcessesAction {
+    /// The new task is killed before it runs; the session goes on (the default).
+    Refuse,
+    /// The whole session is killed.
+    KillSession,
+}
+
+impl MaxProcessesAction {
+    /// The name used in policy files and events.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaxProcessesAction::Refuse => "refuse",
+            MaxProcessesAction::KillSession => "kill-session",
+        }
+    }
+}
+
+impl FromStr for MaxProcessesAction {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [MaxProcessesAction::Refuse, MaxProcessesAction::KillSession]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownName::new("action", s, "refuse or kill-session"))
+    }
+}
+
+impl Serialize for MaxProcessesAction {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// The approval rules of a policy: how many approvals a request needs, from which

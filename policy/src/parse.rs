@@ -34,7 +34,8 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::model::{
-    Access, Action, Approval, Cidr, ExecRule, ExpiryAction, FileRule, NetRule, PathPattern, Policy, PortSet, SubjectKind,
+    Access, Action, Approval, Cidr, Confinement, ExecRule, ExpiryAction, FileRule, MaxProcessesAction, NetRule, PathPattern,
+    Policy, PortSet, SubjectKind,
 };
 use crate::yaml::{self, Entry, Node, Value};
 
@@ -102,8 +103,21 @@ impl Policy {
 }
 
 /// The top-level keys, in the order the documentation lists them.
-const TOP: &[&str] =
-    &["name", "max_ttl", "default", "exec", "files", "network", "on_expiry", "approvals", "approver_role", "subjects"];
+const TOP: &[&str] = &[
+    "name",
+    "max_ttl",
+    "default",
+    "exec",
+    "files",
+    "network",
+    "on_expiry",
+    "approvals",
+    "approver_role",
+    "subjects",
+    "max_processes",
+    "on_max_processes",
+    "io_uring",
+];
 
 /// Most approvals a policy may ask for: more is a typo, not a process.
 const MAX_APPROVALS: u32 = 10;
@@ -164,6 +178,7 @@ impl Checker {
             None => Some(ExpiryAction::KillSession),
         };
         let approval = self.approval(&top);
+        let confinement = self.confinement(&top);
         self.exec_conflicts(&exec);
         self.file_conflicts(&files);
         self.net_conflicts(&network);
@@ -176,7 +191,47 @@ impl Checker {
             network: network.into_iter().map(|(r, _)| r).collect(),
             on_expiry: on_expiry?,
             approval: approval?,
+            confinement: confinement?,
         })
+    }
+
+    /// `max_processes`, `on_max_processes` and `io_uring`, each defaulted when absent.
+    fn confinement(&mut self, top: &Fields<'_>) -> Option<Confinement> {
+        let mut c = Confinement::default();
+        let mut ok = true;
+        if let Some(node) = top.get("max_processes") {
+            let max = Confinement::MAX_MAX_PROCESSES;
+            ok &= self.text(node, "max_processes").is_some_and(|text| match text.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => {
+                    c.max_processes = n;
+                    true
+                }
+                _ => {
+                    self.problem(node.line, "max_processes", format!("invalid count {} (expected 1 to {max})", quote(text)));
+                    false
+                }
+            });
+        }
+        if let Some(node) = top.get("on_max_processes") {
+            match self.keyword::<MaxProcessesAction>(node, "on_max_processes") {
+                Some(a) => c.on_max_processes = a,
+                None => ok = false,
+            }
+        }
+        if let Some(node) = top.get("io_uring") {
+            ok &= self.text(node, "io_uring").is_some_and(|text| match text {
+                "allow" => {
+                    c.io_uring = true;
+                    true
+                }
+                "deny" => true,
+                _ => {
+                    self.problem(node.line, "io_uring", format!("unknown value {} (expected allow or deny)", quote(text)));
+                    false
+                }
+            });
+        }
+        ok.then_some(c)
     }
 
     /// `approvals`, `approver_role` and `subjects`, each defaulted when absent.
@@ -611,12 +666,12 @@ mod tests {
     fn unknown_duplicate_and_missing_fields() {
         assert_eq!(
             err(&format!("{HEAD}exce: []\n")),
-            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role or subjects)"
+            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes or io_uring)"
         );
         assert_eq!(err(&format!("{HEAD}default: allow\n")), "t.yaml:4: default: duplicate field (first on line 3)");
         assert_eq!(
             err(&format!("{HEAD}\"a\\e[31mb\": 1\n")),
-            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role or subjects)"#
+            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes or io_uring)"#
         );
         assert_eq!(
             err(&format!("{HEAD}exec: [{{path: /x, action: \"\\e[2J\"}}]\n")),

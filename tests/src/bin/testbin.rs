@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         "sleep" => sleep(rest),
         "loop" => timed_loop(rest),
         "attempt" => attempt(rest),
+        "bomb" => bomb(rest),
         _ => return usage(),
     };
     match r {
@@ -665,6 +666,82 @@ fn connect_once(addr: std::net::SocketAddr) -> Result {
     Ok(())
 }
 
+/// `bomb --for SECS --cap N`: an exponential fork bomb whose children sleep, bounded
+/// so a broken limit cannot take the host: at most N forks in all, for SECS seconds.
+/// Prints `forks F refused R ran N` (refused: children killed by SIGKILL at birth or
+/// forks that failed; ran: processes that ever ran, the root included) when it ends.
+fn bomb(args: &[String]) -> Result {
+    let secs: u64 = parse(Some(flag(args, "--for").unwrap_or("3")), "--for")?;
+    let cap: i64 = parse(Some(flag(args, "--cap").unwrap_or("2000")), "--cap")?;
+    // SAFETY: anonymous shared mapping for the counters; checked for MAP_FAILED.
+    let shared = unsafe {
+        libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    if shared == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", errno()));
+    }
+    // SAFETY: page-aligned, zeroed, lives as long as the process tree.
+    let forks: &AtomicI64 = unsafe { &*shared.cast::<AtomicI64>() };
+    let refused: &AtomicI64 = unsafe { &*shared.cast::<AtomicI64>().add(1) };
+    // Processes of the bomb that ran code of their own (the root included): a child
+    // killed at birth never gets here.
+    let ran: &AtomicI64 = unsafe { &*shared.cast::<AtomicI64>().add(2) };
+    ran.store(1, Ordering::SeqCst);
+    let deadline = monotonic_secs() + secs;
+    let root = getpid();
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    set_alarm(u32::try_from(secs + 2).unwrap_or(u32::MAX));
+    while monotonic_secs() < deadline {
+        if forks.fetch_add(1, Ordering::SeqCst) >= cap {
+            break;
+        }
+        // SAFETY: single-threaded; the child continues this loop (exponential).
+        match unsafe { libc::fork() } {
+            0 => {
+                ran.fetch_add(1, Ordering::SeqCst);
+            }
+            -1 => {
+                refused.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            _ => {}
+        }
+        // Reap what died: a child killed at birth shows as SIGKILL.
+        let mut status = 0;
+        // SAFETY: status is a valid out pointer.
+        while unsafe { libc::waitpid(-1, &raw mut status, libc::WNOHANG) } > 0 {
+            if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL {
+                refused.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    if getpid() != root {
+        // Every process of the bomb but the root sleeps until the deadline, holding its pid.
+        std::thread::sleep(Duration::from_secs(deadline.saturating_sub(monotonic_secs())));
+        // SAFETY: _exit has no preconditions.
+        unsafe { libc::_exit(0) };
+    }
+    // The root reaps until the tree is gone.
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out pointer.
+        let r = unsafe { libc::waitpid(-1, &raw mut status, 0) };
+        if r <= 0 {
+            break;
+        }
+        if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL {
+            refused.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    println!(
+        "forks {} refused {} ran {}",
+        forks.load(Ordering::SeqCst).min(cap),
+        refused.load(Ordering::SeqCst),
+        ran.load(Ordering::SeqCst)
+    );
+    Ok(())
+}
+
 /// `attempt WHAT [ARG]`: one forbidden call, its outcome printed.
 fn attempt(args: &[String]) -> Result {
     let what = positional(args, 0).ok_or("missing what to attempt")?;
@@ -733,6 +810,53 @@ fn attempt(args: &[String]) -> Result {
                 Ok(_) => 0,
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
             }
+        }
+        "io_uring" => {
+            // struct io_uring_params is 120 bytes; zeroed asks for nothing special.
+            let mut params = [0u8; 120];
+            let r = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4, params.as_mut_ptr()) };
+            if r >= 0 {
+                unsafe { libc::close(r as i32) };
+            }
+            r.min(0)
+        }
+        "tiocsti" => {
+            // Push one byte into the input queue of the terminal on fd 0.
+            let byte = b'#';
+            i64::from(unsafe { libc::ioctl(0, libc::TIOCSTI, &raw const byte) })
+        }
+        "prlimit" => {
+            // Lower another process's open-file limit.
+            let lim = libc::rlimit64 { rlim_cur: 3, rlim_max: 3 };
+            unsafe { libc::syscall(libc::SYS_prlimit64, pid()?, libc::RLIMIT_NOFILE, &raw const lim, 0) }
+        }
+        "renice" => i64::from(unsafe { libc::setpriority(libc::PRIO_PROCESS, pid()? as libc::id_t, 19) }),
+        "renice-user" => i64::from(unsafe { libc::setpriority(libc::PRIO_USER, 0, 19) }),
+        "affinity" => {
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::CPU_SET(0, &mut set) };
+            i64::from(unsafe { libc::sched_setaffinity(pid()?, size_of_val(&set), &raw const set) })
+        }
+        "reboot" => {
+            // A wrong magic number: EINVAL if the call got through, never a reboot.
+            unsafe { libc::syscall(libc::SYS_reboot, 0, 0, 0, 0) }
+        }
+        "memfd-exec" => {
+            // A copy of a program in a memfd, executed by descriptor.
+            let src = std::fs::read(arg.ok_or("missing program to copy")?).map_err(|e| e.to_string())?;
+            let fd = unsafe { libc::memfd_create(c"payload".as_ptr(), 0) };
+            if fd < 0 {
+                return Err(format!("memfd_create: {}", errno()));
+            }
+            let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            f.write_all(&src).map_err(|e| e.to_string())?;
+            let argv = [c"payload".as_ptr(), std::ptr::null()];
+            let envp = [std::ptr::null::<libc::c_char>()];
+            let r = unsafe {
+                libc::syscall(libc::SYS_execveat, fd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH)
+            };
+            drop(f);
+            r
         }
         other => return Err(format!("unknown attempt {other}")),
     };

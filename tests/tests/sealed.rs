@@ -1,0 +1,158 @@
+//! Sealed sessions: routes a hostile root shell inside a session tries to get out of
+//! its box, each done exactly as an attacker would, each refused in the kernel with a
+//! `violation` naming the rule (issue 10).
+//!
+//! - the syscall routes: io_uring (whose workers bypass the hooks), `TIOCSTI` into
+//!   the terminal, limits and scheduling of the agent, reboot, exec of a memfd;
+//! - the fork bomb: `max_processes` holds in the kernel, with `refuse` and with
+//!   `kill-session`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use warrant_tests::workload::testbin;
+use warrant_tests::{Marker, TestAgent, audit, procfs};
+
+const T: Duration = Duration::from_secs(15);
+
+fn policy_file(agent: &TestAgent, name: &str, extra: &str) -> PathBuf {
+    let path = agent.temp_dir().join(format!("{name}.yaml"));
+    std::fs::write(&path, format!("name: {name}\nmax_ttl: 1h\ndefault: allow\n{extra}")).expect("write policy");
+    path
+}
+
+fn grant_with(agent: &TestAgent, policy: &std::path::Path) -> String {
+    let policy = policy.to_str().expect("UTF-8 temp path");
+    agent.cli_ok(&["grant", "issue", "--subject", "sealed-tests", "--ttl", "5m", "--policy", policy]).trim().to_string()
+}
+
+/// The session's id, from its `session_start` in the log.
+fn session_of(agent: &TestAgent, grant: &str) -> String {
+    let start = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "session_start" && audit::str_field(e, "grant") == grant,
+        T,
+    );
+    audit::str_field(&start, "session").to_owned()
+}
+
+/// `NAME VALUE` of /proc/PID/limits' "Max open files" line, soft limit.
+fn nofile_limit(pid: u32) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let line = text.lines().find(|l| l.starts_with("Max open files")).expect("open files line").to_owned();
+    line.split_whitespace().nth(3).unwrap_or_default().to_owned()
+}
+
+/// The nice value (field 19 of /proc/PID/stat).
+fn nice_of(pid: u32) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    let after = &text[text.rfind(')').expect("comm end") + 2..];
+    after.split_whitespace().nth(16).unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_root_session_cannot_use_io_uring_tiocsti_or_starve_the_agent() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("5m");
+    let a = agent.pid().to_string();
+    let (limit_before, nice_before) = (nofile_limit(agent.pid()), nice_of(agent.pid()));
+    let bin = testbin();
+    let attempts: [(&str, &str, &str, &str); 9] = [
+        ("io_uring", "", "errno 38", "io_uring_setup"),
+        ("tiocsti", "", "errno 1", "ioctl"),
+        ("prlimit", &a, "errno 1", "prlimit64"),
+        ("renice", &a, "errno 1", "setpriority"),
+        ("renice-user", "", "errno 1", "setpriority"),
+        ("affinity", &a, "errno 1", "sched_setaffinity"),
+        ("reboot", "", "errno 1", "reboot"),
+        ("memfd-exec", "/bin/true", "errno 1", "execveat"),
+        ("renice", "0", "ok", ""),
+    ];
+    let script: Vec<String> = attempts.iter().map(|(what, arg, _, _)| format!("{bin} attempt {what} {arg}")).collect();
+    let out = agent.exec_command(&grant, &Marker::new(), &["/bin/sh", "-c", &script.join("; ")]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<&str> = stdout.lines().collect();
+    let want: Vec<String> = attempts.iter().map(|(what, _, outcome, _)| format!("{what} {outcome}")).collect();
+    assert_eq!(got, want, "every attempt on something outside the session is refused; renicing itself is not");
+
+    assert!(procfs::alive(agent.pid()), "the agent survived");
+    assert_eq!(nofile_limit(agent.pid()), limit_before, "the agent's open-file limit is untouched");
+    assert_eq!(nice_of(agent.pid()), nice_before, "the agent's priority is untouched");
+
+    let session = session_of(&agent, &grant);
+    let ops: Vec<&str> = attempts.iter().map(|a| a.3).filter(|op| !op.is_empty()).collect();
+    let violations = agent.wait_until("a violation for every refused attempt", T, |events| {
+        let v: Vec<serde_json::Value> = events
+            .iter()
+            .filter(|e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "session") == session)
+            .cloned()
+            .collect();
+        ops.iter().all(|op| v.iter().any(|e| audit::str_field(e, "op") == *op)).then_some(v)
+    });
+    for v in &violations {
+        assert_eq!(v["rule"], "self-protection", "{v}");
+        assert_eq!(v["prevented"], true, "{v}");
+        assert!(!audit::str_field(v, "detail").is_empty(), "a refusal says what it protects: {v}");
+    }
+}
+
+#[test]
+fn a_fork_bomb_meets_max_processes_in_the_kernel() {
+    let agent = TestAgent::start_default();
+    let grant = grant_with(&agent, &policy_file(&agent, "bomb", "max_processes: 40\n"));
+    let bin = testbin();
+    // Held to the end: dropping a marker kills what carries it.
+    let mark = Marker::new();
+    let mut session = agent.exec(&grant, &mark, &[&bin, "bomb", "--for", "3", "--cap", "3000"]);
+    let id = session.id().to_owned();
+    let out = session.wait_stdout("forks", T);
+    let status = session.wait_for(T);
+    assert!(status.success(), "the bomb's root lives on under `refuse`: {status:?}");
+    let field = |name: &str| -> u64 {
+        out.split_whitespace()
+            .skip_while(|w| *w != name)
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("bomb output: {out}"))
+    };
+    assert!(field("refused") > 2000, "forks over the limit were refused: {out}");
+    // 40 tasks: the root, 39 children; the `warrant exec` image is the root.
+    assert!(field("ran") <= 40, "no more than 40 processes of the bomb ever ran: {out}");
+    assert!(field("ran") >= 30, "the bomb did run up to the limit: {out}");
+
+    let v = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "session") == id && e["op"] == "fork",
+        T,
+    );
+    assert_eq!(v["rule"], "max_processes", "{v}");
+    assert_eq!(v["action"], "deny", "{v}");
+    assert!(audit::str_field(&v, "detail").contains("limit of 40 tasks"), "{v}");
+    let n = agent.events().iter().filter(|e| audit::str_field(e, "session") == id && e["op"] == "fork").count();
+    assert_eq!(n, 1, "only the first refusal is an event; the rest are counted");
+}
+
+#[test]
+fn max_processes_with_kill_session_ends_the_tree() {
+    let agent = TestAgent::start_default();
+    let grant = grant_with(&agent, &policy_file(&agent, "bomb-kill", "max_processes: 30\non_max_processes: kill-session\n"));
+    let bin = testbin();
+    let mark = Marker::new();
+    let mut session = agent.exec(&grant, &mark, &[&bin, "bomb", "--for", "5", "--cap", "3000"]);
+    let id = session.id().to_owned();
+    let status = session.wait_for(T);
+    assert!(!status.success(), "the session was killed: {status:?}");
+    let kill = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "kill" && audit::str_field(e, "session") == id,
+        T,
+    );
+    assert_eq!(kill["reason"], "policy", "{kill}");
+    assert_eq!(kill["survivors"], 0, "{kill}");
+    let v = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "session") == id && e["op"] == "fork",
+        T,
+    );
+    assert_eq!(v["action"], "kill-session", "{v}");
+    let cgroup = agent.cgroup_root().join(&id);
+    let left = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
+    assert!(left.trim().is_empty(), "nothing of the session is left: {left}");
+}
