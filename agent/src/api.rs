@@ -1,7 +1,8 @@
 //! The local gRPC API (`warrant.v1.Agent`) on a unix socket.
 //!
-//! The socket's mode is the first gate (0600 root, or 0660 for a configured group).
-//! The caller's uid and pid come from the socket's peer credentials, never from the
+//! The socket's mode is the first gate (0600 root, or 0660 for a configured group);
+//! the second is [`Gate`], which refuses every call from inside a session. The
+//! caller's uid and pid come from the socket's peer credentials, never from the
 //! request: `StartSession` tags the process that called, and grant issue, kill and
 //! revoke need root.
 
@@ -17,13 +18,14 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use futures::Stream;
 use tokio::net::{UnixListener, UnixStream};
-use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
+use tonic::{Request, Response, Status, service::interceptor::InterceptedService};
 use warrant_collector::Filter;
 use warrant_proto::v1::{
     self as pb,
     agent_server::{Agent, AgentServer},
 };
 
+use crate::peer::{Gate, PeerInfo};
 use crate::report::SharedLedgers;
 use crate::{
     host::{Host, HostError, KillReason, SessionKill},
@@ -41,13 +43,15 @@ pub struct Api {
 }
 
 impl Api {
+    /// The service behind `gate`, which refuses callers from inside a session.
     pub fn server(
         host: Arc<Host>,
         features: Vec<pb::Feature>,
         ledgers: SharedLedgers,
         uplink: Option<(String, Arc<Spool>)>,
-    ) -> AgentServer<Self> {
-        AgentServer::new(Self { host, features, ledgers, uplink })
+        gate: Gate,
+    ) -> InterceptedService<AgentServer<Self>, Gate> {
+        AgentServer::with_interceptor(Self { host, features, ledgers, uplink }, gate)
     }
 }
 
@@ -60,13 +64,8 @@ struct Caller {
 
 impl Caller {
     fn of<T>(req: &Request<T>) -> Result<Self, Status> {
-        let cred = req
-            .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|i| i.peer_cred)
-            .ok_or_else(|| Status::unauthenticated("no peer credentials on this connection"))?;
-        let pid = cred.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
-        Ok(Self { uid: cred.uid(), pid })
+        let peer = PeerInfo::of_request(req)?;
+        Ok(Self { uid: peer.uid, pid: peer.pid })
     }
 
     fn require_root(self, what: &str) -> Result<Self, Status> {

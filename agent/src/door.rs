@@ -23,8 +23,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use tokio::net::{UnixListener, UnixStream};
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
+use tonic::{Request, Response, Status, service::interceptor::InterceptedService};
 use tracing::{info, warn};
 use warrant_proto::{
     token::{self, TokenError, TrustedKeys},
@@ -34,6 +33,7 @@ use warrant_proto::{
     },
 };
 
+use crate::peer::{Gate, PeerInfo};
 use crate::{
     clock,
     host::{Host, HostError},
@@ -77,8 +77,9 @@ impl Door {
         Ok(Self { host, keys_file, ledger: Arc::new(tokio::sync::Mutex::new(ledger)) })
     }
 
-    pub fn server(&self) -> TokenDoorServer<Self> {
-        TokenDoorServer::new(self.clone())
+    /// The service behind `gate`, which refuses callers from inside a session.
+    pub fn server(&self, gate: Gate) -> InterceptedService<TokenDoorServer<Self>, Gate> {
+        TokenDoorServer::with_interceptor(self.clone(), gate)
     }
 
     /// All checks, then the grant and the session.
@@ -162,16 +163,12 @@ impl TokenDoor for Door {
         &self,
         req: Request<pb::StartSessionWithTokenRequest>,
     ) -> Result<Response<pb::Session>, Status> {
-        let cred = req
-            .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|i| i.peer_cred)
-            .ok_or_else(|| Status::unauthenticated("no peer credentials on this connection"))?;
-        let pid = cred.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+        let peer = PeerInfo::of_request(&req)?;
+        let pid = peer.pid;
         if pid == 0 {
             return Err(Status::failed_precondition("cannot tell the calling process from the socket"));
         }
-        let caller = (cred.uid(), pid);
+        let caller = (peer.uid, pid);
         let r = req.into_inner();
         let mut claims = None;
         match self.admit(&r, caller, &mut claims).await {
@@ -234,10 +231,10 @@ pub async fn bind(path: &Path) -> Result<UnixListener> {
 }
 
 /// Serves only the door on `listener` until the task is aborted.
-pub fn serve(listener: UnixListener, door: &Door) -> tokio::task::JoinHandle<()> {
+pub fn serve(listener: UnixListener, door: &Door, gate: Gate) -> tokio::task::JoinHandle<()> {
     let server = tonic::transport::Server::builder()
-        .add_service(door.server())
-        .serve_with_incoming(UnixListenerStream::new(listener));
+        .add_service(door.server(gate))
+        .serve_with_incoming(crate::peer::incoming(listener));
     tokio::spawn(async move {
         if let Err(e) = server.await {
             warn!("the door socket stopped: {e}");

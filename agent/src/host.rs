@@ -917,6 +917,30 @@ impl Host {
         self.sink.send(ev).await;
     }
 
+    /// The kernel's task tags, to tell a caller from inside a session.
+    pub fn task_tags(&self) -> &TaskTags {
+        &self.tags
+    }
+
+    /// Records that process `pid` of the session behind `tag` called the agent's
+    /// `socket` and was refused.
+    pub async fn refused_from_session(&self, tag: TaskTag, pid: u32, socket: &str) {
+        warn!(session = %ids::session(tag.session_id), pid, socket, "refused a call from inside a session");
+        let mut ev = agent_event(Kind::Violation(pb::Violation {
+            op: "agent-api".into(),
+            action: "deny".into(),
+            rule: "self-protection".into(),
+            path: socket.into(),
+            detail: format!("a call to the warrant {socket} socket from inside the session"),
+            prevented: true,
+            ..Default::default()
+        }));
+        ev.session = ids::session(tag.session_id);
+        ev.grant = ids::grant(tag.grant_id);
+        ev.pid = pid;
+        self.emit(ev).await;
+    }
+
     /// The pids to attach for `pid`: itself and every descendant.
     pub fn with_descendants(pid: u32) -> Vec<u32> {
         let mut children: HashMap<u32, Vec<u32>> = HashMap::new();

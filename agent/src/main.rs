@@ -38,6 +38,7 @@ mod loader;
 mod metrics;
 mod pipeline;
 mod policy_maps;
+mod peer;
 mod procfs;
 mod redact;
 mod registry;
@@ -59,7 +60,6 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{info, warn};
 use warrant_collector::{AuditLog, EventHub};
 
@@ -228,7 +228,7 @@ async fn daemon(config: Config) -> Result<()> {
 
     let door = door::Door::new(Arc::clone(&host), config.grant_public_key.clone(), &config.state_dir)?;
     if let Some(path) = &config.door_socket {
-        tasks.push(door::serve(door::bind(path).await?, &door));
+        tasks.push(door::serve(door::bind(path).await?, &door, peer::Gate::new(Arc::clone(&host), "door")));
         info!(door = %path.display(), "token door open to local users");
     }
     let listener = api::bind(&config.socket, config.socket_group.as_deref()).await?;
@@ -242,9 +242,10 @@ async fn daemon(config: Config) -> Result<()> {
                 features,
                 ledgers,
                 config.uplink.as_ref().zip(spool).map(|(u, s)| (u.url.clone(), s)),
+                peer::Gate::new(Arc::clone(&host), "agent"),
             ))
-            .add_service(door.server())
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            .add_service(door.server(peer::Gate::new(Arc::clone(&host), "agent")))
+            .serve_with_incoming_shutdown(peer::incoming(listener), async {
                 let _ = stop_rx.await;
             }),
     );

@@ -156,3 +156,61 @@ fn max_processes_with_kill_session_ends_the_tree() {
     let left = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
     assert!(left.trim().is_empty(), "nothing of the session is left: {left}");
 }
+
+/// From inside a root session, the agent and the door refuse every call: a second
+/// session under another grant (which would re-tag the caller out of its own
+/// session, so it outlives the kill), issuing a grant, killing another session,
+/// even watching. The other session lives on; each refusal is a violation.
+#[test]
+fn a_session_cannot_use_the_agent_or_the_door() {
+    let signer = warrant_tests::Signer::new();
+    let agent = TestAgent::start(warrant_tests::AgentOptions {
+        door: true,
+        grant_public_key: Some(signer.public_key()),
+        ..Default::default()
+    });
+    // A valid token for root on this host: the door would honour it from outside.
+    let host = warrant_tests::tokens::host_name();
+    let (token, _) = signer.sign("escape", &["--subject", "user:root", "--host", &host, "--ttl", "10m", "--reason", "escape"]);
+    let grant = agent.issue_grant("5m");
+    let other_grant = agent.issue_grant("5m");
+    let other_mark = Marker::new();
+    let mut other = agent.exec(&other_grant, &other_mark, &["sleep", "60"]);
+    let warrant = warrant_tests::bins::warrant().display().to_string();
+    let sock = agent.socket().display().to_string();
+    let door = agent.door_socket().display().to_string();
+    let calls = [
+        format!("{warrant} --socket {sock} exec --grant {other_grant} -- true"),
+        format!("{warrant} --socket {sock} grant issue --subject mallory --ttl 1h --reason escape"),
+        format!("{warrant} --socket {sock} kill --session {}", other.id()),
+        format!("{warrant} --socket {sock} status"),
+        format!("{warrant} --socket {door} exec --token {} -- true", token.display()),
+    ];
+    // Each call's exit status and first error line, one per line.
+    let script: Vec<String> = calls.iter().map(|c| format!("{c} >/dev/null 2>/tmp/err.$$; echo \"$? $(head -1 /tmp/err.$$)\"")).collect();
+    let mark = Marker::new();
+    let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script.join("; ")]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), calls.len(), "{stdout}");
+    for (call, line) in calls.iter().zip(&lines) {
+        assert!(!line.starts_with("0 "), "{call} was let through: {line}");
+        assert!(line.contains("refuses processes of a session"), "{call}: {line}");
+    }
+    assert!(other.try_wait_for(Duration::from_millis(100)).is_none(), "the other session is alive");
+    assert_eq!(agent.grants().len(), 2, "no grant was issued from inside the session");
+
+    let session = session_of(&agent, &grant);
+    agent.wait_until("a violation for every refused call", T, |events| {
+        let n = events
+            .iter()
+            .filter(|e| audit::str_field(e, "session") == session && e["op"] == "agent-api")
+            .inspect(|v| assert_eq!(v["rule"], "self-protection", "{v}"))
+            .count();
+        (n >= calls.len()).then_some(())
+    });
+    // The agent still serves the operator outside.
+    agent.cli_ok(&["kill", "--session", other.id()]);
+    let _ = other.wait_for(T);
+}
