@@ -16,6 +16,9 @@ use crate::run::output_within;
 use crate::session::{Session, Watch};
 use crate::{bins, cgroup, poll, procfs};
 
+/// Where test agents keep their state dirs (see [`TestAgent::start`]).
+const STATE_ROOT: &str = "/var/lib/warrant-tests";
+
 /// How long a CLI call may take before the test fails instead of hanging.
 pub const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -65,7 +68,7 @@ pub struct TestAgent {
     socket: PathBuf,
     /// `--pin-dir`, under /sys/fs/bpf.
     pin_dir: PathBuf,
-    /// `--state-dir`.
+    /// `--state-dir`, under [`STATE_ROOT`]; removed on drop.
     state_dir: PathBuf,
     /// `--cgroup-root`, under the cgroup2 mount.
     cgroup_root: PathBuf,
@@ -89,8 +92,11 @@ impl TestAgent {
             .expect("create temp dir");
         let id = crate::random_hex();
         let socket = dir.path().join("agent.sock");
-        let state_dir = dir.path().join("state");
-        std::fs::create_dir(&state_dir).expect("create state dir");
+        // Outside the temp dir: a session may not touch the agent's state, and
+        // Landlock then also keeps it from creating entries directly in the state
+        // dir's ancestors, where tests (in the temp dir) do create files.
+        let state_dir = PathBuf::from(STATE_ROOT).join(format!("warrant-test-{id}")).join("state");
+        std::fs::create_dir_all(&state_dir).expect("create state dir");
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/warrant-test-{id}"));
         let cgroup_root = cgroup::mount().join(format!("warrant-test-{id}"));
         let log_path = dir.path().join("agent.log");
@@ -451,6 +457,11 @@ impl Drop for TestAgent {
         }
         // Anything left in the session cgroups belongs to this test; kill and remove.
         cgroup::remove_tree(&self.cgroup_root);
+        if let Some(dir) = self.state_dir.parent()
+            && let Err(e) = std::fs::remove_dir_all(dir)
+        {
+            eprintln!("warrant-tests: cannot remove {}: {e}", dir.display());
+        }
         if self.pin_dir.exists()
             && let Err(e) = std::fs::remove_dir_all(&self.pin_dir)
         {

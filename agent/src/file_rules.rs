@@ -13,15 +13,25 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use warrant_policy::protect::{self, Protected};
 use warrant_policy::{Access, Action, Decision, Policy};
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
 const EPERM: i32 = 1;
 const EACCES: i32 = 13;
 
-/// Directories a session may not write under (self-protection), with the `op` name
-/// their violations carry.
-const PROTECTED: [(&str, &str); 2] = [("/sys/fs/cgroup", "cgroup"), ("/sys/fs/bpf", "bpffs")];
+/// What sessions are kept from (`warrant_policy::protect`), the agent's own paths
+/// included; set once at start by [`protect`].
+static PROTECTED: std::sync::OnceLock<Vec<Protected>> = std::sync::OnceLock::new();
+
+/// Sets the protected table, with the agent's own paths (first call wins).
+pub fn protect(agent_paths: &[String]) {
+    let _ = PROTECTED.set(protect::protected(agent_paths));
+}
+
+fn protected_table() -> &'static [Protected] {
+    PROTECTED.get_or_init(|| protect::protected(&[]))
+}
 
 /// The violation `ev` amounts to under `policy` (or self-protection), if any.
 pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violation> {
@@ -34,12 +44,13 @@ pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violatio
                 "write" => Access::Write,
                 _ => Access::Any,
             };
+            let loosened = |p: &Protected| p.loosenable && policy.is_some_and(|pol| pol.has_file_rule_at_or_under(&p.path));
             if outcome == Outcome::Refused
-                && access != Access::Read
-                && let Some((_, op)) = PROTECTED.iter().find(|(dir, _)| path.starts_with(dir))
+                && let Some(p) = protect::protecting(protected_table(), &path, access).filter(|p| !loosened(p))
             {
+                let op = p.op;
                 return Some(pb::Violation {
-                    op: (*op).into(),
+                    op: op.into(),
                     action: "deny".into(),
                     rule: "self-protection".into(),
                     path: path.display().to_string(),

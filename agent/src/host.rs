@@ -460,7 +460,23 @@ impl Host {
             policy: g.policy_yaml.clone().unwrap_or_default(),
             policy_file: g.policy_name.clone(),
             digest: policy_digest(g),
+            protected_paths: self.own_paths(),
         })
+    }
+
+    /// The agent's own files: what no session may read or write (see
+    /// `warrant_policy::protect`).
+    pub fn own_paths(&self) -> Vec<String> {
+        let c = &self.config;
+        // Not the sockets: Landlock does not govern connecting to them (the gate
+        // does), and protecting them would cost the session new files beside them.
+        let mut paths = vec![c.state_dir.clone()];
+        paths.extend(c.spool_dir.clone());
+        paths.extend(c.grant_public_key.clone());
+        if let Some(u) = &c.uplink {
+            paths.extend([u.ca.clone(), u.cert.clone(), u.key.clone()]);
+        }
+        paths.iter().map(|p| p.display().to_string()).collect()
     }
 
     /// Kills one process of a session for a `kill` rule the kernel could only refuse

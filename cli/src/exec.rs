@@ -106,9 +106,11 @@ pub fn run_under(socket: &Path, authority: &Authority, command: &[OsString], arg
         // The Landlock ruleset is planned and filled before the agent tags this
         // process: the directory listings and path opens it takes are not the
         // session's doing.
+        let mut agent_paths = Vec::new();
         let (policy, digest) = match authority {
             Authority::Grant(grant) => {
                 let grant_policy = agent.get_policy(grant).await?;
+                agent_paths.clone_from(&grant_policy.protected_paths);
                 let policy = if grant_policy.policy.is_empty() {
                     None
                 } else {
@@ -126,7 +128,7 @@ pub fn run_under(socket: &Path, authority: &Authority, command: &[OsString], arg
                 (Some(p), digest)
             }
         };
-        let sandbox = Sandbox::prepare(policy.as_ref())?;
+        let sandbox = Sandbox::prepare(policy.as_ref(), &agent_paths)?;
         for (dir, why) in &sandbox.unlisted {
             let _ = writeln!(io::stderr(), "warrant: note: cannot list {} ({why}): what it holds is denied", dir.display());
         }

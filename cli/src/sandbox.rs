@@ -26,8 +26,9 @@ use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 use warrant_common::syscalls;
+use warrant_policy::protect;
 use warrant_policy::sandbox::{self, FsPlan, RealFs, access};
-use warrant_policy::{Access, Action, FileRule, PathPattern, Policy};
+use warrant_policy::{Action, FileRule, PathPattern, Policy};
 
 /// Landlock ABI this needs: 6 brings `LANDLOCK_SCOPE_SIGNAL`.
 const LANDLOCK_MIN_ABI: i64 = 6;
@@ -37,8 +38,6 @@ const LANDLOCK_SCOPE_SIGNAL: u64 = 1 << 1;
 /// Rights Landlock accepts on a rule for a file that is not a directory.
 const FILE_RIGHTS: u64 = access::EXECUTE | access::WRITE_FILE | access::READ_FILE | access::TRUNCATE;
 
-/// Where the kernel's control files live: a session may not write under them.
-pub const PROTECTED_DIRS: [&str; 2] = ["/sys/fs/cgroup/", "/sys/fs/bpf/"];
 
 #[repr(C)]
 struct RulesetAttr {
@@ -69,8 +68,8 @@ pub struct Sandbox {
 impl Sandbox {
     /// Plans `policy` (or nothing but self-protection when `None`) and fills a ruleset
     /// with it. Nothing is restricted yet.
-    pub fn prepare(policy: Option<&Policy>) -> Result<Sandbox> {
-        let policy = with_self_protection(policy);
+    pub fn prepare(policy: Option<&Policy>, agent_paths: &[String]) -> Result<Sandbox> {
+        let policy = with_self_protection(policy, agent_paths);
         let plan = sandbox::plan(&policy, &RealFs);
         let abi = landlock_abi()?;
         if abi < LANDLOCK_MIN_ABI {
@@ -100,6 +99,7 @@ impl Sandbox {
                 return Err(io::Error::last_os_error()).context("cannot set no_new_privs");
             }
         }
+        drop_capabilities()?;
         // SAFETY: the ruleset descriptor is valid for the call; flags 0.
         let r = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, self.ruleset.as_raw_fd(), 0u32) };
         if r != 0 {
@@ -109,9 +109,11 @@ impl Sandbox {
     }
 }
 
-/// The policy plus the self-protection rules: no writes under the kernel's control
-/// directories, whatever the policy says.
-fn with_self_protection(policy: Option<&Policy>) -> Policy {
+/// The policy plus the self-protection rules: every entry of
+/// `warrant_policy::protect` (the host's control files, the block devices, the
+/// agent's own `agent_paths`) denied, whatever the policy says, unless the entry is
+/// loosenable and the policy has a rule of its own there.
+fn with_self_protection(policy: Option<&Policy>, agent_paths: &[String]) -> Policy {
     let mut p = policy.cloned().unwrap_or_else(|| Policy {
         name: String::new(),
         max_ttl: std::time::Duration::ZERO,
@@ -123,12 +125,15 @@ fn with_self_protection(policy: Option<&Policy>) -> Policy {
         approval: warrant_policy::Approval::default(),
         confinement: warrant_policy::Confinement::default(),
     });
-    for dir in PROTECTED_DIRS {
-        let Ok(path) = PathPattern::new(dir) else { continue };
+    for entry in protect::protected(agent_paths) {
+        if entry.loosenable && p.has_file_rule_at_or_under(&entry.path) {
+            continue;
+        }
+        let Ok(path) = PathPattern::new(&entry.path) else { continue };
         // Most specific wins in the matcher; drop any rule of the policy's own for the
-        // same directory so this one decides.
+        // same path so this one decides.
         p.files.retain(|r| r.path.base() != path.base());
-        p.files.push(FileRule { path, access: Access::Write, action: Action::Deny });
+        p.files.push(FileRule { path, access: entry.access, action: Action::Deny });
     }
     p
 }
@@ -199,6 +204,64 @@ fn add_rule(ruleset: &OwnedFd, path: &Path, rights: u64) -> Result<bool> {
         bail!("cannot add the Landlock rule for {}: {e}", path.display());
     }
     Ok(true)
+}
+
+/// Capabilities a session never keeps, even as root: raw memory and I/O ports
+/// (`/dev/mem`, `/dev/port`, `iopl`), tracing and reading other processes' memory
+/// (which also keeps the agent's `/proc/PID/environ` and `mem` out of reach, since the
+/// agent is not dumpable), modules, reboot, BPF and perf, and the MAC policy.
+const DROPPED_CAPS: [u32; 8] = [
+    16, // CAP_SYS_MODULE
+    17, // CAP_SYS_RAWIO
+    19, // CAP_SYS_PTRACE
+    22, // CAP_SYS_BOOT
+    32, // CAP_MAC_OVERRIDE
+    33, // CAP_MAC_ADMIN
+    38, // CAP_PERFMON
+    39, // CAP_BPF
+];
+
+/// Takes [`DROPPED_CAPS`] out of the bounding set (so no setuid program or file
+/// capability brings them back) and out of this process's sets.
+fn drop_capabilities() -> Result<()> {
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    for cap in DROPPED_CAPS {
+        // SAFETY: prctl with integer arguments. Without CAP_SETPCAP (a non-root
+        // caller) this fails, and such a caller has none of these capabilities and
+        // runs with no_new_privs, so nothing can give them back.
+        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    let mut header = Header { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and a two-element data array, as version 3 wants.
+    if unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error()).context("cannot read this process's capabilities");
+    }
+    for cap in DROPPED_CAPS {
+        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+        data[word].effective &= !bit;
+        data[word].permitted &= !bit;
+        data[word].inheritable &= !bit;
+    }
+    // SAFETY: as above; dropping capabilities needs no privilege.
+    if unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error()).context("cannot drop the session's capabilities");
+    }
+    Ok(())
 }
 
 fn has_cap_sys_admin() -> bool {
@@ -311,6 +374,7 @@ fn install_seccomp(io_uring: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warrant_policy::Access;
 
     #[test]
     fn self_protection_overrides_the_policy_for_kernel_dirs() {
@@ -319,12 +383,23 @@ mod tests {
             "p.yaml",
         )
         .unwrap();
-        let p = with_self_protection(Some(&p));
+        let p = with_self_protection(Some(&p), &["/run/agent-state".to_owned()]);
         for dir in ["/sys/fs/cgroup/unified/cgroup.procs", "/sys/fs/bpf/x"] {
             assert_eq!(p.decide_file(dir, Access::Write).action, Action::Deny, "{dir}");
             assert_eq!(p.decide_file(dir, Access::Read).action, Action::Allow, "{dir}");
         }
         assert_eq!(p.decide_file("/tmp/x", Access::Write).action, Action::Allow);
+        assert_eq!(p.decide_file("/proc/sys/kernel/core_pattern", Access::Write).action, Action::Deny);
+        assert_eq!(p.decide_file("/run/agent-state/state.json", Access::Read).action, Action::Deny);
+        // A policy may take over a loosenable entry, never an escape.
+        let dba = Policy::from_yaml(
+            "name: p\nmax_ttl: 1h\ndefault: allow\nfiles: [{path: /etc/cron.d/, access: write, action: allow}, {path: /proc/sys/, access: write, action: allow}]\n",
+            "p.yaml",
+        )
+        .unwrap();
+        let dba = with_self_protection(Some(&dba), &[]);
+        assert_eq!(dba.decide_file("/etc/cron.d/backup", Access::Write).action, Action::Allow);
+        assert_eq!(dba.decide_file("/proc/sys/kernel/core_pattern", Access::Write).action, Action::Deny);
     }
 
     #[test]
@@ -351,7 +426,7 @@ mod tests {
             "p.yaml",
         )
         .unwrap();
-        let sandbox = Sandbox::prepare(Some(&policy)).unwrap();
+        let sandbox = Sandbox::prepare(Some(&policy), &[]).unwrap();
         assert!(sandbox.rules > 0);
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);

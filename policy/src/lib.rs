@@ -44,6 +44,7 @@ use std::path::PathBuf;
 
 pub mod digest;
 pub mod matcher;
+pub mod protect;
 pub mod model;
 mod parse;
 pub mod sandbox;

@@ -242,6 +242,13 @@ impl FromStr for SubjectKind {
 }
 
 impl Policy {
+    /// Whether a file rule of the policy names `path` or something beneath it: then the
+    /// policy decides there, not a loosenable protection (see [`crate::protect`]).
+    #[must_use]
+    pub fn has_file_rule_at_or_under(&self, path: &str) -> bool {
+        PathPattern::new(path).is_ok_and(|p| self.files.iter().any(|r| p.matches(Path::new(r.path.base()))))
+    }
+
     /// The longest name accepted, in bytes: names end up in every event and table.
     pub const MAX_NAME_LEN: usize = 64;
 

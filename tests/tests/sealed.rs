@@ -187,7 +187,8 @@ fn a_session_cannot_use_the_agent_or_the_door() {
         format!("{warrant} --socket {door} exec --token {} -- true", token.display()),
     ];
     // Each call's exit status and first error line, one per line.
-    let script: Vec<String> = calls.iter().map(|c| format!("{c} >/dev/null 2>/tmp/err.$$; echo \"$? $(head -1 /tmp/err.$$)\"")).collect();
+    let err = agent.temp_dir().join("err").display().to_string();
+    let script: Vec<String> = calls.iter().map(|c| format!("{c} >/dev/null 2>{err}; echo \"$? $(head -1 {err})\"")).collect();
     let mark = Marker::new();
     let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script.join("; ")]).output().expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -213,4 +214,54 @@ fn a_session_cannot_use_the_agent_or_the_door() {
     // The agent still serves the operator outside.
     agent.cli_ok(&["kill", "--session", other.id()]);
     let _ = other.wait_for(T);
+}
+
+/// A root session cannot rewrite the host's control files or the agent's own, nor
+/// read the raw disk, and it holds no raw-I/O, ptrace or module capability: each is refused (Landlock, or the
+/// capabilities the session dropped), and the Landlock refusals are violations.
+#[test]
+fn a_root_session_cannot_rewrite_the_host_or_the_agent() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("5m");
+    let core_before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").expect("read core_pattern");
+    let state = agent.state_dir().join("state.json").display().to_string();
+    let disk = std::fs::read_dir("/sys/class/block")
+        .expect("list block devices")
+        .filter_map(Result::ok)
+        .map(|e| format!("/dev/{}", e.file_name().to_string_lossy()))
+        .find(|d| std::path::Path::new(d).exists())
+        .expect("a block device");
+    let attempts: Vec<(&str, &str, &str, &str)> = vec![
+        ("open-wr", "/proc/sys/kernel/core_pattern", "errno 13", "sysctl"),
+        ("open-wr", "/sys/kernel/reboot/mode", "errno 13", "sysfs"),
+        ("open-wr", &state, "errno 13", "warrant"),
+        ("open-rd", &state, "errno 13", "warrant"),
+        // Raw I/O (/dev/mem, /dev/port, iopl: absent from this kernel), ptrace,
+        // modules, reboot, perf and BPF: gone from the effective and bounding sets.
+        ("caps-dropped", "16,17,19,22,38,39", "ok", ""),
+        ("open-rd", &disk, "errno 13", "block-device"),
+        ("open-rd", "/proc/sys/kernel/core_pattern", "ok", ""),
+    ];
+    let bin = testbin();
+    let script: Vec<String> = attempts.iter().map(|(what, arg, _, _)| format!("{bin} attempt {what} {arg}")).collect();
+    let mark = Marker::new();
+    let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script.join("; ")]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<&str> = stdout.lines().collect();
+    let want: Vec<String> = attempts.iter().map(|(what, _, outcome, _)| format!("{what} {outcome}")).collect();
+    assert_eq!(got, want, "{attempts:?}");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").expect("read"), core_before);
+
+    let session = session_of(&agent, &grant);
+    let ops: Vec<&str> = attempts.iter().map(|a| a.3).filter(|op| !op.is_empty()).collect();
+    agent.wait_until("a violation for every Landlock refusal", T, |events| {
+        let v: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "session") == session)
+            .collect();
+        ops.iter()
+            .all(|op| v.iter().any(|e| audit::str_field(e, "op") == *op && e["rule"] == "self-protection"))
+            .then_some(())
+    });
 }

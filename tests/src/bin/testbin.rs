@@ -811,6 +811,32 @@ fn attempt(args: &[String]) -> Result {
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
             }
         }
+        "open-rd" | "open-wr" => {
+            // Open only (no read, no truncate): what a raw-disk or /proc reader does first.
+            let path = arg.ok_or("missing path")?;
+            let mut o = std::fs::OpenOptions::new();
+            if what == "open-rd" { o.read(true) } else { o.write(true) };
+            match o.open(path) {
+                Ok(_) => 0,
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+            }
+        }
+        "caps-dropped" => {
+            // 0 when none of the listed capability numbers (comma-separated) is in this
+            // process's effective or bounding set; -EEXIST when one still is.
+            let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+            let set = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                    .unwrap_or(u64::MAX)
+            };
+            let held = set("CapEff:") | set("CapBnd:");
+            let caps = arg.ok_or("missing capability numbers")?;
+            let any = caps.split(',').filter_map(|c| c.parse::<u32>().ok()).any(|c| held & (1 << c) != 0);
+            if any { -i64::from(libc::EEXIST) } else { 0 }
+        }
         "io_uring" => {
             // struct io_uring_params is 120 bytes; zeroed asks for nothing special.
             let mut params = [0u8; 120];

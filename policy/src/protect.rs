@@ -1,0 +1,124 @@
+//! What every session is kept from, whatever its policy says: the host's control
+//! files and the agent's own. One table, read by the session's Landlock planning
+//! (which turns each entry into a deny rule) and by the agent (which names the
+//! violation of a refused open after the entry's `op`).
+//!
+//! Most entries are escapes from any box (a `kernel.core_pattern` pipe starts an
+//! untagged root helper; `/sys/kernel/uevent_helper` the same), so a policy cannot
+//! loosen them. An entry marked loosenable is ordinary administration a policy may
+//! grant on purpose: an explicit rule of the policy on that path, or beneath it,
+//! decides there instead.
+//!
+//! Each entry costs the session more than the path itself: Landlock can only grant,
+//! so a deny is planned as grants on its complement, and no new entry can then be
+//! made directly in the entry's ancestor directories (see `sandbox`). That is why the
+//! table holds paths under `/proc` and `/sys` (where nobody creates files) and the
+//! agent's own directories, but not yet `/etc/cron.d`, `/etc/systemd` or
+//! `/etc/ld.so.preload`: denying those would also refuse every new file directly in
+//! `/etc` (`sed -i`, editors' temporary files). They need finer access classes than
+//! the planner has (refuse writes of existing files and creation inside those
+//! directories only).
+//!
+//! Raw memory and port devices are not here: a session drops `CAP_SYS_RAWIO`, which
+//! they need. Block devices are listed when a session starts (they come and go).
+
+use std::path::Path;
+
+use crate::Access;
+
+/// One protected path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protected {
+    /// The path (a directory covers everything beneath it).
+    pub path: String,
+    /// What is refused: `Write` (reading is fine) or `Any`.
+    pub access: Access,
+    /// The violation's `op` when an open here is refused.
+    pub op: &'static str,
+    /// Whether a policy rule on the path may decide instead.
+    pub loosenable: bool,
+}
+
+/// The host's part: `(path, access, op, loosenable)`.
+const HOST: [(&str, Access, &str, bool); 9] = [
+    ("/sys/fs/cgroup", Access::Write, "cgroup", false),
+    ("/sys/fs/bpf", Access::Write, "bpffs", false),
+    ("/proc/sys", Access::Write, "sysctl", false),
+    ("/proc/sysrq-trigger", Access::Write, "sysrq", false),
+    ("/sys/kernel", Access::Write, "sysfs", false),
+    ("/sys/module", Access::Write, "sysfs", false),
+    ("/sys/power", Access::Write, "sysfs", false),
+    ("/etc/warrant", Access::Write, "warrant", false),
+    ("/var/lib/warrant", Access::Any, "warrant", false),
+];
+
+/// The agent's own files, as it reports them (state dir, config, keys, socket dir):
+/// refused to every session, read and write.
+pub const AGENT_OP: &str = "warrant";
+
+/// Every protected path for a session: the host's table, the agent's own paths,
+/// and the block devices in `/sys/class/block` at this moment (read or write of a
+/// raw disk goes around every file rule).
+#[must_use]
+pub fn protected(agent_paths: &[String]) -> Vec<Protected> {
+    let mut out: Vec<Protected> = HOST
+        .iter()
+        .map(|(path, access, op, loosenable)| Protected { path: (*path).to_owned(), access: *access, op, loosenable: *loosenable })
+        .collect();
+    for p in agent_paths.iter().filter(|p| p.starts_with('/')) {
+        out.push(Protected { path: p.clone(), access: Access::Any, op: AGENT_OP, loosenable: false });
+    }
+    for dev in block_devices(Path::new("/sys/class/block")) {
+        out.push(Protected { path: dev, access: Access::Any, op: "block-device", loosenable: false });
+    }
+    out
+}
+
+/// `/dev/NAME` for each entry of a `/sys/class/block`-like directory.
+fn block_devices(class: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(class) else {
+        return Vec::new();
+    };
+    let mut devs: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(|n| format!("/dev/{n}")))
+        .filter(|d| Path::new(d).exists())
+        .collect();
+    devs.sort();
+    devs
+}
+
+/// The entry protecting `path` against `access`, if any (the longest path wins).
+#[must_use]
+pub fn protecting<'p>(table: &'p [Protected], path: &Path, access: Access) -> Option<&'p Protected> {
+    table
+        .iter()
+        .filter(|p| path.starts_with(&p.path))
+        .filter(|p| p.access == Access::Any || access != Access::Read)
+        .max_by_key(|p| p.path.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_paths_and_agent_paths_are_protected() {
+        let t = protected(&["/run/warrant-x".to_owned(), "relative".to_owned()]);
+        let at = |p: &str, a| protecting(&t, Path::new(p), a).map(|e| e.op);
+        assert_eq!(at("/proc/sys/kernel/core_pattern", Access::Write), Some("sysctl"));
+        assert_eq!(at("/proc/sys/kernel/core_pattern", Access::Read), None, "reading sysctls is fine");
+        assert_eq!(at("/sys/kernel/uevent_helper", Access::Write), Some("sysfs"));
+        assert_eq!(at("/run/warrant-x/state.json", Access::Read), Some("warrant"));
+        assert_eq!(at("/etc/passwd", Access::Write), None);
+        assert!(t.iter().all(|p| p.path.starts_with('/')), "relative agent paths are dropped");
+    }
+
+    #[test]
+    fn block_devices_come_from_sysfs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("null")).unwrap();
+        std::fs::create_dir(dir.path().join("no-such-device-here")).unwrap();
+        assert_eq!(block_devices(dir.path()), vec!["/dev/null".to_owned()]);
+    }
+}
