@@ -223,6 +223,12 @@ pub const VIOLATION_SYSCALL: u32 = 2;
 /// new task was killed before it ran) or `ACTION_KILL_SESSION`. Only a session's first
 /// refusal is an event; the kernel counts the rest in `SESSION_TASKS`.
 pub const VIOLATION_TASKS: u32 = 3;
+/// A datagram sent to an address (`sendto`/`sendmsg` on an unconnected UDP socket):
+/// `family`, `addr`, `port` say where, as for a connect.
+pub const VIOLATION_SENDMSG: u32 = 4;
+/// A raw (`SOCK_RAW`) or packet (`AF_PACKET`) socket refused by self-protection:
+/// `family` is the socket's family, `port` its type, `addr[0..4]` its protocol.
+pub const VIOLATION_SOCKET: u32 = 5;
 
 /// `ViolationEvent::rule` of a connect refused because the grant ended and the
 /// policy's `on_expiry: drop` keeps the processes but cuts the network.

@@ -52,6 +52,9 @@ pub const TAG_DOOMED: u32 = 1 << 0;
 /// `PolicyState::flags`: when the grant expires, keep the processes and cut the
 /// network (`on_expiry: drop`) instead of killing the session.
 pub const POLICY_ON_EXPIRY_DROP: u32 = 1 << 0;
+/// `PolicyState::flags`: the session may make raw and packet sockets
+/// (`raw_sockets: allow`); refused otherwise, and always without a policy.
+pub const POLICY_RAW_SOCKETS: u32 = 1 << 1;
 
 /// Per-policy settings.
 #[repr(C)]

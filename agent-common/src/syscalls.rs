@@ -66,6 +66,9 @@ pub enum Reason {
     FdExec,
     /// Rebooting or halting the host, or swapping its root.
     Host,
+    /// A packet socket (`AF_PACKET`), which reaches any peer around the network rules;
+    /// `socket(2)` of this family passes no cgroup hook. The policy may allow it.
+    PacketSocket,
 }
 
 /// A row of [`TABLE`].
@@ -87,6 +90,8 @@ const ENOSYS: u32 = 38;
 pub const TIOCSTI: u64 = 0x5412;
 /// `TIOCLINUX` (its subcodes include pasting the console selection as input).
 pub const TIOCLINUX: u64 = 0x541c;
+/// The packet socket family.
+pub const AF_PACKET: u64 = 17;
 /// `execveat` flag: execute the file descriptor itself.
 pub const AT_EMPTY_PATH: u64 = 0x1000;
 
@@ -105,7 +110,7 @@ const fn other_pid(nr: u32, name: &'static str, arg: u32) -> Row {
 /// Every refused syscall. `clone3` answers ENOSYS, so glibc falls back to `clone`
 /// (which has no `CLONE_INTO_CGROUP`); io_uring answers ENOSYS, so programs fall
 /// back to plain syscalls, which the hooks see.
-pub const TABLE: [Row; 30] = [
+pub const TABLE: [Row; 31] = [
     always(321, "bpf", EPERM, Reason::Kernel),
     always(175, "init_module", EPERM, Reason::Kernel),
     always(313, "finit_module", EPERM, Reason::Kernel),
@@ -136,6 +141,7 @@ pub const TABLE: [Row; 30] = [
     other_pid(279, "move_pages", 0),
     row(16, "ioctl", WHEN_ARG_EQ, EPERM, 1, [TIOCSTI, TIOCLINUX], Reason::Terminal),
     row(322, "execveat", WHEN_ARG_HAS, EPERM, 4, [AT_EMPTY_PATH, 0], Reason::FdExec),
+    row(41, "socket", WHEN_ARG_EQ, EPERM, 0, [AF_PACKET, 0], Reason::PacketSocket),
 ];
 
 /// The row for syscall `nr`, if it is refused.
@@ -155,6 +161,7 @@ impl Reason {
             Reason::Terminal => "typing into a terminal's input",
             Reason::FdExec => "executing a file descriptor instead of a path",
             Reason::Host => "rebooting or re-rooting the host",
+            Reason::PacketSocket => "a packet socket, which reaches peers around the network rules (the policy may allow it: raw_sockets: allow)",
         }
     }
 }

@@ -1,5 +1,7 @@
-//! `cgroup/connect4` and `cgroup/connect6` on the cgroup v2 root: a tagged task's
-//! connect is checked against its grant's network rules before any packet leaves.
+//! `cgroup/connect4`, `connect6`, `sendmsg4`, `sendmsg6` and `sock_create` on the
+//! cgroup v2 root: a tagged task's connect, and each datagram it sends to an
+//! address, is checked against its grant's network rules before any packet leaves;
+//! its raw and packet sockets are refused at `socket(2)`.
 //!
 //! Returning 0 makes connect(2) fail with EPERM: the SYN never goes out (unlike a
 //! kill at sys_enter, which lets the connect complete, KERNEL.md §4). These hooks
@@ -13,18 +15,18 @@
 //! teardown to the agent.
 
 use aya_ebpf::{
-    bindings::bpf_sock_addr,
-    macros::cgroup_sock_addr,
+    bindings::{bpf_sock, bpf_sock_addr},
+    macros::{cgroup_sock, cgroup_sock_addr},
     maps::lpm_trie::Key,
-    programs::SockAddrContext,
+    programs::{SockAddrContext, SockContext},
 };
 use warrant_common::{
     EventHeader, EventKind, TaskTag,
-    event::{RULE_GRANT_ENDED, VIOLATION_CONNECT, ViolationEvent},
+    event::{RULE_GRANT_ENDED, VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, ViolationEvent},
     maps::{STATE_ACTIVE, STATE_KILLED},
     policy::{
         ACTION_ALLOW, ACTION_DENY, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, NetKey, PORT_RULES, POLICY_KEY_BITS,
-        TAG_DOOMED,
+        POLICY_RAW_SOCKETS, TAG_DOOMED,
     },
 };
 
@@ -38,19 +40,72 @@ const ALLOW: i32 = 1;
 const REFUSE: i32 = 0;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+const AF_PACKET: u32 = 17;
+const SOCK_RAW: u32 = 3;
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
-    check(&ctx, false)
+    check(&ctx, false, VIOLATION_CONNECT)
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
-    check(&ctx, true)
+    check(&ctx, true, VIOLATION_CONNECT)
+}
+
+/// A datagram to an address (unconnected UDP): the same rules as a connect, so a
+/// denied peer is not reachable by `sendto` either (DNS-style exfiltration included).
+/// A connected UDP socket was checked at its connect.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    check(&ctx, false, VIOLATION_SENDMSG)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    check(&ctx, true, VIOLATION_SENDMSG)
+}
+
+/// `socket(2)` itself: a session may not make raw or packet sockets (which reach any
+/// peer without a connect or a sendmsg the hooks above see) unless its policy says
+/// `raw_sockets: allow`.
+#[cgroup_sock(sock_create)]
+pub fn sock_create(ctx: SockContext) -> i32 {
+    let Some(tag_ptr) = tag::current_mut() else {
+        return ALLOW; // untagged: one lookup, nothing else
+    };
+    let tag = unsafe { *tag_ptr };
+    let sk: &bpf_sock = unsafe { &*ctx.sock };
+    let (family, ty, protocol) = (sk.family, sk.type_, sk.protocol);
+    if ty != SOCK_RAW && family != AF_PACKET {
+        return ALLOW;
+    }
+    let Some(grant) = GRANTS.get(tag.grant_slot) else {
+        return REFUSE;
+    };
+    let allowed = grant.policy_slot != 0
+        && POLICIES.get(grant.policy_slot).is_some_and(|p| p.flags & POLICY_RAW_SOCKETS != 0);
+    if allowed && tag::alive(&tag) {
+        return ALLOW;
+    }
+    let mut ev = ViolationEvent {
+        header: EventHeader::default(),
+        op: VIOLATION_SOCKET,
+        action: ACTION_DENY,
+        policy_slot: grant.policy_slot,
+        family: family as u16,
+        port: ty as u16,
+        ..ViolationEvent::default()
+    };
+    ev.addr[..4].copy_from_slice(&protocol.to_ne_bytes());
+    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() };
+    unsafe { emit::header(&raw mut ev.header, EventKind::Violation, &tag, task) };
+    emit::output(&ev);
+    REFUSE
 }
 
 #[inline(always)]
-fn check(ctx: &SockAddrContext, v6: bool) -> i32 {
+fn check(ctx: &SockAddrContext, v6: bool, op: u32) -> i32 {
     let Some(tag_ptr) = tag::current_mut() else {
         return ALLOW; // untagged: one lookup, nothing else
     };
@@ -63,7 +118,7 @@ fn check(ctx: &SockAddrContext, v6: bool) -> i32 {
         // A dead grant connects nowhere; the task dies at its next hook.
         tag::Standing::Dead => return REFUSE,
         tag::Standing::CutOff => {
-            report(ctx, &tag, v6, ACTION_DENY, RULE_GRANT_ENDED, grant.policy_slot);
+            report(ctx, &tag, v6, op, ACTION_DENY, RULE_GRANT_ENDED, grant.policy_slot);
             return REFUSE;
         }
     }
@@ -96,7 +151,7 @@ fn check(ctx: &SockAddrContext, v6: bool) -> i32 {
     if action == ACTION_ALLOW {
         return ALLOW;
     }
-    report(ctx, &tag, v6, action, rule, policy);
+    report(ctx, &tag, v6, op, action, rule, policy);
 
     match action {
         ACTION_LOG => return ALLOW,
@@ -135,11 +190,11 @@ fn destination(ctx: &SockAddrContext, v6: bool) -> ([u8; 16], u16) {
 
 /// Emits the violation record for a refused (or logged) connect.
 #[inline(always)]
-fn report(ctx: &SockAddrContext, tag: &TaskTag, v6: bool, action: u32, rule: u32, policy: u32) {
+fn report(ctx: &SockAddrContext, tag: &TaskTag, v6: bool, op: u32, action: u32, rule: u32, policy: u32) {
     let (addr, port) = destination(ctx, v6);
     let mut ev = ViolationEvent {
         header: EventHeader::default(),
-        op: VIOLATION_CONNECT,
+        op,
         action,
         rule,
         policy_slot: policy,

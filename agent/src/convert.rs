@@ -9,7 +9,8 @@ use warrant_common::{
     EventHeader, EventKind,
     event::{
         ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
-        RawPath, SocketCloseEvent, VIOLATION_CONNECT, VIOLATION_SYSCALL, VIOLATION_TASKS, ViolationEvent,
+        RawPath, SocketCloseEvent, VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
+        VIOLATION_TASKS, ViolationEvent,
     },
     policy,
 };
@@ -148,6 +149,22 @@ fn decode_violation(e: &ViolationEvent) -> pb::Violation {
             ..Default::default()
         };
     }
+    if e.op == VIOLATION_SOCKET {
+        let protocol = u32::from_ne_bytes(e.addr[..4].try_into().unwrap_or_default());
+        let kind = if e.family == AF_PACKET { "packet" } else { "raw" };
+        return pb::Violation {
+            op: "socket".into(),
+            action: "deny".into(),
+            rule: "self-protection".into(),
+            detail: format!(
+                "a {kind} socket (family {}, type {}, protocol {protocol}) reaches peers around the network rules; the policy may allow it with raw_sockets: allow",
+                e.family, e.port
+            ),
+            prevented: true,
+            policy: format!("slot {}", e.policy_slot),
+            ..Default::default()
+        };
+    }
     let (family, addr) = match e.family {
         AF_INET => ("inet", Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]).to_string()),
         AF_INET6 => ("inet6", Ipv6Addr::from(e.addr).to_string()),
@@ -161,6 +178,7 @@ fn decode_violation(e: &ViolationEvent) -> pb::Violation {
     pb::Violation {
         op: match e.op {
             VIOLATION_CONNECT => "connect",
+            VIOLATION_SENDMSG => "sendmsg",
             _ => "unknown",
         }
         .into(),
@@ -265,6 +283,7 @@ fn access(flags: u32) -> &'static str {
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+const AF_PACKET: u16 = 17;
 
 fn decode_net(e: &NetEvent) -> pb::Net {
     let addr = |a: &[u8; 16]| match e.family {

@@ -1107,7 +1107,7 @@ fn install_policy(kernel: &mut Kernel, p: &warrant_policy::Policy, slot: u32) ->
         flags: match p.on_expiry {
             warrant_policy::ExpiryAction::Drop => policy::POLICY_ON_EXPIRY_DROP,
             warrant_policy::ExpiryAction::KillSession => 0,
-        },
+        } | if p.confinement.raw_sockets { policy::POLICY_RAW_SOCKETS } else { 0 },
         _pad: 0,
     };
     kernel.policies.set(slot, state, 0).map_err(|err| anyhow!("failed to write POLICIES[{slot}]: {err}"))?;

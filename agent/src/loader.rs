@@ -19,7 +19,7 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
     maps::LpmTrie,
     programs::{
-        BtfTracePoint, CgroupAttachMode, CgroupSockAddr,
+        BtfTracePoint, CgroupAttachMode, CgroupSock, CgroupSockAddr,
         links::{FdLink, PinnedLink},
     },
 };
@@ -46,7 +46,9 @@ const ALWAYS_ON: [(&str, &str); 5] = [
 const SYS_EXIT: &str = "sys_exit";
 /// Network policy hooks, attached to the cgroup v2 root so they see every task;
 /// they fire on connect only.
-const CGROUP_HOOKS: [&str; 2] = ["connect4", "connect6"];
+const CGROUP_HOOKS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
+/// The socket-creation hook (raw and packet sockets of sessions), on the same root.
+const SOCK_CREATE: &str = "sock_create";
 
 /// The loaded object and the maps the agent writes.
 pub struct Kernel {
@@ -150,6 +152,19 @@ impl Kernel {
             repin(link, &links_dir.join(prog))?;
         }
 
+        {
+            let p: &mut CgroupSock = ebpf
+                .program_mut(SOCK_CREATE)
+                .ok_or_else(|| anyhow!("eBPF object has no program {SOCK_CREATE}"))?
+                .try_into()
+                .with_context(|| format!("program {SOCK_CREATE} is not a cgroup sock program"))?;
+            p.load().with_context(|| format!("the kernel refused cgroup program {SOCK_CREATE}"))?;
+            let id = p
+                .attach(&root, CgroupAttachMode::Single)
+                .with_context(|| format!("failed to attach {SOCK_CREATE} to {}", cgroup_mount.display()))?;
+            let link = FdLink::try_from(p.take_link(id)?).map_err(|e| anyhow!("link of {SOCK_CREATE}: {e}"))?;
+            repin(link, &links_dir.join(SOCK_CREATE))?;
+        }
         let grants = Array::try_from(take(&mut ebpf, names::GRANTS)?).context("map GRANTS")?;
         let sessions = Array::try_from(take(&mut ebpf, names::SESSIONS)?).context("map SESSIONS")?;
         let lost = PerCpuArray::try_from(take(&mut ebpf, names::LOST_EVENTS)?).context("map LOST_EVENTS")?;

@@ -386,7 +386,7 @@ fn needs_reaction(v: &pb::Violation) -> bool {
     match v.action.as_str() {
         "kill-session" | "drop" => true,
         // A network `kill` rule dooms the task in the kernel already.
-        "kill" => v.op != "connect",
+        "kill" => v.op != "connect" && v.op != "sendmsg",
         _ => false,
     }
 }

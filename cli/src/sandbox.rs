@@ -61,8 +61,8 @@ pub struct Sandbox {
     /// Directories that could not be listed while planning (their entries are denied
     /// for the classes that needed them).
     pub unlisted: Vec<(PathBuf, String)>,
-    /// The policy allows io_uring (`io_uring: allow`); refused otherwise.
-    io_uring: bool,
+    /// What the policy allows of what is refused by default (io_uring, raw sockets).
+    confinement: warrant_policy::Confinement,
 }
 
 impl Sandbox {
@@ -84,8 +84,8 @@ impl Sandbox {
                 rules += 1;
             }
         }
-        let io_uring = policy.confinement.io_uring;
-        Ok(Sandbox { ruleset, rules, unlisted: plan.unlisted, io_uring })
+        let confinement = policy.confinement;
+        Ok(Sandbox { ruleset, rules, unlisted: plan.unlisted, confinement })
     }
 
     /// Confines this process (and everything it will exec and fork) for good.
@@ -105,7 +105,7 @@ impl Sandbox {
         if r != 0 {
             return Err(io::Error::last_os_error()).context("cannot enter the session's Landlock domain");
         }
-        install_seccomp(self.io_uring)
+        install_seccomp(&self.confinement)
     }
 }
 
@@ -336,10 +336,16 @@ fn rules_of(row: &syscalls::Row) -> Result<Vec<SeccompRule>> {
 
 /// The session's seccomp programs, in the order they are installed: the ABI guard,
 /// then one compiled filter per errno of `warrant_common::syscalls::TABLE` (a filter
-/// has one answer). io_uring's rows are left out when the policy allows it.
-fn seccomp_programs(io_uring: bool) -> Result<Vec<Vec<libc::sock_filter>>> {
+/// has one answer). io_uring's and packet sockets' rows are left out when the policy
+/// allows them.
+fn seccomp_programs(allowed: &warrant_policy::Confinement) -> Result<Vec<Vec<libc::sock_filter>>> {
     let mut by_errno: BTreeMap<u32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
-    for row in syscalls::TABLE.iter().filter(|r| !io_uring || r.reason != syscalls::Reason::IoUring) {
+    let refused = |r: &&syscalls::Row| match r.reason {
+        syscalls::Reason::IoUring => !allowed.io_uring,
+        syscalls::Reason::PacketSocket => !allowed.raw_sockets,
+        _ => true,
+    };
+    for row in syscalls::TABLE.iter().filter(refused) {
         by_errno.entry(row.refusal.errno).or_default().insert(i64::from(row.nr), rules_of(row)?);
     }
     let mut programs = vec![abi_guard()];
@@ -355,8 +361,8 @@ fn seccomp_programs(io_uring: bool) -> Result<Vec<Vec<libc::sock_filter>>> {
 /// Installs the filters on this thread (inherited by everything it execs and forks).
 /// Not seccompiler's `apply_filter`: that also sets no_new_privs, which a root
 /// session does without (see [`Sandbox::enter`]).
-fn install_seccomp(io_uring: bool) -> Result<()> {
-    for mut filter in seccomp_programs(io_uring)? {
+fn install_seccomp(allowed: &warrant_policy::Confinement) -> Result<()> {
+    for mut filter in seccomp_programs(allowed)? {
         let prog = libc::sock_fprog {
             len: u16::try_from(filter.len()).context("seccomp program too long")?,
             filter: filter.as_mut_ptr(),
@@ -404,9 +410,10 @@ mod tests {
 
     #[test]
     fn seccomp_programs_cover_the_table() {
-        let deny = seccomp_programs(false).unwrap();
+        let deny = seccomp_programs(&warrant_policy::Confinement::default()).unwrap();
         assert_eq!(deny.len(), 3, "guard, EPERM, ENOSYS");
-        let with_uring = seccomp_programs(true).unwrap();
+        let allow = warrant_policy::Confinement { io_uring: true, ..Default::default() };
+        let with_uring = seccomp_programs(&allow).unwrap();
         let count = |ps: &[Vec<libc::sock_filter>], nr: u32| ps.iter().flatten().filter(|i| i.code == BPF_JEQ_K && i.k == nr).count();
         for row in syscalls::TABLE {
             assert!(count(&deny, row.nr) >= 1, "{}", row.name);

@@ -100,7 +100,7 @@ impl Policy {
         }
         if !self.confinement.is_default() {
             let c = &self.confinement;
-            fields.push(("confinement", json!([c.max_processes, c.on_max_processes.as_str(), c.io_uring])));
+            fields.push(("confinement", json!([c.max_processes, c.on_max_processes.as_str(), c.io_uring, c.raw_sockets])));
         }
         let mut out = String::from("{");
         for (i, (key, value)) in fields.iter().enumerate() {

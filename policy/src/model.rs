@@ -63,8 +63,12 @@ pub struct Confinement {
     pub on_max_processes: MaxProcessesAction,
     /// Whether the session may use io_uring (refused by default: its kernel workers
     /// act outside the syscall hooks; when allowed, its workers are tagged too).
-    #[serde(skip_serializing_if = "Confinement::is_default_io_uring")]
+    #[serde(skip_serializing_if = "Confinement::is_false")]
     pub io_uring: bool,
+    /// Whether the session may make raw (`SOCK_RAW`) and packet (`AF_PACKET`)
+    /// sockets, which reach any peer around the network rules (refused by default).
+    #[serde(skip_serializing_if = "Confinement::is_false")]
+    pub raw_sockets: bool,
 }
 
 impl Confinement {
@@ -87,14 +91,19 @@ impl Confinement {
         *a == MaxProcessesAction::Refuse
     }
 
-    fn is_default_io_uring(b: &bool) -> bool {
+    fn is_false(b: &bool) -> bool {
         !*b
     }
 }
 
 impl Default for Confinement {
     fn default() -> Self {
-        Self { max_processes: Self::DEFAULT_MAX_PROCESSES, on_max_processes: MaxProcessesAction::Refuse, io_uring: false }
+        Self {
+            max_processes: Self::DEFAULT_MAX_PROCESSES,
+            on_max_processes: MaxProcessesAction::Refuse,
+            io_uring: false,
+            raw_sockets: false,
+        }
     }
 }
 

@@ -117,6 +117,7 @@ const TOP: &[&str] = &[
     "max_processes",
     "on_max_processes",
     "io_uring",
+    "raw_sockets",
 ];
 
 /// Most approvals a policy may ask for: more is a typo, not a process.
@@ -218,15 +219,16 @@ impl Checker {
                 None => ok = false,
             }
         }
-        if let Some(node) = top.get("io_uring") {
-            ok &= self.text(node, "io_uring").is_some_and(|text| match text {
+        for (field, slot) in [("io_uring", &mut c.io_uring), ("raw_sockets", &mut c.raw_sockets)] {
+            let Some(node) = top.get(field) else { continue };
+            ok &= self.text(node, field).is_some_and(|text| match text {
                 "allow" => {
-                    c.io_uring = true;
+                    *slot = true;
                     true
                 }
                 "deny" => true,
                 _ => {
-                    self.problem(node.line, "io_uring", format!("unknown value {} (expected allow or deny)", quote(text)));
+                    self.problem(node.line, field, format!("unknown value {} (expected allow or deny)", quote(text)));
                     false
                 }
             });
@@ -666,12 +668,12 @@ mod tests {
     fn unknown_duplicate_and_missing_fields() {
         assert_eq!(
             err(&format!("{HEAD}exce: []\n")),
-            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes or io_uring)"
+            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"
         );
         assert_eq!(err(&format!("{HEAD}default: allow\n")), "t.yaml:4: default: duplicate field (first on line 3)");
         assert_eq!(
             err(&format!("{HEAD}\"a\\e[31mb\": 1\n")),
-            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes or io_uring)"#
+            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"#
         );
         assert_eq!(
             err(&format!("{HEAD}exec: [{{path: /x, action: \"\\e[2J\"}}]\n")),

@@ -265,3 +265,49 @@ fn a_root_session_cannot_rewrite_the_host_or_the_agent() {
             .then_some(())
     });
 }
+
+/// The network rules hold for datagrams too, and a root session cannot go around
+/// them with raw or packet sockets; an untagged process on the host is untouched.
+#[test]
+fn udp_sends_and_raw_sockets_meet_the_network_rules() {
+    let agent = TestAgent::start_default();
+    let listener = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+    let policy = policy_file(
+        &agent,
+        "udp",
+        &format!("network: [{{cidr: 127.0.0.1/32, ports: [{port}], action: deny}}]\n"),
+    );
+    let grant = grant_with(&agent, &policy);
+    let to = format!("127.0.0.1:{port}");
+    let bin = testbin();
+    let attempts = [("udp-send", to.as_str(), "errno 1"), ("raw-socket", "", "errno 1"), ("packet-socket", "", "errno 1")];
+    let script: Vec<String> = attempts.iter().map(|(what, arg, _)| format!("{bin} attempt {what} {arg}")).collect();
+    let mark = Marker::new();
+    let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script.join("; ")]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<&str> = stdout.lines().collect();
+    let want: Vec<String> = attempts.iter().map(|(what, _, outcome)| format!("{what} {outcome}")).collect();
+    assert_eq!(got, want);
+    let mut buf = [0u8; 16];
+    assert!(listener.recv_from(&mut buf).is_err(), "no datagram reached the denied peer");
+
+    // Outside the session the same send goes through.
+    let outside = std::process::Command::new(&bin).args(["attempt", "udp-send", &to]).output().expect("run");
+    assert_eq!(String::from_utf8_lossy(&outside.stdout).trim(), "udp-send ok");
+    let (n, _) = listener.recv_from(&mut buf).expect("the untagged datagram arrived");
+    assert_eq!(&buf[..n], b"exfil");
+
+    let session = session_of(&agent, &grant);
+    agent.wait_until("violations for the datagram and both sockets", T, |events| {
+        let v: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "session") == session)
+            .collect();
+        let send = v.iter().any(|e| e["op"] == "sendmsg" && e["rule"] == "network[1]" && e["port"] == port);
+        let sockets = v.iter().filter(|e| e["op"] == "socket" && e["rule"] == "self-protection").count();
+        (send && sockets == 2).then_some(())
+    });
+}

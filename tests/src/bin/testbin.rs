@@ -837,6 +837,27 @@ fn attempt(args: &[String]) -> Result {
             let any = caps.split(',').filter_map(|c| c.parse::<u32>().ok()).any(|c| held & (1 << c) != 0);
             if any { -i64::from(libc::EEXIST) } else { 0 }
         }
+        "udp-send" => {
+            // One datagram to ADDR:PORT from an unconnected socket.
+            let to: std::net::SocketAddr = parse(arg, "address")?;
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            match sock.send_to(b"exfil", to) {
+                Ok(_) => 0,
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+            }
+        }
+        "raw-socket" | "packet-socket" => {
+            let (family, ty, proto) = if what == "raw-socket" {
+                (libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)
+            } else {
+                (libc::AF_PACKET, libc::SOCK_RAW, 0)
+            };
+            let fd = unsafe { libc::socket(family, ty, proto) };
+            if fd >= 0 {
+                unsafe { libc::close(fd) };
+            }
+            i64::from(fd.min(0))
+        }
         "io_uring" => {
             // struct io_uring_params is 120 bytes; zeroed asks for nothing special.
             let mut params = [0u8; 120];
