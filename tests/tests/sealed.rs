@@ -311,3 +311,40 @@ fn udp_sends_and_raw_sockets_meet_the_network_rules() {
         (send && sockets == 2).then_some(())
     });
 }
+
+/// io_uring, when a policy allows it, cannot walk around the network rules: the
+/// io-wq worker an `IOSQE_ASYNC` connect runs on, and an SQPOLL thread, are created by
+/// the kernel (no `fork`), yet they carry the session's tag, so the connect hook
+/// refuses them as it refuses the process. Untagged, the same connects go through.
+#[test]
+fn io_uring_workers_carry_the_tag() {
+    let agent = TestAgent::start_default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let policy = policy_file(
+        &agent,
+        "uring",
+        &format!("io_uring: allow\nnetwork: [{{cidr: 127.0.0.1/32, ports: [{port}], action: deny}}]\n"),
+    );
+    let grant = grant_with(&agent, &policy);
+    let to = format!("127.0.0.1:{port}");
+    let bin = testbin();
+    let script = format!("{bin} uring-connect {to}; {bin} uring-connect {to} --sqpoll");
+    let mark = Marker::new();
+    let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["uring-connect errno 1", "uring-connect errno 1"]);
+    for extra in [&[][..], &["--sqpoll"][..]] {
+        let outside = std::process::Command::new(&bin).arg("uring-connect").arg(&to).args(extra).output().expect("run");
+        assert_eq!(String::from_utf8_lossy(&outside.stdout).trim(), "uring-connect ok", "untagged {extra:?}");
+    }
+    let session = session_of(&agent, &grant);
+    agent.wait_until("two refused connects", T, |events| {
+        let n = events
+            .iter()
+            .filter(|e| audit::str_field(e, "session") == session && e["op"] == "connect" && e["port"] == port)
+            .count();
+        (n >= 2).then_some(())
+    });
+}

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         "loop" => timed_loop(rest),
         "attempt" => attempt(rest),
         "bomb" => bomb(rest),
+        "uring-connect" => uring_connect(rest),
         _ => return usage(),
     };
     match r {
@@ -739,6 +740,48 @@ fn bomb(args: &[String]) -> Result {
         refused.load(Ordering::SeqCst),
         ran.load(Ordering::SeqCst)
     );
+    Ok(())
+}
+
+/// `uring-connect ADDR [--sqpoll]`: a TCP connect submitted through io_uring, forced
+/// onto an io-wq worker (`IOSQE_ASYNC`) or made by an SQPOLL thread: kernel threads
+/// the process did not fork. Prints `uring-connect ok` or `uring-connect errno N`.
+fn uring_connect(args: &[String]) -> Result {
+    use io_uring::{IoUring, opcode, squeue, types};
+    let addr: std::net::SocketAddrV4 = parse(positional(args, 0), "IPv4 address")?;
+    let sqpoll = args.iter().any(|a| a == "--sqpoll");
+    let mut ring: IoUring = if sqpoll {
+        IoUring::builder().setup_sqpoll(2000).build(8)
+    } else {
+        IoUring::new(8)
+    }
+    .map_err(|e| format!("io_uring_setup: {e}"))?;
+    // SAFETY: a plain socket(2); closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    if fd < 0 {
+        return Err(format!("socket: {}", errno()));
+    }
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr.ip().octets()) },
+        sin_zero: [0; 8],
+    };
+    let entry = opcode::Connect::new(types::Fd(fd), (&raw const sa).cast(), size_of_val(&sa) as libc::socklen_t)
+        .build()
+        .flags(squeue::Flags::ASYNC)
+        .user_data(1);
+    // SAFETY: `sa` outlives the submission: we wait for its completion below.
+    unsafe { ring.submission().push(&entry) }.map_err(|_| "submission queue full".to_owned())?;
+    ring.submit_and_wait(1).map_err(|e| format!("io_uring_enter: {e}"))?;
+    let res = ring.completion().next().ok_or("no completion")?.result();
+    // SAFETY: closing our own socket.
+    unsafe { libc::close(fd) };
+    if res < 0 {
+        println!("uring-connect errno {}", -res);
+    } else {
+        println!("uring-connect ok");
+    }
     Ok(())
 }
 
