@@ -36,6 +36,10 @@ pub enum EventKind {
     /// are the owner's, recorded when the socket was made (the close may run in
     /// softirq, on no task of the session).
     SocketClose = 10,
+    /// [`UnixEvent`]: a tagged task connected to a unix socket by name (the attempt,
+    /// checked before the kernel looks the name up), or a `unix:` rule or
+    /// self-protection refused a connect or a datagram to one.
+    UnixConnect = 11,
 }
 
 impl EventKind {
@@ -52,6 +56,7 @@ impl EventKind {
             8 => Self::Violation,
             9 => Self::ExecFailed,
             10 => Self::SocketClose,
+            11 => Self::UnixConnect,
             _ => return None,
         })
     }
@@ -230,6 +235,51 @@ pub const VIOLATION_SENDMSG: u32 = 4;
 /// `family` is the socket's family, `port` its type, `addr[0..4]` its protocol.
 pub const VIOLATION_SOCKET: u32 = 5;
 
+/// Bytes of `sockaddr_un.sun_path`.
+pub const UNIX_PATH_MAX: usize = 108;
+/// `UnixEvent::op`: `connect(2)` to a unix socket name.
+pub const UNIX_OP_CONNECT: u32 = 1;
+/// `UnixEvent::op`: a datagram sent to a unix socket name (`sendto`/`sendmsg`).
+pub const UNIX_OP_SENDMSG: u32 = 2;
+/// `UnixEvent::flags`: the name is abstract (`sun_path[0]` is NUL).
+pub const UNIX_ABSTRACT: u32 = 1 << 0;
+/// `UnixEvent::flags`: the pathname is relative or not in canonical form (`//`,
+/// `/./`, `/../`): the kernel would resolve it to a place the rules cannot see, so
+/// a session's connect to it is refused.
+pub const UNIX_NOT_CANONICAL: u32 = 1 << 1;
+/// `UnixEvent::flags`: the rule that decided is self-protection's (the agent's own
+/// sockets, or a known process spawner), not the policy's.
+pub const UNIX_SELF_PROTECTION: u32 = 1 << 2;
+
+/// A connect (or datagram) of a tagged task to a unix socket name, and what the
+/// rules decided. Made by the cgroup `connect_unix`/`sendmsg_unix` hooks before the
+/// kernel resolves the name, so an allowed connect may still fail (`ENOENT`,
+/// `ECONNREFUSED`); a refused one never reached the peer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UnixEvent {
+    pub header: EventHeader,
+    /// `UNIX_OP_*`.
+    pub op: u32,
+    /// `ACTION_*` of `policy.rs` taken.
+    pub action: u32,
+    /// 1-based index of the rule in the policy's `unix` list (or in
+    /// self-protection's table with [`UNIX_SELF_PROTECTION`]); 0 for the default.
+    pub rule: u32,
+    /// Policy slot of the grant.
+    pub policy_slot: u32,
+    /// `UNIX_*` flags.
+    pub flags: u32,
+    /// Bytes of `path` the address covers (`addrlen` less `sun_family`); a
+    /// pathname ends at its first NUL within them, an abstract name (its leading
+    /// NUL included) takes them all.
+    pub len: u32,
+    /// `sun_path` as the process passed it.
+    pub path: [u8; UNIX_PATH_MAX],
+    /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2), `SOCK_SEQPACKET` (5).
+    pub sock_type: u32,
+}
+
 /// `ViolationEvent::rule` of a connect refused because the grant ended and the
 /// policy's `on_expiry: drop` keeps the processes but cuts the network.
 pub const RULE_GRANT_ENDED: u32 = u32::MAX;
@@ -283,11 +333,13 @@ mod tests {
         assert_eq!(offset_of!(ViolationEvent, addr), 104);
         assert_eq!(size_of::<SocketCloseEvent>(), 144);
         assert_eq!(offset_of!(SocketCloseEvent, bytes_sent), 96);
+        assert_eq!(offset_of!(UnixEvent, path), 104);
+        assert_eq!(size_of::<UnixEvent>(), 216);
     }
 
     #[test]
     fn kinds_round_trip() {
-        for k in 1..=10 {
+        for k in 1..=11 {
             let kind = EventKind::from_u32(k).expect("known kind");
             assert_eq!(kind as u32, k);
         }

@@ -59,6 +59,10 @@ pub struct KernelOffsets {
     /// The fourth and fifth syscall arguments (x86_64 passes them in r10 and r8).
     pub regs_r10: u32,
     pub regs_r8: u32,
+    /// `bpf_sock_addr_kern.uaddr` and `.uaddrlen`: the address a cgroup `sock_addr`
+    /// program's context points at (the unix hooks read the socket name there).
+    pub sock_addr_kern_uaddr: u32,
+    pub sock_addr_kern_uaddrlen: u32,
     /// Nonzero once filled in; programs do nothing while it is zero, so an object
     /// loaded without offsets stays inert instead of reading wrong memory.
     pub valid: u32,

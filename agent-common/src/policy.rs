@@ -6,6 +6,10 @@
 //! NET_RULES  lpm trie  (policy slot, address prefix) -> NetVerdict
 //!                      key bits: 32 bits of policy slot (always matched in full),
 //!                      then an IPv6 address; IPv4 is mapped into ::ffff:0:0/96
+//! UNIX_RULES lpm trie  (policy slot, socket name prefix) -> UnixVerdict
+//!                      key bits: 32 bits of policy slot, then `sun_path` bytes as
+//!                      passed (an abstract name starts with its NUL);
+//!                      slot UNIX_SELF_SLOT holds self-protection's entries
 //! ```
 //!
 //! A grant names its policy slot in `GrantState::policy_slot` (0: no policy). A
@@ -21,6 +25,17 @@
 pub const POLICIES: &str = "POLICIES";
 /// LPM trie of [`NetKey`] to [`NetVerdict`].
 pub const NET_RULES: &str = "NET_RULES";
+
+/// LPM trie of [`UnixKey`] to [`UnixVerdict`].
+pub const UNIX_RULES: &str = "UNIX_RULES";
+/// Entries of [`UNIX_RULES`] across all policies and self-protection.
+pub const UNIX_RULE_ENTRIES: u32 = 4096;
+/// The `UNIX_RULES` slot of self-protection's entries, looked up for every session
+/// whatever its policy (policy slots are below [`POLICY_SLOTS`]).
+pub const UNIX_SELF_SLOT: u32 = u32::MAX;
+/// `UnixVerdict::flags`: no policy may allow this name (the agent's own sockets).
+/// Without it a self-protection entry is a default a policy's `unix:` rule overrides.
+pub const UNIX_RULE_HARD: u32 = 1 << 0;
 
 /// Policy slots; slot 0 means "no policy".
 pub const POLICY_SLOTS: u32 = 256;
@@ -112,8 +127,40 @@ pub struct NetVerdict {
     pub _pad: u32,
 }
 
+/// The data part of a `UNIX_RULES` key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnixKey {
+    /// Policy slot (or [`UNIX_SELF_SLOT`]), big-endian.
+    pub policy: [u8; 4],
+    /// Socket name bytes; the entry's prefix length says how many count.
+    pub path: [u8; crate::event::UNIX_PATH_MAX],
+}
+
+impl Default for UnixKey {
+    fn default() -> Self {
+        Self { policy: [0; 4], path: [0; crate::event::UNIX_PATH_MAX] }
+    }
+}
+
+/// What to do for a unix socket name under one prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnixVerdict {
+    /// An `ACTION_*` value.
+    pub action: u32,
+    /// 1-based index of the rule in its list.
+    pub rule: u32,
+    /// `UNIX_RULE_*` flags.
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
 #[cfg(feature = "user")]
 mod pod {
+    unsafe impl aya::Pod for super::UnixKey {}
+    unsafe impl aya::Pod for super::UnixVerdict {}
     // SAFETY: repr(C), Copy, explicit padding only.
     unsafe impl aya::Pod for super::PolicyState {}
     unsafe impl aya::Pod for super::NetKey {}
@@ -133,5 +180,7 @@ mod tests {
         assert_eq!(size_of::<NetKey>(), 20);
         assert_eq!(size_of::<PortRule>(), 8);
         assert_eq!(size_of::<NetVerdict>(), 8 * PORT_RULES + 16);
+        assert_eq!(size_of::<UnixKey>(), 112);
+        assert_eq!(size_of::<UnixVerdict>(), 16);
     }
 }

@@ -9,7 +9,7 @@ use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
     event::PATH_BUF,
     maps::{DEFAULT_RING_BYTES, GRANT_SLOTS, SESSION_SLOTS, SessionTasks, SockOwner, TCP_SOCKET_ENTRIES},
-    policy::{NET_RULE_ENTRIES, NetKey, NetVerdict, POLICY_SLOTS, PolicyState},
+    policy::{NET_RULE_ENTRIES, NetKey, NetVerdict, POLICY_SLOTS, PolicyState, UNIX_RULE_ENTRIES, UnixKey, UnixVerdict},
     syscalls::{Refusal, SYSCALL_SLOTS},
 };
 
@@ -36,6 +36,10 @@ pub static POLICIES: Array<PolicyState, { POLICY_SLOTS as usize }> = Array::new(
 
 #[btf_map]
 pub static NET_RULES: LpmTrie<NetKey, NetVerdict, { NET_RULE_ENTRIES as usize }> = LpmTrie::new();
+
+/// Self-protection's and every policy's `unix:` rules (see `unix_policy.rs`).
+#[btf_map]
+pub static UNIX_RULES: LpmTrie<UnixKey, UnixVerdict, { UNIX_RULE_ENTRIES as usize }> = LpmTrie::new();
 
 #[btf_map]
 pub static SESSION_DEATHS: PerCpuArray<u32, { SESSION_SLOTS as usize }> = PerCpuArray::new();

@@ -83,6 +83,8 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         regs_dx: r.off("pt_regs", "dx")?,
         regs_r10: r.off("pt_regs", "r10")?,
         regs_r8: r.off("pt_regs", "r8")?,
+        sock_addr_kern_uaddr: r.off("bpf_sock_addr_kern", "uaddr")?,
+        sock_addr_kern_uaddrlen: r.off("bpf_sock_addr_kern", "uaddrlen")?,
         valid: 1,
     })
 }

@@ -9,7 +9,8 @@ use warrant_common::{
     EventHeader, EventKind,
     event::{
         ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
-        RawPath, SocketCloseEvent, VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
+        RawPath, SocketCloseEvent, UNIX_ABSTRACT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UnixEvent,
+        VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
         VIOLATION_TASKS, ViolationEvent,
     },
     policy,
@@ -89,6 +90,10 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
             let e: FileOpenEvent = read(record, header.kind)?;
             let (path, truncated) = decode_path(&e.path);
             Kind::ExecFailed(pb::ExecFailed { path, error: -e.ret, truncated })
+        }
+        EventKind::UnixConnect => {
+            let e: UnixEvent = read(record, header.kind)?;
+            decode_unix(&e)
         }
         EventKind::Connect | EventKind::Bind | EventKind::Listen | EventKind::Accept => {
             let e: NetEvent = read(record, header.kind)?;
@@ -192,6 +197,74 @@ fn decode_violation(e: &ViolationEvent) -> pb::Violation {
         detail,
         prevented: e.action != policy::ACTION_LOG,
         ..Default::default()
+    }
+}
+
+/// A unix connect: an allowed one is a `connect` of family "unix" (its
+/// `remote_addr` the name); anything else a violation naming the rule.
+fn decode_unix(e: &UnixEvent) -> Kind {
+    let name = unix_name(e);
+    let protocol = match e.sock_type {
+        1 => "stream",
+        2 => "dgram",
+        5 => "seqpacket",
+        _ => "",
+    };
+    if e.action == policy::ACTION_ALLOW {
+        return Kind::Connect(pb::Net {
+            family: "unix".into(),
+            protocol: protocol.into(),
+            remote_addr: name,
+            ..Default::default()
+        });
+    }
+    let op = if e.op == UNIX_OP_SENDMSG { "sendmsg" } else { "connect" };
+    let (rule, detail) = if e.rule == RULE_GRANT_ENDED {
+        ("on_expiry".to_owned(), "the grant expired; on_expiry: drop cuts the session off".to_owned())
+    } else if e.flags & UNIX_NOT_CANONICAL != 0 {
+        (
+            "self-protection".to_owned(),
+            "a relative or non-canonical socket name (the kernel would resolve it where the rules cannot see); use the absolute path".to_owned(),
+        )
+    } else if e.flags & UNIX_SELF_PROTECTION != 0 {
+        let what = if e.rule == 0 {
+            "the warrant agent's own socket".to_owned()
+        } else {
+            let spawners = warrant_policy::protect::unix_spawners();
+            let what = spawners.get(e.rule as usize - 1).map_or("a process spawner", |(_, w)| *w);
+            format!("{what}: it starts processes outside the session; a policy's unix: rule may allow it")
+        };
+        ("self-protection".to_owned(), what)
+    } else {
+        (format!("unix[{}]", e.rule.saturating_sub(1)), String::new())
+    };
+    Kind::Violation(pb::Violation {
+        op: op.into(),
+        action: action_name(e.action).into(),
+        rule,
+        family: "unix".into(),
+        addr: name,
+        policy: format!("slot {}", e.policy_slot),
+        detail,
+        prevented: e.action != policy::ACTION_LOG,
+        ..Default::default()
+    })
+}
+
+/// A unix socket name for people: a pathname as is, an abstract one as `@name`,
+/// bytes that are not printable escaped.
+fn unix_name(e: &UnixEvent) -> String {
+    let len = (e.len as usize).min(e.path.len());
+    let bytes = &e.path[..len];
+    let show = |b: &[u8]| b.escape_ascii().to_string();
+    if e.flags & UNIX_ABSTRACT != 0 {
+        format!("@{}", show(bytes.get(1..).unwrap_or_default()))
+    } else {
+        let bytes = bytes.split(|b| *b == 0).next().unwrap_or_default();
+        match std::str::from_utf8(bytes) {
+            Ok(s) if !s.chars().any(char::is_control) => s.to_owned(),
+            _ => show(bytes),
+        }
     }
 }
 

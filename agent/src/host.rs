@@ -1100,6 +1100,12 @@ fn install_policy(kernel: &mut Kernel, p: &warrant_policy::Policy, slot: u32) ->
             .insert(&aya::maps::lpm_trie::Key::new(e.prefix_len, e.key), e.verdict, 0)
             .map_err(|err| anyhow!("failed to write policy {} into the kernel: {err}", p.name))?;
     }
+    for e in crate::policy_maps::compile_unix(p, slot) {
+        kernel
+            .unix_rules
+            .insert(&aya::maps::lpm_trie::Key::new(e.prefix_len, e.key), e.verdict, 0)
+            .map_err(|err| anyhow!("failed to write policy {}'s unix rules into the kernel: {err}", p.name))?;
+    }
     let state = PolicyState {
         net_default: crate::policy_maps::action_code(p.default),
         in_use: 1,
@@ -1127,6 +1133,15 @@ fn remove_policy(kernel: &mut Kernel, g: &Grant) {
         .collect();
     for k in keys {
         let _ = kernel.net_rules.remove(&k);
+    }
+    let unix: Vec<_> = kernel
+        .unix_rules
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| u32::from_be_bytes(k.data().policy) == g.policy_slot)
+        .collect();
+    for k in unix {
+        let _ = kernel.unix_rules.remove(&k);
     }
     let _ = kernel.policies.set(g.policy_slot, PolicyState::default(), 0);
 }

@@ -26,7 +26,7 @@ use aya::{
 use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
     maps::{self as names, SessionTasks},
-    policy::{self, NetKey, NetVerdict, PolicyState},
+    policy::{self, NetKey, NetVerdict, PolicyState, UnixKey, UnixVerdict},
     syscalls::{self, Refusal},
 };
 
@@ -63,6 +63,7 @@ pub struct Kernel {
     pub session_tasks: Array<MapData, SessionTasks>,
     pub policies: Array<MapData, PolicyState>,
     pub net_rules: LpmTrie<MapData, NetKey, NetVerdict>,
+    pub unix_rules: LpmTrie<MapData, UnixKey, UnixVerdict>,
 }
 
 /// What the loader found and did, for the start-up log.
@@ -102,6 +103,7 @@ impl Kernel {
             syscalls::REFUSED_SYSCALLS,
             policy::POLICIES,
             policy::NET_RULES,
+            policy::UNIX_RULES,
         ];
         let pin_paths: Vec<PathBuf> = map_names.iter().map(|n| maps_dir.join(n)).collect();
 
@@ -165,6 +167,9 @@ impl Kernel {
             let link = FdLink::try_from(p.take_link(id)?).map_err(|e| anyhow!("link of {SOCK_CREATE}: {e}"))?;
             repin(link, &links_dir.join(SOCK_CREATE))?;
         }
+        // aya parsed these two and never loads them; they go in under the unix attach types.
+        crate::raw_prog::attach_unix_hooks(&ebpf, OBJECT, root.as_fd(), &links_dir)?;
+
         let grants = Array::try_from(take(&mut ebpf, names::GRANTS)?).context("map GRANTS")?;
         let sessions = Array::try_from(take(&mut ebpf, names::SESSIONS)?).context("map SESSIONS")?;
         let lost = PerCpuArray::try_from(take(&mut ebpf, names::LOST_EVENTS)?).context("map LOST_EVENTS")?;
@@ -179,6 +184,7 @@ impl Kernel {
         }
         let policies = Array::try_from(take(&mut ebpf, policy::POLICIES)?).context("map POLICIES")?;
         let net_rules = LpmTrie::try_from(take(&mut ebpf, policy::NET_RULES)?).context("map NET_RULES")?;
+        let unix_rules = LpmTrie::try_from(take(&mut ebpf, policy::UNIX_RULES)?).context("map UNIX_RULES")?;
         let mut kernel = Self {
             ebpf,
             pin_dir: pin_dir.to_owned(),
@@ -190,6 +196,7 @@ impl Kernel {
             session_tasks,
             policies,
             net_rules,
+            unix_rules,
         };
         // A pinned sys_exit link from a previous agent keeps working until we decide.
         if links_dir.join(SYS_EXIT).exists() {
@@ -228,6 +235,27 @@ impl Kernel {
         };
         let fd = data.fd().as_fd().try_clone_to_owned().context("failed to duplicate the TASK_TAGS descriptor")?;
         Ok(TaskTags { fd })
+    }
+
+    /// Replaces self-protection's unix socket entries with `entries`: the new ones
+    /// first, then whatever an earlier agent (with other socket paths) left.
+    pub fn set_unix_self_protection(&mut self, entries: &[crate::policy_maps::UnixEntry]) -> Result<()> {
+        for e in entries {
+            self.unix_rules
+                .insert(&aya::maps::lpm_trie::Key::new(e.prefix_len, e.key), e.verdict, 0)
+                .map_err(|err| anyhow!("failed to write self-protection's unix rules: {err}"))?;
+        }
+        let stale: Vec<_> = self
+            .unix_rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| u32::from_be_bytes(k.data().policy) == policy::UNIX_SELF_SLOT)
+            .filter(|k| !entries.iter().any(|e| e.prefix_len == k.prefix_len() && e.key == k.data()))
+            .collect();
+        for k in stale {
+            let _ = self.unix_rules.remove(&k);
+        }
+        Ok(())
     }
 
     /// Attaches (and pins) or detaches the syscall hook.
@@ -323,59 +351,17 @@ impl TaskTags {
     /// Tags the task behind `pidfd`.
     pub fn set(&self, pidfd: BorrowedFd<'_>, tag: &TaskTag) -> std::io::Result<()> {
         let key: i32 = pidfd.as_raw_fd();
-        sys::map_update(self.fd.as_fd(), (&raw const key).cast(), (&raw const *tag).cast())
+        crate::bpf_sys::map_update(self.fd.as_fd(), (&raw const key).cast(), (&raw const *tag).cast())
     }
 
     /// The tag of the task behind `pidfd`, if it has one.
     pub fn get(&self, pidfd: BorrowedFd<'_>) -> std::io::Result<Option<TaskTag>> {
         let key: i32 = pidfd.as_raw_fd();
         let mut tag = TaskTag::default();
-        match sys::map_lookup(self.fd.as_fd(), (&raw const key).cast(), (&raw mut tag).cast()) {
+        match crate::bpf_sys::map_lookup(self.fd.as_fd(), (&raw const key).cast(), (&raw mut tag).cast()) {
             Ok(()) => Ok(Some(tag)),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// The two `bpf(2)` map commands aya does not offer for unsupported map types.
-mod sys {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-
-    const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-
-    /// `union bpf_attr` as used by the map element commands.
-    #[repr(C)]
-    #[derive(Default)]
-    struct MapElemAttr {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-    }
-
-    fn call(cmd: libc::c_long, map: BorrowedFd<'_>, key: *const u8, value: *mut u8) -> std::io::Result<()> {
-        let attr = MapElemAttr {
-            map_fd: map.as_raw_fd() as u32,
-            key: key as u64,
-            value: value as u64,
-            ..Default::default()
-        };
-        // SAFETY: attr is a valid bpf_attr prefix for this command, and key/value
-        // point to buffers of the map's key and value size.
-        let r = unsafe {
-            libc::syscall(libc::SYS_bpf, cmd, &raw const attr, size_of::<MapElemAttr>() as u32)
-        };
-        if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
-    }
-
-    pub fn map_update(map: BorrowedFd<'_>, key: *const u8, value: *const u8) -> std::io::Result<()> {
-        call(BPF_MAP_UPDATE_ELEM, map, key, value.cast_mut())
-    }
-
-    pub fn map_lookup(map: BorrowedFd<'_>, key: *const u8, value: *mut u8) -> std::io::Result<()> {
-        call(BPF_MAP_LOOKUP_ELEM, map, key, value)
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: flags, TOML file, defaults.
-//! - [`btf`], [`loader`]: kernel offsets from BTF; loading, pinning, attaching.
+//! - [`btf`], [`loader`]: kernel offsets from BTF; loading, pinning, attaching;
+//!   [`raw_prog`], [`bpf_sys`]: the unix hooks aya cannot load, and the raw `bpf(2)` calls.
 //! - [`registry`], [`ids`], [`clock`]: grants and sessions, their ids and clocks.
 //! - [`host`]: every action on grants and sessions, in the order that keeps the
 //!   kernel fail-closed; [`kill`], [`cgroup`], [`procfs`]: the tree kill.
@@ -23,6 +24,7 @@
 //! next agent re-adopts them.
 
 mod api;
+mod bpf_sys;
 mod btf;
 mod cgroup;
 mod check;
@@ -40,6 +42,7 @@ mod pipeline;
 mod policy_maps;
 mod peer;
 mod procfs;
+mod raw_prog;
 mod redact;
 mod registry;
 mod report;
@@ -127,6 +130,23 @@ fn run(flags: &Flags) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The agent's own socket names, as configured and as they resolve (a session
+/// must not reach them by either spelling); refused to sessions in the kernel.
+fn own_sockets(config: &Config) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for path in std::iter::once(&config.socket).chain(config.door_socket.as_ref()) {
+        out.push(path.as_os_str().as_encoded_bytes().to_vec());
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name())
+            && let Ok(real) = fs::canonicalize(dir)
+        {
+            out.push(real.join(name).as_os_str().as_encoded_bytes().to_vec());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 async fn daemon(config: Config) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -138,6 +158,7 @@ async fn daemon(config: Config) -> Result<()> {
     let cgroup_mount = cgroup::find_cgroup2_mount()?;
     let (mut kernel, report) = Kernel::load(&config.pin_dir, &offsets, config.ring_buffer_bytes, &cgroup_mount)?;
     let ring = kernel.take_ring()?;
+    kernel.set_unix_self_protection(&policy_maps::unix_self_protection(&own_sockets(&config)))?;
     info!(
         pin_dir = %config.pin_dir.display(),
         adopted = report.adopted_maps,

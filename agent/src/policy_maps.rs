@@ -1,4 +1,5 @@
-//! Compiling a policy's network rules into `NET_RULES` entries (layout in
+//! Compiling a policy's network rules into `NET_RULES` entries, and its `unix:`
+//! rules and self-protection's socket table into `UNIX_RULES` entries (layouts in
 //! `warrant_common::policy`).
 //!
 //! The kernel does one LPM lookup per connect and takes the longest matching
@@ -13,8 +14,9 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use warrant_common::policy::{
     ACTION_ALLOW, ACTION_DENY, ACTION_DROP, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, NetKey, NetVerdict,
-    PORT_RULES, POLICY_KEY_BITS, PortRule, V4_MAPPED_BITS,
+    PORT_RULES, POLICY_KEY_BITS, PortRule, UNIX_RULE_HARD, UNIX_SELF_SLOT, UnixKey, UnixVerdict, V4_MAPPED_BITS,
 };
+use warrant_common::event::UNIX_PATH_MAX;
 use warrant_policy::{Action, Cidr, Policy};
 
 /// A policy too complex for the kernel's fixed-size entries.
@@ -132,6 +134,56 @@ pub fn compile(policy: &Policy, slot: u32) -> Result<Vec<Entry>, TooComplex> {
         });
     }
     Ok(out)
+}
+
+/// One `UNIX_RULES` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixEntry {
+    pub prefix_len: u32,
+    pub key: UnixKey,
+    pub verdict: UnixVerdict,
+}
+
+impl UnixEntry {
+    fn new(slot: u32, name: &[u8], action: u32, rule: u32, flags: u32) -> Self {
+        let mut key = UnixKey { policy: slot.to_be_bytes(), ..UnixKey::default() };
+        let n = name.len().min(UNIX_PATH_MAX);
+        key.path[..n].copy_from_slice(&name[..n]);
+        Self {
+            prefix_len: POLICY_KEY_BITS + 8 * n as u32,
+            key,
+            verdict: UnixVerdict { action, rule, flags, _pad: 0 },
+        }
+    }
+}
+
+/// The `unix:` rules of `policy` under `slot`: one prefix entry per rule (the
+/// parser refuses two rules on one name, so the trie's longest match is the
+/// policy's own answer).
+pub fn compile_unix(policy: &Policy, slot: u32) -> Vec<UnixEntry> {
+    policy
+        .unix
+        .iter()
+        .enumerate()
+        .map(|(i, r)| UnixEntry::new(slot, &r.name.key_bytes(), action_code(r.action), (i + 1) as u32, 0))
+        .collect()
+}
+
+/// Self-protection's entries: the known process spawners (a policy rule may
+/// decide instead) and the agent's own sockets (`own`, hard: refused whatever a
+/// policy says). Spawner rule numbers index `protect::unix_spawners()` from 1; the
+/// agent's sockets are rule 0.
+pub fn unix_self_protection(own: &[Vec<u8>]) -> Vec<UnixEntry> {
+    let mut out: Vec<UnixEntry> = warrant_policy::protect::unix_spawners()
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| UnixEntry::new(UNIX_SELF_SLOT, name, ACTION_DENY, (i + 1) as u32, 0))
+        .collect();
+    for name in own {
+        out.retain(|e| e.prefix_len != POLICY_KEY_BITS + 8 * name.len().min(UNIX_PATH_MAX) as u32 || !e.key.path.starts_with(name));
+        out.push(UnixEntry::new(UNIX_SELF_SLOT, name, ACTION_DENY, 0, UNIX_RULE_HARD));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -228,6 +228,17 @@ pub fn status_error(socket: &Path, status: &Status) -> anyhow::Error {
 
 /// The error for a socket that cannot be connected to.
 fn connect_error(socket: &Path, err: &io::Error) -> anyhow::Error {
+    // EPERM (not EACCES, which is the file's mode) is the kernel's own refusal:
+    // self-protection keeps a session's processes off the agent's sockets.
+    if err.raw_os_error() == Some(libc::EPERM) {
+        return anyhow::anyhow!(
+            "the kernel refused the connect to the agent socket {}: {}
+
+             This process runs inside a warrant session, and sessions may not use the agent              (the refusal is recorded as a violation). Run warrant from outside the session.",
+            socket.display(),
+            io_cause(err)
+        );
+    }
     if err.kind() == io::ErrorKind::PermissionDenied {
         anyhow::anyhow!(
             "no permission to use the agent socket {}: {}\n\n\

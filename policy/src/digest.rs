@@ -93,6 +93,10 @@ impl Policy {
             ("files", sorted(files)),
             ("network", sorted(network)),
         ];
+        if !self.unix.is_empty() {
+            let unix = self.unix.iter().map(|r| json!([r.name.to_string(), r.action.as_str()])).collect();
+            fields.push(("unix", sorted(unix)));
+        }
         if !self.approval.is_default() {
             let a = &self.approval;
             let subjects: Vec<&str> = a.subjects.iter().map(|k| k.as_str()).collect();

@@ -12,6 +12,7 @@
 //!           {path: /etc/shadow, access: any, action: kill-session}]
 //! network: [{cidr: 10.0.0.0/8, ports: [5432], action: allow},
 //!           {cidr: 0.0.0.0/0, action: drop}]
+//! unix:    [{path: /run/postgresql/, action: allow}, {abstract: /tmp/dbus-, action: deny}]
 //! on_expiry: kill-session
 //! approvals: 2               # optional: distinct approvals a request needs (default 1)
 //! approver_role: approver    # optional: the collector role approvers hold (default approver)
@@ -54,7 +55,7 @@ pub use digest::{Digest, DigestError};
 pub use matcher::{Decision, RuleList, RuleRef};
 pub use model::{
     Access, Action, Approval, Cidr, CidrError, Confinement, ExecRule, ExpiryAction, MaxProcessesAction, FileRule, NetRule, PathError, PathPattern,
-    Policy, PortError, PortSet, SubjectKind, UnknownName,
+    Policy, PortError, PortSet, SubjectKind, UnixName, UnixNameError, UnixRule, UnknownName,
 };
 pub use parse::Problem;
 

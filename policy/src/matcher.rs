@@ -38,6 +38,8 @@ pub enum RuleList {
     Files,
     /// `network:`.
     Network,
+    /// `unix:`.
+    Unix,
 }
 
 impl RuleList {
@@ -48,6 +50,7 @@ impl RuleList {
             RuleList::Exec => "exec",
             RuleList::Files => "files",
             RuleList::Network => "network",
+            RuleList::Unix => "unix",
         }
     }
 }
@@ -123,6 +126,18 @@ impl Policy {
         self.decision(RuleList::Network, best, |i| self.network[i].action)
     }
 
+    /// Decides a connect (or datagram) to the unix socket name `name` (`sun_path`
+    /// bytes, an abstract name with its leading NUL): the longest matching rule, or
+    /// allow when none matches (the policy's `default` is not about unix sockets).
+    #[must_use]
+    pub fn decide_unix(&self, name: &[u8]) -> Decision {
+        let best = best(self.unix.iter().map(|r| r.name.matches(name).then(|| r.name.key_bytes().len())));
+        match best {
+            Some(index) => Decision { action: self.unix[index].action, rule: Some(RuleRef { list: RuleList::Unix, index }) },
+            None => Decision { action: Action::Allow, rule: None },
+        }
+    }
+
     /// The long form of a rule, for events and messages:
     /// `files[1] /etc/shadow any -> kill-session`; `None` when there is no such rule.
     #[must_use]
@@ -131,6 +146,7 @@ impl Policy {
             RuleList::Exec => self.exec.get(rule.index)?.to_string(),
             RuleList::Files => self.files.get(rule.index)?.to_string(),
             RuleList::Network => self.network.get(rule.index)?.to_string(),
+            RuleList::Unix => self.unix.get(rule.index)?.to_string(),
         };
         Some(format!("{rule} {body}"))
     }
@@ -179,6 +195,7 @@ mod tests {
             exec: vec![],
             files: vec![],
             network: vec![],
+            unix: vec![],
             on_expiry: ExpiryAction::KillSession,
             approval: crate::model::Approval::default(),
             confinement: crate::model::Confinement::default(),

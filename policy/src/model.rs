@@ -39,6 +39,10 @@ pub struct Policy {
     pub files: Vec<FileRule>,
     /// Rules on outgoing connections, longest prefix (then a rule with ports) wins.
     pub network: Vec<NetRule>,
+    /// Rules on connects (and datagrams) to unix socket names, longest prefix wins;
+    /// a name no rule matches is allowed (and recorded), whatever `default` says.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unix: Vec<UnixRule>,
     /// What happens to the session when its grant ends.
     pub on_expiry: ExpiryAction,
     /// Who must approve a request for a grant under this policy, and who may ask.
@@ -515,6 +519,104 @@ impl fmt::Display for NetRule {
             None => write!(f, "{} -> {}", self.cidr, self.action),
         }
     }
+}
+
+/// A rule on connecting to a unix socket, by name prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnixRule {
+    /// The socket name (or the start of it).
+    pub name: UnixName,
+    /// What happens to a connect or datagram it matches (`drop` is for network rules).
+    pub action: Action,
+}
+
+impl fmt::Display for UnixRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.name, self.action)
+    }
+}
+
+/// A unix socket name prefix, matched byte for byte against the name a process
+/// passes to `connect(2)` or `sendto(2)`: `/run/docker.sock` also matches
+/// `/run/docker.sock.2`, and `/run/user/` everything under `/run/user`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnixName {
+    /// A pathname: absolute and in canonical form (no `//`, `.` or `..` components),
+    /// as the kernel hook sees only the string.
+    Path(String),
+    /// An abstract name (the bytes after `sun_path`'s leading NUL), shown as `@name`.
+    Abstract(String),
+}
+
+impl UnixName {
+    /// Longest name the kernel takes (`sun_path` is 108 bytes; an abstract name
+    /// spends one on its NUL, a pathname on its terminator).
+    pub const MAX_LEN: usize = 107;
+
+    /// A pathname prefix, checked.
+    pub fn path(text: &str) -> Result<UnixName, UnixNameError> {
+        if !text.starts_with('/') {
+            return Err(UnixNameError::Relative);
+        }
+        if text.len() > Self::MAX_LEN {
+            return Err(UnixNameError::TooLong(text.len()));
+        }
+        if text.contains('\0') {
+            return Err(UnixNameError::Nul);
+        }
+        let inner = text.strip_suffix('/').unwrap_or(text);
+        if inner.len() > 1 && inner[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            return Err(UnixNameError::NotCanonical);
+        }
+        Ok(UnixName::Path(text.to_owned()))
+    }
+
+    /// An abstract name prefix, checked (empty matches every abstract name).
+    pub fn abstract_name(text: &str) -> Result<UnixName, UnixNameError> {
+        if text.len() > Self::MAX_LEN {
+            return Err(UnixNameError::TooLong(text.len()));
+        }
+        Ok(UnixName::Abstract(text.to_owned()))
+    }
+
+    /// The bytes the kernel compares: a pathname as is, an abstract name after a NUL.
+    #[must_use]
+    pub fn key_bytes(&self) -> Vec<u8> {
+        match self {
+            UnixName::Path(p) => p.as_bytes().to_vec(),
+            UnixName::Abstract(a) => std::iter::once(0).chain(a.bytes()).collect(),
+        }
+    }
+
+    /// Whether the name a process passed (`sun_path` bytes as [`Self::key_bytes`]
+    /// encodes them) starts with this prefix.
+    #[must_use]
+    pub fn matches(&self, name: &[u8]) -> bool {
+        name.starts_with(&self.key_bytes())
+    }
+}
+
+impl fmt::Display for UnixName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnixName::Path(p) => f.write_str(p),
+            UnixName::Abstract(a) => write!(f, "@{a}"),
+        }
+    }
+}
+
+/// Why a unix socket name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnixNameError {
+    #[error("must be absolute (start with /)")]
+    Relative,
+    #[error("{0} bytes is longer than a socket name can be (107)")]
+    TooLong(usize),
+    #[error("contains a NUL byte")]
+    Nul,
+    #[error("must be in canonical form (no empty, . or .. components): the kernel hook compares the string")]
+    NotCanonical,
 }
 
 /// A path in a rule: an absolute, normalised path; a trailing `/` marks a directory rule.

@@ -19,6 +19,7 @@
 //! exec:      optional list of {path, action}
 //! files:     optional list of {path, access: read | write | any, action}
 //! network:   optional list of {cidr, ports: optional list of N or "A-B", action}
+//! unix:      optional list of {path | abstract, action} (socket name prefixes; not drop)
 //! on_expiry: optional, kill-session (default) | drop
 //! approvals: optional, 1 (default) to 10: distinct approvals a request needs
 //! approver_role: optional, approver (default): the collector role approvers hold
@@ -35,7 +36,7 @@ use std::time::Duration;
 use crate::Error;
 use crate::model::{
     Access, Action, Approval, Cidr, Confinement, ExecRule, ExpiryAction, FileRule, MaxProcessesAction, NetRule, PathPattern,
-    Policy, PortSet, SubjectKind,
+    Policy, PortSet, SubjectKind, UnixName, UnixRule,
 };
 use crate::yaml::{self, Entry, Node, Value};
 
@@ -110,6 +111,7 @@ const TOP: &[&str] = &[
     "exec",
     "files",
     "network",
+    "unix",
     "on_expiry",
     "approvals",
     "approver_role",
@@ -174,6 +176,7 @@ impl Checker {
         let exec = self.rules(&top, "exec", Checker::exec_rule);
         let files = self.rules(&top, "files", Checker::file_rule);
         let network = self.rules(&top, "network", Checker::net_rule);
+        let unix = self.rules(&top, "unix", Checker::unix_rule);
         let on_expiry = match top.get("on_expiry") {
             Some(node) => self.keyword::<ExpiryAction>(node, "on_expiry"),
             None => Some(ExpiryAction::KillSession),
@@ -183,6 +186,7 @@ impl Checker {
         self.exec_conflicts(&exec);
         self.file_conflicts(&files);
         self.net_conflicts(&network);
+        self.unix_conflicts(&unix);
         Some(Policy {
             name: name?,
             max_ttl: max_ttl?,
@@ -190,6 +194,7 @@ impl Checker {
             exec: exec.into_iter().map(|(r, _)| r).collect(),
             files: files.into_iter().map(|(r, _)| r).collect(),
             network: network.into_iter().map(|(r, _)| r).collect(),
+            unix: unix.into_iter().map(|(r, _)| r).collect(),
             on_expiry: on_expiry?,
             approval: approval?,
             confinement: confinement?,
@@ -414,6 +419,7 @@ impl Checker {
         let allowed: &[&str] = match key {
             "exec" => &["path", "action"],
             "files" => &["path", "access", "action"],
+            "unix" => &["path", "abstract", "action"],
             _ => &["cidr", "ports", "action"],
         };
         let mut rules = Vec::new();
@@ -477,6 +483,53 @@ impl Checker {
         let action = self.action(fields);
         let ((cidr, line), (ports, ports_line)) = (cidr?, ports?);
         Some((NetRule { cidr, ports, action: action? }, Lines { target: line, ports: ports_line.unwrap_or(line) }))
+    }
+
+    /// `{path: /run/x.sock, action: …}` or `{abstract: name, action: …}`.
+    fn unix_rule(&mut self, fields: &Fields<'_>) -> Option<(UnixRule, Lines)> {
+        let name = match (fields.get("path"), fields.get("abstract")) {
+            (Some(node), None) | (None, Some(node)) => {
+                let key = if fields.get("path").is_some() { "path" } else { "abstract" };
+                let field = fields.path(key);
+                let text = self.text(node, &field)?;
+                let parsed = if key == "path" { UnixName::path(text) } else { UnixName::abstract_name(text) };
+                parsed
+                    .map_err(|e| self.problem(node.line, field, format!("invalid socket name {}: {e}", quote(text))))
+                    .ok()
+                    .map(|n| (n, node.line))
+            }
+            (Some(_), Some(node)) => {
+                self.problem(node.line, fields.path("abstract"), "a rule names a path or an abstract name, not both");
+                None
+            }
+            (None, None) => {
+                self.problem(fields.line, fields.path("path"), "missing (a unix rule needs path or abstract)");
+                None
+            }
+        };
+        let action = self.action(fields).and_then(|a| {
+            if a == Action::Drop {
+                let line = fields.get("action").map_or(fields.line, |n| n.line);
+                self.problem(line, fields.path("action"), "\"drop\" applies to network rules (expected allow, log, deny, kill or kill-session)");
+                return None;
+            }
+            Some(a)
+        });
+        let (name, line) = name?;
+        Some((UnixRule { name, action: action? }, Lines { target: line, ports: line }))
+    }
+
+    fn unix_conflicts(&mut self, rules: &[(UnixRule, Lines)]) {
+        let mut seen: HashMap<&UnixName, usize> = HashMap::new();
+        for (i, (rule, lines)) in rules.iter().enumerate() {
+            if let Some(&first) = seen.get(&rule.name) {
+                let message = format!("duplicate of unix[{first}] ({}): a name may have one rule", rules[first].0);
+                let key = if matches!(rule.name, UnixName::Path(_)) { "path" } else { "abstract" };
+                self.problem(lines.target, format!("unix[{i}].{key}"), message);
+            } else {
+                seen.insert(&rule.name, i);
+            }
+        }
     }
 
     fn ports(&mut self, node: &Node, field: &str) -> Option<PortSet> {
@@ -668,12 +721,12 @@ mod tests {
     fn unknown_duplicate_and_missing_fields() {
         assert_eq!(
             err(&format!("{HEAD}exce: []\n")),
-            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"
+            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, unix, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"
         );
         assert_eq!(err(&format!("{HEAD}default: allow\n")), "t.yaml:4: default: duplicate field (first on line 3)");
         assert_eq!(
             err(&format!("{HEAD}\"a\\e[31mb\": 1\n")),
-            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"#
+            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, unix, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"#
         );
         assert_eq!(
             err(&format!("{HEAD}exec: [{{path: /x, action: \"\\e[2J\"}}]\n")),
@@ -843,6 +896,34 @@ mod tests {
             err(&format!("{HEAD}{net}")),
             "t.yaml:7: network[2].ports: port 5432 is also in network[1] (10.0.0.0/8 ports 22,5000-6000 -> allow): rules on one CIDR must not share ports\n\
              t.yaml:8: network[3].cidr: duplicate of network[0] (10.0.0.0/8 -> deny): a CIDR may have one rule without ports"
+        );
+    }
+
+    #[test]
+    fn unix_rules_parse_decide_and_name_their_problems() {
+        let p = Policy::from_yaml(
+            &format!("{HEAD}unix:\n  - {{path: /run/docker.sock, action: allow}}\n  - {{path: /run/, action: deny}}\n  - {{abstract: /tmp/dbus-, action: kill-session}}\n"),
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(p.unix[2].to_string(), "@/tmp/dbus- -> kill-session");
+        assert_eq!(p.decide_unix(b"/run/docker.sock").action, Action::Allow);
+        assert_eq!(p.decide_unix(b"/run/docker.sock").rule.map(|r| r.index), Some(0));
+        assert_eq!(p.decide_unix(b"/run/x.sock").action, Action::Deny);
+        assert_eq!(p.decide_unix(b"\0/tmp/dbus-abc").action, Action::KillSession);
+        assert_eq!(p.decide_unix(b"/tmp/dbus-abc").rule, None, "a pathname is not the abstract name");
+        assert_eq!(p.decide_unix(b"/tmp/x").action, Action::Allow, "the policy default is not about unix sockets");
+        assert_eq!(
+            err(&format!("{HEAD}unix:\n  - {{path: run/x, action: deny}}\n  - {{path: /run//x, action: deny}}\n  - {{path: /run/x, abstract: y, action: deny}}\n  - {{action: deny}}\n  - {{path: /a, action: drop}}\n")),
+            "t.yaml:5: unix[0].path: invalid socket name \"run/x\": must be absolute (start with /)\n\
+             t.yaml:6: unix[1].path: invalid socket name \"/run//x\": must be in canonical form (no empty, . or .. components): the kernel hook compares the string\n\
+             t.yaml:7: unix[2].abstract: a rule names a path or an abstract name, not both\n\
+             t.yaml:8: unix[3].path: missing (a unix rule needs path or abstract)\n\
+             t.yaml:9: unix[4].action: \"drop\" applies to network rules (expected allow, log, deny, kill or kill-session)"
+        );
+        assert_eq!(
+            err(&format!("{HEAD}unix:\n  - {{path: /run/x, action: deny}}\n  - {{path: /run/x, action: allow}}\n")),
+            "t.yaml:6: unix[1].path: duplicate of unix[0] (/run/x -> deny): a name may have one rule"
         );
     }
 

@@ -98,6 +98,47 @@ pub fn protecting<'p>(table: &'p [Protected], path: &Path, access: Access) -> Op
         .max_by_key(|p| p.path.len())
 }
 
+/// Unix sockets of daemons that start processes on request: a session that
+/// reaches one gets work done by a process with no tag, no confinement, that
+/// outlives the kill. Refused to every session by self-protection in the kernel
+/// (the cgroup `connect_unix`/`sendmsg_unix` hooks); unlike the agent's own sockets,
+/// a policy's `unix:` rule on the name (or a longer one) decides instead, so a
+/// session that must drive docker can be granted it on purpose.
+///
+/// Names are byte prefixes of what a process passes to `connect(2)`; each `/run`
+/// entry is also refused under `/var/run` (a symlink to it on Debian).
+pub const UNIX_SPAWNERS: [(&str, &str); 14] = [
+    ("/run/systemd/private", "systemd (manager's private bus: systemd-run, systemctl start)"),
+    ("/run/user/", "per-user systemd and D-Bus session buses"),
+    ("/run/dbus/system_bus_socket", "the D-Bus system bus"),
+    ("\0/tmp/dbus-", "a D-Bus session bus (abstract)"),
+    ("/tmp/dbus-", "a D-Bus session bus"),
+    ("/run/docker.sock", "docker"),
+    ("/run/docker/", "docker"),
+    ("/run/containerd/", "containerd"),
+    ("/run/podman/", "podman"),
+    ("/run/crio/", "cri-o"),
+    ("/run/snapd", "snapd"),
+    ("/tmp/tmux-", "a tmux server started outside the session"),
+    ("/run/screen/", "a screen session started outside the session"),
+    ("/var/snap/lxd/", "lxd"),
+];
+
+/// Every self-protection spawner entry as `(name bytes, what)`: [`UNIX_SPAWNERS`]
+/// with each `/run/…` name also under `/var/run/…`. The index of an entry (plus one)
+/// is the rule number the kernel reports.
+#[must_use]
+pub fn unix_spawners() -> Vec<(Vec<u8>, &'static str)> {
+    let mut out = Vec::new();
+    for (name, what) in UNIX_SPAWNERS {
+        out.push((name.as_bytes().to_vec(), what));
+        if let Some(rest) = name.strip_prefix("/run/") {
+            out.push((format!("/var/run/{rest}").into_bytes(), what));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +153,16 @@ mod tests {
         assert_eq!(at("/run/warrant-x/state.json", Access::Read), Some("warrant"));
         assert_eq!(at("/etc/passwd", Access::Write), None);
         assert!(t.iter().all(|p| p.path.starts_with('/')), "relative agent paths are dropped");
+    }
+
+    #[test]
+    fn spawners_cover_var_run_and_fit_the_kernel_key() {
+        let t = unix_spawners();
+        let has = |n: &str| t.iter().any(|(b, _)| b.as_slice() == n.as_bytes());
+        assert!(has("/run/docker.sock") && has("/var/run/docker.sock"));
+        assert!(has("/var/run/dbus/system_bus_socket"));
+        assert!(has("/tmp/tmux-") && !has("/var/run/tmux-"));
+        assert!(t.iter().all(|(b, _)| b.len() <= crate::UnixName::MAX_LEN));
     }
 
     #[test]

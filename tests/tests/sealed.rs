@@ -5,7 +5,11 @@
 //! - the syscall routes: io_uring (whose workers bypass the hooks), `TIOCSTI` into
 //!   the terminal, limits and scheduling of the agent, reboot, exec of a memfd;
 //! - the fork bomb: `max_processes` holds in the kernel, with `refuse` and with
-//!   `kill-session`.
+//!   `kill-session`;
+//! - the agent's sockets and the daemons that run code for a session (a real tmux
+//!   server): unix connects meet self-protection and `unix:` rules in the kernel;
+//! - UDP, raw and packet sockets, and io_uring's worker threads, against the network
+//!   rules.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -197,20 +201,26 @@ fn a_session_cannot_use_the_agent_or_the_door() {
     assert_eq!(lines.len(), calls.len(), "{stdout}");
     for (call, line) in calls.iter().zip(&lines) {
         assert!(!line.starts_with("0 "), "{call} was let through: {line}");
-        assert!(line.contains("refuses processes of a session"), "{call}: {line}");
+        // The kernel refuses the connect itself (cgroup connect_unix); the agent's
+        // own check of the caller's tag stays behind it.
+        assert!(line.contains("the kernel refused the connect to the agent socket"), "{call}: {line}");
     }
     assert!(other.try_wait_for(Duration::from_millis(100)).is_none(), "the other session is alive");
     assert_eq!(agent.grants().len(), 2, "no grant was issued from inside the session");
 
     let session = session_of(&agent, &grant);
-    agent.wait_until("a violation for every refused call", T, |events| {
-        let n = events
+    agent.wait_until("a violation for every refused connect", T, |events| {
+        let refused: Vec<&serde_json::Value> = events
             .iter()
-            .filter(|e| audit::str_field(e, "session") == session && e["op"] == "agent-api")
-            .inspect(|v| assert_eq!(v["rule"], "self-protection", "{v}"))
-            .count();
-        (n >= calls.len()).then_some(())
+            .filter(|e| audit::str_field(e, "session") == session && e["op"] == "connect" && e["family"] == "unix")
+            .collect();
+        let on = |path: &str| refused.iter().filter(|v| v["addr"] == path).count();
+        (on(&sock) >= calls.len() - 1 && on(&door) >= 1).then_some(())
     });
+    let v = agent.wait_for_event(|e| audit::str_field(e, "session") == session && e["addr"] == sock.as_str(), T);
+    assert_eq!(v["rule"], "self-protection", "{v}");
+    assert_eq!(v["detail"], "the warrant agent's own socket", "{v}");
+    assert_eq!(v["prevented"], true, "{v}");
     // The agent still serves the operator outside.
     agent.cli_ok(&["kill", "--session", other.id()]);
     let _ = other.wait_for(T);
@@ -347,4 +357,127 @@ fn io_uring_workers_carry_the_tag() {
             .count();
         (n >= 2).then_some(())
     });
+}
+
+/// Unix sockets, in the kernel (cgroup `connect_unix`/`sendmsg_unix`): a session
+/// cannot reach a process spawner started outside it (a real tmux server here),
+/// nor any name its policy's `unix:` rules deny, by connect or by datagram, nor
+/// get around the names with a relative or non-canonical spelling; a policy may
+/// allow a spawner on purpose but never the agent's own socket; every connect is in
+/// the log.
+#[test]
+fn unix_sockets_meet_self_protection_and_the_policy() {
+    use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener};
+    use std::os::linux::net::SocketAddrExt;
+
+    let agent = TestAgent::start_default();
+    let dir = agent.temp_dir().to_path_buf();
+    let id = std::process::id();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let (allowed, denied, killer, dgram) = (path("allowed.sock"), path("denied.sock"), path("kill.sock"), path("dgram.sock"));
+    let _listeners: Vec<UnixListener> =
+        [&allowed, &denied, &killer].iter().map(|p| UnixListener::bind(p).expect("bind")).collect();
+    let _dgram = UnixDatagram::bind(&dgram).expect("bind dgram");
+    let abstract_name = format!("warrant-test-{id}-denied");
+    let _abstract = UnixListener::bind_addr(&SocketAddr::from_abstract_name(&abstract_name).expect("abstract"))
+        .expect("bind abstract");
+    // Under self-protection's "/tmp/tmux-" prefix, as a tmux server's socket is.
+    let spawner = format!("/tmp/tmux-warrant-test-{id}.sock");
+    let _ = std::fs::remove_file(&spawner);
+    let _spawner = UnixListener::bind(&spawner).expect("bind spawner-like socket");
+
+    // A real tmux server, outside any session.
+    let tmux_sock = format!("/tmp/tmux-warrant-test-{id}/server");
+    std::fs::create_dir_all(format!("/tmp/tmux-warrant-test-{id}")).expect("tmux dir");
+    let started = std::process::Command::new("tmux")
+        .args(["-S", &tmux_sock, "new-session", "-d", "sleep 120"])
+        .status()
+        .expect("run tmux");
+    assert!(started.success(), "tmux server started");
+    let marker = dir.join("tmux-ran-this");
+
+    let sock = agent.socket().display().to_string();
+    let policy = policy_file(
+        &agent,
+        "unix-rules",
+        &format!(
+            "unix:\n  - {{path: {denied}, action: deny}}\n  - {{abstract: {abstract_name}, action: deny}}\n  - {{path: {dgram}, action: deny}}\n  - {{path: {killer}, action: kill-session}}\n"
+        ),
+    );
+    let grant = grant_with(&agent, &policy);
+    let bin = testbin();
+    let rel_dir = dir.display().to_string();
+    let attempts: Vec<(String, &str)> = vec![
+        (format!("{bin} unix connect {allowed}"), "ok"),
+        (format!("{bin} unix connect {denied}"), "errno 1"),
+        (format!("{bin} unix connect @{abstract_name}"), "errno 1"),
+        (format!("{bin} unix sendto {dgram}"), "errno 1"),
+        (format!("{bin} unix connect {sock}"), "errno 1"),
+        (format!("{bin} unix connect {spawner}"), "errno 1"),
+        (format!("{bin} unix connect {rel_dir}//denied.sock"), "errno 1"),
+        (format!("{bin} unix connect {rel_dir}/./denied.sock"), "errno 1"),
+        (format!("cd {rel_dir} && {bin} unix connect denied.sock"), "errno 1"),
+    ];
+    let tmux = format!("tmux -S {tmux_sock} new-window 'touch {}' 2>/dev/null; echo \"tmux $?\"", marker.display());
+    let script: Vec<String> = attempts.iter().map(|(c, _)| format!("( {c} )")).chain([tmux]).collect();
+    let mark = Marker::new();
+    let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script.join("; ")]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), attempts.len() + 1, "{stdout}");
+    for ((call, want), line) in attempts.iter().zip(&lines) {
+        assert!(line.ends_with(want), "{call}: got {line:?}, want {want}");
+    }
+    assert_ne!(lines[attempts.len()], "tmux 0", "tmux from the session must fail");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!marker.exists(), "the tmux server outside ran a command for the session");
+
+    let session = session_of(&agent, &grant);
+    let of_session = |e: &serde_json::Value| audit::str_field(e, "session") == session;
+    let c = agent.wait_for_event(|e| of_session(e) && audit::str_field(e, "kind") == "connect" && e["remote_addr"] == allowed.as_str(), T);
+    assert_eq!(c["family"], "unix", "{c}");
+    assert_eq!(c["protocol"], "stream", "{c}");
+    let violation = |addr: &str| {
+        agent.wait_for_event(|e| of_session(e) && audit::str_field(e, "kind") == "violation" && e["addr"] == addr, T)
+    };
+    assert_eq!(violation(&denied)["rule"], "unix[0]");
+    assert_eq!(violation(&format!("@{abstract_name}"))["rule"], "unix[1]");
+    let d = violation(&dgram);
+    assert_eq!((d["rule"].as_str(), d["op"].as_str()), (Some("unix[2]"), Some("sendmsg")), "{d}");
+    assert_eq!(violation(&sock)["rule"], "self-protection");
+    let s = violation(&spawner);
+    assert_eq!(s["rule"], "self-protection", "{s}");
+    assert!(audit::str_field(&s, "detail").contains("tmux"), "{s}");
+    let t = violation(&tmux_sock);
+    assert_eq!(t["rule"], "self-protection", "{t}");
+    let rel = violation("denied.sock");
+    assert!(audit::str_field(&rel, "detail").contains("relative or non-canonical"), "{rel}");
+    violation(&format!("{rel_dir}//denied.sock"));
+
+    // A policy may allow a spawner on purpose, never the agent's socket; and a
+    // kill-session rule ends the session at the connect.
+    let loose = policy_file(
+        &agent,
+        "unix-loose",
+        &format!("unix:\n  - {{path: {spawner}, action: allow}}\n  - {{path: {sock}, action: allow}}\n  - {{path: {killer}, action: kill-session}}\n"),
+    );
+    let grant2 = grant_with(&agent, &loose);
+    let script = format!("{bin} unix connect {spawner}; {bin} unix connect {sock}; {bin} unix connect {killer}; sleep 5; echo survived");
+    let mark2 = Marker::new();
+    let out = agent.exec_command(&grant2, &mark2, &["/bin/sh", "-c", &script]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first().copied(), Some(format!("{spawner} ok").as_str()), "{stdout}");
+    assert_eq!(lines.get(1).copied(), Some(format!("{sock} errno 1").as_str()), "{stdout}");
+    assert!(!stdout.contains("survived"), "the kill-session rule ended the session: {stdout}");
+    let session2 = session_of(&agent, &grant2);
+    agent.wait_for_event(
+        |e| audit::str_field(e, "session") == session2 && audit::str_field(e, "kind") == "kill",
+        T,
+    );
+
+    let _ = std::process::Command::new("tmux").args(["-S", &tmux_sock, "kill-server"]).status();
+    let _ = std::fs::remove_dir_all(format!("/tmp/tmux-warrant-test-{id}"));
+    let _ = std::fs::remove_file(&spawner);
 }

@@ -28,6 +28,9 @@
 //!                                         signal0 PID, finit_module, cgroup-move PROCS_FILE,
 //!                                         clone3-into CGROUP_DIR, create PATH, read PATH, exec PATH;
 //!                                         with --linger S it then sleeps S and prints "WHAT lingered"
+//! unix connect|sendto NAME               one connect (stream) or datagram (sendto, dgram) to a unix
+//!                                         socket NAME ("@x" is abstract), by raw libc calls; prints
+//!                                         "NAME ok" or "NAME errno N", exits 0
 //! ```
 //!
 //! Every process a workload makes lives at most `--lifetime` seconds (an `alarm`), so
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         "attempt" => attempt(rest),
         "bomb" => bomb(rest),
         "uring-connect" => uring_connect(rest),
+        "unix" => unix(rest),
         _ => return usage(),
     };
     match r {
@@ -506,6 +510,50 @@ fn connect(args: &[String]) -> Result {
     s.write_all(b"x").map_err(|e| format!("send: {e}"))?;
     let mut sink = Vec::new();
     let _ = s.read_to_end(&mut sink);
+    Ok(())
+}
+
+/// One connect or datagram to a unix socket name, the address built by hand so a
+/// relative or odd name reaches the kernel exactly as given.
+fn unix(args: &[String]) -> Result {
+    let how = positional(args, 0).ok_or("missing connect|sendto")?;
+    let name = positional(args, 1).ok_or("missing NAME")?;
+    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let (bytes, abstract_name) = match name.strip_prefix('@') {
+        Some(a) => (a.as_bytes(), true),
+        None => (name.as_bytes(), false),
+    };
+    let start = usize::from(abstract_name);
+    if start + bytes.len() >= sa.sun_path.len() {
+        return Err(format!("name {name} is too long"));
+    }
+    for (i, b) in bytes.iter().enumerate() {
+        sa.sun_path[start + i] = *b as libc::c_char;
+    }
+    let len = (std::mem::size_of::<libc::sa_family_t>() + start + bytes.len() + usize::from(!abstract_name)) as u32;
+    let ty = if how == "sendto" { libc::SOCK_DGRAM } else { libc::SOCK_STREAM };
+    // SAFETY: plain syscalls on a descriptor this function owns; `sa` outlives them.
+    let r = unsafe {
+        let fd = libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", errno()));
+        }
+        let sap = (&raw const sa).cast::<libc::sockaddr>();
+        let r = if how == "sendto" {
+            libc::sendto(fd, b"x".as_ptr().cast(), 1, 0, sap, len) as i32
+        } else {
+            libc::connect(fd, sap, len)
+        };
+        let e = errno();
+        libc::close(fd);
+        if r < 0 { Err(e) } else { Ok(()) }
+    };
+    match r {
+        Ok(()) => println!("{name} ok"),
+        Err(e) => println!("{name} errno {}", e.raw_os_error().unwrap_or(-1)),
+    }
     Ok(())
 }
 
