@@ -250,11 +250,21 @@ pub const UNIX_NOT_CANONICAL: u32 = 1 << 1;
 /// `UnixEvent::flags`: the rule that decided is self-protection's (the agent's own
 /// sockets, or a known process spawner), not the policy's.
 pub const UNIX_SELF_PROTECTION: u32 = 1 << 2;
+/// `UnixEvent::flags`: made at the connect's return (`sys_exit`): `ret` is its
+/// result, and for a connected socket `peer` is the name the peer is bound to and
+/// `peer_pid` the pid in its credentials. Without it the record comes from the
+/// cgroup hook, before the name was resolved.
+pub const UNIX_AT_EXIT: u32 = 1 << 3;
+/// `UnixEvent::flags` with [`UNIX_AT_EXIT`]: the peer's own name is one the rules
+/// refuse, so the connect reached it under another name (a symlink, a bind mount, a
+/// directory renamed in between); `action` is what was done about it then.
+pub const UNIX_VIA_ALIAS: u32 = 1 << 4;
 
 /// A connect (or datagram) of a tagged task to a unix socket name, and what the
-/// rules decided. Made by the cgroup `connect_unix`/`sendmsg_unix` hooks before the
-/// kernel resolves the name, so an allowed connect may still fail (`ENOENT`,
-/// `ECONNREFUSED`); a refused one never reached the peer.
+/// rules decided. Made twice over: by the cgroup `connect_unix`/`sendmsg_unix` hooks
+/// before the kernel resolves the name, for a rule other than `allow` (a refused
+/// call never reached the peer), and at every connect's return ([`UNIX_AT_EXIT`]),
+/// where the peer the kernel found is checked by its own name too.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct UnixEvent {
@@ -278,6 +288,15 @@ pub struct UnixEvent {
     pub path: [u8; UNIX_PATH_MAX],
     /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2), `SOCK_SEQPACKET` (5).
     pub sock_type: u32,
+    /// With [`UNIX_AT_EXIT`]: the connect's return value (0 or `-errno`).
+    pub ret: i32,
+    /// With [`UNIX_AT_EXIT`]: the peer's pid (0 when unknown).
+    pub peer_pid: u32,
+    /// Bytes of `peer` the peer's bound address covers (0: not connected, or the
+    /// peer is unnamed).
+    pub peer_len: u32,
+    /// The peer's bound `sun_path`, same encoding as `path`.
+    pub peer: [u8; UNIX_PATH_MAX],
 }
 
 /// `ViolationEvent::rule` of a connect refused because the grant ended and the
@@ -334,7 +353,8 @@ mod tests {
         assert_eq!(size_of::<SocketCloseEvent>(), 144);
         assert_eq!(offset_of!(SocketCloseEvent, bytes_sent), 96);
         assert_eq!(offset_of!(UnixEvent, path), 104);
-        assert_eq!(size_of::<UnixEvent>(), 216);
+        assert_eq!(offset_of!(UnixEvent, peer), 228);
+        assert_eq!(size_of::<UnixEvent>(), 336);
     }
 
     #[test]

@@ -63,6 +63,14 @@ pub struct KernelOffsets {
     /// program's context points at (the unix hooks read the socket name there).
     pub sock_addr_kern_uaddr: u32,
     pub sock_addr_kern_uaddrlen: u32,
+    /// A connected unix socket's peer, the name the peer is bound to, and the
+    /// pid the peer's credentials carry (`sock.sk_peer_pid` -> `pid.numbers[0].nr`).
+    pub unix_sock_peer: u32,
+    pub unix_sock_addr: u32,
+    pub unix_address_len: u32,
+    pub unix_address_name: u32,
+    pub sock_peer_pid: u32,
+    pub pid_numbers_nr: u32,
     /// Nonzero once filled in; programs do nothing while it is zero, so an object
     /// loaded without offsets stays inert instead of reading wrong memory.
     pub valid: u32,

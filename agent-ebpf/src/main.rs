@@ -10,7 +10,8 @@
 //! - [`fork`], [`exec`], [`exit`], [`sched`], [`syscalls`]: one file per hook concern.
 //! - [`net_policy`]: cgroup connect hooks enforcing a grant's network rules.
 //! - [`tcp`]: byte counts of a session's TCP connections at close.
-//! - [`unix_policy`]: cgroup unix connect/sendmsg hooks: self-protection and `unix:` rules.
+//! - [`unix_policy`]: cgroup unix connect/sendmsg hooks: self-protection and `unix:` rules;
+//!   [`unix_peer`]: the same rules on the peer a unix connect reached, at its return.
 //!
 //! Every hook starts with one task-storage lookup; an untagged task returns there.
 #![no_std]
@@ -33,6 +34,7 @@ mod syscalls;
 mod tag;
 mod task_storage;
 mod tcp;
+mod unix_peer;
 mod unix_policy;
 
 #[cfg(not(test))]

@@ -41,6 +41,11 @@ pub static NET_RULES: LpmTrie<NetKey, NetVerdict, { NET_RULE_ENTRIES as usize }>
 #[btf_map]
 pub static UNIX_RULES: LpmTrie<UnixKey, UnixVerdict, { UNIX_RULE_ENTRIES as usize }> = LpmTrie::new();
 
+/// Per-CPU room for a `UNIX_RULES` key at a connect's return (the sys_exit stack
+/// has none to spare; see `unix_peer.rs`).
+#[btf_map]
+pub static UNIX_SCRATCH: PerCpuArray<aya_ebpf::maps::lpm_trie::Key<UnixKey>, 1> = PerCpuArray::new();
+
 #[btf_map]
 pub static SESSION_DEATHS: PerCpuArray<u32, { SESSION_SLOTS as usize }> = PerCpuArray::new();
 

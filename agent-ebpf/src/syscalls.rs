@@ -26,7 +26,7 @@ use crate::{
     emit,
     kernel::{fd_file, off, read, read_ptr},
     maps::REFUSED_SYSCALLS,
-    path, tag, tcp,
+    path, tag, tcp, unix_peer,
 };
 
 const NR_OPEN: u64 = 2;
@@ -59,6 +59,7 @@ const ENOSYS: i64 = 38;
 /// `clone3` flag: start the child in another cgroup.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 /// `O_CREAT | O_WRONLY | O_TRUNC`, what creat(2) means.
@@ -244,9 +245,11 @@ fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, 
         ..NetEvent::default()
     };
 
+    let mut sk_of_fd: *const u8 = core::ptr::null();
     if let Some(sock) = fd_file(t, fd).and_then(|f| read_ptr(f, off!(file_private_data))) {
         ev.sock_type = read::<u16>(sock, off!(socket_type)).unwrap_or(0);
         if let Some(sk) = read_ptr(sock, off!(socket_sk)) {
+            sk_of_fd = sk;
             // A stream socket this session connected or accepted: remember whose it
             // is, so its close reports the bytes (tcp.rs).
             let made = match kind {
@@ -268,6 +271,13 @@ fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, 
                 ev.remote_addr = read::<[u8; 16]>(sk, off!(sk_v6_daddr)).unwrap_or([0; 16]);
             }
         }
+    }
+
+    if ev.family == AF_UNIX {
+        if matches!(kind, EventKind::Connect) {
+            unix_peer::connected(tag, task, regs, ret, ev.sock_type, sk_of_fd);
+        }
+        return;
     }
 
     // connect and a failed bind: the address asked for is in the user's sockaddr,

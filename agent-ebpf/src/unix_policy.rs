@@ -67,10 +67,10 @@ pub fn sendmsg_unix(ctx: SockAddrContext) -> i32 {
 }
 
 /// What decided, before the action is taken.
-struct Verdict {
-    action: u32,
-    rule: u32,
-    flags: u32,
+pub(crate) struct Verdict {
+    pub action: u32,
+    pub rule: u32,
+    pub flags: u32,
 }
 
 #[inline(always)]
@@ -103,7 +103,9 @@ fn check(ctx: &SockAddrContext, op: u32) -> i32 {
     };
     flags |= v.flags;
 
-    if op == UNIX_OP_CONNECT || v.action != ACTION_ALLOW {
+    // An allowed connect is recorded at its return, with its outcome and peer
+    // (`unix_peer.rs`); here only what a rule did not simply allow.
+    if v.action != ACTION_ALLOW {
         report(ctx, &tag, &key.data, len, op, &v, flags, policy);
     }
     match v.action {
@@ -171,17 +173,23 @@ fn read_name(ctx: &SockAddrContext, key: &mut UnixKey) -> (u32, u32) {
 /// globals, so each of the 108 steps is two loads and no jump.
 #[inline(always)]
 fn canonical(key: &mut UnixKey, n: u32) -> bool {
-    for i in 0..UNIX_PATH_MAX {
-        // 0xff while i < n, else 0: `n - i` is 1..=108 exactly then (mod 256).
-        let keep = unsafe { core::ptr::read_volatile(KEEP.as_ptr().add((n.wrapping_sub(i as u32) & 0xff) as usize)) };
-        key.path[i] &= keep;
-    }
+    clear_past(key, n);
     let mut state = ST_START;
     for i in 0..UNIX_PATH_MAX {
         state = step(state, key.path[i]);
     }
     // A name of all 108 bytes ends there.
     step(state, 0) == ST_OK
+}
+
+/// Zeroes `key.path[n..]`, without a branch on `n` (see [`KEEP`]).
+#[inline(always)]
+pub(crate) fn clear_past(key: &mut UnixKey, n: u32) {
+    for i in 0..UNIX_PATH_MAX {
+        // 0xff while i < n, else 0: `n - i` is 1..=108 exactly then (mod 256).
+        let keep = unsafe { core::ptr::read_volatile(KEEP.as_ptr().add((n.wrapping_sub(i as u32) & 0xff) as usize)) };
+        key.path[i] &= keep;
+    }
 }
 
 /// `KEEP[(n - i) mod 256]`: 0xff when byte `i` is inside a name of `n` bytes.
@@ -233,8 +241,10 @@ fn step(state: u8, byte: u8) -> u8 {
     }
 }
 
+/// Self-protection's entries, then the policy's rules, for the name in `key` of
+/// `len` bytes (see the module documentation).
 #[inline(always)]
-fn decide(key: &mut Key<UnixKey>, len: u32, policy: u32) -> Verdict {
+pub(crate) fn decide(key: &mut Key<UnixKey>, len: u32, policy: u32) -> Verdict {
     key.prefix_len = POLICY_KEY_BITS + len * 8;
     key.data.policy = UNIX_SELF_SLOT.to_be_bytes();
     // Every field set on both paths: an `Option` copy would leave its payload
@@ -280,6 +290,9 @@ fn report(ctx: &SockAddrContext, tag: &TaskTag, name: &UnixKey, len: u32, op: u3
             name.path.as_ptr().cast(),
         );
         (*ev).sock_type = sa.type_;
+        (*ev).ret = 0;
+        (*ev).peer_pid = 0;
+        (*ev).peer_len = 0;
         emit::header(&raw mut (*ev).header, EventKind::UnixConnect, tag, bpf_get_current_task_btf());
     }
     emit::submit(ev);

@@ -85,6 +85,12 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         regs_r8: r.off("pt_regs", "r8")?,
         sock_addr_kern_uaddr: r.off("bpf_sock_addr_kern", "uaddr")?,
         sock_addr_kern_uaddrlen: r.off("bpf_sock_addr_kern", "uaddrlen")?,
+        unix_sock_peer: r.off("unix_sock", "peer")?,
+        unix_sock_addr: r.off("unix_sock", "addr")?,
+        unix_address_len: r.off("unix_address", "len")?,
+        unix_address_name: r.off("unix_address", "name")?,
+        sock_peer_pid: r.off("sock", "sk_peer_pid")?,
+        pid_numbers_nr: r.off("pid", "numbers")? + r.off("upid", "nr")?,
         valid: 1,
     })
 }

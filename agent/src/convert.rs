@@ -9,7 +9,7 @@ use warrant_common::{
     EventHeader, EventKind,
     event::{
         ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
-        RawPath, SocketCloseEvent, UNIX_ABSTRACT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UnixEvent,
+        RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
         VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
         VIOLATION_TASKS, ViolationEvent,
     },
@@ -210,16 +210,22 @@ fn decode_unix(e: &UnixEvent) -> Kind {
         5 => "seqpacket",
         _ => "",
     };
-    if e.action == policy::ACTION_ALLOW {
+    let peer = unix_bytes(&e.peer, e.peer_len);
+    if e.flags & UNIX_AT_EXIT != 0 && e.flags & UNIX_VIA_ALIAS == 0 {
         return Kind::Connect(pb::Net {
             family: "unix".into(),
             protocol: protocol.into(),
             remote_addr: name,
+            error: if e.ret < 0 { -e.ret } else { 0 },
+            peer,
+            peer_pid: e.peer_pid,
+            // The pipeline reads the peer's comm (the kernel has only its pid).
+            peer_comm: String::new(),
             ..Default::default()
         });
     }
     let op = if e.op == UNIX_OP_SENDMSG { "sendmsg" } else { "connect" };
-    let (rule, detail) = if e.rule == RULE_GRANT_ENDED {
+    let (rule, mut detail) = if e.rule == RULE_GRANT_ENDED {
         ("on_expiry".to_owned(), "the grant expired; on_expiry: drop cuts the session off".to_owned())
     } else if e.flags & UNIX_NOT_CANONICAL != 0 {
         (
@@ -238,6 +244,12 @@ fn decode_unix(e: &UnixEvent) -> Kind {
     } else {
         (format!("unix[{}]", e.rule.saturating_sub(1)), String::new())
     };
+    if e.flags & UNIX_VIA_ALIAS != 0 {
+        let what = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
+        detail = format!(
+            "reached {peer}{what} under another name (a symlink or a bind mount); the connect had happened, so the process was killed before it returned"
+        );
+    }
     Kind::Violation(pb::Violation {
         op: op.into(),
         action: action_name(e.action).into(),
@@ -251,13 +263,18 @@ fn decode_unix(e: &UnixEvent) -> Kind {
     })
 }
 
-/// A unix socket name for people: a pathname as is, an abstract one as `@name`,
-/// bytes that are not printable escaped.
+/// The name a unix event is about (see [`unix_bytes`]).
 fn unix_name(e: &UnixEvent) -> String {
-    let len = (e.len as usize).min(e.path.len());
-    let bytes = &e.path[..len];
+    unix_bytes(&e.path, e.len)
+}
+
+/// A unix socket name for people: a pathname as is (up to its NUL), an abstract
+/// one (leading NUL) as `@name`, bytes that are not printable escaped.
+fn unix_bytes(path: &[u8], len: u32) -> String {
+    let len = (len as usize).min(path.len());
+    let bytes = &path[..len];
     let show = |b: &[u8]| b.escape_ascii().to_string();
-    if e.flags & UNIX_ABSTRACT != 0 {
+    if bytes.first() == Some(&0) {
         format!("@{}", show(bytes.get(1..).unwrap_or_default()))
     } else {
         let bytes = bytes.split(|b| *b == 0).next().unwrap_or_default();
@@ -384,6 +401,7 @@ fn decode_net(e: &NetEvent) -> pb::Net {
         remote_addr: addr(&e.remote_addr),
         remote_port: u32::from(e.remote_port),
         error: if e.ret < 0 { -e.ret } else { 0 },
+        ..Default::default()
     }
 }
 

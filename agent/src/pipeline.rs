@@ -347,7 +347,8 @@ pub async fn read_ring(
         let offset = clock::boot_to_wall_ns();
         while let Some(record) = ring.next() {
             match convert::decode(&record, offset) {
-                Ok(ev) => {
+                Ok(mut ev) => {
+                    name_unix_peer(&mut ev);
                     let extra = file_violation(&ev, &subjects);
                     batch.push(ev);
                     batch.extend(extra);
@@ -441,6 +442,18 @@ pub async fn poll_lost(
             warn!("the kernel could not record {count} events (ring buffer full); {total} since start");
             sink.send(agent_event(Kind::EventsLost(pb::EventsLost { count, total, reason: "ring_buffer".into() }))).await;
         }
+    }
+}
+
+/// A unix connect's peer command name: the kernel gives its pid only. Read at
+/// once, while the peer is most likely still the process that listened.
+fn name_unix_peer(ev: &mut pb::Event) {
+    if let Some(Kind::Connect(n)) = &mut ev.event
+        && n.family == "unix"
+        && n.peer_pid != 0
+        && let Ok(comm) = std::fs::read_to_string(format!("/proc/{}/comm", n.peer_pid))
+    {
+        n.peer_comm = comm.trim_end().to_owned();
     }
 }
 

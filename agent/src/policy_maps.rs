@@ -160,13 +160,26 @@ impl UnixEntry {
 /// The `unix:` rules of `policy` under `slot`: one prefix entry per rule (the
 /// parser refuses two rules on one name, so the trie's longest match is the
 /// policy's own answer).
+///
+/// A rule on a `/run/…` name also covers `/var/run/…` (and the other way round)
+/// unless the policy has a rule of its own there: daemons bind either spelling,
+/// and the kernel checks the name a connect's peer is bound to as well.
 pub fn compile_unix(policy: &Policy, slot: u32) -> Vec<UnixEntry> {
-    policy
-        .unix
-        .iter()
-        .enumerate()
-        .map(|(i, r)| UnixEntry::new(slot, &r.name.key_bytes(), action_code(r.action), (i + 1) as u32, 0))
-        .collect()
+    let names: Vec<Vec<u8>> = policy.unix.iter().map(|r| r.name.key_bytes()).collect();
+    let mut out = Vec::new();
+    for (i, r) in policy.unix.iter().enumerate() {
+        let (action, rule) = (action_code(r.action), (i + 1) as u32);
+        out.push(UnixEntry::new(slot, &names[i], action, rule, 0));
+        let twin = if let Some(rest) = names[i].strip_prefix(b"/var/run/") {
+            Some([b"/run/".as_slice(), rest].concat())
+        } else {
+            names[i].strip_prefix(b"/run/").map(|rest| [b"/var/run/".as_slice(), rest].concat())
+        };
+        if let Some(twin) = twin.filter(|t| t.len() <= UNIX_PATH_MAX && !names.contains(t)) {
+            out.push(UnixEntry::new(slot, &twin, action, rule, 0));
+        }
+    }
+    out
 }
 
 /// Self-protection's entries: the known process spawners (a policy rule may

@@ -339,7 +339,21 @@ fn summary(ev: &Event) -> (String, bool) {
 /// `10.0.0.1:5432`, `[::1]:80 udp`, with the errno when the call failed.
 fn net(n: &Net, addr: &str, port: u32) -> (String, bool) {
     let addr = sanitize(addr);
-    let mut s = if n.family == "inet6" || addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
+    let mut s = if n.family == "unix" {
+        // A unix socket: its name, and who answered when that is not the name asked.
+        let mut s = format!("unix {addr}");
+        if !n.peer.is_empty() && n.peer != n.remote_addr {
+            let _ = write!(s, " (bound as {})", sanitize(&n.peer));
+        }
+        if n.peer_pid != 0 {
+            let _ = write!(s, " peer {} {}", n.peer_pid, sanitize(&n.peer_comm));
+        }
+        s
+    } else if n.family == "inet6" || addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    };
     if !n.protocol.is_empty() && n.protocol != "tcp" {
         s.push(' ');
         s.push_str(&sanitize(&n.protocol));
@@ -410,11 +424,25 @@ mod tests {
             remote_addr: "10.0.0.1".into(),
             remote_port: 5432,
             error: libc::EINPROGRESS,
+            ..Net::default()
         };
         assert_eq!(line(&ev(Kind::Connect(n.clone()))), "s-3       1234 connect 10.0.0.1:5432");
         assert_eq!(line(&ev(Kind::Bind(n.clone()))), "s-3       1234 bind 10.0.0.9:40000");
         let v6 = Net { family: "inet6".into(), protocol: "udp".into(), remote_addr: "::1".into(), remote_port: 53, error: libc::EPERM, ..n };
         assert_eq!(line(&ev(Kind::Connect(v6))), "s-3       1234 connect [::1]:53 udp -> EPERM");
+        let unix = Net {
+            family: "unix".into(),
+            protocol: "stream".into(),
+            remote_addr: "/tmp/x".into(),
+            peer: "/run/docker.sock".into(),
+            peer_pid: 77,
+            peer_comm: "dockerd".into(),
+            ..Net::default()
+        };
+        assert_eq!(
+            line(&ev(Kind::Connect(unix))),
+            "s-3       1234 connect unix /tmp/x (bound as /run/docker.sock) peer 77 dockerd stream"
+        );
     }
 
     #[test]

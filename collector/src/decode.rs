@@ -263,6 +263,9 @@ impl Fields<'_> {
             remote_addr: self.str("remote_addr")?,
             remote_port: self.u32("remote_port")?,
             error: self.i32("error")?,
+            peer: self.str("peer")?,
+            peer_pid: self.u32("peer_pid")?,
+            peer_comm: self.str("peer_comm")?,
         })
     }
 }
@@ -306,8 +309,19 @@ mod tests {
             remote_addr: "10.0.0.1".into(),
             remote_port: 5432,
             error: 115,
+            ..Net::default()
+        };
+        let unix = Net {
+            family: "unix".into(),
+            protocol: "stream".into(),
+            remote_addr: "/tmp/s".into(),
+            peer: "/run/s".into(),
+            peer_pid: 42,
+            peer_comm: "sshd".into(),
+            ..Net::default()
         };
         let kinds = vec![
+            Kind::Connect(unix),
             Kind::Exec(Exec { path: "/bin/id".into(), argv: vec!["id".into(), "-u".into()], cwd: "/".into(), truncated: true }),
             Kind::Exit(Exit { code: 3, signal: 0 }),
             Kind::Exit(Exit { code: 0, signal: 9 }),

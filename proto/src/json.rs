@@ -278,6 +278,11 @@ fn net(m: &mut Map<String, Value>, n: &Net, remote: bool) {
     if n.error != 0 {
         m.insert("error".into(), json!(n.error));
     }
+    if !n.peer.is_empty() || n.peer_pid != 0 {
+        m.insert("peer".into(), json!(n.peer));
+        m.insert("peer_pid".into(), json!(n.peer_pid));
+        m.insert("peer_comm".into(), json!(n.peer_comm));
+    }
 }
 
 #[cfg(test)]
@@ -335,6 +340,7 @@ mod tests {
             remote_addr: "127.0.0.2".into(),
             remote_port: 80,
             error: 0,
+            ..Net::default()
         };
         let c = to_json(&base(Kind::Connect(n.clone())));
         assert_eq!((c["addr"].as_str(), c["port"].as_u64()), (Some("127.0.0.2"), Some(80)));

@@ -419,17 +419,22 @@ fn unix_sockets_meet_self_protection_and_the_policy() {
         (format!("cd {rel_dir} && {bin} unix connect denied.sock"), "errno 1"),
     ];
     let tmux = format!("tmux -S {tmux_sock} new-window 'touch {}' 2>/dev/null; echo \"tmux $?\"", marker.display());
-    let script: Vec<String> = attempts.iter().map(|(c, _)| format!("( {c} )")).chain([tmux]).collect();
+    // Around the name check: a symlink the session makes to the spawner's socket.
+    // The connect reaches it, and the process dies before connect() returns.
+    let alias = path("innocent.sock");
+    let symlink = format!("ln -s {spawner} {alias}; {bin} unix connect {alias}; echo \"alias $?\"");
+    let script: Vec<String> = attempts.iter().map(|(c, _)| format!("( {c} )")).chain([tmux, symlink]).collect();
     let mark = Marker::new();
     let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script.join("; ")]).output().expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), attempts.len() + 1, "{stdout}");
+    assert_eq!(lines.len(), attempts.len() + 2, "{stdout}");
     for ((call, want), line) in attempts.iter().zip(&lines) {
         assert!(line.ends_with(want), "{call}: got {line:?}, want {want}");
     }
     assert_ne!(lines[attempts.len()], "tmux 0", "tmux from the session must fail");
+    assert_eq!(lines[attempts.len() + 1], "alias 137", "the process that connected through the symlink was SIGKILLed before it could print");
     std::thread::sleep(Duration::from_millis(300));
     assert!(!marker.exists(), "the tmux server outside ran a command for the session");
 
@@ -438,9 +443,16 @@ fn unix_sockets_meet_self_protection_and_the_policy() {
     let c = agent.wait_for_event(|e| of_session(e) && audit::str_field(e, "kind") == "connect" && e["remote_addr"] == allowed.as_str(), T);
     assert_eq!(c["family"], "unix", "{c}");
     assert_eq!(c["protocol"], "stream", "{c}");
+    assert_eq!(c["peer"], allowed.as_str(), "the name the peer is bound to: {c}");
+    assert_eq!(c["peer_pid"], id, "the listening process: {c}");
+    assert!(!audit::str_field(&c, "peer_comm").is_empty(), "{c}");
     let violation = |addr: &str| {
         agent.wait_for_event(|e| of_session(e) && audit::str_field(e, "kind") == "violation" && e["addr"] == addr, T)
     };
+    let a = violation(&alias);
+    assert_eq!(a["action"], "deny", "{a}");
+    assert_eq!(a["rule"], "self-protection", "{a}");
+    assert!(audit::str_field(&a, "detail").contains(&format!("reached {spawner}")), "{a}");
     assert_eq!(violation(&denied)["rule"], "unix[0]");
     assert_eq!(violation(&format!("@{abstract_name}"))["rule"], "unix[1]");
     let d = violation(&dgram);
