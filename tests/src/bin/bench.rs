@@ -4,7 +4,8 @@
 //!
 //! Phases, each running the same `warrant-testbin loop` workloads (getppid,
 //! open+close of a small file, fork+exec of /bin/true, connect+close to a listener
-//! this process runs on 127.0.0.1), several repetitions, median:
+//! this process runs on 127.0.0.1, unix connect+close to a unix socket it listens on),
+//! several repetitions, median:
 //! - (a) no agent;
 //! - (b) agent loaded, no session live (only the always-on hooks are attached);
 //! - (c) agent loaded and a session live elsewhere (the syscall-exit hook used for
@@ -135,6 +136,7 @@ fn parse_opts() -> Opts {
             Op { name: "open", title: "open+close", n: 50_000 / scale },
             Op { name: "exec", title: "fork+exec", n: 300 / scale },
             Op { name: "connect", title: "connect+close", n: 5_000 / scale },
+            Op { name: "unix", title: "unix connect+close", n: 20_000 / scale },
         ],
     }
 }
@@ -156,6 +158,27 @@ fn ns_per_op(stdout: &str) -> f64 {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find_map(|v| v["ns_per_op"].as_f64())
         .unwrap_or_else(|| die(&format!("no ns_per_op in loop output: {stdout}")))
+}
+
+/// The unix socket the `unix` loop connects to (and a thread accepts on).
+fn unix_target() -> PathBuf {
+    std::env::temp_dir().join("warrant-bench-unix.sock")
+}
+
+/// Listens on [`unix_target`] and drops every connection, on a thread.
+fn start_unix_listener() {
+    let path = unix_target();
+    let _ = std::fs::remove_file(&path);
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap_or_else(|e| die(&format!("bind {}: {e}", path.display())));
+    // SAFETY: listen on a socket this function owns (a long queue, as for TCP).
+    if unsafe { libc::listen(l.as_raw_fd(), 4096) } != 0 {
+        die(&format!("listen: {}", std::io::Error::last_os_error()));
+    }
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            drop(c);
+        }
+    });
 }
 
 /// The listener the connect loop connects to (set once, in `main`).
@@ -192,6 +215,8 @@ fn loop_argv(op: Op) -> Vec<String> {
         open_target().to_string_lossy().into_owned(),
         "--addr".into(),
         target,
+        "--unix".into(),
+        unix_target().to_string_lossy().into_owned(),
     ]
 }
 
@@ -907,6 +932,7 @@ fn main() {
     }
     std::fs::write(open_target(), b"warrant-bench\n").unwrap_or_else(|e| die(&format!("create open target: {e}")));
     let _ = CONNECT_TARGET.set(start_listener());
+    start_unix_listener();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let pins_at_start = foreign_pins();
     let load_at_start = read_trim("/proc/loadavg");

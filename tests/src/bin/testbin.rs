@@ -23,6 +23,7 @@
 //! loop getppid|open|exec N [--path P]     timed loop; prints {"op","n","total_ns","ns_per_op"} as JSON
 //! loop connect N --addr ADDR:PORT         the same for socket+connect+close (TCP, blocking, closed with
 //!                                         RST: SO_LINGER 0); needs a listener that keeps accepting
+//! loop unix N --unix PATH                 the same for a unix stream socket+connect+close
 //! attempt WHAT [ARG]                      one call a confined session must not make; prints "WHAT ok"
 //!                                         or "WHAT errno N", exits 0: bpf, ptrace PID, kill PID (SIGKILL),
 //!                                         signal0 PID, finit_module, cgroup-move PROCS_FILE,
@@ -611,7 +612,7 @@ fn sleep(args: &[String]) -> Result {
 // benchmark loops
 
 fn timed_loop(args: &[String]) -> Result {
-    let op = positional(args, 0).ok_or("missing getppid|open|exec|connect")?;
+    let op = positional(args, 0).ok_or("missing getppid|open|exec|connect|unix")?;
     let n: u64 = parse(positional(args, 1), "count N")?;
     let path = cstr(flag(args, "--path").unwrap_or("/etc/hostname"))?;
     let true_argv = [c"true".as_ptr(), std::ptr::null()];
@@ -663,6 +664,12 @@ fn timed_loop(args: &[String]) -> Result {
             let addr = target.ok_or("missing --addr ADDR:PORT")?;
             for _ in 0..n {
                 connect_once(addr)?;
+            }
+        }
+        "unix" => {
+            let name = flag(args, "--unix").ok_or("missing --unix PATH")?;
+            for _ in 0..n {
+                std::os::unix::net::UnixStream::connect(name).map_err(|e| format!("connect {name}: {e}"))?;
             }
         }
         _ => return Err(format!("unknown loop {op}")),
