@@ -299,6 +299,10 @@ pub struct UnixEvent {
     pub peer: [u8; UNIX_PATH_MAX],
 }
 
+/// A bind of a local address and port (`bind(2)`): `family`, `addr`, `port` say
+/// which, and the rule is from the policy's `bind` list.
+pub const VIOLATION_BIND: u32 = 6;
+
 /// `ViolationEvent::rule` of a connect refused because the grant ended and the
 /// policy's `on_expiry: drop` keeps the processes but cuts the network.
 pub const RULE_GRANT_ENDED: u32 = u32::MAX;

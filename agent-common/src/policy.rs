@@ -37,6 +37,10 @@ pub const UNIX_SELF_SLOT: u32 = u32::MAX;
 /// Without it a self-protection entry is a default a policy's `unix:` rule overrides.
 pub const UNIX_RULE_HARD: u32 = 1 << 0;
 
+/// Set in a `NET_RULES` key's policy slot for the policy's `bind` rules, which
+/// share the trie (and its compiler) with the `network` rules.
+pub const BIND_SLOT_BIT: u32 = 1 << 31;
+
 /// Policy slots; slot 0 means "no policy".
 pub const POLICY_SLOTS: u32 = 256;
 /// Network rule entries across all policies.

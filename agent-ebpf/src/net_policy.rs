@@ -1,7 +1,8 @@
-//! `cgroup/connect4`, `connect6`, `sendmsg4`, `sendmsg6` and `sock_create` on the
-//! cgroup v2 root: a tagged task's connect, and each datagram it sends to an
-//! address, is checked against its grant's network rules before any packet leaves;
-//! its raw and packet sockets are refused at `socket(2)`.
+//! `cgroup/connect4`, `connect6`, `sendmsg4`, `sendmsg6`, `bind4`, `bind6` and
+//! `sock_create` on the cgroup v2 root: a tagged task's connect, and each datagram it
+//! sends to an address, is checked against its grant's network rules before any
+//! packet leaves, each bind against its `bind` rules; its raw and packet sockets are
+//! refused at `socket(2)`.
 //!
 //! Returning 0 makes connect(2) fail with EPERM: the SYN never goes out (unlike a
 //! kill at sys_enter, which lets the connect complete, KERNEL.md §4). These hooks
@@ -22,10 +23,10 @@ use aya_ebpf::{
 };
 use warrant_common::{
     EventHeader, EventKind, TaskTag,
-    event::{RULE_GRANT_ENDED, VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, ViolationEvent},
+    event::{RULE_GRANT_ENDED, VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, ViolationEvent},
     maps::{STATE_ACTIVE, STATE_KILLED},
     policy::{
-        ACTION_ALLOW, ACTION_DENY, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, NetKey, PORT_RULES, POLICY_KEY_BITS,
+        ACTION_ALLOW, ACTION_DENY, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, BIND_SLOT_BIT, NetKey, PORT_RULES, POLICY_KEY_BITS,
         POLICY_RAW_SOCKETS, TAG_DOOMED,
     },
 };
@@ -46,6 +47,19 @@ const SOCK_RAW: u32 = 3;
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
     check(&ctx, false, VIOLATION_CONNECT)
+}
+
+/// `bind(2)` of a local address and port: the policy's `bind` rules (no match
+/// allows), and no new listener at all once the grant has expired under
+/// `on_expiry: drop`.
+#[cgroup_sock_addr(bind4)]
+pub fn bind4(ctx: SockAddrContext) -> i32 {
+    check(&ctx, false, VIOLATION_BIND)
+}
+
+#[cgroup_sock_addr(bind6)]
+pub fn bind6(ctx: SockAddrContext) -> i32 {
+    check(&ctx, true, VIOLATION_BIND)
 }
 
 #[cgroup_sock_addr(connect6)]
@@ -128,7 +142,9 @@ fn check(ctx: &SockAddrContext, v6: bool, op: u32) -> i32 {
     }
 
     let (addr, port) = destination(ctx, v6);
-    let key = Key::new(POLICY_KEY_BITS + 128, NetKey { policy: policy.to_be_bytes(), addr });
+    let bind = op == VIOLATION_BIND;
+    let slot = if bind { policy | BIND_SLOT_BIT } else { policy };
+    let key = Key::new(POLICY_KEY_BITS + 128, NetKey { policy: slot.to_be_bytes(), addr });
 
     let (action, rule) = match NET_RULES.get(&key) {
         Some(v) => {
@@ -146,6 +162,8 @@ fn check(ctx: &SockAddrContext, v6: bool, op: u32) -> i32 {
             }
             decided
         }
+        // The policy's `default` is about connects; a bind no rule names is allowed.
+        None if bind => (ACTION_ALLOW, 0),
         None => (POLICIES.get(policy).map_or(ACTION_ALLOW, |p| p.net_default), 0),
     };
     if action == ACTION_ALLOW {

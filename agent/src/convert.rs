@@ -10,7 +10,7 @@ use warrant_common::{
     event::{
         ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
         RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
-        VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
+        VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
         VIOLATION_TASKS, ViolationEvent,
     },
     policy,
@@ -178,12 +178,14 @@ fn decode_violation(e: &ViolationEvent) -> pb::Violation {
     let (rule, detail) = match e.rule {
         0 => ("default".to_owned(), String::new()),
         RULE_GRANT_ENDED => ("on_expiry".to_owned(), "the grant expired; on_expiry: drop cuts the network".to_owned()),
+        n if e.op == VIOLATION_BIND => (format!("bind[{n}]"), String::new()),
         n => (format!("network[{n}]"), String::new()),
     };
     pb::Violation {
         op: match e.op {
             VIOLATION_CONNECT => "connect",
             VIOLATION_SENDMSG => "sendmsg",
+            VIOLATION_BIND => "bind",
             _ => "unknown",
         }
         .into(),

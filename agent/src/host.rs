@@ -1129,7 +1129,7 @@ fn remove_policy(kernel: &mut Kernel, g: &Grant) {
         .net_rules
         .keys()
         .filter_map(Result::ok)
-        .filter(|k| u32::from_be_bytes(k.data().policy) == g.policy_slot)
+        .filter(|k| u32::from_be_bytes(k.data().policy) & !policy::BIND_SLOT_BIT == g.policy_slot)
         .collect();
     for k in keys {
         let _ = kernel.net_rules.remove(&k);

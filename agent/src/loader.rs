@@ -45,8 +45,8 @@ const ALWAYS_ON: [(&str, &str); 5] = [
 /// The syscall hook, attached only while sessions are live.
 const SYS_EXIT: &str = "sys_exit";
 /// Network policy hooks, attached to the cgroup v2 root so they see every task;
-/// they fire on connect only.
-const CGROUP_HOOKS: [&str; 4] = ["connect4", "connect6", "sendmsg4", "sendmsg6"];
+/// they fire on connect, bind and datagram sends only.
+const CGROUP_HOOKS: [&str; 6] = ["connect4", "connect6", "sendmsg4", "sendmsg6", "bind4", "bind6"];
 /// The socket-creation hook (raw and packet sockets of sessions), on the same root.
 const SOCK_CREATE: &str = "sock_create";
 

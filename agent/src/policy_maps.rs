@@ -13,11 +13,11 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use warrant_common::policy::{
-    ACTION_ALLOW, ACTION_DENY, ACTION_DROP, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, NetKey, NetVerdict,
+    ACTION_ALLOW, ACTION_DENY, ACTION_DROP, BIND_SLOT_BIT, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, NetKey, NetVerdict,
     PORT_RULES, POLICY_KEY_BITS, PortRule, UNIX_RULE_HARD, UNIX_SELF_SLOT, UnixKey, UnixVerdict, V4_MAPPED_BITS,
 };
 use warrant_common::event::UNIX_PATH_MAX;
-use warrant_policy::{Action, Cidr, Policy};
+use warrant_policy::{Action, Cidr, NetRule, Policy};
 
 /// A policy too complex for the kernel's fixed-size entries.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -73,10 +73,20 @@ fn mask(a: Ipv6Addr, len: u32) -> Ipv6Addr {
     Ipv6Addr::from_bits(a.to_bits() & m)
 }
 
-/// The entries for `policy` under `slot`.
+/// The entries for `policy` under `slot`: its `network` rules (falling back to
+/// the policy's `default`), and its `bind` rules under `slot | BIND_SLOT_BIT`
+/// (falling back to allow).
 pub fn compile(policy: &Policy, slot: u32) -> Result<Vec<Entry>, TooComplex> {
-    let rules: Vec<(KPrefix, usize)> =
-        policy.network.iter().enumerate().map(|(i, r)| (KPrefix::of(&r.cidr), i)).collect();
+    let mut out = compile_list(&policy.name, &policy.network, action_code(policy.default), slot)?;
+    if !policy.bind.is_empty() {
+        out.extend(compile_list(&policy.name, &policy.bind, ACTION_ALLOW, slot | BIND_SLOT_BIT)?);
+    }
+    Ok(out)
+}
+
+/// The entries of one rule list under `slot`, `default` where no rule decides.
+fn compile_list(name: &str, list: &[NetRule], default: u32, slot: u32) -> Result<Vec<Entry>, TooComplex> {
+    let rules: Vec<(KPrefix, usize)> = list.iter().enumerate().map(|(i, r)| (KPrefix::of(&r.cidr), i)).collect();
     let mut prefixes: Vec<KPrefix> = rules.iter().map(|(p, _)| *p).collect();
     // IPv4-mapped addresses are IPv4 to the policy: an IPv6 rule covering
     // ::ffff:0:0/96 (say ::/0) must not reach them, so that subtree gets its own
@@ -88,7 +98,6 @@ pub fn compile(policy: &Policy, slot: u32) -> Result<Vec<Entry>, TooComplex> {
     prefixes.sort_by_key(|p| (p.len, p.addr));
     prefixes.dedup();
 
-    let default = action_code(policy.default);
     let mut out = Vec::with_capacity(prefixes.len());
     for p in prefixes {
         let in_v4 = mapped_root.contains(&p);
@@ -99,18 +108,18 @@ pub fn compile(policy: &Policy, slot: u32) -> Result<Vec<Entry>, TooComplex> {
             .filter(|(rp, _)| rp.contains(&p))
             .filter(|(rp, _)| !in_v4 || rp.len >= V4_MAPPED_BITS)
             .collect();
-        applicable.sort_by_key(|(rp, i)| (std::cmp::Reverse(rp.len), policy.network[*i].ports.is_none(), *i));
+        applicable.sort_by_key(|(rp, i)| (std::cmp::Reverse(rp.len), list[*i].ports.is_none(), *i));
         let mut v = NetVerdict { action: default, ..NetVerdict::default() };
         let mut n = 0usize;
         for (_, i) in applicable {
-            let rule = &policy.network[*i];
+            let rule = &list[*i];
             let idx = (*i + 1) as u16;
             match &rule.ports {
                 Some(ports) => {
                     for r in ports.ranges() {
                         if n == PORT_RULES {
                             return Err(TooComplex {
-                                policy: policy.name.clone(),
+                                policy: name.to_owned(),
                                 prefix: format!("{}/{}", p.addr, p.len),
                                 max: PORT_RULES,
                             });

@@ -121,6 +121,7 @@ fn with_self_protection(policy: Option<&Policy>, agent_paths: &[String]) -> Poli
         exec: Vec::new(),
         files: Vec::new(),
         network: Vec::new(),
+        bind: Vec::new(),
         unix: Vec::new(),
         on_expiry: warrant_policy::ExpiryAction::KillSession,
         approval: warrant_policy::Approval::default(),

@@ -93,6 +93,14 @@ impl Policy {
             ("files", sorted(files)),
             ("network", sorted(network)),
         ];
+        if !self.bind.is_empty() {
+            let bind = self
+                .bind
+                .iter()
+                .map(|r| json!([r.cidr.to_string(), r.ports.as_ref().map(ToString::to_string), r.action.as_str()]))
+                .collect();
+            fields.push(("bind", sorted(bind)));
+        }
         if !self.unix.is_empty() {
             let unix = self.unix.iter().map(|r| json!([r.name.to_string(), r.action.as_str()])).collect();
             fields.push(("unix", sorted(unix)));

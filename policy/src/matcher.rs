@@ -40,6 +40,8 @@ pub enum RuleList {
     Network,
     /// `unix:`.
     Unix,
+    /// `bind:`.
+    Bind,
 }
 
 impl RuleList {
@@ -51,6 +53,7 @@ impl RuleList {
             RuleList::Files => "files",
             RuleList::Network => "network",
             RuleList::Unix => "unix",
+            RuleList::Bind => "bind",
         }
     }
 }
@@ -147,6 +150,7 @@ impl Policy {
             RuleList::Files => self.files.get(rule.index)?.to_string(),
             RuleList::Network => self.network.get(rule.index)?.to_string(),
             RuleList::Unix => self.unix.get(rule.index)?.to_string(),
+            RuleList::Bind => self.bind.get(rule.index)?.to_string(),
         };
         Some(format!("{rule} {body}"))
     }
@@ -195,6 +199,7 @@ mod tests {
             exec: vec![],
             files: vec![],
             network: vec![],
+            bind: vec![],
             unix: vec![],
             on_expiry: ExpiryAction::KillSession,
             approval: crate::model::Approval::default(),

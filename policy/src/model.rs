@@ -39,6 +39,11 @@ pub struct Policy {
     pub files: Vec<FileRule>,
     /// Rules on outgoing connections, longest prefix (then a rule with ports) wins.
     pub network: Vec<NetRule>,
+    /// Rules on binding a local address and port (listeners and fixed-port
+    /// clients), longest prefix then a rule with ports wins; a bind no rule matches
+    /// is allowed, whatever `default` says (`drop` is for network rules).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bind: Vec<NetRule>,
     /// Rules on connects (and datagrams) to unix socket names, longest prefix wins;
     /// a name no rule matches is allowed (and recorded), whatever `default` says.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -19,6 +19,7 @@
 //! exec:      optional list of {path, action}
 //! files:     optional list of {path, access: read | write | any, action}
 //! network:   optional list of {cidr, ports: optional list of N or "A-B", action}
+//! bind:      optional list of {cidr, ports, action} (local address and port; not drop)
 //! unix:      optional list of {path | abstract, action} (socket name prefixes; not drop)
 //! on_expiry: optional, kill-session (default) | drop
 //! approvals: optional, 1 (default) to 10: distinct approvals a request needs
@@ -111,6 +112,7 @@ const TOP: &[&str] = &[
     "exec",
     "files",
     "network",
+    "bind",
     "unix",
     "on_expiry",
     "approvals",
@@ -176,6 +178,7 @@ impl Checker {
         let exec = self.rules(&top, "exec", Checker::exec_rule);
         let files = self.rules(&top, "files", Checker::file_rule);
         let network = self.rules(&top, "network", Checker::net_rule);
+        let bind = self.rules(&top, "bind", Checker::net_rule);
         let unix = self.rules(&top, "unix", Checker::unix_rule);
         let on_expiry = match top.get("on_expiry") {
             Some(node) => self.keyword::<ExpiryAction>(node, "on_expiry"),
@@ -185,7 +188,9 @@ impl Checker {
         let confinement = self.confinement(&top);
         self.exec_conflicts(&exec);
         self.file_conflicts(&files);
-        self.net_conflicts(&network);
+        self.net_conflicts("network", &network);
+        self.net_conflicts("bind", &bind);
+        self.no_drop("bind", &bind);
         self.unix_conflicts(&unix);
         Some(Policy {
             name: name?,
@@ -194,6 +199,7 @@ impl Checker {
             exec: exec.into_iter().map(|(r, _)| r).collect(),
             files: files.into_iter().map(|(r, _)| r).collect(),
             network: network.into_iter().map(|(r, _)| r).collect(),
+            bind: bind.into_iter().map(|(r, _)| r).collect(),
             unix: unix.into_iter().map(|(r, _)| r).collect(),
             on_expiry: on_expiry?,
             approval: approval?,
@@ -420,7 +426,7 @@ impl Checker {
             "exec" => &["path", "action"],
             "files" => &["path", "access", "action"],
             "unix" => &["path", "abstract", "action"],
-            _ => &["cidr", "ports", "action"],
+            _ => &["cidr", "ports", "action"], // network and bind
         };
         let mut rules = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -578,22 +584,32 @@ impl Checker {
         }
     }
 
-    fn net_conflicts(&mut self, rules: &[(NetRule, Lines)]) {
+    /// `drop` destroys a session's connections: a bind rule cannot mean it.
+    fn no_drop(&mut self, key: &str, rules: &[(NetRule, Lines)]) {
+        for (i, (rule, lines)) in rules.iter().enumerate() {
+            if rule.action == Action::Drop {
+                let message = "\"drop\" applies to network rules (expected allow, log, deny, kill or kill-session)";
+                self.problem(lines.target, format!("{key}[{i}].action"), message);
+            }
+        }
+    }
+
+    fn net_conflicts(&mut self, key: &str, rules: &[(NetRule, Lines)]) {
         for (i, (rule, lines)) in rules.iter().enumerate() {
             let earlier = rules[..i].iter().enumerate().filter(|(_, (r, _))| r.cidr == rule.cidr);
             for (first, (other, _)) in earlier {
                 match (&rule.ports, &other.ports) {
                     (None, None) => {
                         let message =
-                            format!("duplicate of network[{first}] ({other}): a CIDR may have one rule without ports");
-                        self.problem(lines.target, format!("network[{i}].cidr"), message);
+                            format!("duplicate of {key}[{first}] ({other}): a CIDR may have one rule without ports");
+                        self.problem(lines.target, format!("{key}[{i}].cidr"), message);
                     }
                     (Some(mine), Some(theirs)) => {
                         if let Some(port) = mine.first_common(theirs) {
                             let message = format!(
-                                "port {port} is also in network[{first}] ({other}): rules on one CIDR must not share ports"
+                                "port {port} is also in {key}[{first}] ({other}): rules on one CIDR must not share ports"
                             );
-                            self.problem(lines.ports, format!("network[{i}].ports"), message);
+                            self.problem(lines.ports, format!("{key}[{i}].ports"), message);
                         }
                     }
                     _ => continue,
@@ -721,12 +737,12 @@ mod tests {
     fn unknown_duplicate_and_missing_fields() {
         assert_eq!(
             err(&format!("{HEAD}exce: []\n")),
-            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, unix, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"
+            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, bind, unix, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"
         );
         assert_eq!(err(&format!("{HEAD}default: allow\n")), "t.yaml:4: default: duplicate field (first on line 3)");
         assert_eq!(
             err(&format!("{HEAD}\"a\\e[31mb\": 1\n")),
-            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, unix, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"#
+            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, bind, unix, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"#
         );
         assert_eq!(
             err(&format!("{HEAD}exec: [{{path: /x, action: \"\\e[2J\"}}]\n")),
@@ -924,6 +940,17 @@ mod tests {
         assert_eq!(
             err(&format!("{HEAD}unix:\n  - {{path: /run/x, action: deny}}\n  - {{path: /run/x, action: allow}}\n")),
             "t.yaml:6: unix[1].path: duplicate of unix[0] (/run/x -> deny): a name may have one rule"
+        );
+    }
+
+    #[test]
+    fn bind_rules_are_network_rules_without_drop() {
+        let p = Policy::from_yaml(&format!("{HEAD}bind:\n  - {{cidr: 0.0.0.0/0, ports: [8080], action: allow}}\n  - {{cidr: 0.0.0.0/0, action: deny}}\n"), "t.yaml").unwrap();
+        assert_eq!(p.bind[1].to_string(), "0.0.0.0/0 -> deny");
+        assert_eq!(
+            err(&format!("{HEAD}bind:\n  - {{cidr: 0.0.0.0/0, action: drop}}\n  - {{cidr: 0.0.0.0/0, action: deny}}\n")),
+            "t.yaml:5: bind[0].action: \"drop\" applies to network rules (expected allow, log, deny, kill or kill-session)\n\
+             t.yaml:6: bind[1].cidr: duplicate of bind[0] (0.0.0.0/0 -> drop): a CIDR may have one rule without ports"
         );
     }
 

@@ -493,3 +493,51 @@ fn unix_sockets_meet_self_protection_and_the_policy() {
     let _ = std::fs::remove_dir_all(format!("/tmp/tmux-warrant-test-{id}"));
     let _ = std::fs::remove_file(&spawner);
 }
+
+/// `bind:` rules hold in the kernel (cgroup bind4/bind6), a bind no rule names is
+/// allowed, and once a grant under `on_expiry: drop` has expired the session opens
+/// no new listener at all.
+#[test]
+fn bind_rules_hold_and_an_expired_drop_session_gets_no_listener() {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let (ok, denied) = (free(), free());
+    let agent = TestAgent::start_default();
+    let policy = policy_file(
+        &agent,
+        "binds",
+        &format!("bind:\n  - {{cidr: 127.0.0.1/32, ports: [{ok}], action: allow}}\n  - {{cidr: 0.0.0.0/0, ports: [\"1-65535\"], action: deny}}\n"),
+    );
+    let grant = grant_with(&agent, &policy);
+    let bin = testbin();
+    let script = format!(
+        "{bin} attempt bind 127.0.0.1:{ok}; {bin} attempt bind 127.0.0.1:{denied}; {bin} attempt bind 127.0.0.1:0"
+    );
+    let mark = Marker::new();
+    let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["bind ok", "bind errno 1", "bind ok"], "{stdout}");
+    let session = session_of(&agent, &grant);
+    let v = agent.wait_for_event(
+        |e| audit::str_field(e, "session") == session && audit::str_field(e, "kind") == "violation" && e["op"] == "bind",
+        T,
+    );
+    assert_eq!((v["rule"].as_str(), v["port"].as_u64()), (Some("bind[2]"), Some(u64::from(denied))), "{v}");
+    assert_eq!(v["prevented"], true, "{v}");
+    // Untagged, the same bind is fine.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", denied)).is_ok(), "an untagged process binds the port");
+
+    let cut = policy_file(&agent, "cut-binds", "on_expiry: drop\n");
+    let path = cut.to_str().expect("UTF-8");
+    let short = agent.cli_ok(&["grant", "issue", "--subject", "sealed-tests", "--ttl", "2s", "--policy", path]).trim().to_string();
+    let mark2 = Marker::new();
+    let script = format!("{bin} attempt bind 127.0.0.1:0; sleep 3; {bin} attempt bind 127.0.0.1:0");
+    let out = agent.exec_command(&short, &mark2, &["/bin/sh", "-c", &script]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["bind ok", "bind errno 1"], "{stdout}");
+    let session = session_of(&agent, &short);
+    let v = agent.wait_for_event(
+        |e| audit::str_field(e, "session") == session && e["op"] == "bind" && e["rule"] == "on_expiry",
+        T,
+    );
+    assert_eq!(v["action"], "deny", "{v}");
+}

@@ -26,7 +26,7 @@
 //! loop unix N --unix PATH                 the same for a unix stream socket+connect+close
 //! attempt WHAT [ARG]                      one call a confined session must not make; prints "WHAT ok"
 //!                                         or "WHAT errno N", exits 0: bpf, ptrace PID, kill PID (SIGKILL),
-//!                                         signal0 PID, finit_module, cgroup-move PROCS_FILE,
+//!                                         signal0 PID, finit_module, bind ADDR:PORT, cgroup-move PROCS_FILE,
 //!                                         clone3-into CGROUP_DIR, create PATH, read PATH, exec PATH;
 //!                                         with --linger S it then sleeps S and prints "WHAT lingered"
 //! unix connect|sendto NAME               one connect (stream) or datagram (sendto, dgram) to a unix
@@ -859,6 +859,14 @@ fn attempt(args: &[String]) -> Result {
         "kill" => i64::from(unsafe { libc::kill(pid()?, libc::SIGKILL) }),
         "signal0" => i64::from(unsafe { libc::kill(pid()?, 0) }),
         "finit_module" => unsafe { libc::syscall(libc::SYS_finit_module, -1, c"".as_ptr(), 0) },
+        "bind" => {
+            // std's TcpListener::bind maps EPERM to an io::Error like any other.
+            let addr = arg.ok_or("missing ADDR:PORT")?;
+            match std::net::TcpListener::bind(addr) {
+                Ok(_) => 0,
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+            }
+        }
         "cgroup-move" => {
             let path = arg.ok_or("missing cgroup.procs path")?;
             match std::fs::OpenOptions::new().write(true).open(path) {
