@@ -303,6 +303,12 @@ pub struct UnixEvent {
 /// which, and the rule is from the policy's `bind` list.
 pub const VIOLATION_BIND: u32 = 6;
 
+/// An exec of a file with no name on disk (link count 0: a memfd, or a deleted
+/// file run through `/proc/PID/fd/N`), refused by self-protection: the process is
+/// killed at `sched_process_exec`, before the new program's first instruction.
+/// `addr` holds the first 16 bytes of the file's dentry name (`memfd:NAME`).
+pub const VIOLATION_EXEC_NO_NAME: u32 = 7;
+
 /// `ViolationEvent::rule` of a connect refused because the grant ended and the
 /// policy's `on_expiry: drop` keeps the processes but cuts the network.
 pub const RULE_GRANT_ENDED: u32 = u32::MAX;

@@ -71,6 +71,9 @@ pub struct KernelOffsets {
     pub unix_address_name: u32,
     pub sock_peer_pid: u32,
     pub pid_numbers_nr: u32,
+    /// An executed file's inode and its link count (0: a memfd or a deleted file).
+    pub file_inode: u32,
+    pub inode_nlink: u32,
     /// Nonzero once filled in; programs do nothing while it is zero, so an object
     /// loaded without offsets stays inert instead of reading wrong memory.
     pub valid: u32,

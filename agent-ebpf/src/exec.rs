@@ -3,15 +3,27 @@
 //! It fires after the new image is in place, so argv is read from the new stack
 //! (`mm->arg_start..arg_end`) and the path from the opened file, not the string the
 //! caller passed.
+//!
+//! A file with no name on disk (a memfd, or a deleted file run through
+//! `/proc/PID/fd/N`) is refused here: the path rules and Landlock cannot see it
+//! (Landlock lets internal mounts through), and `execveat(AT_EMPTY_PATH)` is
+//! already refused by seccomp. The exec has passed its point of no return, so the
+//! process is killed instead: SIGKILL is pending before the new program runs a
+//! single instruction.
 
 use aya_ebpf::{
-    bindings::task_struct, helpers::generated::bpf_probe_read_user, macros::btf_tracepoint,
+    bindings::task_struct,
+    helpers::generated::{bpf_probe_read_user, bpf_send_signal},
+    macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 use warrant_common::{
     EventKind,
-    event::{ARGV_BUF, ARGV_TRUNCATED, ExecEvent},
+    event::{ARGV_BUF, ARGV_TRUNCATED, ExecEvent, VIOLATION_EXEC_NO_NAME, ViolationEvent},
+    policy::{ACTION_DENY, TAG_DOOMED},
 };
+
+const SIGKILL: u32 = 9;
 
 use crate::{
     emit,
@@ -31,7 +43,29 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     };
     unsafe { fill(ev, task, bprm, &tag) };
     emit::submit(ev);
+    if let Some(file) = read_ptr(bprm, off!(bprm_file)) {
+        let nlink = read_ptr(file, off!(file_inode)).and_then(|i| read::<u32>(i, off!(inode_nlink)));
+        if nlink == Some(0) {
+            refuse_nameless(task, file, &tag);
+        }
+    }
     0
+}
+
+/// Kills the task that just executed a nameless file, and says so.
+#[inline(always)]
+fn refuse_nameless(task: *mut task_struct, file: *const u8, tag: &warrant_common::TaskTag) {
+    unsafe { bpf_send_signal(SIGKILL) };
+    if let Some(t) = tag::current_mut() {
+        unsafe { (*t).flags |= TAG_DOOMED };
+    }
+    let mut ev = ViolationEvent { op: VIOLATION_EXEC_NO_NAME, action: ACTION_DENY, ..ViolationEvent::default() };
+    let name = read_ptr(file, off!(file_path) + off!(path_dentry)).and_then(|d| read_ptr(d, off!(dentry_name_ptr)));
+    if let Some(name) = name {
+        ev.addr = read::<[u8; 16]>(name, 0).unwrap_or([0; 16]);
+    }
+    unsafe { emit::header(&raw mut ev.header, EventKind::Violation, tag, task) };
+    emit::output(&ev);
 }
 
 #[inline(always)]

@@ -91,6 +91,8 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         unix_address_name: r.off("unix_address", "name")?,
         sock_peer_pid: r.off("sock", "sk_peer_pid")?,
         pid_numbers_nr: r.off("pid", "numbers")? + r.off("upid", "nr")?,
+        file_inode: r.off("file", "f_inode")?,
+        inode_nlink: r.off("inode", "__i_nlink")?,
         valid: 1,
     })
 }

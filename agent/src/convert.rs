@@ -10,7 +10,7 @@ use warrant_common::{
     event::{
         ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
         RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
-        VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
+        VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_EXEC_NO_NAME, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
         VIOLATION_TASKS, ViolationEvent,
     },
     policy,
@@ -133,6 +133,20 @@ fn decode_violation(e: &ViolationEvent) -> pb::Violation {
             action: "deny".into(),
             rule: "self-protection".into(),
             detail,
+            prevented: true,
+            ..Default::default()
+        };
+    }
+    if e.op == VIOLATION_EXEC_NO_NAME {
+        let name = c_str(&e.addr);
+        return pb::Violation {
+            op: "exec".into(),
+            action: "kill".into(),
+            rule: "self-protection".into(),
+            path: name.clone(),
+            detail: format!(
+                "a program with no name on disk ({name}: a memfd, or a deleted file run through /proc/PID/fd) goes around the exec rules; the process was killed before its first instruction"
+            ),
             prevented: true,
             ..Default::default()
         };

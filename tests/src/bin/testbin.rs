@@ -1011,6 +1011,21 @@ fn attempt(args: &[String]) -> Result {
             drop(f);
             r
         }
+        "memfd-proc-exec" => {
+            // The same copy, executed by its /proc/self/fd name with a plain execve.
+            let src = std::fs::read(arg.ok_or("missing program to copy")?).map_err(|e| e.to_string())?;
+            let fd = unsafe { libc::memfd_create(c"payload".as_ptr(), 0) };
+            if fd < 0 {
+                return Err(format!("memfd_create: {}", errno()));
+            }
+            let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            f.write_all(&src).map_err(|e| e.to_string())?;
+            let path = cstr(&format!("/proc/self/fd/{fd}"))?;
+            let argv = [c"payload".as_ptr(), std::ptr::null()];
+            let r = i64::from(unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) });
+            drop(f);
+            r
+        }
         other => return Err(format!("unknown attempt {other}")),
     };
     let outcome = if r == -1 {
