@@ -258,7 +258,7 @@ fn decode_unix(e: &UnixEvent) -> Kind {
         };
         ("self-protection".to_owned(), what)
     } else {
-        (format!("unix[{}]", e.rule.saturating_sub(1)), String::new())
+        (format!("unix[{}]", e.rule), String::new())
     };
     if e.flags & UNIX_VIA_ALIAS != 0 {
         let what = if detail.is_empty() { String::new() } else { format!(" ({detail})") };

@@ -72,11 +72,59 @@ pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violatio
             from_decision(d, "exec", &path, Outcome::of(e.error), policy?, "")
         }
         Kind::Exec(e) => {
-            let d = policy?.decide_exec(&e.path);
-            from_decision(d, "exec", Path::new(&e.path), Outcome::Succeeded, policy?, "")
+            let policy = policy?;
+            let d = policy.decide_exec(&e.path);
+            if let Some(v) = from_decision(d, "exec", Path::new(&e.path), Outcome::Succeeded, policy, "") {
+                return Some(v);
+            }
+            through_loader(e, policy)
         }
         _ => None,
     }
+}
+
+/// An exec of the dynamic loader (`ld.so PROGRAM`) runs PROGRAM with no exec of
+/// its own: the loader maps it. So the program its argv names is decided as if it
+/// were executed; one the rules refuse is already running, so `deny` becomes a
+/// kill of the process (`kill` and `kill-session` stay what they are).
+fn through_loader(e: &pb::Exec, policy: &Policy) -> Option<pb::Violation> {
+    let loader = Path::new(&e.path);
+    let name = loader.file_name()?.to_str()?;
+    if !(name.starts_with("ld-linux") || name.starts_with("ld.so") || name.starts_with("ld-musl")) {
+        return None;
+    }
+    let program = loader_target(&e.argv)?;
+    let path = normalize(&Path::new(&e.cwd).join(program));
+    let d = policy.decide_exec(&path);
+    if d.action.permits() {
+        return None;
+    }
+    let mut v = from_decision(d, "exec", &path, Outcome::Succeeded, policy, "")?;
+    if v.action == Action::Deny.as_str() {
+        v.action = Action::Kill.as_str().into();
+    }
+    v.detail = format!("run through the dynamic loader {}: the program was already running, so the process is killed", e.path);
+    Some(v)
+}
+
+/// The program an `ld.so` command line runs: its first argument that is not an
+/// option (or an option's value).
+fn loader_target(argv: &[String]) -> Option<&str> {
+    const WITH_VALUE: [&str; 7] =
+        ["--library-path", "--inhibit-rpath", "--preload", "--audit", "--argv0", "--glibc-hwcaps-prepend", "--glibc-hwcaps-mask"];
+    let mut args = argv.iter().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--" {
+            return args.next().map(String::as_str);
+        }
+        if !a.starts_with("--") {
+            return Some(a);
+        }
+        if WITH_VALUE.contains(&a.as_str()) {
+            args.next();
+        }
+    }
+    None
 }
 
 /// How the call the event reports ended.
@@ -241,5 +289,26 @@ mod tests {
         assert!(!v.prevented);
         let ls = pb::Event { event: Some(Kind::Exec(pb::Exec { path: "/usr/bin/ls".into(), ..Default::default() })), ..Default::default() };
         assert!(violation(&ls, Some(&p)).is_none());
+    }
+
+    #[test]
+    fn a_denied_program_run_by_the_loader_is_a_kill() {
+        let p = policy();
+        let exec = |argv: &[&str]| pb::Event {
+            event: Some(Kind::Exec(pb::Exec {
+                path: "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into(),
+                argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+                cwd: "/usr/bin".into(),
+                truncated: false,
+            })),
+            ..Default::default()
+        };
+        let v = violation(&exec(&["/lib64/ld-linux-x86-64.so.2", "--library-path", "/x", "/usr/bin/curl", "-s"]), Some(&p)).unwrap();
+        assert_eq!((v.path.as_str(), v.action.as_str(), v.rule.as_str()), ("/usr/bin/curl", "kill", "exec[1]"));
+        assert!(v.detail.contains("dynamic loader"), "{}", v.detail);
+        let rel = violation(&exec(&["ld.so", "--argv0", "x", "./curl"]), Some(&p)).unwrap();
+        assert_eq!(rel.path, "/usr/bin/curl", "relative to the exec's cwd");
+        assert!(violation(&exec(&["ld.so", "/usr/bin/ls"]), Some(&p)).is_none(), "an allowed program");
+        assert!(violation(&exec(&["ld.so", "--list"]), Some(&p)).is_none(), "no program");
     }
 }

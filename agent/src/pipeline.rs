@@ -386,8 +386,9 @@ pub async fn read_ring(
 fn needs_reaction(v: &pb::Violation) -> bool {
     match v.action.as_str() {
         "kill-session" | "drop" => true,
-        // A network `kill` rule dooms the task in the kernel already.
-        "kill" => v.op != "connect" && v.op != "sendmsg",
+        // A network `kill` rule dooms the task in the kernel already, as does the
+        // kernel's own kill of a nameless exec (a violation without a policy rule).
+        "kill" => !matches!(v.op.as_str(), "connect" | "sendmsg" | "bind") && v.rule != "self-protection",
         _ => false,
     }
 }

@@ -458,10 +458,10 @@ fn unix_sockets_meet_self_protection_and_the_policy() {
     assert_eq!(a["action"], "deny", "{a}");
     assert_eq!(a["rule"], "self-protection", "{a}");
     assert!(audit::str_field(&a, "detail").contains(&format!("reached {spawner}")), "{a}");
-    assert_eq!(violation(&denied)["rule"], "unix[0]");
-    assert_eq!(violation(&format!("@{abstract_name}"))["rule"], "unix[1]");
+    assert_eq!(violation(&denied)["rule"], "unix[1]");
+    assert_eq!(violation(&format!("@{abstract_name}"))["rule"], "unix[2]");
     let d = violation(&dgram);
-    assert_eq!((d["rule"].as_str(), d["op"].as_str()), (Some("unix[2]"), Some("sendmsg")), "{d}");
+    assert_eq!((d["rule"].as_str(), d["op"].as_str()), (Some("unix[3]"), Some("sendmsg")), "{d}");
     assert_eq!(violation(&sock)["rule"], "self-protection");
     let s = violation(&spawner);
     assert_eq!(s["rule"], "self-protection", "{s}");
@@ -545,4 +545,30 @@ fn bind_rules_hold_and_an_expired_drop_session_gets_no_listener() {
         T,
     );
     assert_eq!(v["action"], "deny", "{v}");
+}
+
+/// An exec-denied program run through the dynamic loader (`ld.so PROGRAM`, which
+/// maps it with no exec of its own) is decided on the program its argv names: the
+/// process is killed and the violation names the program and the loader.
+#[test]
+fn a_denied_program_run_through_the_loader_is_killed() {
+    let agent = TestAgent::start_default();
+    let policy = policy_file(&agent, "no-sleep", "exec:\n  - {path: /usr/bin/sleep, action: deny}\n");
+    let grant = grant_with(&agent, &policy);
+    let mark = Marker::new();
+    let script = "/usr/bin/sleep 1; echo direct=$?; /lib64/ld-linux-x86-64.so.2 /usr/bin/sleep 30; echo loader=$?";
+    let started = std::time::Instant::now();
+    let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", script]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("direct=126"), "a direct exec is refused (EACCES): {stdout}");
+    assert!(stdout.contains("loader=137"), "the loader's run of it is killed: {stdout}");
+    assert!(started.elapsed() < Duration::from_secs(20), "killed, not run out");
+    let session = session_of(&agent, &grant);
+    let v = agent.wait_for_event(
+        |e| audit::str_field(e, "session") == session && e["op"] == "exec" && e["path"] == "/usr/bin/sleep" && e["action"] == "kill",
+        T,
+    );
+    assert_eq!(v["rule"], "exec[1]", "{v}");
+    assert!(audit::str_field(&v, "detail").contains("dynamic loader"), "{v}");
+    agent.wait_for_event(|e| audit::str_field(e, "session") == session && audit::str_field(e, "kind") == "kill", T);
 }
