@@ -24,16 +24,16 @@ use aya_ebpf::{
 use warrant_common::{
     EventHeader, EventKind, TaskTag,
     event::{RULE_GRANT_ENDED, VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, ViolationEvent},
-    maps::{STATE_ACTIVE, STATE_KILLED},
+    maps::STATE_ACTIVE,
     policy::{
-        ACTION_ALLOW, ACTION_DENY, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, BIND_SLOT_BIT, NetKey, PORT_RULES, POLICY_KEY_BITS,
-        POLICY_RAW_SOCKETS, TAG_DOOMED,
+        ACTION_ALLOW, ACTION_DENY, ACTION_LOG, BIND_SLOT_BIT, NetKey, PORT_RULES, POLICY_KEY_BITS,
+        POLICY_RAW_SOCKETS,
     },
 };
 
 use crate::{
     emit,
-    maps::{GRANTS, NET_RULES, POLICIES, SESSIONS},
+    maps::{GRANTS, NET_RULES, POLICIES},
     tag,
 };
 
@@ -171,20 +171,10 @@ fn check(ctx: &SockAddrContext, v6: bool, op: u32) -> i32 {
     }
     report(ctx, &tag, v6, op, action, rule, policy);
 
-    match action {
-        ACTION_LOG => return ALLOW,
-        ACTION_KILL => unsafe { (*tag_ptr).flags |= TAG_DOOMED },
-        ACTION_KILL_SESSION => {
-            if let Some(s) = SESSIONS.get_ptr_mut(tag.session_slot) {
-                unsafe {
-                    if (*s).session_id == tag.session_id {
-                        (*s).state = STATE_KILLED;
-                    }
-                }
-            }
-        }
-        _ => {}
+    if action == ACTION_LOG {
+        return ALLOW;
     }
+    tag::sentence(tag_ptr, &tag, action);
     REFUSE
 }
 

@@ -14,8 +14,8 @@ use aya_ebpf::{
 };
 use warrant_common::{
     TaskTag,
-    maps::STATE_ACTIVE,
-    policy::{POLICY_ON_EXPIRY_DROP, TAG_DOOMED},
+    maps::{STATE_ACTIVE, STATE_KILLED},
+    policy::{ACTION_KILL, ACTION_KILL_SESSION, POLICY_ON_EXPIRY_DROP, TAG_DOOMED},
 };
 
 use crate::{
@@ -98,3 +98,23 @@ pub fn enforce(tag: &TaskTag) -> bool {
     unsafe { bpf_send_signal(SIGKILL) };
     true
 }
+
+/// What a refusing rule's `action` leaves in the kernel for the other hooks: `kill`
+/// dooms the task behind `tag_ptr` (its next hook kills it), `kill-session` marks
+/// `tag`'s session dead (every task of it dies at its next hook). Other actions
+/// leave nothing.
+#[inline(always)]
+pub fn sentence(tag_ptr: *mut TaskTag, tag: &TaskTag, action: u32) {
+    if action == ACTION_KILL {
+        unsafe { (*tag_ptr).flags |= TAG_DOOMED };
+    } else if action == ACTION_KILL_SESSION
+        && let Some(s) = SESSIONS.get_ptr_mut(tag.session_slot)
+    {
+        unsafe {
+            if (*s).session_id == tag.session_id {
+                (*s).state = STATE_KILLED;
+            }
+        }
+    }
+}
+

@@ -16,14 +16,13 @@ use aya_ebpf::{
 use warrant_common::{
     EventKind, TaskTag,
     event::{UNIX_AT_EXIT, UNIX_OP_CONNECT, UNIX_PATH_MAX, UNIX_VIA_ALIAS, UnixEvent},
-    maps::STATE_KILLED,
-    policy::{ACTION_ALLOW, ACTION_KILL_SESSION, ACTION_LOG, TAG_DOOMED},
+    policy::{ACTION_ALLOW, ACTION_KILL, ACTION_LOG},
 };
 
 use crate::{
     emit,
     kernel::{off, read, read_ptr},
-    maps::{GRANTS, SESSIONS, UNIX_SCRATCH},
+    maps::{GRANTS, UNIX_SCRATCH},
     tag,
     unix_policy::{Verdict, clear_past, decide},
 };
@@ -79,18 +78,11 @@ pub fn connected(tag: &TaskTag, task: *mut task_struct, regs: *const u8, ret: i6
     match v.action {
         ACTION_ALLOW | ACTION_LOG => {}
         action => {
-            // The connect already happened: the process dies before it returns.
+            // The connect already happened: the process dies before it returns,
+            // whatever refusing action the rule had (deny included).
             if let Some(t) = tag::current_mut() {
-                unsafe { (*t).flags |= TAG_DOOMED };
-            }
-            if action == ACTION_KILL_SESSION
-                && let Some(s) = SESSIONS.get_ptr_mut(tag.session_slot)
-            {
-                unsafe {
-                    if (*s).session_id == tag.session_id {
-                        (*s).state = STATE_KILLED;
-                    }
-                }
+                tag::sentence(t, tag, ACTION_KILL);
+                tag::sentence(t, tag, action);
             }
             unsafe { bpf_send_signal(SIGKILL) };
         }

@@ -36,9 +36,8 @@ use warrant_common::{
         RULE_GRANT_ENDED, UNIX_ABSTRACT, UNIX_NOT_CANONICAL, UNIX_OP_CONNECT, UNIX_OP_SENDMSG, UNIX_PATH_MAX,
         UNIX_SELF_PROTECTION, UnixEvent,
     },
-    maps::STATE_KILLED,
     policy::{
-        ACTION_ALLOW, ACTION_DENY, ACTION_KILL, ACTION_KILL_SESSION, ACTION_LOG, POLICY_KEY_BITS, TAG_DOOMED,
+        ACTION_ALLOW, ACTION_DENY, ACTION_LOG, POLICY_KEY_BITS,
         UNIX_RULE_HARD, UNIX_SELF_SLOT, UnixKey,
     },
 };
@@ -46,7 +45,7 @@ use warrant_common::{
 use crate::{
     emit,
     kernel::{off, offsets_valid, read, read_ptr},
-    maps::{GRANTS, SESSIONS, UNIX_RULES},
+    maps::{GRANTS, UNIX_RULES},
     tag,
 };
 
@@ -87,13 +86,13 @@ fn check(ctx: &SockAddrContext, op: u32) -> i32 {
     };
     let policy = grant.policy_slot;
 
-    let mut key = Key::new(0, UnixKey::default());
-    let (len, mut flags) = read_name(ctx, &mut key.data);
-
     let standing = tag::standing(&tag);
     if standing == tag::Standing::Dead {
         return REFUSE; // the task dies at its next hook
     }
+    let mut key = Key::new(0, UnixKey::default());
+    let (len, mut flags) = read_name(ctx, &mut key.data);
+
     let v = if standing == tag::Standing::CutOff {
         Verdict { action: ACTION_DENY, rule: RULE_GRANT_ENDED, flags: 0 }
     } else if flags & UNIX_NOT_CANONICAL != 0 {
@@ -112,17 +111,7 @@ fn check(ctx: &SockAddrContext, op: u32) -> i32 {
         // Read from memory: LLVM would otherwise return `action` itself where it
         // equals 1 (log), a value the verifier cannot bound to 0..=1.
         ACTION_ALLOW | ACTION_LOG => return unsafe { core::ptr::read_volatile(&ALLOWED) },
-        ACTION_KILL => unsafe { (*tag_ptr).flags |= TAG_DOOMED },
-        ACTION_KILL_SESSION => {
-            if let Some(s) = SESSIONS.get_ptr_mut(tag.session_slot) {
-                unsafe {
-                    if (*s).session_id == tag.session_id {
-                        (*s).state = STATE_KILLED;
-                    }
-                }
-            }
-        }
-        _ => {}
+        action => tag::sentence(tag_ptr, &tag, action),
     }
     REFUSE
 }

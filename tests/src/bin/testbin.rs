@@ -841,6 +841,20 @@ fn uring_connect(args: &[String]) -> Result {
 }
 
 /// `attempt WHAT [ARG]`: one forbidden call, its outcome printed.
+/// A memfd named "payload" holding a copy of the program at `arg`.
+fn memfd_copy(arg: Option<&str>) -> Result<std::fs::File> {
+    let src = std::fs::read(arg.ok_or("missing program to copy")?).map_err(|e| e.to_string())?;
+    // SAFETY: a plain syscall with a valid name; the descriptor is ours to own.
+    let fd = unsafe { libc::memfd_create(c"payload".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", errno()));
+    }
+    // SAFETY: `fd` was just created and nothing else owns it.
+    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    f.write_all(&src).map_err(|e| e.to_string())?;
+    Ok(f)
+}
+
 fn attempt(args: &[String]) -> Result {
     let what = positional(args, 0).ok_or("missing what to attempt")?;
     let arg = positional(args, 1);
@@ -996,13 +1010,8 @@ fn attempt(args: &[String]) -> Result {
         }
         "memfd-exec" => {
             // A copy of a program in a memfd, executed by descriptor.
-            let src = std::fs::read(arg.ok_or("missing program to copy")?).map_err(|e| e.to_string())?;
-            let fd = unsafe { libc::memfd_create(c"payload".as_ptr(), 0) };
-            if fd < 0 {
-                return Err(format!("memfd_create: {}", errno()));
-            }
-            let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            f.write_all(&src).map_err(|e| e.to_string())?;
+            let f = memfd_copy(arg)?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
             let argv = [c"payload".as_ptr(), std::ptr::null()];
             let envp = [std::ptr::null::<libc::c_char>()];
             let r = unsafe {
@@ -1013,13 +1022,8 @@ fn attempt(args: &[String]) -> Result {
         }
         "memfd-proc-exec" => {
             // The same copy, executed by its /proc/self/fd name with a plain execve.
-            let src = std::fs::read(arg.ok_or("missing program to copy")?).map_err(|e| e.to_string())?;
-            let fd = unsafe { libc::memfd_create(c"payload".as_ptr(), 0) };
-            if fd < 0 {
-                return Err(format!("memfd_create: {}", errno()));
-            }
-            let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            f.write_all(&src).map_err(|e| e.to_string())?;
+            let f = memfd_copy(arg)?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
             let path = cstr(&format!("/proc/self/fd/{fd}"))?;
             let argv = [c"payload".as_ptr(), std::ptr::null()];
             let r = i64::from(unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) });
