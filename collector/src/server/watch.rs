@@ -1,0 +1,144 @@
+//! The read side for people: `Watch` (live, optionally replaying from the log
+//! first), `Query` (pages of history) and `Sessions`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use warrant_proto::event::Event as Kind;
+use warrant_proto::{CollectorSessionsRequest, CollectorSessionsResponse, CollectorWatchRequest, Event, QueryRequest, QueryResponse};
+
+use super::{BoxStream, State, filter_of};
+use crate::auth::Role;
+use crate::metrics::Metrics;
+use crate::store::{Cursor, QuerySpec};
+
+/// Most events one Query page returns.
+const QUERY_MAX: usize = 10_000;
+/// Events per replay page read from the log.
+const REPLAY_PAGE: usize = 2048;
+
+pub(super) async fn watch(state: &Arc<State>, req: Request<CollectorWatchRequest>) -> Result<Response<BoxStream<Event>>, Status> {
+    let state = state.clone();
+    state.authorize(&req, Role::Watcher, "Watch").await?;
+    let r = req.into_inner();
+    let filter = filter_of(r.filter)?;
+    // Subscribe before replaying, so nothing falls between the two.
+    let mut live = state.hub.subscribe(filter.clone());
+    let (tx, rx) = mpsc::channel::<Result<Event, Status>>(256);
+    state.metrics.watchers.fetch_add(1, Relaxed);
+    tokio::spawn(async move {
+        let metrics = state.metrics.clone();
+        let _gauge = Gauge(metrics.clone());
+        let mut replayed: HashMap<(String, String), u64> = HashMap::new();
+        if r.since_unix_ns > 0 {
+            // Everything published before the subscription must be in the
+            // index the replay reads.
+            if let Err(e) = state.writer.sync().await {
+                let _ = tx.send(Err(Status::unavailable(e))).await;
+                return;
+            }
+            let spec = QuerySpec { filter, from: r.since_unix_ns, to: 0, limit: REPLAY_PAGE };
+            let mut cursor = Cursor::Start;
+            loop {
+                let (reader, s) = (state.reader.clone(), spec.clone());
+                let page = match tokio::task::spawn_blocking(move || reader.query(&s, cursor)).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(Status::internal(format!("cannot replay from the log: {e}")))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                for ev in page.events {
+                    let mark = replayed.entry((ev.agent_id.clone(), ev.boot_id.clone())).or_insert(0);
+                    *mark = (*mark).max(ev.seq);
+                    if tx.send(Ok(ev)).await.is_err() {
+                        return;
+                    }
+                    metrics.events_out.fetch_add(1, Relaxed);
+                }
+                match page.next {
+                    Some(c) => cursor = c,
+                    None => break,
+                }
+            }
+        }
+        while let Some(ev) = live.next().await {
+            match &ev.event {
+                Some(Kind::WatchMissed(m)) => {
+                    metrics.watch_missed.fetch_add(m.count, Relaxed);
+                }
+                Some(Kind::EventsLost(_)) => {}
+                _ => {
+                    // Already sent by the replay (stored before it read the log).
+                    if replayed.get(&(ev.agent_id.clone(), ev.boot_id.clone())).is_some_and(|m| ev.seq <= *m) {
+                        continue;
+                    }
+                    // Stored before the watch began but indexed after the replay
+                    // read the index, or resent late by an agent: still only
+                    // what `since` asked for.
+                    if r.since_unix_ns > 0 && ev.time_unix_ns < r.since_unix_ns {
+                        continue;
+                    }
+                }
+            }
+            if tx.send(Ok(ev)).await.is_err() {
+                return;
+            }
+            metrics.events_out.fetch_add(1, Relaxed);
+        }
+    });
+    Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+}
+
+pub(super) async fn query(state: &Arc<State>, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
+    state.authorize(&req, Role::Watcher, "Query").await?;
+    let r = req.into_inner();
+    let cursor = Cursor::parse(&r.page).map_err(Status::invalid_argument)?;
+    let limit = match r.limit {
+        0 => 1000,
+        n => (n as usize).min(QUERY_MAX),
+    };
+    let spec = QuerySpec { filter: filter_of(r.filter)?, from: r.from_unix_ns, to: r.to_unix_ns, limit };
+    // Read what was acknowledged before this call.
+    state.writer.sync().await.map_err(Status::unavailable)?;
+    let reader = state.reader.clone();
+    let page = tokio::task::spawn_blocking(move || reader.query(&spec, cursor))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("cannot query the log: {e}")))?;
+    Ok(Response::new(QueryResponse { events: page.events, next_page: page.next.map(Cursor::token).unwrap_or_default() }))
+}
+
+pub(super) async fn sessions(state: &Arc<State>, req: Request<CollectorSessionsRequest>) -> Result<Response<CollectorSessionsResponse>, Status> {
+    state.authorize(&req, Role::Watcher, "Sessions").await?;
+    let r = req.into_inner();
+    state.writer.sync().await.map_err(Status::unavailable)?;
+    let reader = state.reader.clone();
+    let all = tokio::task::spawn_blocking(move || reader.sessions())
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("cannot read sessions: {e}")))?;
+    let sessions = all
+        .into_iter()
+        .filter(|s| r.host.is_empty() || s.host == r.host)
+        .filter(|s| r.all || s.session.as_ref().is_some_and(|x| x.end_reason.is_empty()))
+        .collect();
+    Ok(Response::new(CollectorSessionsResponse { sessions }))
+}
+
+/// Decrements the watcher gauge when a watch ends.
+struct Gauge(Arc<Metrics>);
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Relaxed);
+    }
+}
