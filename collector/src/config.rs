@@ -60,6 +60,9 @@ pub struct Flags {
     /// Events buffered per watcher before a slow one is skipped ahead (and told)
     #[arg(long)]
     pub watch_buffer: Option<usize>,
+    /// Largest message an agent may send (one hello or one batch), in bytes (default 4 MiB); a bigger one ends its stream with INVALID_ARGUMENT
+    #[arg(long)]
+    pub max_message_bytes: Option<usize>,
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter)
     #[arg(long)]
     pub log_level: Option<String>,
@@ -119,12 +122,16 @@ struct FileConfig {
     retention_interval: Option<String>,
     segment_bytes: Option<u64>,
     watch_buffer: Option<usize>,
+    max_message_bytes: Option<usize>,
     log_level: Option<String>,
     grant_signing_key: Option<PathBuf>,
     request_timeout: Option<String>,
     #[serde(default)]
     roles: BTreeMap<String, String>,
 }
+
+/// The default largest agent message (one batch): 4 MiB, gRPC's usual limit.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -153,6 +160,8 @@ pub struct Config {
     pub segment_bytes: u64,
     /// Per-watcher buffer (events).
     pub watch_buffer: usize,
+    /// Largest message an agent may send (bytes): the Ingest decoder's limit.
+    pub max_message_bytes: usize,
     /// Log filter.
     pub log_level: String,
     /// The grant signing key file, if approvals may issue tokens.
@@ -217,6 +226,7 @@ impl Config {
             retention_interval,
             segment_bytes: flags.segment_bytes.or(file.segment_bytes).unwrap_or(64 << 20),
             watch_buffer: flags.watch_buffer.or(file.watch_buffer).unwrap_or(16 * 1024),
+            max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             log_level: flags.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into()),
             grant_signing_key: flags.grant_signing_key.clone().or(file.grant_signing_key),
             request_timeout,
@@ -229,6 +239,9 @@ impl Config {
         }
         if config.retention_interval.is_zero() {
             bail!("invalid retention_interval 0s: must be at least 1s");
+        }
+        if config.max_message_bytes < 64 * 1024 {
+            bail!("invalid max_message_bytes {}: must be at least 65536 (64 KiB)", config.max_message_bytes);
         }
         if config.watch_buffer == 0 {
             bail!("invalid watch_buffer 0: must be at least 1");

@@ -34,6 +34,9 @@ fn main() -> ExitCode {
 fn verify(flags: &Flags) -> Result<ExitCode> {
     let dir = Config::data_dir_only(flags)?;
     let report = verify_dir(&dir, None, None).with_context(|| format!("cannot verify the log in {}", dir.display()))?;
+    for s in &report.skipped {
+        println!("skipped: {s}");
+    }
     if report.problems.is_empty() {
         println!(
             "ok: {} records in {} segment(s), records {}..={}, head {}",
@@ -105,7 +108,7 @@ fn serve(flags: &Flags) -> Result<()> {
         let approvals = ApprovalState::new(config.roles.clone(), writer.clone(), metrics.clone(), key, requests);
         // Expiry is checked on every call too; the sweep records timeouts nobody looked at.
         approvals.spawn_sweeper(config.request_timeout.min(std::time::Duration::from_secs(1)));
-        let state = State::new(config.roles.clone(), writer.clone(), reader, hub, metrics, config.data_dir.clone());
+        let state = State::new(config.roles.clone(), writer.clone(), reader, hub, metrics, config.data_dir.clone(), config.max_message_bytes);
         tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), boot = writer.boot_id(), "collector serving (mTLS)");
         // Print the bound address on stdout, so a parent that passed port 0 learns it.
         println!("listening on {}", listener.local_addr()?);

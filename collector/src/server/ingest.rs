@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
-use warrant_proto::agent_message::Msg as AgentMsg;
+use tonic::{Code, Request, Response, Status, Streaming};
 use warrant_proto::collector_message::Msg as CollectorMsg;
-use warrant_proto::ingest_server::Ingest;
-use warrant_proto::{Ack, AgentMessage, BootAck, CollectorMessage, KnownAgent, Welcome};
+use warrant_proto::{Ack, BootAck, CollectorMessage, Event, KnownAgent, Welcome};
 
+use super::wire::ingest_server::Ingest;
+use super::wire::{RawAgentMessage, RawBatch, RawMsg, decode_event};
 use super::{BoxStream, State};
 use crate::auth::Role;
 use crate::writer::now_ns;
@@ -28,15 +28,15 @@ pub struct IngestService(pub Arc<State>);
 impl Ingest for IngestService {
     type StreamStream = BoxStream<CollectorMessage>;
 
-    async fn stream(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<Self::StreamStream>, Status> {
+    async fn stream(&self, req: Request<Streaming<RawAgentMessage>>) -> Result<Response<Self::StreamStream>, Status> {
         let state = self.0.clone();
         let who = state.authorize(&req, Role::Agent, "Ingest.Stream").await?;
         let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Err(_) => return Err(Status::deadline_exceeded("no hello within 10s")),
-            Ok(Err(e)) => return Err(e),
+            Ok(Err(e)) => return Err(state.inbound_error(&e).unwrap_or(e)),
             Ok(Ok(None)) => return Err(Status::invalid_argument("the stream ended before hello")),
-            Ok(Ok(Some(AgentMessage { msg: Some(AgentMsg::Hello(h)) }))) => h,
+            Ok(Ok(Some(RawAgentMessage { msg: Some(RawMsg::Hello(h)) }))) => h,
             Ok(Ok(Some(_))) => return Err(Status::invalid_argument("the first message must be hello")),
         };
         if hello.agent_id.is_empty() || hello.boot_id.is_empty() {
@@ -128,55 +128,55 @@ impl Ingest for IngestService {
         });
         let host = hello.host.clone();
         tokio::spawn(async move {
-            let end = loop {
+            // Why the stream ended, and the status that tells the agent (none when
+            // it went away itself).
+            let (end, status): (String, Option<Status>) = loop {
                 let msg = match inbound.message().await {
                     Ok(Some(m)) => m,
-                    Ok(None) => break "stream closed".to_owned(),
-                    Err(e) => break format!("stream error: {}", e.message()),
+                    Ok(None) => break ("stream closed".to_owned(), None),
+                    Err(e) => match state.inbound_error(&e) {
+                        Some(s) => {
+                            state.metrics.batches_refused.fetch_add(1, Relaxed);
+                            tracing::warn!(agent = %agent, "refused: {}", s.message());
+                            break (s.message().to_owned(), Some(s));
+                        }
+                        None => break (format!("stream error: {}", e.message()), None),
+                    },
                 };
                 match msg.msg {
-                    Some(AgentMsg::Batch(batch)) => {
+                    Some(RawMsg::Batch(batch)) => {
                         state.metrics.batches.fetch_add(1, Relaxed);
-                        let mut events = batch.events;
-                        if let Some(bad) = events.iter().find(|e| (!e.agent_id.is_empty() && e.agent_id != agent) || e.seq == 0) {
-                            let why = if bad.seq == 0 {
-                                "an event has seq 0: seqs start at 1".to_owned()
-                            } else {
-                                format!("an event of agent {:?} arrived on agent {agent:?}'s stream", bad.agent_id)
-                            };
-                            let _ = out.send(Err(Status::invalid_argument(why.clone()))).await;
-                            break why;
-                        }
-                        for ev in &mut events {
-                            if ev.agent_id.is_empty() {
-                                ev.agent_id.clone_from(&agent);
+                        let events = match check_batch(&agent, &host, batch) {
+                            Ok(events) => events,
+                            Err(why) => {
+                                state.metrics.batches_refused.fetch_add(1, Relaxed);
+                                tracing::warn!(agent = %agent, "refused a batch: {why}");
+                                break (why.clone(), Some(Status::invalid_argument(why)));
                             }
-                            if ev.host.is_empty() {
-                                ev.host.clone_from(&host);
-                            }
-                        }
+                        };
                         match state.writer.submit(events).await {
                             Ok(rx) => {
                                 if pending_tx.send(rx).await.is_err() {
-                                    break "acks stopped".to_owned();
+                                    break ("acks stopped".to_owned(), None);
                                 }
                             }
-                            Err(e) => {
-                                let _ = out.send(Err(Status::unavailable(e.clone()))).await;
-                                break e;
-                            }
+                            Err(e) => break (e.clone(), Some(Status::unavailable(e))),
                         }
                     }
-                    Some(AgentMsg::Result(r)) => state.command_result(&agent, r).await,
-                    Some(AgentMsg::Hello(_)) => {
-                        let _ = out.send(Err(Status::invalid_argument("hello may only be sent once"))).await;
-                        break "second hello".to_owned();
+                    Some(RawMsg::Result(r)) => state.command_result(&agent, r).await,
+                    Some(RawMsg::Hello(_)) => {
+                        break ("second hello".to_owned(), Some(Status::invalid_argument("hello may only be sent once")));
                     }
                     None => {}
                 }
             };
+            // Acks of the batches before the refused one go out first, so the agent
+            // knows exactly which batch the status is about.
             drop(pending_tx);
             let _ = acker.await;
+            if let Some(status) = status {
+                let _ = out.send(Err(status)).await;
+            }
             let (was_current, dropped_waiters) = {
                 let mut agents = state.agents();
                 let current = agents.connected.get(&agent).is_some_and(|(_, c)| *c == conn);
@@ -200,5 +200,50 @@ impl Ingest for IngestService {
             tracing::info!(agent = %agent, reason = %end, "agent disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Decodes and checks one batch from `agent`'s stream (hello said `host`), filling
+/// in the envelope the agent may leave empty.
+///
+/// # Errors
+/// Why the batch is refused, naming the event (its index in the batch and seq).
+fn check_batch(agent: &str, host: &str, batch: RawBatch) -> Result<Vec<Event>, String> {
+    let mut events = Vec::with_capacity(batch.events.len());
+    for (i, bytes) in batch.events.iter().enumerate() {
+        let mut ev = decode_event(bytes).map_err(|e| format!("event {i} of the batch: {e}"))?;
+        if ev.seq == 0 {
+            return Err(format!("event {i} of the batch has seq 0: seqs start at 1"));
+        }
+        if !ev.agent_id.is_empty() && ev.agent_id != agent {
+            return Err(format!("event {i} of the batch (seq {}) is of agent {:?} and arrived on agent {agent:?}'s stream", ev.seq, ev.agent_id));
+        }
+        if ev.agent_id.is_empty() {
+            ev.agent_id = agent.to_owned();
+        }
+        if ev.host.is_empty() {
+            ev.host = host.to_owned();
+        }
+        events.push(ev);
+    }
+    Ok(events)
+}
+
+impl State {
+    /// The status for an error reading an agent's stream: `INVALID_ARGUMENT` with
+    /// the reason for a message that cannot be decoded or is over the size limit;
+    /// `None` when the agent went away (nobody would read a status).
+    pub(crate) fn inbound_error(&self, e: &Status) -> Option<Status> {
+        match e.code() {
+            Code::OutOfRange | Code::ResourceExhausted => Some(Status::invalid_argument(format!(
+                "message over the collector's limit of {} bytes (max_message_bytes in its config; split batches below it): {}",
+                self.max_message_bytes,
+                e.message()
+            ))),
+            Code::Internal if e.message().contains("decode") || e.message().contains("invalid") => {
+                Some(Status::invalid_argument(format!("cannot decode the agent's message: {}", e.message())))
+            }
+            _ => None,
+        }
     }
 }

@@ -29,7 +29,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 use warrant_proto::collector_server::{Collector, CollectorServer};
-use warrant_proto::ingest_server::IngestServer;
+use self::wire::ingest_server::IngestServer;
 use warrant_proto::{
     AgentStatusRequest, AgentStatusResponse, CollectorMessage, CollectorSessionsRequest, CollectorSessionsResponse,
     CollectorWatchRequest, CommandResult, Event, EventFilter, KnownAgent, QueryRequest, QueryResponse, RemoteKillRequest,
@@ -46,6 +46,7 @@ mod control;
 mod gate;
 mod ingest;
 mod watch;
+pub mod wire;
 
 pub use ingest::IngestService;
 
@@ -63,6 +64,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The data dir, for VerifyLog.
     pub data_dir: PathBuf,
+    /// Largest message an agent may send (the Ingest decoder's limit).
+    pub max_message_bytes: usize,
     /// Connected agents and commands waiting for a result.
     pub(crate) agents: Mutex<Agents>,
 }
@@ -83,7 +86,7 @@ pub(crate) struct Agents {
 impl State {
     /// Builds the shared state; `known` agents come from the index.
     #[must_use]
-    pub fn new(roles: Roles, writer: Writer, reader: Reader, hub: EventHub, metrics: Arc<Metrics>, data_dir: PathBuf) -> Arc<State> {
+    pub fn new(roles: Roles, writer: Writer, reader: Reader, hub: EventHub, metrics: Arc<Metrics>, data_dir: PathBuf, max_message_bytes: usize) -> Arc<State> {
         let mut agents = Agents::default();
         if let Ok(boots) = reader.boots() {
             for (agent, boot, seq) in boots {
@@ -97,7 +100,7 @@ impl State {
                 }
             }
         }
-        Arc::new(State { roles, writer, reader, hub, metrics, data_dir, agents: Mutex::new(agents) })
+        Arc::new(State { roles, writer, reader, hub, metrics, data_dir, max_message_bytes, agents: Mutex::new(agents) })
     }
 
     pub(crate) fn agents(&self) -> std::sync::MutexGuard<'_, Agents> {
@@ -196,7 +199,7 @@ pub async fn run_with(
     Server::builder()
         .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(IngestServer::new(IngestService(state.clone())))
+        .add_service(IngestServer::new(IngestService(state.clone())).max_decoding_message_size(state.max_message_bytes))
         .add_service(CollectorServer::new(CollectorService(state)))
         .add_optional_service(approvals.map(|a| a.service()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use warrant_proto::event::Event as Kind;
-use warrant_proto::{CollectorSessionsRequest, CollectorSessionsResponse, CollectorWatchRequest, Event, QueryRequest, QueryResponse};
+use warrant_proto::{CollectorSessionsRequest, CollectorSessionsResponse, CollectorWatchRequest, Event, QueryRequest, QueryResponse, WatchMissed};
 
 use super::{BoxStream, State, filter_of};
 use crate::auth::Role;
@@ -56,6 +56,13 @@ pub(super) async fn watch(state: &Arc<State>, req: Request<CollectorWatchRequest
                         return;
                     }
                 };
+                // What cannot be interpreted is skipped, and the watcher told.
+                for why in page.skipped {
+                    metrics.skipped_reads.fetch_add(1, Relaxed);
+                    if tx.send(Ok(skipped_notice(why))).await.is_err() {
+                        return;
+                    }
+                }
                 for ev in page.events {
                     let mark = replayed.entry((ev.agent_id.clone(), ev.boot_id.clone())).or_insert(0);
                     *mark = (*mark).max(ev.seq);
@@ -71,9 +78,22 @@ pub(super) async fn watch(state: &Arc<State>, req: Request<CollectorWatchRequest
             }
         }
         while let Some(ev) = live.next().await {
+            let ev = match &ev.event {
+                None => {
+                    metrics.skipped_reads.fetch_add(1, Relaxed);
+                    let kind = ev.unknown_kind.as_ref().map_or_else(|| "none".to_owned(), |u| u.number.to_string());
+                    skipped_notice(format!(
+                        "agent {} boot {} seq {}: event kind {kind} is not known to this collector; it is kept verbatim in the log",
+                        ev.agent_id, ev.boot_id, ev.seq
+                    ))
+                }
+                Some(_) => ev,
+            };
             match &ev.event {
                 Some(Kind::WatchMissed(m)) => {
-                    metrics.watch_missed.fetch_add(m.count, Relaxed);
+                    if m.reason.is_empty() {
+                        metrics.watch_missed.fetch_add(m.count, Relaxed);
+                    }
                 }
                 Some(Kind::EventsLost(_)) => {}
                 _ => {
@@ -114,7 +134,8 @@ pub(super) async fn query(state: &Arc<State>, req: Request<QueryRequest>) -> Res
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(format!("cannot query the log: {e}")))?;
-    Ok(Response::new(QueryResponse { events: page.events, next_page: page.next.map(Cursor::token).unwrap_or_default() }))
+    state.metrics.skipped_reads.fetch_add(page.skipped.len() as u64, Relaxed);
+    Ok(Response::new(QueryResponse { events: page.events, next_page: page.next.map(Cursor::token).unwrap_or_default(), skipped: page.skipped }))
 }
 
 pub(super) async fn sessions(state: &Arc<State>, req: Request<CollectorSessionsRequest>) -> Result<Response<CollectorSessionsResponse>, Status> {
@@ -132,6 +153,16 @@ pub(super) async fn sessions(state: &Arc<State>, req: Request<CollectorSessionsR
         .filter(|s| r.all || s.session.as_ref().is_some_and(|x| x.end_reason.is_empty()))
         .collect();
     Ok(Response::new(CollectorSessionsResponse { sessions }))
+}
+
+/// The `watch_missed` a watcher gets in place of a record the collector cannot
+/// interpret.
+fn skipped_notice(reason: String) -> Event {
+    Event {
+        time_unix_ns: crate::writer::now_ns(),
+        event: Some(Kind::WatchMissed(WatchMissed { count: 1, reason })),
+        ..Event::default()
+    }
 }
 
 /// Decrements the watcher gauge when a watch ends.

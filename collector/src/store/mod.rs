@@ -70,7 +70,7 @@ mod tests;
 mod verify;
 
 pub use index::Indexer;
-pub use query::{Cursor, Page, QuerySpec};
+pub use query::{Cursor, Page, QuerySpec, unreadable};
 pub use segments::{IndexWork, LogSide, RetentionPlan, SegmentInfo};
 pub use verify::{DirReport, verify_dir};
 

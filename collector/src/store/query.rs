@@ -53,11 +53,29 @@ impl Cursor {
     }
 }
 
+/// Why record `n` cannot be served as an event, when it cannot: its kind is one
+/// this build does not know (kept verbatim), or it has none (stored so by a build
+/// before unknown kinds were kept).
+#[must_use]
+pub fn unreadable(n: u64, ev: &Event) -> Option<String> {
+    if ev.event.is_some() {
+        return None;
+    }
+    let who = format!("record {n} (agent {} boot {} seq {})", ev.agent_id, ev.boot_id, ev.seq);
+    Some(match &ev.unknown_kind {
+        Some(u) => format!("{who}: event kind {} is not known to this collector; it is kept verbatim in the log", u.number),
+        None => format!("{who}: stored with no kind by an older collector; nothing to interpret"),
+    })
+}
+
 /// One page of a query.
 #[derive(Debug, Default)]
 pub struct Page {
     /// Matching events.
     pub events: Vec<Event>,
+    /// Matching records this build cannot interpret (see [`unreadable`]), skipped:
+    /// one line each.
+    pub skipped: Vec<String>,
     /// Where to continue; `None` when there is nothing more.
     pub next: Option<Cursor>,
 }
@@ -146,7 +164,10 @@ impl Reader {
                     && f.matches(&ev)
                     && in_time(ev.time_unix_ns)
                 {
-                    page.events.push(ev);
+                    match unreadable(n, &ev) {
+                        Some(why) => page.skipped.push(why),
+                        None => page.events.push(ev),
+                    }
                 }
             }
             Ok(page.events.len() >= limit)
@@ -211,7 +232,10 @@ impl Reader {
                         && let Some(ev) = self.read_at(seg, off, len)?
                         && f.matches(&ev)
                     {
-                        page.events.push(ev);
+                        match unreadable(n, &ev) {
+                            Some(why) => page.skipped.push(why),
+                            None => page.events.push(ev),
+                        }
                     }
                     if page.events.len() >= limit || scanned >= SCAN_BUDGET {
                         next = Some(Cursor::AfterN(n));

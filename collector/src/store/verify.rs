@@ -21,6 +21,9 @@ pub struct DirReport {
     pub head: String,
     /// Every problem, in log order ("segment 000…1.log line 3 (record 3): …").
     pub problems: Vec<String>,
+    /// Records whose chain is intact but whose kind this build cannot interpret
+    /// (kept verbatim), one line each: not problems, but readers skip them.
+    pub skipped: Vec<String>,
 }
 
 /// Walks every segment of `data_dir`'s log as one chain: each record's hash, each
@@ -38,6 +41,7 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
     let mut start: Option<Anchor> = None;
     // The newest retention record: (last dropped record, its hash).
     let mut retention: Option<(u64, String)> = None;
+    let mut skipped = Vec::new();
     for (first, path) in &segs {
         let name = segment_name(*first);
         report.segments += 1;
@@ -61,7 +65,15 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
                 seg_start.records
             ));
         }
-        let r = verify_segment(path, &seg_start, stop_after, &mut |_, _, ev| {
+        let r = verify_segment(path, &seg_start, stop_after, &mut |n, _, ev| {
+            if ev.get("kind").and_then(Value::as_str) == Some("unknown") {
+                let s = |k: &str| ev.get(k).map(|v| v.to_string().trim_matches('"').to_owned()).unwrap_or_default();
+                let who = format!("record {n} (agent {} boot {} seq {})", s("agent_id"), s("boot_id"), s("seq"));
+                skipped.push(match ev.get("kind_number") {
+                    Some(k) => format!("{who}: event kind {k} is not known to this collector; it is kept verbatim"),
+                    None => format!("{who}: stored with no kind by an older collector"),
+                });
+            }
             if ev.get("kind").and_then(Value::as_str) == Some("control_action")
                 && ev.get("action").and_then(Value::as_str) == Some("retention")
                 && let Some(n) = ev
@@ -88,6 +100,7 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
             break;
         }
     }
+    report.skipped = skipped;
     if report.first > 1 {
         let gap_before = report.first - 1;
         let first_name = segs.first().map(|s| segment_name(s.0)).unwrap_or_default();
