@@ -24,6 +24,8 @@ pub(super) const BY_AGENT: TableDefinition<(&str, u64), i64> = TableDefinition::
 pub(super) type KeyTable = TableDefinition<'static, (&'static str, u64), i64>;
 /// (agent, boot) → highest seq stored.
 pub(super) const BOOTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("boots");
+/// (agent, boot, first seq) → last seq of a sequence gap still open.
+pub(super) const GAPS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("gaps");
 /// session id → prost `RemoteSession`.
 pub(super) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// (grant, agent) for every agent that reported the grant.
@@ -78,7 +80,10 @@ impl Indexer {
             let mut grant_agents = ix!(p, tx.open_table(GRANT_AGENTS))?;
             let mut grants = ix!(p, tx.open_table(GRANTS))?;
             let mut segments = ix!(p, tx.open_table(SEGMENTS))?;
-            let mut last_boot: Option<(&str, &str, u64)> = None;
+            let mut gaps = ix!(p, tx.open_table(GAPS))?;
+            // The (agent, boot) of the current run of events, its high-water mark,
+            // and whether the mark moved.
+            let mut last_boot: Option<(&str, &str, u64, bool)> = None;
             let mut last_n = 0;
             for w in work {
                 for (n, offset, len, ev) in &w.records {
@@ -97,13 +102,42 @@ impl Indexer {
                         }
                     }
                     // One high-water write per run of events from the same boot.
-                    match last_boot {
-                        Some((a, b, _)) if a == ev.agent_id && b == ev.boot_id => last_boot = Some((a, b, ev.seq)),
-                        _ => {
-                            if let Some((a, b, s)) = last_boot {
-                                ix!(p, boots.insert((a, b), s))?;
+                    // One high-water read and write per run of events from the same
+                    // boot; gaps opened and filled as the log writer did.
+                    if !last_boot.is_some_and(|(a, b, _, _)| a == ev.agent_id && b == ev.boot_id) {
+                        if let Some((a, b, s, true)) = last_boot {
+                            ix!(p, boots.insert((a, b), s))?;
+                        }
+                        let mark = ix!(p, boots.get((ev.agent_id.as_str(), ev.boot_id.as_str())))?.map_or(0, |v| v.value());
+                        last_boot = Some((&ev.agent_id, &ev.boot_id, mark, false));
+                    }
+                    if let Some((a, b, mark, moved)) = last_boot.as_mut() {
+                        let seq = ev.seq;
+                        if seq > *mark {
+                            if seq > *mark + 1 && *a != crate::writer::COLLECTOR_AGENT_ID {
+                                ix!(p, gaps.insert((*a, *b, *mark + 1), seq - 1))?;
                             }
-                            last_boot = Some((&ev.agent_id, &ev.boot_id, ev.seq));
+                            *mark = seq;
+                            *moved = true;
+                        } else if seq > 0 {
+                            let found = match ix!(p, gaps.range((*a, *b, 0)..=(*a, *b, seq)))?.next_back() {
+                                Some(row) => {
+                                    let (k, v) = ix!(p, row)?;
+                                    Some((k.value().2, v.value()))
+                                }
+                                None => None,
+                            };
+                            if let Some((first, last)) = found
+                                && last >= seq
+                            {
+                                ix!(p, gaps.remove((*a, *b, first)))?;
+                                if first < seq {
+                                    ix!(p, gaps.insert((*a, *b, first), seq - 1))?;
+                                }
+                                if seq < last {
+                                    ix!(p, gaps.insert((*a, *b, seq + 1), last))?;
+                                }
+                            }
                         }
                     }
                     match &ev.event {
@@ -150,7 +184,7 @@ impl Indexer {
                 let i = w.info;
                 ix!(p, segments.insert(w.seg, (i.last_n, i.min_time, i.max_time, i.bytes)))?;
             }
-            if let Some((a, b, s)) = last_boot {
+            if let Some((a, b, s, true)) = last_boot {
                 ix!(p, boots.insert((a, b), s))?;
             }
             let mut meta = ix!(p, tx.open_table(META))?;

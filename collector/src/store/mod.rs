@@ -44,7 +44,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use warrant_proto::{Command, Event};
 
 use self::commands::queue_command;
-use self::index::{BOOTS, SEGMENTS, indexed_through};
+use self::index::{BOOTS, GAPS, SEGMENTS, indexed_through};
 use self::segments::{last_line, list_segments, parse_line, segment_name, widen};
 use crate::decode::from_json;
 use crate::log::{Anchor, AuditLog};
@@ -129,6 +129,10 @@ pub struct BatchOutcome {
     pub accepted: Vec<Arc<Event>>,
     /// Events dropped as already stored.
     pub duplicates: u64,
+    /// Sequence gaps this batch opened (a gap record was stored for each).
+    pub gaps: u64,
+    /// Events stored late, into an open gap.
+    pub filled: u64,
     /// For each (boot) of the batch, the highest seq now stored.
     pub acks: Vec<(String, u64)>,
 }
@@ -221,6 +225,8 @@ impl Store {
                 high_water: HashMap::new(),
                 segments: BTreeMap::new(),
                 opts,
+                gaps: HashMap::new(),
+                own: None,
             },
             index: Indexer { db: db.clone(), index_path, last_durable: Instant::now() },
         };
@@ -288,6 +294,13 @@ impl Store {
                 let (k, v) = ix!(&path, row)?;
                 let (agent, boot) = k.value();
                 self.log.high_water.insert((agent.to_owned(), boot.to_owned()), v.value());
+            }
+        }
+        if let Ok(t) = tx.open_table(GAPS) {
+            for row in ix!(&path, t.iter())? {
+                let (k, v) = ix!(&path, row)?;
+                let (agent, boot, first) = k.value();
+                self.log.gaps.entry((agent.to_owned(), boot.to_owned())).or_default().insert(first, v.value());
             }
         }
         if let Ok(t) = tx.open_table(SEGMENTS) {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use warrant_proto::Event;
+use warrant_proto::event::Event as Kind;
+use warrant_proto::{ControlAction, Event};
 
 use super::{BatchOutcome, StoreError, StoreOptions};
 use crate::log::{Anchor, AuditLog};
@@ -60,6 +61,58 @@ pub struct LogSide {
     pub(super) segments: BTreeMap<u64, SegmentInfo>,
     /// Tunables.
     pub(super) opts: StoreOptions,
+    /// (agent, boot) → seq ranges (first → last) never received below its
+    /// high-water mark: a later event in one is stored (it fills the gap), any
+    /// other event at or below the mark is a duplicate.
+    pub(super) gaps: Gaps,
+    /// The collector's own envelope and its last seq: own records arrive with seq
+    /// 0 and are numbered here, in log order; gap records are made from it.
+    pub(super) own: Option<(Event, u64)>,
+}
+
+/// Open sequence gaps per (agent, boot): first seq → last seq, inclusive.
+pub type Gaps = HashMap<(String, String), BTreeMap<u64, u64>>;
+
+/// Removes `seq` from the gaps of `key`; true when it was in one.
+fn fill(gaps: &mut Gaps, key: &(String, String), seq: u64) -> bool {
+    let Some(g) = gaps.get_mut(key) else { return false };
+    let Some((&first, &last)) = g.range(..=seq).next_back() else { return false };
+    if last < seq {
+        return false;
+    }
+    g.remove(&first);
+    if first < seq {
+        g.insert(first, seq - 1);
+    }
+    if seq < last {
+        g.insert(seq + 1, last);
+    }
+    if g.is_empty() {
+        gaps.remove(key);
+    }
+    true
+}
+
+/// The explicit record of a gap: `agent`'s `boot` jumped from `first - 1` to
+/// `last + 1`.
+fn gap_record(envelope: &Event, seq: u64, key: &(String, String), first: u64, last: u64) -> Event {
+    Event {
+        seq,
+        time_unix_ns: crate::writer::now_ns(),
+        event: Some(Kind::ControlAction(ControlAction {
+            action: "gap".into(),
+            by: crate::writer::COLLECTOR_AGENT_ID.into(),
+            target: format!("agent {} boot {} seqs {first}..={last}", key.0, key.1),
+            outcome: "gap".into(),
+            detail: format!(
+                "{} event(s) never received: the agent sent seq {} next{}; if they arrive later they are stored, anything else at or below the high-water mark is a duplicate",
+                last - first + 1,
+                last + 1,
+                if first == 1 { " as its first".to_owned() } else { format!(" after seq {}", first - 1) }
+            ),
+        })),
+        ..envelope.clone()
+    }
 }
 
 /// See [`Store::retention_plan`].
@@ -161,6 +214,19 @@ pub(super) fn last_line(path: &Path) -> Result<Option<Line>, StoreError> {
 }
 
 impl LogSide {
+    /// Makes the collector's own records (agent id and boot id of `envelope`, sent
+    /// with seq 0) numbered here in log order, and gap records possible.
+    pub fn set_own(&mut self, envelope: Event) {
+        let seq = self.high_water(&envelope.agent_id, &envelope.boot_id);
+        self.own = Some((envelope, seq));
+    }
+
+    /// The open gaps of (agent, boot), as (first, last) seq ranges.
+    #[must_use]
+    pub fn gaps(&self, agent: &str, boot: &str) -> Vec<(u64, u64)> {
+        self.gaps.get(&(agent.to_owned(), boot.to_owned())).map(|g| g.iter().map(|(a, b)| (*a, *b)).collect()).unwrap_or_default()
+    }
+
     /// The highest seq stored for (agent, boot), 0 when none.
     #[must_use]
     pub fn high_water(&self, agent: &str, boot: &str) -> u64 {
@@ -195,19 +261,44 @@ impl LogSide {
     pub fn append_batches(&mut self, batches: Vec<Vec<Event>>) -> Result<(Vec<BatchOutcome>, Vec<IndexWork>), StoreError> {
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut all: Vec<Event> = Vec::new();
+        // Worked on copies, kept only once the append is durable.
         let mut hw = self.high_water.clone();
+        let mut gaps = self.gaps.clone();
+        let mut own = self.own.clone();
         for batch in batches {
             let mut out = BatchOutcome::default();
             let mut boots: Vec<(String, String)> = Vec::new();
             let start = all.len();
-            for ev in batch {
+            for mut ev in batch {
+                if let Some((envelope, seq)) = own.as_mut()
+                    && ev.seq == 0
+                    && ev.agent_id == envelope.agent_id
+                    && ev.boot_id == envelope.boot_id
+                {
+                    *seq += 1;
+                    ev.seq = *seq;
+                }
                 let key = (ev.agent_id.clone(), ev.boot_id.clone());
-                let mark = hw.entry(key.clone()).or_insert(0);
-                if ev.seq <= *mark && ev.seq != 0 {
-                    out.duplicates += 1;
-                } else {
-                    *mark = (*mark).max(ev.seq);
+                let mark = hw.get(&key).copied().unwrap_or(0);
+                if ev.seq == 0 {
                     all.push(ev);
+                } else if ev.seq > mark {
+                    if ev.seq > mark + 1 && key.0 != crate::writer::COLLECTOR_AGENT_ID {
+                        gaps.entry(key.clone()).or_default().insert(mark + 1, ev.seq - 1);
+                        out.gaps += 1;
+                        if let Some((envelope, seq)) = own.as_mut() {
+                            *seq += 1;
+                            all.push(gap_record(envelope, *seq, &key, mark + 1, ev.seq - 1));
+                            hw.insert((envelope.agent_id.clone(), envelope.boot_id.clone()), *seq);
+                        }
+                    }
+                    hw.insert(key.clone(), ev.seq);
+                    all.push(ev);
+                } else if fill(&mut gaps, &key, ev.seq) {
+                    out.filled += 1;
+                    all.push(ev);
+                } else {
+                    out.duplicates += 1;
                 }
                 if !boots.contains(&key) {
                     boots.push(key);
@@ -245,6 +336,8 @@ impl LogSide {
             rest = tail;
         }
         self.high_water = hw;
+        self.gaps = gaps;
+        self.own = own;
         let outcomes = outcomes
             .into_iter()
             .map(|(mut out, range)| {
