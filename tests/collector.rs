@@ -245,6 +245,26 @@ impl TestCollector {
         }
     }
 
+    /// Sends SIGTERM and waits up to `within` for it to exit by itself: its exit
+    /// status, or `None` when it did not (it is then SIGKILLed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) on a pid we spawned and have not reaped.
+        unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().ok().flatten() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGKILLs it: no shutdown, no flush, like a power cut for the process.
     pub fn kill_hard(&mut self) {
         if let Some(mut child) = self.child.take() {

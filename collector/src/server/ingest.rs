@@ -130,8 +130,15 @@ impl Ingest for IngestService {
         tokio::spawn(async move {
             // Why the stream ended, and the status that tells the agent (none when
             // it went away itself).
+            let mut stopping = state.stopping.clone();
             let (end, status): (String, Option<Status>) = loop {
-                let msg = match inbound.message().await {
+                let next = tokio::select! {
+                    m = inbound.message() => m,
+                    _ = stopping.wait_for(|s| *s) => {
+                        break ("the collector is shutting down".to_owned(), Some(shutting_down()));
+                    }
+                };
+                let msg = match next {
                     Ok(Some(m)) => m,
                     Ok(None) => break ("stream closed".to_owned(), None),
                     Err(e) => match state.inbound_error(&e) {
@@ -201,6 +208,12 @@ impl Ingest for IngestService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// The status streams end with at shutdown: UNAVAILABLE, which agents (and
+/// watchers) take as "reconnect".
+pub(crate) fn shutting_down() -> Status {
+    Status::unavailable("the collector is shutting down; reconnect (what was acknowledged is durable)")
 }
 
 /// Decodes and checks one batch from `agent`'s stream (hello said `host`), filling

@@ -66,8 +66,19 @@ pub struct State {
     pub data_dir: PathBuf,
     /// Largest message an agent may send (the Ingest decoder's limit).
     pub max_message_bytes: usize,
+    /// Becomes true at shutdown: agent streams and watches end (UNAVAILABLE), so
+    /// the server's graceful shutdown does not wait on them.
+    pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
     /// Connected agents and commands waiting for a result.
     pub(crate) agents: Mutex<Agents>,
+}
+
+/// How the server runs: its limits and its shutdown signal.
+pub struct ServeOptions {
+    /// Largest message an agent may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Set to true at shutdown.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Connected agents, what is known of every agent, and waiting commands.
@@ -86,7 +97,8 @@ pub(crate) struct Agents {
 impl State {
     /// Builds the shared state; `known` agents come from the index.
     #[must_use]
-    pub fn new(roles: Roles, writer: Writer, reader: Reader, hub: EventHub, metrics: Arc<Metrics>, data_dir: PathBuf, max_message_bytes: usize) -> Arc<State> {
+    pub fn new(roles: Roles, writer: Writer, reader: Reader, hub: EventHub, metrics: Arc<Metrics>, data_dir: PathBuf, opts: ServeOptions) -> Arc<State> {
+        let ServeOptions { max_message_bytes, stopping } = opts;
         let mut agents = Agents::default();
         if let Ok(boots) = reader.boots() {
             for (agent, boot, seq) in boots {
@@ -100,7 +112,7 @@ impl State {
                 }
             }
         }
-        Arc::new(State { roles, writer, reader, hub, metrics, data_dir, max_message_bytes, agents: Mutex::new(agents) })
+        Arc::new(State { roles, writer, reader, hub, metrics, data_dir, max_message_bytes, stopping, agents: Mutex::new(agents) })
     }
 
     pub(crate) fn agents(&self) -> std::sync::MutexGuard<'_, Agents> {

@@ -77,7 +77,24 @@ pub(super) async fn watch(state: &Arc<State>, req: Request<CollectorWatchRequest
                 }
             }
         }
-        while let Some(ev) = live.next().await {
+        let mut stopping = state.stopping.clone();
+        loop {
+            // Ends when the watcher goes away (not only when the next event finds
+            // it gone), and at shutdown.
+            let ev = tokio::select! {
+                ev = live.next() => ev,
+                () = tx.closed() => return,
+                r = stopping.wait_for(|s| *s) => {
+                    drop(r);
+                    None
+                }
+            };
+            let Some(ev) = ev else {
+                if *stopping.borrow() {
+                    let _ = tx.send(Err(super::ingest::shutting_down())).await;
+                }
+                return;
+            };
             let ev = match &ev.event {
                 None => {
                     metrics.skipped_reads.fetch_add(1, Relaxed);
