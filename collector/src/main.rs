@@ -111,7 +111,7 @@ fn serve(flags: &Flags) -> Result<()> {
         let approvals = ApprovalState::new(config.roles.clone(), writer.clone(), metrics.clone(), key, requests);
         // Expiry is checked on every call too; the sweep records timeouts nobody looked at.
         approvals.spawn_sweeper(config.request_timeout.min(std::time::Duration::from_secs(1)));
-        let state = State::new(config.roles.clone(), writer.clone(), reader, hub, metrics, config.data_dir.clone(), ServeOptions { max_message_bytes: config.max_message_bytes, stopping: stop_rx.clone() });
+        let state = State::new(config.roles.clone(), writer.clone(), reader, hub, metrics, config.data_dir.clone(), ServeOptions { max_message_bytes: config.max_message_bytes, agent_ids: config.agent_ids.clone(), stopping: stop_rx.clone() });
         tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), boot = writer.boot_id(), "collector serving (mTLS)");
         // Print the bound address on stdout, so a parent that passed port 0 learns it.
         println!("listening on {}", listener.local_addr()?);

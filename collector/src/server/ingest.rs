@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 use warrant_proto::collector_message::Msg as CollectorMsg;
+use warrant_proto::event::Event as Kind;
 use warrant_proto::{Ack, BootAck, CollectorMessage, Event, KnownAgent, Welcome};
 
 use super::wire::ingest_server::Ingest;
@@ -46,6 +47,11 @@ impl Ingest for IngestService {
             return Err(Status::invalid_argument("agent_id \"collector\" is reserved for the collector's own records"));
         }
         let agent = hello.agent_id.clone();
+        // Who may speak as this agent id: checked before anything of the agent's
+        // (its resume point, its commands, its connection) is touched.
+        if let Err(why) = state.bind(&who, &agent) {
+            return Err(state.refuse(&who, &format!("agent {agent}"), &format!("hello as agent {agent:?}: {why}")).await);
+        }
         let mut boots = hello.pending_boots.clone();
         if !boots.contains(&hello.boot_id) {
             boots.push(hello.boot_id.clone());
@@ -153,12 +159,21 @@ impl Ingest for IngestService {
                 match msg.msg {
                     Some(RawMsg::Batch(batch)) => {
                         state.metrics.batches.fetch_add(1, Relaxed);
-                        let events = match check_batch(&agent, &host, batch) {
+                        let checked = match check_batch(&agent, &host, batch) {
+                            Ok(events) => state.check_sessions(&agent, events).await,
+                            Err(r) => Err(r),
+                        };
+                        let events = match checked {
                             Ok(events) => events,
-                            Err(why) => {
+                            Err(Refusal::Invalid(why)) => {
                                 state.metrics.batches_refused.fetch_add(1, Relaxed);
                                 tracing::warn!(agent = %agent, "refused a batch: {why}");
                                 break (why.clone(), Some(Status::invalid_argument(why)));
+                            }
+                            Err(Refusal::Denied(why)) => {
+                                state.metrics.batches_refused.fetch_add(1, Relaxed);
+                                let status = state.refuse(&who, &format!("agent {agent}"), &why).await;
+                                break (why, Some(status));
                             }
                         };
                         match state.writer.submit(events).await {
@@ -216,20 +231,39 @@ pub(crate) fn shutting_down() -> Status {
     Status::unavailable("the collector is shutting down; reconnect (what was acknowledged is durable)")
 }
 
+/// Why a batch is refused.
+enum Refusal {
+    /// Malformed: `INVALID_ARGUMENT`.
+    Invalid(String),
+    /// Speaks for someone else, or writes what only the collector writes:
+    /// `PERMISSION_DENIED` and a `control_action` refused record.
+    Denied(String),
+}
+
 /// Decodes and checks one batch from `agent`'s stream (hello said `host`), filling
 /// in the envelope the agent may leave empty.
 ///
 /// # Errors
 /// Why the batch is refused, naming the event (its index in the batch and seq).
-fn check_batch(agent: &str, host: &str, batch: RawBatch) -> Result<Vec<Event>, String> {
+fn check_batch(agent: &str, host: &str, batch: RawBatch) -> Result<Vec<Event>, Refusal> {
     let mut events = Vec::with_capacity(batch.events.len());
     for (i, bytes) in batch.events.iter().enumerate() {
-        let mut ev = decode_event(bytes).map_err(|e| format!("event {i} of the batch: {e}"))?;
+        let mut ev = decode_event(bytes).map_err(|e| Refusal::Invalid(format!("event {i} of the batch: {e}")))?;
         if ev.seq == 0 {
-            return Err(format!("event {i} of the batch has seq 0: seqs start at 1"));
+            return Err(Refusal::Invalid(format!("event {i} of the batch has seq 0: seqs start at 1")));
         }
         if !ev.agent_id.is_empty() && ev.agent_id != agent {
-            return Err(format!("event {i} of the batch (seq {}) is of agent {:?} and arrived on agent {agent:?}'s stream", ev.seq, ev.agent_id));
+            return Err(Refusal::Denied(format!(
+                "event {i} of the batch (seq {}) names agent {:?} on agent {agent:?}'s stream: an agent may only send its own events",
+                ev.seq, ev.agent_id
+            )));
+        }
+        if let Some(k @ (Kind::ControlAction(_) | Kind::WatchMissed(_))) = &ev.event {
+            return Err(Refusal::Denied(format!(
+                "event {i} of the batch (seq {}) is a {}: only the collector writes those",
+                ev.seq,
+                warrant_proto::json::kind_name_of(k)
+            )));
         }
         if ev.agent_id.is_empty() {
             ev.agent_id = agent.to_owned();
@@ -243,6 +277,30 @@ fn check_batch(agent: &str, host: &str, batch: RawBatch) -> Result<Vec<Event>, S
 }
 
 impl State {
+    /// Refuses a `session_start` for a session another agent already reported
+    /// (which would re-route its kills here).
+    async fn check_sessions(&self, agent: &str, events: Vec<Event>) -> Result<Vec<Event>, Refusal> {
+        for ev in &events {
+            if !matches!(ev.event, Some(Kind::SessionStart(_))) || ev.session.is_empty() {
+                continue;
+            }
+            let (reader, s) = (self.reader.clone(), ev.session.clone());
+            let holder = tokio::task::spawn_blocking(move || reader.session_agent(&s))
+                .await
+                .map_err(|e| Refusal::Invalid(format!("cannot check session {}: {e}", ev.session)))?
+                .map_err(|e| Refusal::Invalid(format!("cannot check session {}: {e}", ev.session)))?;
+            if let Some(h) = holder
+                && h.agent_id != agent
+            {
+                return Err(Refusal::Denied(format!(
+                    "session_start (seq {}) for session {} which agent {:?} holds: an agent may only start its own sessions",
+                    ev.seq, ev.session, h.agent_id
+                )));
+            }
+        }
+        Ok(events)
+    }
+
     /// The status for an error reading an agent's stream: `INVALID_ARGUMENT` with
     /// the reason for a message that cannot be decoded or is over the size limit;
     /// `None` when the agent went away (nobody would read a status).

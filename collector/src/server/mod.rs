@@ -15,7 +15,7 @@
 //! - [`watch`]: the read side for people (`Watch`, `Query`, `Sessions`);
 //! - [`control`]: commands to agents (`Kill`, `Revoke`), `AgentStatus`, `VerifyLog`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -66,6 +66,8 @@ pub struct State {
     pub data_dir: PathBuf,
     /// Largest message an agent may send (the Ingest decoder's limit).
     pub max_message_bytes: usize,
+    /// Certificate name → the agent id registered for it.
+    pub(crate) agent_ids: BTreeMap<String, String>,
     /// Becomes true at shutdown: agent streams and watches end (UNAVAILABLE), so
     /// the server's graceful shutdown does not wait on them.
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
@@ -77,6 +79,9 @@ pub struct State {
 pub struct ServeOptions {
     /// Largest message an agent may send, in bytes.
     pub max_message_bytes: usize,
+    /// Certificate name → the one agent id it may speak as (registered up front;
+    /// other ids are bound to the first certificate that connects as them).
+    pub agent_ids: BTreeMap<String, String>,
     /// Set to true at shutdown.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -90,6 +95,8 @@ pub(crate) struct Agents {
     pub(crate) known: HashMap<String, KnownAgent>,
     /// command id → (agent, who waits for the result).
     pub(crate) waiting: HashMap<String, (String, oneshot::Sender<CommandResult>)>,
+    /// agent id → the certificate name it is bound to.
+    pub(crate) owners: HashMap<String, String>,
     /// Connection numbers, so a replaced stream's end does not unregister its successor.
     pub(crate) next_conn: u64,
 }
@@ -98,8 +105,12 @@ impl State {
     /// Builds the shared state; `known` agents come from the index.
     #[must_use]
     pub fn new(roles: Roles, writer: Writer, reader: Reader, hub: EventHub, metrics: Arc<Metrics>, data_dir: PathBuf, opts: ServeOptions) -> Arc<State> {
-        let ServeOptions { max_message_bytes, stopping } = opts;
+        let ServeOptions { max_message_bytes, agent_ids, stopping } = opts;
         let mut agents = Agents::default();
+        match reader.agent_owners() {
+            Ok(owners) => agents.owners = owners.into_iter().collect(),
+            Err(e) => tracing::error!(error = %e, "cannot read which certificate each agent id is bound to"),
+        }
         if let Ok(boots) = reader.boots() {
             for (agent, boot, seq) in boots {
                 if agent == crate::writer::COLLECTOR_AGENT_ID {
@@ -112,7 +123,7 @@ impl State {
                 }
             }
         }
-        Arc::new(State { roles, writer, reader, hub, metrics, data_dir, max_message_bytes, stopping, agents: Mutex::new(agents) })
+        Arc::new(State { roles, writer, reader, hub, metrics, data_dir, max_message_bytes, agent_ids, stopping, agents: Mutex::new(agents) })
     }
 
     pub(crate) fn agents(&self) -> std::sync::MutexGuard<'_, Agents> {

@@ -5,7 +5,7 @@ use prost::Message;
 use redb::{ReadableDatabase, ReadableTable};
 use warrant_proto::RemoteSession;
 
-use super::index::{BOOTS, GRANT_AGENTS, SESSIONS};
+use super::index::{BOOTS, GRANT_AGENTS, OWNERS, SESSIONS};
 use super::{Reader, StoreError, index_err};
 
 impl Reader {
@@ -91,4 +91,24 @@ impl Reader {
         Ok(out)
     }
 
+
+    /// Every agent id and the certificate name it is bound to.
+    ///
+    /// # Errors
+    /// When the index cannot be read.
+    pub fn agent_owners(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let p = &self.path();
+        let tx = ix!(p, self.db.begin_read())?;
+        let t = match tx.open_table(OWNERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(index_err(p)(e.into())),
+        };
+        let mut out = Vec::new();
+        for row in ix!(p, t.iter())? {
+            let (k, v) = ix!(p, row)?;
+            out.push((k.value().to_owned(), v.value().to_owned()));
+        }
+        Ok(out)
+    }
 }

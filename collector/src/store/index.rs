@@ -26,6 +26,8 @@ pub(super) type KeyTable = TableDefinition<'static, (&'static str, u64), i64>;
 pub(super) const BOOTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("boots");
 /// (agent, boot, first seq) → last seq of a sequence gap still open.
 pub(super) const GAPS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("gaps");
+/// agent id → the certificate name it is bound to (from `agent_connect` records).
+pub(super) const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
 /// session id → prost `RemoteSession`.
 pub(super) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// (grant, agent) for every agent that reported the grant.
@@ -81,6 +83,7 @@ impl Indexer {
             let mut grants = ix!(p, tx.open_table(GRANTS))?;
             let mut segments = ix!(p, tx.open_table(SEGMENTS))?;
             let mut gaps = ix!(p, tx.open_table(GAPS))?;
+            let mut owners = ix!(p, tx.open_table(OWNERS))?;
             // The (agent, boot) of the current run of events, its high-water mark,
             // and whether the mark moved.
             let mut last_boot: Option<(&str, &str, u64, bool)> = None;
@@ -170,6 +173,16 @@ impl Indexer {
                                     s.end_reason.clone_from(&e.reason);
                                 }
                                 ix!(p, sessions.insert(ev.session.as_str(), rs.encode_to_vec().as_slice()))?;
+                            }
+                        }
+                        // The first certificate an agent id connected with owns it.
+                        Some(Kind::ControlAction(c))
+                            if c.action == "agent_connect" && c.outcome == "ok" && ev.agent_id == crate::writer::COLLECTOR_AGENT_ID =>
+                        {
+                            if let Some(agent) = c.target.strip_prefix("agent ")
+                                && ix!(p, owners.get(agent))?.is_none()
+                            {
+                                ix!(p, owners.insert(agent, c.by.as_str()))?;
                             }
                         }
                         Some(Kind::GrantChange(g)) if !ev.grant.is_empty() => {
