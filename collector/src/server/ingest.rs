@@ -56,6 +56,10 @@ impl Ingest for IngestService {
         if !boots.contains(&hello.boot_id) {
             boots.push(hello.boot_id.clone());
         }
+        if let Some(empty) = boots.iter().position(String::is_empty) {
+            return Err(Status::invalid_argument(format!("hello: pending_boots[{empty}] is empty: a boot id is needed")));
+        }
+        let all_boots = boots.clone();
         let marks: Vec<BootAck> = state
             .writer
             .high_water(&agent, boots.clone())
@@ -132,7 +136,7 @@ impl Ingest for IngestService {
                 }
             }
         });
-        let host = hello.host.clone();
+        let said = Hello { host: hello.host.clone(), boot_id: hello.boot_id.clone(), boots: all_boots };
         tokio::spawn(async move {
             // Why the stream ended, and the status that tells the agent (none when
             // it went away itself).
@@ -159,7 +163,7 @@ impl Ingest for IngestService {
                 match msg.msg {
                     Some(RawMsg::Batch(batch)) => {
                         state.metrics.batches.fetch_add(1, Relaxed);
-                        let checked = match check_batch(&agent, &host, batch) {
+                        let checked = match check_batch(&agent, &said, batch) {
                             Ok(events) => state.check_sessions(&agent, events).await,
                             Err(r) => Err(r),
                         };
@@ -231,6 +235,16 @@ pub(crate) fn shutting_down() -> Status {
     Status::unavailable("the collector is shutting down; reconnect (what was acknowledged is durable)")
 }
 
+/// What the hello said that batches are checked against.
+struct Hello {
+    /// The host name.
+    host: String,
+    /// The current boot.
+    boot_id: String,
+    /// Every boot the agent may send events of (pending ones and the current one).
+    boots: Vec<String>,
+}
+
 /// Why a batch is refused.
 enum Refusal {
     /// Malformed: `INVALID_ARGUMENT`.
@@ -245,10 +259,12 @@ enum Refusal {
 ///
 /// # Errors
 /// Why the batch is refused, naming the event (its index in the batch and seq).
-fn check_batch(agent: &str, host: &str, batch: RawBatch) -> Result<Vec<Event>, Refusal> {
-    let mut events = Vec::with_capacity(batch.events.len());
+fn check_batch(agent: &str, hello: &Hello, batch: RawBatch) -> Result<Vec<Event>, Refusal> {
+    let host = hello.host.as_str();
+    let mut events: Vec<Event> = Vec::with_capacity(batch.events.len());
     for (i, bytes) in batch.events.iter().enumerate() {
         let mut ev = decode_event(bytes).map_err(|e| Refusal::Invalid(format!("event {i} of the batch: {e}")))?;
+        let bad = |what: String| Err(Refusal::Invalid(format!("event {i} of the batch (seq {}) {what}", ev.seq)));
         if ev.seq == 0 {
             return Err(Refusal::Invalid(format!("event {i} of the batch has seq 0: seqs start at 1")));
         }
@@ -264,6 +280,22 @@ fn check_batch(agent: &str, host: &str, batch: RawBatch) -> Result<Vec<Event>, R
                 ev.seq,
                 warrant_proto::json::kind_name_of(k)
             )));
+        }
+        if ev.boot_id.is_empty() {
+            return bad("has no boot_id".to_owned());
+        }
+        if let Some(first) = events.first()
+            && first.boot_id != ev.boot_id
+        {
+            return bad(format!("is of boot {:?} and event 0 of boot {:?}: a batch holds events of one boot", ev.boot_id, first.boot_id));
+        }
+        if !hello.boots.contains(&ev.boot_id) {
+            return bad(format!("is of boot {:?}, which the hello did not name (boot_id or pending_boots)", ev.boot_id));
+        }
+        // Events of earlier boots may carry an older host name; the current boot's
+        // must be the hello's.
+        if ev.boot_id == hello.boot_id && !ev.host.is_empty() && ev.host != host {
+            return bad(format!("says host {:?}, but the hello said {host:?}", ev.host));
         }
         if ev.agent_id.is_empty() {
             ev.agent_id = agent.to_owned();

@@ -18,6 +18,12 @@ use crate::store::{Cursor, QuerySpec};
 
 /// Most events one Query page returns.
 const QUERY_MAX: usize = 10_000;
+/// Most bytes of events one Query page returns: well under gRPC's usual 4 MiB
+/// message limit, so a client on defaults can read any page.
+pub const QUERY_MAX_BYTES: usize = 2 << 20;
+/// How long one Query call keeps scanning past records that do not match before
+/// it returns an empty page with a `next_page`.
+const QUERY_SCAN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// Events per replay page read from the log.
 const REPLAY_PAGE: usize = 2048;
 
@@ -41,7 +47,7 @@ pub(super) async fn watch(state: &Arc<State>, req: Request<CollectorWatchRequest
                 let _ = tx.send(Err(Status::unavailable(e))).await;
                 return;
             }
-            let spec = QuerySpec { filter, from: r.since_unix_ns, to: 0, limit: REPLAY_PAGE };
+            let spec = QuerySpec { filter, from: r.since_unix_ns, to: 0, limit: REPLAY_PAGE, max_bytes: 0 };
             let mut cursor = Cursor::Start;
             loop {
                 let (reader, s) = (state.reader.clone(), spec.clone());
@@ -143,14 +149,27 @@ pub(super) async fn query(state: &Arc<State>, req: Request<QueryRequest>) -> Res
         0 => 1000,
         n => (n as usize).min(QUERY_MAX),
     };
-    let spec = QuerySpec { filter: filter_of(r.filter)?, from: r.from_unix_ns, to: r.to_unix_ns, limit };
+    let spec = QuerySpec { filter: filter_of(r.filter)?, from: r.from_unix_ns, to: r.to_unix_ns, limit, max_bytes: QUERY_MAX_BYTES };
     // Read what was acknowledged before this call.
     state.writer.sync().await.map_err(Status::unavailable)?;
     let reader = state.reader.clone();
-    let page = tokio::task::spawn_blocking(move || reader.query(&spec, cursor))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(format!("cannot query the log: {e}")))?;
+    let page = tokio::task::spawn_blocking(move || {
+        // A page that scanned its budget without a match goes on scanning (for a
+        // while), so an empty page with a next_page is rare.
+        let started = std::time::Instant::now();
+        let mut page = reader.query(&spec, cursor)?;
+        while page.events.is_empty()
+            && page.skipped.is_empty()
+            && started.elapsed() < QUERY_SCAN_TIME
+            && let Some(next) = page.next
+        {
+            page = reader.query(&spec, next)?;
+        }
+        Ok::<_, crate::store::StoreError>(page)
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+    .map_err(|e| Status::internal(format!("cannot query the log: {e}")))?;
     state.metrics.skipped_reads.fetch_add(page.skipped.len() as u64, Relaxed);
     Ok(Response::new(QueryResponse { events: page.events, next_page: page.next.map(Cursor::token).unwrap_or_default(), skipped: page.skipped }))
 }

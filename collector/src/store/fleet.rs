@@ -3,7 +3,7 @@
 
 use prost::Message;
 use redb::{ReadableDatabase, ReadableTable};
-use warrant_proto::RemoteSession;
+use warrant_proto::{RemoteSession, SessionState};
 
 use super::index::{BOOTS, GRANT_AGENTS, OWNERS, SESSIONS};
 use super::{Reader, StoreError, index_err};
@@ -25,7 +25,7 @@ impl Reader {
         for row in ix!(p, t.iter())? {
             let (_, v) = ix!(p, row)?;
             if let Ok(rs) = RemoteSession::decode(v.value()) {
-                out.push(rs);
+                out.push(with_state(rs));
             }
         }
         Ok(out)
@@ -43,7 +43,7 @@ impl Reader {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(index_err(p)(e.into())),
         };
-        Ok(ix!(p, t.get(session))?.and_then(|v| RemoteSession::decode(v.value()).ok()))
+        Ok(ix!(p, t.get(session))?.and_then(|v| RemoteSession::decode(v.value()).ok()).map(with_state))
     }
 
     /// The agents that reported `grant`.
@@ -111,4 +111,20 @@ impl Reader {
         }
         Ok(out)
     }
+}
+
+/// A session's state from what the log says of it: live until its `session_end`,
+/// then killed (an end reason "killed: …") or ended.
+fn with_state(mut rs: RemoteSession) -> RemoteSession {
+    if let Some(s) = rs.session.as_mut() {
+        let state = if s.end_reason.is_empty() {
+            SessionState::Live
+        } else if s.end_reason.starts_with("killed") {
+            SessionState::Killed
+        } else {
+            SessionState::Ended
+        };
+        s.state = state as i32;
+    }
+    rs
 }

@@ -68,6 +68,16 @@ pub fn unreadable(n: u64, ev: &Event) -> Option<String> {
     })
 }
 
+/// What adding one record did to a page.
+enum Took {
+    /// Room for more.
+    More,
+    /// The page is full (count or bytes).
+    Full,
+    /// The record would pass the byte cap: it starts the next page.
+    Over,
+}
+
 /// One page of a query.
 #[derive(Debug, Default)]
 pub struct Page {
@@ -78,6 +88,8 @@ pub struct Page {
     pub skipped: Vec<String>,
     /// Where to continue; `None` when there is nothing more.
     pub next: Option<Cursor>,
+    /// Encoded size of `events`.
+    pub bytes: usize,
 }
 
 /// What a query asks for.
@@ -91,6 +103,9 @@ pub struct QuerySpec {
     pub to: i64,
     /// Most events to return.
     pub limit: usize,
+    /// Most bytes of events (encoded) to return, 0 for no cap: a page ends before
+    /// the event that would pass it (a page always holds at least one event).
+    pub max_bytes: usize,
 }
 
 impl Reader {
@@ -157,20 +172,31 @@ impl Reader {
         };
         let mut page = Page::default();
         let mut scanned = 0usize;
-        let take = |n: u64, page: &mut Page| -> Result<bool, StoreError> {
+        // Adds `ev` to the page unless it would pass the byte cap.
+        let add = |n: u64, ev: Event, page: &mut Page| -> Took {
+            if let Some(why) = unreadable(n, &ev) {
+                page.skipped.push(why);
+            } else {
+                let len = prost::Message::encoded_len(&ev);
+                if spec.max_bytes > 0 && !page.events.is_empty() && page.bytes + len > spec.max_bytes {
+                    return Took::Over;
+                }
+                page.bytes += len;
+                page.events.push(ev);
+            }
+            if page.events.len() >= limit || (spec.max_bytes > 0 && page.bytes >= spec.max_bytes) { Took::Full } else { Took::More }
+        };
+        let take = |n: u64, page: &mut Page| -> Result<Took, StoreError> {
             if let Some(row) = ix!(p, pos.get(n))? {
                 let (seg, off, len, _) = row.value();
                 if let Some(ev) = self.read_at(seg, off, len)?
                     && f.matches(&ev)
                     && in_time(ev.time_unix_ns)
                 {
-                    match unreadable(n, &ev) {
-                        Some(why) => page.skipped.push(why),
-                        None => page.events.push(ev),
-                    }
+                    return Ok(add(n, ev, page));
                 }
             }
-            Ok(page.events.len() >= limit)
+            Ok(Took::More)
         };
         let key: Option<(KeyTable, &String)> = [
             (BY_SESSION, &f.session),
@@ -192,14 +218,22 @@ impl Reader {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(page),
                 Err(e) => return Err(index_err(p)(e.into())),
             };
+            let mut prev = 0;
             for row in ix!(p, t.range((value.as_str(), after)..=(value.as_str(), u64::MAX)))? {
                 let (k, time) = ix!(p, row)?;
                 let n = k.value().1;
                 scanned += 1;
-                if in_time(time.value()) && take(n, &mut page)? || scanned >= SCAN_BUDGET {
+                let took = if in_time(time.value()) { take(n, &mut page)? } else { Took::More };
+                if matches!(took, Took::Over) {
+                    // This one starts the next page.
+                    page.next = Some(Cursor::AfterN(prev));
+                    break;
+                }
+                if matches!(took, Took::Full) || scanned >= SCAN_BUDGET {
                     page.next = Some(Cursor::AfterN(n));
                     break;
                 }
+                prev = n;
             }
         } else {
             // Unkeyed: walk the log in order, skipping whole segments whose time
@@ -215,6 +249,7 @@ impl Reader {
                 Err(e) => return Err(index_err(p)(e.into())),
             };
             let mut next = None;
+            let mut prev = 0;
             'segments: for row in ix!(p, segs.iter())? {
                 let (k, v) = ix!(p, row)?;
                 let first = k.value();
@@ -228,19 +263,22 @@ impl Reader {
                     let n = k.value();
                     let (seg, off, len, time) = v.value();
                     scanned += 1;
+                    let mut took = Took::More;
                     if in_time(time)
                         && let Some(ev) = self.read_at(seg, off, len)?
                         && f.matches(&ev)
                     {
-                        match unreadable(n, &ev) {
-                            Some(why) => page.skipped.push(why),
-                            None => page.events.push(ev),
-                        }
+                        took = add(n, ev, &mut page);
                     }
-                    if page.events.len() >= limit || scanned >= SCAN_BUDGET {
+                    if matches!(took, Took::Over) {
+                        next = Some(Cursor::AfterN(prev));
+                        break 'segments;
+                    }
+                    if matches!(took, Took::Full) || scanned >= SCAN_BUDGET {
                         next = Some(Cursor::AfterN(n));
                         break 'segments;
                     }
+                    prev = n;
                 }
             }
             page.next = next;

@@ -103,9 +103,11 @@ fn sessions_and_grants_map_to_their_agent() {
     s.append_batches(vec![vec![start]]).unwrap();
     let rs = r.session_agent("s-9").unwrap().unwrap();
     assert_eq!((rs.agent_id.as_str(), rs.session.as_ref().unwrap().root_pid), ("a2", 7));
+    assert_eq!(rs.session.as_ref().unwrap().state, warrant_proto::SessionState::Live as i32);
     assert_eq!(r.grant_agents("g-s-9").unwrap(), vec!["a2".to_owned()]);
     s.append_batches(vec![vec![end]]).unwrap();
     assert_eq!(r.sessions().unwrap()[0].session.as_ref().unwrap().end_reason, "exited");
+    assert_eq!(r.sessions().unwrap()[0].session.as_ref().unwrap().state, warrant_proto::SessionState::Ended as i32);
 }
 
 #[test]
