@@ -77,7 +77,7 @@ impl Ingest for IngestService {
 
         let (out, rx) = mpsc::channel::<Result<CollectorMessage, Status>>(256);
         let current_ack = marks.iter().find(|b| b.boot_id == hello.boot_id).map_or(0, |b| b.seq);
-        let _ = out.send(Ok(CollectorMessage { msg: Some(CollectorMsg::Welcome(Welcome { acked: marks })) })).await;
+        let _ = out.send(Ok(CollectorMessage { msg: Some(CollectorMsg::Welcome(Welcome { acked: marks, max_message_bytes: state.max_message_bytes as u64 })) })).await;
         let conn = {
             let mut agents = state.agents();
             agents.next_conn += 1;
