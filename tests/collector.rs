@@ -245,6 +245,26 @@ impl TestCollector {
         }
     }
 
+    /// Sends SIGTERM and waits up to `within` for it to exit by itself: its exit
+    /// status, or `None` when it did not (it is then SIGKILLed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) on a pid we spawned and have not reaped.
+        unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().ok().flatten() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGKILLs it: no shutdown, no flush, like a power cut for the process.
     pub fn kill_hard(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -537,5 +557,114 @@ pub mod client {
             ..Event::default()
         }
     }
-}
 
+    /// Field number of `Event.seq` etc. are the proto's; these build events by hand
+    /// for a misbehaving agent (a kind from the future, no kind, bad UTF-8).
+    pub mod raw {
+        use prost::Message;
+        use prost::encoding::{WireType, encode_key, encode_varint};
+        use tonic::codegen::http::uri::PathAndQuery;
+        use warrant_proto::{AgentHello, CollectorMessage, Event};
+
+        use super::super::ClientIdentity;
+        use super::connect;
+
+        /// `warrant.v1.AgentMessage` as the wire has it, with the batch's events as
+        /// bytes, so a test can send any bytes as an event.
+        #[derive(Clone, PartialEq, Message)]
+        pub struct RawAgentMessage {
+            /// As `AgentMessage.msg`.
+            #[prost(oneof = "RawMsg", tags = "1, 2")]
+            pub msg: Option<RawMsg>,
+        }
+
+        /// As `AgentMessage.msg`.
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum RawMsg {
+            /// The hello.
+            #[prost(message, tag = "1")]
+            Hello(AgentHello),
+            /// A batch of encoded events.
+            #[prost(message, tag = "2")]
+            Batch(RawBatch),
+        }
+
+        /// `warrant.v1.EventBatch` with encoded events.
+        #[derive(Clone, PartialEq, Message)]
+        pub struct RawBatch {
+            /// Each an encoded `Event` (or anything else).
+            #[prost(bytes = "vec", repeated, tag = "1")]
+            pub events: Vec<Vec<u8>>,
+        }
+
+        /// An open raw stream: what to send, and what the collector answers.
+        pub struct RawStream {
+            /// Raw messages to the collector.
+            pub tx: tokio::sync::mpsc::Sender<RawAgentMessage>,
+            /// The collector's messages (welcome first).
+            pub rx: tonic::Streaming<CollectorMessage>,
+        }
+
+        impl RawStream {
+            /// Sends a batch of encoded events.
+            pub async fn send(&self, events: Vec<Vec<u8>>) -> bool {
+                self.tx.send(RawAgentMessage { msg: Some(RawMsg::Batch(RawBatch { events })) }).await.is_ok()
+            }
+
+            /// Reads until `boot` is acked to `seq` (`Ok`), or the stream ends
+            /// (`Err` with its status; `Ok(None)` of the stream is an error too).
+            pub async fn wait_ack(&mut self, boot: &str, seq: u64) -> Result<(), tonic::Status> {
+                loop {
+                    let m = tokio::time::timeout(std::time::Duration::from_secs(10), self.rx.message())
+                        .await
+                        .map_err(|_| tonic::Status::deadline_exceeded("nothing from the collector within 10s"))??;
+                    match m.and_then(|m| m.msg) {
+                        Some(warrant_proto::collector_message::Msg::Ack(a)) if a.boot_id == boot && a.seq >= seq => return Ok(()),
+                        Some(_) => {}
+                        None => return Err(tonic::Status::unknown("the stream ended with status OK")),
+                    }
+                }
+            }
+
+            /// Reads until the stream ends; its status (`Ok` when it ended OK).
+            pub async fn end_status(&mut self) -> tonic::Status {
+                loop {
+                    match tokio::time::timeout(std::time::Duration::from_secs(10), self.rx.message()).await {
+                        Err(_) => return tonic::Status::deadline_exceeded("the stream did not end within 10s"),
+                        Ok(Err(s)) => return s,
+                        Ok(Ok(None)) => return tonic::Status::ok("the stream ended with status OK"),
+                        Ok(Ok(Some(_))) => {}
+                    }
+                }
+            }
+        }
+
+        /// Opens `Ingest.Stream` as `id` with raw framing and sends `hello`.
+        ///
+        /// # Errors
+        /// The collector's refusal as a `Status`.
+        pub async fn open(url: &str, id: &ClientIdentity, hello: AgentHello) -> Result<RawStream, tonic::Status> {
+            let channel = connect(url, id).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let (tx, rx) = tokio::sync::mpsc::channel::<RawAgentMessage>(64);
+            tx.send(RawAgentMessage { msg: Some(RawMsg::Hello(hello)) }).await.expect("queue hello");
+            let codec = tonic_prost::ProstCodec::<RawAgentMessage, CollectorMessage>::default();
+            let rx = grpc
+                .streaming(tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)), PathAndQuery::from_static("/warrant.v1.Ingest/Stream"), codec)
+                .await?
+                .into_inner();
+            Ok(RawStream { tx, rx })
+        }
+
+        /// `ev` encoded, plus a field `number` (length-delimited, `payload`): an
+        /// event of a kind from a newer warrant when `ev` has no kind.
+        pub fn with_field(ev: &Event, number: u32, payload: &[u8]) -> Vec<u8> {
+            let mut b = ev.encode_to_vec();
+            encode_key(number, WireType::LengthDelimited, &mut b);
+            encode_varint(payload.len() as u64, &mut b);
+            b.extend_from_slice(payload);
+            b
+        }
+    }
+}

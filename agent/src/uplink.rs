@@ -17,6 +17,7 @@
 //! spool deeper: the kernel ring reader and the local log never wait for it.
 
 use std::{
+    collections::VecDeque,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -27,7 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tracing::{debug, info, warn};
 use warrant_proto::v1::{
-    self as pb, agent_message::Msg as Out, collector_message::Msg as In, command::Op,
+    self as pb, agent_message::Msg as Out, collector_message::Msg as In, command::Op, event::Event as Kind,
     ingest_client::IngestClient,
 };
 
@@ -40,6 +41,9 @@ use crate::{
 
 /// Most events per `EventBatch`.
 const BATCH: usize = 512;
+/// Most bytes of events per `EventBatch` (encoded), and at most half the limit the
+/// collector's welcome names: 512 execs with long argv would pass its 4 MiB.
+const BATCH_BYTES: usize = 1 << 20;
 /// Batches (and command results) queued for the transport; beyond this, reading
 /// from the spool waits for the network.
 const OUTBOX: usize = 8;
@@ -100,11 +104,25 @@ impl Uplink {
         // Outlives each stream: a command that finishes while the stream is down
         // reports its result on the next one.
         let (results_tx, mut results_rx) = mpsc::channel::<pb::CommandResult>(64);
+        let mut aside = SetAside::default();
         loop {
             let mut welcomed = false;
-            match self.stream(&mut welcomed, &results_tx, &mut results_rx).await {
+            match self.stream(&mut welcomed, &mut aside, &results_tx, &mut results_rx).await {
                 Ok(()) => info!(collector = %self.url, "the collector ended the stream; reconnecting"),
-                Err(e) => warn!(collector = %self.url, "uplink to the collector: {e:#}; reconnecting"),
+                Err(e) => match e.downcast_ref::<Refused>() {
+                    // One event the collector will never take: set it aside.
+                    Some(r) if r.first == r.last => {
+                        warn!(collector = %self.url, boot = %r.boot, seq = r.first, "the collector refuses this event for good: {}", r.why);
+                        aside.reject = Some((r.boot.clone(), r.first, r.why.clone()));
+                        aside.probe = None;
+                    }
+                    // A batch: resend it one event at a time to find which.
+                    Some(r) => {
+                        warn!(collector = %self.url, boot = %r.boot, first = r.first, last = r.last, "the collector refused a batch: {}; resending it one event at a time", r.why);
+                        aside.probe = Some((r.boot.clone(), r.last));
+                    }
+                    None => warn!(collector = %self.url, "uplink to the collector: {e:#}; reconnecting"),
+                },
             }
             self.stats.uplink_connected.store(false, Ordering::Relaxed);
             if welcomed {
@@ -121,6 +139,7 @@ impl Uplink {
     async fn stream(
         &self,
         welcomed: &mut bool,
+        aside: &mut SetAside,
         results_tx: &mpsc::Sender<pb::CommandResult>,
         results_rx: &mut mpsc::Receiver<pb::CommandResult>,
     ) -> Result<()> {
@@ -152,6 +171,33 @@ impl Uplink {
             self.spool.ack(&a.boot_id, a.seq);
         }
         *welcomed = true;
+        let cap = match usize::try_from(welcome.max_message_bytes) {
+            Ok(n) if n > 0 => (n / 2).min(BATCH_BYTES),
+            _ => BATCH_BYTES,
+        };
+        // Batches sent and not yet acknowledged: (boot, first seq, last seq).
+        let mut in_flight: VecDeque<(String, u64, u64)> = VecDeque::new();
+        if let Some((boot, seq, why)) = aside.reject.take()
+            && self.spool.acked(&boot) < seq
+        {
+            // Out of the spool for good (it stays in the local log); the collector
+            // gets an events_lost in its place, so its seqs have no gap. Should that
+            // be refused too, the event is already set aside: the stream moves on.
+            aside.rejected_total += 1;
+            self.spool.ack(&boot, seq);
+            let lost = pb::Event {
+                seq,
+                agent_id: self.envelope.agent_id.clone(),
+                boot_id: boot.clone(),
+                host: self.envelope.host.clone(),
+                time_unix_ns: crate::clock::wall_ns(),
+                event: Some(Kind::EventsLost(pb::EventsLost { count: 1, total: aside.rejected_total, reason: "rejected".into() })),
+                ..pb::Event::default()
+            };
+            warn!(boot = %boot, seq, "event set aside (kept in the local log only): {why}");
+            in_flight.push_back((boot, seq, seq));
+            tx.send(pb::AgentMessage { msg: Some(Out::Batch(pb::EventBatch { events: vec![lost] })) }).await.context("stream closed")?;
+        }
         self.stats.uplink_connected.store(true, Ordering::Relaxed);
         self.stats.acked_seq.store(self.spool.acked(&self.envelope.boot_id), Ordering::Relaxed);
         // Oldest boot first; the running one last (it never runs out).
@@ -167,9 +213,25 @@ impl Uplink {
         loop {
             tokio::select! {
                 msg = inbound.message() => {
-                    match msg.map_err(|s| anyhow!("stream failed: {}", status_text(&s)))? {
+                    let msg = match msg {
+                        Ok(m) => m,
+                        Err(s) => {
+                            // Acks of the batches before a refused one come first: the
+                            // oldest unacknowledged batch is the one refused.
+                            if matches!(s.code(), tonic::Code::InvalidArgument | tonic::Code::PermissionDenied)
+                                && let Some((boot, first, last)) = in_flight.pop_front()
+                            {
+                                return Err(anyhow::Error::new(Refused { boot, first, last, why: status_text(&s) }));
+                            }
+                            bail!("stream failed: {}", status_text(&s));
+                        }
+                    };
+                    match msg {
                         None => return Ok(()),
                         Some(pb::CollectorMessage { msg: Some(In::Ack(a)) }) => {
+                            while in_flight.front().is_some_and(|(b, _, last)| *b == a.boot_id && *last <= a.seq) {
+                                in_flight.pop_front();
+                            }
                             self.spool.ack(&a.boot_id, a.seq);
                             if a.boot_id == self.envelope.boot_id {
                                 self.stats.acked_seq.fetch_max(a.seq, Ordering::Relaxed);
@@ -199,7 +261,12 @@ impl Uplink {
                     appended.borrow_and_update();
                     let others = cursors.len() > 1;
                     let Some(cursor) = cursors.first_mut() else { more = false; continue };
-                    let events = cursor.next_batch(&self.spool, BATCH).context("cannot read the spool")?;
+                    // After a refused batch, its events go one per batch until past it.
+                    let probing = aside.probe.as_ref().is_some_and(|(b, upto)| b == cursor.boot() && cursor.position() < *upto);
+                    if !probing {
+                        aside.probe = None;
+                    }
+                    let events = cursor.next_batch(&self.spool, if probing { 1 } else { BATCH }).context("cannot read the spool")?;
                     if events.is_empty() {
                         if others && cursor.position() >= self.spool.last_seq(cursor.boot()) {
                             debug!(boot = cursor.boot(), "resent everything of an earlier boot");
@@ -209,7 +276,16 @@ impl Uplink {
                         }
                         continue;
                     }
-                    permit.send(pb::AgentMessage { msg: Some(Out::Batch(pb::EventBatch { events })) });
+                    let boot = cursor.boot().to_owned();
+                    let mut chunks = split_by_bytes(events, cap).into_iter();
+                    if let Some(first) = chunks.next() {
+                        in_flight.push_back(span(&boot, &first));
+                        permit.send(pb::AgentMessage { msg: Some(Out::Batch(pb::EventBatch { events: first })) });
+                    }
+                    for chunk in chunks {
+                        in_flight.push_back(span(&boot, &chunk));
+                        tx.send(pb::AgentMessage { msg: Some(Out::Batch(pb::EventBatch { events: chunk })) }).await.context("stream closed")?;
+                    }
                 }
                 changed = appended.changed(), if !more => {
                     changed.context("the event writer stopped")?;
@@ -218,6 +294,60 @@ impl Uplink {
             }
         }
     }
+}
+
+/// What the uplink keeps across streams about batches the collector refused.
+#[derive(Default)]
+struct SetAside {
+    /// (boot, last seq) of a refused batch: resend up to it one event per batch.
+    probe: Option<(String, u64)>,
+    /// (boot, seq, why) of the one event refused: set it aside at the next connect.
+    reject: Option<(String, u64, String)>,
+    /// Events set aside since the agent started.
+    rejected_total: u64,
+}
+
+/// The collector ended the stream refusing the batch of `boot` seqs `first..=last`
+/// (INVALID_ARGUMENT or PERMISSION_DENIED): resending it as it is would fail forever.
+#[derive(Debug)]
+struct Refused {
+    boot: String,
+    first: u64,
+    last: u64,
+    why: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the collector refused events {}..={} of boot {}: {}", self.first, self.last, self.boot, self.why)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// (boot, first seq, last seq) of a batch.
+fn span(boot: &str, events: &[pb::Event]) -> (String, u64, u64) {
+    (boot.to_owned(), events.first().map_or(0, |e| e.seq), events.last().map_or(0, |e| e.seq))
+}
+
+/// Cuts `events` into batches of at most `cap` encoded bytes (an event bigger
+/// than that goes alone).
+fn split_by_bytes(events: Vec<pb::Event>, cap: usize) -> Vec<Vec<pb::Event>> {
+    use prost::Message as _;
+    let mut out: Vec<Vec<pb::Event>> = Vec::new();
+    let mut bytes = 0;
+    for ev in events {
+        let len = ev.encoded_len();
+        match out.last_mut() {
+            Some(cur) if bytes + len <= cap => cur.push(ev),
+            _ => {
+                out.push(vec![ev]);
+                bytes = 0;
+            }
+        }
+        bytes += len;
+    }
+    out
 }
 
 /// Runs one command from the collector with the same host methods the local API

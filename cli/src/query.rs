@@ -78,11 +78,15 @@ pub async fn run(remote: &CollectorArgs, args: &QueryArgs, out: &mut impl Write)
                 page: std::mem::take(&mut page),
             })
             .await?;
+        // Records the collector holds but cannot interpret (a newer agent's kind).
+        for s in &resp.skipped {
+            let _ = writeln!(std::io::stderr(), "warrant: skipped {s}");
+        }
         for ev in resp.events.iter().take((args.limit - printed) as usize) {
             print_event(ev, args.json, true, colors, out)?;
             printed += 1;
         }
-        if resp.next_page.is_empty() || resp.events.is_empty() {
+        if resp.next_page.is_empty() {
             break;
         }
         page = resp.next_page;

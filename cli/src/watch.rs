@@ -322,6 +322,7 @@ fn summary(ev: &Event) -> (String, bool) {
             }
             (s, g.change == "revoked")
         }
+        Kind::WatchMissed(w) if !w.reason.is_empty() => (format!("SKIPPED {} record(s): {}", w.count, sanitize(&w.reason)), true),
         Kind::WatchMissed(w) => (format!("MISSED {} events: this watcher fell behind", w.count), true),
         Kind::ControlAction(c) => {
             let mut s = format!("{} {} by {}", sanitize(&c.action), sanitize(&c.target), sanitize(&c.by));
@@ -458,7 +459,7 @@ mod tests {
         assert_eq!(line(&k), "s-3       1234 kill operator by uid 0 (pid 77): killed 53 in 41.2 ms");
         let lost = Event { session: String::new(), grant: String::new(), pid: 0, ..ev(Kind::EventsLost(EventsLost { count: 12, total: 40, ..Default::default() })) };
         assert_eq!(line(&lost), "-            - events_lost LOST 12 kernel records (40 since the agent started)");
-        let missed = Event { session: String::new(), grant: String::new(), pid: 0, ..ev(Kind::WatchMissed(WatchMissed { count: 5 })) };
+        let missed = Event { session: String::new(), grant: String::new(), pid: 0, ..ev(Kind::WatchMissed(WatchMissed { count: 5, ..WatchMissed::default() })) };
         assert_eq!(line(&missed), "-            - watch_missed MISSED 5 events: this watcher fell behind");
     }
 

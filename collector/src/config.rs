@@ -42,6 +42,9 @@ pub struct Flags {
     /// Give a certificate name a role: NAME=ROLE (agent, watcher, responder, requester, approver, admin); NAME may end in * to match a prefix; repeatable, added to the file's [roles]
     #[arg(long = "role", value_name = "NAME=ROLE")]
     pub roles: Vec<String>,
+    /// Register the one agent id a certificate may speak as: CERT_NAME=AGENT_ID; repeatable, added to the file's [agent_ids] (unregistered ids belong to the first certificate that connects as them)
+    #[arg(long = "agent-id", value_name = "CERT_NAME=AGENT_ID")]
+    pub agent_ids: Vec<String>,
     /// Address to serve Prometheus metrics on (HTTP, GET /metrics); off when unset
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -60,6 +63,9 @@ pub struct Flags {
     /// Events buffered per watcher before a slow one is skipped ahead (and told)
     #[arg(long)]
     pub watch_buffer: Option<usize>,
+    /// Largest message an agent may send (one hello or one batch), in bytes (default 4 MiB); a bigger one ends its stream with INVALID_ARGUMENT
+    #[arg(long)]
+    pub max_message_bytes: Option<usize>,
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter)
     #[arg(long)]
     pub log_level: Option<String>,
@@ -119,12 +125,18 @@ struct FileConfig {
     retention_interval: Option<String>,
     segment_bytes: Option<u64>,
     watch_buffer: Option<usize>,
+    max_message_bytes: Option<usize>,
     log_level: Option<String>,
     grant_signing_key: Option<PathBuf>,
     request_timeout: Option<String>,
     #[serde(default)]
     roles: BTreeMap<String, String>,
+    #[serde(default)]
+    agent_ids: BTreeMap<String, String>,
 }
+
+/// The default largest agent message (one batch): 4 MiB, gRPC's usual limit.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -153,6 +165,10 @@ pub struct Config {
     pub segment_bytes: u64,
     /// Per-watcher buffer (events).
     pub watch_buffer: usize,
+    /// Largest message an agent may send (bytes): the Ingest decoder's limit.
+    pub max_message_bytes: usize,
+    /// Certificate name → the one agent id it may speak as.
+    pub agent_ids: BTreeMap<String, String>,
     /// Log filter.
     pub log_level: String,
     /// The grant signing key file, if approvals may issue tokens.
@@ -201,6 +217,20 @@ impl Config {
             let role = Role::parse(role).map_err(anyhow::Error::msg).with_context(|| format!("invalid --role {spec:?}"))?;
             entries.push((name.to_owned(), role));
         }
+        let mut agent_ids = file.agent_ids.clone();
+        for spec in &flags.agent_ids {
+            let (cert, agent) = spec.split_once('=').with_context(|| format!("invalid --agent-id {spec:?}: expected CERT_NAME=AGENT_ID"))?;
+            agent_ids.insert(cert.to_owned(), agent.to_owned());
+        }
+        let mut claimed = BTreeMap::new();
+        for (cert, agent) in &agent_ids {
+            if cert.is_empty() || agent.is_empty() {
+                bail!("invalid agent_ids entry {cert:?} = {agent:?}: both the certificate name and the agent id are needed");
+            }
+            if let Some(other) = claimed.insert(agent.clone(), cert.clone()) {
+                bail!("invalid agent_ids: agent id {agent:?} is given to both {other:?} and {cert:?}");
+            }
+        }
         let need = |flag: &Option<PathBuf>, file: Option<PathBuf>, key: &str| -> Result<PathBuf> {
             flag.clone().or(file).with_context(|| format!("missing {key}: set --{key} or `{key} = \"…\"` in the config file"))
         };
@@ -217,6 +247,8 @@ impl Config {
             retention_interval,
             segment_bytes: flags.segment_bytes.or(file.segment_bytes).unwrap_or(64 << 20),
             watch_buffer: flags.watch_buffer.or(file.watch_buffer).unwrap_or(16 * 1024),
+            agent_ids: agent_ids.clone(),
+            max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             log_level: flags.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into()),
             grant_signing_key: flags.grant_signing_key.clone().or(file.grant_signing_key),
             request_timeout,
@@ -229,6 +261,9 @@ impl Config {
         }
         if config.retention_interval.is_zero() {
             bail!("invalid retention_interval 0s: must be at least 1s");
+        }
+        if config.max_message_bytes < 64 * 1024 {
+            bail!("invalid max_message_bytes {}: must be at least 65536 (64 KiB)", config.max_message_bytes);
         }
         if config.watch_buffer == 0 {
             bail!("invalid watch_buffer 0: must be at least 1");

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use warrant_proto::event::Event as Kind;
 use warrant_proto::{
     ControlAction, Event, EventsLost, Exec, ExecFailed, Exit, FileOpen, GrantChange, Kill, Net, RemoteTraffic,
-    SessionEnd, SessionReport, SessionStart, SocketClose, SocketsDropped, TokenRefused, Violation, WatchMissed,
+    SessionEnd, SessionReport, SessionStart, SocketClose, SocketsDropped, TokenRefused, UnknownKind, Violation, WatchMissed,
 };
 
 /// Decodes one event object as written by `to_json`.
@@ -25,7 +25,18 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
     };
     let f = Fields(m);
     let kind = f.str("kind")?;
-    let event = match kind.as_str() {
+    let mut unknown_kind = None;
+    let event = if kind == "unknown" {
+            if m.contains_key("kind_number") {
+                use base64::Engine as _;
+                let payload = base64::engine::general_purpose::STANDARD
+                    .decode(f.str("payload")?)
+                    .map_err(|e| format!("field \"payload\" is not base64: {e}"))?;
+                unknown_kind = Some(UnknownKind { number: f.u32("kind_number")?, wire_type: f.u32("wire_type")?, payload });
+            }
+            None
+    } else {
+        Some(match kind.as_str() {
         "exec" => Kind::Exec(Exec {
             path: f.str("path")?,
             argv: f.strings("argv")?,
@@ -117,7 +128,7 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
             expires_at_unix_ns: f.time("expires")?,
             by: f.str("by")?,
         }),
-        "watch_missed" => Kind::WatchMissed(WatchMissed { count: f.u64("count")? }),
+        "watch_missed" => Kind::WatchMissed(WatchMissed { count: f.u64("count")?, reason: f.str("reason")? }),
         "sockets_dropped" => Kind::SocketsDropped(SocketsDropped { count: f.u32("count")?, reason: f.str("reason")? }),
         "token_refused" => Kind::TokenRefused(TokenRefused {
             reason: f.str("reason")?,
@@ -136,9 +147,11 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
             detail: f.str("detail")?,
         }),
         other => return Err(format!("unknown event kind {other:?}")),
+        })
     };
     Ok(Event {
-        event: Some(event),
+        event,
+        unknown_kind,
         seq: f.u64("seq")?,
         agent_id: f.str("agent_id")?,
         boot_id: f.str("boot_id")?,
@@ -278,6 +291,7 @@ mod tests {
     fn base(kind: Kind) -> Event {
         Event {
             event: Some(kind),
+            unknown_kind: None,
             seq: 42,
             agent_id: "a-1".into(),
             boot_id: "b-1".into(),
@@ -419,7 +433,7 @@ mod tests {
                 by: "uid 0".into(),
             }),
             Kind::GrantChange(GrantChange::default()),
-            Kind::WatchMissed(WatchMissed { count: 7 }),
+            Kind::WatchMissed(WatchMissed { count: 7, reason: "record 3: event kind 142 is not known".into() }),
             Kind::SocketsDropped(SocketsDropped { count: 2, reason: "r".into() }),
             Kind::ControlAction(ControlAction {
                 action: "kill".into(),
@@ -434,6 +448,26 @@ mod tests {
             let back = from_json(&to_json(&ev)).unwrap();
             assert_eq!(back, ev);
         }
+    }
+
+    /// A kind from a newer agent is stored as "unknown" with its number and bytes,
+    /// and reads back as it arrived; a record of an older build with no kind at all
+    /// reads back too (no kind, nothing to interpret).
+    #[test]
+    fn unknown_kinds_round_trip_verbatim() {
+        let mut ev = base(Kind::Exit(Exit::default()));
+        ev.event = None;
+        ev.unknown_kind = Some(UnknownKind { number: 142, wire_type: 2, payload: vec![0x0a, 0x01, 0xff] });
+        let json = to_json(&ev);
+        assert_eq!(json["kind"], "unknown");
+        assert_eq!(json["kind_number"], 142);
+        assert_eq!(from_json(&json).unwrap(), ev);
+        let mut legacy = json.clone();
+        for k in ["kind_number", "wire_type", "payload"] {
+            legacy.as_object_mut().unwrap().remove(k);
+        }
+        let old = from_json(&legacy).unwrap();
+        assert!(old.event.is_none() && old.unknown_kind.is_none());
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl Subscription {
 fn watch_missed(count: u64) -> Event {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     Event {
-        event: Some(Kind::WatchMissed(WatchMissed { count })),
+        event: Some(Kind::WatchMissed(WatchMissed { count, reason: String::new() })),
         time_unix_ns: i64::try_from(now.as_nanos()).unwrap_or(i64::MAX),
         ..Default::default()
     }
@@ -243,7 +243,7 @@ mod tests {
     fn loss_notices_pass_every_filter() {
         let f = Filter::new(Some("s-1".into()), Some("g-1".into()), &kinds(&["exec"])).unwrap();
         assert!(f.matches(&ev("", "", Kind::EventsLost(EventsLost { count: 1, total: 1, reason: String::new() }))));
-        assert!(f.matches(&ev("", "", Kind::WatchMissed(WatchMissed { count: 1 }))));
+        assert!(f.matches(&ev("", "", Kind::WatchMissed(WatchMissed { count: 1, ..WatchMissed::default() }))));
     }
 
     #[test]
@@ -297,7 +297,7 @@ mod tests {
         }
         let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
         let missed = slow.next().await.unwrap();
-        assert_eq!(missed.event, Some(Kind::WatchMissed(WatchMissed { count: 6 })));
+        assert_eq!(missed.event, Some(Kind::WatchMissed(WatchMissed { count: 6, ..WatchMissed::default() })));
         assert!(i128::from(missed.time_unix_ns) >= i128::try_from(before).unwrap() - 1_000_000_000);
         for i in 6..10 {
             assert_eq!(slow.next().await.unwrap().seq, i);
@@ -314,7 +314,7 @@ mod tests {
         }
         hub.publish(Arc::new(ev("s-9", "g-1", Kind::Exit(Exit::default()))));
         let first = w.next().await.unwrap();
-        assert!(matches!(first.event, Some(Kind::WatchMissed(WatchMissed { count: 4 }))), "{first:?}");
+        assert!(matches!(first.event, Some(Kind::WatchMissed(WatchMissed { count: 4, .. }))), "{first:?}");
         assert_eq!(w.next().await.unwrap().session, "s-9");
     }
 }

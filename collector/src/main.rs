@@ -9,10 +9,13 @@ use warrant_collector::config::{Cmd, Config, Flags};
 use warrant_collector::metrics::Metrics;
 use warrant_collector::approvals::ApprovalState;
 use warrant_collector::requests::Requests;
-use warrant_collector::server::{State, Tls, run_with};
+use warrant_collector::server::{ServeOptions, State, Tls, run_with};
 use warrant_collector::store::{Store, StoreOptions, verify_dir};
 use warrant_collector::writer::Writer;
 use warrant_collector::EventHub;
+
+/// How long connections may take to close after SIGTERM before they are cut.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -34,6 +37,9 @@ fn main() -> ExitCode {
 fn verify(flags: &Flags) -> Result<ExitCode> {
     let dir = Config::data_dir_only(flags)?;
     let report = verify_dir(&dir, None, None).with_context(|| format!("cannot verify the log in {}", dir.display()))?;
+    for s in &report.skipped {
+        println!("skipped: {s}");
+    }
     if report.problems.is_empty() {
         println!(
             "ok: {} records in {} segment(s), records {}..={}, head {}",
@@ -105,7 +111,7 @@ fn serve(flags: &Flags) -> Result<()> {
         let approvals = ApprovalState::new(config.roles.clone(), writer.clone(), metrics.clone(), key, requests);
         // Expiry is checked on every call too; the sweep records timeouts nobody looked at.
         approvals.spawn_sweeper(config.request_timeout.min(std::time::Duration::from_secs(1)));
-        let state = State::new(config.roles.clone(), writer.clone(), reader, hub, metrics, config.data_dir.clone());
+        let state = State::new(config.roles.clone(), writer.clone(), reader, hub, metrics, config.data_dir.clone(), ServeOptions { max_message_bytes: config.max_message_bytes, agent_ids: config.agent_ids.clone(), stopping: stop_rx.clone() });
         tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), boot = writer.boot_id(), "collector serving (mTLS)");
         // Print the bound address on stdout, so a parent that passed port 0 learns it.
         println!("listening on {}", listener.local_addr()?);
@@ -118,7 +124,18 @@ fn serve(flags: &Flags) -> Result<()> {
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         };
-        run_with(state, Some(approvals), &tls, listener, shutdown).await.context("the gRPC server failed")?;
+        // Streams end at the signal (acks of what is durable first); a connection
+        // that still does not close is cut after SHUTDOWN_GRACE.
+        let server = run_with(state, Some(approvals), &tls, listener, shutdown);
+        let mut stopped = stop_rx.clone();
+        let grace = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            r = server => r.context("the gRPC server failed")?,
+            () = grace => tracing::warn!("connections still open {}s after the signal; closing them", SHUTDOWN_GRACE.as_secs()),
+        }
         Ok(())
     });
     drop(writer);

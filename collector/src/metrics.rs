@@ -22,6 +22,17 @@ pub struct Metrics {
     pub duplicates: AtomicU64,
     /// Batches received from agents.
     pub batches: AtomicU64,
+    /// Agent messages refused as malformed or over the size limit (the stream ended
+    /// with INVALID_ARGUMENT).
+    pub batches_refused: AtomicU64,
+    /// Events stored verbatim because their kind is not one this build knows.
+    pub unknown_kinds: AtomicU64,
+    /// Sequence gaps recorded (an agent's seqs jumped past ones never stored).
+    pub gaps: AtomicU64,
+    /// Events stored late into a recorded gap.
+    pub gap_filled: AtomicU64,
+    /// Stored records a reader (Query, Watch) skipped because it cannot interpret them.
+    pub skipped_reads: AtomicU64,
     /// Events sent to watchers (replayed and live).
     pub events_out: AtomicU64,
     /// Events watchers missed because they fell behind.
@@ -71,6 +82,11 @@ impl Metrics {
         one("events_in_total", "counter", "Events stored in the audit log.", self.events_in.load(Relaxed));
         one("duplicates_dropped_total", "counter", "Events dropped because they were already stored (agent resends).", self.duplicates.load(Relaxed));
         one("batches_total", "counter", "Event batches received from agents.", self.batches.load(Relaxed));
+        one("batches_refused_total", "counter", "Agent messages refused as malformed or too big (stream ended with INVALID_ARGUMENT).", self.batches_refused.load(Relaxed));
+        one("unknown_kind_events_total", "counter", "Events stored verbatim because their kind is not known to this collector.", self.unknown_kinds.load(Relaxed));
+        one("seq_gaps_total", "counter", "Sequence gaps recorded (gap records written).", self.gaps.load(Relaxed));
+        one("gap_filled_total", "counter", "Events stored late, into a recorded gap.", self.gap_filled.load(Relaxed));
+        one("skipped_reads_total", "counter", "Stored records readers skipped because this collector cannot interpret them.", self.skipped_reads.load(Relaxed));
         one("events_out_total", "counter", "Events sent to watchers.", self.events_out.load(Relaxed));
         one("watch_missed_total", "counter", "Events watchers missed because they fell behind.", self.watch_missed.load(Relaxed));
         one("watchers", "gauge", "Open Watch streams.", self.watchers.load(Relaxed));

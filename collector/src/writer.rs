@@ -90,7 +90,9 @@ impl Writer {
             host,
             ..Event::default()
         });
-        let (log, indexer) = store.split();
+        let (mut log, indexer) = store.split();
+        // The log side numbers the collector's own records (and gap records).
+        log.set_own(Event::clone(&envelope));
         metrics.log_records.store(log.records(), Relaxed);
         metrics.log_bytes.store(log.bytes(), Relaxed);
         let own = Event::clone(&envelope);
@@ -210,7 +212,6 @@ fn run_writer(
     metrics: &Metrics,
     hub: &EventHub,
 ) {
-    let mut seq = log.high_water(COLLECTOR_AGENT_ID, &own.boot_id);
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
@@ -228,14 +229,13 @@ fn run_writer(
                     batches.push(events);
                     replies.push(Reply::Batch(reply));
                 }
-                Request::Own { mut event, reply } => {
-                    seq += 1;
-                    event.seq = seq;
+                Request::Own { event, reply } => {
+                    // seq 0: the log side numbers it.
                     batches.push(vec![*event]);
                     replies.push(Reply::Own(reply));
                 }
                 Request::Retention { max_age, max_bytes, reply } => {
-                    let _ = reply.send(retention(&mut log, jobs, hub, own, &mut seq, max_age, max_bytes));
+                    let _ = reply.send(retention(&mut log, jobs, hub, own, max_age, max_bytes));
                 }
                 Request::Anchor { reply } => {
                     let _ = reply.send(log.anchor());
@@ -254,7 +254,9 @@ fn run_writer(
                     for (out, reply) in outcomes.into_iter().zip(replies) {
                         match reply {
                             Reply::Batch(r) => {
-                                metrics.events_in.fetch_add(out.accepted.len() as u64, Relaxed);
+                                metrics.events_in.fetch_add(out.accepted.len() as u64 - out.gaps, Relaxed);
+                                metrics.gaps.fetch_add(out.gaps, Relaxed);
+                                metrics.gap_filled.fetch_add(out.filled, Relaxed);
                                 metrics.duplicates.fetch_add(out.duplicates, Relaxed);
                                 let _ = r.send(Ok(out));
                             }
@@ -349,7 +351,6 @@ fn retention(
     jobs: &std::sync::mpsc::SyncSender<IndexJob>,
     hub: &EventHub,
     envelope: &Event,
-    seq: &mut u64,
     max_age: Option<Duration>,
     max_bytes: Option<u64>,
 ) -> Result<u64, String> {
@@ -362,9 +363,8 @@ fn retention(
         (None, Some(b)) => format!("above {b} bytes"),
         (None, None) => "asked".to_owned(),
     };
-    *seq += 1;
     let event = Event {
-        seq: *seq,
+        seq: 0,
         time_unix_ns: now_ns(),
         event: Some(Kind::ControlAction(ControlAction {
             action: "retention".into(),

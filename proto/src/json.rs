@@ -248,6 +248,9 @@ pub fn to_json(event: &Event) -> Value {
         }
         Some(Kind::WatchMissed(w)) => {
             m.insert("count".into(), json!(w.count));
+            if !w.reason.is_empty() {
+                m.insert("reason".into(), json!(w.reason));
+            }
         }
         Some(Kind::ControlAction(c)) => {
             m.insert("action".into(), json!(c.action));
@@ -256,7 +259,16 @@ pub fn to_json(event: &Event) -> Value {
             m.insert("outcome".into(), json!(c.outcome));
             m.insert("detail".into(), json!(c.detail));
         }
-        None => {}
+        None => {
+            // A kind this build does not know, kept verbatim so a newer reader
+            // can interpret it (see `UnknownKind`).
+            if let Some(u) = &event.unknown_kind {
+                use base64::Engine as _;
+                m.insert("kind_number".into(), json!(u.number));
+                m.insert("wire_type".into(), json!(u.wire_type));
+                m.insert("payload".into(), json!(base64::engine::general_purpose::STANDARD.encode(&u.payload)));
+            }
+        }
     }
     Value::Object(m)
 }

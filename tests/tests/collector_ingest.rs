@@ -94,7 +94,7 @@ async fn collector_sigkill_mid_stream_loses_and_doubles_nothing() {
     let agent = c.identity("agent-2");
     let t0 = now_ns();
     // Boot "old" left 500 unacked events in the spool; boot "new" is current.
-    let mut h = hello("agent-2", "host-b", "new");
+    let mut h = hello("agent-2", "host-a", "new");
     h.pending_boots = vec!["old".into(), "new".into()];
 
     let mut acked_old = 0u64;

@@ -1,0 +1,227 @@
+//! The store's unit tests.
+
+use std::time::Instant;
+
+use warrant_proto::Command;
+use warrant_proto::Event;
+use warrant_proto::event::Event as Kind;
+
+use super::segments::{list_segments, segment_name};
+use super::*;
+use crate::hub::Filter;
+use crate::log::AuditLog;
+use warrant_proto::{Exec, SessionEnd, SessionStart};
+
+fn ev(agent: &str, boot: &str, seq: u64, session: &str, t: i64) -> Event {
+    Event {
+        seq,
+        agent_id: agent.into(),
+        boot_id: boot.into(),
+        host: format!("host-{agent}"),
+        time_unix_ns: t,
+        grant: format!("g-{session}"),
+        session: session.into(),
+        subject: "alice".into(),
+        event: Some(Kind::Exec(Exec { path: "/bin/id".into(), argv: vec!["id".into(), seq.to_string()], cwd: "/".into(), truncated: false })),
+        ..Event::default()
+    }
+}
+
+fn batch(agent: &str, boot: &str, seqs: std::ops::RangeInclusive<u64>) -> Vec<Event> {
+    seqs.map(|s| ev(agent, boot, s, if s % 2 == 0 { "s-even" } else { "s-odd" }, i64::try_from(s).unwrap() * 1000)).collect()
+}
+
+fn seqs(events: &[Event]) -> Vec<u64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+#[test]
+fn dedup_survives_reopen_and_a_lost_index() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut s, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let out = s.append_batches(vec![batch("a", "b", 1..=10), batch("a", "b", 5..=12)]).unwrap();
+        assert_eq!((out[0].accepted.len(), out[0].duplicates), (10, 0));
+        assert_eq!((out[1].accepted.len(), out[1].duplicates), (2, 6));
+        assert_eq!(out[1].acks, vec![("b".to_owned(), 12)]);
+        // No durable index commit: the reopen re-indexes from the log.
+    }
+    let (mut s, r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(s.high_water("a", "b"), 12);
+    assert_eq!(s.append_batches(vec![batch("a", "b", 1..=13)]).unwrap()[0].accepted.len(), 1);
+    drop((s, r));
+    std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+    let (s, r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(s.high_water("a", "b"), 13, "rebuilt from the log");
+    let page = r.query(&QuerySpec { limit: 100, ..QuerySpec::default() }, Cursor::Start).unwrap();
+    assert_eq!(seqs(&page.events), (1..=13).collect::<Vec<_>>());
+}
+
+#[test]
+fn queries_by_key_and_time_page_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, r) = Store::open(dir.path(), StoreOptions { segment_bytes: 4096 }).unwrap();
+    for i in 0..10 {
+        s.append_batches(vec![batch("a", "b", (i * 100 + 1)..=(i * 100 + 100))]).unwrap();
+    }
+    s.append_batches(vec![batch("z", "y", 1..=50)]).unwrap();
+    assert!(list_segments(&dir.path().join("log")).unwrap().len() > 10, "rotated");
+    let mut spec = QuerySpec { filter: Filter { session: Some("s-odd".into()), agent_id: Some("a".into()), ..Filter::default() }, limit: 37, ..QuerySpec::default() };
+    let mut all = Vec::new();
+    let mut cursor = Cursor::Start;
+    loop {
+        let p = r.query(&spec, cursor).unwrap();
+        all.extend(seqs(&p.events));
+        match p.next {
+            Some(c) => cursor = Cursor::parse(&c.token()).unwrap(),
+            None => break,
+        }
+    }
+    assert_eq!(all, (1..=1000).filter(|s| s % 2 == 1).collect::<Vec<_>>());
+    spec.filter = Filter::default();
+    spec.from = 950 * 1000;
+    spec.to = 1000 * 1000;
+    spec.limit = 1000;
+    let p = r.query(&spec, Cursor::Start).unwrap();
+    // a's 950..=1000, none of z's (times 1000..=50000 are below `from`)
+    assert_eq!(seqs(&p.events), (950..=1000).collect::<Vec<_>>());
+    spec.filter.host = Some("host-z".into());
+    spec.from = 0;
+    spec.to = 0;
+    assert_eq!(r.query(&spec, Cursor::Start).unwrap().events.len(), 50);
+}
+
+#[test]
+fn sessions_and_grants_map_to_their_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let start = Event {
+        event: Some(Kind::SessionStart(SessionStart { command: vec!["bash".into()], root_pid: 7, ..SessionStart::default() })),
+        ..ev("a2", "b", 1, "s-9", 5)
+    };
+    let end = Event { event: Some(Kind::SessionEnd(SessionEnd { reason: "exited".into() })), ..ev("a2", "b", 2, "s-9", 6) };
+    s.append_batches(vec![vec![start]]).unwrap();
+    let rs = r.session_agent("s-9").unwrap().unwrap();
+    assert_eq!((rs.agent_id.as_str(), rs.session.as_ref().unwrap().root_pid), ("a2", 7));
+    assert_eq!(rs.session.as_ref().unwrap().state, warrant_proto::SessionState::Live as i32);
+    assert_eq!(r.grant_agents("g-s-9").unwrap(), vec!["a2".to_owned()]);
+    s.append_batches(vec![vec![end]]).unwrap();
+    assert_eq!(r.sessions().unwrap()[0].session.as_ref().unwrap().end_reason, "exited");
+    assert_eq!(r.sessions().unwrap()[0].session.as_ref().unwrap().state, warrant_proto::SessionState::Ended as i32);
+}
+
+#[test]
+fn queued_commands_survive_and_unqueue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let c1 = Command { id: "c-1".into(), ..Command::default() };
+    let c2 = Command { id: "c-2".into(), ..Command::default() };
+    s.queue_command("a", &c1).unwrap();
+    r.queue_command("a", &c2).unwrap();
+    r.queue_command("b", &c1).unwrap();
+    drop((s, r));
+    let (_s, r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(r.queued_commands("a").unwrap().iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c-1", "c-2"]);
+    assert!(r.unqueue_command("a", "c-1").unwrap());
+    assert!(!r.unqueue_command("a", "c-1").unwrap());
+    assert_eq!(r.queued_commands("a").unwrap().len(), 1);
+    assert_eq!(r.queued_commands("b").unwrap().len(), 1);
+}
+
+/// Retention drops a prefix of whole segments, and verify_dir accepts the
+/// result only with the retention record that accounts for it.
+#[test]
+fn retention_keeps_the_chain_verifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, r) = Store::open(dir.path(), StoreOptions { segment_bytes: 4096 }).unwrap();
+    for i in 0..20 {
+        s.append_batches(vec![batch("a", "b", (i * 20 + 1)..=(i * 20 + 20))]).unwrap();
+    }
+    assert!(verify_dir(dir.path(), None, Some(&s.anchor())).unwrap().problems.is_empty());
+    let plan = s.retention_plan(None, Some(20_000), 0).unwrap().unwrap();
+    assert!(plan.segments.len() > 3);
+    // Drop without the record: verify names the gap.
+    let mut bare = s.retention_plan(None, Some(20_000), 0).unwrap().unwrap();
+    bare.segments.truncate(1);
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir(copy.path().join("log")).unwrap();
+    for (first, path) in list_segments(&dir.path().join("log")).unwrap().iter().skip(1) {
+        std::fs::copy(path, copy.path().join("log").join(segment_name(*first))).unwrap();
+    }
+    let report = verify_dir(copy.path(), None, None).unwrap();
+    assert!(report.problems[0].contains("no retention record accounts"), "{:?}", report.problems);
+
+    let record = Event {
+        seq: 1,
+        agent_id: "collector".into(),
+        boot_id: "x".into(),
+        event: Some(Kind::ControlAction(warrant_proto::ControlAction {
+            action: "retention".into(),
+            target: format!("log up to record {}", plan.last_n),
+            detail: format!("hash {}; test", plan.last_hash),
+            ..warrant_proto::ControlAction::default()
+        })),
+        ..Event::default()
+    };
+    s.append_batches(vec![vec![record]]).unwrap();
+    s.drop_segments(&plan).unwrap();
+    let report = verify_dir(dir.path(), None, Some(&s.anchor())).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.first, plan.last_n + 1);
+    let page = r.query(&QuerySpec { limit: 1000, ..QuerySpec::default() }, Cursor::Start).unwrap();
+    assert_eq!(page.events.first().unwrap().seq, plan.last_n + 1);
+}
+
+/// The store's own ingest rate (no network): `cargo test --release -p
+/// warrant-collector store_rate -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn store_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let batches: Vec<Vec<Event>> = (0..200u64).map(|i| batch("a", "b", (i * 512 + 1)..=(i * 512 + 512))).collect();
+    let t = Instant::now();
+    for b in batches {
+        s.append_batches(vec![b]).unwrap();
+    }
+    let e = t.elapsed();
+    println!("store: {} events in {e:?} = {:.0}/s", 200 * 512, (200.0 * 512.0) / e.as_secs_f64());
+    let mut log = AuditLog::open(&dir.path().join("plain.log")).unwrap();
+    let batches: Vec<Vec<Event>> = (0..200u64).map(|i| batch("a", "b", (i * 512 + 1)..=(i * 512 + 512))).collect();
+    let t = Instant::now();
+    for b in batches {
+        log.append(&b).unwrap();
+    }
+    let e = t.elapsed();
+    println!("log alone: {} events in {e:?} = {:.0}/s", 200 * 512, (200.0 * 512.0) / e.as_secs_f64());
+}
+
+/// A jump in an agent's seqs is recorded as a gap (with a gap record when the log
+/// side knows the collector's envelope); a late event in the gap is stored, one at
+/// or below the mark outside it is a duplicate; the gaps survive a reopen and a
+/// lost index (they are derived from the log).
+#[test]
+fn gaps_are_recorded_filled_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (mut log, mut index) = s.split();
+        log.set_own(Event { agent_id: "collector".into(), boot_id: "c1".into(), ..Event::default() });
+        let (out, work) = log.append_batches(vec![batch("a", "b", 1..=5), batch("a", "b", 10..=12)]).unwrap();
+        index.apply(&work, false).unwrap();
+        assert_eq!((out[1].gaps, out[1].accepted.len()), (1, 4), "three events and the gap record");
+        let Some(Kind::ControlAction(g)) = &out[1].accepted[0].event else { panic!("{:?}", out[1].accepted[0]) };
+        assert_eq!((g.action.as_str(), g.target.as_str()), ("gap", "agent a boot b seqs 6..=9"));
+        assert_eq!(out[1].accepted[0].seq, 1, "the collector's own seq");
+        let (out, work) = log.append_batches(vec![batch("a", "b", 7..=7), batch("a", "b", 3..=3)]).unwrap();
+        index.apply(&work, false).unwrap();
+        assert_eq!((out[0].filled, out[0].duplicates, out[1].filled, out[1].duplicates), (1, 0, 0, 1));
+        assert_eq!(log.gaps("a", "b"), vec![(6, 6), (8, 9)]);
+    }
+    let (s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(s.split().0.gaps("a", "b"), vec![(6, 6), (8, 9)], "re-derived at reopen");
+    std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+    let (s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let (log, _) = s.split();
+    assert_eq!((log.gaps("a", "b"), log.high_water("a", "b")), (vec![(6, 6), (8, 9)], 12), "rebuilt from the log");
+}
