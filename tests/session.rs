@@ -18,8 +18,11 @@ const SESSION_START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A process tree started under a grant by `warrant exec`.
 pub struct Session {
-    /// The `warrant exec` child, which becomes the command: the session root.
+    /// The `warrant exec` client, which relays the session's stdio and exits with
+    /// its first process's status.
     child: Child,
+    /// The session's first process (from the session line).
+    root: u32,
     /// Session id (`s-…`) from the CLI's first stderr line.
     id: String,
     /// Grant id from the same line.
@@ -49,8 +52,11 @@ impl Session {
         };
         let (id, grant) = parse_session_line(&line)
             .unwrap_or_else(|| panic!("cannot parse the session line {line:?}"));
+        let root =
+            root_pid(&line).unwrap_or_else(|| panic!("no root pid in the session line {line:?}"));
         Self {
             child,
+            root,
             id,
             grant,
             stdout,
@@ -69,8 +75,14 @@ impl Session {
         &self.grant
     }
 
-    /// The session root pid (the spawned CLI, now the command).
+    /// The session root pid: the first process, which the agent created (the
+    /// spawned CLI only relays).
     pub fn pid(&self) -> u32 {
+        self.root
+    }
+
+    /// The pid of the `warrant exec` client relaying the session.
+    pub fn client_pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -128,6 +140,15 @@ impl Drop for Session {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `…, pid 4242, …` in a session line → 4242.
+pub fn root_pid(line: &str) -> Option<u32> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[0] == "pid")
+        .and_then(|w| w[1].trim_end_matches(',').parse().ok())
 }
 
 /// `warrant: session s-1 under grant g-2 (1m59s left)` → (`s-1`, `g-2`).

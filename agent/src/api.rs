@@ -3,8 +3,9 @@
 //! The socket's mode is the first gate (0600 root, or 0660 for a configured group);
 //! the second is [`Gate`], which refuses every call from inside a session. The
 //! caller's uid and pid come from the socket's peer credentials, never from the
-//! request: `StartSession` tags the process that called, and grant issue, kill and
-//! revoke need root.
+//! request: `StartSession` tags the process that called (root only, recorded as
+//! unconfined: sessions the agent confines start on the launch socket, see
+//! `launch`), and grant issue, attach, kill and revoke need root.
 
 use std::{
     fs,
@@ -155,16 +156,29 @@ impl Agent for Api {
         Ok(Response::new(out))
     }
 
-    async fn start_session(&self, req: Request<pb::StartSessionRequest>) -> Result<Response<pb::Session>, Status> {
-        let caller = Caller::of(&req)?;
+    /// Tags the caller itself: an attach of oneself, so root only and recorded as
+    /// unconfined whatever the request claims (`sandboxed` is not believed). A
+    /// confined session is started through the launch socket (`warrant exec`).
+    async fn start_session(
+        &self,
+        req: Request<pb::StartSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let caller = Caller::of(&req)?.require_root(
+            "tagging the calling process (a confined session is started through the launch socket, as `warrant exec` does)",
+        )?;
         if caller.pid == 0 {
             return Err(Status::failed_precondition("cannot tell the calling process from the socket"));
         }
         let r = req.into_inner();
-        let sandbox = r.sandboxed.then_some(r.sandbox_policy_digest.as_str());
         let s = self
             .host
-            .start_session(&r.grant, &[caller.pid], r.command, "exec", (caller.uid, caller.pid), sandbox)
+            .start_session(
+                &r.grant,
+                &[caller.pid],
+                r.command,
+                "exec",
+                (caller.uid, caller.pid),
+            )
             .await?;
         Ok(Response::new(s))
     }
@@ -194,7 +208,10 @@ impl Agent for Api {
         let command = fs::read(format!("/proc/{}/cmdline", r.pid))
             .map(|b| b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
             .unwrap_or_default();
-        let s = self.host.start_session(&r.grant, &pids, command, "attach", (caller.uid, caller.pid), None).await?;
+        let s = self
+            .host
+            .start_session(&r.grant, &pids, command, "attach", (caller.uid, caller.pid))
+            .await?;
         Ok(Response::new(s))
     }
 

@@ -82,13 +82,13 @@ impl Door {
         TokenDoorServer::with_interceptor(self.clone(), gate)
     }
 
-    /// All checks, then the grant and the session.
+    /// All checks, then the grant: its id (`g-…`).
     async fn admit(
         &self,
-        r: &pb::StartSessionWithTokenRequest,
+        r: &TokenRequest<'_>,
         caller: (u32, u32),
         claims: &mut Option<GrantToken>,
-    ) -> Result<pb::Session, Refusal> {
+    ) -> Result<String, Refusal> {
         let keys = match &self.keys_file {
             Some(path) => read_keys(path).map_err(|e| {
                 warn!("{e}");
@@ -96,7 +96,7 @@ impl Door {
             })?,
             None => return Err(TokenError::NoTrustedKeys.into()),
         };
-        let unverified = token::decode(&r.token)?;
+        let unverified = token::decode(r.token)?;
         *claims = Some(unverified.token.clone());
         let t = unverified.verify_signature(&keys)?;
         token::check_validity(&t, clock::wall_ns(), self.host.host_name())?;
@@ -111,7 +111,7 @@ impl Door {
             (true, true) => None,
             (true, false) | (false, true) => return Err(TokenError::PolicyAltered.into()),
             (false, false) => {
-                let p = warrant_policy::Policy::from_yaml(&r.policy, "token policy")
+                let p = warrant_policy::Policy::from_yaml(r.policy, "token policy")
                     .map_err(|_| TokenError::PolicyAltered)?;
                 if p.digest().to_string() != t.policy_digest {
                     return Err(TokenError::PolicyAltered.into());
@@ -119,13 +119,7 @@ impl Door {
                 Some(p)
             }
         };
-        if r.sandboxed && r.sandbox_policy_digest != t.policy_digest {
-            return Err(Refusal::Other(Status::failed_precondition(
-                "the session confined itself with a policy other than the token's",
-            )));
-        }
         let id = ids::parse_grant(&t.grant).ok_or(TokenError::Malformed("grant id".into()))?;
-        let how = if r.how == "login" { "login" } else { "exec" };
         let grant = {
             let mut ledger = self.ledger.lock().await;
             if ledger.contains(&t.grant) || self.host.has_grant(id) {
@@ -133,7 +127,7 @@ impl Door {
             }
             let grant = self
                 .host
-                .issue_token_grant(&t, policy.as_ref().map(|p| (p, r.policy.as_str())))
+                .issue_token_grant(&t, policy.as_ref().map(|p| (p, r.policy)))
                 .await
                 .map_err(|e| match e {
                     // Limits a signed token broke are refusals of the token, on the record.
@@ -149,30 +143,16 @@ impl Door {
             }
             grant
         };
-        let sandbox = r.sandboxed.then_some(r.sandbox_policy_digest.as_str());
-        self.host
-            .start_session(&ids::grant(grant.id), &[caller.1], r.command.clone(), how, caller, sandbox)
-            .await
-            .map_err(|e| Refusal::Other(e.into()))
+        Ok(ids::grant(grant.id))
     }
-}
 
-#[tonic::async_trait]
-impl TokenDoor for Door {
-    async fn start_session_with_token(
-        &self,
-        req: Request<pb::StartSessionWithTokenRequest>,
-    ) -> Result<Response<pb::Session>, Status> {
-        let peer = PeerInfo::of_request(&req)?;
-        let pid = peer.pid;
-        if pid == 0 {
-            return Err(Status::failed_precondition("cannot tell the calling process from the socket"));
-        }
-        let caller = (peer.uid, pid);
-        let r = req.into_inner();
+    /// Lets a token in: every check of [`Door::admit`], each refusal on the record
+    /// as a `token_refused` event and returned as "token refused: …". The grant's
+    /// id on success; the session is the caller's to open.
+    pub async fn let_in(&self, r: &TokenRequest<'_>, caller: (u32, u32)) -> Result<String, Status> {
         let mut claims = None;
-        match self.admit(&r, caller, &mut claims).await {
-            Ok(s) => Ok(Response::new(s)),
+        match self.admit(r, caller, &mut claims).await {
+            Ok(grant) => Ok(grant),
             Err(Refusal::Other(status)) => Err(status),
             Err(Refusal::Token(e)) => {
                 let reason = e.to_string();
@@ -181,14 +161,67 @@ impl TokenDoor for Door {
                     reason: reason.clone(),
                     caller_uid: caller.0,
                     caller_pid: caller.1,
-                    how: r.how.clone(),
-                    command: r.command.clone(),
+                    how: r.how.to_owned(),
+                    command: r.command.to_vec(),
                     ..Default::default()
                 };
                 self.host.token_refused(refused, claims.as_ref()).await;
                 Err(Status::permission_denied(format!("token refused: {reason}")))
             }
         }
+    }
+}
+
+/// What a token request carries, from the door's RPC or the launch socket.
+pub struct TokenRequest<'a> {
+    /// `wgt1.…`
+    pub token: &'a str,
+    /// The policy text the token's digest binds.
+    pub policy: &'a str,
+    /// "exec" or "login".
+    pub how: &'a str,
+    /// The command, for the record of a refusal.
+    pub command: &'a [String],
+}
+
+#[tonic::async_trait]
+impl TokenDoor for Door {
+    /// Tags the caller itself: root only, recorded as unconfined whatever the
+    /// request claims. A confined session is started through the launch socket
+    /// (`warrant exec --token`, `warrant login`).
+    async fn start_session_with_token(
+        &self,
+        req: Request<pb::StartSessionWithTokenRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let peer = PeerInfo::of_request(&req)?;
+        let pid = peer.pid;
+        if pid == 0 {
+            return Err(Status::failed_precondition(
+                "cannot tell the calling process from the socket",
+            ));
+        }
+        if peer.uid != 0 {
+            return Err(Status::permission_denied(format!(
+                "tagging the calling process needs root (caller uid {}): a confined session is started through the launch \
+                 socket, as `warrant exec --token` does",
+                peer.uid
+            )));
+        }
+        let caller = (peer.uid, pid);
+        let r = req.into_inner();
+        let how = if r.how == "login" { "login" } else { "exec" };
+        let ask = TokenRequest {
+            token: &r.token,
+            policy: &r.policy,
+            how,
+            command: &r.command,
+        };
+        let grant = self.let_in(&ask, caller).await?;
+        let s = self
+            .host
+            .start_session(&grant, &[pid], r.command.clone(), how, caller)
+            .await?;
+        Ok(Response::new(s))
     }
 }
 

@@ -353,9 +353,9 @@ impl Host {
         Ok((grant, warnings))
     }
 
-    /// Starts a session rooted at `pids[0]`: tags every thread of every pid, moves
-    /// them into a fresh cgroup. `pids` is the process and, for attach, its
-    /// descendants.
+    /// Starts a session rooted at `pids[0]` that the agent did not confine
+    /// (`attach`, or a caller that tagged itself): [`Host::open_session`], then
+    /// [`Host::announce`] with sandbox `none`.
     pub async fn start_session(
         &self,
         grant_id: &str,
@@ -363,13 +363,32 @@ impl Host {
         command: Vec<String>,
         how: &str,
         caller: (u32, u32),
-        sandbox: Option<&str>,
     ) -> Result<pb::Session, HostError> {
-        let root = *pids.first().ok_or_else(|| HostError::Invalid("no process to attach".into()))?;
-        let session = {
+        let id = self.open_session(grant_id, pids, command, how, None)?;
+        self.announce(id, SANDBOX_NONE, caller).await
+    }
+
+    /// Opens a session rooted at `pids[0]`: tags every thread of every pid, moves
+    /// them into a fresh cgroup. `pids` is the process and, for attach, its
+    /// descendants. Nothing is on the record until [`Host::announce`]: the agent
+    /// announces a session it confines once it has read the confinement back.
+    /// `planned` is the policy digest a sandbox was built from; a grant whose
+    /// policy changed since is refused.
+    pub fn open_session(
+        &self,
+        grant_id: &str,
+        pids: &[u32],
+        command: Vec<String>,
+        how: &str,
+        planned: Option<&str>,
+    ) -> Result<u64, HostError> {
+        let root = *pids
+            .first()
+            .ok_or_else(|| HostError::Invalid("no process to attach".into()))?;
+        {
             let mut inner = self.lock();
             let grant = inner.registry.usable_grant(grant_id)?.clone();
-            if let Some(digest) = sandbox
+            if let Some(digest) = planned
                 && digest != policy_digest(&grant)
             {
                 return Err(HostError::Conflict(format!(
@@ -421,34 +440,57 @@ impl Host {
                 grant: grant.id,
                 root_pid: root,
                 cgroup: cgroup.path.clone(),
-                command: command.clone(),
+                command,
                 how: how.to_owned(),
-                caller_uid: caller.0,
+                caller_uid: 0,
                 started_at_unix_ns: clock::wall_ns(),
                 status: SessionStatus::Live,
                 ended_at_unix_ns: 0,
                 end_reason: String::new(),
-                sandbox: if sandbox.is_some() { SANDBOX_CONFINED } else { SANDBOX_NONE }.to_owned(),
+                sandbox: SANDBOX_NONE.to_owned(),
                 max_tasks,
             };
-            inner.registry.sessions.insert(id, session.clone());
+            inner.registry.sessions.insert(id, session);
+            self.save(&inner);
+            Ok(id)
+        }
+    }
+
+    /// Puts an opened session on the record (`session_start`) with what confines
+    /// it, as the agent applied and read it back; `caller` is (uid, pid) of who
+    /// asked for it.
+    pub async fn announce(
+        &self,
+        id: u64,
+        sandbox: &str,
+        caller: (u32, u32),
+    ) -> Result<pb::Session, HostError> {
+        let (session, grant) = {
+            let mut inner = self.lock();
+            let session =
+                inner.registry.sessions.get_mut(&id).ok_or_else(|| {
+                    HostError::NotFound(format!("no session {}", ids::session(id)))
+                })?;
+            session.sandbox = sandbox.to_owned();
+            session.caller_uid = caller.0;
+            let session = session.clone();
+            let grant = inner.registry.grants.get(&session.grant).cloned();
             self.save(&inner);
             (session, grant)
         };
-        let (session, grant) = session;
-        info!(session = %ids::session(session.id), grant = grant_id, root, how, "session started");
+        info!(session = %ids::session(session.id), grant = %ids::grant(session.grant), root = session.root_pid, how = %session.how, sandbox, "session started");
         let mut ev = agent_event(Kind::SessionStart(pb::SessionStart {
-            command,
-            root_pid: root,
+            command: session.command.clone(),
+            root_pid: session.root_pid,
             cgroup: session.cgroup.display().to_string(),
-            how: how.into(),
+            how: session.how.clone(),
             caller_uid: caller.0,
             caller_pid: caller.1,
             sandbox: session.sandbox.clone(),
         }));
         self.envelope_for(&mut ev, &session);
         self.emit(ev).await;
-        Ok(session_pb(&session, Some(&grant), Vec::new()))
+        Ok(session_pb(&session, grant.as_ref(), Vec::new()))
     }
 
     /// A grant's policy text and digest, for `warrant exec` to confine itself with.

@@ -36,6 +36,7 @@ mod file_rules;
 mod host;
 mod ids;
 mod kill;
+mod launch;
 mod loader;
 mod metrics;
 mod pipeline;
@@ -134,7 +135,9 @@ fn run(flags: &Flags) -> Result<ExitCode> {
 /// must not reach them by either spelling); refused to sessions in the kernel.
 fn own_sockets(config: &Config) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for path in std::iter::once(&config.socket).chain(config.door_socket.as_ref()) {
+    let fronts = std::iter::once(&config.socket).chain(config.door_socket.as_ref());
+    for path in fronts.flat_map(|p| [p.clone(), launch::path_for(p)]) {
+        let path = &path;
         out.push(path.as_os_str().as_encoded_bytes().to_vec());
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name())
             && let Ok(real) = fs::canonicalize(dir)
@@ -258,9 +261,18 @@ async fn daemon(config: Config) -> Result<()> {
 
     let door = door::Door::new(Arc::clone(&host), config.grant_public_key.clone(), &config.state_dir)?;
     if let Some(path) = &config.door_socket {
-        tasks.push(door::serve(door::bind(path).await?, &door, peer::Gate::new(Arc::clone(&host), "door")));
+        tasks.push(door::serve(
+            door::bind(path).await?,
+            &door,
+            peer::Gate::new(Arc::clone(&host), "door"),
+        ));
+        let launcher = launch::Launcher::new(Arc::clone(&host), door.clone(), launch::Front::Door);
+        tasks.push(launcher.serve(door::bind(&launch::path_for(path)).await?));
         info!(door = %path.display(), "token door open to local users");
     }
+    let launcher = launch::Launcher::new(Arc::clone(&host), door.clone(), launch::Front::Agent);
+    let launch_socket = launch::path_for(&config.socket);
+    tasks.push(launcher.serve(api::bind(&launch_socket, config.socket_group.as_deref()).await?));
     let listener = api::bind(&config.socket, config.socket_group.as_deref()).await?;
     info!(socket = %config.socket.display(), audit_log = %config.audit_log().display(), "warrant-agent ready");
 
@@ -294,9 +306,9 @@ async fn daemon(config: Config) -> Result<()> {
     for t in tasks {
         let _ = t.await;
     }
-    let _ = fs::remove_file(&config.socket);
-    if let Some(path) = &config.door_socket {
+    for path in std::iter::once(&config.socket).chain(config.door_socket.as_ref()) {
         let _ = fs::remove_file(path);
+        let _ = fs::remove_file(launch::path_for(path));
     }
     drop(host);
     stopper.stop().await;

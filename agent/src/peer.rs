@@ -36,6 +36,8 @@ const SO_PEERPIDFD: libc::c_int = 77;
 pub struct PeerInfo {
     /// Effective uid at connect.
     pub uid: u32,
+    /// Effective gid at connect.
+    pub gid: u32,
     /// Pid at connect (only meaningful while `pidfd` says the process lives).
     pub pid: u32,
     /// The process itself; `None` on a kernel without `SO_PEERPIDFD`.
@@ -44,7 +46,7 @@ pub struct PeerInfo {
 
 impl PeerInfo {
     /// Reads the peer of `stream`.
-    fn of(stream: &UnixStream) -> io::Result<Self> {
+    pub fn of(stream: &UnixStream) -> io::Result<Self> {
         let fd = stream.as_fd().as_raw_fd();
         let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
         let mut len = size_of::<libc::ucred>() as libc::socklen_t;
@@ -58,8 +60,14 @@ impl PeerInfo {
         // SAFETY: as above; on success the kernel hands us a new descriptor.
         let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, SO_PEERPIDFD, (&raw mut pidfd).cast(), &raw mut len) };
         // SAFETY: a non-negative descriptor just returned by the kernel, owned here.
-        let pidfd = (r == 0 && pidfd >= 0).then(|| Arc::new(unsafe { OwnedFd::from_raw_fd(pidfd) }));
-        Ok(Self { uid: cred.uid, pid: u32::try_from(cred.pid).unwrap_or(0), pidfd })
+        let pidfd =
+            (r == 0 && pidfd >= 0).then(|| Arc::new(unsafe { OwnedFd::from_raw_fd(pidfd) }));
+        Ok(Self {
+            uid: cred.uid,
+            gid: cred.gid,
+            pid: u32::try_from(cred.pid).unwrap_or(0),
+            pidfd,
+        })
     }
 
     /// The request's peer, as read at accept.
@@ -94,7 +102,7 @@ impl PeerInfo {
 }
 
 /// Whether the process behind `pidfd` still runs (signal 0 through it).
-fn alive(pidfd: &OwnedFd) -> bool {
+pub fn alive(pidfd: &OwnedFd) -> bool {
     // SAFETY: pidfd_send_signal with signal 0 only checks; no siginfo, no flags.
     unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), 0, std::ptr::null::<u8>(), 0) == 0 }
 }

@@ -20,10 +20,10 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 use warrant_proto::agent_client::AgentClient;
-use warrant_proto::token_door_client::TokenDoorClient;
 use warrant_proto::{
-    AgentStatus, AttachRequest, Event, Grant, IssueGrantRequest, KillReport, KillRequest, ListGrantsRequest,
-    ListSessionsRequest, RevokeGrantRequest, Session, StartSessionRequest, StatusRequest, WatchRequest,
+    AgentStatus, AttachRequest, Event, Grant, IssueGrantRequest, KillReport, KillRequest,
+    ListGrantsRequest, ListSessionsRequest, RevokeGrantRequest, Session, StatusRequest,
+    WatchRequest,
 };
 
 /// The default agent socket.
@@ -56,8 +56,6 @@ impl std::error::Error for Fail {}
 pub struct Agent {
     /// The generated gRPC client.
     client: AgentClient<Channel>,
-    /// The token door on the same connection (`--socket` may be the door socket).
-    door: TokenDoorClient<Channel>,
     /// Where the agent was reached, for error messages.
     socket: PathBuf,
 }
@@ -89,7 +87,6 @@ impl Agent {
             .map_err(|e| unreachable(socket, &chain_text(&e)))?;
         Ok(Agent {
             client: AgentClient::new(channel.clone()),
-            door: TokenDoorClient::new(channel),
             socket: socket.to_path_buf(),
         })
     }
@@ -116,27 +113,6 @@ impl Agent {
     pub async fn revoke_grant(&mut self, req: RevokeGrantRequest) -> Result<KillReport> {
         let call = self.client.revoke_grant(req);
         finish(&self.socket, "RevokeGrant", KILL, call).await
-    }
-
-    /// `StartSession`: the agent tags the calling process (this one).
-    pub async fn start_session(&mut self, req: StartSessionRequest) -> Result<Session> {
-        let call = self.client.start_session(req);
-        finish(&self.socket, "StartSession", QUICK, call).await
-    }
-
-    /// `StartSessionWithToken`: the agent checks the token and tags this process.
-    pub async fn start_session_with_token(
-        &mut self,
-        req: warrant_proto::StartSessionWithTokenRequest,
-    ) -> Result<Session> {
-        let call = self.door.start_session_with_token(req);
-        finish(&self.socket, "StartSessionWithToken", QUICK, call).await
-    }
-
-    /// `GetPolicy`: a grant's policy, to confine a session with.
-    pub async fn get_policy(&mut self, grant: &str) -> Result<warrant_proto::GrantPolicy> {
-        let call = self.client.get_policy(warrant_proto::GetPolicyRequest { grant: grant.to_owned() });
-        finish(&self.socket, "GetPolicy", QUICK, call).await
     }
 
     /// `Report`: a session's report.
@@ -227,7 +203,7 @@ pub fn status_error(socket: &Path, status: &Status) -> anyhow::Error {
 }
 
 /// The error for a socket that cannot be connected to.
-fn connect_error(socket: &Path, err: &io::Error) -> anyhow::Error {
+pub fn connect_error(socket: &Path, err: &io::Error) -> anyhow::Error {
     // EPERM (not EACCES, which is the file's mode) is the kernel's own refusal:
     // self-protection keeps a session's processes off the agent's sockets.
     if err.raw_os_error() == Some(libc::EPERM) {

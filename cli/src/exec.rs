@@ -1,29 +1,31 @@
 //! `warrant exec` and `warrant attach`: starting sessions.
 //!
-//! `exec` asks the agent to tag *this* process (the agent finds it by the socket's
-//! peer credentials and moves it into the session's cgroup), confines itself (a
-//! Landlock domain from the grant's exec and file rules plus self-protection, and a
-//! seccomp filter: see `sandbox`), then replaces itself with the command via `execv`:
-//! same pid, so the command and everything it forks are born tagged and confined,
-//! with no window in which they are not. To make that hand-over
-//! clean it runs its one RPC on a current-thread runtime, drops the runtime before
-//! exec, and restores the signal dispositions Rust changed at startup.
+//! `exec` hands the command to the agent's launch socket (see `launch`): the agent
+//! creates the session's first process itself, tagged, in the session's cgroup,
+//! under Landlock and seccomp before the command's first instruction, as the
+//! caller's uid and groups, in the caller's working directory. Nothing of the
+//! confinement depends on this client: one that skips a step gets no weaker
+//! session. This side relays the terminal (a pseudo-terminal of the session's own
+//! when it runs on one, see `pty`), forwards signals, and exits with the command's
+//! status. `attach` tags a running process, recorded as unconfined.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use warrant_policy::Policy;
 use warrant_proto::token::TokenFile;
-use warrant_proto::{AttachRequest, Session, StartSessionRequest, StartSessionWithTokenRequest};
+use warrant_proto::v1::{LaunchRefused, TokenAuthority, launch_request};
+use warrant_proto::{AttachRequest, Session};
 
 use crate::client::{Agent, Fail, io_cause};
+use crate::launch::{Answer, Connection, Start};
 use crate::output::{self, sanitize};
-use crate::sandbox::Sandbox;
+use crate::pty::{self, Pty, RawMode, Wiring};
 
 /// Exit status when the command cannot be found (as in POSIX shells).
 const NOT_FOUND: u8 = 127;
@@ -81,96 +83,164 @@ pub fn read_token_file(path: &Path) -> Result<TokenFile> {
     TokenFile::parse(&text).with_context(|| format!("cannot use token file {}", path.display()))
 }
 
-/// Starts a session under `authority`, confines this process, and becomes
-/// `command` (with `argv0` as its name when given, e.g. `-bash` for a login shell).
-pub fn run_under(socket: &Path, authority: &Authority, command: &[OsString], argv0: Option<&OsStr>) -> Result<u8> {
+/// Starts a session under `authority` running `command` (with `argv0` as its name
+/// when given, e.g. `-bash` for a login shell): the agent creates its first
+/// process, tagged and confined; this process relays the terminal and returns
+/// the command's exit status.
+pub fn run_under(
+    socket: &Path,
+    authority: &Authority,
+    command: &[OsString],
+    argv0: Option<&OsStr>,
+) -> Result<u8> {
     let Some(typed) = command.first() else {
         anyhow::bail!("missing the command to run");
     };
     let program = resolve(typed)?;
-    let c_program = cstring(program.as_os_str())?;
-    let mut c_argv: Vec<CString> = command.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+    let program = if program.is_absolute() {
+        program
+    } else {
+        std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(program)
+    };
+    let mut argv: Vec<OsString> = command.to_vec();
     if let Some(name) = argv0 {
-        c_argv[0] = cstring(name)?;
+        argv[0] = name.to_owned();
     }
-    let recorded: Vec<String> = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let authority = match authority {
+        Authority::Grant(grant) => launch_request::Authority::Grant(grant.clone()),
+        Authority::Token { file, how } => launch_request::Authority::Token(TokenAuthority {
+            token: file.token.clone(),
+            policy: file.policy.clone(),
+            how: (*how).to_owned(),
+        }),
+    };
 
-    // One thread: the agent tags and moves this process; no worker threads to
-    // race with that, and nothing left running when exec replaces the image.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let session = runtime.block_on(async {
-        let mut agent = Agent::connect(socket).await?;
-        // The Landlock ruleset is planned and filled before the agent tags this
-        // process: the directory listings and path opens it takes are not the
-        // session's doing.
-        let mut agent_paths = Vec::new();
-        let (policy, digest) = match authority {
-            Authority::Grant(grant) => {
-                let grant_policy = agent.get_policy(grant).await?;
-                agent_paths.clone_from(&grant_policy.protected_paths);
-                let policy = if grant_policy.policy.is_empty() {
-                    None
-                } else {
-                    let file = if grant_policy.policy_file.is_empty() { "policy" } else { &grant_policy.policy_file };
-                    Some(Policy::from_yaml(&grant_policy.policy, file).context("the agent sent a policy this warrant cannot read")?)
-                };
-                (policy, grant_policy.digest)
-            }
-            // The agent checks the text against the token's signed digest; this
-            // side only needs it readable to build the sandbox from.
-            Authority::Token { file, .. } if file.policy.trim().is_empty() => (None, String::new()),
-            Authority::Token { file, .. } => {
-                let p = Policy::from_yaml(&file.policy, "token policy").context("cannot read the token's policy")?;
-                let digest = p.digest().to_string();
-                (Some(p), digest)
-            }
-        };
-        let sandbox = Sandbox::prepare(policy.as_ref(), &agent_paths)?;
-        for (dir, why) in &sandbox.unlisted {
-            let _ = writeln!(io::stderr(), "warrant: note: cannot list {} ({why}): what it holds is denied", dir.display());
-        }
-        let session = match authority {
-            Authority::Grant(grant) => {
-                let req = StartSessionRequest {
-                    grant: grant.clone(),
-                    command: recorded,
-                    sandboxed: true,
-                    sandbox_policy_digest: digest,
-                };
-                agent.start_session(req).await?
-            }
-            Authority::Token { file, how } => {
-                let req = StartSessionWithTokenRequest {
-                    token: file.token.clone(),
-                    policy: file.policy.clone(),
-                    command: recorded,
-                    sandboxed: true,
-                    sandbox_policy_digest: digest,
-                    how: (*how).to_owned(),
-                };
-                agent.start_session_with_token(req).await?
-            }
-        };
-        Ok::<_, anyhow::Error>((session, sandbox))
+    // Each of stdin, stdout, stderr that is a terminal becomes the session's own
+    // pseudo-terminal; the rest pass as they are.
+    // SAFETY: descriptors 0, 1 and 2 stay open for the life of the process.
+    let stdio: [BorrowedFd<'static>; 3] =
+        std::array::from_fn(|i| unsafe { BorrowedFd::borrow_raw(i as i32) });
+    let ttys: Vec<u32> = (0..3u32)
+        .filter(|i| rustix::termios::isatty(stdio[*i as usize]))
+        .collect();
+    let pty = match ttys.first() {
+        Some(first) => Some(Pty::open(stdio[*first as usize])?),
+        None => None,
+    };
+    let passed: [BorrowedFd<'_>; 3] = std::array::from_fn(|i| match &pty {
+        Some(p) if ttys.contains(&(i as u32)) => p.slave.as_fd(),
+        _ => stdio[i],
     });
-    drop(runtime);
-    let (session, sandbox) = session?;
-    let rules = sandbox.rules;
-    // From here on this process is the session: confine it for good, then become
-    // the command. A failure leaves a tagged process that exits at once.
-    sandbox.enter().context("cannot confine the session")?;
+    let mut conn = Connection::open(socket)?;
+    conn.start(
+        Start {
+            authority,
+            program,
+            argv,
+        },
+        passed,
+        &ttys,
+    )?;
+    let started = match conn.answer()? {
+        Answer::Started(s) => s,
+        Answer::Refused(r) => return Err(refusal(typed, &r)),
+    };
+    // The session holds the slave now; this side keeps the master only, so the
+    // master reads EIO once the session's last holder of its terminal is gone.
+    let (master, output) = match pty {
+        Some(p) => {
+            drop(p.slave);
+            let out = if ttys.contains(&1) { 1 } else { 2 };
+            (Some(p.master), out)
+        }
+        None => (None, 2),
+    };
+    if let Some(session) = &started.session {
+        let _ = writeln!(
+            io::stderr(),
+            "warrant: {}, pid {}, confined by the agent ({} Landlock path rules, seccomp{})",
+            started_line(session, output::now_unix_ns()),
+            started.pid,
+            started.landlock_rules,
+            if master.is_some() {
+                ", own terminal"
+            } else {
+                ""
+            }
+        );
+    }
+    for note in &started.notes {
+        let _ = writeln!(io::stderr(), "warrant: note: {}", sanitize(note));
+    }
+    let raw = match (&master, ttys.contains(&0)) {
+        (Some(_), true) => Some(RawMode::enter(stdio[0])?),
+        _ => None,
+    };
+    let wiring = Wiring {
+        input: raw.is_some(),
+        master,
+        output,
+    };
+    let exit = pty::relay(&mut conn, &wiring);
+    drop(raw);
+    let exit = exit?;
+    if exit.signal != 0 {
+        let _ = writeln!(
+            io::stderr(),
+            "warrant: the session's command was ended by signal {}{}",
+            exit.signal,
+            if exit.core_dumped {
+                " (core dumped)"
+            } else {
+                ""
+            }
+        );
+        die_like(exit.signal);
+        return Ok(u8::try_from(128 + exit.signal).unwrap_or(255));
+    }
+    Ok(u8::try_from(exit.code).unwrap_or(255))
+}
 
-    let _ = writeln!(
-        io::stderr(),
-        "warrant: {}, confined ({rules} Landlock path rules, seccomp)",
-        started(&session, output::now_unix_ns())
-    );
-    let err = exec(&c_program, &c_argv);
-    let code = if err.kind() == io::ErrorKind::NotFound { NOT_FOUND } else { CANNOT_EXECUTE };
-    Err(Fail { code, message: format!("cannot execute {}: {}", lossy(typed), io_cause(&err)) }.into())
+/// Ends this process by `sig`, as the command ended, so a caller sees the same
+/// status it would without warrant (as sudo does). No core of this process: the
+/// command's own core, if any, is the command's.
+fn die_like(sig: i32) {
+    let _ = io::stderr().flush();
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain calls with valid arguments; SIG_DFL installs no handler.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &raw const no_core);
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &raw const set, std::ptr::null_mut());
+        libc::raise(sig);
+    }
+}
+
+/// The agent's refusal as this command's failure: 127 or 126 when the command
+/// itself could not be executed, as a shell would.
+fn refusal(typed: &OsStr, r: &LaunchRefused) -> anyhow::Error {
+    if r.exec_errno != 0 {
+        let code = if r.exec_errno == libc::ENOENT {
+            NOT_FOUND
+        } else {
+            CANNOT_EXECUTE
+        };
+        let cause = io_cause(&io::Error::from_raw_os_error(r.exec_errno));
+        return Fail {
+            code,
+            message: format!("cannot execute {}: {cause}", lossy(typed)),
+        }
+        .into();
+    }
+    anyhow::anyhow!("{}", sanitize(&r.message))
 }
 
 /// `warrant attach`: prints the new session's id.
@@ -179,13 +249,22 @@ pub async fn attach(socket: &Path, args: &AttachArgs, out: &mut impl Write) -> R
     let session = agent.attach(AttachRequest { grant: args.grant.clone(), pid: args.pid }).await?;
     writeln!(out, "{}", session.id)?;
     out.flush()?;
-    let _ = writeln!(io::stderr(), "warrant: pid {} is now {}", args.pid, started(&session, output::now_unix_ns()));
+    let _ = writeln!(
+        io::stderr(),
+        "warrant: pid {} is now {}",
+        args.pid,
+        started_line(&session, output::now_unix_ns())
+    );
     Ok(0)
 }
 
 /// `session s-4 under grant g-2 (1m59s left)`
-fn started(session: &Session, now: i64) -> String {
-    let mut s = format!("session {} under grant {}", sanitize(&session.id), sanitize(&session.grant));
+fn started_line(session: &Session, now: i64) -> String {
+    let mut s = format!(
+        "session {} under grant {}",
+        sanitize(&session.id),
+        sanitize(&session.grant)
+    );
     if session.expires_at_unix_ns != 0 {
         let _ = write!(s, " ({})", output::left(session.expires_at_unix_ns, now));
     }
@@ -206,30 +285,8 @@ fn resolve(typed: &OsStr) -> Result<PathBuf> {
     }
 }
 
-fn cstring(s: &OsStr) -> Result<CString> {
-    CString::new(s.as_bytes()).with_context(|| format!("invalid argument {}: contains a NUL byte", lossy(s)))
-}
-
 fn lossy(s: &OsStr) -> String {
     sanitize(&s.to_string_lossy()).into_owned()
-}
-
-/// Replaces this process with `program`; returns only the reason it could not.
-fn exec(program: &CString, argv: &[CString]) -> io::Error {
-    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
-    // SAFETY: signal() with SIG_DFL installs no handler. Rust's runtime set SIGPIPE
-    // to SIG_IGN at startup, and an ignored signal stays ignored across exec: without
-    // this, `cmd | head` inside the session would see EPIPE instead of dying quietly.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-    // SAFETY: `program` and every element of `ptrs` point to NUL-terminated strings
-    // that outlive the call, and `ptrs` ends with a null pointer as execv requires.
-    unsafe {
-        libc::execv(program.as_ptr(), ptrs.as_ptr());
-    }
-    io::Error::last_os_error()
 }
 
 #[cfg(test)]
@@ -254,7 +311,7 @@ mod tests {
     }
 
     #[test]
-    fn started_line() {
+    fn the_started_line_names_session_grant_and_time_left() {
         let now = 1_700_000_000_000_000_000;
         let s = Session {
             id: "s-4".into(),
@@ -262,6 +319,9 @@ mod tests {
             expires_at_unix_ns: now + 119_000_000_000,
             ..Default::default()
         };
-        assert_eq!(started(&s, now), "session s-4 under grant g-2 (1m59s left)");
+        assert_eq!(
+            started_line(&s, now),
+            "session s-4 under grant g-2 (1m59s left)"
+        );
     }
 }

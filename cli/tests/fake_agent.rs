@@ -183,7 +183,12 @@ fn start() -> Harness {
             .add_service(AgentServer::new(fake))
             .serve_with_incoming(UnixListenerStream::new(listener)),
     );
-    Harness { _dir: dir, socket, calls }
+    serve_launch(dir.path().join("agent.sock.launch"), calls.clone());
+    Harness {
+        _dir: dir,
+        socket,
+        calls,
+    }
 }
 
 async fn warrant(socket: &Path, args: &[&str]) -> Output {
@@ -256,22 +261,36 @@ async fn watch_human_lines() {
     assert!(lines[1].ends_with(" s-1       4242 connect 10.0.0.1:5432"), "{stdout}");
 }
 
-/// `exec` has the agent tag *this* process and then becomes the command: same pid.
+/// `exec` hands the agent its stdio and working directory over the launch socket
+/// (the agent runs the command), prints the session line, and exits with the
+/// command's status.
 #[tokio::test(flavor = "multi_thread")]
-async fn exec_replaces_itself_with_the_command() {
+async fn exec_hands_the_command_to_the_launch_socket() {
     let h = start();
-    let out = warrant(&h.socket, &["exec", "--grant", "g-7", "--", "sh", "-c", "echo pid=$$"]).await;
+    let out = warrant(
+        &h.socket,
+        &["exec", "--grant", "g-7", "--", "sh", "-c", "echo hi"],
+    )
+    .await;
     let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(7), "the command's status: {stderr}");
     assert!(
         stderr.starts_with("warrant: session s-9 under grant g-7 (1m")
-            && stderr.contains(" left), confined (")
-            && stderr.ends_with(" Landlock path rules, seccomp)\n"),
+            && stderr.contains(
+                " left), pid 4242, confined by the agent (3 Landlock path rules, seccomp)"
+            ),
         "{stderr}"
     );
-    let shell_pid = text(&out.stdout).trim().strip_prefix("pid=").unwrap().to_owned();
+    // The fake wrote through the stdout descriptor it was handed.
+    assert_eq!(text(&out.stdout), "ran sh -c echo hi\n");
     let calls = h.calls.lock().unwrap().clone();
-    assert_eq!(calls, [format!(r#"start g-7 ["sh", "-c", "echo pid=$$"] pid={shell_pid}"#)]);
+    let sh = which_sh();
+    assert_eq!(
+        calls,
+        [format!(
+            r#"launch grant=g-7 program={sh} argv=["sh", "-c", "echo hi"] fds=4 terminal=[] cwd=dir"#
+        )]
+    );
 }
 
 /// A refused session is reported and nothing runs.
@@ -282,6 +301,128 @@ async fn exec_refused_by_the_agent() {
     assert_eq!(text(&out.stderr), "warrant: grant g-old expired 3m ago\n");
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
+}
+
+fn which_sh() -> String {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("sh"))
+        .find(|p| p.exists())
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// The launch socket's fake: one connection at a time, on a thread. It reads the
+/// start message and its descriptors, records them, writes "ran ARGV" through the
+/// stdout it was given, and answers started then exited (status 7); `g-old` is
+/// refused.
+fn serve_launch(path: PathBuf, calls: Calls) {
+    use std::io::{IoSliceMut, Read, Write};
+    use std::mem::MaybeUninit;
+    use std::os::unix::net::UnixListener;
+    use warrant_proto::launch::{self, Frames};
+    use warrant_proto::v1::{
+        LaunchClient, LaunchExit, LaunchRefused, LaunchServer, LaunchStarted, launch_client,
+        launch_request, launch_server,
+    };
+    let listener = UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut frames = Frames::default();
+            let mut fds = Vec::new();
+            let start = loop {
+                if let Some(LaunchClient {
+                    msg: Some(launch_client::Msg::Start(r)),
+                }) = frames.pop::<LaunchClient>().unwrap()
+                {
+                    break r;
+                }
+                let mut buf = [0u8; 65536];
+                let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(8))];
+                let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+                let msg = rustix::net::recvmsg(
+                    &conn,
+                    &mut [IoSliceMut::new(&mut buf)],
+                    &mut control,
+                    rustix::net::RecvFlags::CMSG_CLOEXEC,
+                )
+                .unwrap();
+                for m in control.drain() {
+                    if let rustix::net::RecvAncillaryMessage::ScmRights(got) = m {
+                        fds.extend(got);
+                    }
+                }
+                assert!(msg.bytes > 0, "the client closed before its start message");
+                frames.push(&buf[..msg.bytes]);
+            };
+            let Some(launch_request::Authority::Grant(grant)) = start.authority else {
+                panic!("not a grant")
+            };
+            let argv: Vec<String> = start
+                .argv
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let cwd_is_dir = fds.get(3).is_some_and(|fd| {
+                rustix::fs::fstat(fd).is_ok_and(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::Directory
+                })
+            });
+            calls.lock().unwrap().push(format!(
+                "launch grant={grant} program={} argv={argv:?} fds={} terminal={:?} cwd={}",
+                String::from_utf8_lossy(&start.program),
+                fds.len(),
+                start.terminal.map(|t| t.fds).unwrap_or_default(),
+                if cwd_is_dir { "dir" } else { "not-a-dir" }
+            ));
+            let send = |conn: &mut std::os::unix::net::UnixStream, m: launch_server::Msg| {
+                conn.write_all(&launch::encode(&LaunchServer { msg: Some(m) }).unwrap())
+                    .unwrap();
+            };
+            if grant == "g-old" {
+                send(
+                    &mut conn,
+                    launch_server::Msg::Refused(LaunchRefused {
+                        code: 9,
+                        message: "grant g-old expired 3m ago".into(),
+                        exec_errno: 0,
+                    }),
+                );
+                continue;
+            }
+            let mut out = std::fs::File::from(fds.swap_remove(1));
+            writeln!(out, "ran {}", argv.join(" ")).unwrap();
+            drop(out);
+            drop(fds);
+            send(
+                &mut conn,
+                launch_server::Msg::Started(LaunchStarted {
+                    session: Some(Session {
+                        id: "s-9".into(),
+                        grant,
+                        expires_at_unix_ns: now_ns() + 119_500_000_000,
+                        state: SessionState::Live.into(),
+                        ..Default::default()
+                    }),
+                    pid: 4242,
+                    sandbox: "landlock+seccomp".into(),
+                    landlock_rules: 3,
+                    notes: Vec::new(),
+                }),
+            );
+            send(
+                &mut conn,
+                launch_server::Msg::Exited(LaunchExit {
+                    code: 7,
+                    signal: 0,
+                    core_dumped: false,
+                }),
+            );
+            let _ = conn.read(&mut [0u8; 1]);
+        }
+    });
 }
 
 /// Exit codes of a kill: 0 when everything died, 1 with a warning when not.

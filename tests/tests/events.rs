@@ -39,7 +39,8 @@ fn exec_event_has_path_argv_cwd_and_ids() {
     assert_eq!(e["path"], canonical("/bin/sh"), "{e}");
     assert_eq!(e["argv"], serde_json::json!(argv), "{e}");
     assert_eq!(e["cwd"], canonical(&cwd), "{e}");
-    assert_eq!(audit::u64_field(&e, "ppid"), u64::from(std::process::id()), "{e}");
+    // The agent creates the session's first process; the client only relays.
+    assert_eq!(audit::u64_field(&e, "ppid"), u64::from(agent.pid()), "{e}");
     // SAFETY: getuid has no preconditions.
     assert_eq!(audit::u64_field(&e, "uid"), u64::from(unsafe { libc::getuid() }), "{e}");
     assert_eq!(e["grant"], grant.as_str());

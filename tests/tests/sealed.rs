@@ -220,7 +220,12 @@ fn a_session_cannot_use_the_agent_or_the_door() {
             .filter(|e| audit::str_field(e, "session") == session && e["op"] == "connect" && e["family"] == "unix")
             .collect();
         let on = |path: &str| refused.iter().filter(|v| v["addr"] == path).count();
-        (on(&sock) >= calls.len() - 1 && on(&door) >= 1).then_some(())
+        // `exec` goes to the launch socket beside each (`.launch`): the agent's own too.
+        let (sock_launch, door_launch) = (format!("{sock}.launch"), format!("{door}.launch"));
+        (on(&sock) + on(&sock_launch) >= calls.len() - 1
+            && on(&sock_launch) >= 1
+            && on(&door_launch) >= 1)
+            .then_some(())
     });
     let v = agent.wait_for_event(|e| audit::str_field(e, "session") == session && e["addr"] == sock.as_str(), T);
     assert_eq!(v["rule"], "self-protection", "{v}");

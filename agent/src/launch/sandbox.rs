@@ -1,18 +1,23 @@
-//! The kernel-side confinement `warrant exec` puts on itself before it becomes the
-//! session's command: a Landlock domain (the policy's exec and file rules, no writes
-//! under `/sys/fs/cgroup` and `/sys/fs/bpf`, no signals to processes outside the
-//! session) and a seccomp filter (no `bpf`, module loading, `ptrace`, kexec, writing
-//! another process's memory; `clone3` answers ENOSYS so `CLONE_INTO_CGROUP` cannot
-//! start a child outside the session's cgroup, and glibc falls back to `clone`).
+//! The kernel-side confinement the agent puts on a session's first process before
+//! it becomes the command: a Landlock domain (the policy's exec and file rules, no
+//! writes under `/sys/fs/cgroup` and `/sys/fs/bpf`, no signals to processes outside
+//! the session) and a seccomp filter (no `bpf`, module loading, `ptrace`, kexec,
+//! writing another process's memory; `clone3` answers ENOSYS so `CLONE_INTO_CGROUP`
+//! cannot start a child outside the session's cgroup, and glibc falls back to
+//! `clone`).
 //!
-//! Both are inherited by every child and cannot be lifted, so they hold with the agent
-//! down. The ruleset is built in two steps: [`Sandbox::prepare`] opens every rule's
-//! path and fills the ruleset *before* the process is tagged (so those opens are not
-//! session activity), and [`Sandbox::enter`] restricts the process just before exec.
+//! Both are inherited by every child and cannot be lifted, so they hold with the
+//! agent down. The work is cut in two: [`Sandbox::prepare`] runs in the agent,
+//! untagged: it plans the policy, opens every rule's path, fills the ruleset and
+//! compiles the seccomp programs (so those opens are not session activity, and
+//! nothing of it allocates later); [`Sandbox::enter`] runs in the forked child
+//! (see `child`), where only async-signal-safe calls are allowed: a handful of
+//! raw syscalls over what `prepare` made.
 //!
 //! Landlock through raw syscalls rather than the `landlock` crate: the three calls are
-//! small and the complement planning (see `warrant_policy::sandbox`) needs the exact
-//! access bits in use, which are visible here.
+//! small, the complement planning (see `warrant_policy::sandbox`) needs the exact
+//! access bits in use, which are visible here, and the crate's `restrict_self`
+//! allocates, which a forked child of a threaded daemon must not.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -23,7 +28,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
 };
 use warrant_common::syscalls;
 use warrant_policy::protect;
@@ -36,8 +42,8 @@ const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1 << 0;
 const LANDLOCK_RULE_PATH_BENEATH: u32 = 1;
 const LANDLOCK_SCOPE_SIGNAL: u64 = 1 << 1;
 /// Rights Landlock accepts on a rule for a file that is not a directory.
-const FILE_RIGHTS: u64 = access::EXECUTE | access::WRITE_FILE | access::READ_FILE | access::TRUNCATE;
-
+const FILE_RIGHTS: u64 =
+    access::EXECUTE | access::WRITE_FILE | access::READ_FILE | access::TRUNCATE;
 
 #[repr(C)]
 struct RulesetAttr {
@@ -61,8 +67,29 @@ pub struct Sandbox {
     /// Directories that could not be listed while planning (their entries are denied
     /// for the classes that needed them).
     pub unlisted: Vec<(PathBuf, String)>,
-    /// What the policy allows of what is refused by default (io_uring, raw sockets).
-    confinement: warrant_policy::Confinement,
+    /// The seccomp programs, compiled, in the order they are installed.
+    seccomp: Vec<Vec<libc::sock_filter>>,
+}
+
+/// The step of [`Sandbox::enter`] that failed, with its errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnterError {
+    NoNewPrivs(i32),
+    Capabilities(i32),
+    Landlock(i32),
+    Seccomp(i32),
+}
+
+impl std::fmt::Display for EnterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, errno) = match *self {
+            Self::NoNewPrivs(e) => ("cannot set no_new_privs", e),
+            Self::Capabilities(e) => ("cannot drop the session's capabilities", e),
+            Self::Landlock(e) => ("cannot enter the session's Landlock domain", e),
+            Self::Seccomp(e) => ("cannot install the session's seccomp filter", e),
+        };
+        write!(f, "{what}: {}", io::Error::from_raw_os_error(errno))
+    }
 }
 
 impl Sandbox {
@@ -84,29 +111,71 @@ impl Sandbox {
                 rules += 1;
             }
         }
-        let confinement = policy.confinement;
-        Ok(Sandbox { ruleset, rules, unlisted: plan.unlisted, confinement })
+        let seccomp = seccomp_programs(&policy.confinement)?;
+        Ok(Sandbox {
+            ruleset,
+            rules,
+            unlisted: plan.unlisted,
+            seccomp,
+        })
     }
 
     /// Confines this process (and everything it will exec and fork) for good.
-    pub fn enter(self) -> Result<()> {
-        // Landlock and seccomp need no_new_privs unless the caller has CAP_SYS_ADMIN.
-        // Root keeps setuid programs working (sudo inside a root session is no gain);
-        // anyone else gets no_new_privs.
-        if !has_cap_sys_admin() {
+    ///
+    /// Async-signal-safe: raw syscalls over what [`Sandbox::prepare`] built, no
+    /// allocation, so it may run in a child forked from the agent's threads.
+    pub fn enter(&self) -> Result<(), EnterError> {
+        // Landlock and seccomp need no_new_privs unless the process has
+        // CAP_SYS_ADMIN. Root keeps setuid programs working (sudo inside a root
+        // session is no gain); anyone else gets no_new_privs.
+        if !has_cap_sys_admin().map_err(EnterError::Capabilities)? {
             // SAFETY: prctl with integer arguments only.
             if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-                return Err(io::Error::last_os_error()).context("cannot set no_new_privs");
+                return Err(EnterError::NoNewPrivs(errno()));
             }
         }
-        drop_capabilities()?;
+        drop_capabilities().map_err(EnterError::Capabilities)?;
         // SAFETY: the ruleset descriptor is valid for the call; flags 0.
-        let r = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, self.ruleset.as_raw_fd(), 0u32) };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_restrict_self,
+                self.ruleset.as_raw_fd(),
+                0u32,
+            )
+        };
         if r != 0 {
-            return Err(io::Error::last_os_error()).context("cannot enter the session's Landlock domain");
+            return Err(EnterError::Landlock(errno()));
         }
-        install_seccomp(&self.confinement)
+        for filter in &self.seccomp {
+            let prog = libc::sock_fprog {
+                len: u16::try_from(filter.len()).map_err(|_| EnterError::Seccomp(libc::E2BIG))?,
+                // The kernel only reads the program (it copies it in).
+                filter: filter.as_ptr().cast_mut(),
+            };
+            const SECCOMP_SET_MODE_FILTER: u32 = 1;
+            // SAFETY: `prog` points at `filter`, which outlives the call. Not
+            // seccompiler's `apply_filter`: that also sets no_new_privs, which a
+            // root session does without.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    SECCOMP_SET_MODE_FILTER,
+                    0u32,
+                    &raw const prog,
+                )
+            };
+            if r != 0 {
+                return Err(EnterError::Seccomp(errno()));
+            }
+        }
+        Ok(())
     }
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// The policy plus the self-protection rules: every entry of
@@ -131,11 +200,17 @@ fn with_self_protection(policy: Option<&Policy>, agent_paths: &[String]) -> Poli
         if entry.loosenable && p.has_file_rule_at_or_under(&entry.path) {
             continue;
         }
-        let Ok(path) = PathPattern::new(&entry.path) else { continue };
+        let Ok(path) = PathPattern::new(&entry.path) else {
+            continue;
+        };
         // Most specific wins in the matcher; drop any rule of the policy's own for the
         // same path so this one decides.
         p.files.retain(|r| r.path.base() != path.base());
-        p.files.push(FileRule { path, access: entry.access, action: Action::Deny });
+        p.files.push(FileRule {
+            path,
+            access: entry.access,
+            action: Action::Deny,
+        });
     }
     p
 }
@@ -143,7 +218,12 @@ fn with_self_protection(policy: Option<&Policy>, agent_paths: &[String]) -> Poli
 fn landlock_abi() -> Result<i64> {
     // SAFETY: a NULL attribute with size 0 and the VERSION flag only queries.
     let v = unsafe {
-        libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<RulesetAttr>(), 0usize, LANDLOCK_CREATE_RULESET_VERSION)
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<RulesetAttr>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
     };
     if v < 0 {
         let e = io::Error::last_os_error();
@@ -153,10 +233,19 @@ fn landlock_abi() -> Result<i64> {
 }
 
 fn create_ruleset(plan: &FsPlan) -> Result<OwnedFd> {
-    let attr = RulesetAttr { handled_access_fs: plan.handled, handled_access_net: 0, scoped: LANDLOCK_SCOPE_SIGNAL };
+    let attr = RulesetAttr {
+        handled_access_fs: plan.handled,
+        handled_access_net: 0,
+        scoped: LANDLOCK_SCOPE_SIGNAL,
+    };
     // SAFETY: `attr` is a valid landlock_ruleset_attr of the size passed.
     let fd = unsafe {
-        libc::syscall(libc::SYS_landlock_create_ruleset, &raw const attr, size_of::<RulesetAttr>(), 0u32)
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            &raw const attr,
+            size_of::<RulesetAttr>(),
+            0u32,
+        )
     };
     if fd < 0 {
         return Err(io::Error::last_os_error()).context("cannot create a Landlock ruleset");
@@ -171,7 +260,12 @@ fn create_ruleset(plan: &FsPlan) -> Result<OwnedFd> {
 fn add_rule(ruleset: &OwnedFd, path: &Path, rights: u64) -> Result<bool> {
     let c = CString::new(path.as_os_str().as_bytes()).context("path with a NUL byte")?;
     // SAFETY: `c` is NUL-terminated; O_PATH opens nothing for I/O.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
     if fd < 0 {
         return Ok(false);
     }
@@ -186,11 +280,18 @@ fn add_rule(ruleset: &OwnedFd, path: &Path, rights: u64) -> Result<bool> {
     if kind == libc::S_IFLNK {
         return Ok(false);
     }
-    let allowed = if kind == libc::S_IFDIR { rights } else { rights & FILE_RIGHTS };
+    let allowed = if kind == libc::S_IFDIR {
+        rights
+    } else {
+        rights & FILE_RIGHTS
+    };
     if allowed == 0 {
         return Ok(false);
     }
-    let attr = PathBeneathAttr { allowed_access: allowed, parent_fd: fd.as_raw_fd() };
+    let attr = PathBeneathAttr {
+        allowed_access: allowed,
+        parent_fd: fd.as_raw_fd(),
+    };
     // SAFETY: `attr` is a valid landlock_path_beneath_attr for the rule type passed.
     let r = unsafe {
         libc::syscall(
@@ -223,22 +324,25 @@ const DROPPED_CAPS: [u32; 8] = [
     39, // CAP_BPF
 ];
 
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
 /// Takes [`DROPPED_CAPS`] out of the bounding set (so no setuid program or file
 /// capability brings them back) and out of this process's sets.
-fn drop_capabilities() -> Result<()> {
-    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
+fn drop_capabilities() -> Result<(), i32> {
     for cap in DROPPED_CAPS {
         // SAFETY: prctl with integer arguments. Without CAP_SETPCAP (a non-root
         // caller) this fails, and such a caller has none of these capabilities and
@@ -246,12 +350,23 @@ fn drop_capabilities() -> Result<()> {
         unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
     }
     // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
-    let mut header = Header { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-    let mut data = [Data::default(); 2];
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
     // SAFETY: header and a two-element data array, as version 3 wants.
     if unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error()).context("cannot read this process's capabilities");
+        return Err(errno());
     }
     for cap in DROPPED_CAPS {
         let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
@@ -261,21 +376,25 @@ fn drop_capabilities() -> Result<()> {
     }
     // SAFETY: as above; dropping capabilities needs no privilege.
     if unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error()).context("cannot drop the session's capabilities");
+        return Err(errno());
     }
     Ok(())
 }
 
-fn has_cap_sys_admin() -> bool {
+/// Whether this process has CAP_SYS_ADMIN in its effective set (capget: no
+/// allocation, unlike reading /proc/self/status).
+fn has_cap_sys_admin() -> Result<bool, i32> {
     const CAP_SYS_ADMIN: u32 = 21;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and a two-element data array, as version 3 wants.
+    if unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) } != 0 {
+        return Err(errno());
+    }
+    Ok(data[0].effective & (1 << CAP_SYS_ADMIN) != 0)
 }
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
@@ -291,7 +410,12 @@ const BPF_RET_K: u16 = 0x06;
 
 /// The first filter: native x86_64 calls only.
 fn abi_guard() -> Vec<libc::sock_filter> {
-    let stmt = |code, k| libc::sock_filter { code, jt: 0, jf: 0, k };
+    let stmt = |code, k| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
     let jump = |code, k, jt, jf| libc::sock_filter { code, jt, jf, k };
     vec![
         stmt(BPF_LD_W_ABS, 4), // seccomp_data.arch
@@ -312,15 +436,22 @@ fn rules_of(row: &syscalls::Row) -> Result<Vec<SeccompRule>> {
     // Every argument the table looks at is an int, a pid or a flag word: compare the
     // 32 bits the kernel reads, so high garbage cannot slip a call past.
     let cond = |i: u32, op: SeccompCmpOp, v: u64| -> Result<SeccompCondition> {
-        SeccompCondition::new(arg(i)?, SeccompCmpArgLen::Dword, op, v).with_context(|| format!("seccomp condition for {}", row.name))
+        SeccompCondition::new(arg(i)?, SeccompCmpArgLen::Dword, op, v)
+            .with_context(|| format!("seccomp condition for {}", row.name))
     };
-    let rule = |conds: Vec<SeccompCondition>| SeccompRule::new(conds).with_context(|| format!("seccomp rule for {}", row.name));
+    let rule = |conds: Vec<SeccompCondition>| {
+        SeccompRule::new(conds).with_context(|| format!("seccomp rule for {}", row.name))
+    };
     Ok(match r.when {
         WHEN_ALWAYS => Vec::new(),
         WHEN_ARG_NONZERO => {
             let mut rules = vec![rule(vec![cond(r.arg, SeccompCmpOp::Ne, 0)?])?];
             if r.values[0] != 0 {
-                rules.push(rule(vec![cond(u32::try_from(r.values[0] - 1)?, SeccompCmpOp::Ne, 0)?])?);
+                rules.push(rule(vec![cond(
+                    u32::try_from(r.values[0] - 1)?,
+                    SeccompCmpOp::Ne,
+                    0,
+                )?])?);
             }
             rules
         }
@@ -331,8 +462,15 @@ fn rules_of(row: &syscalls::Row) -> Result<Vec<SeccompRule>> {
             }
             rules
         }
-        WHEN_ARG_HAS => vec![rule(vec![cond(r.arg, SeccompCmpOp::MaskedEq(r.values[0]), r.values[0])?])?],
-        other => bail!("syscall table row {} has unknown condition {other}", row.name),
+        WHEN_ARG_HAS => vec![rule(vec![cond(
+            r.arg,
+            SeccompCmpOp::MaskedEq(r.values[0]),
+            r.values[0],
+        )?])?],
+        other => bail!(
+            "syscall table row {} has unknown condition {other}",
+            row.name
+        ),
     })
 }
 
@@ -348,35 +486,36 @@ fn seccomp_programs(allowed: &warrant_policy::Confinement) -> Result<Vec<Vec<lib
         _ => true,
     };
     for row in syscalls::TABLE.iter().filter(refused) {
-        by_errno.entry(row.refusal.errno).or_default().insert(i64::from(row.nr), rules_of(row)?);
+        by_errno
+            .entry(row.refusal.errno)
+            .or_default()
+            .insert(i64::from(row.nr), rules_of(row)?);
     }
     let mut programs = vec![abi_guard()];
     for (errno, rules) in by_errno {
-        let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno), TargetArch::x86_64)
+        let filter = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(errno),
+            TargetArch::x86_64,
+        )
+        .context("cannot compile the session's seccomp filter")?;
+        let program: BpfProgram = filter
+            .try_into()
             .context("cannot compile the session's seccomp filter")?;
-        let program: BpfProgram = filter.try_into().context("cannot compile the session's seccomp filter")?;
-        programs.push(program.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect());
+        programs.push(
+            program
+                .iter()
+                .map(|i| libc::sock_filter {
+                    code: i.code,
+                    jt: i.jt,
+                    jf: i.jf,
+                    k: i.k,
+                })
+                .collect(),
+        );
     }
     Ok(programs)
-}
-
-/// Installs the filters on this thread (inherited by everything it execs and forks).
-/// Not seccompiler's `apply_filter`: that also sets no_new_privs, which a root
-/// session does without (see [`Sandbox::enter`]).
-fn install_seccomp(allowed: &warrant_policy::Confinement) -> Result<()> {
-    for mut filter in seccomp_programs(allowed)? {
-        let prog = libc::sock_fprog {
-            len: u16::try_from(filter.len()).context("seccomp program too long")?,
-            filter: filter.as_mut_ptr(),
-        };
-        const SECCOMP_SET_MODE_FILTER: u32 = 1;
-        // SAFETY: `prog` points at `filter`, which outlives the call; the kernel copies it.
-        let r = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0u32, &raw const prog) };
-        if r != 0 {
-            return Err(io::Error::last_os_error()).context("cannot install the session's seccomp filter");
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -393,12 +532,28 @@ mod tests {
         .unwrap();
         let p = with_self_protection(Some(&p), &["/run/agent-state".to_owned()]);
         for dir in ["/sys/fs/cgroup/unified/cgroup.procs", "/sys/fs/bpf/x"] {
-            assert_eq!(p.decide_file(dir, Access::Write).action, Action::Deny, "{dir}");
-            assert_eq!(p.decide_file(dir, Access::Read).action, Action::Allow, "{dir}");
+            assert_eq!(
+                p.decide_file(dir, Access::Write).action,
+                Action::Deny,
+                "{dir}"
+            );
+            assert_eq!(
+                p.decide_file(dir, Access::Read).action,
+                Action::Allow,
+                "{dir}"
+            );
         }
         assert_eq!(p.decide_file("/tmp/x", Access::Write).action, Action::Allow);
-        assert_eq!(p.decide_file("/proc/sys/kernel/core_pattern", Access::Write).action, Action::Deny);
-        assert_eq!(p.decide_file("/run/agent-state/state.json", Access::Read).action, Action::Deny);
+        assert_eq!(
+            p.decide_file("/proc/sys/kernel/core_pattern", Access::Write)
+                .action,
+            Action::Deny
+        );
+        assert_eq!(
+            p.decide_file("/run/agent-state/state.json", Access::Read)
+                .action,
+            Action::Deny
+        );
         // A policy may take over a loosenable entry, never an escape.
         let dba = Policy::from_yaml(
             "name: p\nmax_ttl: 1h\ndefault: allow\nfiles: [{path: /etc/cron.d/, access: write, action: allow}, {path: /proc/sys/, access: write, action: allow}]\n",
@@ -406,17 +561,32 @@ mod tests {
         )
         .unwrap();
         let dba = with_self_protection(Some(&dba), &[]);
-        assert_eq!(dba.decide_file("/etc/cron.d/backup", Access::Write).action, Action::Allow);
-        assert_eq!(dba.decide_file("/proc/sys/kernel/core_pattern", Access::Write).action, Action::Deny);
+        assert_eq!(
+            dba.decide_file("/etc/cron.d/backup", Access::Write).action,
+            Action::Allow
+        );
+        assert_eq!(
+            dba.decide_file("/proc/sys/kernel/core_pattern", Access::Write)
+                .action,
+            Action::Deny
+        );
     }
 
     #[test]
     fn seccomp_programs_cover_the_table() {
         let deny = seccomp_programs(&warrant_policy::Confinement::default()).unwrap();
         assert_eq!(deny.len(), 3, "guard, EPERM, ENOSYS");
-        let allow = warrant_policy::Confinement { io_uring: true, ..Default::default() };
+        let allow = warrant_policy::Confinement {
+            io_uring: true,
+            ..Default::default()
+        };
         let with_uring = seccomp_programs(&allow).unwrap();
-        let count = |ps: &[Vec<libc::sock_filter>], nr: u32| ps.iter().flatten().filter(|i| i.code == BPF_JEQ_K && i.k == nr).count();
+        let count = |ps: &[Vec<libc::sock_filter>], nr: u32| {
+            ps.iter()
+                .flatten()
+                .filter(|i| i.code == BPF_JEQ_K && i.k == nr)
+                .count()
+        };
         for row in syscalls::TABLE {
             assert!(count(&deny, row.nr) >= 1, "{}", row.name);
         }
@@ -444,13 +614,19 @@ mod tests {
                 if sandbox.enter().is_err() {
                     return 10;
                 }
-                if std::fs::read("/etc/shadow").map_err(|e| e.raw_os_error()) != Err(Some(libc::EACCES)) {
+                if std::fs::read("/etc/shadow").map_err(|e| e.raw_os_error())
+                    != Err(Some(libc::EACCES))
+                {
                     return 11;
                 }
                 if std::fs::read("/etc/hostname").is_err() {
                     return 12;
                 }
-                if std::fs::OpenOptions::new().write(true).open("/sys/fs/cgroup/unified/cgroup.procs").is_ok() {
+                if std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/sys/fs/cgroup/unified/cgroup.procs")
+                    .is_ok()
+                {
                     return 13;
                 }
                 // SAFETY: io_uring_setup with a null params pointer: refused first.
@@ -471,7 +647,10 @@ mod tests {
                 }
                 // SAFETY: reading this process's own limit is still allowed.
                 let mut lim: libc::rlimit64 = unsafe { std::mem::zeroed() };
-                if unsafe { libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, 0, &raw mut lim) } != 0 {
+                if unsafe {
+                    libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, 0, &raw mut lim)
+                } != 0
+                {
                     return 19;
                 }
                 // SAFETY: bpf(0, NULL, 0): refused before it looks at its arguments.
@@ -492,6 +671,11 @@ mod tests {
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &raw mut status, 0) };
         assert!(libc::WIFEXITED(status), "child status {status}");
-        assert_eq!(libc::WEXITSTATUS(status), 0, "child failed check {}", libc::WEXITSTATUS(status));
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "child failed check {}",
+            libc::WEXITSTATUS(status)
+        );
     }
 }
