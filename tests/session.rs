@@ -1,8 +1,8 @@
 //! Long-running CLI processes a test talks to while they run:
-//! - [`Session`]: a spawned `warrant exec --grant G -- CMD…`. The CLI tags itself and
-//!   execs CMD in place, so the spawned child's pid is the session root pid. Its
-//!   first stderr line, `warrant: session s-… under grant g-… (… left)`, names the
-//!   session.
+//! - [`Session`]: a spawned `warrant exec --grant G -- CMD…`. The agent starts CMD
+//!   (its child, tagged and confined) and the CLI relays its stdio and exit status.
+//!   The CLI's first stderr line, `warrant: session s-… under grant g-… (… left), pid
+//!   N, …`, names the session and its first process.
 //! - [`Watch`]: a spawned `warrant watch …`, ready once it prints
 //!   `warrant: watching (ctrl-c to stop)` on stderr; then one JSON object per line.
 
@@ -40,7 +40,23 @@ impl Session {
     /// session line. Panics if the CLI exits or stays silent instead.
     pub fn spawn(mut cmd: Command) -> Self {
         let shown = format!("{cmd:?}");
-        let (mut child, stdout, stderr) = spawn_collected(&mut cmd);
+        let (child, stdout, stderr) = spawn_collected(&mut cmd);
+        Self::started(shown, child, stdout, stderr)
+    }
+
+    /// As [`Session::spawn`], but with the stdin and stdout `cmd` already has (a
+    /// terminal, say); only stderr is collected, and [`Session::stdout`] stays empty.
+    pub fn spawn_keeping_stdio(mut cmd: Command) -> Self {
+        let shown = format!("{cmd:?}");
+        let mut child = cmd
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
+        let stderr = Lines::new(child.stderr.take().expect("piped stderr"));
+        Self::started(shown, child, Lines::new(std::io::empty()), stderr)
+    }
+
+    fn started(shown: String, mut child: Child, stdout: Lines, stderr: Lines) -> Self {
         let line = stderr.wait_line(SESSION_START_TIMEOUT, |l| l.starts_with("warrant: session "));
         let Some(line) = line else {
             let _ = child.kill();
@@ -180,7 +196,23 @@ impl Watch {
     /// subscribed.
     pub fn spawn(mut cmd: Command) -> Self {
         let shown = format!("{cmd:?}");
-        let (mut child, stdout, stderr) = spawn_collected(&mut cmd);
+        let (child, stdout, stderr) = spawn_collected(&mut cmd);
+        Self::started(shown, child, stdout, stderr)
+    }
+
+    /// As [`Session::spawn`], but with the stdin and stdout `cmd` already has (a
+    /// terminal, say); only stderr is collected, and [`Session::stdout`] stays empty.
+    pub fn spawn_keeping_stdio(mut cmd: Command) -> Self {
+        let shown = format!("{cmd:?}");
+        let mut child = cmd
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
+        let stderr = Lines::new(child.stderr.take().expect("piped stderr"));
+        Self::started(shown, child, Lines::new(std::io::empty()), stderr)
+    }
+
+    fn started(shown: String, mut child: Child, stdout: Lines, stderr: Lines) -> Self {
         if stderr
             .wait_line(Duration::from_secs(15), |l| l.starts_with("warrant: watching"))
             .is_none()

@@ -29,6 +29,11 @@
 //!                                         signal0 PID, finit_module, bind ADDR:PORT, cgroup-move PROCS_FILE,
 //!                                         clone3-into CGROUP_DIR, create PATH, read PATH, exec PATH;
 //!                                         with --linger S it then sleeps S and prints "WHAT lingered"
+//! claim SOCKET grant|token VALUE         a hand-written client of the agent's gRPC socket: StartSession
+//!                                         (grant id) or StartSessionWithToken (token file) for itself,
+//!                                         claiming `sandboxed: true` while it confines nothing; prints
+//!                                         "started SESSION sandbox=S" or "refused CODE: MESSAGE", then
+//!                                         its own "Seccomp: N" line, exits 0
 //! unix connect|sendto NAME               one connect (stream) or datagram (sendto, dgram) to a unix
 //!                                         socket NAME ("@x" is abstract), by raw libc calls; prints
 //!                                         "NAME ok" or "NAME errno N", exits 0
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         "bomb" => bomb(rest),
         "uring-connect" => uring_connect(rest),
         "unix" => unix(rest),
+        "claim" => claim(rest),
         _ => return usage(),
     };
     match r {
@@ -1046,5 +1052,60 @@ fn attempt(args: &[String]) -> Result {
         std::thread::sleep(Duration::from_secs_f64(secs));
         println!("{what} lingered");
     }
+    Ok(())
+}
+
+/// StartSession or StartSessionWithToken for this process, claiming a sandbox it
+/// never entered: what a client that skips `warrant exec`'s confinement would send.
+fn claim(args: &[String]) -> Result {
+    use warrant_proto::agent_client::AgentClient;
+    use warrant_proto::token_door_client::TokenDoorClient;
+    use warrant_proto::{StartSessionRequest, StartSessionWithTokenRequest};
+    let socket = std::path::PathBuf::from(positional(args, 0).ok_or("missing SOCKET")?);
+    let how = positional(args, 1).ok_or("missing grant|token")?;
+    let value = positional(args, 2).ok_or("missing VALUE")?.to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let answer = rt.block_on(async move {
+        let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = socket.clone();
+            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+        });
+        let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
+            .map_err(|e| e.to_string())?
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let command = vec!["claim".to_owned()];
+        let answer = match how {
+            "grant" => {
+                let req = StartSessionRequest { grant: value, command, sandboxed: true, sandbox_policy_digest: String::new() };
+                AgentClient::new(channel).start_session(req).await
+            }
+            "token" => {
+                let text = std::fs::read_to_string(&value).map_err(|e| format!("{value}: {e}"))?;
+                // A token file: `#` comment lines, then the token.
+                let token = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or_default();
+                let req = StartSessionWithTokenRequest {
+                    token: token.to_owned(),
+                    command,
+                    sandboxed: true,
+                    how: "exec".to_owned(),
+                    ..Default::default()
+                };
+                TokenDoorClient::new(channel).start_session_with_token(req).await
+            }
+            other => return Err(format!("unknown authority {other}")),
+        };
+        Ok(answer)
+    })?;
+    match answer {
+        Ok(s) => {
+            let s = s.into_inner();
+            println!("started {} sandbox={}", s.id, s.sandbox);
+        }
+        Err(status) => println!("refused {:?}: {}", status.code(), status.message()),
+    }
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    println!("{}", status.lines().find(|l| l.starts_with("Seccomp:")).unwrap_or("Seccomp: ?").split_whitespace().collect::<Vec<_>>().join(" "));
     Ok(())
 }
