@@ -317,6 +317,7 @@ impl Launcher {
                 .map_err(|e| {
                     Status::failed_precondition(format!("cannot confine the session: {e:#}"))
                 })?;
+        let prepared = t0.elapsed();
         let rules = sandbox.rules;
         let notes: Vec<String> = sandbox
             .unlisted
@@ -366,6 +367,7 @@ impl Launcher {
                 return Err(gone(other, spawned.await));
             }
         };
+        let forked = t0.elapsed();
         let id = match self
             .host
             .open_session(grant, &[pid], recorded, how, Some(&gp.digest))
@@ -403,7 +405,9 @@ impl Launcher {
                 Status::failed_precondition(format!("cannot confine the session: {why}")).into(),
             );
         }
+        let confined_at = t0.elapsed();
         let session = self.host.announce(id, SANDBOX_CONFINED, caller).await?;
+        let announced = t0.elapsed();
         // 5: the command.
         let _ = say_go(&mut go);
         drop(go);
@@ -417,7 +421,19 @@ impl Launcher {
             }
             Err(e) => return Err(Status::internal(format!("spawning: {e}")).into()),
         };
-        info!(session = %session.id, pid, sandbox = SANDBOX_CONFINED, landlock_rules = rules, elapsed_us = t0.elapsed().as_micros() as u64, "launched");
+        let us = |d: Duration| d.as_micros() as u64;
+        info!(
+            session = %session.id,
+            pid,
+            sandbox = SANDBOX_CONFINED,
+            landlock_rules = rules,
+            elapsed_us = us(t0.elapsed()),
+            prepared_us = us(prepared),
+            forked_us = us(forked),
+            confined_us = us(confined_at),
+            announced_us = us(announced),
+            "launched"
+        );
         let started = LaunchStarted {
             session: Some(session),
             pid,

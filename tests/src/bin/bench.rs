@@ -25,13 +25,18 @@
 //! - (h) events per second from one tagged `loop open`: the rate at which the agent
 //!   writes them to its audit log, and the records the ring buffer lost meanwhile.
 //!   Its own agent, default settings.
+//! - (l) launch latency: from spawning `warrant exec --grant G -- warrant-testbin stamp`
+//!   to the wall-clock stamp the command prints as the first thing it does (the agent
+//!   confines, tags and starts it), against spawning the same command directly (the
+//!   cost of exec and the dynamic loader alone). Its own agent, a grant without policy
+//!   (the default self-protection domain).
 //!
 //! It prints a table with ratios against (a) and writes
 //! `bench/runs/<date>-<host>/{raw.csv,summary.md}` with the kernel, CPU and command.
 //!
 //! ```text
 //! warrant-bench [--reps N] [--expiry-runs N] [--tree N] [--bomb-runs N] [--bomb N]
-//!               [--rules N] [--rate-opens N] [--only LETTERS] [--quick] [--out DIR]
+//!               [--rules N] [--rate-opens N] [--launches N] [--only LETTERS] [--quick] [--out DIR]
 //! ```
 //!
 //! `--only bdg` runs (a) (always: it is the baseline) and the phases named.
@@ -74,6 +79,8 @@ struct Opts {
     rules: usize,
     /// Opens of the events-per-second run (h).
     rate_opens: u64,
+    /// Starts timed in the launch phase (l).
+    launches: usize,
     /// Phase letters to run besides (a).
     only: String,
     out: Option<PathBuf>,
@@ -91,7 +98,7 @@ impl Opts {
 }
 
 const USAGE: &str = "usage: warrant-bench [--reps N] [--expiry-runs N] [--tree N] [--bomb-runs N] [--bomb N] \
-                     [--rules N] [--rate-opens N] [--only LETTERS] [--quick] [--out DIR]";
+                     [--rules N] [--rate-opens N] [--launches N] [--only LETTERS] [--quick] [--out DIR]";
 
 fn parse_opts() -> Opts {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -103,8 +110,10 @@ fn parse_opts() -> Opts {
     let num = |name: &str, default: usize| {
         value(name).map_or(default, |v| v.parse().unwrap_or_else(|_| die(&format!("invalid {name}: {v}"))))
     };
-    const FLAGS: [&str; 10] =
-        ["--reps", "--expiry-runs", "--tree", "--bomb-runs", "--bomb", "--rules", "--rate-opens", "--only", "--quick", "--out"];
+    const FLAGS: [&str; 11] = [
+        "--reps", "--expiry-runs", "--tree", "--bomb-runs", "--bomb", "--rules", "--rate-opens", "--launches", "--only",
+        "--quick", "--out",
+    ];
     for a in &args {
         if a.starts_with("--") && !FLAGS.contains(&a.as_str()) {
             die(&format!("unknown flag {a}\n\n{USAGE}"));
@@ -112,9 +121,9 @@ fn parse_opts() -> Opts {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
-    let only = value("--only").unwrap_or_else(|| "bcdefgh".into());
-    if let Some(c) = only.chars().find(|c| !"abcdefgh".contains(*c)) {
-        die(&format!("--only: unknown phase {c:?} (letters a to h)\n\n{USAGE}"));
+    let only = value("--only").unwrap_or_else(|| "bcdefghl".into());
+    if let Some(c) = only.chars().find(|c| !"abcdefghl".contains(*c)) {
+        die(&format!("--only: unknown phase {c:?} (letters a to h, l)\n\n{USAGE}"));
     }
     let rules = num("--rules", 1000).max(2);
     // The three large policies share the kernel's trie of 16,384 network entries.
@@ -129,6 +138,7 @@ fn parse_opts() -> Opts {
         bomb_max: num("--bomb", 500),
         rules,
         rate_opens: num("--rate-opens", if quick { 30_000 } else { 200_000 }) as u64,
+        launches: num("--launches", if quick { 20 } else { 200 }),
         only,
         out: value("--out").map(PathBuf::from),
         ops: vec![
@@ -1023,6 +1033,16 @@ fn main() {
         clock.lap('h');
         h
     });
+    let l = opts.runs('l').then(|| {
+        let l = launch_phase(&opts);
+        clock.lap('l');
+        l
+    });
+    for (kind, runs) in l.iter().flat_map(|l| [("direct", &l.direct_us), ("warrant_exec", &l.warrant_us)]) {
+        for (run, us) in runs.iter().enumerate() {
+            let _ = writeln!(csv, "l_start_to_first_instruction_us,{kind},{run},1,{us:.0}");
+        }
+    }
     for (run, r) in h.iter().flatten().enumerate() {
         let n = opts.rate_opens;
         let _ = writeln!(csv, "h_duty,open,{run},{n},{:.3}", r.duty);
@@ -1224,6 +1244,25 @@ fn main() {
             opts.rate_opens,
         );
     }
+    if let Some(l) = &l {
+        let (mut direct, mut warrant) = (l.direct_us.clone(), l.warrant_us.clone());
+        direct.sort_by(f64::total_cmp);
+        warrant.sort_by(f64::total_cmp);
+        let ms = |v: f64| format!("{:.1} ms", v / 1000.0);
+        let _ = write!(
+            sections,
+            "\n## Launch latency\n\n| start → first instruction, {} runs | p50 | p99 | max |\n|---|---:|---:|---:|\n\
+             | spawned directly (baseline) | {} |\n| `warrant exec --grant G --` | {} |\n\n\
+             From spawning the command to the wall-clock stamp it prints as the first thing it does. \
+             Through `warrant exec` the agent checks the caller and the grant, builds the session's \
+             Landlock domain and seccomp filters, forks the first process, tags it, moves it into the \
+             session cgroup, confines it, reads the confinement back from /proc and records \
+             `session_start` before the exec.\n",
+            warrant.len(),
+            quantile_cells(&mut direct, ms),
+            quantile_cells(&mut warrant, ms),
+        );
+    }
     println!("\n{sections}");
 
     // Files.
@@ -1250,4 +1289,41 @@ fn main() {
     std::fs::write(dir.join("raw.csv"), &csv).unwrap_or_else(|e| die(&format!("write raw.csv: {e}")));
     std::fs::write(dir.join("summary.md"), summary).unwrap_or_else(|e| die(&format!("write summary.md: {e}")));
     println!("\nwrote {}/{{raw.csv,summary.md}}", dir.display());
+}
+
+/// Start-to-first-instruction times of phase (l), in µs.
+struct LaunchResult {
+    direct_us: Vec<f64>,
+    warrant_us: Vec<f64>,
+}
+
+/// Spawns `cmd` (whose stdout is one wall-clock stamp) and returns the µs from just
+/// before the spawn to the stamp.
+fn time_to_stamp(cmd: &mut Command) -> Option<f64> {
+    let t0 = now_unix_ns();
+    let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+    let stamp: i128 = String::from_utf8_lossy(&out.stdout).lines().last()?.trim().parse().ok()?;
+    #[expect(clippy::cast_precision_loss, reason = "microseconds")]
+    Some((stamp - t0) as f64 / 1000.0)
+}
+
+fn launch_phase(opts: &Opts) -> LaunchResult {
+    eprintln!("warrant-bench: phase l_launch ({} starts each)", opts.launches);
+    let agent = TestAgent::start(AgentOptions { log_level: Some("info".into()), ..AgentOptions::default() });
+    let grant = agent.issue_grant("2h");
+    let bin = testbin();
+    let mark = Marker::new();
+    let (mut direct_us, mut warrant_us) = (Vec::new(), Vec::new());
+    for _ in 0..opts.launches {
+        if let Some(us) = time_to_stamp(Command::new(&bin).arg("stamp")) {
+            direct_us.push(us);
+        }
+        if let Some(us) = time_to_stamp(&mut agent.exec_command(&grant, &mark, &[&bin, "stamp"])) {
+            warrant_us.push(us);
+        }
+    }
+    if warrant_us.len() < opts.launches {
+        eprintln!("warrant-bench: {} of {} launches printed no stamp", opts.launches - warrant_us.len(), opts.launches);
+    }
+    LaunchResult { direct_us, warrant_us }
 }

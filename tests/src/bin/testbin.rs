@@ -29,6 +29,8 @@
 //!                                         signal0 PID, finit_module, bind ADDR:PORT, cgroup-move PROCS_FILE,
 //!                                         clone3-into CGROUP_DIR, create PATH, read PATH, exec PATH;
 //!                                         with --linger S it then sleeps S and prints "WHAT lingered"
+//! stamp                                   print the wall clock (ns since the epoch) and exit: the
+//!                                         first thing the program does, for start-up latency
 //! claim SOCKET grant|token VALUE         a hand-written client of the agent's gRPC socket: StartSession
 //!                                         (grant id) or StartSessionWithToken (token file) for itself,
 //!                                         claiming `sandboxed: true` while it confines nothing; prints
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         "uring-connect" => uring_connect(rest),
         "unix" => unix(rest),
         "claim" => claim(rest),
+        "stamp" => stamp(),
         _ => return usage(),
     };
     match r {
@@ -1107,5 +1110,11 @@ fn claim(args: &[String]) -> Result {
     }
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
     println!("{}", status.lines().find(|l| l.starts_with("Seccomp:")).unwrap_or("Seccomp: ?").split_whitespace().collect::<Vec<_>>().join(" "));
+    Ok(())
+}
+
+fn stamp() -> Result {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+    println!("{}", now.as_nanos());
     Ok(())
 }
