@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use warrant_proto::token::TokenFile;
-use warrant_proto::v1::{LaunchRefused, TokenAuthority, launch_request};
+use warrant_proto::v1::{TokenAuthority, launch_request};
 use warrant_proto::{AttachRequest, Session};
 
 use crate::client::{Agent, Fail, io_cause};
@@ -145,7 +145,7 @@ pub fn run_under(
     )?;
     let started = match conn.answer()? {
         Answer::Started(s) => s,
-        Answer::Refused(r) => return Err(refusal(typed, &r)),
+        Answer::Refused(r) => anyhow::bail!("{}", sanitize(&r.message)),
     };
     // The session holds the slave now; this side keeps the master only, so the
     // master reads EIO once the session's last holder of its terminal is gone.
@@ -157,9 +157,12 @@ pub fn run_under(
         }
         None => (None, 2),
     };
+    // One write, and before the command runs: the agent holds it until `ready`,
+    // so nothing it writes to the same terminal comes first or in between.
+    let mut shown = String::new();
     if let Some(session) = &started.session {
         let _ = writeln!(
-            io::stderr(),
+            shown,
             "warrant: {}, pid {}, confined by the agent ({} Landlock path rules, seccomp{})",
             started_line(session, output::now_unix_ns()),
             started.pid,
@@ -172,8 +175,10 @@ pub fn run_under(
         );
     }
     for note in &started.notes {
-        let _ = writeln!(io::stderr(), "warrant: note: {}", sanitize(note));
+        let _ = writeln!(shown, "warrant: note: {}", sanitize(note));
     }
+    let _ = io::stderr().write_all(shown.as_bytes());
+    conn.ready()?;
     let raw = match (&master, ttys.contains(&0)) {
         (Some(_), true) => Some(RawMode::enter(stdio[0])?),
         _ => None,
@@ -186,6 +191,19 @@ pub fn run_under(
     let exit = pty::relay(&mut conn, &wiring);
     drop(raw);
     let exit = exit?;
+    if exit.exec_errno != 0 {
+        let code = if exit.exec_errno == libc::ENOENT {
+            NOT_FOUND
+        } else {
+            CANNOT_EXECUTE
+        };
+        let cause = io_cause(&io::Error::from_raw_os_error(exit.exec_errno));
+        return Err(Fail {
+            code,
+            message: format!("cannot execute {}: {cause}", lossy(typed)),
+        }
+        .into());
+    }
     if exit.signal != 0 {
         let _ = writeln!(
             io::stderr(),
@@ -224,24 +242,6 @@ fn die_like(sig: i32) {
     }
 }
 
-/// The agent's refusal as this command's failure: 127 or 126 when the command
-/// itself could not be executed, as a shell would.
-fn refusal(typed: &OsStr, r: &LaunchRefused) -> anyhow::Error {
-    if r.exec_errno != 0 {
-        let code = if r.exec_errno == libc::ENOENT {
-            NOT_FOUND
-        } else {
-            CANNOT_EXECUTE
-        };
-        let cause = io_cause(&io::Error::from_raw_os_error(r.exec_errno));
-        return Fail {
-            code,
-            message: format!("cannot execute {}: {cause}", lossy(typed)),
-        }
-        .into();
-    }
-    anyhow::anyhow!("{}", sanitize(&r.message))
-}
 
 /// `warrant attach`: prints the new session's id.
 pub async fn attach(socket: &Path, args: &AttachArgs, out: &mut impl Write) -> Result<u8> {

@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use warrant_proto::launch::{self, Frames};
 use warrant_proto::v1::{
-    LaunchClient, LaunchExit, LaunchRequest, LaunchServer, LaunchStarted, Terminal, launch_client,
+    LaunchClient, LaunchExit, LaunchReady, LaunchRequest, LaunchServer, LaunchStarted, Terminal, launch_client,
     launch_server,
 };
 
@@ -132,12 +132,18 @@ impl Connection {
         Ok(())
     }
 
+    /// Tells the agent the start has been shown: the command runs from now on.
+    pub fn ready(&mut self) -> Result<()> {
+        self.send(launch_client::Msg::Ready(LaunchReady {}))
+    }
+
     /// Forwards a signal to the session's process group.
     pub fn signal(&mut self, sig: i32) -> Result<()> {
-        let msg = LaunchClient {
-            msg: Some(launch_client::Msg::Signal(sig)),
-        };
-        let bytes = launch::encode(&msg)?;
+        self.send(launch_client::Msg::Signal(sig))
+    }
+
+    fn send(&mut self, msg: launch_client::Msg) -> Result<()> {
+        let bytes = launch::encode(&LaunchClient { msg: Some(msg) })?;
         (&self.stream).write_all(&bytes).map_err(|e| self.lost(&e))
     }
 

@@ -289,8 +289,20 @@ async fn exec_hands_the_command_to_the_launch_socket() {
         calls,
         [format!(
             r#"launch grant=g-7 program={sh} argv=["sh", "-c", "echo hi"] fds=4 terminal=[] cwd=dir"#
-        )]
+        ), "ready=true".to_owned()]
     );
+}
+
+/// A session whose command the agent could not execute exits 127, as a shell.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_of_a_command_that_cannot_be_executed_exits_127() {
+    let h = start();
+    let out = warrant(&h.socket, &["exec", "--grant", "g-gone", "--", "sh", "-c", "echo ran"]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(stderr.starts_with("warrant: session s-9 under grant g-gone"), "{stderr}");
+    assert!(stderr.ends_with("warrant: cannot execute sh: no such file or directory\n"), "{stderr}");
+    assert!(out.stdout.is_empty());
 }
 
 /// A refused session is reported and nothing runs.
@@ -314,8 +326,9 @@ fn which_sh() -> String {
 
 /// The launch socket's fake: one connection at a time, on a thread. It reads the
 /// start message and its descriptors, records them, writes "ran ARGV" through the
-/// stdout it was given, and answers started then exited (status 7); `g-old` is
-/// refused.
+/// stdout it was given once the client said ready after `started` (as the agent
+/// runs the command only then), and answers exited (status 7); `g-old` is
+/// refused; under `g-gone` the command cannot be executed (ENOENT).
 fn serve_launch(path: PathBuf, calls: Calls) {
     use std::io::{IoSliceMut, Read, Write};
     use std::mem::MaybeUninit;
@@ -387,21 +400,16 @@ fn serve_launch(path: PathBuf, calls: Calls) {
                     launch_server::Msg::Refused(LaunchRefused {
                         code: 9,
                         message: "grant g-old expired 3m ago".into(),
-                        exec_errno: 0,
                     }),
                 );
                 continue;
             }
-            let mut out = std::fs::File::from(fds.swap_remove(1));
-            writeln!(out, "ran {}", argv.join(" ")).unwrap();
-            drop(out);
-            drop(fds);
             send(
                 &mut conn,
                 launch_server::Msg::Started(LaunchStarted {
                     session: Some(Session {
                         id: "s-9".into(),
-                        grant,
+                        grant: grant.clone(),
                         expires_at_unix_ns: now_ns() + 119_500_000_000,
                         state: SessionState::Live.into(),
                         ..Default::default()
@@ -412,14 +420,35 @@ fn serve_launch(path: PathBuf, calls: Calls) {
                     notes: Vec::new(),
                 }),
             );
-            send(
-                &mut conn,
-                launch_server::Msg::Exited(LaunchExit {
+            // Nothing runs before the client said ready.
+            let ready = loop {
+                if let Some(m) = frames.pop::<LaunchClient>().unwrap() {
+                    break matches!(m.msg, Some(launch_client::Msg::Ready(_)));
+                }
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).unwrap();
+                if n == 0 {
+                    break false;
+                }
+                frames.push(&buf[..n]);
+            };
+            calls.lock().unwrap().push(format!("ready={ready}"));
+            let exit = if grant == "g-gone" {
+                LaunchExit {
+                    code: 127,
+                    exec_errno: libc::ENOENT,
+                    ..Default::default()
+                }
+            } else {
+                let mut out = std::fs::File::from(fds.swap_remove(1));
+                writeln!(out, "ran {}", argv.join(" ")).unwrap();
+                LaunchExit {
                     code: 7,
-                    signal: 0,
-                    core_dumped: false,
-                }),
-            );
+                    ..Default::default()
+                }
+            };
+            drop(fds);
+            send(&mut conn, launch_server::Msg::Exited(exit));
             let _ = conn.read(&mut [0u8; 1]);
         }
     });

@@ -339,6 +339,64 @@ fn misbehaving_launch_clients_get_clear_refusals() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The agent holds a started session's process one step short of the command
+/// until the client says `ready` (so the client's session line comes before any
+/// of the command's output); a client that leaves before that gets the process
+/// killed, and the command never runs.
+#[test]
+fn nothing_runs_before_the_client_is_ready_and_a_client_that_leaves_gets_its_session_killed() {
+    let agent = TestAgent::start(AgentOptions::default());
+    let grant = agent.issue_grant("5m");
+    let launch = std::path::PathBuf::from(format!("{}.launch", agent.socket().display()));
+    let devnull = std::fs::File::open("/dev/null").expect("open /dev/null");
+    let cwd = std::fs::File::open("/").expect("open /");
+    let echo = LaunchRequest {
+        program: b"/bin/echo".to_vec(),
+        argv: vec![b"echo".to_vec(), b"ran".to_vec()],
+        ..request(launch_request::Authority::Grant(grant.clone()))
+    };
+    let started = |c: &mut RawLaunch| match c.next().and_then(|m| m.msg) {
+        Some(launch_server::Msg::Started(s)) => s,
+        other => panic!("expected started, got {other:?}"),
+    };
+    for leaves in [false, true] {
+        let (out_r, out_w) = pipe();
+        let mut c = RawLaunch::connect(&launch);
+        c.send_start(echo.clone(), &[devnull.as_raw_fd(), out_w.as_raw_fd(), devnull.as_raw_fd(), cwd.as_raw_fd()]);
+        drop(out_w);
+        let s = started(&mut c);
+        let session = s.session.as_ref().expect("a session").id.clone();
+        assert_eq!(s.sandbox, "landlock+seccomp");
+        // Held: alive, tagged, on the record, and not yet the command.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(Path::new(&format!("/proc/{}", s.pid)).exists(), "the held process is alive");
+        assert_ne!(std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).unwrap_or_default().trim(), "echo");
+        session_start(&agent, &session);
+        let mut out = std::fs::File::from(out_r);
+        if leaves {
+            drop(c);
+            let t0 = Instant::now();
+            while Path::new(&format!("/proc/{}", s.pid)).exists() {
+                assert!(t0.elapsed() < T, "the abandoned session's process {} is still there", s.pid);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut got = String::new();
+            out.read_to_string(&mut got).expect("read the session's stdout");
+            assert_eq!(got, "", "the command of an abandoned session never ran");
+        } else {
+            let ready = LaunchClient { msg: Some(launch_client::Msg::Ready(Default::default())) };
+            c.send(&warrant_proto::launch::encode(&ready).expect("encode"), &[]);
+            let mut got = String::new();
+            out.read_to_string(&mut got).expect("read the session's stdout");
+            assert_eq!(got, "ran\n");
+            match c.next().and_then(|m| m.msg) {
+                Some(launch_server::Msg::Exited(e)) => assert_eq!((e.code, e.exec_errno), (0, 0), "{e:?}"),
+                other => panic!("expected exited, got {other:?}"),
+            }
+        }
+    }
+}
+
 fn pipe() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: a two-int array for pipe2 to fill.

@@ -56,6 +56,9 @@ pub const SUFFIX: &str = ".launch";
 /// How long a client has to send its start message once connected.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
+/// How long a client has to say `ready` once told its session started.
+const READY: Duration = Duration::from_secs(30);
+
 /// How long the child may take over one step of its walk in.
 const STEP: Duration = Duration::from_secs(10);
 
@@ -114,15 +117,11 @@ pub struct Launcher {
 #[derive(Debug)]
 struct Refused {
     status: Status,
-    exec_errno: i32,
 }
 
 impl From<Status> for Refused {
     fn from(status: Status) -> Self {
-        Self {
-            status,
-            exec_errno: 0,
-        }
+        Self { status }
     }
 }
 
@@ -132,11 +131,26 @@ impl From<crate::host::HostError> for Refused {
     }
 }
 
+/// A session on the record whose first process waits, confined, one step short
+/// of executing the command, until the client has shown the start.
+struct Held {
+    /// Saying "g" here lets the child execute the command.
+    go: File,
+    /// The blocking spawn: done once the command runs or could not be executed.
+    spawned: tokio::task::JoinHandle<io::Result<Child>>,
+    pid: u32,
+    started: LaunchStarted,
+    /// The program, as the log names it.
+    shown: String,
+    /// For the `launched` line: when the launch began, and how long each step took.
+    t0: Instant,
+    steps: [Duration; 4],
+}
+
 /// A session whose first process runs the command.
 struct Running {
     child: Child,
     pid: u32,
-    started: LaunchStarted,
 }
 
 impl Launcher {
@@ -189,8 +203,8 @@ impl Launcher {
             };
             self.launch(&stream, &peer, &mut incoming).await
         };
-        let running = match started {
-            Ok(r) => r,
+        let held = match started {
+            Ok(h) => h,
             Err(r) => {
                 info!(
                     socket = self.front.name(),
@@ -203,7 +217,106 @@ impl Launcher {
                 return;
             }
         };
-        relay(&stream, &mut incoming, running).await;
+        if let Some(running) = self.release(&stream, &mut incoming, held).await {
+            relay(&stream, &mut incoming, running).await;
+        }
+    }
+
+    /// Sends `started`, waits for the client's `ready` and lets the command run.
+    /// `None` when there is nothing to relay: the client went away or never said
+    /// ready (the session's process is killed), or the command could not be
+    /// executed (the client has its `exited`).
+    async fn release(
+        &self,
+        stream: &UnixStream,
+        incoming: &mut Incoming,
+        held: Held,
+    ) -> Option<Running> {
+        let Held {
+            mut go,
+            spawned,
+            pid,
+            started,
+            shown,
+            t0,
+            steps,
+        } = held;
+        let session = started
+            .session
+            .as_ref()
+            .map(|s| s.id.clone())
+            .unwrap_or_default();
+        let rules = started.landlock_rules;
+        let abandon = |why: &str| {
+            warn!(session = %session, pid, "launch abandoned: {why}; its process is killed");
+            kill(pid);
+        };
+        let msg = LaunchServer {
+            msg: Some(launch_server::Msg::Started(started)),
+        };
+        if let Err(e) = wire::send(stream, &msg).await {
+            abandon(&format!("cannot tell the client it started: {e}"));
+            drop(go);
+            reap(spawned).await;
+            return None;
+        }
+        let deadline = tokio::time::sleep(READY);
+        tokio::pin!(deadline);
+        let ready = loop {
+            tokio::select! {
+                () = &mut deadline => break Err(format!("the client did not say ready within {}s", READY.as_secs())),
+                msg = incoming.next(stream) => match msg {
+                    Ok(Some(pb::LaunchClient { msg: Some(launch_client::Msg::Ready(_)) })) => break Ok(()),
+                    Ok(Some(pb::LaunchClient { msg: Some(launch_client::Msg::Signal(sig)) })) if FORWARDED.contains(&sig) => {
+                        signal_group(pid, sig);
+                    }
+                    Ok(Some(other)) => break Err(format!("the client sent {other:?} where `ready` belongs")),
+                    Ok(None) => break Err("the client went away before it said ready".to_owned()),
+                    Err(e) => break Err(format!("reading the client: {e}")),
+                },
+            }
+        };
+        let ready_at = t0.elapsed();
+        if let Err(why) = ready {
+            abandon(&why);
+            drop(go);
+            reap(spawned).await;
+            return None;
+        }
+        // 5: the command.
+        let _ = go.write_all(b"g");
+        drop(go);
+        let child = match spawned.await {
+            Ok(Ok(child)) => child,
+            Ok(Err(e)) => {
+                let errno = e.raw_os_error().unwrap_or(libc::ENOEXEC);
+                info!(session = %session, pid, "cannot execute {shown}: {e}");
+                let _ = wire::send(stream, &unexecuted(errno)).await;
+                return None;
+            }
+            Err(e) => {
+                warn!(session = %session, pid, "spawning: {e}");
+                kill(pid);
+                let _ = wire::send(stream, &unexecuted(libc::ECHILD)).await;
+                return None;
+            }
+        };
+        let us = |d: Duration| d.as_micros() as u64;
+        let [prepared, forked, confined, announced] = steps;
+        info!(
+            session = %session,
+            pid,
+            sandbox = SANDBOX_CONFINED,
+            landlock_rules = rules,
+            elapsed_us = us(t0.elapsed()),
+            prepared_us = us(prepared),
+            forked_us = us(forked),
+            confined_us = us(confined),
+            announced_us = us(announced),
+            ready_us = us(ready_at),
+            "launched"
+        );
+        Some(Running { child, pid })
     }
 
     /// Everything up to the command running, or why it does not.
@@ -212,7 +325,7 @@ impl Launcher {
         stream: &UnixStream,
         peer: &PeerInfo,
         incoming: &mut Incoming,
-    ) -> Result<Running, Refused> {
+    ) -> Result<Held, Refused> {
         if let Some(tag) = peer.tag(self.host.task_tags()) {
             let (host, pid, socket) = (Arc::clone(&self.host), peer.pid, self.front.name());
             tokio::spawn(async move { host.refused_from_session(tag, pid, socket).await });
@@ -293,7 +406,7 @@ impl Launcher {
         how: &str,
         caller: (u32, u32),
         creds: Creds,
-    ) -> Result<Running, Refused> {
+    ) -> Result<Held, Refused> {
         let t0 = Instant::now();
         let gp = self.host.get_policy(grant)?;
         let policy = if gp.policy.is_empty() {
@@ -375,7 +488,7 @@ impl Launcher {
             Ok(id) => id,
             Err(e) => {
                 drop(go);
-                let _ = spawned.await;
+                reap(spawned).await;
                 return Err(e.into());
             }
         };
@@ -400,7 +513,7 @@ impl Launcher {
                 .host
                 .announce(id, &format!("failed: {why}"), caller)
                 .await;
-            let _ = spawned.await;
+            reap(spawned).await;
             return Err(
                 Status::failed_precondition(format!("cannot confine the session: {why}")).into(),
             );
@@ -408,32 +521,11 @@ impl Launcher {
         let confined_at = t0.elapsed();
         let session = self.host.announce(id, SANDBOX_CONFINED, caller).await?;
         let announced = t0.elapsed();
-        // 5: the command.
-        let _ = say_go(&mut go);
-        drop(go);
-        let child = match spawned.await {
-            Ok(Ok(child)) => child,
-            Ok(Err(e)) => {
-                return Err(Refused {
-                    status: Status::failed_precondition(format!("cannot execute {shown}: {e}")),
-                    exec_errno: e.raw_os_error().unwrap_or(0),
-                });
-            }
-            Err(e) => return Err(Status::internal(format!("spawning: {e}")).into()),
+        let Some(go) = go else {
+            kill(pid);
+            reap(spawned).await;
+            return Err(Status::internal("the first process stopped listening").into());
         };
-        let us = |d: Duration| d.as_micros() as u64;
-        info!(
-            session = %session.id,
-            pid,
-            sandbox = SANDBOX_CONFINED,
-            landlock_rules = rules,
-            elapsed_us = us(t0.elapsed()),
-            prepared_us = us(prepared),
-            forked_us = us(forked),
-            confined_us = us(confined_at),
-            announced_us = us(announced),
-            "launched"
-        );
         let started = LaunchStarted {
             session: Some(session),
             pid,
@@ -441,10 +533,14 @@ impl Launcher {
             landlock_rules: u32::try_from(rules).unwrap_or(u32::MAX),
             notes,
         };
-        Ok(Running {
-            child,
+        Ok(Held {
+            go,
+            spawned,
             pid,
             started,
+            shown,
+            t0,
+            steps: [prepared, forked, confined_at, announced],
         })
     }
 }
@@ -561,6 +657,14 @@ fn creds_of(peer: &PeerInfo) -> Result<Creds, Refused> {
     })
 }
 
+/// Waits for a launch that was given up (its child killed or never forked) and
+/// reaps the child, which died before it became the command.
+async fn reap(spawned: tokio::task::JoinHandle<io::Result<Child>>) {
+    if let Ok(Ok(mut child)) = spawned.await {
+        let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    }
+}
+
 /// The child's next report, `None` when it went away or took too long.
 async fn next_report(reports: &mut pipe::Receiver) -> Option<Report> {
     let mut b = [0u8; 5];
@@ -622,7 +726,19 @@ fn refused(r: &Refused) -> LaunchServer {
         msg: Some(launch_server::Msg::Refused(LaunchRefused {
             code: r.status.code() as i32,
             message: r.status.message().to_owned(),
-            exec_errno: r.exec_errno,
+        })),
+    }
+}
+
+/// The `exited` of a session whose command could not be executed: 127 when it
+/// is not there, 126 otherwise, as a shell exits.
+fn unexecuted(errno: i32) -> LaunchServer {
+    LaunchServer {
+        msg: Some(launch_server::Msg::Exited(LaunchExit {
+            code: if errno == libc::ENOENT { 127 } else { 126 },
+            signal: 0,
+            core_dumped: false,
+            exec_errno: errno,
         })),
     }
 }
@@ -630,15 +746,8 @@ fn refused(r: &Refused) -> LaunchServer {
 /// Until the first process ends: forwards the client's signals to its process
 /// group (a vanished client hangs it up), then reports how it ended.
 async fn relay(stream: &UnixStream, incoming: &mut Incoming, running: Running) {
-    let Running {
-        mut child,
-        pid,
-        started,
-    } = running;
-    let started = LaunchServer {
-        msg: Some(launch_server::Msg::Started(started)),
-    };
-    let mut client = wire::send(stream, &started).await.is_ok();
+    let Running { mut child, pid } = running;
+    let mut client = true;
     let exited = match pidfd(pid) {
         Ok(fd) => fd,
         Err(e) => {
@@ -717,6 +826,7 @@ fn exit_message(status: std::process::ExitStatus) -> LaunchServer {
             code: status.code().unwrap_or(-1),
             signal: status.signal().unwrap_or(0),
             core_dumped: status.core_dumped(),
+            exec_errno: 0,
         })),
     }
 }
