@@ -271,17 +271,22 @@ impl Agent for Api {
     ) -> Result<Response<pb::AuditVerifyResponse>, Status> {
         Caller::of(&req)?.require_root("verifying the audit log")?;
         let path = self.host.audit_log_path();
-        let p = path.clone();
-        let report = tokio::task::spawn_blocking(move || warrant_collector::verify(&p))
-            .await
-            .map_err(|e| Status::internal(format!("audit log check failed: {e}")))?
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let (p, k) = (path.clone(), self.host.audit_key_path());
+        let report = tokio::task::spawn_blocking(move || {
+            let key = warrant_collector::LogKey::load_or_create(&k)?;
+            warrant_collector::verify_keyed(&p, &key)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("audit log check failed: {e}")))?
+        .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::AuditVerifyResponse {
             ok: report.is_ok(),
             records: report.records,
             problems: report.problems.iter().map(ToString::to_string).collect(),
             head: report.head,
             path: path.display().to_string(),
+            keyed: report.keyed,
+            unkeyed_records: report.unkeyed,
         }))
     }
 }

@@ -215,6 +215,12 @@ impl Config {
         self.state_dir.join("audit.log")
     }
 
+    /// The audit log's key (see `warrant_collector::log_key`): beside the log, in
+    /// the state directory no session can read.
+    pub fn audit_key(&self) -> PathBuf {
+        self.state_dir.join("audit.key")
+    }
+
     /// The grant/session state file's path.
     pub fn state_file(&self) -> PathBuf {
         self.state_dir.join("state.json")

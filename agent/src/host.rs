@@ -945,6 +945,11 @@ impl Host {
         self.config.audit_log()
     }
 
+    /// The key the audit log's records are marked with.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.config.audit_key()
+    }
+
     /// The kernel's lost-record total, summed over CPUs.
     pub fn kernel_lost(&self) -> Option<u64> {
         let inner = self.lock();

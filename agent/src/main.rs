@@ -65,7 +65,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
-use warrant_collector::{AuditLog, EventHub};
+use warrant_collector::{AuditLog, EventHub, LogKey};
 
 use crate::{
     config::{Config, Flags},
@@ -112,12 +112,17 @@ fn run(flags: &Flags) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // Not dumpable: no core file of the agent (and what it holds) is ever written.
-    // (Measured on this kernel: a root session without CAP_SYS_PTRACE can still
-    // read a non-dumpable root process's /proc/PID/environ, so the agent keeps no
-    // secrets in its environment; see README, "What a session cannot do".)
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
         warn!("cannot make the agent non-dumpable: {}", std::io::Error::last_os_error());
+    }
+    // Measured on this kernel: a root process without CAP_SYS_PTRACE (a session)
+    // still reads a non-dumpable root process's /proc/PID/environ. So the agent
+    // shows nobody its environment: /proc reads the range the kernel keeps for it,
+    // and that range is made empty (the memory itself, which the C library's
+    // getenv reads, is untouched).
+    if let Err(e) = procfs::blank_own_environ() {
+        warn!("cannot hide the agent's environment from /proc/{}/environ: {e}", std::process::id());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -174,8 +179,10 @@ async fn daemon(config: Config) -> Result<()> {
         .with_context(|| format!("failed to create the session cgroup root {}", cgroup_root.display()))?;
 
     let registry = Registry::load(&config.state_file())?;
+    let key = LogKey::load_or_create(&config.audit_key()).context("failed to load the audit log's key")?;
     let log = AuditLog::open(&config.audit_log())
-        .with_context(|| format!("failed to open the audit log {}", config.audit_log().display()))?;
+        .with_context(|| format!("failed to open the audit log {}", config.audit_log().display()))?
+        .keyed(key);
     let hub = EventHub::new(WATCH_BUFFER);
     let (sink, rx) = EventSink::new();
     let envelope = Envelope {

@@ -290,8 +290,7 @@ pub fn spawn_writer(
                     // A failed fsync poisons the handle: reopen (which re-reads the
                     // chain's head from disk) and try this batch once more.
                     let path = log.path().to_owned();
-                    drop(log);
-                    log = match AuditLog::open(&path) {
+                    log = match log.reopen() {
                         Ok(l) => l,
                         Err(e) => {
                             error!("cannot reopen the audit log {}: {e}; events go to watchers only", path.display());

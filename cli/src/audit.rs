@@ -29,7 +29,7 @@ pub struct VerifyArgs {
 }
 
 /// What either side reported.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
     /// Which log: the collector's URL or the agent's log path.
     pub log: String,
@@ -37,6 +37,10 @@ pub struct Verdict {
     pub records: u64,
     pub head: String,
     pub problems: Vec<String>,
+    /// The records' macs were checked with the log's key.
+    pub keyed: bool,
+    /// Records before the first marked one.
+    pub unkeyed: u64,
 }
 
 /// `warrant audit verify`: exit 0 when intact, 1 when damaged.
@@ -44,11 +48,26 @@ pub async fn verify(socket: &Path, remote: &CollectorArgs, args: &VerifyArgs, ou
     let verdict = if remote.is_set() {
         let mut c = Collector::connect(remote).await?;
         let r = c.verify_log().await?;
-        Verdict { log: format!("collector {}", c.url()), ok: r.ok, records: r.records, head: r.head, problems: r.problems }
+        Verdict {
+            log: format!("collector {}", c.url()),
+            ok: r.ok,
+            records: r.records,
+            head: r.head,
+            problems: r.problems,
+            ..Verdict::default()
+        }
     } else {
         let mut agent = Agent::connect(socket).await?;
         let r = agent.verify_audit_log().await?;
-        Verdict { log: r.path, ok: r.ok, records: r.records, head: r.head, problems: r.problems }
+        Verdict {
+            log: r.path,
+            ok: r.ok,
+            records: r.records,
+            head: r.head,
+            problems: r.problems,
+            keyed: r.keyed,
+            unkeyed: r.unkeyed_records,
+        }
     };
     if args.json {
         let v = json!({
@@ -57,6 +76,8 @@ pub async fn verify(socket: &Path, remote: &CollectorArgs, args: &VerifyArgs, ou
             "records": verdict.records,
             "head": verdict.head,
             "problems": verdict.problems,
+            "keyed": verdict.keyed,
+            "unkeyed_records": verdict.unkeyed,
         });
         writeln!(out, "{v}")?;
     } else {
@@ -68,8 +89,13 @@ pub async fn verify(socket: &Path, remote: &CollectorArgs, args: &VerifyArgs, ou
 
 fn verdict_text(v: &Verdict, colors: Colors) -> String {
     if v.ok {
+        let keyed = match (v.keyed, v.unkeyed) {
+            (false, _) => String::new(),
+            (true, 0) => ", every record marked with the log's key".to_owned(),
+            (true, n) => format!(", marked with the log's key after the first {n} (written before it had one)"),
+        };
         return format!(
-            "{}: {} records, chain intact (head {})\n",
+            "{}: {} records, chain intact{keyed} (head {})\n",
             sanitize(&v.log),
             v.records,
             sanitize(&v.head)
@@ -98,8 +124,19 @@ mod tests {
 
     #[test]
     fn verdicts_read_plainly() {
-        let ok = Verdict { log: "/var/lib/warrant/audit.log".into(), ok: true, records: 12, head: "ab".into(), problems: vec![] };
+        let ok = Verdict {
+            log: "/var/lib/warrant/audit.log".into(),
+            ok: true,
+            records: 12,
+            head: "ab".into(),
+            ..Verdict::default()
+        };
         assert_eq!(verdict_text(&ok, Colors::default()), "/var/lib/warrant/audit.log: 12 records, chain intact (head ab)\n");
+        let keyed = Verdict { keyed: true, ..ok.clone() };
+        assert_eq!(
+            verdict_text(&keyed, Colors::default()),
+            "/var/lib/warrant/audit.log: 12 records, chain intact, every record marked with the log's key (head ab)\n"
+        );
         let bad = Verdict { ok: false, problems: vec!["line 7: hash does not match".into()], ..ok };
         assert_eq!(
             verdict_text(&bad, Colors::default()),

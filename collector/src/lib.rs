@@ -25,6 +25,7 @@ pub mod config;
 pub mod decode;
 pub mod hub;
 pub mod log;
+pub mod log_key;
 pub mod metrics;
 pub mod requests;
 pub mod server;
@@ -32,7 +33,8 @@ pub mod store;
 pub mod writer;
 
 pub use hub::{EventHub, Filter, Subscription};
-pub use log::{Anchor, AuditLog, Problem, RecordPos, VerifyReport, verify, verify_after, verify_with_anchor};
+pub use log::{Anchor, AuditLog, Problem, RecordPos, VerifyReport, verify, verify_after, verify_keyed, verify_with_anchor};
+pub use log_key::LogKey;
 pub use store::{Reader, Store, StoreError, StoreOptions, verify_dir};
 
 /// Everything that can go wrong in this crate.
@@ -82,6 +84,15 @@ pub enum Error {
     /// An event could not be encoded as JSON (should not happen for proto events).
     #[error("cannot encode event as JSON: {0}")]
     Encode(#[from] serde_json::Error),
+
+    /// The audit log's key cannot be used.
+    #[error("cannot use the audit log key {}: {what}", path.display())]
+    Key {
+        /// The key file's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
 
     /// A watch filter named an event kind that does not exist.
     #[error("unknown event kind {name:?}: expected one of {valid}")]

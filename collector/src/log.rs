@@ -4,12 +4,17 @@
 //! # Record format
 //!
 //! ```text
-//! {"n":<record number, from 1>,"prev":"<hash of record n-1; 64 zeros for n = 1>","hash":"<hash>","event":<event>}\n
+//! {"n":<record number, from 1>,"prev":"<hash of record n-1; 64 zeros for n = 1>","hash":"<hash>","mac":"<mac>","event":<event>}\n
 //! ```
 //!
 //! - `event` is [`warrant_proto::json::to_json`] of the event, written in canonical
 //!   form (see [`canonical_json`]).
 //! - `hash` is lowercase hex of `SHA-256(prev as 32 raw bytes || canonical event bytes)`.
+//! - `mac` is there when the log is written with a key ([`AuditLog::keyed`]):
+//!   lowercase hex of `HMAC-SHA256(key, n as 8 big-endian bytes || hash)` (see
+//!   [`crate::log_key`]). Without the key a rewrite can be re-chained, but not
+//!   re-marked: [`verify_keyed`] names every record whose mac does not match, and a
+//!   record without one after records with one (a stripped mark).
 //! - The line itself is canonical too: fields in this order, no whitespace. [`verify`]
 //!   re-renders every line and compares bytes, so even an edit that keeps the JSON
 //!   value the same (`"A"` for `"a"` in a hex digest, say) is caught.
@@ -39,6 +44,7 @@ use sha2::{Digest, Sha256};
 use warrant_proto::Event;
 
 use crate::Error;
+use crate::log_key::LogKey;
 
 /// The `prev` of record 1.
 const GENESIS: [u8; 32] = [0; 32];
@@ -68,6 +74,8 @@ pub struct AuditLog {
     /// An fsync failed: what is on disk is unknown, so appends are refused until the
     /// log is reopened.
     poisoned: bool,
+    /// Marks every record appended from now on with a mac.
+    key: Option<LogKey>,
 }
 
 /// Where a log's chain ended at some point: enough to detect later removal of
@@ -110,6 +118,11 @@ pub struct VerifyReport {
     pub head: String,
     /// Everything wrong, in file order; empty when the chain is intact.
     pub problems: Vec<Problem>,
+    /// Whether the macs were checked (a key was given).
+    pub keyed: bool,
+    /// With a key: records before the first marked one (written before the log
+    /// had a key; the first mac vouches for them through the chain).
+    pub unkeyed: u64,
 }
 
 impl VerifyReport {
@@ -215,7 +228,29 @@ impl AuditLog {
                 Err(what) => return Err(damaged(&file, path, start, what)),
             }
         };
-        Ok(AuditLog { file, path: path.to_path_buf(), records, head, len, torn_bytes, poisoned: false })
+        Ok(AuditLog { file, path: path.to_path_buf(), records, head, len, torn_bytes, poisoned: false, key: None })
+    }
+
+    /// Marks every record appended from now on with `key` (see [`crate::log_key`]).
+    #[must_use]
+    pub fn keyed(mut self, key: LogKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Closes and opens the log again (re-reading its tail from disk), with the
+    /// same key: what to do after a failed fsync.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn reopen(self) -> Result<AuditLog, Error> {
+        let (path, key) = (self.path.clone(), self.key.clone());
+        drop(self);
+        let log = Self::open(&path)?;
+        Ok(match key {
+            Some(k) => log.keyed(k),
+            None => log,
+        })
     }
 
     /// Appends a batch of events as consecutive records: one write and one
@@ -248,8 +283,9 @@ impl AuditLog {
             let canon = canonical_json(&warrant_proto::json::to_json(ev))?;
             n += 1;
             let hash = chain_hash(&head, &canon);
+            let mac = self.key.as_ref().map(|k| k.mac(n, &hash));
             let at = buf.len();
-            write_record(&mut buf, n, &head, &hash, &canon);
+            write_record(&mut buf, n, &head, &hash, mac.as_ref(), &canon);
             positions.push(RecordPos {
                 n,
                 offset: self.len + at as u64,
@@ -314,7 +350,18 @@ impl AuditLog {
 /// [`Error::Io`] when the file cannot be opened or read; damage is reported in the
 /// [`VerifyReport`], never as an `Err`.
 pub fn verify(path: &Path) -> Result<VerifyReport, Error> {
-    walk(path, &Anchor::genesis(), None, None, &mut |_, _, _| {})
+    walk(path, &Anchor::genesis(), None, None, None, &mut |_, _, _| {})
+}
+
+/// [`verify`], and every record's mac checked against `key`: a record whose mac
+/// does not match was written (or re-chained) without the key; one without a mac
+/// after marked ones had its mark stripped; a log with records but no mark at all
+/// was written without the key or rewritten whole.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_keyed(path: &Path, key: &LogKey) -> Result<VerifyReport, Error> {
+    walk(path, &Anchor::genesis(), None, None, Some(key), &mut |_, _, _| {})
 }
 
 /// [`verify`] for one segment of a longer chain: its first record must be numbered
@@ -323,7 +370,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, Error> {
 /// # Errors
 /// As [`verify`].
 pub fn verify_after(path: &Path, start: &Anchor) -> Result<VerifyReport, Error> {
-    walk(path, start, None, None, &mut |_, _, _| {})
+    walk(path, start, None, None, None, &mut |_, _, _| {})
 }
 
 /// [`verify_after`] for a file that may still be growing: stops after record
@@ -339,7 +386,7 @@ pub fn verify_segment(
     stop_after: Option<u64>,
     visit: &mut dyn FnMut(u64, &str, &Value),
 ) -> Result<VerifyReport, Error> {
-    walk(path, start, None, stop_after, visit)
+    walk(path, start, None, stop_after, None, visit)
 }
 
 /// [`verify`], plus a check that the log still reaches `anchor` (taken earlier from
@@ -349,7 +396,7 @@ pub fn verify_segment(
 /// # Errors
 /// As [`verify`].
 pub fn verify_with_anchor(path: &Path, anchor: &Anchor) -> Result<VerifyReport, Error> {
-    walk(path, &Anchor::genesis(), Some(anchor), None, &mut |_, _, _| {})
+    walk(path, &Anchor::genesis(), Some(anchor), None, None, &mut |_, _, _| {})
 }
 
 fn walk(
@@ -357,6 +404,7 @@ fn walk(
     start: &Anchor,
     anchor: Option<&Anchor>,
     stop_after: Option<u64>,
+    key: Option<&LogKey>,
     visit: &mut dyn FnMut(u64, &str, &Value),
 ) -> Result<VerifyReport, Error> {
     let io = |action| {
@@ -365,7 +413,14 @@ fn walk(
     };
     let file = File::open(path).map_err(io("open"))?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
-    let mut report = VerifyReport { head: start.head.clone(), records: start.records, ..VerifyReport::default() };
+    let mut report = VerifyReport {
+        head: start.head.clone(),
+        records: start.records,
+        keyed: key.is_some(),
+        ..VerifyReport::default()
+    };
+    // The first marked record, once seen.
+    let mut marked_from: Option<u64> = None;
     // What the next record should carry; `None` after an unreadable line.
     let mut expect_n = start.records + 1;
     let mut expect_prev = Some(start.head.clone());
@@ -417,6 +472,24 @@ fn walk(
             ));
         }
         issues.extend(rec.issues);
+        if let Some(key) = key {
+            match rec.mac {
+                Some(mac) => {
+                    if key.mac(rec.n, &rec.hash_bytes) != mac {
+                        issues.push(
+                            "mac does not match: the record was written or re-chained without the log's key".to_owned(),
+                        );
+                    }
+                    marked_from.get_or_insert(rec.n);
+                }
+                None => match marked_from {
+                    Some(first) => issues.push(format!(
+                        "no mac, but record {first} before it has one: its mark was stripped (a rewrite)"
+                    )),
+                    None => report.unkeyed += 1,
+                },
+            }
+        }
         if !issues.is_empty() {
             report.problems.push(Problem { line: lineno, what: issues.join("; ") });
         }
@@ -432,6 +505,13 @@ fn walk(
         if stop_after.is_some_and(|last| rec.n >= last) {
             break;
         }
+    }
+    if key.is_some() && marked_from.is_none() && report.records > start.records {
+        report.problems.push(Problem {
+            line: report.lines,
+            what: "no record carries a mac of the log's key: it was written without the key, or rewritten whole"
+                .to_owned(),
+        });
     }
     if let Some(a) = anchor {
         match at_anchor {
@@ -466,6 +546,8 @@ struct Checked {
     hash: String,
     /// The stored hash as bytes (all zeros if it is not valid hex).
     hash_bytes: [u8; 32],
+    /// The stored mac, when the record has one.
+    mac: Option<[u8; 32]>,
     /// Self-contained problems: hash mismatch, non-canonical bytes.
     issues: Vec<String>,
     /// The record's event object.
@@ -480,7 +562,7 @@ fn check_line(line: &[u8]) -> Result<Checked, String> {
     let Value::Object(obj) = value else {
         return Err("not a record: expected a JSON object".into());
     };
-    if let Some(extra) = obj.keys().find(|k| !["n", "prev", "hash", "event"].contains(&k.as_str())) {
+    if let Some(extra) = obj.keys().find(|k| !["n", "prev", "hash", "mac", "event"].contains(&k.as_str())) {
         return Err(format!("not a record: unexpected field {extra:?}"));
     }
     let n = obj
@@ -500,6 +582,7 @@ fn check_line(line: &[u8]) -> Result<Checked, String> {
     };
     let (prev_bytes, prev) = digest("prev")?;
     let (hash_bytes, hash) = digest("hash")?;
+    let mac = if obj.contains_key("mac") { Some(digest("mac")?.0) } else { None };
     let event = obj.get("event").ok_or("not a record: field \"event\" is missing")?;
     if !event.is_object() {
         return Err("not a record: field \"event\" is not an object".into());
@@ -509,7 +592,7 @@ fn check_line(line: &[u8]) -> Result<Checked, String> {
     if chain_hash(&prev_bytes, &canon) == hash_bytes {
         // Same value, maybe different bytes (an escape, a hex digit's case).
         let mut rendered = Vec::with_capacity(line.len() + 1);
-        write_record(&mut rendered, n, &prev_bytes, &hash_bytes, &canon);
+        write_record(&mut rendered, n, &prev_bytes, &hash_bytes, mac.as_ref(), &canon);
         rendered.pop();
         if rendered != line {
             issues.push("the record is not in canonical form: it was edited".to_owned());
@@ -518,7 +601,7 @@ fn check_line(line: &[u8]) -> Result<Checked, String> {
         issues.push("hash does not match the record's contents: the record was edited".to_owned());
     }
     let event = event.clone();
-    Ok(Checked { n, prev, hash, hash_bytes, issues, event })
+    Ok(Checked { n, prev, hash, hash_bytes, mac, issues, event })
 }
 
 /// `SHA-256(prev || canonical event bytes)`.
@@ -530,7 +613,7 @@ fn chain_hash(prev: &[u8; 32], canon: &[u8]) -> [u8; 32] {
 }
 
 /// Appends one record line, newline included.
-fn write_record(out: &mut Vec<u8>, n: u64, prev: &[u8; 32], hash: &[u8; 32], canon: &[u8]) {
+fn write_record(out: &mut Vec<u8>, n: u64, prev: &[u8; 32], hash: &[u8; 32], mac: Option<&[u8; 32]>, canon: &[u8]) {
     let mut hexbuf = [0u8; 64];
     out.extend_from_slice(b"{\"n\":");
     out.extend_from_slice(n.to_string().as_bytes());
@@ -541,6 +624,11 @@ fn write_record(out: &mut Vec<u8>, n: u64, prev: &[u8; 32], hash: &[u8; 32], can
     out.extend_from_slice(b"\",\"hash\":\"");
     let _ = hex::encode_to_slice(hash, &mut hexbuf);
     out.extend_from_slice(&hexbuf);
+    if let Some(mac) = mac {
+        out.extend_from_slice(b"\",\"mac\":\"");
+        let _ = hex::encode_to_slice(mac, &mut hexbuf);
+        out.extend_from_slice(&hexbuf);
+    }
     out.extend_from_slice(b"\",\"event\":");
     out.extend_from_slice(canon);
     out.extend_from_slice(b"}\n");
@@ -737,6 +825,89 @@ mod tests {
         h.update([0u8; 32]);
         h.update(&canon);
         assert_eq!(hash, hex::encode(h.finalize()));
+    }
+
+    /// Rewrites the log in place as someone who can write it but lacks the key:
+    /// `edit` each event, re-chain every hash, and keep the old macs or drop them.
+    fn rechain(path: &Path, keep_macs: bool, edit: impl Fn(u64, &mut Value)) {
+        let (mut head, mut out) = (GENESIS, Vec::new());
+        for l in lines(path) {
+            let mut rec: Value = serde_json::from_str(&l).unwrap();
+            let n = rec["n"].as_u64().unwrap();
+            edit(n, &mut rec["event"]);
+            let canon = canonical_json(&rec["event"]).unwrap();
+            let hash = chain_hash(&head, &canon);
+            let mac = rec.get("mac").and_then(Value::as_str).filter(|_| keep_macs).map(|m| {
+                let mut b = [0; 32];
+                hex::decode_to_slice(m, &mut b).unwrap();
+                b
+            });
+            write_record(&mut out, n, &head, &hash, mac.as_ref(), &canon);
+            head = hash;
+        }
+        std::fs::write(path, out).unwrap();
+    }
+
+    #[test]
+    fn a_keyed_log_catches_a_rewrite_that_re_chains_the_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = LogKey::from_bytes([7; 32]);
+        // Two records from before the log had a key, then three with it.
+        AuditLog::open(&path).unwrap().append(&batch(1, 2)).unwrap();
+        AuditLog::open(&path).unwrap().keyed(key.clone()).append(&batch(3, 3)).unwrap();
+        let l = lines(&path);
+        assert!(!l[1].contains("\"mac\":") && l[2].contains("\",\"mac\":\""), "{}", l[2]);
+        let report = verify_keyed(&path, &key).unwrap();
+        assert!(report.is_ok() && report.keyed, "{:?}", report.problems);
+        assert_eq!((report.records, report.unkeyed), (5, 2));
+        assert!(verify(&path).unwrap().is_ok(), "the chain alone still verifies without the key");
+        let wrong = verify_keyed(&path, &LogKey::from_bytes([8; 32])).unwrap();
+        assert_eq!(problem_lines(&wrong), [3, 4, 5], "another key's macs do not match");
+
+        // Record 4's command changed and the chain recomputed: the hashes agree again,
+        // the macs cannot.
+        let original = std::fs::read(&path).unwrap();
+        rechain(&path, true, |n, ev| {
+            if n == 4 {
+                ev["argv"] = serde_json::json!(["true"]);
+            }
+        });
+        assert!(verify(&path).unwrap().is_ok(), "a re-chained rewrite fools the chain alone");
+        let report = verify_keyed(&path, &key).unwrap();
+        assert_eq!(problem_lines(&report), [4, 5]);
+        assert!(report.problems[0].what.contains("mac does not match"), "{:?}", report.problems);
+
+        // The marks stripped from the end, or from everything.
+        std::fs::write(&path, &original).unwrap();
+        let strip_after = |keep: u64| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let out: String = text
+                .lines()
+                .map(|l| {
+                    let n: u64 = serde_json::from_str::<Value>(l).unwrap()["n"].as_u64().unwrap();
+                    let l = if n > keep { without_mac(l) } else { l.to_owned() };
+                    l + "\n"
+                })
+                .collect();
+            std::fs::write(&path, out).unwrap();
+        };
+        strip_after(4);
+        let report = verify_keyed(&path, &key).unwrap();
+        assert_eq!(problem_lines(&report), [5]);
+        assert!(report.problems[0].what.contains("mark was stripped"), "{:?}", report.problems);
+        strip_after(0);
+        let report = verify_keyed(&path, &key).unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].what.contains("no record carries a mac"), "{:?}", report.problems);
+    }
+
+    /// A record line without its `"mac":"…",` field.
+    fn without_mac(line: &str) -> String {
+        match line.find(",\"mac\":\"") {
+            Some(at) => format!("{}{}", &line[..at], &line[at + 8 + 64 + 1..]),
+            None => line.to_owned(),
+        }
     }
 
     #[test]

@@ -11,13 +11,21 @@
 //!
 //! Each entry costs the session more than the path itself: Landlock can only grant,
 //! so a deny is planned as grants on its complement, and no new entry can then be
-//! made directly in the entry's ancestor directories (see `sandbox`). That is why the
-//! table holds paths under `/proc` and `/sys` (where nobody creates files) and the
-//! agent's own directories, but not yet `/etc/cron.d`, `/etc/systemd` or
-//! `/etc/ld.so.preload`: denying those would also refuse every new file directly in
-//! `/etc` (`sed -i`, editors' temporary files). They need finer access classes than
-//! the planner has (refuse writes of existing files and creation inside those
-//! directories only).
+//! made directly in the entry's ancestor directories (see `sandbox`). `/etc/warrant`
+//! already costs that in `/etc` (no new file directly in `/etc`, so `sed -i` on a
+//! file there fails; editing in place works), so the entries beside it in `/etc`
+//! are free; `/usr/lib/systemd/system` costs creation directly in `/usr`, `/usr/lib`
+//! and `/usr/lib/systemd`, and `/var/spool/cron` creation directly in `/var/spool`.
+//! A path that does not exist yet is covered the same way: its parent takes no new
+//! entry, so it cannot be created.
+//!
+//! The loosenable entries are the places where the host runs code later, as root,
+//! outside any session (cron and at jobs, systemd units, the dynamic loader's
+//! preload list and search path, PAM modules' configuration, udev rules, modprobe's
+//! `install` commands, which the kernel runs when it loads a module on demand; the
+//! system-wide shell start-up files every login shell runs): a
+//! session that wrote one would leave work behind that no tag follows. A session
+//! that must (a DBA editing a crontab) gets it from an explicit policy rule.
 //!
 //! Raw memory and port devices are not here: a session drops `CAP_SYS_RAWIO`, which
 //! they need. Block devices are listed when a session starts (they come and go).
@@ -40,7 +48,7 @@ pub struct Protected {
 }
 
 /// The host's part: `(path, access, op, loosenable)`.
-const HOST: [(&str, Access, &str, bool); 9] = [
+const HOST: &[(&str, Access, &str, bool)] = &[
     ("/sys/fs/cgroup", Access::Write, "cgroup", false),
     ("/sys/fs/bpf", Access::Write, "bpffs", false),
     ("/proc/sys", Access::Write, "sysctl", false),
@@ -50,6 +58,30 @@ const HOST: [(&str, Access, &str, bool); 9] = [
     ("/sys/power", Access::Write, "sysfs", false),
     ("/etc/warrant", Access::Write, "warrant", false),
     ("/var/lib/warrant", Access::Any, "warrant", false),
+    // Code the host runs later, outside the session (see the module comment).
+    ("/etc/crontab", Access::Write, "cron", true),
+    ("/etc/cron.d", Access::Write, "cron", true),
+    ("/etc/cron.hourly", Access::Write, "cron", true),
+    ("/etc/cron.daily", Access::Write, "cron", true),
+    ("/etc/cron.weekly", Access::Write, "cron", true),
+    ("/etc/cron.monthly", Access::Write, "cron", true),
+    ("/etc/cron.yearly", Access::Write, "cron", true),
+    ("/etc/anacrontab", Access::Write, "cron", true),
+    ("/var/spool/cron", Access::Write, "cron", true),
+    ("/etc/systemd", Access::Write, "systemd", true),
+    ("/usr/lib/systemd/system", Access::Write, "systemd", true),
+    ("/etc/ld.so.preload", Access::Write, "loader", true),
+    ("/etc/ld.so.conf", Access::Write, "loader", true),
+    ("/etc/ld.so.conf.d", Access::Write, "loader", true),
+    ("/etc/ld.so.cache", Access::Write, "loader", true),
+    ("/etc/pam.d", Access::Write, "pam", true),
+    ("/etc/udev", Access::Write, "udev", true),
+    ("/etc/modprobe.d", Access::Write, "modprobe", true),
+    // What every login shell runs first: the operator's next untagged shell.
+    ("/etc/profile", Access::Write, "shell", true),
+    ("/etc/profile.d", Access::Write, "shell", true),
+    ("/etc/bash.bashrc", Access::Write, "shell", true),
+    ("/etc/environment", Access::Write, "shell", true),
 ];
 
 /// The agent's own files, as it reports them (state dir, config, keys, socket dir):

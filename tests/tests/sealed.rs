@@ -245,6 +245,8 @@ fn a_root_session_cannot_rewrite_the_host_or_the_agent() {
     let grant = agent.issue_grant("5m");
     let core_before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").expect("read core_pattern");
     let state = agent.state_dir().join("state.json").display().to_string();
+    let key = agent.state_dir().join("audit.key").display().to_string();
+    let environ = format!("/proc/{}/environ", agent.pid());
     let disk = std::fs::read_dir("/sys/class/block")
         .expect("list block devices")
         .filter_map(Result::ok)
@@ -256,11 +258,24 @@ fn a_root_session_cannot_rewrite_the_host_or_the_agent() {
         ("open-wr", "/sys/kernel/reboot/mode", "errno 13", "sysfs"),
         ("open-wr", &state, "errno 13", "warrant"),
         ("open-rd", &state, "errno 13", "warrant"),
+        ("open-rd", &key, "errno 13", "warrant"),
         // Raw I/O (/dev/mem, /dev/port, iopl: absent from this kernel), ptrace,
         // modules, reboot, perf and BPF: gone from the effective and bounding sets.
         ("caps-dropped", "16,17,19,22,38,39", "ok", ""),
         ("open-rd", &disk, "errno 13", "block-device"),
         ("open-rd", "/proc/sys/kernel/core_pattern", "ok", ""),
+        // Code the host would run later, as root, outside the session.
+        ("create", "/etc/ld.so.preload", "errno 13", "loader"),
+        ("create", "/etc/cron.d/warrant-test-escape", "errno 13", "cron"),
+        ("create", "/var/spool/cron", "errno 13", "cron"),
+        ("create", "/etc/systemd/system/warrant-test-escape.service", "errno 13", "systemd"),
+        ("create", "/usr/lib/systemd/system/warrant-test-escape.service", "errno 13", "systemd"),
+        ("open-wr", "/etc/ld.so.cache", "errno 13", "loader"),
+        ("create", "/etc/profile.d/warrant-test-escape.sh", "errno 13", "shell"),
+        ("open-wr", "/etc/bash.bashrc", "errno 13", "shell"),
+        // The kernel lets a root session read a non-dumpable root process's
+        // environ even without CAP_SYS_PTRACE; the agent shows an empty one.
+        ("read-bytes", &environ, "0 bytes", ""),
     ];
     let bin = testbin();
     let script: Vec<String> = attempts.iter().map(|(what, arg, _, _)| format!("{bin} attempt {what} {arg}")).collect();
@@ -272,6 +287,11 @@ fn a_root_session_cannot_rewrite_the_host_or_the_agent() {
     let want: Vec<String> = attempts.iter().map(|(what, _, outcome, _)| format!("{what} {outcome}")).collect();
     assert_eq!(got, want, "{attempts:?}");
     assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").expect("read"), core_before);
+    for (what, path, _, _) in &attempts {
+        if *what == "create" {
+            assert!(!std::path::Path::new(path).exists(), "{path} was not created");
+        }
+    }
 
     let session = session_of(&agent, &grant);
     let ops: Vec<&str> = attempts.iter().map(|a| a.3).filter(|op| !op.is_empty()).collect();
@@ -284,6 +304,25 @@ fn a_root_session_cannot_rewrite_the_host_or_the_agent() {
             .all(|op| v.iter().any(|e| audit::str_field(e, "op") == *op && e["rule"] == "self-protection"))
             .then_some(())
     });
+}
+
+/// A policy may grant one of the host's run-later places on purpose (a DBA who must
+/// edit cron); the others stay refused.
+#[test]
+fn a_policy_may_loosen_cron_on_purpose() {
+    let agent = TestAgent::start_default();
+    let policy = policy_file(&agent, "cron", "files:\n  - {path: /etc/cron.d, access: write, action: allow}\n");
+    let grant = grant_with(&agent, &policy);
+    let job = format!("/etc/cron.d/warrant-test-{}", std::process::id());
+    let bin = testbin();
+    let script = format!("{bin} attempt create {job}; {bin} attempt create /etc/ld.so.preload");
+    let out = agent.exec_command(&grant, &Marker::new(), &["/bin/sh", "-c", &script]).output().expect("run");
+    let created = std::path::Path::new(&job).exists();
+    let _ = std::fs::remove_file(&job);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["create ok", "create errno 13"], "{stdout}");
+    assert!(created, "the granted cron job was written");
+    assert!(!std::path::Path::new("/etc/ld.so.preload").exists());
 }
 
 /// The network rules hold for datagrams too, and a root session cannot go around
@@ -576,4 +615,61 @@ fn a_denied_program_run_through_the_loader_is_killed() {
     assert_eq!(v["rule"], "exec[1]", "{v}");
     assert!(audit::str_field(&v, "detail").contains("dynamic loader"), "{v}");
     agent.wait_for_event(|e| audit::str_field(e, "session") == session && audit::str_field(e, "kind") == "kill", T);
+}
+
+/// Whoever can write the agent's audit log but not read its key (the key sits in
+/// the state directory, which no session can open) can edit a record and re-chain
+/// every hash after it; the records' macs give the rewrite away to
+/// `warrant audit verify`.
+#[test]
+fn a_rewrite_of_the_agents_log_that_re_chains_the_hashes_is_caught() {
+    use sha2::{Digest, Sha256};
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("5m");
+    let mark = Marker::new();
+    let out = agent.exec_command(&grant, &mark, &["/bin/echo", "the-secret-command"]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let session = session_of(&agent, &grant);
+    agent.wait_for_event(audit::is("exec", &session), T);
+    let before = agent.cli_ok(&["audit", "verify", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(before.trim()).expect("json");
+    assert_eq!((v["ok"].as_bool(), v["keyed"].as_bool(), v["unkeyed_records"].as_u64()), (Some(true), Some(true), Some(0)), "{v}");
+
+    // Rewrite: the exec's argv replaced, every hash from there on recomputed, the
+    // macs left as they were (they cannot be recomputed without the key).
+    let log = agent.state_dir().join("audit.log");
+    let text = std::fs::read_to_string(&log).expect("read the log");
+    let (mut prev, mut out, mut edited) = ([0u8; 32], String::new(), 0);
+    for line in text.lines() {
+        let mut rec: serde_json::Value = serde_json::from_str(line).expect("a record");
+        if rec["event"]["kind"] == "exec" && rec["event"]["session"] == session.as_str() {
+            rec["event"]["argv"] = serde_json::json!(["/bin/echo", "nothing-to-see"]);
+            edited = rec["n"].as_u64().expect("n");
+        }
+        let canon = warrant_collector::log::canonical_json(&rec["event"]).expect("canonical");
+        let mut h = Sha256::new();
+        h.update(prev);
+        h.update(&canon);
+        let hash: [u8; 32] = h.finalize().into();
+        out.push_str(&format!(
+            "{{\"n\":{},\"prev\":\"{}\",\"hash\":\"{}\",\"mac\":\"{}\",\"event\":{}}}\n",
+            rec["n"],
+            hex::encode(prev),
+            hex::encode(hash),
+            rec["mac"].as_str().expect("every record has a mac"),
+            String::from_utf8(canon).expect("utf-8")
+        ));
+        prev = hash;
+    }
+    assert!(edited > 0, "found the session's exec");
+    assert!(warrant_collector::verify(&log).expect("verify").is_ok(), "the re-chained log fools the chain alone");
+    std::fs::write(&log, out).expect("rewrite the log");
+
+    let after = agent.cli(&["audit", "verify"]);
+    let said = String::from_utf8_lossy(&after.stdout);
+    assert_eq!(after.status.code(), Some(1), "{said}");
+    assert!(said.contains("TAMPERED"), "{said}");
+    assert!(said.contains("mac does not match"), "{said}");
+    let first = said.lines().nth(1).unwrap_or_default();
+    assert!(first.trim_start().starts_with(&format!("line {edited}:")), "the first problem is the edited record: {said}");
 }

@@ -27,7 +27,8 @@
 //! attempt WHAT [ARG]                      one call a confined session must not make; prints "WHAT ok"
 //!                                         or "WHAT errno N", exits 0: bpf, ptrace PID, kill PID (SIGKILL),
 //!                                         signal0 PID, finit_module, bind ADDR:PORT, cgroup-move PROCS_FILE,
-//!                                         clone3-into CGROUP_DIR, create PATH, read PATH, exec PATH;
+//!                                         clone3-into CGROUP_DIR, create PATH, read PATH, exec PATH,
+//!                                         read-bytes PATH (prints "read-bytes N bytes");
 //!                                         with --linger S it then sleeps S and prints "WHAT lingered"
 //! stamp                                   print the wall clock (ns since the epoch) and exit: the
 //!                                         first thing the program does, for start-up latency
@@ -937,6 +938,17 @@ fn attempt(args: &[String]) -> Result {
             let path = arg.ok_or("missing path")?;
             match std::fs::File::create(path) {
                 Ok(_) => 0,
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+            }
+        }
+        "read-bytes" => {
+            // Everything a read of PATH gives.
+            let path = arg.ok_or("missing path")?;
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    println!("{what} {} bytes", bytes.len());
+                    return Ok(());
+                }
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
             }
         }
