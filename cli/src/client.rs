@@ -197,9 +197,9 @@ pub fn status_error(socket: &Path, status: &Status) -> anyhow::Error {
             socket.display()
         ),
         (code, None) if status.message().is_empty() => {
-            RpcError::new(code, format!("the agent failed without a message ({})", code.description()), None)
+            RpcError::error(code, format!("the agent failed without a message ({})", code.description()), None)
         }
-        (code, None) => RpcError::new(code, status.message().to_owned(), None),
+        (code, None) => RpcError::error(code, status.message().to_owned(), None),
     }
 }
 
@@ -218,7 +218,7 @@ pub struct RpcError {
 
 impl RpcError {
     /// The error for `code` with `message`, shown with `hint` after a blank line.
-    pub fn new(code: Code, message: String, hint: Option<&str>) -> anyhow::Error {
+    pub fn error(code: Code, message: String, hint: Option<&str>) -> anyhow::Error {
         let text = match hint {
             Some(h) => format!("{message}\n\n{h}"),
             None => message.clone(),

@@ -191,7 +191,7 @@ pub fn status_error(url: &str, status: &Status) -> anyhow::Error {
     let local = status.source().map(|_| chain_text(status));
     match (status.code(), local) {
         (Code::Unavailable, local) => unreachable(url, &local.unwrap_or_else(|| status.message().to_owned())),
-        (Code::PermissionDenied, _) => RpcError::new(
+        (Code::PermissionDenied, _) => RpcError::error(
             Code::PermissionDenied,
             nonempty(status.message(), "the collector refused this for your certificate").to_owned(),
             Some(
@@ -199,16 +199,16 @@ pub fn status_error(url: &str, status: &Status) -> anyhow::Error {
                  ask its admin, or use a certificate whose name has the role.",
             ),
         ),
-        (Code::Unauthenticated, _) => RpcError::new(
+        (Code::Unauthenticated, _) => RpcError::error(
             Code::Unauthenticated,
             nonempty(status.message(), "the collector did not accept your certificate").to_owned(),
             Some("The collector did not accept your certificate: --cert must be signed by the collector's CA."),
         ),
         (_, Some(cause)) => anyhow::anyhow!("lost the connection to the collector at {url}: {cause}"),
         (code, None) if status.message().is_empty() => {
-            RpcError::new(code, format!("the collector failed without a message ({})", code.description()), None)
+            RpcError::error(code, format!("the collector failed without a message ({})", code.description()), None)
         }
-        (code, None) => RpcError::new(code, status.message().to_owned(), None),
+        (code, None) => RpcError::error(code, status.message().to_owned(), None),
     }
 }
 

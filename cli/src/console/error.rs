@@ -62,7 +62,7 @@ mod tests {
 
     #[test]
     fn refusals_are_403_with_their_own_words() {
-        let e = RpcError::new(Code::PermissionDenied, "kill needs role responder".into(), Some("a hint"));
+        let e = RpcError::error(Code::PermissionDenied, "kill needs role responder".into(), Some("a hint"));
         let a = ApiError::from(e);
         assert_eq!((a.status, a.message.as_str()), (StatusCode::FORBIDDEN, "kill needs role responder"));
         let a = ApiError::from(anyhow::anyhow!("cannot reach the agent at /x: gone\n\nIs it running?"));
