@@ -15,7 +15,7 @@ const out = {};
 out.shot_failures = [];
 const shot = async (page, name) => {
   try {
-    await page.screenshot({ path: path.join(cfg.shots, name + '.png'), timeout: 15000 });
+    await page.screenshot({ path: path.join(cfg.shots, name + '.png'), timeout: 30000 });
   } catch (e) {
     out.shot_failures.push(name + ': ' + String(e.message).split('\n')[0]);
   }
@@ -90,11 +90,13 @@ try {
     out.rate_ms = b.t - a.t;
     out.rate_rendered = b.r;
     fs.writeFileSync(cfg.rate_stop, '');
-    await shot(page, 'events-rate');
     // Read once the loop stopped, for the comparison with the agent's count.
     await page.waitForTimeout(3000);
     out.rate_total_received = await page.evaluate(() => window.consoleStats.received);
     out.rate_missed = await page.evaluate(() => [...document.querySelectorAll('#event-rows tr')].filter((r) => r.dataset.kind === 'watch_missed').length);
+    // Paused, so the page holds still while a loaded machine draws it.
+    await page.click('#pause');
+    await shot(page, 'events-rate');
   }
   await ctx.close();
 

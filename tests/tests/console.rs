@@ -77,6 +77,8 @@ impl Drop for Console {
 
 fn screenshots() -> PathBuf {
     let d = bins::workspace_dir().join("target/console-screenshots");
+    // Last run's pictures must not pass for this run's.
+    let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create target/console-screenshots");
     d
 }
@@ -227,7 +229,7 @@ fn console_in_a_real_browser() {
     assert!(r["agents_text"].as_str().is_some_and(|t| t.contains("connected")), "{r}");
     assert!(r["audit_text"].as_str().is_some_and(|t| t.contains("chain intact")), "{r}");
     for name in ["events", "sessions", "session-killed", "agents", "audit", "watcher-session", "requests", "events-rate"] {
-        assert!(shots.join(format!("{name}.png")).is_file(), "no screenshot {name}.png");
+        assert!(shots.join(format!("{name}.png")).is_file(), "no screenshot {name}.png: {}", r["shot_failures"]);
     }
 
     // The figures.
