@@ -52,7 +52,8 @@ impl std::fmt::Display for Fail {
 
 impl std::error::Error for Fail {}
 
-/// A connected agent.
+/// A connected agent (a clone shares the connection).
+#[derive(Clone)]
 pub struct Agent {
     /// The generated gRPC client.
     client: AgentClient<Channel>,
@@ -196,11 +197,43 @@ pub fn status_error(socket: &Path, status: &Status) -> anyhow::Error {
             socket.display()
         ),
         (code, None) if status.message().is_empty() => {
-            anyhow::anyhow!("the agent failed without a message ({})", code.description())
+            RpcError::error(code, format!("the agent failed without a message ({})", code.description()), None)
         }
-        (_, None) => anyhow::anyhow!("{}", status.message()),
+        (code, None) => RpcError::error(code, status.message().to_owned(), None),
     }
 }
+
+/// An error status the agent or collector itself answered with (not a transport
+/// failure): its code and its own words are kept, so the console can answer with
+/// the matching HTTP status and pass the refusal through as it was written.
+#[derive(Debug)]
+pub struct RpcError {
+    /// The gRPC code (`PermissionDenied` becomes the console's 403).
+    pub code: Code,
+    /// The other side's own message.
+    pub message: String,
+    /// What people see: the message, then a hint when one helps.
+    text: String,
+}
+
+impl RpcError {
+    /// The error for `code` with `message`, shown with `hint` after a blank line.
+    pub fn error(code: Code, message: String, hint: Option<&str>) -> anyhow::Error {
+        let text = match hint {
+            Some(h) => format!("{message}\n\n{h}"),
+            None => message.clone(),
+        };
+        anyhow::Error::new(RpcError { code, message, text })
+    }
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for RpcError {}
 
 /// The error for a socket that cannot be connected to.
 pub fn connect_error(socket: &Path, err: &io::Error) -> anyhow::Error {

@@ -162,7 +162,8 @@ fn target_json(target: &Target<'_>) -> serde_json::Value {
     }
 }
 
-fn report_json(target: &Target<'_>, report: &KillReport) -> serde_json::Value {
+/// The report as JSON: per session, and the totals (`warrant kill --json`, the console).
+pub fn report_json(target: &Target<'_>, report: &KillReport) -> serde_json::Value {
     let sessions: Vec<_> = report
         .sessions
         .iter()

@@ -19,6 +19,8 @@
 //! - `query`, `agents`, `audit` (`audit verify`): history, fleet, log checks.
 //! - `certs`: a development CA and certificates.
 //! - `policy`: `policy check` (validate policy files locally).
+//! - `target`: one client for either the agent or a collector.
+//! - `console`: `console`, the web UI (axum, embedded assets).
 //! - `output`: tables, durations, clock times, colors, escaping.
 //!
 //! Exit status: 0 on success (and when stdout is closed early, `warrant watch | head`);
@@ -31,6 +33,7 @@ mod approvals;
 mod audit;
 mod certs;
 mod client;
+mod console;
 mod exec;
 mod grant;
 mod kill;
@@ -44,6 +47,7 @@ mod remote;
 mod sessions;
 mod report;
 mod status;
+mod target;
 mod token;
 mod watch;
 
@@ -123,6 +127,8 @@ enum Command {
     Deny(approvals::DenyArgs),
     /// Ask for more time on a grant: a new request that needs approval again.
     Extend(approvals::ExtendArgs),
+    /// Serve the web console on a local address, acting as you (the agent, or --collector with your certificate).
+    Console(console::ConsoleArgs),
 }
 
 fn main() -> ExitCode {
@@ -159,7 +165,7 @@ async fn dispatch(socket: &Path, remote: &remote::CollectorArgs, command: &Comma
         Command::Kill(args) => kill::kill(socket, remote, args, out).await,
         Command::Revoke(args) => kill::revoke(socket, remote, args, out).await,
         Command::Status(args) => status::run(socket, args, out).await,
-        Command::Report(args) => report::run(socket, args, out).await,
+        Command::Report(args) => report::run(socket, remote, args, out).await,
         Command::Query(args) => query::run(remote, args, out).await,
         Command::Agents(args) => agents::run(remote, args, out).await,
         Command::Audit(audit::AuditCommand::Verify(args)) => audit::verify(socket, remote, args, out).await,
@@ -175,6 +181,7 @@ async fn dispatch(socket: &Path, remote: &remote::CollectorArgs, command: &Comma
         Command::Approve(args) => approvals::approve(remote, args, out).await,
         Command::Deny(args) => approvals::deny(remote, args, out).await,
         Command::Extend(args) => approvals::extend(remote, args, out).await,
+        Command::Console(args) => console::run(socket, remote, args, out).await,
     }
 }
 

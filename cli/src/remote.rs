@@ -22,7 +22,7 @@ use warrant_proto::{
     VerifyLogResponse,
 };
 
-use crate::client::chain_text;
+use crate::client::{RpcError, chain_text};
 
 /// How long a quick RPC may take.
 const QUICK: Duration = Duration::from_secs(30);
@@ -56,7 +56,8 @@ impl CollectorArgs {
     }
 }
 
-/// A connected collector.
+/// A connected collector (a clone shares the connection).
+#[derive(Clone)]
 pub struct Collector {
     client: CollectorClient<Channel>,
     /// The connection, shared by the other services' clients (`Approvals`).
@@ -136,6 +137,12 @@ impl Collector {
         Ok(finish(&self.url, "AgentStatus", QUICK, call).await?.agents)
     }
 
+    /// `WhoAmI`: the certificate's name and the role the collector gives it.
+    pub async fn who_am_i(&mut self) -> Result<warrant_proto::WhoAmIResponse> {
+        let call = self.client.who_am_i(warrant_proto::WhoAmIRequest {});
+        finish(&self.url, "WhoAmI", QUICK, call).await
+    }
+
     /// `VerifyLog`.
     pub async fn verify_log(&mut self) -> Result<VerifyLogResponse> {
         let call = self.client.verify_log(VerifyLogRequest {});
@@ -184,20 +191,24 @@ pub fn status_error(url: &str, status: &Status) -> anyhow::Error {
     let local = status.source().map(|_| chain_text(status));
     match (status.code(), local) {
         (Code::Unavailable, local) => unreachable(url, &local.unwrap_or_else(|| status.message().to_owned())),
-        (Code::PermissionDenied, _) => anyhow::anyhow!(
-            "{}\n\nThe collector gives roles to certificate names in its config ([roles], or --role NAME=ROLE); \
-             ask its admin, or use a certificate whose name has the role.",
-            nonempty(status.message(), "the collector refused this for your certificate")
+        (Code::PermissionDenied, _) => RpcError::error(
+            Code::PermissionDenied,
+            nonempty(status.message(), "the collector refused this for your certificate").to_owned(),
+            Some(
+                "The collector gives roles to certificate names in its config ([roles], or --role NAME=ROLE); \
+                 ask its admin, or use a certificate whose name has the role.",
+            ),
         ),
-        (Code::Unauthenticated, _) => anyhow::anyhow!(
-            "{}\n\nThe collector did not accept your certificate: --cert must be signed by the collector's CA.",
-            nonempty(status.message(), "the collector did not accept your certificate")
+        (Code::Unauthenticated, _) => RpcError::error(
+            Code::Unauthenticated,
+            nonempty(status.message(), "the collector did not accept your certificate").to_owned(),
+            Some("The collector did not accept your certificate: --cert must be signed by the collector's CA."),
         ),
         (_, Some(cause)) => anyhow::anyhow!("lost the connection to the collector at {url}: {cause}"),
         (code, None) if status.message().is_empty() => {
-            anyhow::anyhow!("the collector failed without a message ({})", code.description())
+            RpcError::error(code, format!("the collector failed without a message ({})", code.description()), None)
         }
-        (_, None) => anyhow::anyhow!("{}", status.message()),
+        (code, None) => RpcError::error(code, status.message().to_owned(), None),
     }
 }
 

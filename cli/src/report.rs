@@ -1,4 +1,5 @@
-//! `warrant report SESSION`: what a session did, for the person reviewing it.
+//! `warrant report SESSION`: what a session did, for the person reviewing it; the
+//! same report, fetched the same way ([`fetch`]), is the console's session page.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -9,7 +10,8 @@ use clap::Args;
 use warrant_proto::event::Event as Kind;
 use warrant_proto::{Event, SessionReport};
 
-use crate::client::Agent;
+use crate::remote::CollectorArgs;
+use crate::target::Target;
 use crate::output::{self, sanitize};
 
 /// `warrant report`
@@ -24,9 +26,9 @@ pub struct ReportArgs {
 }
 
 /// `warrant report`
-pub async fn run(socket: &Path, args: &ReportArgs, out: &mut impl Write) -> Result<u8> {
-    let mut agent = Agent::connect(socket).await?;
-    let ev = agent.report(&args.session).await?;
+pub async fn run(socket: &Path, remote: &CollectorArgs, args: &ReportArgs, out: &mut impl Write) -> Result<u8> {
+    let target = Target::connect(socket, remote).await?;
+    let ev = fetch(&target, &args.session).await?;
     if args.json {
         writeln!(out, "{}", warrant_proto::json::to_json(&ev))?;
     } else if let Some(Kind::SessionReport(r)) = &ev.event {
@@ -34,6 +36,25 @@ pub async fn run(socket: &Path, args: &ReportArgs, out: &mut impl Write) -> Resu
     }
     out.flush()?;
     Ok(0)
+}
+
+/// A session's report from the agent (live or recent sessions) or the collector's log
+/// (sessions that ended): a `session_report` event.
+pub async fn fetch(target: &Target, session: &str) -> Result<Event> {
+    target.report(session).await
+}
+
+/// The report as one JSON object: the event's documented form, plus each remote's
+/// byte counts for people (`sent`, `received`) as the text report writes them.
+pub fn to_json(ev: &Event) -> serde_json::Value {
+    let mut v = warrant_proto::json::to_json(ev);
+    if let (Some(Kind::SessionReport(r)), Some(remotes)) = (&ev.event, v.get_mut("remotes").and_then(|r| r.as_array_mut())) {
+        for (j, t) in remotes.iter_mut().zip(&r.remotes) {
+            j["sent"] = bytes(t.bytes_sent).into();
+            j["received"] = bytes(t.bytes_received).into();
+        }
+    }
+    v
 }
 
 /// Bytes for people: `512 B`, `1.5 KiB`, `3.2 MiB`.

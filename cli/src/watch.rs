@@ -184,7 +184,7 @@ fn kind_paint(kind: &str) -> Paint {
 
 /// The kind-specific part, and whether it deserves attention (a denial, a kill,
 /// a loss).
-fn summary(ev: &Event) -> (String, bool) {
+pub fn summary(ev: &Event) -> (String, bool) {
     let Some(kind) = &ev.event else {
         return ("(unknown event kind: the agent is newer than this warrant)".into(), false);
     };

@@ -14,6 +14,7 @@
 //! - [`build`], [`run`], [`test`], [`bench`]: one file per remaining subcommand.
 
 mod bench;
+mod browser;
 mod build;
 mod cmd;
 mod ctx;

@@ -11,7 +11,7 @@ use anyhow::Result;
 use crate::{
     cmd::{self, step, step_with},
     ctx::{self, Ctx},
-    linker, mounts, packages, toolchain,
+    browser, linker, mounts, packages, toolchain,
 };
 
 /// Runs every setup step; fails on the first one that cannot be completed.
@@ -22,6 +22,7 @@ pub fn setup(ctx: &Ctx) -> Result<()> {
     let nightly = step_with("setup", "nightly rust-src", || toolchain::ensure(ctx))?;
     step("setup", "bpf-linker", || linker::ensure(ctx, &nightly))?;
     step("setup", "debian packages", || packages::ensure(ctx, root))?;
+    step("setup", "console browser", || browser::ensure(ctx, root))?;
     for m in mounts::MOUNTS {
         step("setup", m.name, || mounts::ensure(ctx, m, root))?;
     }

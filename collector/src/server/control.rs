@@ -1,5 +1,5 @@
 //! Commands to agents (`Kill`, `Revoke`) and what is known of them
-//! (`AgentStatus`), plus `VerifyLog`. A command goes to the agent holding the
+//! (`AgentStatus`), plus `VerifyLog` and `WhoAmI`. A command goes to the agent holding the
 //! session or grant; when it is not connected the command is queued in the index
 //! and delivered when it reconnects.
 
@@ -14,10 +14,11 @@ use warrant_proto::command::Op;
 use warrant_proto::{
     AgentStatusRequest, AgentStatusResponse, CollectorMessage, Command, CommandResult, KillReport, KillRequest, KnownAgent,
     RemoteKillRequest, RemoteKillResponse, RemoteRevokeRequest, RevokeGrantRequest, VerifyLogRequest, VerifyLogResponse,
+    WhoAmIRequest, WhoAmIResponse,
 };
 
 use super::State;
-use crate::auth::Role;
+use crate::auth::{Role, identity};
 use crate::store::verify_dir;
 use crate::writer::random_id;
 
@@ -201,6 +202,14 @@ pub(super) async fn agent_status(state: &Arc<State>, req: Request<AgentStatusReq
         a.queued_commands = u32::try_from(queued.len()).unwrap_or(u32::MAX);
     }
     Ok(Response::new(AgentStatusResponse { agents }))
+}
+
+/// Any authenticated identity may ask who it is; nothing is recorded (it changes
+/// nothing and reveals only the caller's own role).
+pub(super) fn who_am_i(state: &Arc<State>, req: &Request<WhoAmIRequest>) -> Result<Response<WhoAmIResponse>, Status> {
+    let name = identity(req)?;
+    let role = state.roles.role_of(&name).map(|r| r.to_string()).unwrap_or_default();
+    Ok(Response::new(WhoAmIResponse { name, role }))
 }
 
 pub(super) async fn verify_log(state: &Arc<State>, req: Request<VerifyLogRequest>) -> Result<Response<VerifyLogResponse>, Status> {

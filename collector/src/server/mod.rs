@@ -33,7 +33,7 @@ use self::wire::ingest_server::IngestServer;
 use warrant_proto::{
     AgentStatusRequest, AgentStatusResponse, CollectorMessage, CollectorSessionsRequest, CollectorSessionsResponse,
     CollectorWatchRequest, CommandResult, Event, EventFilter, KnownAgent, QueryRequest, QueryResponse, RemoteKillRequest,
-    RemoteKillResponse, RemoteRevokeRequest, VerifyLogRequest, VerifyLogResponse,
+    RemoteKillResponse, RemoteRevokeRequest, VerifyLogRequest, VerifyLogResponse, WhoAmIRequest, WhoAmIResponse,
 };
 
 use crate::auth::Roles;
@@ -184,6 +184,10 @@ impl Collector for CollectorService {
 
     async fn verify_log(&self, req: Request<VerifyLogRequest>) -> Result<Response<VerifyLogResponse>, Status> {
         control::verify_log(&self.0, req).await
+    }
+
+    async fn who_am_i(&self, req: Request<WhoAmIRequest>) -> Result<Response<WhoAmIResponse>, Status> {
+        control::who_am_i(&self.0, &req)
     }
 }
 

@@ -1,0 +1,256 @@
+//! `warrant console` in a real browser: headless Chromium driven by
+//! `tests/console/console.mjs` (playwright-core from `target/console-node`, installed
+//! by `cargo xtask setup`) against consoles for a responder, a watcher, an approver
+//! and an admin on a real collector and agent. The page shows a tagged session's
+//! events live, with a `<script>` argv as text; the Kill button (reason typed into
+//! the prompt) kills the tree, which the kernel confirms; an approver approves a
+//! request with the button; a watcher has no kill button and a forged POST is
+//! refused; a cross-origin POST and a foreign Host are refused. Screenshots go to
+//! `target/console-screenshots/`; the events-per-second and Kill-to-report figures
+//! are printed.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use serde_json::Value;
+use warrant_tests::fleet::{cli_ok_as, collector_events, start_agent};
+use warrant_tests::run::{Lines, output_within, spawn_collected};
+use warrant_tests::{AgentOptions, CollectorOptions, Marker, Signer, TestCollector, Tree, audit, bins, cgroup, poll};
+
+const T: Duration = Duration::from_secs(30);
+
+/// What a page must show as text, never run.
+const SCRIPT_ARGV: &str = "<script>window.__xss=1</script><img src=x onerror=window.__xss=1>";
+
+/// A running `warrant console` as one person.
+struct Console {
+    child: Child,
+    url: String,
+    addr: String,
+    _out: Lines,
+    err: Lines,
+}
+
+impl Console {
+    fn start(c: &TestCollector, who: &str) -> Console {
+        let id = c.identity(who);
+        let mut cmd = Command::new(bins::warrant());
+        cmd.env_remove("WARRANT_COLLECTOR")
+            .args(["--collector", &c.url()])
+            .arg("--ca")
+            .arg(&id.ca)
+            .arg("--cert")
+            .arg(&id.cert)
+            .arg("--key")
+            .arg(&id.key)
+            .args(["console", "--listen", "127.0.0.1:0"]);
+        let (child, out, err) = spawn_collected(&mut cmd);
+        let line = out
+            .wait_line(T, |l| l.starts_with("warrant console: http://"))
+            .unwrap_or_else(|| panic!("the console as {who} did not start:\n{}", err.text()));
+        let url = line.trim_start_matches("warrant console: ").trim().to_owned();
+        let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        Console { child, url, addr, _out: out, err }
+    }
+
+    /// A raw HTTP/1.1 request (headers as given, nothing added); status and body.
+    fn raw(&self, head: &str, body: &str) -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(&self.addr).expect("connect to the console");
+        s.set_read_timeout(Some(T)).expect("timeout");
+        let req = format!("{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        s.write_all(req.as_bytes()).expect("send");
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (status, resp)
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshots() -> PathBuf {
+    let d = bins::workspace_dir().join("target/console-screenshots");
+    // Last run's pictures must not pass for this run's.
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create target/console-screenshots");
+    d
+}
+
+/// Runs the browser script with `cfg`; its JSON result.
+fn browser(cfg: &Value) -> Value {
+    let script = bins::workspace_dir().join("tests/console/console.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(&script).arg(cfg.to_string());
+    let out = output_within(&mut cmd, Duration::from_secs(240));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser script failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("the browser script printed no JSON ({e}): {stdout}"))
+}
+
+fn session_cgroup(agent: &warrant_tests::TestAgent, id: &str) -> Option<PathBuf> {
+    agent
+        .cli_ok(&["sessions", "--all", "--json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|s| s["id"] == id)
+        .and_then(|s| s["cgroup"].as_str().map(cgroup::resolve))
+}
+
+fn wait_known(c: &TestCollector, session: &str) {
+    poll(T, || collector_events(c).iter().any(|e| audit::is("session_start", session)(e)).then_some(()))
+        .unwrap_or_else(|| panic!("session {session} never reached the collector\n{}", c.log()));
+}
+
+/// The whole console, as four people, in a real browser.
+#[test]
+fn console_in_a_real_browser() {
+    let signer = Signer::new();
+    let roles = ["alice=requester", "bob=approver"].map(str::to_owned).to_vec();
+    let extra_args = vec!["--grant-signing-key".to_owned(), signer.secret_key().display().to_string()];
+    let c = TestCollector::start(CollectorOptions { roles, extra_args, ..CollectorOptions::default() });
+    for name in ["alice", "bob"] {
+        c.pki().issue(name);
+    }
+    let agent = start_agent(&c, "agent-1", AgentOptions::default());
+    let mark = Marker::new();
+    let grant = agent.issue_grant("10m");
+
+    // A tagged session whose commands carry a <script> argv, over and over.
+    let tmp = agent.temp_dir().to_path_buf();
+    let loud = format!("while :; do /bin/echo '{SCRIPT_ARGV}' >/dev/null; sleep 0.3; done");
+    let noisy = agent.exec(&grant, &mark, &["/bin/sh", "-c", &loud]);
+    // The tree the Kill button kills, and one the watcher must not be able to kill.
+    let victim = Tree::start(&agent, &grant, &mark, 4, None);
+    let keep = Tree::start(&agent, &grant, &mark, 2, None);
+    // The open loop for the events-per-second figure, gated by files the script makes.
+    let (go, stop) = (tmp.join("rate.go"), tmp.join("rate.stop"));
+    let rate_loop = format!(
+        "while [ ! -e {g} ]; do sleep 0.05; done; while [ ! -e {s} ]; do cat /dev/null; done; exec sleep 300",
+        g = go.display(),
+        s = stop.display()
+    );
+    let rate = agent.exec(&grant, &mark, &["/bin/sh", "-c", &rate_loop]);
+    for s in [noisy.id(), victim.session.id(), keep.session.id(), rate.id()] {
+        wait_known(&c, s);
+    }
+    let victim_cgroup = session_cgroup(&agent, victim.session.id()).expect("the victim's cgroup");
+
+    // A pending request for the approver.
+    let policy = tmp.join("ops.yaml");
+    std::fs::write(&policy, "name: ops\nmax_ttl: 1h\ndefault: allow\n").expect("write policy");
+    let req = cli_ok_as(&c, "alice", &["request", "--policy", policy.to_str().expect("UTF-8"), "--ttl", "10m", "--reason", "INC-9"]);
+    let req = req.trim().to_owned();
+
+    let responder = Console::start(&c, "responder");
+    let watcher = Console::start(&c, "watcher");
+    let approver = Console::start(&c, "bob");
+    let admin = Console::start(&c, "admin");
+
+    // The console's own gate, without a browser: a cross-origin POST, a POST with no
+    // Origin, and a rebound Host are refused, and nothing dies.
+    let kill_path = format!("/api/sessions/{}/kill", keep.session.id());
+    let (st, body) = responder.raw(
+        &format!("POST {kill_path} HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\nContent-Type: application/json", responder.addr),
+        "{\"reason\":\"cross-site\"}",
+    );
+    assert_eq!(st, 403, "a cross-origin POST must be refused: {body}");
+    assert!(body.contains("refused: a request from origin"), "{body}");
+    let (st, body) = responder.raw(
+        &format!("POST {kill_path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json", responder.addr),
+        "{\"reason\":\"no origin\"}",
+    );
+    assert_eq!(st, 403, "a POST without Origin must be refused: {body}");
+    let (st, body) = responder.raw("GET /api/sessions HTTP/1.1\r\nHost: rebound.example:80", "");
+    assert_eq!(st, 403, "a foreign Host must be refused: {body}");
+    assert_eq!(keep.alive(&mark).len(), 2, "a refused POST must not kill");
+
+    let shots = screenshots();
+    let node_dir = bins::workspace_dir().join("target/console-node");
+    assert!(
+        node_dir.join("node_modules/playwright-core/package.json").is_file(),
+        "playwright-core is missing from {}\n\nRun `cargo xtask setup`.",
+        node_dir.display()
+    );
+    let cfg = serde_json::json!({
+        "node_dir": node_dir, "shots": shots,
+        "responder": responder.url, "watcher": watcher.url, "approver": approver.url, "admin": admin.url,
+        "kill_session": victim.session.id(), "live_session": keep.session.id(), "request": req,
+        "script_argv": SCRIPT_ARGV, "rate_session": rate.id(), "rate_seconds": 5,
+        "rate_go": go, "rate_stop": stop,
+    });
+    let r = browser(&cfg);
+    eprintln!("console.mjs: {r}");
+
+    // Live events, the <script> argv shown as text and never run.
+    assert_eq!(r["script_as_text"], true, "{r}");
+    assert_eq!(r["xss_ran"], false, "the argv ran as script: {r}");
+    assert_eq!(r["script_elements_in_rows"], 0, "{r}");
+    assert!(r["sessions_row"].as_str().is_some_and(|t| t.contains("responder") || t.contains(victim.session.id())), "{r}");
+
+    // The Kill button killed the tree: the kernel agrees.
+    let kill_text = r["kill_text"].as_str().unwrap_or("");
+    assert!(kill_text.contains(&format!("killed session {}: ", victim.session.id())), "{r}");
+    let dead = poll(T, || victim.alive(&mark).is_empty().then_some(()));
+    assert!(dead.is_some(), "the killed tree still runs: {:?}", victim.alive(&mark));
+    for (pid, _) in &victim.procs {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists() || !warrant_tests::procfs::alive(*pid), "pid {pid} lives");
+    }
+    assert!(cgroup::procs(&victim_cgroup).is_empty(), "the session's cgroup still has processes");
+    let kill = agent.wait_for_event(|e| audit::is("kill", victim.session.id())(e), T);
+    assert!(audit::str_field(&kill, "by").contains("responder"), "{kill}");
+    assert_eq!(audit::str_field(&kill, "note"), "console test kill", "{kill}");
+
+    // The watcher: no button, and the forged POST got the collector's refusal.
+    assert_eq!(r["watcher_kill_visible"], false, "{r}");
+    assert_eq!(r["watcher_forged"]["status"], 403, "{r}");
+    let refusal = r["watcher_forged"]["body"]["error"].as_str().unwrap_or("");
+    assert!(refusal.contains("needs role responder"), "the collector's own words: {r}");
+    assert_eq!(keep.alive(&mark).len(), 2, "the watcher killed a tree");
+
+    // The approver's click approved the request.
+    let info = cli_ok_as(&c, "bob", &["requests", "--id", &req, "--json"]);
+    let info: Value = serde_json::from_str(info.trim()).expect("requests --json");
+    assert_eq!(info["state"], "approved", "{info}");
+    assert_eq!(info["approvers"], serde_json::json!(["bob"]), "{info}");
+
+    assert!(r["agents_text"].as_str().is_some_and(|t| t.contains("connected")), "{r}");
+    assert!(r["audit_text"].as_str().is_some_and(|t| t.contains("chain intact")), "{r}");
+    for name in ["events", "sessions", "session-killed", "agents", "audit", "watcher-session", "requests", "events-rate"] {
+        assert!(shots.join(format!("{name}.png")).is_file(), "no screenshot {name}.png: {}", r["shot_failures"]);
+    }
+
+    // The figures.
+    let agent_total = poll(T, || {
+        let n = agent.session_events(rate.id()).len();
+        std::thread::sleep(Duration::from_millis(500));
+        (agent.session_events(rate.id()).len() == n).then_some(n)
+    })
+    .unwrap_or(0);
+    let received = r["rate_events"].as_f64().unwrap_or(0.0);
+    let secs = r["rate_ms"].as_f64().unwrap_or(1.0) / 1000.0;
+    eprintln!(
+        "console figures: {:.0} events/s shown live ({} in {secs:.1}s); page received {} of the agent's {agent_total} events for the session (replayed from the collector, then live); watch_missed rows {}; Kill click to kill report on screen {} ms",
+        received / secs,
+        received,
+        r["rate_total_received"],
+        r["rate_missed"],
+        r["kill_ms"]
+    );
+    assert!(received > 0.0, "no events arrived during the rate window: {r}");
+    if !responder.err.text().is_empty() {
+        eprintln!("responder console stderr:\n{}", responder.err.text());
+    }
+}
