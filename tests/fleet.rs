@@ -102,9 +102,9 @@ pub fn wait_delivered(c: &TestCollector, agent: &TestAgent, agent_id: &str, min:
     })
 }
 
-/// `warrant --collector URL --ca --cert --key <args>` as `identity` (a standard
-/// identity or one issued earlier).
-pub fn cli_as(c: &TestCollector, identity: &str, args: &[&str]) -> Output {
+/// `warrant --collector URL --ca --cert --key` as `identity` (a standard identity
+/// or one issued earlier), for the caller to add the command to.
+pub fn warrant_as(c: &TestCollector, identity: &str) -> Command {
     let id = c.identity(identity);
     let mut cmd = Command::new(bins::warrant());
     cmd.env_remove("WARRANT_COLLECTOR")
@@ -115,8 +115,14 @@ pub fn cli_as(c: &TestCollector, identity: &str, args: &[&str]) -> Output {
         .arg("--cert")
         .arg(&id.cert)
         .arg("--key")
-        .arg(&id.key)
-        .args(args);
+        .arg(&id.key);
+    cmd
+}
+
+/// `warrant --collector URL --ca --cert --key <args>` as `identity`.
+pub fn cli_as(c: &TestCollector, identity: &str, args: &[&str]) -> Output {
+    let mut cmd = warrant_as(c, identity);
+    cmd.args(args);
     output_within(&mut cmd, CLI_TIMEOUT)
 }
 

@@ -15,7 +15,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
-use warrant_tests::fleet::{cli_ok_as, collector_events, start_agent};
+use warrant_tests::fleet::{cli_ok_as, collector_events, start_agent, warrant_as};
 use warrant_tests::run::{Lines, output_within, spawn_collected};
 use warrant_tests::{AgentOptions, CollectorOptions, Marker, Signer, TestCollector, Tree, audit, bins, cgroup, poll};
 
@@ -35,17 +35,8 @@ struct Console {
 
 impl Console {
     fn start(c: &TestCollector, who: &str) -> Console {
-        let id = c.identity(who);
-        let mut cmd = Command::new(bins::warrant());
-        cmd.env_remove("WARRANT_COLLECTOR")
-            .args(["--collector", &c.url()])
-            .arg("--ca")
-            .arg(&id.ca)
-            .arg("--cert")
-            .arg(&id.cert)
-            .arg("--key")
-            .arg(&id.key)
-            .args(["console", "--listen", "127.0.0.1:0"]);
+        let mut cmd = warrant_as(c, who);
+        cmd.args(["console", "--listen", "127.0.0.1:0"]);
         let (child, out, err) = spawn_collected(&mut cmd);
         let line = out
             .wait_line(T, |l| l.starts_with("warrant console: http://"))
