@@ -27,9 +27,10 @@
 //! interpreter of an allowed `#!` script are granted too: the kernel opens them for
 //! execution, so the program could not start otherwise.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::{Access, Policy};
@@ -186,7 +187,7 @@ pub struct FsPlan {
     /// The rights the ruleset handles (denied wherever no grant reaches).
     pub handled: u64,
     /// Path → rights granted beneath it (and on it).
-    pub grants: BTreeMap<PathBuf, u64>,
+    pub grants: HashMap<PathBuf, u64>,
     /// Directories that could not be listed while planning, with the reason: their
     /// entries get no grant of their own (so they are denied for the classes that
     /// needed the listing).
@@ -236,11 +237,14 @@ pub fn plan(policy: &Policy, fs: &dyn FsView) -> FsPlan {
 }
 
 /// Decides `path` for `class`: as a whole when no rule of the class lies strictly
-/// below it, else entry by entry.
+/// below it, else entry by entry. `bases` holds the rule bases that may lie below
+/// `path` (those below its parent); each level passes on the ones below it, so a
+/// deep tree costs what its rules cost, not what the whole policy does.
 fn walk(policy: &Policy, fs: &dyn FsView, class: Class, bases: &[&str], path: &Path, plan: &mut FsPlan) {
     let permitted = class.permits(policy, path);
-    let has_rule_below = bases.iter().any(|b| strictly_below(Path::new(b), path));
-    if !has_rule_below || !fs.is_real_dir(path) {
+    let here = path.as_os_str().as_bytes();
+    let below: Vec<&str> = bases.iter().copied().filter(|b| strictly_below(b.as_bytes(), here)).collect();
+    if below.is_empty() || !fs.is_real_dir(path) {
         if permitted {
             *plan.grants.entry(path.to_path_buf()).or_default() |= class.rights();
         }
@@ -255,16 +259,21 @@ fn walk(policy: &Policy, fs: &dyn FsView, class: Class, bases: &[&str], path: &P
         Ok(mut names) => {
             names.sort();
             for name in names {
-                walk(policy, fs, class, bases, &path.join(name), plan);
+                walk(policy, fs, class, &below, &path.join(name), plan);
             }
         }
         Err(e) => plan.unlisted.push((path.to_path_buf(), e.to_string())),
     }
 }
 
-/// Whether rule base `base` names a path strictly below `dir`.
-fn strictly_below(base: &Path, dir: &Path) -> bool {
-    base != dir && base.starts_with(dir)
+/// Whether rule base `base` names a path strictly below directory `dir`, both
+/// absolute and canonical: a byte comparison at a component boundary (the planner
+/// asks this for every entry it decides, so no `Path` component walk).
+fn strictly_below(base: &[u8], dir: &[u8]) -> bool {
+    if dir == b"/" {
+        return base.len() > 1;
+    }
+    base.len() > dir.len() && base.starts_with(dir) && base[dir.len()] == b'/'
 }
 
 /// The interpreters the kernel opens to run the files that exec rules allow: the ELF

@@ -261,3 +261,40 @@ fn fork_loop_dies_whole_under_kill_session() {
     s.wait_for(T);
     assert!(poll(T, || mark.pids().is_empty().then_some(())).is_some(), "survivors: {:?}", mark.pids());
 }
+
+/// The agent keeps a session's planned Landlock domain for the next session under
+/// the same policy. Landlock grants follow inodes, so a kept plan used after a
+/// rename would carry a granted directory's rights onto a denied path: swapping the
+/// two between sessions (as root, outside any session) must leave the denied path
+/// denied, with a fresh plan that says why, and the moved directory writable.
+#[test]
+fn a_rename_between_sessions_cannot_carry_a_grant_onto_a_denied_path() {
+    let agent = TestAgent::start_default();
+    let root = agent.temp_dir().join("swap");
+    for d in ["secret", "open"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    let r = root.to_str().expect("UTF-8 temp path");
+    let policy = agent.temp_dir().join("swap.yaml");
+    let text = format!(
+        "name: swap\nmax_ttl: 1h\ndefault: allow\nfiles: [{{path: {r}/secret/, access: write, action: deny}}]\n"
+    );
+    std::fs::write(&policy, text).expect("write policy");
+    let grant = grant_with(&agent, &policy, "5m");
+    let bin = testbin();
+    // Old enough that the plan can be kept; two sessions so the second may reuse it.
+    std::thread::sleep(Duration::from_millis(300));
+    for n in 0..2 {
+        let out = attempts(&agent, &grant, &format!("{bin} attempt create {r}/open/{n}; {bin} attempt create {r}/secret/{n}"));
+        assert_eq!(out.lines().collect::<Vec<_>>(), ["create ok", &format!("create {EACCES}")], "{out}");
+    }
+    std::fs::rename(root.join("secret"), root.join("was-secret")).expect("rename");
+    std::fs::rename(root.join("open"), root.join("secret")).expect("rename");
+    let out = attempts(&agent, &grant, &format!("{bin} attempt create {r}/secret/x; {bin} attempt create {r}/was-secret/x"));
+    assert_eq!(out.lines().collect::<Vec<_>>(), [&format!("create {EACCES}"), "create ok"], "{out}");
+    assert!(!root.join("secret/x").exists(), "the denied path stays denied");
+    let log = agent.log_text();
+    let launched: Vec<&str> = log.lines().filter(|l| l.contains("launched") && l.contains("plan=")).collect();
+    assert_eq!(launched.len(), 3, "{log}");
+    assert!(launched[2].contains("plan=fresh"), "the third session must not reuse the plan: {}", launched[2]);
+}

@@ -46,7 +46,7 @@ pub struct Plan {
     /// The stdio index (0–2) that is the session's terminal, when it has one.
     pub terminal: Option<usize>,
     pub creds: Creds,
-    pub sandbox: Sandbox,
+    pub sandbox: std::sync::Arc<Sandbox>,
 }
 
 /// Whom the child runs as: the caller, as the kernel saw it.
@@ -246,7 +246,7 @@ struct Walk {
     umask: u32,
     terminal: Option<usize>,
     creds: Creds,
-    sandbox: Sandbox,
+    sandbox: std::sync::Arc<Sandbox>,
 }
 
 impl Walk {

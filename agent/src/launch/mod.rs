@@ -17,6 +17,7 @@
 //! refuses the connect itself (the launch sockets are among the agent's own).
 
 pub mod child;
+pub mod plans;
 pub mod sandbox;
 mod wire;
 
@@ -47,7 +48,7 @@ use crate::door::{Door, TokenRequest};
 use crate::host::{Host, SANDBOX_CONFINED};
 use crate::peer::{self, PeerInfo};
 use child::{Creds, Plan, Report};
-use sandbox::Sandbox;
+use plans::Plans;
 use wire::Incoming;
 
 /// A front socket's launch socket is its path with this appended.
@@ -111,6 +112,7 @@ pub struct Launcher {
     door: Door,
     front: Front,
     pending: Arc<Semaphore>,
+    plans: Arc<Plans>,
 }
 
 /// A refusal, as the client gets it.
@@ -145,6 +147,8 @@ struct Held {
     /// For the `launched` line: when the launch began, and how long each step took.
     t0: Instant,
     steps: [Duration; 4],
+    /// Whether the sandbox was planned for this session or a kept plan.
+    planned: plans::Planned,
 }
 
 /// A session whose first process runs the command.
@@ -160,6 +164,7 @@ impl Launcher {
             door,
             front,
             pending: Arc::new(Semaphore::new(PENDING)),
+            plans: Arc::new(Plans::default()),
         }
     }
 
@@ -240,6 +245,7 @@ impl Launcher {
             shown,
             t0,
             steps,
+            planned,
         } = held;
         let session = started
             .session
@@ -308,6 +314,7 @@ impl Launcher {
             pid,
             sandbox = SANDBOX_CONFINED,
             landlock_rules = rules,
+            plan = %planned,
             elapsed_us = us(t0.elapsed()),
             prepared_us = us(prepared),
             forked_us = us(forked),
@@ -423,8 +430,9 @@ impl Launcher {
             )
         };
         let paths = gp.protected_paths.clone();
-        let sandbox =
-            tokio::task::spawn_blocking(move || Sandbox::prepare(policy.as_ref(), &paths))
+        let plans = Arc::clone(&self.plans);
+        let (sandbox, planned) =
+            tokio::task::spawn_blocking(move || plans.sandbox(policy.as_ref(), &paths))
                 .await
                 .map_err(|e| Status::internal(format!("planning the sandbox: {e}")))?
                 .map_err(|e| {
@@ -541,6 +549,7 @@ impl Launcher {
             shown,
             t0,
             steps: [prepared, forked, confined_at, announced],
+            planned,
         })
     }
 }

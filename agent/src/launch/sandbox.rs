@@ -69,6 +69,69 @@ pub struct Sandbox {
     pub unlisted: Vec<(PathBuf, String)>,
     /// The seccomp programs, compiled, in the order they are installed.
     seccomp: Vec<Vec<libc::sock_filter>>,
+    /// The directories listed and the files read while planning.
+    read: Vec<Stamp>,
+}
+
+/// A directory or file the plan depends on, as it was just before it was read:
+/// creating, removing or renaming an entry of a directory changes its mtime and
+/// ctime, replacing the path itself changes the inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub path: PathBuf,
+    /// `None` when the path could not be looked at.
+    pub seen: Option<Seen>,
+}
+
+/// The parts of a `stat` that change when what a plan read of a path changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub dev: u64,
+    pub ino: u64,
+    /// (seconds, nanoseconds) since the epoch.
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// Looks at `path` now, not following a final symbolic link.
+    pub fn take(path: &Path) -> Stamp {
+        use std::os::unix::fs::MetadataExt as _;
+        let seen = path.symlink_metadata().ok().map(|m| Seen {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        });
+        Stamp {
+            path: path.to_path_buf(),
+            seen,
+        }
+    }
+}
+
+/// The real filesystem, recording a [`Stamp`] of each directory and file just
+/// before the planner reads it (before, so a change made during the read shows in
+/// a later stamp).
+#[derive(Debug, Default)]
+struct StampedFs {
+    read: std::cell::RefCell<Vec<Stamp>>,
+}
+
+impl sandbox::FsView for StampedFs {
+    fn list(&self, dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        self.read.borrow_mut().push(Stamp::take(dir));
+        RealFs.list(dir)
+    }
+
+    fn is_real_dir(&self, path: &Path) -> bool {
+        RealFs.is_real_dir(path)
+    }
+
+    fn head(&self, path: &Path, max: usize) -> io::Result<Vec<u8>> {
+        self.read.borrow_mut().push(Stamp::take(path));
+        RealFs.head(path, max)
+    }
 }
 
 /// The step of [`Sandbox::enter`] that failed, with its errno.
@@ -93,11 +156,11 @@ impl std::fmt::Display for EnterError {
 }
 
 impl Sandbox {
-    /// Plans `policy` (or nothing but self-protection when `None`) and fills a ruleset
-    /// with it. Nothing is restricted yet.
-    pub fn prepare(policy: Option<&Policy>, agent_paths: &[String]) -> Result<Sandbox> {
-        let policy = with_self_protection(policy, agent_paths);
-        let plan = sandbox::plan(&policy, &RealFs);
+    /// Plans `policy`, which holds the self-protection rules already (see
+    /// [`confining`]), and fills a ruleset with it. Nothing is restricted yet.
+    pub fn prepare(policy: &Policy) -> Result<Sandbox> {
+        let fs = StampedFs::default();
+        let plan = sandbox::plan(policy, &fs);
         let abi = landlock_abi()?;
         if abi < LANDLOCK_MIN_ABI {
             bail!(
@@ -117,7 +180,14 @@ impl Sandbox {
             rules,
             unlisted: plan.unlisted,
             seccomp,
+            read: fs.read.into_inner(),
         })
+    }
+
+    /// What the plan read of the filesystem, each stamped before it was read: the
+    /// plan still holds while every stamp does (see `plans`).
+    pub fn read(&self) -> &[Stamp] {
+        &self.read
     }
 
     /// Confines this process (and everything it will exec and fork) for good.
@@ -182,7 +252,7 @@ fn errno() -> i32 {
 /// `warrant_policy::protect` (the host's control files, the block devices, the
 /// agent's own `agent_paths`) denied, whatever the policy says, unless the entry is
 /// loosenable and the policy has a rule of its own there.
-fn with_self_protection(policy: Option<&Policy>, agent_paths: &[String]) -> Policy {
+pub fn confining(policy: Option<&Policy>, agent_paths: &[String]) -> Policy {
     let mut p = policy.cloned().unwrap_or_else(|| Policy {
         name: String::new(),
         max_ttl: std::time::Duration::ZERO,
@@ -530,7 +600,7 @@ mod tests {
             "p.yaml",
         )
         .unwrap();
-        let p = with_self_protection(Some(&p), &["/run/agent-state".to_owned()]);
+        let p = confining(Some(&p), &["/run/agent-state".to_owned()]);
         for dir in ["/sys/fs/cgroup/unified/cgroup.procs", "/sys/fs/bpf/x"] {
             assert_eq!(
                 p.decide_file(dir, Access::Write).action,
@@ -560,7 +630,7 @@ mod tests {
             "p.yaml",
         )
         .unwrap();
-        let dba = with_self_protection(Some(&dba), &[]);
+        let dba = confining(Some(&dba), &[]);
         assert_eq!(
             dba.decide_file("/etc/cron.d/backup", Access::Write).action,
             Action::Allow
@@ -605,7 +675,7 @@ mod tests {
             "p.yaml",
         )
         .unwrap();
-        let sandbox = Sandbox::prepare(Some(&policy), &[]).unwrap();
+        let sandbox = Sandbox::prepare(&confining(Some(&policy), &[])).unwrap();
         assert!(sandbox.rules > 0);
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
