@@ -6,6 +6,7 @@
 //! SESSIONS       array          session slot-> SessionState written by the agent; read by every hook of a tagged task
 //! EVENTS         ring buffer    records of event.rs
 //! LOST_EVENTS    per-cpu array  [0] -> records the kernel could not reserve
+//! SESSION_LOST   per-cpu array  session slot -> SessionLost  the same, per session and kind
 //! ```
 //!
 //! A task is alive under warrant only while both its grant and its session are
@@ -23,6 +24,11 @@ pub const SESSIONS: &str = "SESSIONS";
 pub const EVENTS: &str = "EVENTS";
 /// Per-CPU count of records the ring buffer had no room for.
 pub const LOST_EVENTS: &str = "LOST_EVENTS";
+/// Per-CPU array of [`SessionLost`], per session slot: the session's records the
+/// ring buffer had no room for, by kind, counted at the failed reservation (the
+/// kernel knows the task's tag there; user space would not). Reset by the agent
+/// when it hands the slot to a new session.
+pub const SESSION_LOST: &str = "SESSION_LOST";
 /// Per-CPU array, per session slot: processes of the session that exited after
 /// it (or its grant) was dead. Counted by the kernel's exit hook, so a kill's
 /// report includes what the kernel's own hooks killed before the agent looked.
@@ -110,6 +116,23 @@ pub struct SessionState {
 /// `SessionState::max_tasks` bit: going over the limit kills the session
 /// (`on_max_processes: kill-session`) rather than only the new task.
 pub const SESSION_TASKS_KILL: u32 = 1 << 31;
+/// `SessionState::max_tasks` bit: a record of the session the ring buffer has no
+/// room for marks the session dead (`on_audit_gap: kill-session`), and the task
+/// that made it gets SIGKILL before it returns to user mode.
+pub const SESSION_GAP_KILL: u32 = 1 << 30;
+/// The bits of `SessionState::max_tasks` that are flags, not the limit.
+pub const SESSION_FLAGS: u32 = SESSION_TASKS_KILL | SESSION_GAP_KILL;
+
+/// Event kinds [`SessionLost`] counts by: every `EventKind` number is below it.
+pub const LOST_KINDS: usize = 16;
+const _: () = assert!((crate::EventKind::UnixConnect as usize) < LOST_KINDS);
+
+/// A session's lost records by `EventKind` number (the value of [`SESSION_LOST`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionLost {
+    pub by_kind: [u32; LOST_KINDS],
+}
 
 /// A session's task count (the value of [`SESSION_TASKS`]).
 #[repr(C)]
@@ -132,6 +155,7 @@ mod pod {
     unsafe impl aya::Pod for super::GrantState {}
     unsafe impl aya::Pod for super::SessionState {}
     unsafe impl aya::Pod for super::SessionTasks {}
+    unsafe impl aya::Pod for super::SessionLost {}
 }
 
 #[cfg(test)]
@@ -154,6 +178,7 @@ mod tests {
         assert_eq!(offset_of!(SessionState, session_id), 8);
         assert_eq!(size_of::<SessionTasks>(), 24);
         assert_eq!(offset_of!(SessionTasks, live), 8);
+        assert_eq!(size_of::<SessionLost>(), 64);
     }
 }
 

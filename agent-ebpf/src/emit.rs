@@ -1,24 +1,47 @@
-//! Event headers and the lost-record counter.
+//! Event headers and the lost-record counters.
 //!
 //! Records are reserved in the ring buffer and filled in place (no copy, and no
 //! large struct on the 512-byte BPF stack). A failed reservation is counted in the
-//! per-CPU `LOST_EVENTS`; the agent turns the count into an `events_lost` event.
+//! per-CPU `LOST_EVENTS` (the host's total) and, when the record was a session's, in
+//! its `SESSION_LOST` slot by kind; the agent turns both into `events_lost` events
+//! naming the session. Under `on_audit_gap: kill-session` the failure also marks the
+//! session dead, so every task of it dies at its next hook, and in a tracing program
+//! the task that made the record gets SIGKILL before it returns to user mode (cgroup
+//! programs have no signal helper: the syscall's own `sys_exit` hook kills it).
 
 use aya_ebpf::{
     bindings::task_struct,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
-    helpers::generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
+    helpers::generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_send_signal},
 };
-use warrant_common::{EventHeader, EventKind, TaskTag};
+use warrant_common::{
+    EventHeader, EventKind, TaskTag,
+    maps::{LOST_KINDS, SESSION_GAP_KILL, STATE_KILLED},
+};
 
 use crate::{
     kernel::{off, read, read_ptr},
-    maps::{EVENTS, LOST_EVENTS},
+    maps::{EVENTS, LOST_EVENTS, SESSION_LOST, SESSIONS},
 };
 
-/// Reserves room for a `T` record, or counts the loss and returns `None`.
+const SIGKILL: u32 = 9;
+
+/// Reserves room for a `T` record of `kind` from a task tagged `tag` (`None` for a
+/// record no session task makes), or counts the loss and returns `None`. In a
+/// tracing program.
 #[inline(always)]
-pub fn reserve<T>() -> Option<*mut T> {
+pub fn reserve<T>(kind: EventKind, tag: Option<&TaskTag>) -> Option<*mut T> {
+    reserve_as::<T, true>(kind, tag)
+}
+
+/// [`reserve`] in a cgroup program (no signal helper).
+#[inline(always)]
+pub fn reserve_in_cgroup<T>(kind: EventKind, tag: &TaskTag) -> Option<*mut T> {
+    reserve_as::<T, false>(kind, Some(tag))
+}
+
+#[inline(always)]
+fn reserve_as<T, const SIGNAL: bool>(kind: EventKind, tag: Option<&TaskTag>) -> Option<*mut T> {
     match EVENTS.reserve_bytes(core::mem::size_of::<T>(), 0) {
         Some(entry) => {
             // The reservation is submitted or discarded by `submit`/`discard` below
@@ -29,7 +52,7 @@ pub fn reserve<T>() -> Option<*mut T> {
             Some(ptr)
         }
         None => {
-            count_lost();
+            count_lost::<SIGNAL>(kind, tag);
             None
         }
     }
@@ -41,18 +64,41 @@ pub fn submit<T>(ptr: *mut T) {
     unsafe { aya_ebpf::helpers::generated::bpf_ringbuf_submit(ptr.cast(), 0) };
 }
 
-/// Copies a small record into the ring buffer, counting a loss on failure.
+/// Copies a small record into the ring buffer, counting a loss on failure. In a
+/// tracing program.
 #[inline(always)]
-pub fn output<T>(record: &T) {
+pub fn output<T>(record: &T, kind: EventKind, tag: Option<&TaskTag>) {
     if EVENTS.output_untyped::<T>(record, 0).is_err() {
-        count_lost();
+        count_lost::<true>(kind, tag);
+    }
+}
+
+/// [`output`] in a cgroup program.
+#[inline(always)]
+pub fn output_in_cgroup<T>(record: &T, kind: EventKind, tag: &TaskTag) {
+    if EVENTS.output_untyped::<T>(record, 0).is_err() {
+        count_lost::<false>(kind, Some(tag));
     }
 }
 
 #[inline(always)]
-fn count_lost() {
+fn count_lost<const SIGNAL: bool>(kind: EventKind, tag: Option<&TaskTag>) {
     if let Some(n) = LOST_EVENTS.get_ptr_mut(0) {
         unsafe { *n += 1 };
+    }
+    let Some(tag) = tag else { return };
+    if let Some(lost) = SESSION_LOST.get_ptr_mut(tag.session_slot) {
+        let k = (kind as u32 as usize) & (LOST_KINDS - 1);
+        unsafe { (*lost).by_kind[k] += 1 };
+    }
+    let Some(s) = SESSIONS.get_ptr_mut(tag.session_slot) else { return };
+    unsafe {
+        if (*s).session_id == tag.session_id && (*s).max_tasks & SESSION_GAP_KILL != 0 {
+            (*s).state = STATE_KILLED;
+            if SIGNAL {
+                bpf_send_signal(SIGKILL);
+            }
+        }
     }
 }
 

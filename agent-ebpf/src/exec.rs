@@ -38,7 +38,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     };
     tag::enforce(&tag);
     let bprm: *const u8 = ctx.arg(2);
-    let Some(ev) = emit::reserve::<ExecEvent>() else {
+    let Some(ev) = emit::reserve::<ExecEvent>(EventKind::Exec, Some(&tag)) else {
         return 0;
     };
     unsafe { fill(ev, task, bprm, &tag) };
@@ -65,7 +65,7 @@ fn refuse_nameless(task: *mut task_struct, file: *const u8, tag: &warrant_common
         ev.addr = read::<[u8; 16]>(name, 0).unwrap_or([0; 16]);
     }
     unsafe { emit::header(&raw mut ev.header, EventKind::Violation, tag, task) };
-    emit::output(&ev);
+    emit::output(&ev, EventKind::Violation, Some(tag));
 }
 
 #[inline(always)]

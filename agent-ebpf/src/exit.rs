@@ -41,7 +41,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
             _pad: 0,
         };
         unsafe { emit::header(&raw mut ev.header, EventKind::Exit, &tag, task) };
-        emit::output(&ev);
+        emit::output(&ev, EventKind::Exit, Some(&tag));
     }
     // The storage would go with the task anyway; dropping it now keeps a zombie
     // from counting as a live member of its session.

@@ -25,7 +25,7 @@ use aya_ebpf::{
 use warrant_common::{
     EventHeader, EventKind, TaskTag,
     event::{VIOLATION_TASKS, ViolationEvent},
-    maps::{SESSION_TASKS_KILL, STATE_KILLED},
+    maps::{SESSION_FLAGS, SESSION_TASKS_KILL, STATE_KILLED},
     policy::{ACTION_DENY, ACTION_KILL_SESSION, TAG_DOOMED},
 };
 
@@ -70,7 +70,7 @@ fn over_limit(tag: &TaskTag) -> bool {
             return false;
         }
         add(&raw mut (*count).live, 1);
-        let max = session.max_tasks & !SESSION_TASKS_KILL;
+        let max = session.max_tasks & !SESSION_FLAGS;
         if max == 0 || core::ptr::read_volatile(&raw const (*count).live) <= i64::from(max) {
             return false;
         }
@@ -107,7 +107,7 @@ fn report(tag: &TaskTag, max: u32, kill_session: bool) {
     ev.addr[..4].copy_from_slice(&max.to_ne_bytes());
     let task = unsafe { bpf_get_current_task_btf() };
     unsafe { emit::header(&raw mut ev.header, EventKind::Violation, tag, task) };
-    emit::output(&ev);
+    emit::output(&ev, EventKind::Violation, Some(tag));
 }
 
 /// One task of the session is gone (called at every thread's exit).

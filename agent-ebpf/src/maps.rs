@@ -8,7 +8,7 @@ use aya_ebpf::{
 use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
     event::PATH_BUF,
-    maps::{DEFAULT_RING_BYTES, GRANT_SLOTS, SESSION_SLOTS, SessionTasks, SockOwner, TCP_SOCKET_ENTRIES},
+    maps::{DEFAULT_RING_BYTES, GRANT_SLOTS, SESSION_SLOTS, SessionLost, SessionTasks, SockOwner, TCP_SOCKET_ENTRIES},
     policy::{NET_RULE_ENTRIES, NetKey, NetVerdict, POLICY_SLOTS, PolicyState, UNIX_RULE_ENTRIES, UnixKey, UnixVerdict},
     syscalls::{Refusal, SYSCALL_SLOTS},
 };
@@ -45,6 +45,10 @@ pub static UNIX_RULES: LpmTrie<UnixKey, UnixVerdict, { UNIX_RULE_ENTRIES as usiz
 /// has none to spare; see `unix_peer.rs`).
 #[btf_map]
 pub static UNIX_SCRATCH: PerCpuArray<aya_ebpf::maps::lpm_trie::Key<UnixKey>, 1> = PerCpuArray::new();
+
+/// Each session's lost records, by kind (see `emit.rs`).
+#[btf_map]
+pub static SESSION_LOST: PerCpuArray<SessionLost, { SESSION_SLOTS as usize }> = PerCpuArray::new();
 
 #[btf_map]
 pub static SESSION_DEATHS: PerCpuArray<u32, { SESSION_SLOTS as usize }> = PerCpuArray::new();

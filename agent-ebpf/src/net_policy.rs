@@ -114,7 +114,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     ev.addr[..4].copy_from_slice(&protocol.to_ne_bytes());
     let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() };
     unsafe { emit::header(&raw mut ev.header, EventKind::Violation, &tag, task) };
-    emit::output(&ev);
+    emit::output_in_cgroup(&ev, EventKind::Violation, &tag);
     REFUSE
 }
 
@@ -218,5 +218,5 @@ fn report(ctx: &SockAddrContext, tag: &TaskTag, v6: bool, op: u32, action: u32, 
     }
     let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() };
     unsafe { emit::header(&raw mut ev.header, EventKind::Violation, tag, task) };
-    emit::output(&ev);
+    emit::output_in_cgroup(&ev, EventKind::Violation, tag);
 }

@@ -162,13 +162,13 @@ fn refused(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64) {
     ev.addr[..8].copy_from_slice(&nr.to_ne_bytes());
     ev.addr[8..].copy_from_slice(&arg0.to_ne_bytes());
     unsafe { emit::header(&raw mut ev.header, EventKind::Violation, tag, task) };
-    emit::output(&ev);
+    emit::output(&ev, EventKind::Violation, Some(tag));
 }
 
 /// A failed exec: the path the process asked for and the error.
 #[inline(always)]
 fn exec_failed(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, ret: i64) {
-    let Some(ev) = emit::reserve::<FileOpenEvent>() else {
+    let Some(ev) = emit::reserve::<FileOpenEvent>(EventKind::ExecFailed, Some(tag)) else {
         return;
     };
     let path_reg = if nr == NR_EXECVE { off!(regs_di) } else { off!(regs_si) };
@@ -184,7 +184,7 @@ fn exec_failed(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, 
 
 #[inline(always)]
 fn file_open(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, ret: i64) {
-    let Some(ev) = emit::reserve::<FileOpenEvent>() else {
+    let Some(ev) = emit::reserve::<FileOpenEvent>(EventKind::FileOpen, Some(tag)) else {
         return;
     };
     unsafe {
@@ -316,5 +316,5 @@ fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, 
         return; // unix and other families are not network activity
     }
     unsafe { emit::header(&raw mut ev.header, kind, tag, task) };
-    emit::output(&ev);
+    emit::output(&ev, kind, Some(tag));
 }

@@ -91,6 +91,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> u32 {
         ev.local_addr = read::<[u8; 16]>(sk, off!(sk_v6_rcv_saddr)).unwrap_or([0; 16]);
         ev.remote_addr = read::<[u8; 16]>(sk, off!(sk_v6_daddr)).unwrap_or([0; 16]);
     }
-    emit::output(&ev);
+    // Often in softirq, on no task of the session: the host's count only.
+    emit::output(&ev, EventKind::SocketClose, None);
     0
 }

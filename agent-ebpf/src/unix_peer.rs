@@ -102,7 +102,7 @@ fn report(
     flags: u32,
     policy: u32,
 ) {
-    let Some(ev) = emit::reserve::<UnixEvent>() else {
+    let Some(ev) = emit::reserve::<UnixEvent>(EventKind::UnixConnect, Some(tag)) else {
         return;
     };
     let uaddr = read::<u64>(regs, off!(regs_si)).unwrap_or(0);

@@ -21,7 +21,7 @@ use warrant_collector::EventHub;
 use warrant_common::{
     GrantState, SessionState, TaskTag,
     policy::{self, PolicyState},
-    maps::{GRANT_SLOTS, SESSION_SLOTS, SESSION_TASKS_KILL, STATE_ACTIVE, STATE_EXPIRED, STATE_KILLED, STATE_REVOKED, SessionTasks},
+    maps::{GRANT_SLOTS, LOST_KINDS, SESSION_FLAGS, SESSION_GAP_KILL, SESSION_SLOTS, SESSION_TASKS_KILL, STATE_ACTIVE, STATE_EXPIRED, STATE_KILLED, STATE_REVOKED, SessionTasks},
 };
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
@@ -57,6 +57,21 @@ pub enum HostError {
     Internal(#[from] anyhow::Error),
 }
 
+/// How long after its end a session's lost counts are still read.
+pub const LOSS_GRACE: Duration = Duration::from_secs(10);
+
+/// One session's lost records, as the kernel counted them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLoss {
+    pub session: u64,
+    pub grant: u64,
+    pub live: bool,
+    /// The policy says `on_audit_gap: kill-session`.
+    pub kill_on_gap: bool,
+    /// By `EventKind` number.
+    pub by_kind: [u64; LOST_KINDS],
+}
+
 /// Why a session is being killed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KillReason {
@@ -65,6 +80,8 @@ pub enum KillReason {
     Operator,
     /// A `kill-session` rule of the grant's policy.
     Policy,
+    /// `on_audit_gap: kill-session`: the kernel could not record what the session did.
+    AuditGap,
 }
 
 impl KillReason {
@@ -74,6 +91,7 @@ impl KillReason {
             Self::Revoke => "revoke",
             Self::Operator => "operator",
             Self::Policy => "policy",
+            Self::AuditGap => "audit-gap",
         }
     }
 }
@@ -400,6 +418,7 @@ impl Host {
             let id = ids::fresh();
             let cgroup = SessionCgroup::create(&self.cgroup_root, &ids::session(id))?;
             inner.kernel.reset_session_deaths(slot)?;
+            inner.kernel.reset_session_lost(slot)?;
             let max_tasks = task_limit(&grant);
             // The count starts at the threads about to be tagged; the kernel counts
             // every task they create from then on.
@@ -957,6 +976,32 @@ impl Host {
         Some(values.iter().sum())
     }
 
+    /// Every session whose lost counts may still be read: the live ones, and those
+    /// that ended in the last [`LOSS_GRACE`] whose slot no live session holds yet
+    /// (a loss just before the end is still theirs).
+    pub fn session_losses(&self) -> Vec<SessionLoss> {
+        let inner = self.lock();
+        let now = crate::clock::wall_ns();
+        let held: HashSet<u32> = inner.registry.live_sessions().map(|s| s.slot).collect();
+        let grace = i64::try_from(LOSS_GRACE.as_nanos()).unwrap_or(i64::MAX);
+        inner
+            .registry
+            .sessions
+            .values()
+            .filter(|s| {
+                s.status == SessionStatus::Live
+                    || (!held.contains(&s.slot) && now.saturating_sub(s.ended_at_unix_ns) < grace)
+            })
+            .map(|s| SessionLoss {
+                session: s.id,
+                grant: s.grant,
+                live: s.status == SessionStatus::Live,
+                kill_on_gap: s.max_tasks & SESSION_GAP_KILL != 0,
+                by_kind: inner.kernel.session_lost(s.slot),
+            })
+            .collect()
+    }
+
     /// What earlier agents already reported of the kernel's lost total.
     pub fn lost_reported(&self) -> u64 {
         self.lock().registry.lost_reported
@@ -1116,7 +1161,8 @@ fn task_limit(g: &Grant) -> u32 {
         .map(|p| p.confinement)
         .unwrap_or_default();
     let kill = if c.on_max_processes == warrant_policy::MaxProcessesAction::KillSession { SESSION_TASKS_KILL } else { 0 };
-    c.max_processes.min(!SESSION_TASKS_KILL) | kill
+    let gap = if c.on_audit_gap == warrant_policy::AuditGapAction::KillSession { SESSION_GAP_KILL } else { 0 };
+    c.max_processes.min(!SESSION_FLAGS) | kill | gap
 }
 
 /// Whether a grant's policy says `on_expiry: drop`.

@@ -25,7 +25,7 @@ use aya::{
 };
 use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
-    maps::{self as names, SessionTasks},
+    maps::{self as names, LOST_KINDS, SessionLost, SessionTasks},
     policy::{self, NetKey, NetVerdict, PolicyState, UnixKey, UnixVerdict},
     syscalls::{self, Refusal},
 };
@@ -60,6 +60,7 @@ pub struct Kernel {
     pub sessions: Array<MapData, SessionState>,
     pub lost: PerCpuArray<MapData, u64>,
     deaths: PerCpuArray<MapData, u32>,
+    session_lost: PerCpuArray<MapData, SessionLost>,
     pub session_tasks: Array<MapData, SessionTasks>,
     pub policies: Array<MapData, PolicyState>,
     pub net_rules: LpmTrie<MapData, NetKey, NetVerdict>,
@@ -99,6 +100,7 @@ impl Kernel {
             names::EVENTS,
             names::LOST_EVENTS,
             names::SESSION_DEATHS,
+            names::SESSION_LOST,
             names::SESSION_TASKS,
             syscalls::REFUSED_SYSCALLS,
             policy::POLICIES,
@@ -174,6 +176,8 @@ impl Kernel {
         let sessions = Array::try_from(take(&mut ebpf, names::SESSIONS)?).context("map SESSIONS")?;
         let lost = PerCpuArray::try_from(take(&mut ebpf, names::LOST_EVENTS)?).context("map LOST_EVENTS")?;
         let deaths = PerCpuArray::try_from(take(&mut ebpf, names::SESSION_DEATHS)?).context("map SESSION_DEATHS")?;
+        let session_lost =
+            PerCpuArray::try_from(take(&mut ebpf, names::SESSION_LOST)?).context("map SESSION_LOST")?;
         let session_tasks = Array::try_from(take(&mut ebpf, names::SESSION_TASKS)?).context("map SESSION_TASKS")?;
         let mut refused: Array<MapData, Refusal> =
             Array::try_from(take(&mut ebpf, syscalls::REFUSED_SYSCALLS)?).context("map REFUSED_SYSCALLS")?;
@@ -193,6 +197,7 @@ impl Kernel {
             sessions,
             lost,
             deaths,
+            session_lost,
             session_tasks,
             policies,
             net_rules,
@@ -215,6 +220,27 @@ impl Kernel {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("failed to count CPUs: {e}"))?;
         let zeros = aya::maps::PerCpuValues::try_from(vec![0u32; cpus]).context("per-CPU zeros")?;
         self.deaths.set(slot, zeros, 0).with_context(|| format!("failed to reset SESSION_DEATHS[{slot}]"))
+    }
+
+    /// The lost records of the session in `slot` by `EventKind` number, summed over
+    /// CPUs (zeros when the map cannot be read).
+    pub fn session_lost(&self, slot: u32) -> [u64; LOST_KINDS] {
+        let mut sum = [0u64; LOST_KINDS];
+        if let Ok(per_cpu) = self.session_lost.get(&slot, 0) {
+            for v in per_cpu.iter() {
+                for (s, n) in sum.iter_mut().zip(v.by_kind) {
+                    *s += u64::from(n);
+                }
+            }
+        }
+        sum
+    }
+
+    /// Zeroes the lost counts of `slot` before a new session uses it.
+    pub fn reset_session_lost(&mut self, slot: u32) -> Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("failed to count CPUs: {e}"))?;
+        let zeros = aya::maps::PerCpuValues::try_from(vec![SessionLost::default(); cpus]).context("per-CPU zeros")?;
+        self.session_lost.set(slot, zeros, 0).with_context(|| format!("failed to reset SESSION_LOST[{slot}]"))
     }
 
     /// The ring buffer, taken once by the event reader.

@@ -38,6 +38,7 @@ mod ids;
 mod kill;
 mod launch;
 mod loader;
+mod losses;
 mod metrics;
 mod pipeline;
 mod policy_maps;
@@ -253,6 +254,7 @@ async fn daemon(config: Config) -> Result<()> {
             pipeline::poll_lost(move || host.kernel_lost(), reported, move |n| h2.remember_lost(n), sink, stats).await;
         }
     }));
+    tasks.push(tokio::spawn(losses::poll(Arc::clone(&host), sink.clone())));
     tasks.push(tokio::spawn(expire_loop(Arc::clone(&host))));
     tasks.push(tokio::spawn(reap_loop(Arc::clone(&host))));
     if let (Some(up), Some(spool)) = (&config.uplink, &spool) {

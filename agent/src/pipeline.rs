@@ -215,6 +215,7 @@ pub fn spawn_writer(
                             count: unspooled,
                             total,
                             reason: "spool_full".into(),
+                            ..Default::default()
                         })),
                     );
                     unspooled = 0;
@@ -440,7 +441,7 @@ pub async fn poll_lost(
             remember(now);
             let total = stats.lost_total.fetch_add(count, Ordering::Relaxed) + count;
             warn!("the kernel could not record {count} events (ring buffer full); {total} since start");
-            sink.send(agent_event(Kind::EventsLost(pb::EventsLost { count, total, reason: "ring_buffer".into() }))).await;
+            sink.send(agent_event(Kind::EventsLost(pb::EventsLost { count, total, reason: "ring_buffer".into(), ..Default::default() }))).await;
         }
     }
 }

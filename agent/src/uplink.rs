@@ -191,7 +191,7 @@ impl Uplink {
                 boot_id: boot.clone(),
                 host: self.envelope.host.clone(),
                 time_unix_ns: crate::clock::wall_ns(),
-                event: Some(Kind::EventsLost(pb::EventsLost { count: 1, total: aside.rejected_total, reason: "rejected".into() })),
+                event: Some(Kind::EventsLost(pb::EventsLost { count: 1, total: aside.rejected_total, reason: "rejected".into(), ..Default::default() })),
                 ..pb::Event::default()
             };
             warn!(boot = %boot, seq, "event set aside (kept in the local log only): {why}");

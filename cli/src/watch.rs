@@ -292,6 +292,12 @@ pub fn summary(ev: &Event) -> (String, bool) {
             ),
             true,
         ),
+        Kind::EventsLost(l) if !l.by_kind.is_empty() => {
+            let mut by: Vec<(&String, &u64)> = l.by_kind.iter().collect();
+            by.sort();
+            let by: Vec<String> = by.iter().map(|(k, n)| format!("{} {}", sanitize(k), n)).collect();
+            (format!("LOST {} of this session's kernel records ({}; {} in all)", l.count, by.join(", "), l.total), true)
+        }
         Kind::EventsLost(l) => {
             (format!("LOST {} kernel records ({} since the agent started)", l.count, l.total), true)
         }

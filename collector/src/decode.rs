@@ -111,6 +111,7 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
             count: f.u64("count")?,
             total: f.u64("total")?,
             reason: f.str("reason")?,
+            by_kind: f.u64_map("by_kind")?,
         }),
         "session_start" => Kind::SessionStart(SessionStart {
             command: f.strings("command")?,
@@ -214,6 +215,17 @@ impl Fields<'_> {
         match self.get(name) {
             None => Ok(0),
             Some(v) => v.as_u64().ok_or_else(|| Self::wrong(name, "an unsigned integer")),
+        }
+    }
+
+    fn u64_map(&self, name: &str) -> Result<std::collections::HashMap<String, u64>, String> {
+        match self.get(name) {
+            None => Ok(std::collections::HashMap::new()),
+            Some(Value::Object(items)) => items
+                .iter()
+                .map(|(k, v)| v.as_u64().map(|n| (k.clone(), n)).ok_or_else(|| Self::wrong(name, "an object of unsigned integers")))
+                .collect(),
+            Some(_) => Err(Self::wrong(name, "an object of unsigned integers")),
         }
     }
 
@@ -414,8 +426,14 @@ mod tests {
                 events: 9,
             }),
             Kind::Kill(Kill { reason: "operator".into(), by: "bob".into(), killed: 3, elapsed_us: 900, survivors: 0, note: "n".into() }),
-            Kind::EventsLost(EventsLost { count: 1, total: 5, reason: String::new() }),
-            Kind::EventsLost(EventsLost { count: 1, total: 5, reason: "spool_full".into() }),
+            Kind::EventsLost(EventsLost { count: 1, total: 5, reason: String::new(), ..Default::default() }),
+            Kind::EventsLost(EventsLost { count: 1, total: 5, reason: "spool_full".into(), ..Default::default() }),
+            Kind::EventsLost(EventsLost {
+                count: 3,
+                total: 3,
+                reason: "ring_buffer".into(),
+                by_kind: [("file_open".to_owned(), 2), ("exec".to_owned(), 1)].into_iter().collect(),
+            }),
             Kind::SessionStart(SessionStart {
                 command: vec!["bash".into()],
                 root_pid: 10,

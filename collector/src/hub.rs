@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn loss_notices_pass_every_filter() {
         let f = Filter::new(Some("s-1".into()), Some("g-1".into()), &kinds(&["exec"])).unwrap();
-        assert!(f.matches(&ev("", "", Kind::EventsLost(EventsLost { count: 1, total: 1, reason: String::new() }))));
+        assert!(f.matches(&ev("", "", Kind::EventsLost(EventsLost { count: 1, total: 1, reason: String::new(), ..Default::default() }))));
         assert!(f.matches(&ev("", "", Kind::WatchMissed(WatchMissed { count: 1, ..WatchMissed::default() }))));
     }
 

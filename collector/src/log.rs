@@ -1128,7 +1128,7 @@ mod tests {
             (any::<u32>(), any::<u64>(), arb_string()).prop_map(|(killed, elapsed_us, note)| Kind::Kill(
                 Kill { reason: "operator".into(), by: "uid 0".into(), killed, elapsed_us, survivors: 0, note }
             )),
-            (any::<u64>(), any::<u64>()).prop_map(|(count, total)| Kind::EventsLost(EventsLost { count, total, reason: String::new() })),
+            (any::<u64>(), any::<u64>()).prop_map(|(count, total)| Kind::EventsLost(EventsLost { count, total, reason: String::new(), ..Default::default() })),
         ];
         (kind, any::<u64>(), 0..4_000_000_000_000_000_000i64, arb_string(), any::<u32>()).prop_map(
             |(kind, seq, time_unix_ns, comm, pid)| Event {

@@ -32,7 +32,7 @@ use std::str::FromStr;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::model::Policy;
+use crate::model::{AuditGapAction, Confinement, Policy};
 
 /// The SHA-256 of a policy's canonical form; displays as `sha256:<64 hex digits>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,9 +110,15 @@ impl Policy {
             let subjects: Vec<&str> = a.subjects.iter().map(|k| k.as_str()).collect();
             fields.push(("approval", json!([a.approvals, a.approver_role, subjects])));
         }
-        if !self.confinement.is_default() {
-            let c = &self.confinement;
+        // `on_audit_gap` came later: a field of its own, so the digests of policies
+        // that set the others stay what they were.
+        let c = &self.confinement;
+        let others = Confinement { on_audit_gap: AuditGapAction::Log, ..*c };
+        if !others.is_default() {
             fields.push(("confinement", json!([c.max_processes, c.on_max_processes.as_str(), c.io_uring, c.raw_sockets])));
+        }
+        if c.on_audit_gap != AuditGapAction::Log {
+            fields.push(("on_audit_gap", json!(c.on_audit_gap.as_str())));
         }
         let mut out = String::from("{");
         for (i, (key, value)) in fields.iter().enumerate() {
@@ -219,6 +225,21 @@ mod tests {
         );
         assert_ne!(explicit, DB_DEBUG);
         assert_eq!(parse(&explicit).digest(), parse(DB_DEBUG).digest());
+    }
+
+    /// `on_audit_gap: log` is the default (same digest); `kill-session` is meaning,
+    /// alone or beside the other confinement fields, whose digest it leaves alone.
+    #[test]
+    fn on_audit_gap_changes_the_digest_only_when_it_is_not_the_default() {
+        let with = |extra: &str| parse(&DB_DEBUG.replacen("on_expiry: kill-session", &format!("on_expiry: kill-session\n{extra}"), 1)).digest();
+        let reference = parse(DB_DEBUG).digest();
+        assert_eq!(with("on_audit_gap: log"), reference);
+        assert_ne!(with("on_audit_gap: kill-session"), reference);
+        assert_eq!(with("max_processes: 10\non_audit_gap: log"), with("max_processes: 10"));
+        assert_ne!(with("max_processes: 10\non_audit_gap: kill-session"), with("max_processes: 10"));
+        assert_eq!(parse(&DB_DEBUG.replacen("on_expiry: kill-session", "on_expiry: kill-session\non_audit_gap: kill-session", 1))
+            .confinement
+            .on_audit_gap, crate::AuditGapAction::KillSession);
     }
 
     #[test]

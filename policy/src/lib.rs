@@ -54,7 +54,7 @@ mod yaml;
 pub use digest::{Digest, DigestError};
 pub use matcher::{Decision, RuleList, RuleRef};
 pub use model::{
-    Access, Action, Approval, Cidr, CidrError, Confinement, ExecRule, ExpiryAction, MaxProcessesAction, FileRule, NetRule, PathError, PathPattern,
+    Access, Action, Approval, AuditGapAction, Cidr, CidrError, Confinement, ExecRule, ExpiryAction, MaxProcessesAction, FileRule, NetRule, PathError, PathPattern,
     Policy, PortError, PortSet, SubjectKind, UnixName, UnixNameError, UnixRule, UnknownName,
 };
 pub use parse::Problem;

@@ -78,6 +78,12 @@ pub struct Confinement {
     /// sockets, which reach any peer around the network rules (refused by default).
     #[serde(skip_serializing_if = "Confinement::is_false")]
     pub raw_sockets: bool,
+    /// What a gap in the session's audit trail means: a record the kernel had no
+    /// room for is always counted against the session; with `kill-session` the
+    /// kernel also marks the session dead at the failed record, so a session whose
+    /// trail cannot be kept is stopped (fail-closed auditing).
+    #[serde(skip_serializing_if = "Confinement::is_default_on_gap")]
+    pub on_audit_gap: AuditGapAction,
 }
 
 impl Confinement {
@@ -103,6 +109,10 @@ impl Confinement {
     fn is_false(b: &bool) -> bool {
         !*b
     }
+
+    fn is_default_on_gap(a: &AuditGapAction) -> bool {
+        *a == AuditGapAction::Log
+    }
 }
 
 impl Default for Confinement {
@@ -112,7 +122,47 @@ impl Default for Confinement {
             on_max_processes: MaxProcessesAction::Refuse,
             io_uring: false,
             raw_sockets: false,
+            on_audit_gap: AuditGapAction::Log,
         }
+    }
+}
+
+/// What a session whose audit trail has a gap gets (`on_audit_gap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditGapAction {
+    /// The loss is counted and reported as `events_lost` naming the session (the
+    /// default).
+    Log,
+    /// The session is killed: the kernel marks it dead at the record it could not
+    /// keep, so every task of it dies at its next hook.
+    KillSession,
+}
+
+impl AuditGapAction {
+    /// The name used in policy files and events.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditGapAction::Log => "log",
+            AuditGapAction::KillSession => "kill-session",
+        }
+    }
+}
+
+impl FromStr for AuditGapAction {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [AuditGapAction::Log, AuditGapAction::KillSession]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownName::new("action", s, "log or kill-session"))
+    }
+}
+
+impl Serialize for AuditGapAction {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

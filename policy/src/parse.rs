@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::model::{
-    Access, Action, Approval, Cidr, Confinement, ExecRule, ExpiryAction, FileRule, MaxProcessesAction, NetRule, PathPattern,
+    Access, Action, Approval, AuditGapAction, Cidr, Confinement, ExecRule, ExpiryAction, FileRule, MaxProcessesAction, NetRule, PathPattern,
     Policy, PortSet, SubjectKind, UnixName, UnixRule,
 };
 use crate::yaml::{self, Entry, Node, Value};
@@ -122,6 +122,7 @@ const TOP: &[&str] = &[
     "on_max_processes",
     "io_uring",
     "raw_sockets",
+    "on_audit_gap",
 ];
 
 /// Most approvals a policy may ask for: more is a typo, not a process.
@@ -207,7 +208,8 @@ impl Checker {
         })
     }
 
-    /// `max_processes`, `on_max_processes` and `io_uring`, each defaulted when absent.
+    /// `max_processes`, `on_max_processes`, `io_uring`, `raw_sockets` and `on_audit_gap`,
+    /// each defaulted when absent.
     fn confinement(&mut self, top: &Fields<'_>) -> Option<Confinement> {
         let mut c = Confinement::default();
         let mut ok = true;
@@ -227,6 +229,12 @@ impl Checker {
         if let Some(node) = top.get("on_max_processes") {
             match self.keyword::<MaxProcessesAction>(node, "on_max_processes") {
                 Some(a) => c.on_max_processes = a,
+                None => ok = false,
+            }
+        }
+        if let Some(node) = top.get("on_audit_gap") {
+            match self.keyword::<AuditGapAction>(node, "on_audit_gap") {
+                Some(a) => c.on_audit_gap = a,
                 None => ok = false,
             }
         }
@@ -737,12 +745,12 @@ mod tests {
     fn unknown_duplicate_and_missing_fields() {
         assert_eq!(
             err(&format!("{HEAD}exce: []\n")),
-            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, bind, unix, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"
+            "t.yaml:4: exce: unknown field (expected name, max_ttl, default, exec, files, network, bind, unix, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring, raw_sockets or on_audit_gap)"
         );
         assert_eq!(err(&format!("{HEAD}default: allow\n")), "t.yaml:4: default: duplicate field (first on line 3)");
         assert_eq!(
             err(&format!("{HEAD}\"a\\e[31mb\": 1\n")),
-            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, bind, unix, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring or raw_sockets)"#
+            r#"t.yaml:4: "a\u{1b}[31mb": unknown field (expected name, max_ttl, default, exec, files, network, bind, unix, on_expiry, approvals, approver_role, subjects, max_processes, on_max_processes, io_uring, raw_sockets or on_audit_gap)"#
         );
         assert_eq!(
             err(&format!("{HEAD}exec: [{{path: /x, action: \"\\e[2J\"}}]\n")),
@@ -952,6 +960,12 @@ mod tests {
             "t.yaml:5: bind[0].action: \"drop\" applies to network rules (expected allow, log, deny, kill or kill-session)\n\
              t.yaml:6: bind[1].cidr: duplicate of bind[0] (0.0.0.0/0 -> drop): a CIDR may have one rule without ports"
         );
+    }
+
+    #[test]
+    fn on_audit_gap_names_its_line_when_wrong() {
+        let err = Policy::from_yaml("name: p\nmax_ttl: 1h\ndefault: allow\non_audit_gap: drop\n", "t.yaml").unwrap_err().to_string();
+        assert!(err.contains("t.yaml:4") && err.contains("on_audit_gap") && err.contains("log or kill-session"), "{err}");
     }
 
     #[test]

@@ -187,6 +187,10 @@ pub fn to_json(event: &Event) -> Value {
             if !l.reason.is_empty() {
                 m.insert("reason".into(), json!(l.reason));
             }
+            if !l.by_kind.is_empty() {
+                let by: std::collections::BTreeMap<&str, u64> = l.by_kind.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                m.insert("by_kind".into(), json!(by));
+            }
         }
         Some(Kind::SessionStart(s)) => {
             m.insert("command".into(), json!(s.command));

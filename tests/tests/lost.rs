@@ -49,3 +49,73 @@ fn ring_buffer_overflow_is_counted() {
     );
     eprintln!("burst of {BURST}: {seen} file_open events logged, {lost} records lost");
 }
+
+/// The same overflow, seen per session: the kernel counts what it could not keep
+/// against the session whose task made the record, and the agent reports it as an
+/// `events_lost` naming that session and grant, by kind.
+#[test]
+fn lost_records_are_counted_against_their_session() {
+    let agent = TestAgent::start(AgentOptions {
+        ring_buffer_bytes: Some(16384),
+        ..AgentOptions::default()
+    });
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let target = agent.temp_dir().join("burst-target");
+    std::fs::write(&target, b"x").expect("create target");
+    let target = canonical(&target);
+    let mut s = agent.exec(&grant, &mark, &[&testbin(), "open-burst", &BURST.to_string(), &target]);
+    assert!(s.wait_for(Duration::from_secs(30)).success(), "without on_audit_gap the session runs on");
+    let sid = s.id().to_string();
+    let pid = u64::from(s.pid());
+    let (seen, lost) = agent.wait_until("the session's events_lost covers the burst", Duration::from_secs(20), |evs| {
+        let seen = evs
+            .iter()
+            .filter(|e| audit::is("file_open", &sid)(e) && audit::u64_field(e, "pid") == pid && e["path"] == target.as_str())
+            .count() as u64;
+        let mine: Vec<_> = evs.iter().filter(|e| audit::is("events_lost", &sid)(e)).collect();
+        for e in &mine {
+            assert_eq!(e["grant"], grant.as_str(), "{e}");
+            assert_eq!(e["reason"], "ring_buffer", "{e}");
+            assert!(e["by_kind"]["file_open"].as_u64().unwrap_or(0) > 0, "{e}");
+        }
+        let lost: u64 = mine.iter().filter_map(|e| e["by_kind"]["file_open"].as_u64()).sum();
+        (seen + lost >= BURST).then_some((seen, lost))
+    });
+    eprintln!("session {sid}: {seen} file_open events logged, {lost} counted lost against it");
+}
+
+/// `on_audit_gap: kill-session`: a session whose trail cannot be kept is stopped.
+/// The kernel marks it dead at the first record it had no room for and kills the
+/// task before it returns to user mode, so the burst never finishes; the agent
+/// reports the loss and the kill (reason `audit-gap`).
+#[test]
+fn on_audit_gap_kill_session_stops_a_session_whose_trail_has_a_gap() {
+    let agent = TestAgent::start(AgentOptions {
+        ring_buffer_bytes: Some(16384),
+        ..AgentOptions::default()
+    });
+    let policy = agent.temp_dir().join("gap.yaml");
+    std::fs::write(&policy, "name: gap\nmax_ttl: 1h\ndefault: allow\non_audit_gap: kill-session\n").expect("write policy");
+    let grant = agent
+        .cli_ok(&["grant", "issue", "--subject", "gap", "--ttl", "2m", "--policy", policy.to_str().expect("UTF-8")])
+        .trim()
+        .to_string();
+    let mark = Marker::new();
+    let target = agent.temp_dir().join("burst-target");
+    std::fs::write(&target, b"x").expect("create target");
+    let target = canonical(&target);
+    let burst = (BURST * 50).to_string();
+    let script = format!("{} open-burst {burst} {target}; echo finished", testbin());
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    let status = s.wait_for(Duration::from_secs(60));
+    assert!(!status.success(), "{status:?}");
+    let sid = s.id().to_string();
+    let kill = agent.wait_for_event(|e| audit::is("kill", &sid)(e), Duration::from_secs(20));
+    assert_eq!(kill["reason"], "audit-gap", "{kill}");
+    let lost = agent.wait_for_event(|e| audit::is("events_lost", &sid)(e), Duration::from_secs(20));
+    assert!(lost["by_kind"]["file_open"].as_u64().unwrap_or(0) > 0, "{lost}");
+    assert!(mark.pids().is_empty(), "survivors: {:?}", mark.pids());
+    let out = s.stdout().text();
+    assert!(!out.contains("finished"), "the shell must die with the session: {out}");
+}
