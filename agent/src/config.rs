@@ -83,6 +83,12 @@ pub struct Flags {
     /// Remove every pinned program and map (stops in-kernel enforcement) and exit
     #[arg(long)]
     pub uninstall: bool,
+    /// Print the completion script for SHELL and exit (for packaging; see `cargo xtask package`)
+    #[arg(long, value_name = "SHELL", hide = true)]
+    pub completions: Option<clap_complete::Shell>,
+    /// Write the man page (warrant-agent.1) into DIR and exit (for packaging)
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub man_pages: Option<PathBuf>,
 }
 
 /// The config file's keys (all optional).

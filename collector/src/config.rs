@@ -75,6 +75,12 @@ pub struct Flags {
     /// How long a request waits for approval before it expires (default 1h)
     #[arg(long, value_parser = humantime_duration)]
     pub request_timeout: Option<Duration>,
+    /// Print the completion script for SHELL and exit (for packaging; see `cargo xtask package`)
+    #[arg(long, value_name = "SHELL", hide = true)]
+    pub completions: Option<clap_complete::Shell>,
+    /// Write the man pages (warrant-collector.1, warrant-collector-verify.1) into DIR and exit (for packaging)
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub man_pages: Option<PathBuf>,
     /// What to do; serve when absent
     #[command(subcommand)]
     pub command: Option<Cmd>,
