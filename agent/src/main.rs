@@ -62,7 +62,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use clap::{CommandFactory as _, Parser};
+use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 use warrant_collector::{AuditLog, EventHub, LogKey};
@@ -79,29 +79,10 @@ use crate::{
 const WATCH_BUFFER: usize = 65_536;
 
 fn main() -> ExitCode {
+    if let Some(code) = config::packaging() {
+        return code;
+    }
     let flags = Flags::parse();
-    // Packaging: the completions and the man page come from these very flags.
-    if let Some(shell) = flags.completions {
-        // Into memory first: clap_complete panics on a write error, such as a closed pipe.
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Flags::command(), "warrant-agent", &mut script);
-        return match std::io::Write::write_all(&mut std::io::stdout(), &script) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                eprintln!("warrant-agent: cannot write the completion script: {e}");
-                ExitCode::from(2)
-            }
-            _ => ExitCode::SUCCESS,
-        };
-    }
-    if let Some(dir) = &flags.man_pages {
-        return match clap_mangen::generate_to(Flags::command(), dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("warrant-agent: cannot write the man page into {}: {e}", dir.display());
-                ExitCode::from(2)
-            }
-        };
-    }
     match run(&flags) {
         Ok(code) => code,
         Err(e) => {

@@ -1,5 +1,6 @@
-//! `warrant completions SHELL` and the hidden `warrant man-pages DIR`: both generated
-//! from this binary's own clap definitions, so they cannot drift from the flags.
+//! `warrant completions SHELL`, and the packaging options `warrant --completions SHELL`
+//! and `warrant --man-pages DIR`: all generated from this binary's own clap definitions,
+//! so they cannot drift from the flags.
 //!
 //! `cargo xtask package` ships their output in the `warrant` package (completions for
 //! bash, zsh and fish; `warrant.1` and one page per subcommand, `warrant-grant-issue.1`
@@ -7,10 +8,11 @@
 //! package: `warrant completions zsh > ~/.zfunc/_warrant`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use clap::{Args, Command};
+use clap::{Args, Command, CommandFactory as _};
 use clap_complete::Shell;
 
 /// `warrant completions`
@@ -19,14 +21,6 @@ pub struct CompletionsArgs {
     /// The shell to print a completion script for.
     #[arg(value_name = "SHELL")]
     pub shell: Shell,
-}
-
-/// `warrant man-pages` (hidden: for packaging)
-#[derive(Debug, Args)]
-pub struct ManPagesArgs {
-    /// Where to write warrant.1 and one page per subcommand (the directory must exist).
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
 }
 
 /// Prints the completion script for `args.shell` to `out`.
@@ -38,11 +32,31 @@ pub fn completions(mut cmd: Command, args: &CompletionsArgs, out: &mut dyn Write
     Ok(0)
 }
 
-/// Writes the man pages into `args.dir`.
-pub fn man_pages(cmd: Command, args: &ManPagesArgs) -> Result<u8> {
-    clap_mangen::generate_to(cmd, &args.dir)
-        .with_context(|| format!("cannot write the man pages into {}", args.dir.display()))?;
+/// Writes warrant.1 and one page per subcommand into `dir`.
+pub fn man_pages(cmd: Command, dir: &Path) -> Result<u8> {
+    clap_mangen::generate_to(cmd, dir).with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
     Ok(0)
+}
+
+/// Packaging (`cargo xtask package`): `warrant --completions SHELL` and `warrant
+/// --man-pages DIR`, the same options the daemons take. Read before clap parses (as the
+/// only two arguments), so that they stay out of the scripts and pages they make:
+/// clap_complete keeps hidden commands and flags in. `None` for any other command line.
+pub fn packaging() -> Option<ExitCode> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let [flag, value] = args.as_slice() else { return None };
+    let result = match flag.to_str()? {
+        "--completions" => match value.to_str().and_then(|v| v.parse::<Shell>().ok()) {
+            Some(shell) => completions(crate::Cli::command(), &CompletionsArgs { shell }, &mut std::io::stdout().lock()),
+            None => Err(anyhow::anyhow!("unknown shell {value:?}: bash, elvish, fish, powershell or zsh")),
+        },
+        "--man-pages" => man_pages(crate::Cli::command(), Path::new(value)),
+        _ => return None,
+    };
+    Some(match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => crate::report(&err),
+    })
 }
 
 #[cfg(test)]
@@ -53,7 +67,6 @@ mod tests {
         Command::new("warrant")
             .version("1.2.3")
             .subcommand(Command::new("grant").about("Issue grants.").subcommand(Command::new("issue")))
-            .subcommand(Command::new("secret").hide(true))
     }
 
     #[test]
@@ -63,13 +76,12 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("complete -F _warrant"), "{text}");
         assert!(text.contains("grant"), "{text}");
-        assert!(!text.contains("secret"), "a hidden command is not completed:\n{text}");
     }
 
     #[test]
     fn one_man_page_per_visible_subcommand() {
         let dir = tempfile::tempdir().unwrap();
-        man_pages(cli(), &ManPagesArgs { dir: dir.path().to_path_buf() }).unwrap();
+        man_pages(cli(), dir.path()).unwrap();
         let mut names: Vec<String> =
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();

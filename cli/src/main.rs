@@ -21,7 +21,7 @@
 //! - `policy`: `policy check` (validate policy files locally).
 //! - `target`: one client for either the agent or a collector.
 //! - `console`: `console`, the web UI (axum, embedded assets).
-//! - `docs`: `completions` and the hidden `man-pages` (for packaging), from this flag tree.
+//! - `docs`: `completions`, and `--completions`/`--man-pages` for packaging, from this flag tree.
 //! - `output`: tables, durations, clock times, colors, escaping.
 //!
 //! Exit status: 0 on success (and when stdout is closed early, `warrant watch | head`);
@@ -133,19 +133,18 @@ enum Command {
     Console(console::ConsoleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) for warrant.
     Completions(docs::CompletionsArgs),
-    /// Write warrant's man pages into a directory (for packaging).
-    #[command(hide = true)]
-    ManPages(docs::ManPagesArgs),
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = docs::packaging() {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match &cli.command {
         // exec manages its own single-threaded runtime, which it drops before exec.
         Command::Exec(args) => exec::run(&cli.socket, args),
         Command::Login(args) => login::run(&cli.socket, args),
         Command::Completions(args) => docs::completions(Cli::command(), args, &mut io::stdout().lock()),
-        Command::ManPages(args) => docs::man_pages(Cli::command(), args),
         command => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -192,7 +191,6 @@ async fn dispatch(socket: &Path, remote: &remote::CollectorArgs, command: &Comma
         Command::Extend(args) => approvals::extend(remote, args, out).await,
         Command::Console(args) => console::run(socket, remote, args, out).await,
         Command::Completions(args) => docs::completions(Cli::command(), args, out),
-        Command::ManPages(args) => docs::man_pages(Cli::command(), args),
     }
 }
 

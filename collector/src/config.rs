@@ -75,12 +75,6 @@ pub struct Flags {
     /// How long a request waits for approval before it expires (default 1h)
     #[arg(long, value_parser = humantime_duration)]
     pub request_timeout: Option<Duration>,
-    /// Print the completion script for SHELL and exit (for packaging; see `cargo xtask package`)
-    #[arg(long, value_name = "SHELL", hide = true)]
-    pub completions: Option<clap_complete::Shell>,
-    /// Write the man pages (warrant-collector.1, warrant-collector-verify.1) into DIR and exit (for packaging)
-    #[arg(long, value_name = "DIR", hide = true)]
-    pub man_pages: Option<PathBuf>,
     /// What to do; serve when absent
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -91,6 +85,44 @@ pub struct Flags {
 pub enum Cmd {
     /// Check the audit log's hash chain offline (the collector must be stopped, or use the VerifyLog rpc); exits 1 and names the first bad record when anything was edited, removed or reordered
     Verify,
+}
+
+/// Packaging (`cargo xtask package`): `warrant-collector --completions SHELL` prints a completion
+/// script, `warrant-collector --man-pages DIR` writes the man pages, both from [`Flags`]'s clap
+/// definition. Read before clap parses (as the only two arguments), so that these two
+/// stay out of the scripts and pages they make: clap_complete keeps hidden flags in.
+/// `None` for any other command line.
+pub fn packaging() -> Option<std::process::ExitCode> {
+    use clap::CommandFactory as _;
+    use std::process::ExitCode;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let [flag, value] = args.as_slice() else { return None };
+    let result = match flag.to_str()? {
+        "--completions" => match value.to_str().and_then(|v| v.parse::<clap_complete::Shell>().ok()) {
+            Some(shell) => {
+                // Into memory first: clap_complete panics on a write error (a closed pipe).
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Flags::command(), "warrant-collector", &mut script);
+                match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                        Err(format!("cannot write the completion script: {e}"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            None => Err(format!("unknown shell {value:?}: bash, elvish, fish, powershell or zsh")),
+        },
+        "--man-pages" => clap_mangen::generate_to(Flags::command(), value)
+            .map_err(|e| format!("cannot write the man pages into {}: {e}", std::path::Path::new(value).display())),
+        _ => return None,
+    };
+    Some(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warrant-collector: {e}");
+            ExitCode::from(2)
+        }
+    })
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory as _, Parser};
+use clap::Parser;
 use warrant_collector::config::{Cmd, Config, Flags};
 use warrant_collector::metrics::Metrics;
 use warrant_collector::approvals::ApprovalState;
@@ -18,29 +18,10 @@ use warrant_collector::EventHub;
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn main() -> ExitCode {
+    if let Some(code) = warrant_collector::config::packaging() {
+        return code;
+    }
     let flags = Flags::parse();
-    // Packaging: the completions and the man pages come from these very flags.
-    if let Some(shell) = flags.completions {
-        // Into memory first: clap_complete panics on a write error, such as a closed pipe.
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Flags::command(), "warrant-collector", &mut script);
-        return match std::io::Write::write_all(&mut std::io::stdout(), &script) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                eprintln!("warrant-collector: cannot write the completion script: {e}");
-                ExitCode::from(2)
-            }
-            _ => ExitCode::SUCCESS,
-        };
-    }
-    if let Some(dir) = &flags.man_pages {
-        return match clap_mangen::generate_to(Flags::command(), dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("warrant-collector: cannot write the man pages into {}: {e}", dir.display());
-                ExitCode::from(2)
-            }
-        };
-    }
     let result = match flags.command {
         Some(Cmd::Verify) => verify(&flags),
         None => serve(&flags).map(|()| ExitCode::SUCCESS),

@@ -168,7 +168,7 @@ fn check_man_pages() {
         assert!(top.contains(&format!("warrant\\-{}(1)", c.replace('-', "\\-"))), "warrant(1) does not name {c}");
         assert!(man_page(&format!("warrant-{c}")).starts_with(".ie"), "warrant-{c}(1) is no man page");
     }
-    assert!(!top.contains("man\\-pages"), "the hidden man-pages command is documented");
+    assert!(!top.contains("man\\-pages"), "the packaging option --man-pages is documented");
     let issue = man_page("warrant-grant-issue");
     assert!(issue.contains("\\-\\-subject"), "{issue}");
     let agent = man_page("warrant-agent");
@@ -233,6 +233,8 @@ fn check_completions() {
     assert_eq!(got, ["verify"], "warrant-collector ver<TAB>");
 
     for bin in PACKAGES {
+        let bash = read(Path::new("/usr/share/bash-completion/completions").join(bin));
+        assert!(!bash.contains("man-pages"), "the packaging options are offered to bash users of {bin}");
         let zsh = Path::new("/usr/share/zsh/vendor-completions").join(format!("_{bin}"));
         let fish = Path::new("/usr/share/fish/vendor_completions.d").join(format!("{bin}.fish"));
         let zsh_text = std::fs::read_to_string(&zsh).unwrap_or_else(|e| panic!("{}: {e}", zsh.display()));
