@@ -80,6 +80,9 @@ use crate::{
 const WATCH_BUFFER: usize = 65_536;
 
 fn main() -> ExitCode {
+    if let Some(code) = config::packaging() {
+        return code;
+    }
     let flags = Flags::parse();
     match run(&flags) {
         Ok(code) => code,

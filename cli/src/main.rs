@@ -21,6 +21,7 @@
 //! - `policy`: `policy check` (validate policy files locally).
 //! - `target`: one client for either the agent or a collector.
 //! - `console`: `console`, the web UI (axum, embedded assets).
+//! - `docs`: `completions`, and `--completions`/`--man-pages` for packaging, from this flag tree.
 //! - `output`: tables, durations, clock times, colors, escaping.
 //!
 //! Exit status: 0 on success (and when stdout is closed early, `warrant watch | head`);
@@ -34,6 +35,7 @@ mod audit;
 mod certs;
 mod client;
 mod console;
+mod docs;
 mod exec;
 mod grant;
 mod kill;
@@ -56,7 +58,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::client::Fail;
 
@@ -129,14 +131,20 @@ enum Command {
     Extend(approvals::ExtendArgs),
     /// Serve the web console on a local address, acting as you (the agent, or --collector with your certificate).
     Console(console::ConsoleArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) for warrant.
+    Completions(docs::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = docs::packaging() {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match &cli.command {
         // exec manages its own single-threaded runtime, which it drops before exec.
         Command::Exec(args) => exec::run(&cli.socket, args),
         Command::Login(args) => login::run(&cli.socket, args),
+        Command::Completions(args) => docs::completions(Cli::command(), args, &mut io::stdout().lock()),
         command => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -182,6 +190,7 @@ async fn dispatch(socket: &Path, remote: &remote::CollectorArgs, command: &Comma
         Command::Deny(args) => approvals::deny(remote, args, out).await,
         Command::Extend(args) => approvals::extend(remote, args, out).await,
         Command::Console(args) => console::run(socket, remote, args, out).await,
+        Command::Completions(args) => docs::completions(Cli::command(), args, out),
     }
 }
 

@@ -18,6 +18,9 @@ use warrant_collector::EventHub;
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn main() -> ExitCode {
+    if let Some(code) = warrant_collector::config::packaging() {
+        return code;
+    }
     let flags = Flags::parse();
     let result = match flags.command {
         Some(Cmd::Verify) => verify(&flags),

@@ -11,7 +11,7 @@
 //! - [`cmd`]: running child commands with errors that name the command.
 //! - [`setup`]: the ordered bootstrap steps and their one-line reports; the steps
 //!   themselves are [`toolchain`], [`linker`], [`packages`] and [`mounts`].
-//! - [`build`], [`run`], [`test`], [`bench`]: one file per remaining subcommand.
+//! - [`build`], [`run`], [`test`], [`bench`], [`package`]: one file per remaining subcommand.
 
 mod bench;
 mod browser;
@@ -20,6 +20,7 @@ mod cmd;
 mod ctx;
 mod linker;
 mod mounts;
+mod package;
 mod packages;
 mod run;
 mod setup;
@@ -61,6 +62,10 @@ enum Command {
         #[arg(trailing_var_arg = true, value_name = "TEST_ARGS")]
         args: Vec<OsString>,
     },
+    /// Build, then make the Debian packages warrant, warrant-agent and warrant-collector
+    /// in target/packages/ (binaries, systemd units, default configs, man pages,
+    /// completions).
+    Package,
     /// Build, then run the end-to-end benchmarks (warrant-bench).
     Bench {
         /// Arguments for warrant-bench, after `--`.
@@ -89,6 +94,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Build => {
             setup::setup(&ctx)?;
             build::build(&ctx).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Package => {
+            setup::setup(&ctx)?;
+            build::build(&ctx)?;
+            package::package(&ctx).map(|_| ExitCode::SUCCESS)
         }
         Command::Run { args } => run::run(&ctx, &args).map(|()| ExitCode::SUCCESS),
         Command::Test { args } => test::test(&ctx, &args),

@@ -1,9 +1,10 @@
 //! `cargo xtask test`: every test, in one command, against the real kernel.
 //!
-//! Phases: setup, build, unit and property tests (host only: the eBPF crate is left out
-//! because it builds only for the BPF target, through the agent's build script), then
-//! the integration tests, which load the agent's programs into this kernel and so need
-//! root. The unit and integration phases both run even if one fails, so a single run
+//! Phases: setup, build, the Debian packages (which tests/tests/packages.rs installs),
+//! unit and property tests (host only: the eBPF crate is left out because it builds
+//! only for the BPF target, through the agent's build script), then the integration
+//! tests, which load the agent's programs into this kernel and so need root. The
+//! package, unit and integration phases all run even if one fails, so a single run
 //! reports everything; the summary gives each phase's outcome and time.
 
 use std::{
@@ -14,7 +15,7 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use crate::{build, cmd, ctx, ctx::Ctx, setup};
+use crate::{build, cmd, ctx, ctx::Ctx, package, setup};
 
 /// How one phase ended.
 enum Outcome {
@@ -50,6 +51,9 @@ pub fn test(ctx: &Ctx, args: &[OsString]) -> Result<ExitCode> {
         && timed(&mut phases, "build (release)", || build::build(ctx));
 
     if ready {
+        // The packages test (tests/tests/packages.rs) installs what this makes; the
+        // other tests run even when packaging fails.
+        timed(&mut phases, "package (.deb)", || package::package(ctx).map(|_| ()));
         timed(&mut phases, "unit + property tests", || {
             expect_success(ctx.cargo().args([
                 "test",
@@ -70,6 +74,7 @@ pub fn test(ctx: &Ctx, args: &[OsString]) -> Result<ExitCode> {
             expect_success(
                 ctx.cargo()
                     .env("WARRANT_BIN_DIR", &ctx.release_dir)
+                    .env("WARRANT_PACKAGE_DIR", package::out_dir(ctx)?)
                     .args([
                         "test",
                         "--release",
@@ -84,7 +89,7 @@ pub fn test(ctx: &Ctx, args: &[OsString]) -> Result<ExitCode> {
             )
         });
     } else {
-        for name in ["unit + property tests", "integration tests (root)"] {
+        for name in ["package (.deb)", "unit + property tests", "integration tests (root)"] {
             phases.push(Phase {
                 name,
                 outcome: Outcome::Skipped,
