@@ -529,6 +529,7 @@ pub mod client {
                 argv: vec!["id".to_owned(), format!("{seq}")],
                 cwd: "/".to_owned(),
                 truncated: false,
+                script: String::new(),
             })),
             ..Event::default()
         }

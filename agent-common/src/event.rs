@@ -160,7 +160,24 @@ pub struct ExecEvent {
     pub cwd: RawPath,
     /// Arguments, each NUL-terminated, as on the new process's stack.
     pub argv: [u8; ARGV_BUF],
+    /// Bytes of `script` in use (0: the file executed is the program itself).
+    pub script_len: u32,
+    /// [`SCRIPT_TRUNCATED`] when the name did not fit.
+    pub script_flags: u32,
+    /// For a `#!` script (or a binfmt_misc file), which the kernel has replaced by its
+    /// interpreter in `path` by now: the name execve was given, as passed
+    /// (relative to `cwd` unless absolute), NUL-terminated.
+    pub script: [u8; SCRIPT_BUF],
 }
+
+/// The size of an [`ExecEvent`] before `script` was added: a record of this size
+/// (left in a pinned ring by an older agent's programs) decodes with no script.
+pub const EXEC_EVENT_V1_SIZE: usize = 88 + 2 * (8 + PATH_BUF) + ARGV_BUF;
+
+/// Bytes of a script's name captured.
+pub const SCRIPT_BUF: usize = 1024;
+/// The script's name was longer than [`SCRIPT_BUF`].
+pub const SCRIPT_TRUNCATED: u32 = 1 << 0;
 
 /// A process ended (its last thread exited).
 #[repr(C)]
@@ -371,6 +388,9 @@ mod tests {
         assert_eq!(offset_of!(ExecEvent, path), 88);
         assert_eq!(offset_of!(ExecEvent, cwd), 88 + 8 + PATH_BUF);
         assert_eq!(offset_of!(ExecEvent, argv), 88 + 2 * (8 + PATH_BUF));
+        // `script` came later, at the end: a record without it is the older layout.
+        assert_eq!(offset_of!(ExecEvent, script_len), EXEC_EVENT_V1_SIZE);
+        assert_eq!(size_of::<ExecEvent>(), EXEC_EVENT_V1_SIZE + 8 + SCRIPT_BUF);
         assert_eq!(size_of::<ExitEvent>(), 88);
         assert_eq!(offset_of!(FileOpenEvent, path), 88);
         assert_eq!(size_of::<NetEvent>(), 128);

@@ -52,6 +52,12 @@ pub struct KernelOffsets {
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub bprm_file: u32,
+    /// `linux_binprm.filename`: the path execve was given (kept when a `#!` script's
+    /// interpreter takes over `file`).
+    pub bprm_filename: u32,
+    /// `linux_binprm.interp`: the same pointer as `filename` until a binary handler
+    /// (the `#!` one, binfmt_misc) names an interpreter.
+    pub bprm_interp: u32,
     pub regs_orig_ax: u32,
     pub regs_di: u32,
     pub regs_si: u32,

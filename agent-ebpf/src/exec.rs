@@ -2,7 +2,10 @@
 //!
 //! It fires after the new image is in place, so argv is read from the new stack
 //! (`mm->arg_start..arg_end`) and the path from the opened file, not the string the
-//! caller passed.
+//! caller passed. For a `#!` script the opened file is the interpreter by now, and
+//! the script itself is closed: what is left of it is the name execve was given
+//! (`bprm->filename`), recorded as `script` when a handler named an interpreter
+//! (`bprm->interp` no longer the same string).
 //!
 //! A file with no name on disk (a memfd, or a deleted file run through
 //! `/proc/PID/fd/N`) is refused here: the path rules and Landlock cannot see it
@@ -13,13 +16,13 @@
 
 use aya_ebpf::{
     bindings::task_struct,
-    helpers::generated::{bpf_probe_read_user, bpf_send_signal},
+    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 use warrant_common::{
     EventKind,
-    event::{ARGV_BUF, ARGV_TRUNCATED, ExecEvent, VIOLATION_EXEC_NO_NAME, ViolationEvent},
+    event::{ARGV_BUF, ARGV_TRUNCATED, ExecEvent, SCRIPT_BUF, SCRIPT_TRUNCATED, VIOLATION_EXEC_NO_NAME, ViolationEvent},
     policy::{ACTION_DENY, TAG_DOOMED},
 };
 
@@ -103,5 +106,24 @@ unsafe fn fill(ev: *mut ExecEvent, task: *mut task_struct, bprm: *const u8, tag:
     unsafe {
         (*ev).argv_len = len as u32;
         (*ev).argv_flags = flags;
+        (*ev).script_len = 0;
+        (*ev).script_flags = 0;
+    }
+    let filename = read_ptr(bprm, off!(bprm_filename));
+    let interp = read_ptr(bprm, off!(bprm_interp));
+    if let (Some(filename), Some(interp)) = (filename, interp)
+        && filename != interp
+    {
+        let dst = unsafe { (&raw mut (*ev).script).cast::<u8>() };
+        let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), SCRIPT_BUF as u32, filename.cast()) };
+        if n > 0 {
+            // The count includes the NUL; a full buffer may mean the name went on.
+            unsafe {
+                (*ev).script_len = (n - 1) as u32;
+                if n as usize >= SCRIPT_BUF {
+                    (*ev).script_flags = SCRIPT_TRUNCATED;
+                }
+            }
+        }
     }
 }

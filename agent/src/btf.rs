@@ -77,6 +77,8 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         mm_arg_start: r.off("mm_struct", "arg_start")?,
         mm_arg_end: r.off("mm_struct", "arg_end")?,
         bprm_file: r.off("linux_binprm", "file")?,
+        bprm_filename: r.off("linux_binprm", "filename")?,
+        bprm_interp: r.off("linux_binprm", "interp")?,
         regs_orig_ax: r.off("pt_regs", "orig_ax")?,
         regs_di: r.off("pt_regs", "di")?,
         regs_si: r.off("pt_regs", "si")?,

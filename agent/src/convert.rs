@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use warrant_common::{
     EventHeader, EventKind,
     event::{
-        ARGV_TRUNCATED, ExecEvent, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
+        ARGV_TRUNCATED, EXEC_EVENT_V1_SIZE, ExecEvent, SCRIPT_TRUNCATED, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
         RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
         VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_EXEC_NO_NAME, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
         VIOLATION_TASKS, ViolationEvent,
@@ -37,14 +37,18 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
     let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
     let body = match kind {
         EventKind::Exec => {
-            let e: ExecEvent = read(record, header.kind)?;
+            let e: ExecEvent = read_from(record, header.kind, EXEC_EVENT_V1_SIZE)?;
             let path = decode_path(&e.path);
             let cwd = decode_path(&e.cwd);
+            let script_len = (e.script_len as usize).min(e.script.len());
+            let script = c_str(&e.script[..script_len]);
+            let script = if script.is_empty() { script } else { script_path(&script, &cwd.0) };
             Kind::Exec(pb::Exec {
                 path: path.0,
                 argv: decode_argv(&e.argv, e.argv_len),
                 cwd: cwd.0,
-                truncated: path.1 || cwd.1 || e.argv_flags & ARGV_TRUNCATED != 0,
+                truncated: path.1 || cwd.1 || e.argv_flags & ARGV_TRUNCATED != 0 || e.script_flags & SCRIPT_TRUNCATED != 0,
+                script,
             })
         }
         EventKind::Exit => {
@@ -323,6 +327,38 @@ fn refused_syscall(nr: u64, arg0: u64) -> (&'static str, String) {
 
 /// Reads a `T` from the start of `record`, checking the size. `kind` is 0 for the
 /// header itself.
+/// [`read`] for a record type that grew at its end: `min` bytes are enough, and the
+/// fields past the record's end read as zero.
+fn read_from<T: Copy>(record: &[u8], kind: u32, min: usize) -> Result<T, DecodeError> {
+    let want = size_of::<T>();
+    if record.len() >= want {
+        return read(record, kind);
+    }
+    if record.len() < min {
+        return Err(DecodeError::Size { kind, len: record.len(), want: min });
+    }
+    let mut buf = vec![0u8; want];
+    buf[..record.len()].copy_from_slice(record);
+    read(&buf, kind)
+}
+
+/// A script's name as execve got it, made absolute against the process's working
+/// directory at exec (lexically: `.` and `..` removed, links not followed).
+fn script_path(name: &str, cwd: &str) -> String {
+    let joined = std::path::Path::new(cwd).join(name);
+    let mut out = std::path::PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(part) => out.push(part),
+            _ => {}
+        }
+    }
+    out.to_string_lossy().into_owned()
+}
+
 fn read<T: Copy>(record: &[u8], kind: u32) -> Result<T, DecodeError> {
     let want = size_of::<T>();
     if record.len() < want {
@@ -516,6 +552,32 @@ mod tests {
         assert!(matches!(decode(&as_bytes(&h), 0), Err(DecodeError::Size { kind: 1, .. })));
         h.kind = 77;
         assert_eq!(decode(&as_bytes(&h), 0), Err(DecodeError::UnknownKind(77)));
+    }
+
+    /// A script's name is made absolute against the exec's cwd; a record of the
+    /// layout before `script` (from an older agent's programs, still in a pinned
+    /// ring) decodes with none.
+    #[test]
+    fn exec_records_carry_the_script_and_old_records_still_decode() {
+        // SAFETY: ExecEvent is repr(C) plain data; all zeros is a valid value.
+        let mut e: ExecEvent = unsafe { std::mem::zeroed() };
+        e.header = header(EventKind::Exec);
+        e.path = raw_path(b"/usr/bin/bash", PATH_RAW);
+        e.cwd = raw_path(b"/srv/app", PATH_RAW);
+        let name = b"./bin/../deploy.sh";
+        e.script[..name.len()].copy_from_slice(name);
+        e.script_len = name.len() as u32;
+        let Ok(pb::Event { event: Some(Kind::Exec(x)), .. }) = decode(&as_bytes(&e), 0) else { panic!("not an exec") };
+        assert_eq!((x.path.as_str(), x.script.as_str(), x.truncated), ("/usr/bin/bash", "/srv/app/deploy.sh", false));
+        e.script_flags = SCRIPT_TRUNCATED;
+        let Ok(pb::Event { event: Some(Kind::Exec(x)), .. }) = decode(&as_bytes(&e), 0) else { panic!("not an exec") };
+        assert!(x.truncated);
+        let old = &as_bytes(&e)[..EXEC_EVENT_V1_SIZE];
+        let Ok(pb::Event { event: Some(Kind::Exec(x)), .. }) = decode(old, 0) else { panic!("an old record must decode") };
+        assert_eq!((x.path.as_str(), x.script.as_str()), ("/usr/bin/bash", ""));
+        assert!(matches!(decode(&old[..EXEC_EVENT_V1_SIZE - 1], 0), Err(DecodeError::Size { .. })));
+        assert_eq!(script_path("/abs/x.sh", "/srv"), "/abs/x.sh");
+        assert_eq!(script_path("../../../x", "/a"), "/x");
     }
 
     proptest! {

@@ -77,6 +77,14 @@ pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violatio
             if let Some(v) = from_decision(d, "exec", Path::new(&e.path), Outcome::Succeeded, policy, "") {
                 return Some(v);
             }
+            if !e.script.is_empty() {
+                // What was run is the script; its interpreter is only the means.
+                let d = policy.decide_exec(&e.script);
+                if let Some(mut v) = from_decision(d, "exec", Path::new(&e.script), Outcome::Succeeded, policy, "") {
+                    v.detail = format!("a script, run by {}", e.path);
+                    return Some(v);
+                }
+            }
             through_loader(e, policy)
         }
         _ => None,
@@ -289,6 +297,14 @@ mod tests {
         assert!(!v.prevented);
         let ls = pb::Event { event: Some(Kind::Exec(pb::Exec { path: "/usr/bin/ls".into(), ..Default::default() })), ..Default::default() };
         assert!(violation(&ls, Some(&p)).is_none());
+        // A script is decided by its own path, not only its interpreter's.
+        let script = pb::Event {
+            event: Some(Kind::Exec(pb::Exec { path: "/bin/sh".into(), script: "/usr/bin/curl".into(), ..Default::default() })),
+            ..Default::default()
+        };
+        let v = violation(&script, Some(&p)).unwrap();
+        assert_eq!((v.action.as_str(), v.path.as_str()), ("kill", "/usr/bin/curl"));
+        assert!(v.detail.contains("run by /bin/sh"), "{}", v.detail);
     }
 
     #[test]
@@ -300,6 +316,7 @@ mod tests {
                 argv: argv.iter().map(|a| (*a).to_owned()).collect(),
                 cwd: "/usr/bin".into(),
                 truncated: false,
+                script: String::new(),
             })),
             ..Default::default()
         };

@@ -191,6 +191,10 @@ pub fn summary(ev: &Event) -> (String, bool) {
     match kind {
         Kind::Exec(e) => {
             let mut s = sanitize(&e.path).into_owned();
+            if !e.script.is_empty() {
+                s.push_str(" running ");
+                s.push_str(&sanitize(&e.script));
+            }
             if !e.argv.is_empty() {
                 s.push(' ');
                 s.push_str(&command_line(&e.argv));
@@ -402,6 +406,7 @@ mod tests {
             argv: vec!["psql".into(), "-c".into(), "select 1".into()],
             cwd: "/".into(),
             truncated: false,
+            script: String::new(),
         }));
         assert_eq!(line(&e), "s-3       1234 exec /usr/bin/psql psql -c 'select 1'");
     }
@@ -482,7 +487,7 @@ mod tests {
 
     #[test]
     fn hostile_strings_are_escaped() {
-        let e = ev(Kind::Exec(Exec { path: "/tmp/\x1b[2Jx".into(), argv: vec![], cwd: String::new(), truncated: true }));
+        let e = ev(Kind::Exec(Exec { path: "/tmp/\x1b[2Jx".into(), argv: vec![], cwd: String::new(), truncated: true , ..Default::default() }));
         assert_eq!(line(&e), "s-3       1234 exec /tmp/\\x1b[2Jx (truncated)");
     }
 

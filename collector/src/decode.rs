@@ -42,6 +42,7 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
             argv: f.strings("argv")?,
             cwd: f.str("cwd")?,
             truncated: f.bool("truncated")?,
+            script: f.str("script")?,
         }),
         "exit" => Kind::Exit(Exit { code: f.i32("code")?, signal: f.i32("signal")? }),
         "file_open" => Kind::FileOpen(FileOpen {
@@ -348,7 +349,7 @@ mod tests {
         };
         let kinds = vec![
             Kind::Connect(unix),
-            Kind::Exec(Exec { path: "/bin/id".into(), argv: vec!["id".into(), "-u".into()], cwd: "/".into(), truncated: true }),
+            Kind::Exec(Exec { path: "/bin/id".into(), argv: vec!["id".into(), "-u".into()], cwd: "/".into(), truncated: true , ..Default::default() }),
             Kind::Exit(Exit { code: 3, signal: 0 }),
             Kind::Exit(Exit { code: 0, signal: 9 }),
             Kind::FileOpen(FileOpen {

@@ -758,6 +758,7 @@ mod tests {
                 argv: argv.iter().map(|s| (*s).to_owned()).collect(),
                 cwd: "/".into(),
                 truncated: false,
+                script: String::new(),
             })),
             ..Default::default()
         }
@@ -1107,7 +1108,7 @@ mod tests {
     fn arb_event() -> impl Strategy<Value = Event> {
         let kind = prop_oneof![
             (arb_string(), prop::collection::vec(arb_string(), 0..4), arb_string(), any::<bool>())
-                .prop_map(|(path, argv, cwd, truncated)| Kind::Exec(Exec { path, argv, cwd, truncated })),
+                .prop_map(|(path, argv, cwd, truncated)| Kind::Exec(Exec { path, argv, cwd, truncated, script: String::new() })),
             (any::<i32>(), any::<i32>()).prop_map(|(code, signal)| Kind::Exit(Exit { code, signal })),
             (arb_string(), any::<u32>(), any::<i32>())
                 .prop_map(|(path, flags, error)| Kind::FileOpen(FileOpen {

@@ -114,6 +114,9 @@ pub fn to_json(event: &Event) -> Value {
             m.insert("argv".into(), json!(e.argv));
             m.insert("cwd".into(), json!(e.cwd));
             m.insert("truncated".into(), json!(e.truncated));
+            if !e.script.is_empty() {
+                m.insert("script".into(), json!(e.script));
+            }
         }
         Some(Kind::Exit(e)) => {
             if e.signal != 0 {
@@ -327,7 +330,9 @@ mod tests {
             argv: vec!["id".into(), "-u".into()],
             cwd: "/".into(),
             truncated: false,
+            script: String::new(),
         })));
+        assert!(v.get("script").is_none(), "no script, no field: {v}");
         for f in ["kind", "time", "grant", "session", "pid", "ppid", "uid", "path", "argv"] {
             assert!(v.get(f).is_some(), "missing {f}: {v}");
         }

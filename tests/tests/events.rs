@@ -55,6 +55,32 @@ fn exec_event_has_path_argv_cwd_and_ids() {
     assert_eq!(start["how"], "exec", "{start}");
 }
 
+/// An executed `#!` script: the kernel has swapped it for its interpreter by the
+/// time the exec is recorded, so `path` is the interpreter and `script` names the
+/// script itself, absolute even when run by a relative name; a plain program has no
+/// `script`.
+#[test]
+fn exec_of_a_script_names_the_script_and_its_interpreter() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let dir = agent.temp_dir().join("scripts");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let script = dir.join("deploy.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("write script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let mut cmd = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", "./deploy.sh; /bin/true"]);
+    cmd.current_dir(&dir);
+    let mut s = warrant_tests::Session::spawn(cmd);
+    assert!(s.wait_for(T).success());
+    let sid = s.id().to_string();
+    let want = canonical(&script);
+    let ran = agent.wait_for_event(|e| audit::is("exec", &sid)(e) && e["script"] == want.as_str(), T);
+    assert_eq!(ran["path"], canonical("/bin/sh"), "{ran}");
+    let plain = agent.wait_for_event(|e| audit::is("exec", &sid)(e) && e["path"] == canonical("/bin/true").as_str(), T);
+    assert!(plain.get("script").is_none(), "{plain}");
+}
+
 /// File opens report their access mode from the open flags (`read` for O_RDONLY,
 /// `write` for O_WRONLY, `read-write` for O_RDWR) with the absolute path; a failed
 /// open reports its errno.

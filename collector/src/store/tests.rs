@@ -22,7 +22,7 @@ fn ev(agent: &str, boot: &str, seq: u64, session: &str, t: i64) -> Event {
         grant: format!("g-{session}"),
         session: session.into(),
         subject: "alice".into(),
-        event: Some(Kind::Exec(Exec { path: "/bin/id".into(), argv: vec!["id".into(), seq.to_string()], cwd: "/".into(), truncated: false })),
+        event: Some(Kind::Exec(Exec { path: "/bin/id".into(), argv: vec!["id".into(), seq.to_string()], cwd: "/".into(), truncated: false , ..Default::default() })),
         ..Event::default()
     }
 }
