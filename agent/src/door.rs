@@ -12,13 +12,25 @@
 //! The door is served on the agent's socket and, with `--door-socket`, on a
 //! socket every local user may open: the token is the authority there, and the
 //! door offers nothing else (no watching, no grant ids, no kills).
+//!
+//! What a local user can make the root-owned audit log hold is bounded: a token
+//! over [`MAX_TOKEN_BYTES`] or a policy over [`MAX_POLICY_BYTES`] is refused before
+//! any check; a refusal's record keeps at most [`RECORD_FIELD_MAX`] bytes of each
+//! field and [`RECORD_ARGS_MAX`] arguments (a cut field says "truncated"); at most
+//! [`REFUSALS_PER_WINDOW`] refusals per caller uid are recorded per
+//! [`REFUSAL_WINDOW`], and the rest are counted in one record at the window's end.
+//! The door's own socket takes messages of at most [`DOOR_MAX_MESSAGE`] bytes,
+//! [`DOOR_MAX_CONNECTIONS`] connections at once, and closes a connection that sends
+//! nothing within [`DOOR_SILENCE`] or is older than [`DOOR_CONNECTION_AGE`].
 
 use std::{
+    collections::HashMap,
     ffi::CStr,
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -42,6 +54,27 @@ use crate::{
     token_ledger::Ledger,
 };
 
+/// Longest token a request may carry (bytes); a longer one is refused unread.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Longest policy text a request may carry (bytes).
+pub const MAX_POLICY_BYTES: usize = 128 * 1024;
+/// Most bytes of one string field a refusal's record keeps.
+pub const RECORD_FIELD_MAX: usize = 256;
+/// Most command arguments a refusal's record keeps.
+pub const RECORD_ARGS_MAX: usize = 16;
+/// Refusals recorded per caller uid per [`REFUSAL_WINDOW`]; the rest are counted.
+pub const REFUSALS_PER_WINDOW: u32 = 10;
+/// The window of [`REFUSALS_PER_WINDOW`].
+pub const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+/// Biggest message the door's socket decodes.
+pub const DOOR_MAX_MESSAGE: usize = 256 * 1024;
+/// Connections the door's socket holds open at once.
+pub const DOOR_MAX_CONNECTIONS: usize = 64;
+/// How long a new connection to the door's socket may stay silent.
+pub const DOOR_SILENCE: Duration = Duration::from_secs(5);
+/// How long a connection to the door's socket may last (then 5 s of grace).
+pub const DOOR_CONNECTION_AGE: Duration = Duration::from_secs(60);
+
 /// The door service.
 #[derive(Clone)]
 pub struct Door {
@@ -51,6 +84,15 @@ pub struct Door {
     /// Redeemed tokens. Held across check, grant and record, so two requests with
     /// one token cannot both get in.
     ledger: Arc<tokio::sync::Mutex<Ledger>>,
+    /// Refusals recorded and not recorded per caller uid, in the current window.
+    refusals: Arc<Mutex<HashMap<u32, Window>>>,
+}
+
+/// One caller uid's refusals in the current window.
+struct Window {
+    started: Instant,
+    recorded: u32,
+    unrecorded: u64,
 }
 
 /// Why a request was refused: a token reason (audited) or another failure.
@@ -74,12 +116,17 @@ impl Door {
             info!(file = %path.display(), keys = ?keys.ids().collect::<Vec<_>>(), "grant tokens are verified against these keys");
         }
         let ledger = Ledger::load(state_dir.join("tokens.json"))?;
-        Ok(Self { host, keys_file, ledger: Arc::new(tokio::sync::Mutex::new(ledger)) })
+        Ok(Self {
+            host,
+            keys_file,
+            ledger: Arc::new(tokio::sync::Mutex::new(ledger)),
+            refusals: Arc::new(Mutex::new(HashMap::new())),
+        })
     }
 
     /// The service behind `gate`, which refuses callers from inside a session.
     pub fn server(&self, gate: Gate) -> InterceptedService<TokenDoorServer<Self>, Gate> {
-        TokenDoorServer::with_interceptor(self.clone(), gate)
+        InterceptedService::new(TokenDoorServer::new(self.clone()).max_decoding_message_size(DOOR_MAX_MESSAGE), gate)
     }
 
     /// All checks, then the grant: its id (`g-…`).
@@ -150,26 +197,105 @@ impl Door {
     /// as a `token_refused` event and returned as "token refused: …". The grant's
     /// id on success; the session is the caller's to open.
     pub async fn let_in(&self, r: &TokenRequest<'_>, caller: (u32, u32)) -> Result<String, Status> {
+        let too_big = if r.token.len() > MAX_TOKEN_BYTES {
+            Some(format!("the token is {} bytes, over the {MAX_TOKEN_BYTES}-byte limit", r.token.len()))
+        } else if r.policy.len() > MAX_POLICY_BYTES {
+            Some(format!("the policy is {} bytes, over the {MAX_POLICY_BYTES}-byte limit", r.policy.len()))
+        } else {
+            None
+        };
+        if let Some(why) = too_big {
+            self.record_refusal(&why, r, caller, None).await;
+            return Err(Status::invalid_argument(format!("token refused: {why}")));
+        }
         let mut claims = None;
         match self.admit(r, caller, &mut claims).await {
             Ok(grant) => Ok(grant),
             Err(Refusal::Other(status)) => Err(status),
             Err(Refusal::Token(e)) => {
                 let reason = e.to_string();
-                info!(uid = caller.0, pid = caller.1, how = %r.how, "token refused: {reason}");
-                let refused = pb::TokenRefused {
-                    reason: reason.clone(),
-                    caller_uid: caller.0,
-                    caller_pid: caller.1,
-                    how: r.how.to_owned(),
-                    command: r.command.to_vec(),
-                    ..Default::default()
-                };
-                self.host.token_refused(refused, claims.as_ref()).await;
+                self.record_refusal(&reason, r, caller, claims.as_ref()).await;
                 Err(Status::permission_denied(format!("token refused: {reason}")))
             }
         }
     }
+
+    /// Records a refusal as a `token_refused` event, its fields cut to size, unless
+    /// the caller's uid is over its [`REFUSALS_PER_WINDOW`]: then it is counted, and
+    /// the count recorded once when the window ends.
+    async fn record_refusal(&self, reason: &str, r: &TokenRequest<'_>, caller: (u32, u32), claims: Option<&GrantToken>) {
+        if !self.may_record(caller.0) {
+            return;
+        }
+        info!(uid = caller.0, pid = caller.1, how = %cut(r.how), "token refused: {}", cut(reason));
+        let mut command: Vec<String> = r.command.iter().take(RECORD_ARGS_MAX).map(|a| cut(a)).collect();
+        if r.command.len() > RECORD_ARGS_MAX {
+            command.push(format!("… (truncated: {} more arguments)", r.command.len() - RECORD_ARGS_MAX));
+        }
+        let refused = pb::TokenRefused {
+            reason: cut(reason),
+            caller_uid: caller.0,
+            caller_pid: caller.1,
+            how: cut(r.how),
+            command,
+            ..Default::default()
+        };
+        let claims = claims.map(|t| GrantToken {
+            key_id: cut(&t.key_id),
+            host: cut(&t.host),
+            grant: cut(&t.grant),
+            subject: cut(&t.subject),
+            ..GrantToken::default()
+        });
+        self.host.token_refused(refused, claims.as_ref()).await;
+    }
+
+    /// Whether `uid`'s next refusal is recorded; when it is not, it is counted and
+    /// the first one over the limit schedules the record of the count.
+    fn may_record(&self, uid: u32) -> bool {
+        let now = Instant::now();
+        let mut all = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        all.retain(|_, w| w.unrecorded > 0 || now.duration_since(w.started) < REFUSAL_WINDOW);
+        let w = all.entry(uid).or_insert(Window { started: now, recorded: 0, unrecorded: 0 });
+        if w.recorded < REFUSALS_PER_WINDOW {
+            w.recorded += 1;
+            return true;
+        }
+        w.unrecorded += 1;
+        if w.unrecorded == 1 {
+            let (host, refusals) = (Arc::clone(&self.host), Arc::clone(&self.refusals));
+            let at = tokio::time::Instant::from_std(w.started + REFUSAL_WINDOW);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let n = refusals.lock().unwrap_or_else(PoisonError::into_inner).remove(&uid).map_or(0, |w| w.unrecorded);
+                warn!(uid, "{n} more token refusals of this caller were not recorded (rate limit)");
+                let refused = pb::TokenRefused {
+                    reason: format!(
+                        "{n} more token refusals from uid {uid} within {}s were not recorded (at most {REFUSALS_PER_WINDOW} \
+                         are recorded per caller uid per {}s)",
+                        REFUSAL_WINDOW.as_secs(),
+                        REFUSAL_WINDOW.as_secs()
+                    ),
+                    caller_uid: uid,
+                    ..Default::default()
+                };
+                host.token_refused(refused, None).await;
+            });
+        }
+        false
+    }
+}
+
+/// `s` cut to [`RECORD_FIELD_MAX`] bytes (at a character boundary), saying so.
+fn cut(s: &str) -> String {
+    if s.len() <= RECORD_FIELD_MAX {
+        return s.to_owned();
+    }
+    let mut end = RECORD_FIELD_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… (truncated, {} bytes)", &s[..end], s.len())
 }
 
 /// What a token request carries, from the door's RPC or the launch socket.
@@ -266,8 +392,10 @@ pub async fn bind(path: &Path) -> Result<UnixListener> {
 /// Serves only the door on `listener` until the task is aborted.
 pub fn serve(listener: UnixListener, door: &Door, gate: Gate) -> tokio::task::JoinHandle<()> {
     let server = tonic::transport::Server::builder()
+        .max_connection_age(DOOR_CONNECTION_AGE)
+        .max_connection_age_grace(Duration::from_secs(5))
         .add_service(door.server(gate))
-        .serve_with_incoming(crate::peer::incoming(listener));
+        .serve_with_incoming(crate::peer::incoming_limited(listener, "door", DOOR_MAX_CONNECTIONS, DOOR_SILENCE));
     tokio::spawn(async move {
         if let Err(e) = server.await {
             warn!("the door socket stopped: {e}");
@@ -278,6 +406,14 @@ pub fn serve(listener: UnixListener, door: &Door, gate: Gate) -> tokio::task::Jo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_fields_are_cut_and_say_so() {
+        assert_eq!(cut("exec"), "exec");
+        let long = "é".repeat(200);
+        let c = cut(&long);
+        assert!(c.len() < RECORD_FIELD_MAX + 40 && c.ends_with("… (truncated, 400 bytes)"), "{c}");
+    }
 
     #[test]
     fn root_has_a_name() {

@@ -111,6 +111,10 @@ pub fn alive(pidfd: &OwnedFd) -> bool {
 pub struct PeerStream {
     inner: UnixStream,
     info: PeerInfo,
+    /// Its place among the socket's open connections ([`incoming_limited`]).
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Until the first bytes arrive: when a silent connection is cut.
+    silent: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Connected for PeerStream {
@@ -123,7 +127,19 @@ impl Connected for PeerStream {
 
 impl AsyncRead for PeerStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let me = &mut *self;
+        let r = Pin::new(&mut me.inner).poll_read(cx, buf);
+        if let Some(deadline) = me.silent.as_mut() {
+            match &r {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => me.silent = None,
+                Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client sent nothing in time")));
+                }
+                _ => {}
+            }
+        }
+        r
     }
 }
 
@@ -148,10 +164,50 @@ pub fn incoming(listener: UnixListener) -> impl Stream<Item = io::Result<PeerStr
         loop {
             match listener.accept().await {
                 Ok((inner, _)) => match PeerInfo::of(&inner) {
-                    Ok(info) => return Some((Ok(PeerStream { inner, info }), listener)),
+                    Ok(info) => return Some((Ok(PeerStream { inner, info, _slot: None, silent: None }), listener)),
                     Err(e) => tracing::warn!("dropped a connection whose peer cannot be read: {e}"),
                 },
                 Err(e) => return Some((Err(e), listener)),
+            }
+        }
+    })
+}
+
+/// [`incoming`] with limits, for a socket every local user may open: at most
+/// `max` connections at once (one more is closed at once; refusals are logged at
+/// the first and then at every power of two), and a connection that sends nothing
+/// within `silent` is closed.
+pub fn incoming_limited(
+    listener: UnixListener,
+    socket: &'static str,
+    max: usize,
+    silent: std::time::Duration,
+) -> impl Stream<Item = io::Result<PeerStream>> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    futures::stream::unfold(listener, move |listener| {
+        let (slots, refused) = (Arc::clone(&slots), Arc::clone(&refused));
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok((inner, _)) => {
+                        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                            let n = refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                            if n.is_power_of_two() {
+                                tracing::warn!("the {socket} socket has {max} connections open: closed a new one ({n} so far)");
+                            }
+                            continue;
+                        };
+                        match PeerInfo::of(&inner) {
+                            Ok(info) => {
+                                let silent = Some(Box::pin(tokio::time::sleep(silent)));
+                                return Some((Ok(PeerStream { inner, info, _slot: Some(slot), silent }), listener));
+                            }
+                            Err(e) => tracing::warn!("dropped a connection whose peer cannot be read: {e}"),
+                        }
+                    }
+                    Err(e) => return Some((Err(e), listener)),
+                }
             }
         }
     })

@@ -49,6 +49,9 @@ pub struct Metrics {
     pub commands_failed: AtomicU64,
     /// Calls refused for lack of a role.
     pub refused: AtomicU64,
+    /// Connections refused in the TLS handshake (no certificate, one no trusted CA
+    /// signed, a handshake that did not finish in time).
+    pub tls_refused: AtomicU64,
     /// Records in the log.
     pub log_records: AtomicU64,
     /// Bytes in the log's segments.
@@ -95,6 +98,7 @@ impl Metrics {
         one("commands_queued_total", "counter", "Kill and revoke commands queued for a disconnected agent.", self.commands_queued.load(Relaxed));
         one("commands_failed_total", "counter", "Commands the agent reported as failed.", self.commands_failed.load(Relaxed));
         one("refused_total", "counter", "Calls refused for lack of a role.", self.refused.load(Relaxed));
+        one("tls_refused_total", "counter", "Connections refused in the TLS handshake (no or untrusted client certificate, timeout).", self.tls_refused.load(Relaxed));
         one("log_records", "gauge", "Records in the audit log (number of the last one).", self.log_records.load(Relaxed));
         one("log_bytes", "gauge", "Bytes in the audit log's segments.", self.log_bytes.load(Relaxed));
         let _ = writeln!(s, "# HELP warrant_collector_kill_latency_seconds Time from a Kill or Revoke call to the agent's report.");

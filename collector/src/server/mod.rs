@@ -25,8 +25,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use warrant_proto::collector_server::{Collector, CollectorServer};
 use self::wire::ingest_server::IngestServer;
@@ -201,15 +201,34 @@ pub struct Tls {
     pub key: Vec<u8>,
 }
 
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The TLS material cannot be used.
+    #[error("cannot use the TLS material: {0}")]
+    Tls(String),
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// How long a client has to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves both services with mTLS on `listener` until `shutdown` completes.
 ///
 /// # Errors
 /// When the TLS material is unusable or the server fails.
-pub async fn run(state: Arc<State>, tls: &Tls, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), tonic::transport::Error> {
+pub async fn run(state: Arc<State>, tls: &Tls, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     run_with(state, None, tls, listener, shutdown).await
 }
 
 /// [`run`], plus the `Approvals` service when given.
+///
+/// The collector does the TLS handshakes itself (not tonic), so that a refused one
+/// (a certificate no trusted CA signed, no certificate, a timeout) is logged with
+/// the peer's address and reason and counted (`warrant_collector_tls_refused_total`).
+/// A connection closed before it sent anything (a port probe) is not a refusal.
 ///
 /// # Errors
 /// When the TLS material is unusable or the server fails.
@@ -219,16 +238,71 @@ pub async fn run_with(
     tls: &Tls,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&tls.cert, &tls.key))
-        .client_ca_root(Certificate::from_pem(&tls.ca));
-    Server::builder()
-        .tls_config(tls)?
+) -> Result<(), ServeError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls(tls)?));
+    let (conns, incoming) = mpsc::channel::<std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>(64);
+    let metrics = state.metrics.clone();
+    let accept = tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let (acceptor, conns, metrics) = (acceptor.clone(), conns.clone(), metrics.clone());
+            tokio::spawn(async move {
+                let why = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(io)) => {
+                        let _ = conns.send(Ok(io)).await;
+                        return;
+                    }
+                    // Closed before a word of TLS: a port probe, not a refusal.
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        tracing::debug!(peer = %peer, "connection closed before the TLS handshake: {e}");
+                        return;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no handshake within {}s", TLS_HANDSHAKE_TIMEOUT.as_secs()),
+                };
+                metrics.tls_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(peer = %peer, "TLS handshake refused: {why}");
+            });
+        }
+    });
+    let served = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(IngestServer::new(IngestService(state.clone())).max_decoding_message_size(state.max_message_bytes))
         .add_service(CollectorServer::new(CollectorService(state)))
         .add_optional_service(approvals.map(|a| a.service()))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
+        .await;
+    accept.abort();
+    Ok(served?)
+}
+
+/// The server side of mTLS: the collector's certificate, client certificates
+/// required and checked against the CA, HTTP/2 by ALPN.
+fn server_tls(tls: &Tls) -> Result<tokio_rustls::rustls::ServerConfig, ServeError> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::{RootCertStore, ServerConfig, server::WebPkiClientVerifier};
+    let certs = |pem: &[u8], what: &str| {
+        CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| ServeError::Tls(format!("{what}: {e}")))
+    };
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs(&tls.ca, "the CA certificate")?);
+    if added == 0 {
+        return Err(ServeError::Tls("the CA file holds no usable certificate".to_owned()));
+    }
+    let verifier = WebPkiClientVerifier::builder(roots.into()).build().map_err(|e| ServeError::Tls(format!("the CA: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(&tls.key).map_err(|e| ServeError::Tls(format!("the key: {e}")))?;
+    let mut config = ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs(&tls.cert, "the certificate")?, key)
+        .map_err(|e| ServeError::Tls(format!("the certificate and key: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
