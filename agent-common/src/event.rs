@@ -40,6 +40,9 @@ pub enum EventKind {
     /// checked before the kernel looks the name up), or a `unix:` rule or
     /// self-protection refused a connect or a datagram to one.
     UnixConnect = 11,
+    /// [`FileChangeEvent`]: a call that changes the file tree or a file's metadata
+    /// returned (unlink, rename, mkdir, chmod, setxattr, mount, ...; `op` says which).
+    FileChange = 12,
 }
 
 impl EventKind {
@@ -57,6 +60,7 @@ impl EventKind {
             9 => Self::ExecFailed,
             10 => Self::SocketClose,
             11 => Self::UnixConnect,
+            12 => Self::FileChange,
             _ => return None,
         })
     }
@@ -75,6 +79,7 @@ impl EventKind {
             Self::Violation => "violation",
             Self::ExecFailed => "exec_failed",
             Self::SocketClose => "socket_close",
+            Self::FileChange => "file_change",
         }
     }
 }
@@ -201,6 +206,156 @@ pub struct FileOpenEvent {
     pub ret: i32,
     /// Resolved path on success ([`PATH_RAW`] clear); the string passed on failure.
     pub path: RawPath,
+}
+
+/// `FileChangeEvent::op`: which call it was. The names user space gives them are
+/// [`FileOp::name`]'s.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileOp {
+    /// unlink, unlinkat
+    Unlink = 1,
+    /// rmdir, unlinkat with `AT_REMOVEDIR`
+    Rmdir = 2,
+    /// rename, renameat, renameat2 (`flags`: `RENAME_*`)
+    Rename = 3,
+    /// truncate, ftruncate (`size`: the new length)
+    Truncate = 4,
+    /// chmod, fchmod, fchmodat, fchmodat2 (`mode`)
+    Chmod = 5,
+    /// chown, fchown, lchown, fchownat (`uid`, `gid`; `u32::MAX` leaves one as it is)
+    Chown = 6,
+    /// utime, utimes, futimesat, utimensat
+    Utimes = 7,
+    /// mkdir, mkdirat (`mode`)
+    Mkdir = 8,
+    /// link, linkat: `path` is the existing name, `path2` the new one
+    Link = 9,
+    /// symlink, symlinkat: `path` is the link made, `path2` the text it holds
+    Symlink = 10,
+    /// mknod, mknodat (`mode` with the file type, `size`: the device number)
+    Mknod = 11,
+    /// setxattr, lsetxattr, fsetxattr, setxattrat: `path2` is the attribute's name
+    Setxattr = 12,
+    /// removexattr, lremovexattr, fremovexattr, removexattrat: `path2` is the name
+    Removexattr = 13,
+    /// open_by_handle_at: `path` is the file opened (resolved), or on failure empty
+    /// with `base` the mount it was asked of
+    OpenByHandle = 14,
+    /// mount, move_mount: `path` is the mount point, `path2` the source as passed
+    Mount = 15,
+    /// umount2 (`flags`: `MNT_*`)
+    Umount = 16,
+}
+
+impl FileOp {
+    /// The op for a raw value, or `None` for a number this build does not know.
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Unlink,
+            2 => Self::Rmdir,
+            3 => Self::Rename,
+            4 => Self::Truncate,
+            5 => Self::Chmod,
+            6 => Self::Chown,
+            7 => Self::Utimes,
+            8 => Self::Mkdir,
+            9 => Self::Link,
+            10 => Self::Symlink,
+            11 => Self::Mknod,
+            12 => Self::Setxattr,
+            13 => Self::Removexattr,
+            14 => Self::OpenByHandle,
+            15 => Self::Mount,
+            16 => Self::Umount,
+            _ => return None,
+        })
+    }
+
+    /// Its name in events (`file_change.op`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Unlink => "unlink",
+            Self::Rmdir => "rmdir",
+            Self::Rename => "rename",
+            Self::Truncate => "truncate",
+            Self::Chmod => "chmod",
+            Self::Chown => "chown",
+            Self::Utimes => "utimes",
+            Self::Mkdir => "mkdir",
+            Self::Link => "link",
+            Self::Symlink => "symlink",
+            Self::Mknod => "mknod",
+            Self::Setxattr => "setxattr",
+            Self::Removexattr => "removexattr",
+            Self::OpenByHandle => "open_by_handle",
+            Self::Mount => "mount",
+            Self::Umount => "umount",
+        }
+    }
+
+    /// Every op, in number order.
+    pub const ALL: [FileOp; 16] = [
+        Self::Unlink,
+        Self::Rmdir,
+        Self::Rename,
+        Self::Truncate,
+        Self::Chmod,
+        Self::Chown,
+        Self::Utimes,
+        Self::Mkdir,
+        Self::Link,
+        Self::Symlink,
+        Self::Mknod,
+        Self::Setxattr,
+        Self::Removexattr,
+        Self::OpenByHandle,
+        Self::Mount,
+        Self::Umount,
+    ];
+}
+
+/// `FileChangeEvent::how`: `path2` is a path (rename, link), not text (a symlink's
+/// contents, an attribute name, a mount source).
+pub const CHANGE_PATH2_IS_PATH: u32 = 1 << 0;
+/// `FileChangeEvent::how`: `path` was relative (or empty: the directory descriptor
+/// itself) and `base` is the directory it is relative to.
+pub const CHANGE_BASE_OF_PATH: u32 = 1 << 1;
+/// `FileChangeEvent::how`: `path2` is relative to `base` too.
+pub const CHANGE_BASE_OF_PATH2: u32 = 1 << 2;
+/// `FileChangeEvent::how`: `path2` is relative to a directory descriptor the record
+/// has no room for (both names relative, to different directories).
+pub const CHANGE_PATH2_OTHER_DIR: u32 = 1 << 3;
+
+/// A call that changes the file tree or a file's metadata returned, successful or not.
+/// Paths are as the process passed them ([`PATH_RAW`]), made absolute by user space
+/// against `base` (resolved in the kernel from the directory descriptor or the
+/// working directory, at the call's return); a call on a descriptor (`fchmod`,
+/// `ftruncate`, ...) has `path` resolved from the descriptor's file.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileChangeEvent {
+    pub header: EventHeader,
+    /// A [`FileOp`] number.
+    pub op: u32,
+    /// The syscall's return value: 0 (a descriptor for open_by_handle_at) or `-errno`.
+    pub ret: i32,
+    /// `CHANGE_*` flags.
+    pub how: u32,
+    /// The call's flags argument (`RENAME_*`, `AT_*`, `MS_*`, `XATTR_*`, `O_*`, `MNT_*`).
+    pub flags: u32,
+    /// chmod, mkdir, mknod: the mode asked for.
+    pub mode: u32,
+    /// chown: the owner and group asked for (`u32::MAX`: unchanged).
+    pub uid: u32,
+    pub gid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// truncate: the new length; mknod: the device number.
+    pub size: u64,
+    pub path: RawPath,
+    pub path2: RawPath,
+    pub base: RawPath,
 }
 
 /// A connect, bind, listen or accept that returned.
@@ -402,15 +557,22 @@ mod tests {
         assert_eq!(offset_of!(UnixEvent, path), 104);
         assert_eq!(offset_of!(UnixEvent, peer), 228);
         assert_eq!(size_of::<UnixEvent>(), 336);
+        assert_eq!(offset_of!(FileChangeEvent, size), 112);
+        assert_eq!(offset_of!(FileChangeEvent, path), 120);
+        assert_eq!(size_of::<FileChangeEvent>(), 120 + 3 * (8 + PATH_BUF));
     }
 
     #[test]
     fn kinds_round_trip() {
-        for k in 1..=11 {
+        for k in 1..=12 {
             let kind = EventKind::from_u32(k).expect("known kind");
             assert_eq!(kind as u32, k);
         }
         assert!(EventKind::from_u32(0).is_none());
         assert!(EventKind::from_u32(100).is_none());
+        for (i, op) in FileOp::ALL.iter().enumerate() {
+            assert_eq!(FileOp::from_u32(i as u32 + 1), Some(*op));
+        }
+        assert!(FileOp::from_u32(17).is_none());
     }
 }

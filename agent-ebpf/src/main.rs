@@ -7,7 +7,8 @@
 //! - [`path`]: rebuilding a path from dentries (no `bpf_d_path` in these hooks).
 //! - [`tag`]: the one lookup every hook pays, and the in-kernel kill check.
 //! - [`emit`]: event headers and the lost-record counter.
-//! - [`fork`], [`exec`], [`exit`], [`sched`], [`syscalls`]: one file per hook concern.
+//! - [`fork`], [`exec`], [`exit`], [`sched`], [`syscalls`]: one file per hook concern;
+//!   [`file_change`]: the calls that change files, seen at `sys_exit`.
 //! - [`net_policy`]: cgroup connect hooks enforcing a grant's network rules.
 //! - [`tcp`]: byte counts of a session's TCP connections at close.
 //! - [`unix_policy`]: cgroup unix connect/sendmsg hooks: self-protection and `unix:` rules;
@@ -24,6 +25,7 @@
 mod emit;
 mod exec;
 mod exit;
+mod file_change;
 mod fork;
 mod kernel;
 mod maps;

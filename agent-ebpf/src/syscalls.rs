@@ -1,5 +1,5 @@
-//! `sys_exit`: file opens, failed execs, socket calls and self-protection refusals
-//! of tagged tasks, seen as they return.
+//! `sys_exit`: file opens, failed execs, socket calls, calls that change files
+//! (`file_change`) and self-protection refusals of tagged tasks, seen as they return.
 //!
 //! A syscall hook costs every task on the host about 100 ns per syscall on this
 //! kernel (KERNEL.md §8), so the agent attaches this program only while at least one
@@ -23,7 +23,7 @@ use warrant_common::{
 use warrant_common::syscalls::{WHEN_ALWAYS, WHEN_ARG_EQ, WHEN_ARG_HAS, WHEN_ARG_NONZERO, WHEN_NEVER};
 
 use crate::{
-    emit,
+    emit, file_change,
     kernel::{fd_file, off, read, read_ptr},
     maps::REFUSED_SYSCALLS,
     path, tag, tcp, unix_peer,
@@ -100,6 +100,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
             }
         }
         _ if ret < 0 && ret > -4096 && was_refused(regs, nr, ret) => refused(&tag, task, regs, nr),
+        _ if file_change::is_change(nr) => file_change::record(&tag, task, regs, nr, ret),
         _ => {}
     }
     0

@@ -8,7 +8,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use warrant_common::{
     EventHeader, EventKind,
     event::{
-        ARGV_TRUNCATED, EXEC_EVENT_V1_SIZE, ExecEvent, SCRIPT_TRUNCATED, ExitEvent, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
+        ARGV_TRUNCATED, EXEC_EVENT_V1_SIZE, ExecEvent, SCRIPT_TRUNCATED, ExitEvent, CHANGE_BASE_OF_PATH, CHANGE_BASE_OF_PATH2, CHANGE_PATH2_IS_PATH,
+        CHANGE_PATH2_OTHER_DIR, FileChangeEvent, FileOp, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
         RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
         VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_EXEC_NO_NAME, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
         VIOLATION_TASKS, ViolationEvent,
@@ -42,7 +43,7 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
             let cwd = decode_path(&e.cwd);
             let script_len = (e.script_len as usize).min(e.script.len());
             let script = c_str(&e.script[..script_len]);
-            let script = if script.is_empty() { script } else { script_path(&script, &cwd.0) };
+            let script = if script.is_empty() { script } else { absolute_in(&script, &cwd.0) };
             Kind::Exec(pb::Exec {
                 path: path.0,
                 argv: decode_argv(&e.argv, e.argv_len),
@@ -68,6 +69,10 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
                 unresolved: e.path.flags & PATH_RAW != 0,
                 truncated,
             })
+        }
+        EventKind::FileChange => {
+            let e: FileChangeEvent = read(record, header.kind)?;
+            Kind::FileChange(decode_file_change(&e))
         }
         EventKind::Violation => {
             let e: ViolationEvent = read(record, header.kind)?;
@@ -342,9 +347,50 @@ fn read_from<T: Copy>(record: &[u8], kind: u32, min: usize) -> Result<T, DecodeE
     read(&buf, kind)
 }
 
-/// A script's name as execve got it, made absolute against the process's working
-/// directory at exec (lexically: `.` and `..` removed, links not followed).
-fn script_path(name: &str, cwd: &str) -> String {
+/// A file change: names made absolute against the directory the kernel resolved.
+fn decode_file_change(e: &FileChangeEvent) -> pb::FileChange {
+    let op = FileOp::from_u32(e.op).map_or("unknown", FileOp::name);
+    let (base, base_cut) = decode_path(&e.base);
+    // A base the kernel could not resolve (a closed descriptor) leaves names as passed.
+    let base_ok = !base.is_empty() && !base_cut;
+    let (mut path, mut truncated) = decode_path(&e.path);
+    let mut unresolved = false;
+    if e.how & CHANGE_BASE_OF_PATH != 0 {
+        if base_ok { path = absolute_in(&path, &base) } else { unresolved = true }
+    }
+    let (mut second, cut) = decode_path(&e.path2);
+    truncated |= cut || (base_cut && e.how & (CHANGE_BASE_OF_PATH | CHANGE_BASE_OF_PATH2) != 0);
+    if e.how & CHANGE_PATH2_IS_PATH != 0 {
+        if e.how & CHANGE_BASE_OF_PATH2 != 0 {
+            if base_ok { second = absolute_in(&second, &base) } else { unresolved = true }
+        } else if e.how & CHANGE_PATH2_OTHER_DIR != 0 {
+            unresolved = true;
+        }
+    }
+    let xattr = matches!(FileOp::from_u32(e.op), Some(FileOp::Setxattr | FileOp::Removexattr));
+    let (target, name) = if xattr { (String::new(), second) } else { (second, String::new()) };
+    let is = |o: FileOp| e.op == o as u32;
+    pb::FileChange {
+        op: op.into(),
+        path,
+        target,
+        name,
+        error: if e.ret < 0 { -e.ret } else { 0 },
+        mode: if is(FileOp::Chmod) || is(FileOp::Mkdir) || is(FileOp::Mknod) { e.mode } else { 0 },
+        uid: (is(FileOp::Chown) && e.uid != u32::MAX).then_some(e.uid),
+        gid: (is(FileOp::Chown) && e.gid != u32::MAX).then_some(e.gid),
+        flags: e.flags,
+        size: if is(FileOp::Mknod) { 0 } else { e.size },
+        dev: if is(FileOp::Mknod) { e.size } else { 0 },
+        unresolved,
+        truncated,
+    }
+}
+
+/// A name as the process passed it, made absolute against the directory it was
+/// relative to (lexically: `.` and `..` removed, links not followed). An absolute
+/// name is only cleaned.
+fn absolute_in(name: &str, cwd: &str) -> String {
     let joined = std::path::Path::new(cwd).join(name);
     let mut out = std::path::PathBuf::from("/");
     for c in joined.components() {
@@ -545,6 +591,97 @@ mod tests {
         assert_eq!((n.family.as_str(), n.remote_addr.as_str()), ("inet6", "::1"));
     }
 
+    fn change(op: FileOp, how: u32, path: RawPath, path2: RawPath, base: RawPath) -> FileChangeEvent {
+        FileChangeEvent {
+            header: header(EventKind::FileChange),
+            op: op as u32,
+            ret: 0,
+            how,
+            flags: 0,
+            mode: 0,
+            uid: u32::MAX,
+            gid: u32::MAX,
+            _pad: 0,
+            size: 0,
+            path,
+            path2,
+            base,
+        }
+    }
+
+    fn file_change(e: &FileChangeEvent) -> pb::FileChange {
+        let Some(Kind::FileChange(c)) = decode(&as_bytes(e), 0).unwrap().event else { panic!("not a file_change") };
+        c
+    }
+
+    #[test]
+    fn file_changes_are_made_absolute_against_the_kernels_base() {
+        let none = || raw_path(b"", PATH_RAW);
+        // rm -r: unlinkat(dirfd of /tmp/w, "f")
+        let e = change(FileOp::Unlink, CHANGE_BASE_OF_PATH, raw_path(b"f\0", PATH_RAW), none(), raw_path(b"w\0tmp\0", 0));
+        let c = file_change(&e);
+        assert_eq!((c.op.as_str(), c.path.as_str(), c.unresolved), ("unlink", "/tmp/w/f", false));
+        // mv ../a /abs/b from /tmp/w: only the first name is relative.
+        let e = change(
+            FileOp::Rename,
+            CHANGE_PATH2_IS_PATH | CHANGE_BASE_OF_PATH,
+            raw_path(b"../a\0", PATH_RAW),
+            raw_path(b"/abs/b\0", PATH_RAW),
+            raw_path(b"w\0tmp\0", 0),
+        );
+        let c = file_change(&e);
+        assert_eq!((c.path.as_str(), c.target.as_str()), ("/tmp/a", "/abs/b"));
+        // Both relative to the same directory.
+        let mut e = change(
+            FileOp::Link,
+            CHANGE_PATH2_IS_PATH | CHANGE_BASE_OF_PATH | CHANGE_BASE_OF_PATH2,
+            raw_path(b"a\0", PATH_RAW),
+            raw_path(b"./b\0", PATH_RAW),
+            raw_path(b"etc\0", 0),
+        );
+        assert_eq!((file_change(&e).path.as_str(), file_change(&e).target.as_str()), ("/etc/a", "/etc/b"));
+        // ... to different directories: the second is left as passed, and says so.
+        e.how = CHANGE_PATH2_IS_PATH | CHANGE_BASE_OF_PATH | CHANGE_PATH2_OTHER_DIR;
+        let c = file_change(&e);
+        assert_eq!((c.path.as_str(), c.target.as_str(), c.unresolved), ("/etc/a", "./b", true));
+        // A symlink's text is never resolved; an empty name is the descriptor itself.
+        let e = change(
+            FileOp::Symlink,
+            CHANGE_BASE_OF_PATH,
+            raw_path(b"l\0", PATH_RAW),
+            raw_path(b"../../x\0", PATH_RAW),
+            raw_path(b"tmp\0", 0),
+        );
+        assert_eq!((file_change(&e).path.as_str(), file_change(&e).target.as_str()), ("/tmp/l", "../../x"));
+        let e = change(FileOp::Utimes, CHANGE_BASE_OF_PATH, none(), none(), raw_path(b"f\0tmp\0", 0));
+        assert_eq!(file_change(&e).path, "/tmp/f");
+        // A base the kernel could not read leaves the name as passed.
+        let e = change(FileOp::Mkdir, CHANGE_BASE_OF_PATH, raw_path(b"d\0", PATH_RAW), none(), raw_path(b"", PATH_TRUNCATED));
+        let c = file_change(&e);
+        assert_eq!((c.path.as_str(), c.unresolved, c.truncated), ("d", true, true));
+    }
+
+    #[test]
+    fn file_change_fields_by_op() {
+        let none = || raw_path(b"", PATH_RAW);
+        let mut e = change(FileOp::Chown, 0, raw_path(b"/etc/x\0", PATH_RAW), none(), none());
+        e.uid = 0;
+        let c = file_change(&e);
+        assert_eq!((c.uid, c.gid), (Some(0), None), "u32::MAX is 'unchanged'");
+        let mut e = change(FileOp::Setxattr, 0, raw_path(b"f\0tmp\0", 0), raw_path(b"security.capability\0", PATH_RAW), none());
+        e.size = 20;
+        e.ret = -1;
+        let c = file_change(&e);
+        assert_eq!((c.path.as_str(), c.name.as_str(), c.target.as_str()), ("/tmp/f", "security.capability", ""));
+        assert_eq!((c.size, c.error), (20, 1));
+        let mut e = change(FileOp::Mknod, 0, raw_path(b"/dev/x\0", PATH_RAW), none(), none());
+        (e.mode, e.size) = (0o60644, 0x0801);
+        let c = file_change(&e);
+        assert_eq!((c.mode, c.dev, c.size), (0o60644, 0x0801, 0));
+        e.op = 99;
+        assert_eq!(file_change(&e).op, "unknown");
+    }
+
     #[test]
     fn bad_records_are_errors_not_panics() {
         assert_eq!(decode(&[1, 2, 3], 0), Err(DecodeError::Short(3)));
@@ -576,8 +713,8 @@ mod tests {
         let Ok(pb::Event { event: Some(Kind::Exec(x)), .. }) = decode(old, 0) else { panic!("an old record must decode") };
         assert_eq!((x.path.as_str(), x.script.as_str()), ("/usr/bin/bash", ""));
         assert!(matches!(decode(&old[..EXEC_EVENT_V1_SIZE - 1], 0), Err(DecodeError::Size { .. })));
-        assert_eq!(script_path("/abs/x.sh", "/srv"), "/abs/x.sh");
-        assert_eq!(script_path("../../../x", "/a"), "/x");
+        assert_eq!(absolute_in("/abs/x.sh", "/srv"), "/abs/x.sh");
+        assert_eq!(absolute_in("../../../x", "/a"), "/x");
     }
 
     proptest! {

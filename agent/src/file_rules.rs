@@ -37,30 +37,23 @@ fn protected_table() -> &'static [Protected] {
 pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violation> {
     match ev.event.as_ref()? {
         Kind::FileOpen(f) => {
-            let path = absolute(&f.path, ev.pid)?;
-            let outcome = Outcome::of(f.error);
             let access = match f.access.as_str() {
                 "read" => Access::Read,
                 "write" => Access::Write,
                 _ => Access::Any,
             };
-            let loosened = |p: &Protected| p.loosenable && policy.is_some_and(|pol| pol.has_file_rule_at_or_under(&p.path));
-            if outcome == Outcome::Refused
-                && let Some(p) = protect::protecting(protected_table(), &path, access).filter(|p| !loosened(p))
-            {
-                let op = p.op;
-                return Some(pb::Violation {
-                    op: op.into(),
-                    action: "deny".into(),
-                    rule: "self-protection".into(),
-                    path: path.display().to_string(),
-                    detail: format!("{} open", f.access),
-                    prevented: true,
-                    ..Default::default()
-                });
+            decide_path(&f.path, ev.pid, access, f.error, policy, "open", &format!("{} open", f.access))
+        }
+        Kind::FileChange(c) => {
+            // A change writes the names it makes or removes; a symlink's text, an
+            // attribute's name and the file open_by_handle reached are not places written.
+            if c.op == "open_by_handle" {
+                return None;
             }
-            let d = policy?.decide_file(&path, access);
-            from_decision(d, "open", &path, outcome, policy?, &format!("{} open", f.access))
+            let second = matches!(c.op.as_str(), "rename" | "link").then_some(c.target.as_str());
+            std::iter::once(c.path.as_str())
+                .chain(second)
+                .find_map(|p| decide_path(p, ev.pid, Access::Write, c.error, policy, &c.op, &c.summary()))
         }
         Kind::ExecFailed(e) => {
             let path = absolute(&e.path, ev.pid)?;
@@ -89,6 +82,38 @@ pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violatio
         }
         _ => None,
     }
+}
+
+/// The violation an access to `path` that ended with `error` amounts to: first
+/// self-protection's (refused writes under the kernel's control directories), then
+/// the policy's file rules.
+fn decide_path(
+    path: &str,
+    pid: u32,
+    access: Access,
+    error: i32,
+    policy: Option<&Policy>,
+    op: &str,
+    detail: &str,
+) -> Option<pb::Violation> {
+    let path = absolute(path, pid)?;
+    let outcome = Outcome::of(error);
+    let loosened = |p: &Protected| p.loosenable && policy.is_some_and(|pol| pol.has_file_rule_at_or_under(&p.path));
+    if outcome == Outcome::Refused
+        && let Some(p) = protect::protecting(protected_table(), &path, access).filter(|p| !loosened(p))
+    {
+        return Some(pb::Violation {
+            op: p.op.into(),
+            action: "deny".into(),
+            rule: "self-protection".into(),
+            path: path.display().to_string(),
+            detail: detail.into(),
+            prevented: true,
+            ..Default::default()
+        });
+    }
+    let d = policy?.decide_file(&path, access);
+    from_decision(d, op, &path, outcome, policy?, detail)
 }
 
 /// An exec of the dynamic loader (`ld.so PROGRAM`) runs PROGRAM with no exec of
@@ -279,6 +304,43 @@ mod tests {
         let v = violation(&open("/sys/fs/cgroup/unified/cgroup.procs", "write", EACCES), None).unwrap();
         assert_eq!((v.op.as_str(), v.rule.as_str()), ("cgroup", "self-protection"));
         assert!(violation(&open("/sys/fs/cgroup/unified/cgroup.procs", "read", 0), None).is_none());
+    }
+
+    fn change(op: &str, path: &str, target: &str, error: i32) -> pb::Event {
+        pb::Event {
+            event: Some(Kind::FileChange(pb::FileChange {
+                op: op.into(),
+                path: path.into(),
+                target: target.into(),
+                error,
+                ..Default::default()
+            })),
+            pid: std::process::id(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn file_changes_are_decided_as_writes_of_every_name_they_touch() {
+        let p = policy();
+        let v = violation(&change("unlink", "/var/lib/pg/x", "", EACCES), Some(&p)).unwrap();
+        assert_eq!((v.op.as_str(), v.action.as_str(), v.rule.as_str()), ("unlink", "deny", "files[1]"));
+        assert!(v.prevented);
+        // Renaming a file out of a denied directory is decided by its old name, and
+        // renaming onto a kill-session path by its new one.
+        let v = violation(&change("rename", "/var/lib/pg/x", "/tmp/x", EACCES), Some(&p)).unwrap();
+        assert_eq!(v.path, "/var/lib/pg/x");
+        let v = violation(&change("rename", "/tmp/x", "/etc/shadow", 0), Some(&p)).unwrap();
+        assert_eq!((v.action.as_str(), v.path.as_str(), v.prevented), ("kill-session", "/etc/shadow", false));
+        // chmod is not Landlock's to refuse: one that happened under a deny rule says so.
+        let v = violation(&change("chmod", "/var/lib/pg/x", "", 0), Some(&p)).unwrap();
+        assert!(!v.prevented);
+        assert_eq!(v.detail, "chmod /var/lib/pg/x");
+        // A symlink's text is not a place written; allowed places are not violations.
+        assert!(violation(&change("symlink", "/tmp/l", "/etc/shadow", 0), Some(&p)).is_none());
+        assert!(violation(&change("mkdir", "/tmp/d", "", 0), Some(&p)).is_none());
+        let v = violation(&change("unlink", "/sys/fs/cgroup/x/cgroup.procs", "", EPERM), None).unwrap();
+        assert_eq!((v.op.as_str(), v.rule.as_str()), ("cgroup", "self-protection"));
     }
 
     #[test]

@@ -393,9 +393,9 @@ fn needs_reaction(v: &pb::Violation) -> bool {
     }
 }
 
-/// The violation event a file open or exec amounts to under its grant's policy.
+/// The violation event a file open, file change or exec amounts to under its grant's policy.
 fn file_violation(ev: &pb::Event, subjects: &Subjects) -> Option<pb::Event> {
-    if !matches!(ev.event, Some(Kind::FileOpen(_) | Kind::ExecFailed(_) | Kind::Exec(_))) {
+    if !matches!(ev.event, Some(Kind::FileOpen(_) | Kind::FileChange(_) | Kind::ExecFailed(_) | Kind::Exec(_))) {
         return None;
     }
     let rules = {

@@ -138,6 +138,10 @@ impl Redactor {
             }
             Some(Kind::SessionStart(s)) => self.argv(&mut s.command, "command", &mut done),
             Some(Kind::FileOpen(f)) => self.field(&mut f.path, "path", &mut done),
+            Some(Kind::FileChange(c)) => {
+                self.field(&mut c.path, "path", &mut done);
+                self.field(&mut c.target, "target", &mut done);
+            }
             Some(Kind::ExecFailed(f)) => self.field(&mut f.path, "path", &mut done),
             Some(Kind::Violation(v)) => {
                 self.field(&mut v.path, "path", &mut done);

@@ -37,6 +37,8 @@ struct Ledger {
     commands_total: u64,
     files_written: BTreeSet<String>,
     files_written_total: u64,
+    files_changed: Vec<String>,
+    files_changed_total: u64,
     remotes: BTreeMap<(String, u32), pb::RemoteTraffic>,
     violations: Vec<String>,
     violations_total: u64,
@@ -75,6 +77,12 @@ impl Ledgers {
                 ledger.files_written_total += 1;
                 if ledger.files_written.len() < LIST_MAX {
                     ledger.files_written.insert(f.path.clone());
+                }
+            }
+            Kind::FileChange(c) if c.error == 0 => {
+                ledger.files_changed_total += 1;
+                if ledger.files_changed.len() < LIST_MAX {
+                    ledger.files_changed.push(c.summary());
                 }
             }
             Kind::Connect(n) if n.error == 0 || n.error == EINPROGRESS => {
@@ -152,6 +160,8 @@ impl Ledger {
                 commands_total: self.commands_total,
                 files_written: self.files_written.iter().cloned().collect(),
                 files_written_total: self.files_written_total,
+                files_changed: self.files_changed.clone(),
+                files_changed_total: self.files_changed_total,
                 remotes: self.remotes.values().cloned().collect(),
                 violations: self.violations.clone(),
                 violations_total: self.violations_total,
@@ -191,6 +201,8 @@ mod tests {
             ev(Kind::FileOpen(pb::FileOpen { path: "/tmp/out".into(), access: "write".into(), ..Default::default() })),
             ev(Kind::FileOpen(pb::FileOpen { path: "/etc/passwd".into(), access: "read".into(), ..Default::default() })),
             ev(Kind::FileOpen(pb::FileOpen { path: "/root/x".into(), access: "write".into(), error: 13, ..Default::default() })),
+            ev(Kind::FileChange(pb::FileChange { op: "unlink".into(), path: "/tmp/out".into(), ..Default::default() })),
+            ev(Kind::FileChange(pb::FileChange { op: "rmdir".into(), path: "/root".into(), error: 1, ..Default::default() })),
             ev(Kind::Connect(net("10.0.0.1"))),
             ev(Kind::SocketClose(pb::SocketClose { remote_addr: "10.0.0.1".into(), remote_port: 443, bytes_sent: 10, bytes_received: 20, ..Default::default() })),
             ev(Kind::Connect(net("10.0.0.1"))),
@@ -208,10 +220,11 @@ mod tests {
         assert_eq!(r.reason, "INC-42");
         assert_eq!(r.commands, ["curl x"]);
         assert_eq!(r.files_written, ["/tmp/out"]);
+        assert_eq!((r.files_changed.as_slice(), r.files_changed_total), (&["unlink /tmp/out".to_owned()][..], 1));
         assert_eq!(r.remotes.len(), 1);
         assert_eq!((r.remotes[0].connections, r.remotes[0].bytes_sent, r.remotes[0].bytes_received), (2, 11, 22));
         assert_eq!(r.end_reason, "exited");
-        assert_eq!(r.events, 10);
+        assert_eq!(r.events, 12);
         assert!(l.report("s-1", &subjects).is_some(), "kept after the end");
     }
 }

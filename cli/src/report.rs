@@ -103,6 +103,10 @@ fn text(ev: &Event, r: &SessionReport) -> String {
     for f in &r.files_written {
         let _ = writeln!(s, "  {}", sanitize(f));
     }
+    let _ = writeln!(s, "\nother file changes ({})", r.files_changed_total);
+    for f in &r.files_changed {
+        let _ = writeln!(s, "  {}", sanitize(f));
+    }
     let _ = writeln!(s, "\nhosts contacted ({})", r.remotes.len());
     for t in &r.remotes {
         let _ = writeln!(

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use warrant_proto::event::Event as Kind;
-use warrant_proto::json::{KIND_NAMES, expand_kind, kind_name, to_json};
+use warrant_proto::json::{KIND_NAMES, expand_kind, kind_name, kinds_help, to_json};
 use tonic::Streaming;
 use warrant_proto::{CollectorWatchRequest, Event, EventFilter, Net, WatchRequest};
 
@@ -30,10 +30,8 @@ pub struct WatchArgs {
     /// Only events of this grant's sessions (g-…).
     #[arg(long, value_name = "ID")]
     pub grant: Option<String>,
-    /// Only these kinds, comma-separated: exec, exit, file_open, connect, bind, listen,
-    /// accept, kill, session_start, session_end, grant_change; or the shorthands
-    /// file, net, process.
-    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    /// Only these kinds, comma-separated (the list is `kinds_help`'s).
+    #[arg(long, value_name = "KINDS", value_delimiter = ',', help = format!("Only these kinds, comma-separated: {}", kinds_help()))]
     pub kind: Vec<String>,
     /// Only events of this host (with --collector).
     #[arg(long, value_name = "NAME")]
@@ -55,9 +53,9 @@ pub fn check_kinds(kinds: &[String]) -> Result<()> {
     for k in kinds.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
         if !KIND_NAMES.contains(&k) && expand_kind(k).is_empty() {
             bail!(
-                "invalid --kind {}: no such event kind\n\nValid kinds: {}; shorthands: file, net, process.",
+                "invalid --kind {}: no such event kind\n\nValid kinds: {}.",
                 sanitize(k),
-                KIND_NAMES.join(", ")
+                kinds_help()
             );
         }
     }
@@ -174,7 +172,7 @@ fn kind_paint(kind: &str) -> Paint {
     match kind {
         "exec" => Paint::Green,
         "exit" => Paint::Dim,
-        "file_open" => Paint::Cyan,
+        "file_open" | "file_change" => Paint::Cyan,
         "connect" | "bind" | "listen" | "accept" => Paint::Yellow,
         "session_start" | "session_end" => Paint::Magenta,
         "grant_change" => Paint::Blue,
@@ -220,6 +218,19 @@ pub fn summary(ev: &Event) -> (String, bool) {
             }
             (s, f.error == libc::EPERM || f.error == libc::EACCES)
         }
+        Kind::FileChange(c) => {
+            let mut s = sanitize(&c.summary()).into_owned();
+            if c.unresolved {
+                s.push_str(" (as given)");
+            }
+            if c.truncated {
+                s.push_str(" (truncated)");
+            }
+            if c.error != 0 {
+                let _ = write!(s, " -> {}", errno_name(c.error));
+            }
+            (s, c.error == libc::EPERM || c.error == libc::EACCES)
+        }
         Kind::Connect(n) | Kind::Accept(n) => net(n, &n.remote_addr, n.remote_port),
         Kind::Bind(n) | Kind::Listen(n) => net(n, &n.local_addr, n.local_port),
         Kind::SocketsDropped(d) => (format!("dropped {} sockets: {}", d.count, sanitize(&d.reason)), true),
@@ -247,9 +258,10 @@ pub fn summary(ev: &Event) -> (String, bool) {
         }
         Kind::SessionReport(r) => (
             format!(
-                "report: {} commands, {} files written, {} hosts, {} violations (warrant report {})",
+                "report: {} commands, {} files written, {} other file changes, {} hosts, {} violations (warrant report {})",
                 r.commands_total,
                 r.files_written_total,
+                r.files_changed_total,
                 r.remotes.len(),
                 r.violations_total,
                 sanitize(&ev.session)

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warrant_proto::event::Event as Kind;
 use warrant_proto::{
-    ControlAction, Event, EventsLost, Exec, ExecFailed, Exit, FileOpen, GrantChange, Kill, Net, RemoteTraffic,
+    ControlAction, Event, EventsLost, Exec, ExecFailed, Exit, FileChange, FileOpen, GrantChange, Kill, Net, RemoteTraffic,
     SessionEnd, SessionReport, SessionStart, SocketClose, SocketsDropped, TokenRefused, UnknownKind, Violation, WatchMissed,
 };
 
@@ -50,6 +50,21 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
             access: f.str("access")?,
             flags: f.u32("flags")?,
             error: f.i32("error")?,
+            unresolved: f.bool("unresolved")?,
+            truncated: f.bool("truncated")?,
+        }),
+        "file_change" => Kind::FileChange(FileChange {
+            op: f.str("op")?,
+            path: f.str("path")?,
+            target: f.str("target")?,
+            name: f.str("name")?,
+            error: f.i32("error")?,
+            mode: f.octal("mode")?,
+            uid: f.opt_u32("owner")?,
+            gid: f.opt_u32("group")?,
+            flags: f.u32("flags")?,
+            size: f.u64("size")?,
+            dev: f.u64("dev")?,
             unresolved: f.bool("unresolved")?,
             truncated: f.bool("truncated")?,
         }),
@@ -94,6 +109,8 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
             commands_total: f.u64("commands_total")?,
             files_written: f.strings("files_written")?,
             files_written_total: f.u64("files_written_total")?,
+            files_changed: f.strings("files_changed")?,
+            files_changed_total: f.u64("files_changed_total")?,
             remotes: f.remotes()?,
             violations: f.strings("violations")?,
             violations_total: f.u64("violations_total")?,
@@ -230,6 +247,21 @@ impl Fields<'_> {
         }
     }
 
+    fn opt_u32(&self, name: &str) -> Result<Option<u32>, String> {
+        if self.get(name).is_none() { Ok(None) } else { self.u32(name).map(Some) }
+    }
+
+    /// A mode, written as octal digits in a string (`"0755"`).
+    fn octal(&self, name: &str) -> Result<u32, String> {
+        match self.get(name) {
+            None => Ok(0),
+            Some(v) => v
+                .as_str()
+                .and_then(|s| u32::from_str_radix(s, 8).ok())
+                .ok_or_else(|| Self::wrong(name, "a string of octal digits")),
+        }
+    }
+
     fn u32(&self, name: &str) -> Result<u32, String> {
         u32::try_from(self.u64(name)?).map_err(|_| Self::wrong(name, "a 32-bit unsigned integer"))
     }
@@ -360,6 +392,36 @@ mod tests {
                 unresolved: true,
                 truncated: false,
             }),
+            Kind::FileChange(FileChange {
+                op: "rename".into(),
+                path: "/etc/a".into(),
+                target: "/etc/b".into(),
+                flags: 1,
+                error: 13,
+                ..FileChange::default()
+            }),
+            Kind::FileChange(FileChange {
+                op: "chown".into(),
+                path: "/etc/a".into(),
+                uid: Some(0),
+                unresolved: true,
+                ..FileChange::default()
+            }),
+            Kind::FileChange(FileChange {
+                op: "mknod".into(),
+                path: "/dev/x".into(),
+                mode: 0o60644,
+                dev: 0x801,
+                truncated: true,
+                ..FileChange::default()
+            }),
+            Kind::FileChange(FileChange {
+                op: "setxattr".into(),
+                path: "/tmp/f".into(),
+                name: "security.capability".into(),
+                size: 20,
+                ..FileChange::default()
+            }),
             Kind::Connect(net.clone()),
             Kind::Bind(net.clone()),
             Kind::Listen(net.clone()),
@@ -414,6 +476,8 @@ mod tests {
                 commands_total: 1,
                 files_written: vec!["/tmp/x".into()],
                 files_written_total: 1,
+                files_changed: vec!["unlink /tmp/y".into()],
+                files_changed_total: 1,
                 remotes: vec![RemoteTraffic {
                     addr: "10.0.0.1".into(),
                     port: 443,

@@ -11,13 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 use warrant_proto::event::Event as Kind;
-use warrant_proto::json::{KIND_NAMES, expand_kind, kind_name};
+use warrant_proto::json::{KIND_NAMES, expand_kind, kind_name, kinds_help};
 use warrant_proto::{Event, WatchMissed};
 
 use crate::Error;
-
-/// The shorthands [`Filter::new`] accepts besides [`KIND_NAMES`].
-const SHORTHANDS: &[&str] = &["file", "net", "process"];
 
 /// Publishes events to any number of [`Subscription`]s.
 ///
@@ -96,7 +93,7 @@ impl Filter {
                     [] => {
                         return Err(Error::UnknownKind {
                             name: name.to_owned(),
-                            valid: format!("{}, or the shorthands {}", KIND_NAMES.join(", "), SHORTHANDS.join(", ")),
+                            valid: kinds_help(),
                         });
                     }
                     names => names,
@@ -207,7 +204,7 @@ mod tests {
         let f = Filter::new(None, None, &kinds(&["net", "connect", " exec ", "process", ""])).unwrap();
         assert_eq!(f.kinds, ["connect", "bind", "listen", "accept", "socket_close", "exec", "exec_failed", "exit"]);
         let f = Filter::new(None, None, &kinds(&["file"])).unwrap();
-        assert_eq!(f.kinds, ["file_open"]);
+        assert_eq!(f.kinds, ["file_open", "file_change"]);
     }
 
     #[test]
@@ -215,7 +212,7 @@ mod tests {
         let err = Filter::new(None, None, &kinds(&["exec", "opne"])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("unknown event kind \"opne\": expected one of exec, exit, file_open"), "{msg}");
-        assert!(msg.ends_with("or the shorthands file, net, process"), "{msg}");
+        assert!(msg.contains("or the shorthands process (exec, exec_failed, exit), file (file_open, file_change)"), "{msg}");
     }
 
     #[test]

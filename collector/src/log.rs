@@ -744,7 +744,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use warrant_proto::event::Event as Kind;
-    use warrant_proto::{EventsLost, Exec, Exit, FileOpen, Kill, Net};
+    use warrant_proto::{EventsLost, Exec, Exit, FileChange, FileOpen, Kill, Net};
 
     fn exec(seq: u64, argv: &[&str]) -> Event {
         Event {
@@ -1119,6 +1119,18 @@ mod tests {
                     unresolved: false,
                     truncated: false,
                 })),
+            (arb_string(), arb_string(), any::<u32>(), any::<Option<u32>>(), any::<u64>(), any::<i32>()).prop_map(
+                |(path, target, mode, uid, size, error)| Kind::FileChange(FileChange {
+                    op: "rename".into(),
+                    path,
+                    target,
+                    mode,
+                    uid,
+                    size,
+                    error,
+                    ..Default::default()
+                })
+            ),
             (arb_string(), any::<u32>()).prop_map(|(remote_addr, remote_port)| Kind::Connect(Net {
                 family: "inet".into(),
                 protocol: "tcp".into(),

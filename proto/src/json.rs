@@ -22,6 +22,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::Exec(_) => "exec",
         Kind::Exit(_) => "exit",
         Kind::FileOpen(_) => "file_open",
+        Kind::FileChange(_) => "file_change",
         Kind::Connect(_) => "connect",
         Kind::Bind(_) => "bind",
         Kind::Listen(_) => "listen",
@@ -47,6 +48,7 @@ pub const KIND_NAMES: &[&str] = &[
     "exec",
     "exit",
     "file_open",
+    "file_change",
     "connect",
     "bind",
     "listen",
@@ -66,14 +68,24 @@ pub const KIND_NAMES: &[&str] = &[
     "token_refused",
 ];
 
-/// Expands the filter shorthands `file` and `net`; other names pass through.
+/// The filter shorthands and the kinds each stands for: what `--kind`, the
+/// collector's filters and README's "Event schema" all go by.
+pub const SHORTHANDS: &[(&str, &[&str])] = &[
+    ("process", &["exec", "exec_failed", "exit"]),
+    ("file", &["file_open", "file_change"]),
+    ("net", &["connect", "bind", "listen", "accept", "socket_close"]),
+];
+
+/// Expands a filter shorthand (`file`, `net`, `process`); other names give none.
 pub fn expand_kind(name: &str) -> &'static [&'static str] {
-    match name {
-        "file" => &["file_open"],
-        "net" => &["connect", "bind", "listen", "accept", "socket_close"],
-        "process" => &["exec", "exec_failed", "exit"],
-        _ => &[],
-    }
+    SHORTHANDS.iter().find(|(s, _)| *s == name).map_or(&[], |(_, kinds)| kinds)
+}
+
+/// The kinds and shorthands, as `--kind`'s help and its error message list them.
+pub fn kinds_help() -> String {
+    let shorthands: Vec<String> =
+        SHORTHANDS.iter().map(|(s, kinds)| format!("{s} ({})", kinds.join(", "))).collect();
+    format!("{}; or the shorthands {}", KIND_NAMES.join(", "), shorthands.join(", "))
 }
 
 /// RFC 3339 time with nanoseconds, UTC.
@@ -129,6 +141,41 @@ pub fn to_json(event: &Event) -> Value {
             m.insert("path".into(), json!(e.path));
             m.insert("access".into(), json!(e.access));
             m.insert("flags".into(), json!(e.flags));
+            if e.error != 0 {
+                m.insert("error".into(), json!(e.error));
+            }
+            if e.unresolved {
+                m.insert("unresolved".into(), json!(true));
+            }
+            m.insert("truncated".into(), json!(e.truncated));
+        }
+        Some(Kind::FileChange(e)) => {
+            m.insert("op".into(), json!(e.op));
+            m.insert("path".into(), json!(e.path));
+            if !e.target.is_empty() {
+                m.insert("target".into(), json!(e.target));
+            }
+            if !e.name.is_empty() {
+                m.insert("name".into(), json!(e.name));
+            }
+            if e.mode != 0 {
+                m.insert("mode".into(), json!(format!("{:04o}", e.mode)));
+            }
+            if let Some(uid) = e.uid {
+                m.insert("owner".into(), json!(uid));
+            }
+            if let Some(gid) = e.gid {
+                m.insert("group".into(), json!(gid));
+            }
+            if e.flags != 0 {
+                m.insert("flags".into(), json!(e.flags));
+            }
+            if e.size != 0 {
+                m.insert("size".into(), json!(e.size));
+            }
+            if e.dev != 0 {
+                m.insert("dev".into(), json!(e.dev));
+            }
             if e.error != 0 {
                 m.insert("error".into(), json!(e.error));
             }
@@ -230,6 +277,8 @@ pub fn to_json(event: &Event) -> Value {
             m.insert("commands_total".into(), json!(r.commands_total));
             m.insert("files_written".into(), json!(r.files_written));
             m.insert("files_written_total".into(), json!(r.files_written_total));
+            m.insert("files_changed".into(), json!(r.files_changed));
+            m.insert("files_changed_total".into(), json!(r.files_changed_total));
             let remotes: Vec<Value> = r
                 .remotes
                 .iter()
@@ -367,5 +416,25 @@ mod tests {
         assert_eq!((c["addr"].as_str(), c["port"].as_u64()), (Some("127.0.0.2"), Some(80)));
         let b = to_json(&base(Kind::Bind(n)));
         assert_eq!((b["addr"].as_str(), b["port"].as_u64()), (Some("127.0.0.1"), Some(40000)));
+    }
+}
+
+#[cfg(test)]
+mod kind_table_tests {
+    use super::*;
+
+    /// README's `--kind` line lists the same shorthands as the code, each with the
+    /// kinds it stands for, and every kind it names exists.
+    #[test]
+    fn readme_lists_the_shorthands_the_code_expands() {
+        let readme = include_str!("../../README.md");
+        for (short, kinds) in SHORTHANDS {
+            let want = format!("`{short}` ({})", kinds.join(", "));
+            assert!(readme.replace("\n  ", " ").contains(&want), "README.md must say {want}");
+            for k in *kinds {
+                assert!(KIND_NAMES.contains(k), "{short} names {k}, which is no kind");
+                assert!(readme.contains(&format!("`{k}`")), "README's schema must have a row for {k}");
+            }
+        }
     }
 }

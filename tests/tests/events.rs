@@ -81,6 +81,97 @@ fn exec_of_a_script_names_the_script_and_its_interpreter() {
     assert!(plain.get("script").is_none(), "{plain}");
 }
 
+/// Every call that changes files is a `file_change` event naming what it changed,
+/// absolute: a name passed absolute, one relative to a directory descriptor and one
+/// relative to the working directory come out the same way; both ends of a rename
+/// and a link; a symlink's text as written; the mode, owner, size and attribute
+/// asked for; a call on a descriptor names the descriptor's file; a failed call has
+/// its errno. The calls are raw syscalls, so each number is the one tested.
+#[test]
+fn file_changes_are_recorded_with_their_names_made_absolute() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let dir = agent.temp_dir().join("changes");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let d = canonical(&dir);
+    let bin = testbin();
+    let mut s = agent.exec(&grant, &mark, &[bin.as_str(), "changes", &d]);
+    assert!(s.wait_for(T).success(), "{}", s.stderr().text());
+    std::thread::sleep(Duration::from_millis(200)); // the relay's last lines
+    let printed = s.stdout().text();
+    let ret = |call: &str| -> i64 {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(call).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|r| r.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {call} line in {printed}"))
+    };
+    for call in ["mkdir", "rename", "renameat2", "link", "linkat", "symlinkat", "truncate", "chmod", "fchownat", "unlinkat-dir", "rename-cwd"] {
+        assert_eq!(ret(call), 0, "{call} should succeed on its own: {printed}");
+    }
+    let sid = s.id().to_string();
+    let p = |name: &str| format!("{d}/{name}");
+    let change = |op: &str, path: String, more: &dyn Fn(&Value) -> bool| {
+        let op = op.to_owned();
+        agent.wait_for_event(|e| audit::is("file_change", &sid)(e) && e["op"] == op.as_str() && e["path"] == path.as_str() && more(e), T)
+    };
+    let any = |_: &Value| true;
+
+    let e = change("mkdir", p("a"), &any);
+    assert_eq!((e["mode"].as_str(), e.get("error")), (Some("0750"), None), "{e}");
+    assert_eq!(e["truncated"], false, "{e}");
+    // mkdirat(dirfd, "b"): relative to the descriptor, resolved in the kernel.
+    assert_eq!(change("mkdir", p("b"), &any)["mode"], "0700");
+    change("rename", p("f"), &|e| e["target"] == p("g").as_str());
+    let e = change("rename", p("g"), &|e| e["target"] == p("h").as_str());
+    assert_eq!(e["flags"], 1, "renameat2's RENAME_NOREPLACE: {e}");
+    change("link", p("h"), &|e| e["target"] == p("hl").as_str());
+    change("link", p("h"), &|e| e["target"] == p("hl2").as_str());
+    // A symlink's text is kept as written, never resolved.
+    change("symlink", p("sl"), &|e| e["target"] == "../x");
+    change("symlink", p("sl2"), &|e| e["target"] == "target-text");
+    assert_eq!(change("truncate", p("h"), &|e| e["size"] == 7)["op"], "truncate");
+    // ftruncate, fchmod, fchown, fsetxattr: the descriptor's file, as the kernel has it.
+    change("truncate", p("h"), &|e| e["size"] == 3);
+    for mode in ["0640", "0600", "0644"] {
+        change("chmod", p("h"), &|e| e["mode"] == mode);
+    }
+    let e = change("chown", p("h"), &|e| e["owner"] == 0 && e.get("group").is_none());
+    assert!(e.get("group").is_none(), "chown(-1) leaves the group: {e}");
+    change("chown", p("h"), &|e| e["group"] == 0 && e.get("owner").is_none());
+    change("chown", p("h"), &|e| e["owner"] == 0 && e["group"] == 0);
+    change("chown", p("sl"), &|e| e["flags"] == libc::AT_SYMLINK_NOFOLLOW);
+    for _ in 0..3 {
+        change("utimes", p("h"), &any);
+    }
+    change("setxattr", p("h"), &|e| e["name"] == "user.warrant" && e["size"] == 1);
+    change("removexattr", p("h"), &|e| e["name"] == "user.warrant");
+    let e = change("mknod", p("fifo"), &any);
+    assert_eq!(e["mode"], format!("{:04o}", libc::S_IFIFO | 0o600), "{e}");
+    change("mknod", p("fifo2"), &any);
+    change("unlink", p("hl"), &any);
+    change("unlink", p("hl2"), &any);
+    change("rmdir", p("b"), &|e| e["flags"] == libc::AT_REMOVEDIR);
+    change("rmdir", p("a"), &any);
+    let e = change("unlink", p("missing"), &any);
+    assert_eq!(e["error"], libc::ENOENT, "a failed call has its errno: {e}");
+    // Relative to the working directory (the process made it DIR with chdir).
+    change("unlink", p("sl2"), &any);
+    change("rename", p("fifo"), &|e| e["target"] == p("fifo3").as_str());
+    // mount and umount: refused to a session (self-protection), yet on the record.
+    let m = ret("mount");
+    assert!(m < 0, "a session must not mount: {printed}");
+    let seen = agent.wait_for_event(
+        |e| {
+            (audit::is("file_change", &sid)(e) && e["op"] == "mount" && e["path"] == p("b").as_str() && e["target"] == "none")
+                || (audit::is("violation", &sid)(e) && e["op"] == "syscall" && audit::str_field(e, "detail").contains("mount"))
+        },
+        T,
+    );
+    assert!(seen.get("error").is_none_or(|v| v == -m), "{seen}");
+}
+
 /// File opens report their access mode from the open flags (`read` for O_RDONLY,
 /// `write` for O_WRONLY, `read-write` for O_RDWR) with the absolute path; a failed
 /// open reports its errno.

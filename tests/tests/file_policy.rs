@@ -189,6 +189,41 @@ fn kill_rule_refuses_and_kills_the_process() {
     }
 }
 
+/// File rules decide a change as a write of every name it touches: a rename out of
+/// a write-denied directory is refused by Landlock and reported naming the rule; a
+/// chmod there is not a call Landlock can refuse, so it happens and the violation
+/// says it was not prevented; an unlink of a `kill` path is refused and the process
+/// that tried dies. Each call is a `file_change` event as well.
+#[test]
+fn file_changes_are_decided_by_the_file_rules() {
+    let agent = TestAgent::start_default();
+    let fx = Fixture::new(&agent);
+    let grant = grant_with(&agent, &fx.policy(&agent), "5m");
+    let (ro, moved, kill) = (fx.path("ro/file"), fx.path("moved"), fx.path("kill.txt"));
+    let bin = testbin();
+    let script = format!("mv {ro} {moved}; chmod 0600 {ro}; {bin} attempt unlink {kill} --linger 20; echo shell-alive");
+    let started = std::time::Instant::now();
+    let out = attempts(&agent, &grant, &script);
+    assert_eq!(out.lines().last(), Some("shell-alive"), "{out}");
+    assert!(Path::new(&ro).exists() && !Path::new(&moved).exists(), "the rename was refused");
+    assert!(Path::new(&kill).exists(), "the unlink was refused");
+    assert!(!out.contains("lingered") && started.elapsed() < Duration::from_secs(15), "the process that tried lives: {out}");
+
+    let v = agent.wait_for_event(|e| audit::str_field(e, "kind") == "violation" && e["op"] == "rename" && e["path"] == ro.as_str(), T);
+    assert_eq!((v["action"].as_str(), v["rule"].as_str(), v["prevented"].as_bool()), (Some("deny"), Some("files[2]"), Some(true)), "{v}");
+    let session = audit::str_field(&v, "session").to_owned();
+    let c = agent.wait_for_event(|e| audit::is("file_change", &session)(e) && e["op"] == "rename" && e["path"] == ro.as_str(), T);
+    assert_eq!((c["target"].as_str(), c["error"].as_i64()), (Some(moved.as_str()), Some(i64::from(libc::EACCES))), "{c}");
+
+    let v = agent.wait_for_event(|e| audit::is("violation", &session)(e) && e["op"] == "chmod", T);
+    assert_eq!((v["path"].as_str(), v["prevented"].as_bool()), (Some(ro.as_str()), Some(false)), "{v}");
+
+    let v = agent.wait_for_event(|e| audit::is("violation", &session)(e) && e["op"] == "unlink" && e["path"] == kill.as_str(), T);
+    assert_eq!((v["action"].as_str(), v["prevented"].as_bool()), (Some("kill"), Some(true)), "{v}");
+    let k = agent.wait_for_event(|e| audit::str_field(e, "kind") == "kill" && e["pid"] == v["pid"], T);
+    assert_eq!((k["reason"].as_str(), k["killed"].as_u64()), (Some("policy"), Some(1)), "{k}");
+}
+
 /// `kill-session`: the open is refused and the whole tree dies.
 #[test]
 fn kill_session_rule_ends_the_tree() {

@@ -31,10 +31,13 @@ fn report_sums_up_the_session_with_kernel_byte_counts() {
     });
     let grant = agent.issue_grant("5m");
     let written = agent.temp_dir().join("written.txt");
+    let moved = agent.temp_dir().join("moved.txt");
     let script = format!(
-        "{} transfer 127.0.0.1:{port} {SEND}; echo hello > {}",
+        "{} transfer 127.0.0.1:{port} {SEND}; echo hello > {}; mv {} {}",
         testbin(),
-        written.display()
+        written.display(),
+        written.display(),
+        moved.display()
     );
     let mark = Marker::new();
     let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
@@ -52,6 +55,9 @@ fn report_sums_up_the_session_with_kernel_byte_counts() {
     assert!(commands.iter().any(|c| c.contains(&format!("transfer 127.0.0.1:{port} {SEND}"))), "{r}");
     let files: Vec<&str> = r["files_written"].as_array().expect("files").iter().filter_map(|f| f.as_str()).collect();
     assert!(files.contains(&written.to_str().expect("UTF-8")), "{r}");
+    // Changes other than writes are in it too, in the words of `file_change.op`.
+    let rename = format!("rename {} -> {}", written.display(), moved.display());
+    assert!(r["files_changed"].as_array().expect("files_changed").iter().any(|c| c == rename.as_str()), "{r}");
     let remote = r["remotes"]
         .as_array()
         .expect("remotes")
@@ -77,4 +83,5 @@ fn report_sums_up_the_session_with_kernel_byte_counts() {
     let text = agent.cli_ok(&["report", s.id()]);
     assert!(text.contains(&format!("127.0.0.1:{port}  1 connection")), "{text}");
     assert!(text.contains("(exited)"), "{text}");
+    assert!(text.contains(&rename), "{text}");
 }

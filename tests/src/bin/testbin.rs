@@ -27,7 +27,7 @@
 //! attempt WHAT [ARG]                      one call a confined session must not make; prints "WHAT ok"
 //!                                         or "WHAT errno N", exits 0: bpf, ptrace PID, kill PID (SIGKILL),
 //!                                         signal0 PID, finit_module, bind ADDR:PORT, cgroup-move PROCS_FILE,
-//!                                         clone3-into CGROUP_DIR, create PATH, read PATH, exec PATH,
+//!                                         clone3-into CGROUP_DIR, create PATH, read PATH, unlink PATH, exec PATH,
 //!                                         read-bytes PATH (prints "read-bytes N bytes");
 //!                                         with --linger S it then sleeps S and prints "WHAT lingered"
 //! stamp                                   print the wall clock (ns since the epoch) and exit: the
@@ -40,6 +40,11 @@
 //! unix connect|sendto NAME               one connect (stream) or datagram (sendto, dgram) to a unix
 //!                                         socket NAME ("@x" is abstract), by raw libc calls; prints
 //!                                         "NAME ok" or "NAME errno N", exits 0
+//! changes DIR                             every call that changes files, by raw syscall numbers, on
+//!                                         names in DIR (absolute, relative to a descriptor of DIR, and
+//!                                         relative to the working directory, which it makes DIR); prints
+//!                                         one "CALL ret" line each (`ret` is the return or -errno),
+//!                                         exits 0
 //! ```
 //!
 //! Every process a workload makes lives at most `--lifetime` seconds (an `alarm`), so
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
         "unix" => unix(rest),
         "claim" => claim(rest),
         "stamp" => stamp(),
+        "changes" => changes(rest),
         _ => return usage(),
     };
     match r {
@@ -941,6 +947,13 @@ fn attempt(args: &[String]) -> Result {
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
             }
         }
+        "unlink" => {
+            let path = arg.ok_or("missing path")?;
+            match std::fs::remove_file(path) {
+                Ok(()) => 0,
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+            }
+        }
         "read-bytes" => {
             // Everything a read of PATH gives.
             let path = arg.ok_or("missing path")?;
@@ -1122,6 +1135,72 @@ fn claim(args: &[String]) -> Result {
     }
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
     println!("{}", status.lines().find(|l| l.starts_with("Seccomp:")).unwrap_or("Seccomp: ?").split_whitespace().collect::<Vec<_>>().join(" "));
+    Ok(())
+}
+
+fn changes(args: &[String]) -> Result {
+    let dir = positional(args, 0).ok_or("missing DIR")?;
+    let d = |name: &str| cstr(&format!("{dir}/{name}"));
+    let c = |s: &str| cstr(s);
+    let dirc = cstr(dir)?;
+    // SAFETY: a valid path; the descriptor stays open for the calls below.
+    let dfd = unsafe { libc::open(dirc.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if dfd < 0 {
+        return Err(format!("open {dir}: {}", errno()));
+    }
+    let show = |what: &str, r: i64| {
+        let r = if r < 0 { -i64::from(errno().raw_os_error().unwrap_or(0)) } else { r };
+        println!("{what} {r}");
+    };
+    let (dfd_, none) = (i64::from(dfd), std::ptr::null::<u8>());
+    // SAFETY: raw syscalls with valid NUL-terminated strings (kept alive by the
+    // bindings) and null pointers where the call takes "none".
+    unsafe {
+        use libc::syscall as sys;
+        let (a, b, f, g, h, hl, hl2, sl, fifo, miss) =
+            (d("a")?, c("b")?, d("f")?, d("g")?, c("h")?, d("hl")?, c("hl2")?, d("sl")?, d("fifo")?, d("missing")?);
+        show("mkdir", sys(libc::SYS_mkdir, a.as_ptr(), 0o750));
+        show("mkdirat", sys(libc::SYS_mkdirat, dfd_, b.as_ptr(), 0o700));
+        let fd = libc::open(f.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+        show("rename", sys(libc::SYS_rename, f.as_ptr(), g.as_ptr()));
+        show("renameat2", sys(libc::SYS_renameat2, dfd_, c("g")?.as_ptr(), dfd_, h.as_ptr(), 1));
+        let habs = d("h")?;
+        show("link", sys(libc::SYS_link, habs.as_ptr(), hl.as_ptr()));
+        show("linkat", sys(libc::SYS_linkat, dfd_, h.as_ptr(), dfd_, hl2.as_ptr(), 0));
+        show("symlink", sys(libc::SYS_symlink, c("../x")?.as_ptr(), sl.as_ptr()));
+        show("symlinkat", sys(libc::SYS_symlinkat, c("target-text")?.as_ptr(), dfd_, c("sl2")?.as_ptr()));
+        show("truncate", sys(libc::SYS_truncate, habs.as_ptr(), 7));
+        show("ftruncate", sys(libc::SYS_ftruncate, i64::from(fd), 3));
+        show("chmod", sys(libc::SYS_chmod, habs.as_ptr(), 0o640));
+        show("fchmod", sys(libc::SYS_fchmod, i64::from(fd), 0o600));
+        show("fchmodat", sys(libc::SYS_fchmodat, dfd_, h.as_ptr(), 0o644));
+        show("chown", sys(libc::SYS_chown, habs.as_ptr(), 0, -1i64));
+        show("fchown", sys(libc::SYS_fchown, i64::from(fd), -1i64, 0));
+        show("fchownat", sys(libc::SYS_fchownat, dfd_, h.as_ptr(), 0, 0, 0));
+        show("lchown", sys(libc::SYS_lchown, sl.as_ptr(), 0, 0));
+        show("utimes", sys(libc::SYS_utimes, habs.as_ptr(), none));
+        show("utimensat", sys(libc::SYS_utimensat, dfd_, h.as_ptr(), none, 0));
+        show("futimens", sys(libc::SYS_utimensat, i64::from(fd), none, none, 0));
+        let (name, value) = (c("user.warrant")?, b"v");
+        show("setxattr", sys(libc::SYS_setxattr, habs.as_ptr(), name.as_ptr(), value.as_ptr(), 1, 0));
+        show("fsetxattr", sys(libc::SYS_fsetxattr, i64::from(fd), name.as_ptr(), value.as_ptr(), 1, 0));
+        show("removexattr", sys(libc::SYS_removexattr, habs.as_ptr(), name.as_ptr()));
+        show("fremovexattr", sys(libc::SYS_fremovexattr, i64::from(fd), name.as_ptr()));
+        show("mknod", sys(libc::SYS_mknod, fifo.as_ptr(), i64::from(libc::S_IFIFO | 0o600), 0));
+        show("mknodat", sys(libc::SYS_mknodat, dfd_, c("fifo2")?.as_ptr(), i64::from(libc::S_IFIFO | 0o600), 0));
+        show("unlink", sys(libc::SYS_unlink, hl.as_ptr()));
+        show("unlinkat", sys(libc::SYS_unlinkat, dfd_, hl2.as_ptr(), 0));
+        show("unlinkat-dir", sys(libc::SYS_unlinkat, dfd_, b.as_ptr(), libc::AT_REMOVEDIR));
+        show("rmdir", sys(libc::SYS_rmdir, a.as_ptr()));
+        show("unlink-missing", sys(libc::SYS_unlink, miss.as_ptr()));
+        show("chdir", i64::from(libc::chdir(dirc.as_ptr())));
+        show("unlink-cwd", sys(libc::SYS_unlink, c("sl2")?.as_ptr()));
+        show("rename-cwd", sys(libc::SYS_rename, c("fifo")?.as_ptr(), c("./fifo3")?.as_ptr()));
+        show("mount", sys(libc::SYS_mount, c("none")?.as_ptr(), d("b")?.as_ptr(), c("tmpfs")?.as_ptr(), 0, none));
+        show("umount2", sys(libc::SYS_umount2, d("b")?.as_ptr(), 0));
+        libc::close(fd);
+        libc::close(dfd);
+    }
     Ok(())
 }
 

@@ -170,7 +170,8 @@ async function loadSession(id) {
       (r.reason ? ', why: ' + r.reason : '') + (r.ended ? ', ended: ' + (r.end_reason || '') : ', still live')));
     report.appendChild(head);
     report.appendChild(section('commands (' + (r.commands_total || 0) + ')', r.commands || []));
-    report.appendChild(section('files changed (' + (r.files_written_total || 0) + ')', r.files_written || []));
+    report.appendChild(section('files written (' + (r.files_written_total || 0) + ')', r.files_written || []));
+    report.appendChild(section('other file changes (' + (r.files_changed_total || 0) + ')', r.files_changed || []));
     report.appendChild(section('remotes (' + (r.remotes || []).length + ')', (r.remotes || []).map((t) =>
       t.addr + ':' + t.port + '  ' + t.connections + ' connection(s), sent ' + t.sent + ', received ' + t.received)));
     report.appendChild(section('violations (' + (r.violations_total || 0) + ')', r.violations || []));
