@@ -43,6 +43,11 @@ pub enum EventKind {
     /// [`FileChangeEvent`]: a call that changes the file tree or a file's metadata
     /// returned (unlink, rename, mkdir, chmod, setxattr, mount, ...; `op` says which).
     FileChange = 12,
+    /// [`NetEvent`]: the first datagram a session sent to a destination (`sendto` or
+    /// `sendmsg` with an address, on a UDP socket), as the cgroup `sendmsg4/6` hook saw
+    /// it after the network rules allowed it. Later datagrams to the same destination
+    /// are counted in `DATAGRAM_PEERS`, not recorded.
+    Datagram = 13,
 }
 
 impl EventKind {
@@ -61,6 +66,7 @@ impl EventKind {
             10 => Self::SocketClose,
             11 => Self::UnixConnect,
             12 => Self::FileChange,
+            13 => Self::Datagram,
             _ => return None,
         })
     }
@@ -80,6 +86,7 @@ impl EventKind {
             Self::ExecFailed => "exec_failed",
             Self::SocketClose => "socket_close",
             Self::FileChange => "file_change",
+            Self::Datagram => "datagram",
         }
     }
 }
@@ -564,7 +571,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in 1..=12 {
+        for k in 1..=13 {
             let kind = EventKind::from_u32(k).expect("known kind");
             assert_eq!(kind as u32, k);
         }

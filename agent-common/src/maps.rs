@@ -43,6 +43,12 @@ pub const SESSION_TASKS: &str = "SESSION_TASKS";
 pub const TCP_SOCKETS: &str = "TCP_SOCKETS";
 /// Entries of [`TCP_SOCKETS`]; the least recently used goes first when full.
 pub const TCP_SOCKET_ENTRIES: u32 = 65_536;
+/// LRU hash: [`DatagramPeer`] → datagrams sent, for the destinations a session's
+/// UDP sockets sent to by address; the first datagram to each is a `Datagram` record.
+pub const DATAGRAM_PEERS: &str = "DATAGRAM_PEERS";
+/// Entries of [`DATAGRAM_PEERS`]; an evicted destination is recorded again at its
+/// next datagram (a record too many, never one too few).
+pub const DATAGRAM_PEER_ENTRIES: u32 = 16_384;
 /// The read-only global holding [`crate::KernelOffsets`].
 pub const OFFSETS_GLOBAL: &str = "OFFSETS";
 
@@ -180,6 +186,19 @@ mod tests {
         assert_eq!(offset_of!(SessionTasks, live), 8);
         assert_eq!(size_of::<SessionLost>(), 64);
     }
+}
+
+/// A session and a destination it sent datagrams to (key of `DATAGRAM_PEERS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatagramPeer {
+    pub session_id: u64,
+    /// IPv6, or IPv4 mapped into `::ffff:0:0/96`, network order.
+    pub addr: [u8; 16],
+    /// Host order.
+    pub port: u16,
+    /// Explicit padding.
+    pub _pad: [u8; 6],
 }
 
 /// Who made a tagged TCP socket.

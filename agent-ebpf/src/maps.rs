@@ -8,7 +8,7 @@ use aya_ebpf::{
 use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
     event::PATH_BUF,
-    maps::{DEFAULT_RING_BYTES, GRANT_SLOTS, SESSION_SLOTS, SessionLost, SessionTasks, SockOwner, TCP_SOCKET_ENTRIES},
+    maps::{DATAGRAM_PEER_ENTRIES, DEFAULT_RING_BYTES, DatagramPeer, GRANT_SLOTS, SESSION_SLOTS, SessionLost, SessionTasks, SockOwner, TCP_SOCKET_ENTRIES},
     policy::{NET_RULE_ENTRIES, NetKey, NetVerdict, POLICY_SLOTS, PolicyState, UNIX_RULE_ENTRIES, UnixKey, UnixVerdict},
     syscalls::{Refusal, SYSCALL_SLOTS},
 };
@@ -64,6 +64,10 @@ pub static REFUSED_SYSCALLS: Array<Refusal, { SYSCALL_SLOTS as usize }> = Array:
 /// Tagged TCP sockets by kernel address (see `tcp.rs`).
 #[btf_map]
 pub static TCP_SOCKETS: LruHashMap<u64, SockOwner, { TCP_SOCKET_ENTRIES as usize }> = LruHashMap::new();
+
+/// Destinations sessions sent datagrams to (see `net_policy.rs`).
+#[btf_map]
+pub static DATAGRAM_PEERS: LruHashMap<DatagramPeer, u64, { DATAGRAM_PEER_ENTRIES as usize }> = LruHashMap::new();
 
 /// Per-CPU buffer the dentry walk writes into (see `path.rs`).
 #[btf_map]

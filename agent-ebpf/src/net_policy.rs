@@ -23,8 +23,10 @@ use aya_ebpf::{
 };
 use warrant_common::{
     EventHeader, EventKind, TaskTag,
-    event::{RULE_GRANT_ENDED, VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, ViolationEvent},
-    maps::STATE_ACTIVE,
+    event::{
+        NetEvent, RULE_GRANT_ENDED, VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_SENDMSG, VIOLATION_SOCKET, ViolationEvent,
+    },
+    maps::{DatagramPeer, STATE_ACTIVE},
     policy::{
         ACTION_ALLOW, ACTION_DENY, ACTION_LOG, BIND_SLOT_BIT, NetKey, PORT_RULES, POLICY_KEY_BITS,
         POLICY_RAW_SOCKETS,
@@ -33,7 +35,7 @@ use warrant_common::{
 
 use crate::{
     emit,
-    maps::{GRANTS, NET_RULES, POLICIES},
+    maps::{DATAGRAM_PEERS, GRANTS, NET_RULES, POLICIES},
     tag,
 };
 
@@ -43,6 +45,8 @@ const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const AF_PACKET: u32 = 17;
 const SOCK_RAW: u32 = 3;
+const SOCK_DGRAM: u16 = 2;
+const BPF_NOEXIST: u64 = 1;
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
@@ -124,6 +128,47 @@ fn check(ctx: &SockAddrContext, v6: bool, op: u32) -> i32 {
         return ALLOW; // untagged: one lookup, nothing else
     };
     let tag = unsafe { *tag_ptr };
+    let verdict = decide(ctx, tag_ptr, &tag, v6, op);
+    if verdict == ALLOW && op == VIOLATION_SENDMSG {
+        first_datagram(ctx, &tag, v6);
+    }
+    verdict
+}
+
+/// A datagram the rules let through: recorded when it is the session's first to
+/// its destination, counted otherwise.
+#[inline(always)]
+fn first_datagram(ctx: &SockAddrContext, tag: &TaskTag, v6: bool) {
+    let (addr, port) = destination(ctx, v6);
+    let key = DatagramPeer { session_id: tag.session_id, addr, port, _pad: [0; 6] };
+    if let Some(n) = DATAGRAM_PEERS.get_ptr_mut(&key) {
+        unsafe { *n += 1 };
+        return;
+    }
+    // Two threads racing on a first datagram: only the insert that wins records it.
+    if DATAGRAM_PEERS.insert(&key, &1, BPF_NOEXIST).is_err() {
+        return;
+    }
+    let mut ev = NetEvent {
+        header: EventHeader::default(),
+        family: if v6 { AF_INET6 } else { AF_INET },
+        remote_port: port,
+        sock_type: SOCK_DGRAM,
+        ..NetEvent::default()
+    };
+    if v6 {
+        ev.remote_addr = addr;
+    } else {
+        ev.remote_addr[..4].copy_from_slice(&addr[12..16]);
+    }
+    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() };
+    unsafe { emit::header(&raw mut ev.header, EventKind::Datagram, tag, task) };
+    emit::output_in_cgroup(&ev, EventKind::Datagram, tag);
+}
+
+#[inline(always)]
+fn decide(ctx: &SockAddrContext, tag_ptr: *mut TaskTag, tag: &TaskTag, v6: bool, op: u32) -> i32 {
+    let tag = *tag;
     let Some(grant) = GRANTS.get(tag.grant_slot) else {
         return REFUSE;
     };

@@ -31,6 +31,8 @@ use crate::{
 
 const NR_OPEN: u64 = 2;
 const NR_CONNECT: u64 = 42;
+const NR_SENDTO: u64 = 44;
+const NR_SENDMSG: u64 = 46;
 const NR_ACCEPT: u64 = 43;
 const NR_BIND: u64 = 49;
 const NR_LISTEN: u64 = 50;
@@ -49,6 +51,18 @@ const NR_TGKILL: u64 = 234;
 const NR_RT_TGSIGQUEUEINFO: u64 = 297;
 const NR_PIDFD_SEND_SIGNAL: u64 = 424;
 const NR_CLONE3: u64 = 435;
+
+/// `sendto`/`sendmsg` flag: connect and send in one call (TCP Fast Open).
+const MSG_FASTOPEN: u64 = 0x2000_0000;
+
+/// How a network call reached `sys_exit`.
+#[derive(Clone, Copy)]
+enum Via {
+    /// connect, bind, listen, accept: the address, if any, is the second argument.
+    Connect,
+    /// A sendto/sendmsg with `MSG_FASTOPEN`: the address is at this user pointer.
+    FastOpen(u64),
+}
 
 const EPERM: i64 = 1;
 const EINPROGRESS: i64 = 115;
@@ -80,10 +94,23 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
     };
     match nr {
         NR_OPEN | NR_CREAT | NR_OPENAT | NR_OPENAT2 => file_open(&tag, task, regs, nr, ret),
-        NR_CONNECT => net(EventKind::Connect, &tag, task, regs, ret),
-        NR_BIND => net(EventKind::Bind, &tag, task, regs, ret),
-        NR_LISTEN => net(EventKind::Listen, &tag, task, regs, ret),
-        NR_ACCEPT | NR_ACCEPT4 => net(EventKind::Accept, &tag, task, regs, ret),
+        NR_CONNECT => net(EventKind::Connect, &tag, task, regs, ret, Via::Connect),
+        NR_BIND => net(EventKind::Bind, &tag, task, regs, ret, Via::Connect),
+        NR_LISTEN => net(EventKind::Listen, &tag, task, regs, ret, Via::Connect),
+        NR_ACCEPT | NR_ACCEPT4 => net(EventKind::Accept, &tag, task, regs, ret, Via::Connect),
+        // TCP Fast Open: a sendto/sendmsg that connects (the cgroup connect hooks
+        // decide it as they do a connect); the record is the connect's.
+        NR_SENDTO if read::<u64>(regs, off!(regs_r10)).unwrap_or(0) & MSG_FASTOPEN != 0 => {
+            let uaddr = read::<u64>(regs, off!(regs_r8)).unwrap_or(0);
+            net(EventKind::Connect, &tag, task, regs, ret, Via::FastOpen(uaddr));
+        }
+        NR_SENDMSG if read::<u64>(regs, off!(regs_dx)).unwrap_or(0) & MSG_FASTOPEN != 0 => {
+            // `msg_name` is the first field of the user's `struct msghdr`.
+            let msg = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+            let mut uaddr: u64 = 0;
+            unsafe { bpf_probe_read_user((&raw mut uaddr).cast(), 8, msg as *const _) };
+            net(EventKind::Connect, &tag, task, regs, ret, Via::FastOpen(uaddr));
+        }
         NR_EXECVE | NR_EXECVEAT if ret < 0 && ret != -ENOENT && ret != -ENOTDIR && !was_refused(regs, nr, ret) => {
             exec_failed(&tag, task, regs, nr, ret);
         }
@@ -230,7 +257,10 @@ fn file_open(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, re
 }
 
 #[inline(always)]
-fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, ret: i64) {
+fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, ret: i64, via: Via) {
+    if let Via::FastOpen(0) = via {
+        return; // no address: a send on a connected socket, not a connect
+    }
     let fd: u64 = if matches!(kind, EventKind::Accept) {
         if ret < 0 {
             return; // nothing accepted: not an event
@@ -254,6 +284,7 @@ fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, 
             // A stream socket this session connected or accepted: remember whose it
             // is, so its close reports the bytes (tcp.rs).
             let made = match kind {
+                EventKind::Connect if matches!(via, Via::FastOpen(_)) => ret >= 0 || ret == -EINPROGRESS,
                 EventKind::Connect => ret == 0 || ret == -EINPROGRESS,
                 EventKind::Accept => true,
                 _ => false,
@@ -274,6 +305,11 @@ fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, 
         }
     }
 
+    if let Via::FastOpen(_) = via
+        && ev.sock_type != SOCK_STREAM
+    {
+        return; // MSG_FASTOPEN means nothing on other sockets
+    }
     if ev.family == AF_UNIX {
         if matches!(kind, EventKind::Connect) {
             unix_peer::connected(tag, task, regs, ret, ev.sock_type, sk_of_fd);
@@ -285,7 +321,10 @@ fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, 
     // which is right even when the socket has already been reset.
     let wants_user_addr = matches!(kind, EventKind::Connect) || (matches!(kind, EventKind::Bind) && ret < 0);
     if wants_user_addr {
-        let uaddr = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+        let uaddr = match via {
+            Via::Connect => read::<u64>(regs, off!(regs_si)).unwrap_or(0),
+            Via::FastOpen(uaddr) => uaddr,
+        };
         // sockaddr_in is 16 bytes and sockaddr_in6 28: read the common head first so
         // a short sockaddr at the end of a page is not a failed read.
         let mut sa = [0u8; 8];

@@ -104,11 +104,12 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
             let e: UnixEvent = read(record, header.kind)?;
             decode_unix(&e)
         }
-        EventKind::Connect | EventKind::Bind | EventKind::Listen | EventKind::Accept => {
+        EventKind::Connect | EventKind::Bind | EventKind::Listen | EventKind::Accept | EventKind::Datagram => {
             let e: NetEvent = read(record, header.kind)?;
             let net = decode_net(&e);
             match kind {
                 EventKind::Connect => Kind::Connect(net),
+                EventKind::Datagram => Kind::Datagram(net),
                 EventKind::Bind => Kind::Bind(net),
                 EventKind::Listen => Kind::Listen(net),
                 _ => Kind::Accept(net),

@@ -89,6 +89,10 @@ impl Ledgers {
                 ledger.remote(&n.remote_addr, n.remote_port).connections += 1;
             }
             Kind::Accept(n) => ledger.remote(&n.remote_addr, n.remote_port).connections += 1,
+            // A datagram destination is a host contacted, with no connection.
+            Kind::Datagram(n) => {
+                ledger.remote(&n.remote_addr, n.remote_port);
+            }
             Kind::SocketClose(c) => {
                 let r = ledger.remote(&c.remote_addr, c.remote_port);
                 r.bytes_sent += c.bytes_sent;

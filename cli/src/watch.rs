@@ -173,7 +173,7 @@ fn kind_paint(kind: &str) -> Paint {
         "exec" => Paint::Green,
         "exit" => Paint::Dim,
         "file_open" | "file_change" => Paint::Cyan,
-        "connect" | "bind" | "listen" | "accept" => Paint::Yellow,
+        "connect" | "bind" | "listen" | "accept" | "datagram" => Paint::Yellow,
         "session_start" | "session_end" => Paint::Magenta,
         "grant_change" => Paint::Blue,
         _ => Paint::Bold,
@@ -231,7 +231,7 @@ pub fn summary(ev: &Event) -> (String, bool) {
             }
             (s, c.error == libc::EPERM || c.error == libc::EACCES)
         }
-        Kind::Connect(n) | Kind::Accept(n) => net(n, &n.remote_addr, n.remote_port),
+        Kind::Connect(n) | Kind::Accept(n) | Kind::Datagram(n) => net(n, &n.remote_addr, n.remote_port),
         Kind::Bind(n) | Kind::Listen(n) => net(n, &n.local_addr, n.local_port),
         Kind::SocketsDropped(d) => (format!("dropped {} sockets: {}", d.count, sanitize(&d.reason)), true),
         Kind::TokenRefused(t) => (format!("token refused ({}): {}", sanitize(&t.how), sanitize(&t.reason)), true),

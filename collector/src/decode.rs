@@ -72,6 +72,7 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
         "bind" => Kind::Bind(f.net()?),
         "listen" => Kind::Listen(f.net()?),
         "accept" => Kind::Accept(f.net()?),
+        "datagram" => Kind::Datagram(f.net()?),
         "violation" => Kind::Violation(Violation {
             op: f.str("op")?,
             action: f.str("action")?,
@@ -425,6 +426,7 @@ mod tests {
             Kind::Connect(net.clone()),
             Kind::Bind(net.clone()),
             Kind::Listen(net.clone()),
+            Kind::Datagram(Net { protocol: "udp".into(), ..net.clone() }),
             Kind::Accept(net),
             Kind::Violation(Violation {
                 op: "connect".into(),

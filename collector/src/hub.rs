@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn filter_expands_shorthands_and_dedups() {
         let f = Filter::new(None, None, &kinds(&["net", "connect", " exec ", "process", ""])).unwrap();
-        assert_eq!(f.kinds, ["connect", "bind", "listen", "accept", "socket_close", "exec", "exec_failed", "exit"]);
+        assert_eq!(f.kinds, ["connect", "bind", "listen", "accept", "datagram", "socket_close", "exec", "exec_failed", "exit"]);
         let f = Filter::new(None, None, &kinds(&["file"])).unwrap();
         assert_eq!(f.kinds, ["file_open", "file_change"]);
     }

@@ -23,6 +23,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::Exit(_) => "exit",
         Kind::FileOpen(_) => "file_open",
         Kind::FileChange(_) => "file_change",
+        Kind::Datagram(_) => "datagram",
         Kind::Connect(_) => "connect",
         Kind::Bind(_) => "bind",
         Kind::Listen(_) => "listen",
@@ -53,6 +54,7 @@ pub const KIND_NAMES: &[&str] = &[
     "bind",
     "listen",
     "accept",
+    "datagram",
     "violation",
     "exec_failed",
     "socket_close",
@@ -73,7 +75,7 @@ pub const KIND_NAMES: &[&str] = &[
 pub const SHORTHANDS: &[(&str, &[&str])] = &[
     ("process", &["exec", "exec_failed", "exit"]),
     ("file", &["file_open", "file_change"]),
-    ("net", &["connect", "bind", "listen", "accept", "socket_close"]),
+    ("net", &["connect", "bind", "listen", "accept", "datagram", "socket_close"]),
 ];
 
 /// Expands a filter shorthand (`file`, `net`, `process`); other names give none.
@@ -184,7 +186,7 @@ pub fn to_json(event: &Event) -> Value {
             }
             m.insert("truncated".into(), json!(e.truncated));
         }
-        Some(Kind::Connect(n) | Kind::Accept(n)) => net(&mut m, n, true),
+        Some(Kind::Connect(n) | Kind::Accept(n) | Kind::Datagram(n)) => net(&mut m, n, true),
         Some(Kind::Bind(n) | Kind::Listen(n)) => net(&mut m, n, false),
         Some(Kind::Violation(v)) => {
             m.insert("op".into(), json!(v.op));

@@ -316,3 +316,59 @@ fn on_expiry_drop_cuts_the_network_and_keeps_the_processes() {
     agent.cli_ok(&["kill", "--session", s.id()]);
     assert!(poll(T, || mark.pids().is_empty().then_some(())).is_some(), "killed after all");
 }
+
+/// What a session sends without connect(2) is on the record too: a UDP datagram
+/// to an address is a `datagram` event the first time the session sends to that
+/// destination (the rest are not events, however many), and a TCP Fast Open
+/// (`sendto` with `MSG_FASTOPEN`, which connects and sends in one call) is a
+/// `connect` event; a Fast Open to a denied address is refused like a connect,
+/// before the SYN, and named in a violation.
+#[test]
+fn datagrams_and_fast_open_connects_are_recorded_and_decided() {
+    let agent = TestAgent::start_default();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let udp_port = udp.local_addr().expect("addr").port();
+    udp.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let open = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let open_port = open.local_addr().expect("addr").port();
+    let denied = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let denied_port = denied.local_addr().expect("addr").port();
+    let policy = policy_file(&agent, "tfo", "1h", &format!("  - {{cidr: 127.0.0.1/32, ports: [{denied_port}], action: deny}}\n"));
+    let grant = grant_with(&agent, &policy, "5m");
+    let bin = testbin();
+    let script = format!(
+        "for i in 1 2 3; do {bin} attempt udp-send 127.0.0.1:{udp_port}; done; \
+         {bin} attempt tfo 127.0.0.1:{open_port}; {bin} attempt tfo 127.0.0.1:{denied_port}"
+    );
+    let mark = Marker::new();
+    let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["udp-send ok", "udp-send ok", "udp-send ok", "tfo ok", "tfo errno 1"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut buf = [0u8; 16];
+    for _ in 0..3 {
+        udp.recv_from(&mut buf).expect("every allowed datagram arrived");
+    }
+    assert!(has_connection(&open), "the allowed Fast Open connected");
+    assert!(!has_connection(&denied), "the denied Fast Open never reached its peer");
+
+    let v = agent.wait_for_event(
+        |e| audit::str_field(e, "kind") == "violation" && e["op"] == "connect" && e["port"] == denied_port,
+        T,
+    );
+    assert_eq!((v["rule"].as_str(), v["prevented"].as_bool()), (Some("network[1]"), Some(true)), "{v}");
+    let session = audit::str_field(&v, "session").to_owned();
+    let c = agent.wait_for_event(|e| audit::is("connect", &session)(e) && e["port"] == open_port, T);
+    assert_eq!((c["protocol"].as_str(), c["addr"].as_str()), (Some("tcp"), Some("127.0.0.1")), "{c}");
+    let d = agent.wait_for_event(|e| audit::is("datagram", &session)(e) && e["port"] == udp_port, T);
+    assert_eq!((d["protocol"].as_str(), d["addr"].as_str(), d["family"].as_str()), (Some("udp"), Some("127.0.0.1"), Some("inet")), "{d}");
+    // The session has ended: every event it made is in the log by now.
+    agent.wait_for_event(audit::is("session_end", &session), T);
+    let datagrams =
+        agent.events().iter().filter(|e| audit::is("datagram", &session)(e) && e["port"] == udp_port).count();
+    assert_eq!(datagrams, 1, "one event per destination, not per datagram");
+}

@@ -27,7 +27,7 @@
 //! attempt WHAT [ARG]                      one call a confined session must not make; prints "WHAT ok"
 //!                                         or "WHAT errno N", exits 0: bpf, ptrace PID, kill PID (SIGKILL),
 //!                                         signal0 PID, finit_module, bind ADDR:PORT, cgroup-move PROCS_FILE,
-//!                                         clone3-into CGROUP_DIR, create PATH, read PATH, unlink PATH, exec PATH,
+//!                                         clone3-into CGROUP_DIR, create PATH, read PATH, unlink PATH, exec PATH, tfo ADDR:PORT,
 //!                                         read-bytes PATH (prints "read-bytes N bytes");
 //!                                         with --linger S it then sleeps S and prints "WHAT lingered"
 //! stamp                                   print the wall clock (ns since the epoch) and exit: the
@@ -999,6 +999,33 @@ fn attempt(args: &[String]) -> Result {
                 Ok(_) => 0,
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
             }
+        }
+        "tfo" => {
+            // A TCP Fast Open: connect and send in one sendto(MSG_FASTOPEN).
+            let to: std::net::SocketAddrV4 = parse(arg, "IPv4 address")?;
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: to.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(*to.ip()).to_be() },
+                sin_zero: [0; 8],
+            };
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            if fd < 0 {
+                return Err(format!("socket: {}", errno()));
+            }
+            let r = unsafe {
+                libc::sendto(
+                    fd,
+                    b"tfo".as_ptr().cast(),
+                    3,
+                    libc::MSG_FASTOPEN,
+                    (&raw const sa).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            let r = if r < 0 { -i64::from(errno().raw_os_error().unwrap_or(0)) } else { 0 };
+            unsafe { libc::close(fd) };
+            r
         }
         "raw-socket" | "packet-socket" => {
             let (family, ty, proto) = if what == "raw-socket" {
