@@ -172,6 +172,31 @@ fn file_changes_are_recorded_with_their_names_made_absolute() {
     assert!(seen.get("error").is_none_or(|v| v == -m), "{seen}");
 }
 
+/// An exec of an open descriptor (`execveat(fd, "", ..., AT_EMPTY_PATH)`, what
+/// fexecve does) would run a file by no name the exec rules could decide: the
+/// session's self-protection refuses it in the kernel, whatever the file, and each
+/// attempt is a violation naming the call; nothing runs.
+#[test]
+fn exec_of_a_descriptor_is_refused_and_recorded() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let bin = testbin();
+    let script = format!("'{bin}' attempt fexec /bin/true; '{bin}' attempt fexec /bin/true; :");
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    assert!(s.wait_for(T).success());
+    std::thread::sleep(Duration::from_millis(200)); // the relay's last lines
+    assert_eq!(s.stdout().text().lines().collect::<Vec<_>>(), ["fexec errno 1", "fexec errno 1"], "refused with EPERM");
+    let sid = s.id().to_string();
+    agent.wait_for_event(audit::is("session_end", &sid), T);
+    let events = agent.events();
+    let refused = events.iter().filter(|e| audit::is("violation", &sid)(e) && e["op"] == "execveat").collect::<Vec<_>>();
+    assert_eq!(refused.len(), 2, "one violation per attempt: {refused:?}");
+    assert_eq!((refused[0]["rule"].as_str(), refused[0]["prevented"].as_bool()), (Some("self-protection"), Some(true)));
+    let ran = canonical("/bin/true");
+    assert!(!events.iter().any(|e| audit::is("exec", &sid)(e) && e["path"] == ran.as_str()), "nothing ran");
+}
+
 /// File opens report their access mode from the open flags (`read` for O_RDONLY,
 /// `write` for O_WRONLY, `read-write` for O_RDWR) with the absolute path; a failed
 /// open reports its errno.

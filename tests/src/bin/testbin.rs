@@ -27,7 +27,7 @@
 //! attempt WHAT [ARG]                      one call a confined session must not make; prints "WHAT ok"
 //!                                         or "WHAT errno N", exits 0: bpf, ptrace PID, kill PID (SIGKILL),
 //!                                         signal0 PID, finit_module, bind ADDR:PORT, cgroup-move PROCS_FILE,
-//!                                         clone3-into CGROUP_DIR, create PATH, read PATH, unlink PATH, exec PATH, tfo ADDR:PORT,
+//!                                         clone3-into CGROUP_DIR, create PATH, read PATH, unlink PATH, exec PATH, fexec PATH, tfo ADDR:PORT,
 //!                                         read-bytes PATH (prints "read-bytes N bytes");
 //!                                         with --linger S it then sleeps S and prints "WHAT lingered"
 //! stamp                                   print the wall clock (ns since the epoch) and exit: the
@@ -999,6 +999,20 @@ fn attempt(args: &[String]) -> Result {
                 Ok(_) => 0,
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
             }
+        }
+        "fexec" => {
+            // execveat(fd, "", ..., AT_EMPTY_PATH): run an open descriptor (fexecve).
+            let path = cstr(arg.ok_or("missing path")?)?;
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+            if fd < 0 {
+                return Err(format!("open: {}", errno()));
+            }
+            let argv = [path.as_ptr(), std::ptr::null()];
+            let envp = [std::ptr::null::<libc::c_char>()];
+            let r = unsafe {
+                libc::syscall(libc::SYS_execveat, fd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH)
+            };
+            if r < 0 { -i64::from(errno().raw_os_error().unwrap_or(0)) } else { r }
         }
         "tfo" => {
             // A TCP Fast Open: connect and send in one sendto(MSG_FASTOPEN).
