@@ -207,6 +207,11 @@ pub struct DatagramPeer {
 pub struct SockOwner {
     pub session_id: u64,
     pub grant_id: u64,
+    /// The session's slot in `SESSIONS`, so a record lost at the close is counted
+    /// against the session (`SESSION_LOST`) although no task of it is running.
+    pub session_slot: u32,
+    /// Explicit padding.
+    pub _pad: u32,
     /// Process (tgid) and thread that connected or accepted.
     pub pid: u32,
     pub tid: u32,

@@ -34,9 +34,10 @@ pub fn reserve<T>(kind: EventKind, tag: Option<&TaskTag>) -> Option<*mut T> {
     reserve_as::<T, true>(kind, tag)
 }
 
-/// [`reserve`] in a cgroup program (no signal helper).
+/// [`reserve`] where no task may be signalled: in a cgroup program (no signal
+/// helper), or for a record made on no task of the session (a socket's close in softirq).
 #[inline(always)]
-pub fn reserve_in_cgroup<T>(kind: EventKind, tag: &TaskTag) -> Option<*mut T> {
+pub fn reserve_no_signal<T>(kind: EventKind, tag: &TaskTag) -> Option<*mut T> {
     reserve_as::<T, false>(kind, Some(tag))
 }
 
@@ -73,9 +74,9 @@ pub fn output<T>(record: &T, kind: EventKind, tag: Option<&TaskTag>) {
     }
 }
 
-/// [`output`] in a cgroup program.
+/// [`output`] where no task may be signalled (see [`reserve_no_signal`]).
 #[inline(always)]
-pub fn output_in_cgroup<T>(record: &T, kind: EventKind, tag: &TaskTag) {
+pub fn output_no_signal<T>(record: &T, kind: EventKind, tag: &TaskTag) {
     if EVENTS.output_untyped::<T>(record, 0).is_err() {
         count_lost::<false>(kind, Some(tag));
     }
@@ -87,13 +88,18 @@ fn count_lost<const SIGNAL: bool>(kind: EventKind, tag: Option<&TaskTag>) {
         unsafe { *n += 1 };
     }
     let Some(tag) = tag else { return };
+    let Some(s) = SESSIONS.get_ptr_mut(tag.session_slot) else { return };
+    // A record that outlived its session (a socket closing after the session's
+    // slot went to another) is the host's loss only, never the new session's.
+    if unsafe { (*s).session_id } != tag.session_id {
+        return;
+    }
     if let Some(lost) = SESSION_LOST.get_ptr_mut(tag.session_slot) {
         let k = (kind as u32 as usize) & (LOST_KINDS - 1);
         unsafe { (*lost).by_kind[k] += 1 };
     }
-    let Some(s) = SESSIONS.get_ptr_mut(tag.session_slot) else { return };
     unsafe {
-        if (*s).session_id == tag.session_id && (*s).max_tasks & SESSION_GAP_KILL != 0 {
+        if (*s).max_tasks & SESSION_GAP_KILL != 0 {
             (*s).state = STATE_KILLED;
             if SIGNAL {
                 bpf_send_signal(SIGKILL);

@@ -118,7 +118,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     ev.addr[..4].copy_from_slice(&protocol.to_ne_bytes());
     let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() };
     unsafe { emit::header(&raw mut ev.header, EventKind::Violation, &tag, task) };
-    emit::output_in_cgroup(&ev, EventKind::Violation, &tag);
+    emit::output_no_signal(&ev, EventKind::Violation, &tag);
     REFUSE
 }
 
@@ -163,7 +163,7 @@ fn first_datagram(ctx: &SockAddrContext, tag: &TaskTag, v6: bool) {
     }
     let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() };
     unsafe { emit::header(&raw mut ev.header, EventKind::Datagram, tag, task) };
-    emit::output_in_cgroup(&ev, EventKind::Datagram, tag);
+    emit::output_no_signal(&ev, EventKind::Datagram, tag);
 }
 
 #[inline(always)]
@@ -263,5 +263,5 @@ fn report(ctx: &SockAddrContext, tag: &TaskTag, v6: bool, op: u32, action: u32, 
     }
     let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() };
     unsafe { emit::header(&raw mut ev.header, EventKind::Violation, tag, task) };
-    emit::output_in_cgroup(&ev, EventKind::Violation, tag);
+    emit::output_no_signal(&ev, EventKind::Violation, tag);
 }

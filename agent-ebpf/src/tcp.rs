@@ -37,6 +37,8 @@ pub fn remember(sk: u64, tag: &TaskTag) {
     let owner = SockOwner {
         session_id: tag.session_id,
         grant_id: tag.grant_id,
+        session_slot: tag.session_slot,
+        _pad: 0,
         pid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
         uid: uid_gid as u32,
@@ -91,7 +93,14 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> u32 {
         ev.local_addr = read::<[u8; 16]>(sk, off!(sk_v6_rcv_saddr)).unwrap_or([0; 16]);
         ev.remote_addr = read::<[u8; 16]>(sk, off!(sk_v6_daddr)).unwrap_or([0; 16]);
     }
-    // Often in softirq, on no task of the session: the host's count only.
-    emit::output(&ev, EventKind::SocketClose, None);
+    // Often in softirq, on no task of the session: a lost record is counted against
+    // the owner's session, and no task is signalled.
+    let tag = TaskTag {
+        session_id: owner.session_id,
+        grant_id: owner.grant_id,
+        session_slot: owner.session_slot,
+        ..TaskTag::default()
+    };
+    emit::output_no_signal(&ev, EventKind::SocketClose, &tag);
     0
 }

@@ -261,7 +261,7 @@ pub(crate) fn decide(key: &mut Key<UnixKey>, len: u32, policy: u32) -> Verdict {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn report(ctx: &SockAddrContext, tag: &TaskTag, name: &UnixKey, len: u32, op: u32, v: &Verdict, flags: u32, policy: u32) {
-    let Some(ev) = emit::reserve_in_cgroup::<UnixEvent>(EventKind::UnixConnect, tag) else {
+    let Some(ev) = emit::reserve_no_signal::<UnixEvent>(EventKind::UnixConnect, tag) else {
         return;
     };
     let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };

@@ -5,8 +5,9 @@
 //! keep.
 //!
 //! The host-wide `events_lost` (`pipeline::poll_lost`) still counts every lost
-//! record, those of no session included (a socket's close, seen in softirq); these
-//! reports say whose they were.
+//! record, those of no session included; these reports say whose they were. A
+//! socket's close, often seen in softirq on no task of the session, counts against
+//! the session that made the socket while that session still holds its slot.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -85,6 +85,41 @@ fn lost_records_are_counted_against_their_session() {
     eprintln!("session {sid}: {seen} file_open events logged, {lost} counted lost against it");
 }
 
+/// A socket's close is often seen in softirq, on no task of the session, yet a
+/// close the ring had no room for is still the session's loss: a burst of resets
+/// from one session is counted in its own `events_lost`, by kind `socket_close`.
+#[test]
+fn lost_socket_closes_are_counted_against_the_session_that_made_the_sockets() {
+    const CONNS: usize = 400;
+    let agent = TestAgent::start(AgentOptions {
+        ring_buffer_bytes: Some(16384),
+        ..AgentOptions::default()
+    });
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let mut s = agent.exec(&grant, &mark, &[&testbin(), "conn-burst", &CONNS.to_string(), &addr]);
+    assert!(s.wait_for(Duration::from_secs(30)).success());
+    let sid = s.id().to_string();
+    let (seen, lost) = agent.wait_until("the session's events_lost covers the closes", Duration::from_secs(20), |evs| {
+        let seen = evs.iter().filter(|e| audit::is("socket_close", &sid)(e)).count() as u64;
+        let lost: u64 = evs
+            .iter()
+            .filter(|e| audit::is("events_lost", &sid)(e))
+            .filter_map(|e| e["by_kind"]["socket_close"].as_u64())
+            .sum();
+        (seen + lost >= CONNS as u64 && lost > 0).then_some((seen, lost))
+    });
+    eprintln!("session {sid}: {seen} socket_close events logged, {lost} counted lost against it");
+}
+
 /// `on_audit_gap: kill-session`: a session whose trail cannot be kept is stopped.
 /// The kernel marks it dead at the first record it had no room for and kills the
 /// task before it returns to user mode, so the burst never finishes; the agent

@@ -40,6 +40,9 @@
 //! unix connect|sendto NAME               one connect (stream) or datagram (sendto, dgram) to a unix
 //!                                         socket NAME ("@x" is abstract), by raw libc calls; prints
 //!                                         "NAME ok" or "NAME errno N", exits 0
+//! conn-burst N ADDR:PORT                 N TCP connections to ADDR:PORT, then all of them reset
+//!                                         (SO_LINGER 0) and closed as fast as it can: a burst of
+//!                                         socket closes; prints "closed N"
 //! changes DIR                             every call that changes files, by raw syscall numbers, on
 //!                                         names in DIR (absolute, relative to a descriptor of DIR, and
 //!                                         relative to the working directory, which it makes DIR); prints
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         "claim" => claim(rest),
         "stamp" => stamp(),
         "changes" => changes(rest),
+        "conn-burst" => conn_burst(rest),
         _ => return usage(),
     };
     match r {
@@ -1176,6 +1180,30 @@ fn claim(args: &[String]) -> Result {
     }
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
     println!("{}", status.lines().find(|l| l.starts_with("Seccomp:")).unwrap_or("Seccomp: ?").split_whitespace().collect::<Vec<_>>().join(" "));
+    Ok(())
+}
+
+fn conn_burst(args: &[String]) -> Result {
+    let n: usize = parse(positional(args, 0), "N")?;
+    let to: std::net::SocketAddr = parse(positional(args, 1), "ADDR:PORT")?;
+    let conns: Vec<std::net::TcpStream> =
+        (0..n).map(|_| std::net::TcpStream::connect(to)).collect::<std::io::Result<_>>().map_err(|e| e.to_string())?;
+    for c in &conns {
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: a valid socket and a linger struct of the size passed.
+        unsafe {
+            use std::os::fd::AsRawFd;
+            libc::setsockopt(
+                c.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+    drop(conns);
+    println!("closed {n}");
     Ok(())
 }
 
