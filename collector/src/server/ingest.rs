@@ -155,6 +155,7 @@ impl Ingest for IngestService {
                         Some(s) => {
                             state.metrics.batches_refused.fetch_add(1, Relaxed);
                             tracing::warn!(agent = %agent, "refused: {}", s.message());
+                            state.record_invalid(&who, &agent, s.message()).await;
                             break (s.message().to_owned(), Some(s));
                         }
                         None => break (format!("stream error: {}", e.message()), None),
@@ -172,6 +173,7 @@ impl Ingest for IngestService {
                             Err(Refusal::Invalid(why)) => {
                                 state.metrics.batches_refused.fetch_add(1, Relaxed);
                                 tracing::warn!(agent = %agent, "refused a batch: {why}");
+                                state.record_invalid(&who, &agent, &why).await;
                                 break (why.clone(), Some(Status::invalid_argument(why)));
                             }
                             Err(Refusal::Denied(why)) => {
@@ -234,6 +236,9 @@ impl Ingest for IngestService {
 pub(crate) fn shutting_down() -> Status {
     Status::unavailable("the collector is shutting down; reconnect (what was acknowledged is durable)")
 }
+
+/// Bytes of a refusal's reason kept in its `control_action` record.
+const DETAIL_MAX: usize = 512;
 
 /// What the hello said that batches are checked against.
 struct Hello {
@@ -331,6 +336,22 @@ impl State {
             }
         }
         Ok(events)
+    }
+
+    /// Records a refused (malformed) message of `agent`'s stream as a `control_action`
+    /// refused record, the reason cut to [`DETAIL_MAX`] bytes: an agent whose uplink
+    /// is refused is on the collector's own record, not only in its log.
+    async fn record_invalid(&self, who: &str, agent: &str, why: &str) {
+        let mut detail = why.to_owned();
+        if detail.len() > DETAIL_MAX {
+            let mut cut = DETAIL_MAX;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push('…');
+        }
+        self.record("refused", who, &format!("agent {agent}"), "refused", &format!("INVALID_ARGUMENT: {detail}")).await;
     }
 
     /// The status for an error reading an agent's stream: `INVALID_ARGUMENT` with
