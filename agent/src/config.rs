@@ -85,42 +85,10 @@ pub struct Flags {
     pub uninstall: bool,
 }
 
-/// Packaging (`cargo xtask package`): `warrant-agent --completions SHELL` prints a completion
-/// script, `warrant-agent --man-pages DIR` writes the man pages, both from [`Flags`]'s clap
-/// definition. Read before clap parses (as the only two arguments), so that these two
-/// stay out of the scripts and pages they make: clap_complete keeps hidden flags in.
-/// `None` for any other command line.
+/// `warrant-agent --completions SHELL` and `--man-pages DIR` (section 8), for packaging.
 pub fn packaging() -> Option<std::process::ExitCode> {
     use clap::CommandFactory as _;
-    use std::process::ExitCode;
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let [flag, value] = args.as_slice() else { return None };
-    let result = match flag.to_str()? {
-        "--completions" => match value.to_str().and_then(|v| v.parse::<clap_complete::Shell>().ok()) {
-            Some(shell) => {
-                // Into memory first: clap_complete panics on a write error (a closed pipe).
-                let mut script = Vec::new();
-                clap_complete::generate(shell, &mut Flags::command(), "warrant-agent", &mut script);
-                match std::io::Write::write_all(&mut std::io::stdout(), &script) {
-                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                        Err(format!("cannot write the completion script: {e}"))
-                    }
-                    _ => Ok(()),
-                }
-            }
-            None => Err(format!("unknown shell {value:?}: bash, elvish, fish, powershell or zsh")),
-        },
-        "--man-pages" => clap_mangen::generate_to(Flags::command(), value)
-            .map_err(|e| format!("cannot write the man pages into {}: {e}", std::path::Path::new(value).display())),
-        _ => return None,
-    };
-    Some(match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("warrant-agent: {e}");
-            ExitCode::from(2)
-        }
-    })
+    warrant_packaging::run(Flags::command, "warrant-agent", warrant_packaging::Section::Daemons)
 }
 
 /// The config file's keys (all optional).

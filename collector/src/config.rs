@@ -87,42 +87,10 @@ pub enum Cmd {
     Verify,
 }
 
-/// Packaging (`cargo xtask package`): `warrant-collector --completions SHELL` prints a completion
-/// script, `warrant-collector --man-pages DIR` writes the man pages, both from [`Flags`]'s clap
-/// definition. Read before clap parses (as the only two arguments), so that these two
-/// stay out of the scripts and pages they make: clap_complete keeps hidden flags in.
-/// `None` for any other command line.
+/// `warrant-collector --completions SHELL` and `--man-pages DIR` (section 8), for packaging.
 pub fn packaging() -> Option<std::process::ExitCode> {
     use clap::CommandFactory as _;
-    use std::process::ExitCode;
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let [flag, value] = args.as_slice() else { return None };
-    let result = match flag.to_str()? {
-        "--completions" => match value.to_str().and_then(|v| v.parse::<clap_complete::Shell>().ok()) {
-            Some(shell) => {
-                // Into memory first: clap_complete panics on a write error (a closed pipe).
-                let mut script = Vec::new();
-                clap_complete::generate(shell, &mut Flags::command(), "warrant-collector", &mut script);
-                match std::io::Write::write_all(&mut std::io::stdout(), &script) {
-                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                        Err(format!("cannot write the completion script: {e}"))
-                    }
-                    _ => Ok(()),
-                }
-            }
-            None => Err(format!("unknown shell {value:?}: bash, elvish, fish, powershell or zsh")),
-        },
-        "--man-pages" => clap_mangen::generate_to(Flags::command(), value)
-            .map_err(|e| format!("cannot write the man pages into {}: {e}", std::path::Path::new(value).display())),
-        _ => return None,
-    };
-    Some(match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("warrant-collector: {e}");
-            ExitCode::from(2)
-        }
-    })
+    warrant_packaging::run(Flags::command, "warrant-collector", warrant_packaging::Section::Daemons)
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {

@@ -27,6 +27,8 @@ const PACKAGES: [&str; 3] = ["warrant", "warrant-agent", "warrant-collector"];
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const UNITS: &str = "/lib/systemd/system";
 const MAN1: &str = "/usr/share/man/man1";
+/// The daemons' pages: section 8, system administration.
+const MAN8: &str = "/usr/share/man/man8";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
@@ -171,11 +173,13 @@ fn check_man_pages() {
     assert!(!top.contains("man\\-pages"), "the packaging option --man-pages is documented");
     let issue = man_page("warrant-grant-issue");
     assert!(issue.contains("\\-\\-subject"), "{issue}");
-    let agent = man_page("warrant-agent");
+    let agent = daemon_page("warrant-agent");
+    assert!(agent.contains(".TH warrant-agent 8"), "warrant-agent's page is section 8");
+    assert!(!Path::new(MAN1).join("warrant-agent.1.gz").exists(), "no section 1 page for a daemon");
     assert!(agent.contains("\\-\\-pin\\-dir") && agent.contains("\\-\\-uninstall"), "{agent}");
     assert!(!agent.contains("\\-\\-man\\-pages") && !agent.contains("\\-\\-completions"), "{agent}");
-    assert!(man_page("warrant-collector").contains("\\-\\-data\\-dir"));
-    assert!(man_page("warrant-collector-verify").contains("verify"));
+    assert!(daemon_page("warrant-collector").contains("\\-\\-data\\-dir"));
+    assert!(daemon_page("warrant-collector-verify").contains("verify"));
 
     // And man itself renders them, when it is installed.
     if Path::new("/usr/bin/man").exists() {
@@ -195,9 +199,17 @@ fn check_man_pages() {
 
 /// The roff text of `/usr/share/man/man1/NAME.1.gz`.
 fn man_page(name: &str) -> String {
-    let path = Path::new(MAN1).join(format!("{name}.1.gz"));
+    page_at(&Path::new(MAN1).join(format!("{name}.1.gz")))
+}
+
+/// The roff text of `/usr/share/man/man8/NAME.8.gz`.
+fn daemon_page(name: &str) -> String {
+    page_at(&Path::new(MAN8).join(format!("{name}.8.gz")))
+}
+
+fn page_at(path: &Path) -> String {
     assert!(path.is_file(), "{} is missing", path.display());
-    let out = run(Command::new("gzip").arg("-dc").arg(&path));
+    let out = run(Command::new("gzip").arg("-dc").arg(path));
     assert!(out.status.success(), "gzip -dc {}: {}", path.display(), text(&out));
     let page = String::from_utf8(out.stdout).expect("a man page is UTF-8");
     assert!(page.contains(".TH "), "{} has no .TH header", path.display());
@@ -632,6 +644,7 @@ fn check_purged() {
         "/etc/warrant/agent.env",
         "/etc/warrant/collector.toml",
         "/usr/share/man/man1/warrant.1.gz",
+        "/usr/share/man/man8/warrant-agent.8.gz",
         "/usr/share/bash-completion/completions/warrant",
     ] {
         assert!(!Path::new(path).exists() && !Path::new(path).is_symlink(), "{path} is left after dpkg --purge");

@@ -239,12 +239,19 @@ fn build_one(ctx: &Ctx, spec: &Spec, stage: &Path, out: &Path, arch: &str) -> Re
         .collect::<Result<_, _>>()
         .with_context(|| format!("list {}", pages.display()))?;
     names.sort();
-    if !names.iter().any(|p| p.file_name().is_some_and(|n| *n == *format!("{}.1", spec.binary))) {
-        bail!("{} wrote no {}.1 into {}", spec.binary, spec.binary, pages.display());
+    // The command's pages are section 1, the daemons' section 8: the binary says which
+    // by the names it writes (warrant_packaging::Section).
+    let main_page = |p: &PathBuf| {
+        p.file_name().is_some_and(|n| [format!("{}.1", spec.binary), format!("{}.8", spec.binary)].iter().any(|w| *n == **w))
+    };
+    if !names.iter().any(main_page) {
+        bail!("{} wrote no {}.1 or {}.8 into {}", spec.binary, spec.binary, spec.binary, pages.display());
     }
     for page in &names {
         let name = page.file_name().context("a man page without a name")?.to_string_lossy();
-        let dest = place(stage, &format!("/usr/share/man/man1/{name}"))?;
+        let section = page.extension().and_then(|e| e.to_str()).filter(|e| matches!(*e, "1" | "8"));
+        let section = section.with_context(|| format!("{} wrote {name}, which is no section 1 or 8 page", spec.binary))?;
+        let dest = place(stage, &format!("/usr/share/man/man{section}/{name}"))?;
         fs::rename(page, &dest).with_context(|| format!("move {} to {}", page.display(), dest.display()))?;
         cmd::run(ctx.command("gzip").args(["-9", "-n", "-f"]).arg(&dest))?;
     }
