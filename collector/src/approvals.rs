@@ -25,9 +25,9 @@ use warrant_proto::approvals_server::{Approvals, ApprovalsServer};
 use warrant_proto::policies_server::{Policies, PoliciesServer};
 use warrant_proto::token::SecretKey;
 use warrant_proto::{
-    AccessRequest, ApproveRequest, DenyRequest, ExtendRequest, GetCataloguePolicyRequest, GetRequestRequest, ListPoliciesRequest,
-    ListPoliciesResponse, ListRequestsRequest, ListRequestsResponse, PolicyInfo, PushPolicyRequest, PushPolicyResponse,
-    RequestInfo,
+    AccessRequest, ApproveRequest, DenyRequest, ExtendRequest, GetCataloguePolicyRequest, GetRequestRequest,
+    ListPoliciesRequest, ListPoliciesResponse, ListRequestsRequest, ListRequestsResponse, PolicyInfo, PushPolicyRequest,
+    PushPolicyResponse, RequestInfo,
 };
 
 use crate::auth::{Role, Roles, identity};
@@ -154,7 +154,13 @@ impl ApprovalState {
         self.authorize_in(req, needed, "Approvals", rpc).await
     }
 
-    async fn authorize_in<T>(&self, req: &Request<T>, needed: Option<Role>, service: &str, rpc: &str) -> Result<(String, Role), Status> {
+    async fn authorize_in<T>(
+        &self,
+        req: &Request<T>,
+        needed: Option<Role>,
+        service: &str,
+        rpc: &str,
+    ) -> Result<(String, Role), Status> {
         let who = identity(req)?;
         let why = match (self.roles.role_of(&who), needed) {
             (Some(r), Some(n)) if r.allows(n) => return Ok((who, r)),
@@ -237,7 +243,10 @@ fn policy_info(v: &Version, current: bool, versions: usize, full: bool) -> Polic
         approvals: parsed.as_ref().map_or(0, |p| p.approval.approvals),
         approver_role: parsed.as_ref().map(|p| p.approval.approver_role.clone()).unwrap_or_default(),
         max_ttl_seconds: parsed.as_ref().map_or(0, |p| p.max_ttl.as_secs()),
-        subjects: parsed.as_ref().map(|p| p.approval.subjects.iter().map(|k| k.as_str().to_owned()).collect()).unwrap_or_default(),
+        subjects: parsed
+            .as_ref()
+            .map(|p| p.approval.subjects.iter().map(|k| k.as_str().to_owned()).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -306,15 +315,19 @@ impl Approvals for ApprovalService {
         let s = &self.0;
         let (who, _) = s.authorize(&req, Some(Role::Requester), "Request").await?;
         let r = req.into_inner();
-        let named = if r.policy_digest.is_empty() { r.policy_name.clone() } else { format!("{}@{}", r.policy_name, r.policy_digest) };
-        let target = format!("(new, policy {named})");
+        let named = match r.policy_digest.as_str() {
+            "" => r.policy_name.clone(),
+            digest => format!("{}@{digest}", r.policy_name),
+        };
+        let target = format!("(new, policy {})", named.chars().take(300).collect::<String>());
         if s.key.is_none() {
             let why = "the collector has no grant signing key, so it cannot issue grants: set grant_signing_key (make one with `warrant token keygen`)";
             return Err(s.refuse_text("request", &who, &target, why.to_owned()).await);
         }
         if r.policy_name.is_empty() {
-            let why = "a request names a policy from the collector's catalogue (policy_name; `warrant request --policy NAME`): \
-                       the collector takes no policy text from a requester. `warrant policy list` shows the catalogue.";
+            let why = "a request names a policy from the collector's catalogue (policy_name; \
+                       `warrant request --policy NAME`): the collector takes no policy text from a requester. \
+                       `warrant policy list` shows the catalogue.";
             return Err(s.refuse_text("request", &who, &target, why.to_owned()).await);
         }
         if r.reason.len() > MAX_REASON_BYTES || r.policy_name.len() > 256 || r.policy_digest.len() > 80 {
@@ -326,34 +339,35 @@ impl Approvals for ApprovalService {
         {
             return Err(s.refuse("request", &who, &target, &why).await);
         }
-        let made = {
+        // The version's text and rules, copied out: the request keeps them whatever
+        // is pushed later.
+        let found = {
             let catalogue = s.catalogue.lock().await;
-            let made = catalogue
-                .get(&r.policy_name, &r.policy_digest)
-                .map_err(Refusal::Catalogue)
-                .and_then(|v| v.policy().map(|p| (p, v.text.clone())).map_err(|e| Refusal::Catalogue(catalogue::Refusal::Invalid(e.to_string()))));
-            drop(catalogue);
-            match made {
-                Ok((policy, policy_text)) => {
-                    let new = NewRequest {
-                        policy,
-                        policy_text,
-                        requested_by: who.clone(),
-                        for_agent: (!r.for_agent.is_empty()).then_some(r.for_agent),
-                        host: if r.host.is_empty() { "*".to_owned() } else { r.host },
-                        ttl: Duration::from_secs(r.ttl_seconds),
-                        reason: r.reason,
-                        extends: None,
-                    };
-                    let mut requests = s.requests.lock().await;
-                    let made = requests.create(new, now_ns());
-                    if made.is_ok() {
-                        save(&requests);
-                    }
-                    made
+            catalogue.get(&r.policy_name, &r.policy_digest).map_err(Refusal::Catalogue).and_then(|v| {
+                let policy = v.policy().map_err(|e| Refusal::Catalogue(catalogue::Refusal::Invalid(e.to_string())))?;
+                Ok((policy, v.text.clone()))
+            })
+        };
+        let made = match found {
+            Ok((policy, policy_text)) => {
+                let new = NewRequest {
+                    policy,
+                    policy_text,
+                    requested_by: who.clone(),
+                    for_agent: (!r.for_agent.is_empty()).then_some(r.for_agent),
+                    host: if r.host.is_empty() { "*".to_owned() } else { r.host },
+                    ttl: Duration::from_secs(r.ttl_seconds),
+                    reason: r.reason,
+                    extends: None,
+                };
+                let mut requests = s.requests.lock().await;
+                let made = requests.create(new, now_ns());
+                if made.is_ok() {
+                    save(&requests);
                 }
-                Err(e) => Err(e),
+                made
             }
+            Err(e) => Err(e),
         };
         match made {
             Ok(req) => {

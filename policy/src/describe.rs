@@ -17,7 +17,7 @@ impl Policy {
     pub fn grants(&self) -> Vec<String> {
         let subjects = self.approval.subjects.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
         let mut lines = vec![
-            format!("grants of up to {} (max_ttl); at expiry: {}", human(self.max_ttl), self.on_expiry),
+            format!("lasts at most {} (max_ttl); when it ends: {}", human(self.max_ttl), self.on_expiry),
             format!(
                 "needs {} approval(s) from role {} (or admin), never the requester's own; subjects: {subjects}",
                 self.approval.approvals, self.approval.approver_role
@@ -66,7 +66,7 @@ mod tests {
     fn every_rule_and_limit_is_a_line() {
         let p = Policy::from_yaml(include_str!("../examples/db-debug.yaml"), "db-debug.yaml").unwrap();
         let lines = p.grants();
-        assert_eq!(lines[0], "grants of up to 1h (max_ttl); at expiry: kill-session");
+        assert_eq!(lines[0], "lasts at most 1h (max_ttl); when it ends: kill-session");
         assert!(lines[1].starts_with("needs 1 approval(s) from role approver (or admin)"), "{lines:?}");
         assert_eq!(lines[2], "anything no rule matches -> allow");
         assert!(lines.contains(&"exec /usr/bin/psql -> allow".to_owned()), "{lines:?}");
@@ -74,7 +74,7 @@ mod tests {
         assert!(lines.contains(&"connect 10.0.0.0/8 ports 5432 -> allow".to_owned()), "{lines:?}");
         assert!(lines.contains(&"io_uring: refused; raw and packet sockets: refused".to_owned()), "{lines:?}");
         let p = Policy::from_yaml("name: x\nmax_ttl: 90m\ndefault: deny\napprovals: 2\n", "x").unwrap();
-        assert_eq!(p.grants()[0], "grants of up to 1h 30m (max_ttl); at expiry: kill-session");
+        assert_eq!(p.grants()[0], "lasts at most 1h 30m (max_ttl); when it ends: kill-session");
         assert!(p.grants()[1].starts_with("needs 2 approval(s)"));
     }
 }

@@ -256,7 +256,7 @@ fn requests_pin_a_catalogue_version_and_approvers_see_it() {
     // The human form: what it grants, then the text.
     let shown = cli_ok_as(&c, "bob", &["requests", "--id", &r1]);
     for needle in ["request   ", "state     pending", "subject   user:alice (asked by alice)", "grants:", "  exec /usr/bin/psql -> allow",
-        "  grants of up to 1h (max_ttl)", "policy text:", "  | # on-call access to the ops hosts", "  | name: ops"] {
+        "  lasts at most 1h (max_ttl)", "policy text:", "  | # on-call access to the ops hosts", "  | name: ops"] {
         assert!(shown.contains(needle), "expected {needle:?} in:\n{shown}");
     }
     assert!(shown.contains(&format!("policy    ops {v1}")), "{shown}");
