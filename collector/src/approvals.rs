@@ -204,7 +204,9 @@ fn status_of(r: &Refusal) -> Status {
     match r {
         Refusal::NotFound(_) | Refusal::GrantNotFound(_) => Status::not_found(text),
         Refusal::Catalogue(c) => catalogue_status(c),
-        Refusal::SelfApproval { .. } | Refusal::NotPending { .. } | Refusal::Twice { .. } => Status::failed_precondition(text),
+        Refusal::SelfApproval { .. } | Refusal::NotPending { .. } | Refusal::Twice { .. } | Refusal::Uncatalogued { .. } => {
+            Status::failed_precondition(text)
+        }
         Refusal::WrongRole { .. } | Refusal::NotYours { .. } => Status::permission_denied(text),
         _ => Status::invalid_argument(text),
     }
@@ -405,9 +407,18 @@ impl Approvals for ApprovalService {
         let id = req.into_inner().id;
         s.sweep().await;
         let result = {
+            let catalogue = s.catalogue.lock().await;
             let mut requests = s.requests.lock().await;
             let key = s.key.as_ref();
-            let result = requests.approve(&id, &who, role, now_ns(), |t| key.map(|k| k.sign(t)).unwrap_or_default());
+            // Only a request against a catalogue version is approved: one kept from
+            // before the catalogue carries rules its requester wrote.
+            let result = match requests.get(&id) {
+                Some(r) if r.status == crate::requests::Status::Pending && catalogue.get(&r.policy_name, &r.policy_digest).is_err() => {
+                    Err(Refusal::Uncatalogued { id: id.clone(), policy: r.policy_name.clone(), digest: r.policy_digest.clone() })
+                }
+                _ => requests.approve(&id, &who, role, now_ns(), |t| key.map(|k| k.sign(t)).unwrap_or_default()),
+            };
+            drop(catalogue);
             if result.is_ok() {
                 save(&requests);
             }
@@ -462,12 +473,15 @@ impl Approvals for ApprovalService {
         let r = req.into_inner();
         let target = format!("(new, extends grant {})", r.grant);
         let made = {
+            let catalogue = s.catalogue.lock().await;
             let mut requests = s.requests.lock().await;
             let made = (|| {
                 let old = requests.by_grant(&r.grant).ok_or_else(|| Refusal::GrantNotFound(r.grant.clone()))?;
                 if old.requested_by != who && role != Role::Admin {
                     return Err(Refusal::NotYours { grant: r.grant.clone(), owner: old.requested_by.clone() });
                 }
+                // The same catalogue version as the grant (every version is kept).
+                catalogue.get(&old.policy_name, &old.policy_digest).map_err(Refusal::Catalogue)?;
                 // The stored text parsed when the request was made; the same parser
                 // accepts it now.
                 let policy = Policy::from_yaml(&old.policy_text, &old.policy_name)

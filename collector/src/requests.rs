@@ -176,6 +176,17 @@ pub enum Refusal {
         /// "it knows a, b" or "it knows none (…)".
         known: String,
     },
+    /// The request's policy version is not in the catalogue: it was made before
+    /// requests named catalogue policies, with text its requester wrote.
+    #[error("request {id} cannot be approved: its policy {policy} ({digest}) is not in the collector's catalogue, so its rules were written by its requester; they ask again with `warrant request --policy NAME`")]
+    Uncatalogued {
+        /// The request.
+        id: String,
+        /// Its policy's name.
+        policy: String,
+        /// Its digest.
+        digest: String,
+    },
     /// No such request.
     #[error("unknown request {0:?}")]
     NotFound(String),

@@ -292,3 +292,32 @@ fn for_agent_must_be_a_known_ai_agent() {
     let id = cli_ok_as(&c, "alice", &[&base[..], &["claude"]].concat()).trim().to_owned();
     assert_eq!(request_json(&c, "bob", &id)["subject"], "agent:claude");
 }
+
+/// A request kept from before the catalogue (its text written by its requester,
+/// with `approver_role: requester`) is not approved after the upgrade, not even by
+/// the peer its text names; an admin can still deny it.
+#[test]
+fn a_request_from_before_the_catalogue_is_not_approved() {
+    let signer = Signer::new();
+    let mut c = collector(&signer);
+    cli_ok_as(&c, "admin", &["policy", "push", path(&write(&signer, "ops.yaml", OPS))]);
+    let id = cli_ok_as(&c, "alice", &["request", "--policy", "ops", "--ttl", "10m", "--reason", "INC-3"]).trim().to_owned();
+    // Rewrite it as an old collector kept it: the requester's own text and rules.
+    c.stop();
+    let file = c.data_dir().join("requests.json");
+    let mut all: Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("requests.json")).expect("JSON");
+    let r = all.as_array_mut().and_then(|a| a.iter_mut().find(|r| r["id"] == id.as_str())).expect("the request");
+    r["policy_name"] = "mine".into();
+    r["policy_digest"] = format!("sha256:{}", "1".repeat(64)).into();
+    r["policy_text"] = "name: mine\nmax_ttl: 24h\ndefault: allow\napprover_role: requester\n".into();
+    r["approver_role"] = "requester".into();
+    std::fs::write(&file, serde_json::to_vec(&all).expect("encode")).expect("write requests.json");
+    c.start_again();
+
+    refused(&c, "dave", &["approve", &id], "is not in the collector's catalogue, so its rules were written by its requester");
+    refused(&c, "bob", &["approve", &id], "cannot be approved");
+    assert_eq!(request_json(&c, "alice", &id)["state"], "pending");
+    assert_eq!(count_actions(&c, "approve", "refused", "dave", "not in the collector's catalogue"), 1, "{:#?}", control_actions(&c));
+    cli_ok_as(&c, "admin", &["deny", &id, "--reason", "made before the catalogue"]);
+    assert_eq!(request_json(&c, "alice", &id)["state"], "denied");
+}
