@@ -2,9 +2,12 @@
 //! collector (`--collector`, `--ca/--cert/--key`; your certificate's name is who you
 //! are, and its role on the collector is what you may do).
 //!
-//! A request is approved when the policy's `approvals` count of people holding its
-//! `approver_role` approved it (never its requester); the collector then signs a
-//! grant token. The requester gets it with `warrant request --wait --token-out FILE`
+//! A request names a policy from the collector's catalogue (`warrant policy list`;
+//! an admin pushes them), so the rules of its approval are the admin's, not the
+//! requester's. It is approved when the policy's `approvals` count of people
+//! holding its `approver_role` approved it (never its requester); the collector
+//! then signs a grant token. `warrant requests --id R` shows the policy's text and
+//! what it grants, so an approver sees what they approve. The requester gets it with `warrant request --wait --token-out FILE`
 //! or later with `warrant requests --id R --token-out FILE`, and runs under it with
 //! `warrant exec --token FILE -- cmd` on any host the pattern matches.
 
@@ -12,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
 use warrant_proto::json::rfc3339;
@@ -30,9 +33,10 @@ const POLL: Duration = Duration::from_secs(1);
 /// `warrant request`
 #[derive(Debug, Args)]
 pub struct RequestArgs {
-    /// The policy file the grant would carry.
-    #[arg(long, value_name = "FILE")]
-    pub policy: PathBuf,
+    /// The catalogue policy the grant would carry (`warrant policy list`), optionally
+    /// pinned to one version: NAME@sha256:….
+    #[arg(long, value_name = "NAME[@DIGEST]")]
+    pub policy: String,
     /// How long the grant should last (at most the policy's max_ttl), e.g. 30m.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub ttl: Duration,
@@ -42,7 +46,8 @@ pub struct RequestArgs {
     /// Host name or glob the grant is for; any host when unset.
     #[arg(long, value_name = "PATTERN", default_value = "*")]
     pub host: String,
-    /// Ask for an AI agent acting for you: the grant's subject is agent:NAME.
+    /// Ask for an AI agent acting for you: the grant's subject is agent:NAME (an AI
+    /// agent the collector knows: its ai_agents config).
     #[arg(long, value_name = "NAME")]
     pub for_agent: Option<String>,
     /// Wait until the request is approved (then write the token), denied or expired.
@@ -59,7 +64,7 @@ pub struct RequestsArgs {
     /// Include approved, denied and expired requests.
     #[arg(long)]
     pub all: bool,
-    /// Show one request.
+    /// Show one request, with its policy's text and what it grants.
     #[arg(long, value_name = "REQ")]
     pub id: Option<String>,
     /// With --id: write its token file here (yours, once approved).
@@ -109,11 +114,19 @@ async fn connect(remote: &CollectorArgs, what: &str) -> Result<Collector> {
 
 /// `warrant request`: prints the request id (and with --wait, waits for the outcome).
 pub async fn request(remote: &CollectorArgs, args: &RequestArgs, out: &mut impl Write) -> Result<u8> {
-    let policy = std::fs::read_to_string(&args.policy).with_context(|| format!("cannot read policy {}", args.policy.display()))?;
+    let looks_like_file = args.policy.contains('/') || args.policy.ends_with(".yaml") || args.policy.ends_with(".yml");
+    if looks_like_file && !args.policy.contains('@') {
+        bail!(
+            "--policy takes the name of a policy in the collector's catalogue, not a file: {:?}\n\n\
+             An admin adds a file with `warrant policy push FILE`; `warrant policy list` shows the names.",
+            args.policy
+        );
+    }
+    let (policy_name, policy_digest) = crate::policy::split_ref(&args.policy);
     let c = connect(remote, "request").await?;
     let req = AccessRequest {
-        policy,
-        policy_file: args.policy.display().to_string(),
+        policy_name,
+        policy_digest,
         ttl_seconds: args.ttl.as_secs(),
         reason: args.reason.clone(),
         host: args.host.clone(),
@@ -196,6 +209,8 @@ pub async fn list(remote: &CollectorArgs, args: &RequestsArgs, out: &mut impl Wr
         for r in &requests {
             writeln!(out, "{}", request_json(r))?;
         }
+    } else if let (Some(r), true) = (requests.first(), args.id.is_some()) {
+        detail(r, output::now_unix_ns(), out)?;
     } else if requests.is_empty() {
         let _ = writeln!(std::io::stderr(), "warrant: no {}requests", if args.all { "" } else { "pending " });
     } else {
@@ -203,6 +218,37 @@ pub async fn list(remote: &CollectorArgs, args: &RequestsArgs, out: &mut impl Wr
     }
     out.flush()?;
     Ok(0)
+}
+
+/// One request in full: who asks what for whom, where it stands, what its policy
+/// grants, and the policy's text.
+fn detail(r: &RequestInfo, now: i64, out: &mut impl Write) -> Result<()> {
+    let state = match r.state.as_str() {
+        "pending" => format!("pending ({} left)", output::left(r.expires_unix_ns, now)),
+        "approved" => format!("approved: grant {} until {}", r.grant, rfc3339(r.not_after_unix_ns)),
+        "denied" => format!("denied by {}: {}", sanitize(&r.denied_by), sanitize(&r.deny_reason)),
+        other => other.to_owned(),
+    };
+    writeln!(out, "request   {}", r.id)?;
+    writeln!(out, "state     {state}")?;
+    writeln!(out, "subject   {} (asked by {})", sanitize(&r.subject), sanitize(&r.requested_by))?;
+    writeln!(out, "host      {}", sanitize(&r.host))?;
+    writeln!(out, "ttl       {}", output::short_duration(Duration::from_secs(r.ttl_seconds)))?;
+    writeln!(out, "reason    {}", sanitize(&r.reason))?;
+    writeln!(
+        out,
+        "approvals {}/{} from role {}{}",
+        r.approvers.len(),
+        r.approvals_needed,
+        sanitize(&r.approver_role),
+        if r.approvers.is_empty() { String::new() } else { format!(" ({})", sanitize(&r.approvers.join(", "))) }
+    )?;
+    if !r.extends.is_empty() {
+        writeln!(out, "extends   {}", r.extends)?;
+    }
+    writeln!(out, "policy    {} {}", sanitize(&r.policy_name), r.policy_digest)?;
+    crate::policy::write_policy(out, &r.policy_grants, &r.policy_text)?;
+    Ok(())
 }
 
 fn request_json(r: &RequestInfo) -> serde_json::Value {
@@ -227,6 +273,8 @@ fn request_json(r: &RequestInfo) -> serde_json::Value {
         "grant": r.grant,
         "not_after": time(r.not_after_unix_ns),
         "extends": r.extends,
+        "policy_text": r.policy_text,
+        "policy_grants": r.policy_grants,
     })
 }
 

@@ -18,7 +18,8 @@
 //! - `remote`: the collector client (`--collector`, `--ca/--cert/--key`).
 //! - `query`, `agents`, `audit` (`audit verify`): history, fleet, log checks.
 //! - `certs`: a development CA and certificates.
-//! - `policy`: `policy check` (validate policy files locally).
+//! - `policy`: `policy check` (validate policy files locally), `policy push | list | show`
+//!   (the collector's policy catalogue, which requests name).
 //! - `target`: one client for either the agent or a collector.
 //! - `console`: `console`, the web UI (axum, embedded assets).
 //! - `docs`: `completions`, and `--completions`/`--man-pages` for packaging, from this flag tree.
@@ -111,7 +112,7 @@ enum Command {
     /// Make a development CA and mTLS certificates (collector, agents, people).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
-    /// Check policy files (no agent needed).
+    /// Check policy files locally; push, list and show the collector's policy catalogue.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// Start an SSH login as a session, let in by a signed grant token (sshd ForceCommand).
@@ -119,7 +120,7 @@ enum Command {
     /// Development signer for grant tokens (keygen, sign); the collector signs in production.
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// Ask the collector for a grant: a policy, a TTL and a reason; prints the request id.
+    /// Ask the collector for a grant: a catalogue policy, a TTL and a reason; prints the request id.
     Request(approvals::RequestArgs),
     /// List grant requests (pending ones; --all for every one); fetch your token with --id R --token-out FILE.
     Requests(approvals::RequestsArgs),
@@ -180,6 +181,9 @@ async fn dispatch(socket: &Path, remote: &remote::CollectorArgs, command: &Comma
         Command::Certs(certs::CertsCommand::Init(args)) => certs::init(args, out),
         Command::Certs(certs::CertsCommand::Issue(args)) => certs::issue(args, out),
         Command::Policy(policy::PolicyCommand::Check(args)) => policy::check(args, out, &mut io::stderr().lock()),
+        Command::Policy(policy::PolicyCommand::Push(args)) => policy::push(remote, args, out, &mut io::stderr().lock()).await,
+        Command::Policy(policy::PolicyCommand::List(args)) => policy::list(remote, args, out).await,
+        Command::Policy(policy::PolicyCommand::Show(args)) => policy::show(remote, args, out).await,
         Command::Login(args) => login::run(socket, args),
         Command::Token(token::TokenCommand::Keygen(args)) => token::keygen(args, out),
         Command::Token(token::TokenCommand::Sign(args)) => token::sign(args, out),
@@ -394,9 +398,17 @@ mod tests {
 
     #[test]
     fn approval_flow_commands() {
-        let cli = parse(&["request", "--policy", "p.yaml", "--ttl", "30m", "--reason", "INC-42", "--for-agent", "claude"]).unwrap();
+        let cli = parse(&["request", "--policy", "db-debug", "--ttl", "30m", "--reason", "INC-42", "--for-agent", "claude"]).unwrap();
         let Command::Request(a) = cli.command else { panic!() };
         assert_eq!((a.ttl.as_secs(), a.host.as_str(), a.for_agent.as_deref(), a.wait), (1800, "*", Some("claude"), false));
+        assert_eq!(a.policy, "db-debug");
+        let Command::Policy(policy::PolicyCommand::Push(a)) = parse(&["policy", "push", "a.yaml", "b.yaml"]).unwrap().command else { panic!() };
+        assert_eq!(a.files.len(), 2);
+        assert!(parse(&["policy", "push"]).is_err(), "a file is required");
+        let Command::Policy(policy::PolicyCommand::List(a)) = parse(&["policy", "list", "--all", "--json"]).unwrap().command else { panic!() };
+        assert!(a.all && a.json);
+        let Command::Policy(policy::PolicyCommand::Show(a)) = parse(&["policy", "show", "db@sha256:ab"]).unwrap().command else { panic!() };
+        assert_eq!(policy::split_ref(&a.policy), ("db".to_owned(), "sha256:ab".to_owned()));
         let cli = parse(&["request", "--policy", "p", "--ttl", "5m", "--reason", "r", "--host", "db-*", "--wait", "--token-out", "t"]).unwrap();
         let Command::Request(a) = cli.command else { panic!() };
         assert_eq!((a.host.as_str(), a.wait, a.token_out), ("db-*", true, Some(PathBuf::from("t"))));

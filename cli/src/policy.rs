@@ -1,6 +1,8 @@
 //! `warrant policy check`: parse and validate policy files on this machine, with no
 //! agent, so a policy can be checked in an editor, in review or in CI before any grant
-//! uses it.
+//! uses it. `warrant policy push | list | show`: the collector's policy catalogue,
+//! the policies grant requests name (`warrant request --policy NAME`); an admin
+//! pushes, every person role reads, and each version is kept by its digest.
 //!
 //! Each valid file gets one `ok` line on stdout; each invalid one gets its problems on
 //! stderr, one `file:line: field: message` line each (the shape compilers use, so
@@ -12,13 +14,16 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::json;
 use warrant_policy::{Error, Policy};
+use warrant_proto::json::rfc3339;
+use warrant_proto::{GetCataloguePolicyRequest, ListPoliciesRequest, PolicyInfo, PushPolicyRequest};
 
-use crate::output::{Colors, Paint, sanitize};
+use crate::output::{self, Colors, Paint, Table, sanitize};
+use crate::remote::{Collector, CollectorArgs};
 
 /// `warrant policy …`
 #[derive(Debug, Subcommand)]
@@ -26,6 +31,170 @@ pub enum PolicyCommand {
     /// Parse and validate policy files locally; print a summary of each, or every
     /// problem with its file, line and field.
     Check(CheckArgs),
+    /// Add policy files to the collector's catalogue, each as a new version (admin).
+    Push(PushArgs),
+    /// List the collector's catalogue: the current version of each policy.
+    List(ListArgs),
+    /// Show a catalogue policy: its text and what it grants (NAME, or NAME@sha256:… for one version).
+    Show(ShowArgs),
+}
+
+/// `warrant policy push`
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The policy files (YAML); each policy's `name:` is its catalogue name.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `warrant policy list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Every version of each policy, newest first, not only the current one.
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON object per version per line, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `warrant policy show`
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The policy's name, optionally with @DIGEST for one version (NAME@sha256:…).
+    #[arg(value_name = "NAME[@DIGEST]")]
+    pub policy: String,
+    /// One JSON object: the version, its text and what it grants.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `NAME` or `NAME@sha256:…` as (name, digest or "").
+pub fn split_ref(s: &str) -> (String, String) {
+    match s.split_once('@') {
+        Some((name, digest)) => (name.to_owned(), digest.to_owned()),
+        None => (s.to_owned(), String::new()),
+    }
+}
+
+async fn connect(remote: &CollectorArgs, what: &str) -> Result<Collector> {
+    if !remote.is_set() {
+        bail!(
+            "policy {what} needs --collector\n\nThe policy catalogue lives on the collector: pass --collector URL or set \
+             WARRANT_COLLECTOR. `warrant policy check FILE` checks a file locally."
+        );
+    }
+    Collector::connect(remote).await
+}
+
+/// `warrant policy push`: one line per file; 2 when any file was refused (the
+/// collector's problems, `file:line: field: message`, on stderr).
+pub async fn push(remote: &CollectorArgs, args: &PushArgs, out: &mut impl Write, err: &mut impl Write) -> Result<u8> {
+    let mut texts = Vec::new();
+    for path in &args.files {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy {}", path.display()))?;
+        texts.push((path.display().to_string(), text));
+    }
+    let c = connect(remote, "push").await?;
+    let mut failed = false;
+    for (file, text) in texts {
+        let mut client = c.policies();
+        match c.call("PushPolicy", client.push_policy(PushPolicyRequest { text, file: file.clone() })).await {
+            Ok(r) => {
+                let p = r.policy.unwrap_or_default();
+                let what = if r.changed { format!("pushed, now current ({} version(s))", p.versions) } else { "unchanged: already the current version".to_owned() };
+                writeln!(out, "{}  {}: policy {} {} {what}", Colors::stdout().paint(Paint::Green, "ok"), sanitize(&file), sanitize(&p.name), p.digest)?;
+            }
+            Err(e) if e.chain().any(|c| c.downcast_ref::<crate::client::RpcError>().is_some_and(|r| r.code == tonic::Code::InvalidArgument)) => {
+                failed = true;
+                for (i, line) in format!("{e:#}").lines().enumerate() {
+                    writeln!(err, "{}{}", if i == 0 { "warrant: " } else { "" }, sanitize(line))?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    out.flush()?;
+    Ok(if failed { 2 } else { 0 })
+}
+
+/// `warrant policy list`
+pub async fn list(remote: &CollectorArgs, args: &ListArgs, out: &mut impl Write) -> Result<u8> {
+    let c = connect(remote, "list").await?;
+    let policies = c.call("ListPolicies", c.policies().list_policies(ListPoliciesRequest { all_versions: args.all })).await?.policies;
+    if args.json {
+        for p in &policies {
+            writeln!(out, "{}", policy_json(p))?;
+        }
+    } else if policies.is_empty() {
+        let _ = writeln!(std::io::stderr(), "warrant: the collector's policy catalogue is empty (an admin adds policies with `warrant policy push FILE`)");
+    } else {
+        let mut t = Table::new(&["POLICY", "DIGEST", "CURRENT", "VERSIONS", "MAX_TTL", "APPROVALS", "SUBJECTS", "PUSHED", "BY"]);
+        for p in &policies {
+            t.row(vec![
+                sanitize(&p.name).into_owned(),
+                p.digest.clone(),
+                if p.current { "yes".to_owned() } else { "no".to_owned() },
+                p.versions.to_string(),
+                output::short_duration(std::time::Duration::from_secs(p.max_ttl_seconds)),
+                format!("{} {}", p.approvals, sanitize(&p.approver_role)),
+                p.subjects.join(","),
+                if p.pushed_unix_ns == 0 { String::new() } else { rfc3339(p.pushed_unix_ns) },
+                sanitize(&p.pushed_by).into_owned(),
+            ]);
+        }
+        t.write(out, Colors::stdout())?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// `warrant policy show`
+pub async fn show(remote: &CollectorArgs, args: &ShowArgs, out: &mut impl Write) -> Result<u8> {
+    let (name, digest) = split_ref(&args.policy);
+    let c = connect(remote, "show").await?;
+    let p = c.call("GetPolicy", c.policies().get_policy(GetCataloguePolicyRequest { name, digest })).await?;
+    if args.json {
+        let mut v = policy_json(&p);
+        v["text"] = json!(p.text);
+        v["grants"] = json!(p.grants);
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(out, "policy {} {}{}", sanitize(&p.name), p.digest, if p.current { " (current)" } else { " (not current)" })?;
+        writeln!(out, "pushed {} by {}; {} version(s) in the catalogue", rfc3339(p.pushed_unix_ns), sanitize(&p.pushed_by), p.versions)?;
+        write_policy(out, &p.grants, &p.text)?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// What a policy grants, then its text, indented: for `policy show` and
+/// `requests --id`.
+pub fn write_policy(out: &mut impl Write, grants: &[String], text: &str) -> std::io::Result<()> {
+    writeln!(out, "grants:")?;
+    for g in grants {
+        writeln!(out, "  {}", sanitize(g))?;
+    }
+    writeln!(out, "policy text:")?;
+    for line in text.lines() {
+        writeln!(out, "  | {}", sanitize(line))?;
+    }
+    Ok(())
+}
+
+fn policy_json(p: &PolicyInfo) -> serde_json::Value {
+    json!({
+        "name": p.name,
+        "digest": p.digest,
+        "current": p.current,
+        "versions": p.versions,
+        "max_ttl_seconds": p.max_ttl_seconds,
+        "approvals": p.approvals,
+        "approver_role": p.approver_role,
+        "subjects": p.subjects,
+        "pushed": if p.pushed_unix_ns == 0 { serde_json::Value::Null } else { json!(rfc3339(p.pushed_unix_ns)) },
+        "pushed_by": p.pushed_by,
+    })
 }
 
 /// `warrant policy check`

@@ -16,6 +16,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Status, Streaming};
 use warrant_proto::approvals_client::ApprovalsClient;
 use warrant_proto::collector_client::CollectorClient;
+use warrant_proto::policies_client::PoliciesClient;
 use warrant_proto::{
     AgentStatusRequest, CollectorSessionsRequest, CollectorWatchRequest, Event, KnownAgent, QueryRequest,
     QueryResponse, RemoteKillRequest, RemoteKillResponse, RemoteRevokeRequest, RemoteSession, VerifyLogRequest,
@@ -157,6 +158,11 @@ impl Collector {
     /// A client of the `Approvals` service on the same connection.
     pub fn approvals(&self) -> ApprovalsClient<Channel> {
         ApprovalsClient::new(self.channel.clone())
+    }
+
+    /// A client of the `Policies` service (the catalogue) on the same connection.
+    pub fn policies(&self) -> PoliciesClient<Channel> {
+        PoliciesClient::new(self.channel.clone())
     }
 
     /// Runs one call with the quick deadline and this collector's error messages.

@@ -6,7 +6,14 @@
 //! the requests file current, and records every step in the audit log as a
 //! `control_action`: `request`, `approve`, `deny`, `issue`, `extend`, `timeout`, each
 //! with outcome `ok`, `expired` or `refused` (with the reason).
+//!
+//! It also serves `Policies`, the catalogue requests name ([`crate::catalogue`]):
+//! admins push (`policy_push`, outcome `ok`, `unchanged` or `refused`), every person
+//! role reads. A request takes its approval rules from the catalogue version it
+//! names, never from the requester; `for_agent` must be one of the collector's
+//! `ai_agents`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -15,19 +22,20 @@ use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 use warrant_policy::Policy;
 use warrant_proto::approvals_server::{Approvals, ApprovalsServer};
+use warrant_proto::policies_server::{Policies, PoliciesServer};
 use warrant_proto::token::SecretKey;
 use warrant_proto::{
-    AccessRequest, ApproveRequest, DenyRequest, ExtendRequest, GetRequestRequest, ListRequestsRequest,
-    ListRequestsResponse, RequestInfo,
+    AccessRequest, ApproveRequest, DenyRequest, ExtendRequest, GetCataloguePolicyRequest, GetRequestRequest,
+    ListPoliciesRequest, ListPoliciesResponse, ListRequestsRequest, ListRequestsResponse, PolicyInfo, PushPolicyRequest,
+    PushPolicyResponse, RequestInfo,
 };
 
 use crate::auth::{Role, Roles, identity};
+use crate::catalogue::{self, Catalogue, Pushed, Version};
 use crate::metrics::Metrics;
 use crate::requests::{Approved, NewRequest, Refusal, Req, Requests};
 use crate::writer::{Writer, now_ns};
 
-/// Longest policy text accepted: policies are small, and the text is kept per request.
-const MAX_POLICY_BYTES: usize = 64 * 1024;
 /// Longest reason accepted.
 const MAX_REASON_BYTES: usize = 1024;
 
@@ -44,19 +52,63 @@ pub struct ApprovalState {
     key: Option<SecretKey>,
     /// Every request; one lock, because each change is small and also saved.
     requests: Mutex<Requests>,
+    /// The policies requests name. Locked before `requests` when both are held.
+    catalogue: Mutex<Catalogue>,
+    /// The AI-agent names `for_agent` may give (the config's `ai_agents`).
+    ai_agents: BTreeSet<String>,
+}
+
+/// What the approval service keeps besides the roles, the log and the counters.
+pub struct ApprovalOptions {
+    /// Signs approved grants; without it requests are refused.
+    pub key: Option<SecretKey>,
+    /// The requests (from `requests.json`).
+    pub requests: Requests,
+    /// The policy catalogue (from `policies.json`).
+    pub catalogue: Catalogue,
+    /// The AI agents the collector knows.
+    pub ai_agents: BTreeSet<String>,
 }
 
 impl ApprovalState {
     /// Builds the state.
     #[must_use]
-    pub fn new(roles: Roles, writer: Writer, metrics: Arc<Metrics>, key: Option<SecretKey>, requests: Requests) -> Arc<ApprovalState> {
-        Arc::new(ApprovalState { roles, writer, metrics, key, requests: Mutex::new(requests) })
+    pub fn new(roles: Roles, writer: Writer, metrics: Arc<Metrics>, opts: ApprovalOptions) -> Arc<ApprovalState> {
+        let ApprovalOptions { key, requests, catalogue, ai_agents } = opts;
+        Arc::new(ApprovalState {
+            roles,
+            writer,
+            metrics,
+            key,
+            requests: Mutex::new(requests),
+            catalogue: Mutex::new(catalogue),
+            ai_agents,
+        })
     }
 
     /// The gRPC service.
     #[must_use]
     pub fn service(self: &Arc<Self>) -> ApprovalsServer<ApprovalService> {
         ApprovalsServer::new(ApprovalService(self.clone()))
+    }
+
+    /// The catalogue's gRPC service.
+    #[must_use]
+    pub fn policies_service(self: &Arc<Self>) -> PoliciesServer<PolicyService> {
+        PoliciesServer::new(PolicyService(self.clone()))
+    }
+
+    /// `Ok` when `name` is an AI agent the collector knows.
+    fn known_agent(&self, name: &str) -> Result<(), Refusal> {
+        if self.ai_agents.contains(name) {
+            return Ok(());
+        }
+        let known = if self.ai_agents.is_empty() {
+            "it knows none (set ai_agents in its config, or --ai-agent NAME)".to_owned()
+        } else {
+            format!("it knows {}", self.ai_agents.iter().cloned().collect::<Vec<_>>().join(", "))
+        };
+        Err(Refusal::UnknownAgent { name: name.to_owned(), known })
     }
 
     /// Expires unanswered requests every `every` until the process ends.
@@ -87,7 +139,11 @@ impl ApprovalState {
     }
 
     async fn record(&self, action: &str, by: &str, target: &str, outcome: &str, detail: &str) {
-        if let Err(e) = self.writer.record(action, by, &format!("request {target}"), outcome, detail).await {
+        self.record_raw(action, by, &format!("request {target}"), outcome, detail).await;
+    }
+
+    async fn record_raw(&self, action: &str, by: &str, target: &str, outcome: &str, detail: &str) {
+        if let Err(e) = self.writer.record(action, by, target, outcome, detail).await {
             tracing::error!(error = %e, action, target, "cannot record a control action");
         }
     }
@@ -95,6 +151,16 @@ impl ApprovalState {
     /// The caller and their role, when it is a person allowed `needed`
     /// (`None`: any person role); refusals are recorded.
     async fn authorize<T>(&self, req: &Request<T>, needed: Option<Role>, rpc: &str) -> Result<(String, Role), Status> {
+        self.authorize_in(req, needed, "Approvals", rpc).await
+    }
+
+    async fn authorize_in<T>(
+        &self,
+        req: &Request<T>,
+        needed: Option<Role>,
+        service: &str,
+        rpc: &str,
+    ) -> Result<(String, Role), Status> {
         let who = identity(req)?;
         let why = match (self.roles.role_of(&who), needed) {
             (Some(r), Some(n)) if r.allows(n) => return Ok((who, r)),
@@ -105,7 +171,7 @@ impl ApprovalState {
         };
         self.metrics.refused.fetch_add(1, Relaxed);
         tracing::warn!(identity = %who, rpc, "refused: {why}");
-        if let Err(e) = self.writer.record("refused", &who, &format!("rpc Approvals.{rpc}"), "refused", &why).await {
+        if let Err(e) = self.writer.record("refused", &who, &format!("rpc {service}.{rpc}"), "refused", &why).await {
             tracing::error!(error = %e, "cannot record a refused call");
         }
         Err(Status::permission_denied(why))
@@ -137,9 +203,52 @@ fn status_of(r: &Refusal) -> Status {
     let text = r.to_string();
     match r {
         Refusal::NotFound(_) | Refusal::GrantNotFound(_) => Status::not_found(text),
-        Refusal::SelfApproval { .. } | Refusal::NotPending { .. } | Refusal::Twice { .. } => Status::failed_precondition(text),
+        Refusal::Catalogue(c) => catalogue_status(c),
+        Refusal::SelfApproval { .. } | Refusal::NotPending { .. } | Refusal::Twice { .. } | Refusal::Uncatalogued { .. } => {
+            Status::failed_precondition(text)
+        }
         Refusal::WrongRole { .. } | Refusal::NotYours { .. } => Status::permission_denied(text),
         _ => Status::invalid_argument(text),
+    }
+}
+
+fn catalogue_status(r: &catalogue::Refusal) -> Status {
+    let text = r.to_string();
+    match r {
+        catalogue::Refusal::UnknownPolicy { .. } | catalogue::Refusal::UnknownVersion { .. } => Status::not_found(text),
+        _ => Status::invalid_argument(text),
+    }
+}
+
+/// Saves the catalogue, logging a failure (the change stands in memory).
+fn save_catalogue(c: &Catalogue) {
+    if let Err(e) = tokio::task::block_in_place(|| c.save()) {
+        tracing::error!(error = %e, "cannot save the policy catalogue");
+    }
+}
+
+/// The wire form of a catalogue version; the text and what it grants with `full`.
+fn policy_info(v: &Version, current: bool, versions: usize, full: bool) -> PolicyInfo {
+    let parsed = v.policy().ok();
+    PolicyInfo {
+        name: v.name.clone(),
+        digest: v.digest.clone(),
+        text: if full { v.text.clone() } else { String::new() },
+        grants: match (&parsed, full) {
+            (Some(p), true) => p.grants(),
+            _ => Vec::new(),
+        },
+        pushed_unix_ns: v.pushed_ns,
+        pushed_by: v.pushed_by.clone(),
+        current,
+        versions: u32::try_from(versions).unwrap_or(u32::MAX),
+        approvals: parsed.as_ref().map_or(0, |p| p.approval.approvals),
+        approver_role: parsed.as_ref().map(|p| p.approval.approver_role.clone()).unwrap_or_default(),
+        max_ttl_seconds: parsed.as_ref().map_or(0, |p| p.max_ttl.as_secs()),
+        subjects: parsed
+            .as_ref()
+            .map(|p| p.approval.subjects.iter().map(|k| k.as_str().to_owned()).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -160,7 +269,18 @@ fn summary(r: &Req) -> String {
     s
 }
 
-/// The wire form; the token and policy text only when `reveal`.
+/// The wire form; the token only when `reveal`, the policy text and what it grants
+/// only when `full`.
+fn info_full(r: &Req, reveal: bool, full: bool) -> RequestInfo {
+    let mut i = info(r, reveal);
+    if full {
+        i.policy_text.clone_from(&r.policy_text);
+        i.policy_grants = Policy::from_yaml(&r.policy_text, &r.policy_name).map(|p| p.grants()).unwrap_or_default();
+    }
+    i
+}
+
+/// The wire form; the token only when `reveal`; no policy text.
 fn info(r: &Req, reveal: bool) -> RequestInfo {
     RequestInfo {
         id: r.id.clone(),
@@ -181,9 +301,10 @@ fn info(r: &Req, reveal: bool) -> RequestInfo {
         deny_reason: r.deny_reason.clone(),
         grant: r.grant.clone(),
         token: if reveal { r.token.clone() } else { String::new() },
-        policy_text: if reveal { r.policy_text.clone() } else { String::new() },
+        policy_text: String::new(),
         extends: r.extends.clone(),
         not_after_unix_ns: r.not_after_ns,
+        policy_grants: Vec::new(),
     }
 }
 
@@ -196,43 +317,65 @@ impl Approvals for ApprovalService {
         let s = &self.0;
         let (who, _) = s.authorize(&req, Some(Role::Requester), "Request").await?;
         let r = req.into_inner();
-        let file = if r.policy_file.is_empty() { "policy" } else { r.policy_file.as_str() };
-        let target = format!("(new, policy file {file})");
+        let named = match r.policy_digest.as_str() {
+            "" => r.policy_name.clone(),
+            digest => format!("{}@{digest}", r.policy_name),
+        };
+        let target = format!("(new, policy {})", named.chars().take(300).collect::<String>());
         if s.key.is_none() {
             let why = "the collector has no grant signing key, so it cannot issue grants: set grant_signing_key (make one with `warrant token keygen`)";
             return Err(s.refuse_text("request", &who, &target, why.to_owned()).await);
         }
-        if r.policy.len() > MAX_POLICY_BYTES || r.reason.len() > MAX_REASON_BYTES {
-            let why = format!("policy or reason too long (at most {MAX_POLICY_BYTES} and {MAX_REASON_BYTES} bytes)");
+        if r.policy_name.is_empty() {
+            let why = "a request names a policy from the collector's catalogue (policy_name; \
+                       `warrant request --policy NAME`): the collector takes no policy text from a requester. \
+                       `warrant policy list` shows the catalogue.";
+            return Err(s.refuse_text("request", &who, &target, why.to_owned()).await);
+        }
+        if r.reason.len() > MAX_REASON_BYTES || r.policy_name.len() > 256 || r.policy_digest.len() > 80 {
+            let why = format!("reason or policy name too long (at most {MAX_REASON_BYTES} and 256 bytes)");
             return Err(s.refuse_text("request", &who, &target, why).await);
         }
-        let policy = match Policy::from_yaml(&r.policy, file) {
-            Ok(p) => p,
-            Err(e) => return Err(s.refuse_text("request", &who, &target, format!("invalid policy: {e}")).await),
+        if !r.for_agent.is_empty()
+            && let Err(why) = s.known_agent(&r.for_agent)
+        {
+            return Err(s.refuse("request", &who, &target, &why).await);
+        }
+        // The version's text and rules, copied out: the request keeps them whatever
+        // is pushed later.
+        let found = {
+            let catalogue = s.catalogue.lock().await;
+            catalogue.get(&r.policy_name, &r.policy_digest).map_err(Refusal::Catalogue).and_then(|v| {
+                let policy = v.policy().map_err(|e| Refusal::Catalogue(catalogue::Refusal::Invalid(e.to_string())))?;
+                Ok((policy, v.text.clone()))
+            })
         };
-        let new = NewRequest {
-            policy,
-            policy_text: r.policy,
-            requested_by: who.clone(),
-            for_agent: (!r.for_agent.is_empty()).then_some(r.for_agent),
-            host: if r.host.is_empty() { "*".to_owned() } else { r.host },
-            ttl: Duration::from_secs(r.ttl_seconds),
-            reason: r.reason,
-            extends: None,
-        };
-        let made = {
-            let mut requests = s.requests.lock().await;
-            let made = requests.create(new, now_ns());
-            if made.is_ok() {
-                save(&requests);
+        let made = match found {
+            Ok((policy, policy_text)) => {
+                let new = NewRequest {
+                    policy,
+                    policy_text,
+                    requested_by: who.clone(),
+                    for_agent: (!r.for_agent.is_empty()).then_some(r.for_agent),
+                    host: if r.host.is_empty() { "*".to_owned() } else { r.host },
+                    ttl: Duration::from_secs(r.ttl_seconds),
+                    reason: r.reason,
+                    extends: None,
+                };
+                let mut requests = s.requests.lock().await;
+                let made = requests.create(new, now_ns());
+                if made.is_ok() {
+                    save(&requests);
+                }
+                made
             }
-            made
+            Err(e) => Err(e),
         };
         match made {
             Ok(req) => {
                 let detail = format!("{}; needs {} approval(s) from role {}", summary(&req), req.approvals_needed, req.approver_role);
                 s.record("request", &who, &req.id, "ok", &detail).await;
-                Ok(Response::new(info(&req, true)))
+                Ok(Response::new(info_full(&req, true, true)))
             }
             Err(why) => Err(s.refuse("request", &who, &target, &why).await),
         }
@@ -253,8 +396,9 @@ impl Approvals for ApprovalService {
         let id = req.into_inner().id;
         let requests = self.0.requests.lock().await;
         let r = requests.get(&id).ok_or_else(|| status_of(&Refusal::NotFound(id.clone())))?;
-        // The token is a bearer credential: only whoever asked for it gets it.
-        Ok(Response::new(info(r, r.requested_by == who)))
+        // The token is a bearer credential: only whoever asked for it gets it. The
+        // policy and what it grants are for everyone, approvers first.
+        Ok(Response::new(info_full(r, r.requested_by == who, true)))
     }
 
     async fn approve(&self, req: Request<ApproveRequest>) -> Result<Response<RequestInfo>, Status> {
@@ -263,9 +407,18 @@ impl Approvals for ApprovalService {
         let id = req.into_inner().id;
         s.sweep().await;
         let result = {
+            let catalogue = s.catalogue.lock().await;
             let mut requests = s.requests.lock().await;
             let key = s.key.as_ref();
-            let result = requests.approve(&id, &who, role, now_ns(), |t| key.map(|k| k.sign(t)).unwrap_or_default());
+            // Only a request against a catalogue version is approved: one kept from
+            // before the catalogue carries rules its requester wrote.
+            let result = match requests.get(&id) {
+                Some(r) if r.status == crate::requests::Status::Pending && catalogue.get(&r.policy_name, &r.policy_digest).is_err() => {
+                    Err(Refusal::Uncatalogued { id: id.clone(), policy: r.policy_name.clone(), digest: r.policy_digest.clone() })
+                }
+                _ => requests.approve(&id, &who, role, now_ns(), |t| key.map(|k| k.sign(t)).unwrap_or_default()),
+            };
+            drop(catalogue);
             if result.is_ok() {
                 save(&requests);
             }
@@ -274,7 +427,7 @@ impl Approvals for ApprovalService {
         match result {
             Ok((r, Approved::Counted(have, need))) => {
                 s.record("approve", &who, &id, "ok", &format!("{have} of {need} approvals; still pending")).await;
-                Ok(Response::new(info(&r, r.requested_by == who)))
+                Ok(Response::new(info(&r, false)))
             }
             Ok((r, Approved::Issued)) => {
                 let need = r.approvals_needed;
@@ -282,7 +435,7 @@ impl Approvals for ApprovalService {
                 let until = warrant_proto::json::rfc3339(r.not_after_ns);
                 let detail = format!("grant {} until {until}, approved by {}; {}", r.grant, r.approvers.join(", "), summary(&r));
                 s.record("issue", &who, &id, "ok", &detail).await;
-                Ok(Response::new(info(&r, r.requested_by == who)))
+                Ok(Response::new(info(&r, false)))
             }
             Err(why) => Err(s.refuse("approve", &who, &id, &why).await),
         }
@@ -320,17 +473,23 @@ impl Approvals for ApprovalService {
         let r = req.into_inner();
         let target = format!("(new, extends grant {})", r.grant);
         let made = {
+            let catalogue = s.catalogue.lock().await;
             let mut requests = s.requests.lock().await;
             let made = (|| {
                 let old = requests.by_grant(&r.grant).ok_or_else(|| Refusal::GrantNotFound(r.grant.clone()))?;
                 if old.requested_by != who && role != Role::Admin {
                     return Err(Refusal::NotYours { grant: r.grant.clone(), owner: old.requested_by.clone() });
                 }
+                // The same catalogue version as the grant (every version is kept).
+                catalogue.get(&old.policy_name, &old.policy_digest).map_err(Refusal::Catalogue)?;
                 // The stored text parsed when the request was made; the same parser
                 // accepts it now.
                 let policy = Policy::from_yaml(&old.policy_text, &old.policy_name)
                     .map_err(|_| Refusal::GrantNotFound(r.grant.clone()))?;
                 let for_agent = old.subject.strip_prefix("agent:").map(str::to_owned);
+                if let Some(agent) = &for_agent {
+                    s.known_agent(agent)?;
+                }
                 let new = NewRequest {
                     policy,
                     policy_text: old.policy_text.clone(),
@@ -353,9 +512,70 @@ impl Approvals for ApprovalService {
                 let by = humantime::format_duration(Duration::from_secs(r.by_seconds));
                 let detail = format!("grant {} by {by}: {}; needs {} approval(s) from role {}", r.grant, summary(&req), req.approvals_needed, req.approver_role);
                 s.record("extend", &who, &req.id, "ok", &detail).await;
-                Ok(Response::new(info(&req, req.requested_by == who)))
+                Ok(Response::new(info_full(&req, req.requested_by == who, true)))
             }
             Err(why) => Err(s.refuse("extend", &who, &target, &why).await),
         }
+    }
+}
+
+/// The catalogue service.
+pub struct PolicyService(Arc<ApprovalState>);
+
+#[tonic::async_trait]
+impl Policies for PolicyService {
+    async fn push_policy(&self, req: Request<PushPolicyRequest>) -> Result<Response<PushPolicyResponse>, Status> {
+        let s = &self.0;
+        let (who, _) = s.authorize_in(&req, Some(Role::Admin), "Policies", "PushPolicy").await?;
+        let r = req.into_inner();
+        let file = if r.file.is_empty() { "policy".to_owned() } else { r.file.chars().take(256).collect() };
+        let pushed = {
+            let mut c = s.catalogue.lock().await;
+            let pushed = c.push(&r.text, &file, &who, now_ns());
+            if matches!(pushed, Ok(Pushed::New(_) | Pushed::Current(_))) {
+                save_catalogue(&c);
+            }
+            pushed.map(|p| {
+                let n = c.versions(&p.version().name);
+                (p, n)
+            })
+        };
+        match pushed {
+            Ok((p, versions)) => {
+                let v = p.version();
+                let (outcome, what) = match &p {
+                    Pushed::New(_) => ("ok", "new version, now current"),
+                    Pushed::Current(_) => ("ok", "earlier version, current again"),
+                    Pushed::Unchanged(_) => ("unchanged", "already the current version"),
+                };
+                let detail = format!("{} from {file}: {what}; {versions} version(s)", v.digest);
+                s.record_raw("policy_push", &who, &format!("policy {}", v.name), outcome, &detail).await;
+                let changed = !matches!(p, Pushed::Unchanged(_));
+                Ok(Response::new(PushPolicyResponse { policy: Some(policy_info(v, true, versions, true)), changed }))
+            }
+            Err(why) => {
+                s.metrics.refused.fetch_add(1, Relaxed);
+                let first = why.to_string();
+                s.record_raw("policy_push", &who, &format!("policy file {file}"), "refused", &first).await;
+                Err(catalogue_status(&why))
+            }
+        }
+    }
+
+    async fn list_policies(&self, req: Request<ListPoliciesRequest>) -> Result<Response<ListPoliciesResponse>, Status> {
+        self.0.authorize_in(&req, None, "Policies", "ListPolicies").await?;
+        let all = req.into_inner().all_versions;
+        let c = self.0.catalogue.lock().await;
+        let policies = c.list(all).into_iter().map(|(v, current)| policy_info(v, current, c.versions(&v.name), false)).collect();
+        Ok(Response::new(ListPoliciesResponse { policies }))
+    }
+
+    async fn get_policy(&self, req: Request<GetCataloguePolicyRequest>) -> Result<Response<PolicyInfo>, Status> {
+        self.0.authorize_in(&req, None, "Policies", "GetPolicy").await?;
+        let r = req.into_inner();
+        let c = self.0.catalogue.lock().await;
+        let v = c.get(&r.name, &r.digest).map_err(|e| catalogue_status(&e))?;
+        let current = c.get(&r.name, "").is_ok_and(|cur| cur.digest == v.digest);
+        Ok(Response::new(policy_info(v, current, c.versions(&v.name), true)))
     }
 }

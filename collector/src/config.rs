@@ -4,7 +4,7 @@
 //! line and the field, because a typo in a security tool's config must not fall
 //! back to a default silently.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,6 +75,9 @@ pub struct Flags {
     /// How long a request waits for approval before it expires (default 1h)
     #[arg(long, value_parser = humantime_duration)]
     pub request_timeout: Option<Duration>,
+    /// An AI-agent identity grant requests may be made for (`warrant request --for-agent NAME`); repeatable, added to the file's ai_agents list
+    #[arg(long = "ai-agent", value_name = "NAME")]
+    pub ai_agents: Vec<String>,
     /// What to do; serve when absent
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -135,6 +138,10 @@ struct FileConfig {
     log_level: Option<String>,
     grant_signing_key: Option<PathBuf>,
     request_timeout: Option<String>,
+    /// Names of the AI agents requests may be made for; each keeps its place in
+    /// the file, so a bad one is reported with its line.
+    #[serde(default)]
+    ai_agents: Vec<toml::Spanned<String>>,
     #[serde(default)]
     roles: BTreeMap<String, String>,
     #[serde(default)]
@@ -161,6 +168,8 @@ pub struct Config {
     pub roles: Roles,
     /// Metrics address, if any.
     pub metrics_listen: Option<SocketAddr>,
+    /// The AI agents grant requests may be made for (`--for-agent NAME`).
+    pub ai_agents: BTreeSet<String>,
     /// Retention by age.
     pub retention_max_age: Option<Duration>,
     /// Retention by size.
@@ -237,6 +246,11 @@ impl Config {
                 bail!("invalid agent_ids: agent id {agent:?} is given to both {other:?} and {cert:?}");
             }
         }
+        let mut ai_agents: BTreeSet<String> = file.ai_agents.iter().map(|s| s.get_ref().clone()).collect();
+        for name in &flags.ai_agents {
+            check_ai_agent(name).map_err(anyhow::Error::msg).with_context(|| format!("invalid --ai-agent {name:?}"))?;
+            ai_agents.insert(name.clone());
+        }
         let need = |flag: &Option<PathBuf>, file: Option<PathBuf>, key: &str| -> Result<PathBuf> {
             flag.clone().or(file).with_context(|| format!("missing {key}: set --{key} or `{key} = \"…\"` in the config file"))
         };
@@ -247,6 +261,7 @@ impl Config {
             cert: need(&flags.cert, file.cert, "cert")?,
             key: need(&flags.key, file.key, "key")?,
             roles: Roles::new(entries),
+            ai_agents,
             metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             retention_max_age,
             retention_max_bytes: flags.retention_max_bytes.or(file.retention_max_bytes),
@@ -296,9 +311,27 @@ fn load_file(path: &Path) -> Result<FileConfig> {
     parse_file(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
-/// Parses the TOML text; errors carry line, column and field from the toml crate.
+/// Parses the TOML text; errors carry line, column and field from the toml crate
+/// (or, for a bad `ai_agents` entry, the line and the entry).
 fn parse_file(text: &str) -> Result<FileConfig> {
-    toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+    let file: FileConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    let mut seen = BTreeSet::new();
+    for (i, name) in file.ai_agents.iter().enumerate() {
+        let line = text.get(..name.span().start).map_or(0, |t| t.matches('\n').count()) + 1;
+        check_ai_agent(name.get_ref()).map_err(|e| anyhow::anyhow!("line {line}: ai_agents[{i}]: {e}"))?;
+        if !seen.insert(name.get_ref()) {
+            bail!("line {line}: ai_agents[{i}]: {:?} is listed twice", name.get_ref());
+        }
+    }
+    Ok(file)
+}
+
+/// An AI agent's name must make a valid grant subject (`agent:NAME`).
+fn check_ai_agent(name: &str) -> Result<(), String> {
+    if warrant_proto::token::subject_parts(&format!("agent:{name}")).is_some() {
+        return Ok(());
+    }
+    Err(format!("invalid AI-agent name {name:?}: names are 1-64 of a-z, A-Z, 0-9, '.', '_', '-' and '@'"))
 }
 
 #[cfg(test)]
@@ -334,6 +367,26 @@ mod tests {
         let err = parse_file("listen = \"127.0.0.1:1\"\nretention_max_ages = \"1d\"\n").unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("retention_max_ages"), "{err}");
+    }
+
+    #[test]
+    fn ai_agents_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "ca = \"/a\"\ncert = \"/b\"\nkey = \"/c\"\nai_agents = [\"claude\", \"ci-bot\"]\n").unwrap();
+        let mut flags = flags_with(&f);
+        flags.ai_agents = vec!["codex".into()];
+        let c = Config::resolve(&flags).unwrap();
+        assert_eq!(c.ai_agents.iter().map(String::as_str).collect::<Vec<_>>(), ["ci-bot", "claude", "codex"]);
+        flags.ai_agents = vec!["two words".into()];
+        let err = format!("{:#}", Config::resolve(&flags).unwrap_err());
+        assert!(err.contains("invalid --ai-agent \"two words\""), "{err}");
+        let err = parse_file("listen = \"127.0.0.1:1\"\nai_agents = [\n  \"claude\",\n  \"bad name\",\n]\n").unwrap_err().to_string();
+        assert!(err.starts_with("line 4: ai_agents[1]: invalid AI-agent name \"bad name\""), "{err}");
+        let err = parse_file("ai_agents = [\"a\", \"a\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("line 1: ai_agents[1]: \"a\" is listed twice"), "{err}");
+        let err = parse_file("ai_agents = \"claude\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("ai_agents"), "{err}");
     }
 
     #[test]

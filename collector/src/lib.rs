@@ -14,13 +14,15 @@
 //!   a [`Filter`]; a watcher that falls behind is told how much it missed
 //!   (`WatchMissed`) instead of slowing the publisher.
 //! - [`requests`]: grant requests and approvals, the state machine and its file;
-//!   [`approvals`]: the `Approvals` gRPC service over it, which signs grant tokens.
+//!   [`approvals`]: the `Approvals` gRPC service over it, which signs grant tokens,
+//!   and the `Policies` service over [`catalogue`], the policies requests name.
 //! - [`Error`]: the one error type of this crate.
 
 use std::path::PathBuf;
 
 pub mod approvals;
 pub mod auth;
+pub mod catalogue;
 pub mod config;
 pub mod decode;
 pub mod hub;

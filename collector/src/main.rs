@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use warrant_collector::config::{Cmd, Config, Flags};
 use warrant_collector::metrics::Metrics;
-use warrant_collector::approvals::ApprovalState;
+use warrant_collector::approvals::{ApprovalOptions, ApprovalState};
+use warrant_collector::catalogue::Catalogue;
 use warrant_collector::requests::Requests;
 use warrant_collector::server::{ServeOptions, State, Tls, run_with};
 use warrant_collector::store::{Store, StoreOptions, verify_dir};
@@ -79,6 +80,7 @@ fn serve(flags: &Flags) -> Result<()> {
         None => None,
     };
     let requests = Requests::open(&config.data_dir, config.request_timeout)?;
+    let catalogue = Catalogue::open(&config.data_dir)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let metrics = Arc::new(Metrics::default());
     let hub = EventHub::new(config.watch_buffer);
@@ -111,7 +113,8 @@ fn serve(flags: &Flags) -> Result<()> {
                 }
             });
         }
-        let approvals = ApprovalState::new(config.roles.clone(), writer.clone(), metrics.clone(), key, requests);
+        let opts = ApprovalOptions { key, requests, catalogue, ai_agents: config.ai_agents.clone() };
+        let approvals = ApprovalState::new(config.roles.clone(), writer.clone(), metrics.clone(), opts);
         // Expiry is checked on every call too; the sweep records timeouts nobody looked at.
         approvals.spawn_sweeper(config.request_timeout.min(std::time::Duration::from_secs(1)));
         let state = State::new(config.roles.clone(), writer.clone(), reader, hub, metrics, config.data_dir.clone(), ServeOptions { max_message_bytes: config.max_message_bytes, agent_ids: config.agent_ids.clone(), stopping: stop_rx.clone() });

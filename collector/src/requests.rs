@@ -68,7 +68,7 @@ pub struct Req {
     pub policy_name: String,
     /// `sha256:…`.
     pub policy_digest: String,
-    /// The YAML as submitted.
+    /// The YAML of the catalogue version the request pinned.
     pub policy_text: String,
     /// How long the grant lasts once issued.
     pub ttl_secs: u64,
@@ -104,9 +104,9 @@ pub struct Req {
 /// What a new request asks for, after the caller checked identities.
 #[derive(Debug, Clone)]
 pub struct NewRequest {
-    /// The parsed policy and its text.
+    /// The parsed policy (a catalogue version) and its text.
     pub policy: Policy,
-    /// The text as submitted.
+    /// The catalogue version's text.
     pub policy_text: String,
     /// The certificate name asking.
     pub requested_by: String,
@@ -164,6 +164,28 @@ pub enum Refusal {
         policy: String,
         /// The role it names.
         role: String,
+    },
+    /// The named policy or version is not in the catalogue.
+    #[error(transparent)]
+    Catalogue(crate::catalogue::Refusal),
+    /// `for_agent` names no AI agent the collector knows.
+    #[error("unknown AI agent {name:?}: --for-agent names an AI-agent identity the collector knows, and {known}")]
+    UnknownAgent {
+        /// The name given.
+        name: String,
+        /// "it knows a, b" or "it knows none (…)".
+        known: String,
+    },
+    /// The request's policy version is not in the catalogue: it was made before
+    /// requests named catalogue policies, with text its requester wrote.
+    #[error("request {id} cannot be approved: its policy {policy} ({digest}) is not in the collector's catalogue, so its rules were written by its requester; they ask again with `warrant request --policy NAME`")]
+    Uncatalogued {
+        /// The request.
+        id: String,
+        /// Its policy's name.
+        policy: String,
+        /// Its digest.
+        digest: String,
     },
     /// No such request.
     #[error("unknown request {0:?}")]

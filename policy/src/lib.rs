@@ -37,12 +37,15 @@
 //!   [`RuleRef`] that applied; the module documents the matching semantics.
 //! - [`digest`]: [`Policy::canonical`] and [`Policy::digest`], a SHA-256 that changes
 //!   with the policy's meaning and not with its formatting.
+//! - [`describe`]: [`Policy::grants`], what a policy grants in words, one line per rule
+//!   and limit, for approvers.
 //! - [`sandbox`]: the `exec:` and `files:` rules as a Landlock ruleset plan, which
 //!   `warrant exec` applies to itself before running the command.
 //! - [`Error`]: the one error type of this crate.
 
 use std::path::PathBuf;
 
+pub mod describe;
 pub mod digest;
 pub mod matcher;
 pub mod protect;

@@ -1,5 +1,6 @@
 //! Grant requests and approvals on a real collector, over TCP with mTLS, driven
-//! through the `warrant` CLI as each person: a quorum of two approvals issues a
+//! through the `warrant` CLI as each person (the policies are the collector's
+//! catalogue, pushed by the admin; `policy_catalogue.rs` tests the catalogue): a quorum of two approvals issues a
 //! token signed with the collector's key that a real agent accepts offline; self-
 //! approval, approval without the policy's role, a TTL above `max_ttl`, a subject
 //! kind the policy does not admit, and approving a denied request are refused with
@@ -16,9 +17,10 @@ use warrant_tests::run::output_within;
 use warrant_tests::{AgentOptions, CollectorOptions, Marker, Signer, TestAgent, TestCollector};
 
 /// A collector that signs with `signer`'s key, with alice (requester), bob and
-/// carol (approvers) and wally (watcher).
+/// carol (approvers) and wally (watcher), and one AI agent, claude.
 fn collector(signer: &Signer, extra: &[&str]) -> TestCollector {
     let mut extra_args = vec!["--grant-signing-key".to_owned(), signer.secret_key().display().to_string()];
+    extra_args.extend(["--ai-agent".to_owned(), "claude".to_owned()]);
     extra_args.extend(extra.iter().map(|s| (*s).to_owned()));
     let roles = ["alice=requester", "bob=approver", "carol=approver", "wally=watcher"].map(str::to_owned).to_vec();
     let c = TestCollector::start(CollectorOptions { roles, extra_args, ..CollectorOptions::default() });
@@ -28,10 +30,12 @@ fn collector(signer: &Signer, extra: &[&str]) -> TestCollector {
     c
 }
 
-fn policy(dir: &Path, name: &str, extra: &str) -> PathBuf {
-    let p = dir.join(format!("{name}.yaml"));
+/// Writes the policy `name` and pushes it to the catalogue as the admin; its name.
+fn policy(c: &TestCollector, dir: &Path, name: &str, extra: &str) -> String {
+    let p: PathBuf = dir.join(format!("{name}.yaml"));
     std::fs::write(&p, format!("name: {name}\nmax_ttl: 1h\ndefault: allow\n{extra}")).expect("write policy");
-    p
+    cli_ok_as(c, "admin", &["policy", "push", p.to_str().expect("UTF-8 path")]);
+    name.to_owned()
 }
 
 fn stderr(out: &Output) -> String {
@@ -46,10 +50,9 @@ fn refused(c: &TestCollector, who: &str, args: &[&str], needle: &str) {
     assert_eq!(stderr(&out).lines().next().map(|l| l.starts_with("warrant: ")), Some(true), "{}", stderr(&out));
 }
 
-/// `warrant request …` as `who`; the request id.
-fn request(c: &TestCollector, who: &str, policy: &Path, args: &[&str]) -> String {
-    let p = policy.to_str().expect("UTF-8 path");
-    let out = cli_ok_as(c, who, &[&["request", "--policy", p][..], args].concat());
+/// `warrant request --policy NAME …` as `who`; the request id.
+fn request(c: &TestCollector, who: &str, policy: &str, args: &[&str]) -> String {
+    let out = cli_ok_as(c, who, &[&["request", "--policy", policy][..], args].concat());
     let id = out.trim().to_owned();
     assert!(id.starts_with("r-"), "request should print its id, printed {out:?}");
     id
@@ -81,7 +84,7 @@ fn has_action(c: &TestCollector, action: &str, outcome: &str, by: &str, detail: 
 fn quorum_of_two_issues_a_token_the_agent_accepts() {
     let signer = Signer::new();
     let c = collector(&signer, &[]);
-    let p = policy(signer.dir(), "ops", "approvals: 2\n");
+    let p = policy(&c, signer.dir(), "ops", "approvals: 2\n");
     let id = request(&c, "alice", &p, &["--ttl", "10m", "--reason", "INC-42: slow queries"]);
 
     let pending = cli_ok_as(&c, "wally", &["requests", "--json"]);
@@ -140,15 +143,15 @@ fn quorum_of_two_issues_a_token_the_agent_accepts() {
 fn refusals_name_their_reason_and_are_audited() {
     let signer = Signer::new();
     let c = collector(&signer, &[]);
-    let p = policy(signer.dir(), "ops", "");
-    let users_only = policy(signer.dir(), "people", "subjects: [user]\n");
-    let pp = p.to_str().expect("UTF-8");
+    let p = policy(&c, signer.dir(), "ops", "");
+    let users_only = policy(&c, signer.dir(), "people", "subjects: [user]\n");
+    let pp = p.as_str();
 
     // TTL above max_ttl: refused at request time.
     refused(&c, "alice", &["request", "--policy", pp, "--ttl", "2h", "--reason", "x"], "ttl 2h exceeds policy ops's max_ttl 1h");
     assert!(has_action(&c, "request", "refused", "alice", "exceeds policy ops's max_ttl 1h"), "{:#?}", control_actions(&c));
     // A subject kind the policy does not admit.
-    let up = users_only.to_str().expect("UTF-8");
+    let up = users_only.as_str();
     refused(&c, "alice", &["request", "--policy", up, "--ttl", "5m", "--reason", "x", "--for-agent", "claude"], "does not admit agent subjects");
     // An agent subject where admitted.
     let agent_req = request(&c, "alice", &p, &["--ttl", "5m", "--reason", "x", "--for-agent", "claude"]);
@@ -179,7 +182,7 @@ fn refusals_name_their_reason_and_are_audited() {
 fn unanswered_request_expires_and_survives_a_restart() {
     let signer = Signer::new();
     let mut c = collector(&signer, &["--request-timeout", "2s"]);
-    let p = policy(signer.dir(), "ops", "");
+    let p = policy(&c, signer.dir(), "ops", "");
     let id = request(&c, "alice", &p, &["--ttl", "5m", "--reason", "x"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while !has_action(&c, "timeout", "expired", "collector", "nobody acted in time") {
@@ -200,14 +203,14 @@ fn unanswered_request_expires_and_survives_a_restart() {
 fn request_wait_ends_with_the_outcome() {
     let signer = Signer::new();
     let c = collector(&signer, &[]);
-    let p = policy(signer.dir(), "ops", "");
+    let p = policy(&c, signer.dir(), "ops", "");
     let spawn_wait = |token: &Path| {
         let id = c.identity("alice");
         std::process::Command::new(warrant_tests::bins::warrant())
             .env_remove("WARRANT_COLLECTOR")
             .args(["--collector", &c.url()])
             .arg("--ca").arg(&id.ca).arg("--cert").arg(&id.cert).arg("--key").arg(&id.key)
-            .args(["request", "--policy", p.to_str().expect("UTF-8"), "--ttl", "5m", "--reason", "x", "--wait", "--token-out"])
+            .args(["request", "--policy", p.as_str(), "--ttl", "5m", "--reason", "x", "--wait", "--token-out"])
             .arg(token)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

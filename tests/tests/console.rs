@@ -142,7 +142,8 @@ fn console_in_a_real_browser() {
     // A pending request for the approver.
     let policy = tmp.join("ops.yaml");
     std::fs::write(&policy, "name: ops\nmax_ttl: 1h\ndefault: allow\n").expect("write policy");
-    let req = cli_ok_as(&c, "alice", &["request", "--policy", policy.to_str().expect("UTF-8"), "--ttl", "10m", "--reason", "INC-9"]);
+    cli_ok_as(&c, "admin", &["policy", "push", policy.to_str().expect("UTF-8")]);
+    let req = cli_ok_as(&c, "alice", &["request", "--policy", "ops", "--ttl", "10m", "--reason", "INC-9"]);
     let req = req.trim().to_owned();
 
     let responder = Console::start(&c, "responder");

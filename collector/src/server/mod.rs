@@ -223,7 +223,7 @@ pub async fn run(state: Arc<State>, tls: &Tls, listener: TcpListener, shutdown: 
     run_with(state, None, tls, listener, shutdown).await
 }
 
-/// [`run`], plus the `Approvals` service when given.
+/// [`run`], plus the `Approvals` and `Policies` services when given.
 ///
 /// The collector does the TLS handshakes itself (not tonic), so that a refused one
 /// (a certificate no trusted CA signed, no certificate, a timeout) is logged with
@@ -276,7 +276,8 @@ pub async fn run_with(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(IngestServer::new(IngestService(state.clone())).max_decoding_message_size(state.max_message_bytes))
         .add_service(CollectorServer::new(CollectorService(state)))
-        .add_optional_service(approvals.map(|a| a.service()))
+        .add_optional_service(approvals.as_ref().map(|a| a.service()))
+        .add_optional_service(approvals.map(|a| a.policies_service()))
         .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
         .await;
     accept.abort();

@@ -1,0 +1,338 @@
+//! The policy catalogue: the policies grant requests may name, every version kept
+//! by digest, and its file on disk.
+//!
+//! Only an admin pushes (the service checks); a request names a policy and gets the
+//! current version, or pins one by digest, and keeps that version's digest and text
+//! for good, so a later push never changes what an approver approves. A push of the
+//! current version again changes nothing; a push of an older version makes it
+//! current again. The catalogue is `policies.json` in the data dir (whole file,
+//! replaced atomically, like `requests.json`), written before the caller hears of
+//! the change.
+//!
+//! A policy that exists here parsed, and names an approver role that is a collector
+//! person role: the rules of a request's approval are checked when the policy is
+//! pushed, by an admin, not written by whoever asks.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use warrant_policy::Policy;
+
+use crate::auth::Role;
+
+/// Longest policy text accepted, in bytes.
+pub const MAX_POLICY_BYTES: usize = 64 * 1024;
+
+/// The file's name in the data dir.
+pub const FILE: &str = "policies.json";
+
+/// One version of a policy, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The policy's `name:`.
+    pub name: String,
+    /// `sha256:…` of its canonical form.
+    pub digest: String,
+    /// The YAML as first pushed with this digest.
+    pub text: String,
+    /// Who pushed it last (certificate name).
+    pub pushed_by: String,
+    /// When it was pushed last (ns since the epoch); the newest of a name is current.
+    pub pushed_ns: i64,
+}
+
+impl Version {
+    /// The parsed policy. Stored text parsed when it was pushed; the same parser
+    /// accepts it now.
+    ///
+    /// # Errors
+    /// The parser's problems, should a newer parser refuse an old text.
+    pub fn policy(&self) -> Result<Policy, warrant_policy::Error> {
+        Policy::from_yaml(&self.text, &format!("catalogue policy {}", self.name))
+    }
+}
+
+/// Why a catalogue operation was refused (each is audited by the caller).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The text is not a valid policy: one `file:line: field: message` line each.
+    #[error("invalid policy:\n{0}")]
+    Invalid(String),
+    /// The text is too long.
+    #[error("policy {file} is {len} bytes: at most {MAX_POLICY_BYTES} are accepted")]
+    TooLong {
+        /// The file, as named by the pusher.
+        file: String,
+        /// Its length.
+        len: usize,
+    },
+    /// The approver role is not one a collector person holds.
+    #[error("{file}: approver_role: policy {policy} names approver_role {role:?}, which is not a collector person role (approver, requester, watcher, responder or admin)")]
+    ApproverRole {
+        /// The file.
+        file: String,
+        /// The policy.
+        policy: String,
+        /// The role it names.
+        role: String,
+    },
+    /// No policy of that name.
+    #[error("policy {name:?} is not in the collector's catalogue{known}\n\nAn admin adds policies with `warrant policy push FILE`; `warrant policy list` shows them.")]
+    UnknownPolicy {
+        /// The name asked for.
+        name: String,
+        /// ": its policies are a, b" or " (it is empty)".
+        known: String,
+    },
+    /// No version of that policy has the digest.
+    #[error("policy {name:?} has no version {digest} in the collector's catalogue (`warrant policy list --all` shows its versions)")]
+    UnknownVersion {
+        /// The policy.
+        name: String,
+        /// The digest asked for.
+        digest: String,
+    },
+    /// The digest is not `sha256:` and 64 hex digits.
+    #[error("{0}")]
+    BadDigest(String),
+}
+
+/// Failure to load or save the catalogue file.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} policy catalogue {}: {cause}", path.display())]
+pub struct StoreError {
+    /// "read", "parse", "write".
+    action: &'static str,
+    /// The file.
+    path: PathBuf,
+    /// Why.
+    cause: String,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// A version never seen before; now current.
+    New(Version),
+    /// An older version made current again.
+    Current(Version),
+    /// It was the current version already: nothing changed.
+    Unchanged(Version),
+}
+
+impl Pushed {
+    /// The version pushed.
+    #[must_use]
+    pub fn version(&self) -> &Version {
+        match self {
+            Pushed::New(v) | Pushed::Current(v) | Pushed::Unchanged(v) => v,
+        }
+    }
+}
+
+/// Every policy version the collector holds, and the file that keeps them.
+#[derive(Debug, Default)]
+pub struct Catalogue {
+    /// `policies.json` in the data dir; `None` keeps them in memory (tests).
+    path: Option<PathBuf>,
+    /// By name, then versions in push order (the last is current).
+    items: BTreeMap<String, Vec<Version>>,
+}
+
+impl Catalogue {
+    /// In memory only.
+    #[must_use]
+    pub fn in_memory() -> Catalogue {
+        Catalogue::default()
+    }
+
+    /// Loads `dir/policies.json` (empty when absent).
+    ///
+    /// # Errors
+    /// An unreadable or damaged file: policies are never silently dropped.
+    pub fn open(dir: &Path) -> Result<Catalogue, StoreError> {
+        let path = dir.join(FILE);
+        let versions = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<Vec<Version>>(&bytes)
+                .map_err(|e| StoreError { action: "parse", path: path.clone(), cause: e.to_string() })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StoreError { action: "read", path, cause: e.to_string() }),
+        };
+        let mut items: BTreeMap<String, Vec<Version>> = BTreeMap::new();
+        for v in versions {
+            items.entry(v.name.clone()).or_default().push(v);
+        }
+        for list in items.values_mut() {
+            list.sort_by_key(|v| v.pushed_ns);
+        }
+        Ok(Catalogue { path: Some(path), items })
+    }
+
+    /// Writes every version: a temp file, fsync, rename.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn save(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let err = |e: std::io::Error| StoreError { action: "write", path: path.clone(), cause: e.to_string() };
+        let all: Vec<&Version> = self.items.values().flatten().collect();
+        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| err(std::io::Error::other(e)))?;
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(err)?;
+        f.write_all(&bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(err)?;
+        if let Some(dir) = path.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Parses and adds `text` (from `file`, for messages), pushed by `by`.
+    ///
+    /// # Errors
+    /// A [`Refusal`]: too long, not a valid policy, an approver role no person holds.
+    pub fn push(&mut self, text: &str, file: &str, by: &str, now: i64) -> Result<Pushed, Refusal> {
+        if text.len() > MAX_POLICY_BYTES {
+            return Err(Refusal::TooLong { file: file.to_owned(), len: text.len() });
+        }
+        let policy = Policy::from_yaml(text, file).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let role = &policy.approval.approver_role;
+        if Role::parse(role).is_err() || role == "agent" {
+            return Err(Refusal::ApproverRole { file: file.to_owned(), policy: policy.name.clone(), role: role.clone() });
+        }
+        let digest = policy.digest().to_string();
+        let list = self.items.entry(policy.name.clone()).or_default();
+        if let Some(last) = list.last()
+            && last.digest == digest
+        {
+            return Ok(Pushed::Unchanged(last.clone()));
+        }
+        // Push times only grow, so the last in the list stays the current one even
+        // when the clock steps back.
+        let at = list.last().map_or(now, |l| now.max(l.pushed_ns.saturating_add(1)));
+        if let Some(i) = list.iter().position(|v| v.digest == digest) {
+            let mut v = list.remove(i);
+            v.pushed_ns = at;
+            by.clone_into(&mut v.pushed_by);
+            list.push(v.clone());
+            return Ok(Pushed::Current(v));
+        }
+        let v = Version { name: policy.name, digest, text: text.to_owned(), pushed_by: by.to_owned(), pushed_ns: at };
+        list.push(v.clone());
+        Ok(Pushed::New(v))
+    }
+
+    /// The current version of `name`, or the one with `digest` when not empty.
+    ///
+    /// # Errors
+    /// No such policy, no such version, or a malformed digest.
+    pub fn get(&self, name: &str, digest: &str) -> Result<&Version, Refusal> {
+        let list = self.items.get(name).filter(|l| !l.is_empty()).ok_or_else(|| Refusal::UnknownPolicy {
+            name: name.to_owned(),
+            known: if self.items.is_empty() {
+                " (it is empty)".to_owned()
+            } else {
+                format!(": its policies are {}", self.items.keys().cloned().collect::<Vec<_>>().join(", "))
+            },
+        })?;
+        if digest.is_empty() {
+            return list.last().ok_or_else(|| Refusal::UnknownPolicy { name: name.to_owned(), known: String::new() });
+        }
+        digest.parse::<warrant_policy::Digest>().map_err(|e| Refusal::BadDigest(e.to_string()))?;
+        list.iter()
+            .find(|v| v.digest == digest)
+            .ok_or_else(|| Refusal::UnknownVersion { name: name.to_owned(), digest: digest.to_owned() })
+    }
+
+    /// How many versions `name` has.
+    #[must_use]
+    pub fn versions(&self, name: &str) -> usize {
+        self.items.get(name).map_or(0, Vec::len)
+    }
+
+    /// The current version of every policy, by name; or every version (newest
+    /// first within a name) with `all`. Each with whether it is current.
+    #[must_use]
+    pub fn list(&self, all: bool) -> Vec<(&Version, bool)> {
+        let mut out = Vec::new();
+        for list in self.items.values() {
+            for (i, v) in list.iter().enumerate().rev() {
+                let current = i + 1 == list.len();
+                if current || all {
+                    out.push((v, current));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str = "name: db\nmax_ttl: 1h\ndefault: allow\n";
+    const V2: &str = "name: db\nmax_ttl: 30m\ndefault: allow\n";
+
+    #[test]
+    fn versions_by_digest_and_the_current_one() {
+        let mut c = Catalogue::in_memory();
+        let one = c.push(V1, "db.yaml", "admin", 10).unwrap();
+        assert!(matches!(one, Pushed::New(_)));
+        let d1 = one.version().digest.clone();
+        // Same meaning, other formatting: the same version.
+        assert!(matches!(c.push("# again\nname: db\ndefault: allow\nmax_ttl: 60m\n", "db.yaml", "admin", 20).unwrap(), Pushed::Unchanged(_)));
+        let two = c.push(V2, "db.yaml", "root", 30).unwrap();
+        let d2 = two.version().digest.clone();
+        assert_ne!(d1, d2);
+        assert_eq!(c.get("db", "").unwrap().digest, d2);
+        assert_eq!(c.get("db", &d1).unwrap().text, V1, "old versions are kept");
+        assert_eq!(c.versions("db"), 2);
+        assert_eq!(c.list(false).len(), 1);
+        assert_eq!(c.list(true).iter().map(|(v, cur)| (v.digest.as_str(), *cur)).collect::<Vec<_>>(), [(d2.as_str(), true), (d1.as_str(), false)]);
+        // An older version pushed again is current again (a rollback).
+        assert!(matches!(c.push(V1, "db.yaml", "admin", 5).unwrap(), Pushed::Current(_)));
+        assert_eq!(c.get("db", "").unwrap().digest, d1, "current even with a clock that stepped back");
+        assert_eq!(c.versions("db"), 2);
+    }
+
+    #[test]
+    fn refusals() {
+        let mut c = Catalogue::in_memory();
+        let e = c.get("db", "").unwrap_err().to_string();
+        assert!(e.starts_with("policy \"db\" is not in the collector's catalogue (it is empty)"), "{e}");
+        let e = c.push("name: db\nmax_ttl: 1h\ndefault: allow\nexce: []\n", "db.yaml", "admin", 1).unwrap_err().to_string();
+        assert!(e.contains("db.yaml:4: exce: unknown field"), "{e}");
+        let e = c.push("name: db\nmax_ttl: 1h\ndefault: allow\napprover_role: agent\n", "db.yaml", "admin", 1).unwrap_err();
+        assert!(matches!(e, Refusal::ApproverRole { .. }), "{e}");
+        let e = c.push("name: db\nmax_ttl: 1h\ndefault: allow\napprover_role: dba\n", "db.yaml", "admin", 1).unwrap_err();
+        assert!(matches!(e, Refusal::ApproverRole { .. }), "{e}");
+        c.push(V1, "db.yaml", "admin", 1).unwrap();
+        let e = c.get("web", "").unwrap_err().to_string();
+        assert!(e.starts_with("policy \"web\" is not in the collector's catalogue: its policies are db"), "{e}");
+        assert!(matches!(c.get("db", "sha256:00").unwrap_err(), Refusal::BadDigest(_)));
+        let zero = format!("sha256:{}", "0".repeat(64));
+        assert!(matches!(c.get("db", &zero).unwrap_err(), Refusal::UnknownVersion { .. }));
+        assert!(matches!(c.push(&"#".repeat(MAX_POLICY_BYTES + 1), "big.yaml", "admin", 1).unwrap_err(), Refusal::TooLong { .. }));
+    }
+
+    #[test]
+    fn restart_keeps_every_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalogue::open(dir.path()).unwrap();
+        c.push(V1, "db.yaml", "admin", 1).unwrap();
+        c.push(V2, "db.yaml", "admin", 2).unwrap();
+        c.save().unwrap();
+        let back = Catalogue::open(dir.path()).unwrap();
+        assert_eq!(back.versions("db"), 2);
+        assert_eq!(back.get("db", "").unwrap().text, V2);
+        std::fs::write(dir.path().join(FILE), "[").unwrap();
+        let e = Catalogue::open(dir.path()).unwrap_err().to_string();
+        assert!(e.starts_with("cannot parse policy catalogue"), "{e}");
+    }
+}
