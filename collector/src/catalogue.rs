@@ -14,7 +14,6 @@
 //! pushed, by an admin, not written by whoever asks.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -176,20 +175,8 @@ impl Catalogue {
     /// When the file cannot be written.
     pub fn save(&self) -> Result<(), StoreError> {
         let Some(path) = &self.path else { return Ok(()) };
-        let err = |e: std::io::Error| StoreError { action: "write", path: path.clone(), cause: e.to_string() };
         let all: Vec<&Version> = self.items.values().flatten().collect();
-        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| err(std::io::Error::other(e)))?;
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(err)?;
-        f.write_all(&bytes).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)?;
-        if let Some(dir) = path.parent()
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::json_file::replace(path, &all).map_err(|e| StoreError { action: "write", path: path.clone(), cause: e.to_string() })
     }
 
     /// Parses and adds `text` (from `file`, for messages), pushed by `by`.

@@ -15,7 +15,8 @@
 //!   (`WatchMissed`) instead of slowing the publisher.
 //! - [`requests`]: grant requests and approvals, the state machine and its file;
 //!   [`approvals`]: the `Approvals` gRPC service over it, which signs grant tokens,
-//!   and the `Policies` service over [`catalogue`], the policies requests name.
+//!   and the `Policies` service over [`catalogue`], the policies requests name; both
+//!   files are replaced whole and atomically by `json_file`.
 //! - [`Error`]: the one error type of this crate.
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ pub mod catalogue;
 pub mod config;
 pub mod decode;
 pub mod hub;
+mod json_file;
 pub mod log;
 pub mod log_key;
 pub mod metrics;
