@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use warrant_proto::Event;
+pub use warrant_proto::json::canonical_json;
 
 use crate::Error;
 use crate::log_key::LogKey;
@@ -76,6 +77,11 @@ pub struct AuditLog {
     poisoned: bool,
     /// Marks every record appended from now on with a mac.
     key: Option<LogKey>,
+    /// Reused by every append: the canonical writer's buffers, one event's
+    /// canonical bytes, and the batch's lines.
+    canonical: warrant_proto::json::CanonicalWriter,
+    canon: Vec<u8>,
+    buf: Vec<u8>,
 }
 
 /// Where a log's chain ended at some point: enough to detect later removal of
@@ -228,7 +234,19 @@ impl AuditLog {
                 Err(what) => return Err(damaged(&file, path, start, what)),
             }
         };
-        Ok(AuditLog { file, path: path.to_path_buf(), records, head, len, torn_bytes, poisoned: false, key: None })
+        Ok(AuditLog {
+            file,
+            path: path.to_path_buf(),
+            records,
+            head,
+            len,
+            torn_bytes,
+            poisoned: false,
+            key: None,
+            canonical: warrant_proto::json::CanonicalWriter::default(),
+            canon: Vec::new(),
+            buf: Vec::new(),
+        })
     }
 
     /// Marks every record appended from now on with `key` (see [`crate::log_key`]).
@@ -276,16 +294,18 @@ impl AuditLog {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut buf = Vec::with_capacity(events.len() * 512);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         let mut positions = Vec::with_capacity(events.len());
         let (mut n, mut head) = (self.records, self.head);
         for ev in events {
-            let canon = canonical_json(&warrant_proto::json::to_json(ev))?;
+            self.canon.clear();
+            self.canonical.write(ev, &mut self.canon);
             n += 1;
-            let hash = chain_hash(&head, &canon);
+            let hash = chain_hash(&head, &self.canon);
             let mac = self.key.as_ref().map(|k| k.mac(n, &hash));
             let at = buf.len();
-            write_record(&mut buf, n, &head, &hash, mac.as_ref(), &canon);
+            write_record(&mut buf, n, &head, &hash, mac.as_ref(), &self.canon);
             positions.push(RecordPos {
                 n,
                 offset: self.len + at as u64,
@@ -293,7 +313,13 @@ impl AuditLog {
             });
             head = hash;
         }
-        if let Err(source) = self.file.write_all(&buf) {
+        let written = self.file.write_all(&buf);
+        let wrote = buf.len() as u64;
+        // Keep the buffer for the next batch, unless one huge batch made it huge.
+        if buf.capacity() <= 8 << 20 {
+            self.buf = buf;
+        }
+        if let Err(source) = written {
             // Cut a partial write back off so the next append continues a clean chain.
             if self.file.set_len(self.len).is_err() {
                 self.poisoned = true;
@@ -304,7 +330,7 @@ impl AuditLog {
             self.poisoned = true;
             return Err(Error::Io { action: "fsync", path: self.path.clone(), source });
         }
-        self.len += buf.len() as u64;
+        self.len += wrote;
         self.records = n;
         self.head = head;
         Ok(positions)
@@ -632,53 +658,6 @@ fn write_record(out: &mut Vec<u8>, n: u64, prev: &[u8; 32], hash: &[u8; 32], mac
     out.extend_from_slice(b"\",\"event\":");
     out.extend_from_slice(canon);
     out.extend_from_slice(b"}\n");
-}
-
-/// The canonical bytes of a JSON value: no whitespace, object keys sorted by their
-/// bytes, strings and numbers as `serde_json` writes them.
-///
-/// `serde_json`'s `Map` is a `BTreeMap` (sorted) unless its `preserve_order` feature
-/// is on, and Cargo unifies features across the workspace, so any crate enabling it
-/// would silently change what `to_vec` produces. Sorting here makes the hash
-/// independent of that; keep it this way.
-///
-/// # Errors
-/// Only if `serde_json` fails to write a scalar into memory (it does not).
-pub fn canonical_json(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(512);
-    write_canonical(&mut out, value)?;
-    Ok(out)
-}
-
-fn write_canonical(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, k)?;
-                out.push(b':');
-                write_canonical(out, v)?;
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(out, v)?;
-            }
-            out.push(b']');
-        }
-        scalar => serde_json::to_writer(&mut *out, scalar)?,
-    }
-    Ok(())
 }
 
 /// The 1-based line number of the line starting at byte `start` (counts newlines
