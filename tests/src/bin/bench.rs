@@ -705,6 +705,63 @@ struct Rate {
     lag_ms: f64,
     /// The loop's own ns per open+close.
     ns_per_op: f64,
+    /// The agent's CPU time (user + system, all threads) over the run, per event.
+    agent_us_per_event: f64,
+    /// Time spent in BPF programs over the run (every program on the host, from
+    /// `kernel.bpf_stats_enabled`), per event; `None` when the stats are unreadable.
+    bpf_ns_per_event: Option<f64>,
+}
+
+/// A process's CPU time so far (utime + stime from `/proc/PID/stat`), in µs.
+fn cpu_us(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`, which may contain spaces: state is field 3, utime 14.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    #[expect(clippy::cast_precision_loss, reason = "CPU time for humans")]
+    let us = ticks as f64 * 1e6 / hz as f64;
+    us
+}
+
+/// Total (run time ns, runs) of every BPF program loaded, per the kernel's own
+/// statistics (`kernel.bpf_stats_enabled`, read through `bpftool prog show -j`).
+fn bpf_run_time() -> Option<(u64, u64)> {
+    let out = Command::new("bpftool").args(["prog", "show", "-j"]).output().ok().filter(|o| o.status.success())?;
+    let progs: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let (mut ns, mut cnt) = (0, 0);
+    for p in progs.as_array()? {
+        ns += p["run_time_ns"].as_u64().unwrap_or(0);
+        cnt += p["run_cnt"].as_u64().unwrap_or(0);
+    }
+    Some((ns, cnt))
+}
+
+/// Turns `kernel.bpf_stats_enabled` on for as long as the guard lives (it costs two
+/// clock reads per program run, so it is off otherwise), restoring what it was.
+struct BpfStats(Option<String>);
+
+impl BpfStats {
+    const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    fn on() -> BpfStats {
+        let was = std::fs::read_to_string(Self::PATH).ok();
+        if std::fs::write(Self::PATH, "1").is_err() {
+            eprintln!("warrant-bench: cannot enable {}: BPF time per event not measured", Self::PATH);
+            return BpfStats(None);
+        }
+        BpfStats(was)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Some(was) = &self.0 {
+            let _ = std::fs::write(Self::PATH, was.trim());
+        }
+    }
 }
 
 fn rfc3339_ns(v: &Value) -> Option<i128> {
@@ -771,6 +828,9 @@ fn rate_run(agent: &TestAgent, mark: &Marker, grant: &str, n: u64, duty: f64) ->
     let size = || std::fs::metadata(&log).map_or(0, |m| m.len());
     let start_size = size();
     let lost_before = lost_total(agent);
+    let stats = BpfStats::on();
+    let bpf_before = stats.0.as_ref().and_then(|_| bpf_run_time());
+    let cpu_before = cpu_us(agent.pid());
     let op = Op { name: "open", title: "open+close", n };
     let argv = loop_argv(op);
     let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -804,6 +864,9 @@ fn rate_run(agent: &TestAgent, mark: &Marker, grant: &str, n: u64, duty: f64) ->
     }
     let ns = ns_per_op(&format!("{{{line}"));
     let lost = lost_total(agent).saturating_sub(lost_before);
+    let agent_us = cpu_us(agent.pid()) - cpu_before;
+    let bpf_ns = bpf_before.zip(bpf_run_time()).map(|((ns0, _), (ns1, _))| ns1.saturating_sub(ns0));
+    drop(stats);
 
     // Count the session's file_open events and the byte offset where the last ends.
     let sid = s.id().to_string();
@@ -833,7 +896,21 @@ fn rate_run(agent: &TestAgent, mark: &Marker, grant: &str, n: u64, duty: f64) ->
     let per_s = |span_ns: i128| events as f64 * 1e9 / span_ns.max(1) as f64;
     #[expect(clippy::cast_precision_loss, reason = "milliseconds")]
     let lag_ms = (written_at - last) as f64 / 1e6;
-    Rate { duty, events, lost, offered: per_s(last - first), written: per_s(written_at - first), lag_ms, ns_per_op: ns }
+    #[expect(clippy::cast_precision_loss, reason = "figures for humans")]
+    let per_event = |v: f64| v / events as f64;
+    #[expect(clippy::cast_precision_loss, reason = "figures for humans")]
+    let bpf_ns_per_event = bpf_ns.map(|ns| per_event(ns as f64));
+    Rate {
+        duty,
+        events,
+        lost,
+        offered: per_s(last - first),
+        written: per_s(written_at - first),
+        lag_ms,
+        ns_per_op: ns,
+        agent_us_per_event: per_event(agent_us),
+        bpf_ns_per_event,
+    }
 }
 
 fn read_trim(path: &str) -> String {
@@ -1052,6 +1129,10 @@ fn main() {
         let _ = writeln!(csv, "h_offered_per_s,open,{run},{n},{:.0}", r.offered);
         let _ = writeln!(csv, "h_lag_ms,open,{run},{n},{:.1}", r.lag_ms);
         let _ = writeln!(csv, "h_ns_per_op,open,{run},{n},{:.1}", r.ns_per_op);
+        let _ = writeln!(csv, "h_agent_us_per_event,open,{run},{n},{:.2}", r.agent_us_per_event);
+        if let Some(b) = r.bpf_ns_per_event {
+            let _ = writeln!(csv, "h_bpf_ns_per_event,open,{run},{n},{b:.0}");
+        }
     }
 
     // Summary tables.
@@ -1198,8 +1279,8 @@ fn main() {
 
     if let Some(runs) = &h {
         let mut t = String::from(
-            "| run | events produced per second | events written per second | `file_open` events logged | records lost | last event → log |\n\
-             |---|---:|---:|---:|---:|---:|\n",
+            "| run | events produced per second | events written per second | `file_open` events logged | records lost | last event → log | agent CPU per event | BPF time per event |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for r in runs {
             let run = if r.duty >= 1.0 {
@@ -1209,8 +1290,14 @@ fn main() {
             };
             let _ = writeln!(
                 t,
-                "| {run} | {:.0}/s | {:.0}/s | {} | {} | {:.1} ms |",
-                r.offered, r.written, r.events, r.lost, r.lag_ms
+                "| {run} | {:.0}/s | {:.0}/s | {} | {} | {:.1} ms | {:.2} µs | {} |",
+                r.offered,
+                r.written,
+                r.events,
+                r.lost,
+                r.lag_ms,
+                r.agent_us_per_event,
+                r.bpf_ns_per_event.map_or_else(|| "not measured".into(), |b| format!("{b:.0} ns")),
             );
         }
         let best = runs.iter().filter(|r| r.lost == 0).map(|r| r.written).fold(f64::NAN, f64::max);
