@@ -3,6 +3,7 @@
 //! The only place that knows both contracts. Pure functions: the record bytes and a
 //! clock offset in, an event out, so every field mapping is unit-tested.
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use warrant_common::{
@@ -34,11 +35,11 @@ pub enum DecodeError {
 /// Decodes one ring-buffer record. `boot_to_wall_ns` is `wall clock - boot clock`
 /// now, to place the kernel's boot-clock timestamp on the wall clock.
 pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeError> {
-    let header: EventHeader = read(record, 0)?;
+    let header: Cow<'_, EventHeader> = read(record, 0)?;
     let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
     let body = match kind {
         EventKind::Exec => {
-            let e: ExecEvent = read_from(record, header.kind, EXEC_EVENT_V1_SIZE)?;
+            let e: Cow<'_, ExecEvent> = read_from(record, header.kind, EXEC_EVENT_V1_SIZE)?;
             let path = decode_path(&e.path);
             let cwd = decode_path(&e.cwd);
             let script_len = (e.script_len as usize).min(e.script.len());
@@ -53,13 +54,13 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
             })
         }
         EventKind::Exit => {
-            let e: ExitEvent = read(record, header.kind)?;
+            let e: Cow<'_, ExitEvent> = read(record, header.kind)?;
             let signal = (e.exit_code & 0x7f) as i32;
             let code = if signal == 0 { ((e.exit_code >> 8) & 0xff) as i32 } else { 0 };
             Kind::Exit(pb::Exit { code, signal })
         }
         EventKind::FileOpen => {
-            let e: FileOpenEvent = read(record, header.kind)?;
+            let e: Cow<'_, FileOpenEvent> = read(record, header.kind)?;
             let (path, truncated) = decode_path(&e.path);
             Kind::FileOpen(pb::FileOpen {
                 path,
@@ -71,15 +72,15 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
             })
         }
         EventKind::FileChange => {
-            let e: FileChangeEvent = read(record, header.kind)?;
+            let e: Cow<'_, FileChangeEvent> = read(record, header.kind)?;
             Kind::FileChange(decode_file_change(&e))
         }
         EventKind::Violation => {
-            let e: ViolationEvent = read(record, header.kind)?;
+            let e: Cow<'_, ViolationEvent> = read(record, header.kind)?;
             Kind::Violation(decode_violation(&e))
         }
         EventKind::SocketClose => {
-            let e: SocketCloseEvent = read(record, header.kind)?;
+            let e: Cow<'_, SocketCloseEvent> = read(record, header.kind)?;
             let addr = |a: &[u8; 16]| match e.family {
                 AF_INET => Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string(),
                 AF_INET6 => Ipv6Addr::from(*a).to_string(),
@@ -96,16 +97,16 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
             })
         }
         EventKind::ExecFailed => {
-            let e: FileOpenEvent = read(record, header.kind)?;
+            let e: Cow<'_, FileOpenEvent> = read(record, header.kind)?;
             let (path, truncated) = decode_path(&e.path);
             Kind::ExecFailed(pb::ExecFailed { path, error: -e.ret, truncated })
         }
         EventKind::UnixConnect => {
-            let e: UnixEvent = read(record, header.kind)?;
+            let e: Cow<'_, UnixEvent> = read(record, header.kind)?;
             decode_unix(&e)
         }
         EventKind::Connect | EventKind::Bind | EventKind::Listen | EventKind::Accept | EventKind::Datagram => {
-            let e: NetEvent = read(record, header.kind)?;
+            let e: Cow<'_, NetEvent> = read(record, header.kind)?;
             let net = decode_net(&e);
             match kind {
                 EventKind::Connect => Kind::Connect(net),
@@ -335,7 +336,7 @@ fn refused_syscall(nr: u64, arg0: u64) -> (&'static str, String) {
 /// header itself.
 /// [`read`] for a record type that grew at its end: `min` bytes are enough, and the
 /// fields past the record's end read as zero.
-fn read_from<T: Copy>(record: &[u8], kind: u32, min: usize) -> Result<T, DecodeError> {
+fn read_from<T: Copy>(record: &[u8], kind: u32, min: usize) -> Result<Cow<'_, T>, DecodeError> {
     let want = size_of::<T>();
     if record.len() >= want {
         return read(record, kind);
@@ -345,7 +346,7 @@ fn read_from<T: Copy>(record: &[u8], kind: u32, min: usize) -> Result<T, DecodeE
     }
     let mut buf = vec![0u8; want];
     buf[..record.len()].copy_from_slice(record);
-    read(&buf, kind)
+    Ok(Cow::Owned(read::<T>(&buf, kind)?.into_owned()))
 }
 
 /// A file change: names made absolute against the directory the kernel resolved.
@@ -406,7 +407,10 @@ fn absolute_in(name: &str, cwd: &str) -> String {
     out.to_string_lossy().into_owned()
 }
 
-fn read<T: Copy>(record: &[u8], kind: u32) -> Result<T, DecodeError> {
+/// The record as a `T`: in place when it is aligned for `T` (ring buffer records
+/// are 8-byte aligned, so always in practice: a file record is 4.4 KB, not worth
+/// copying), a copy otherwise.
+fn read<T: Copy>(record: &[u8], kind: u32) -> Result<Cow<'_, T>, DecodeError> {
     let want = size_of::<T>();
     if record.len() < want {
         return Err(if kind == 0 {
@@ -415,8 +419,14 @@ fn read<T: Copy>(record: &[u8], kind: u32) -> Result<T, DecodeError> {
             DecodeError::Size { kind, len: record.len(), want }
         });
     }
+    let ptr = record.as_ptr().cast::<T>();
+    if ptr.is_aligned() {
+        // SAFETY: the length and alignment are checked; T is a repr(C) Copy type of
+        // integers and arrays of them, valid for any bytes; it borrows `record`.
+        return Ok(Cow::Borrowed(unsafe { &*ptr }));
+    }
     // SAFETY: the length is checked; T is a repr(C) Copy type valid for any bytes.
-    Ok(unsafe { record.as_ptr().cast::<T>().read_unaligned() })
+    Ok(Cow::Owned(unsafe { ptr.read_unaligned() }))
 }
 
 /// A kernel path to a string, plus whether it was cut short.
@@ -427,15 +437,20 @@ pub fn decode_path(p: &RawPath) -> (String, bool) {
     if p.flags & PATH_RAW != 0 {
         return (c_str(data), truncated);
     }
-    // Components come leaf first, each NUL-terminated.
-    let mut parts: Vec<String> = data
-        .split(|b| *b == 0)
-        .filter(|c| !c.is_empty())
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    parts.reverse();
-    let joined = parts.join("/");
-    let path = if truncated { format!(".../{joined}") } else { format!("/{joined}") };
+    // Components come leaf first, each NUL-terminated: read them from the end.
+    let mut path = String::with_capacity(len + 4);
+    if truncated {
+        path.push_str("...");
+    }
+    let mut any = false;
+    for part in data.rsplit(|b| *b == 0).filter(|c| !c.is_empty()) {
+        path.push('/');
+        path.push_str(&String::from_utf8_lossy(part));
+        any = true;
+    }
+    if !any {
+        path.push('/');
+    }
     (path, truncated)
 }
 
