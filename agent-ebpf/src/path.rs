@@ -4,8 +4,8 @@
 //! so the walk is done by hand. Each step runs as a `bpf_loop` callback: the
 //! verifier checks one step once, where an open-coded loop made it explore every
 //! branch of every iteration (past its 1M-instruction limit). Steps write into a
-//! per-CPU scratch buffer; one constant-size copy then moves the result into the
-//! ring-buffer record.
+//! per-CPU scratch buffer; one copy of the bytes written then moves the result into
+//! the ring-buffer record (the rest of the record's buffer is left as it was).
 //!
 //! Components are written leaf first, each NUL-terminated, because appending
 //! forward keeps every write at a masked offset the verifier can bound; user space
@@ -64,12 +64,15 @@ pub unsafe fn resolve(path: *const u8, out: *mut RawPath) {
         unsafe { set(out, 0, PATH_TRUNCATED) };
         return;
     };
+    // Only the bytes the walk wrote: copying the whole 4.3 KB buffer was most of
+    // the cost of a file event. The bound is for the verifier (the walk stops
+    // before PATH_DATA, plus at most one component).
+    let mut want = walk.len as u32;
+    if want > PATH_BUF as u32 {
+        want = PATH_BUF as u32;
+    }
     let copied = unsafe {
-        bpf_probe_read_kernel(
-            (&raw mut (*out).data).cast(),
-            PATH_BUF as u32,
-            scratch.cast_const().cast(),
-        )
+        bpf_probe_read_kernel((&raw mut (*out).data).cast(), want, scratch.cast_const().cast())
     };
     let len = if copied == 0 { walk.len as usize } else { 0 };
     let flags = if walk.complete != 0 && copied == 0 { 0 } else { PATH_TRUNCATED };
