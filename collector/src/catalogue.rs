@@ -10,7 +10,8 @@
 //! the change.
 //!
 //! A policy that exists here parsed, and names an approver role that is a collector
-//! person role: the rules of a request's approval are checked when the policy is
+//! person role other than `requester` (whose holders would approve each other's
+//! requests): the rules of a request's approval are checked when the policy is
 //! pushed, by an admin, not written by whoever asks.
 
 use std::collections::BTreeMap;
@@ -76,6 +77,15 @@ pub enum Refusal {
         policy: String,
         /// The role it names.
         role: String,
+    },
+    /// The approver role is `requester`: whoever may ask for a grant could approve
+    /// a peer's, so two requesters would grant each other anything the policy allows.
+    #[error("{file}: approver_role: policy {policy} names approver_role \"requester\": the role that asks for grants would approve them, so requesters could approve each other's requests and no approver would ever see one; name a role that approves, such as approver (the default)")]
+    RequesterApproves {
+        /// The file.
+        file: String,
+        /// The policy.
+        policy: String,
     },
     /// No policy of that name.
     #[error("policy {name:?} is not in the collector's catalogue{known}\n\nAn admin adds policies with `warrant policy push FILE`; `warrant policy list` shows them.")]
@@ -182,7 +192,8 @@ impl Catalogue {
     /// Parses and adds `text` (from `file`, for messages), pushed by `by`.
     ///
     /// # Errors
-    /// A [`Refusal`]: too long, not a valid policy, an approver role no person holds.
+    /// A [`Refusal`]: too long, not a valid policy, an approver role no person holds
+    /// or `requester`.
     pub fn push(&mut self, text: &str, file: &str, by: &str, now: i64) -> Result<Pushed, Refusal> {
         if text.len() > MAX_POLICY_BYTES {
             return Err(Refusal::TooLong { file: file.to_owned(), len: text.len() });
@@ -191,6 +202,9 @@ impl Catalogue {
         let role = &policy.approval.approver_role;
         if Role::parse(role).is_err() || role == "agent" {
             return Err(Refusal::ApproverRole { file: file.to_owned(), policy: policy.name.clone(), role: role.clone() });
+        }
+        if Role::parse(role) == Ok(Role::Requester) {
+            return Err(Refusal::RequesterApproves { file: file.to_owned(), policy: policy.name.clone() });
         }
         let digest = policy.digest().to_string();
         let list = self.items.entry(policy.name.clone()).or_default();
@@ -299,6 +313,7 @@ mod tests {
         assert!(matches!(e, Refusal::ApproverRole { .. }), "{e}");
         let e = c.push("name: db\nmax_ttl: 1h\ndefault: allow\napprover_role: dba\n", "db.yaml", "admin", 1).unwrap_err();
         assert!(matches!(e, Refusal::ApproverRole { .. }), "{e}");
+        assert_eq!(c.versions("db"), 0, "nothing refused is kept");
         c.push(V1, "db.yaml", "admin", 1).unwrap();
         let e = c.get("web", "").unwrap_err().to_string();
         assert!(e.starts_with("policy \"web\" is not in the collector's catalogue: its policies are db"), "{e}");
@@ -306,6 +321,23 @@ mod tests {
         let zero = format!("sha256:{}", "0".repeat(64));
         assert!(matches!(c.get("db", &zero).unwrap_err(), Refusal::UnknownVersion { .. }));
         assert!(matches!(c.push(&"#".repeat(MAX_POLICY_BYTES + 1), "big.yaml", "admin", 1).unwrap_err(), Refusal::TooLong { .. }));
+    }
+
+    #[test]
+    fn the_requester_role_does_not_approve() {
+        let mut c = Catalogue::in_memory();
+        let e = c.push("name: db\nmax_ttl: 1h\ndefault: allow\napprover_role: requester\n", "db.yaml", "admin", 1).unwrap_err();
+        assert!(matches!(e, Refusal::RequesterApproves { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(text.starts_with("db.yaml: approver_role: policy db names approver_role \"requester\""), "names the file, the field and the policy: {text}");
+        assert!(text.contains("requesters could approve each other's requests"), "says why: {text}");
+        assert_eq!(c.versions("db"), 0, "the policy is not in the catalogue");
+        // Every other person role is accepted, and the default (approver).
+        for role in ["approver", "admin", "responder", "watcher"] {
+            let text = format!("name: db-{role}\nmax_ttl: 1h\ndefault: allow\napprover_role: {role}\n");
+            assert!(matches!(c.push(&text, "db.yaml", "admin", 1), Ok(Pushed::New(_))), "{role}");
+        }
+        assert!(matches!(c.push(V1, "db.yaml", "admin", 1), Ok(Pushed::New(_))));
     }
 
     #[test]

@@ -164,6 +164,13 @@ pub enum Refusal {
         /// The role it names.
         role: String,
     },
+    /// The policy's approver role is `requester` (a catalogue version pushed before
+    /// pushes refused it): requesters would approve each other's requests.
+    #[error("policy {policy} names approver_role \"requester\": requesters would approve each other's requests; an admin pushes a version naming a role that approves (such as approver)")]
+    RequesterApproves {
+        /// The policy's name.
+        policy: String,
+    },
     /// The named policy or version is not in the catalogue.
     #[error(transparent)]
     Catalogue(crate::catalogue::Refusal),
@@ -376,6 +383,9 @@ impl Requests {
         if Role::parse(&policy.approval.approver_role).is_err() || policy.approval.approver_role == "agent" {
             return Err(Refusal::UnknownApproverRole { policy: policy.name.clone(), role: policy.approval.approver_role.clone() });
         }
+        if policy.approval.approver_role == "requester" {
+            return Err(Refusal::RequesterApproves { policy: policy.name.clone() });
+        }
         let id = loop {
             let id = format!("r-{}", crate::writer::random_id());
             if !self.items.contains_key(&id) {
@@ -553,6 +563,10 @@ mod tests {
         a.for_agent = Some("claude".into());
         assert_eq!(r.create(a, 0).unwrap().subject, "agent:claude");
         assert!(matches!(r.create(new("alice", "approver_role: dba\n", 5), 0), Err(Refusal::UnknownApproverRole { .. })));
+        // A catalogue version kept from before pushes refused it gets no request.
+        let before = r.list(true).len();
+        assert!(matches!(r.create(new("alice", "approver_role: requester\n", 5), 0), Err(Refusal::RequesterApproves { .. })));
+        assert_eq!(r.list(true).len(), before, "no request was made");
 
         let req = r.create(new("alice", "", 5), 0).unwrap();
         let e = r.approve(&req.id, "alice", Role::Approver, 0, sign).unwrap_err();

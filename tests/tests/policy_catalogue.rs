@@ -5,7 +5,8 @@
 //! text in fields 1 and 2): a request that carries its own text with
 //! `approver_role: requester` gets no peer-approvable request; a name not in the
 //! catalogue and a digest that is no version of it are refused (NOT_FOUND); only an
-//! admin pushes; a malformed push names the line and the field; every push is a
+//! admin pushes; a malformed push names the line and the field, and a policy whose
+//! `approver_role` is `requester` is refused at push; every push is a
 //! `control_action`; a request pins the version it was made against, and approvers
 //! see its text and what it grants; `--for-agent` must name an AI agent the
 //! collector knows.
@@ -182,6 +183,12 @@ fn push_list_show_and_every_push_on_the_record() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let role = write(&signer, "role.yaml", "name: ops\nmax_ttl: 1h\ndefault: allow\napprover_role: agent\n");
     refused(&c, "admin", &["policy", "push", path(&role)], "names approver_role \"agent\", which is not a collector person role");
+    // A policy whose approvers would be its requesters' peers: refused, naming the
+    // file, the field and why.
+    let own = write(&signer, "own.yaml", "name: ops\nmax_ttl: 1h\ndefault: allow\napprover_role: requester\n");
+    let out = refused(&c, "admin", &["policy", "push", path(&own)], &format!("{}: approver_role: policy ops names approver_role \"requester\"", path(&own)));
+    assert!(stderr(&out).contains("requesters could approve each other's requests"), "{}", stderr(&out));
+    assert_eq!(count_actions(&c, "policy_push", "refused", "admin", "names approver_role \"requester\""), 1, "{:#?}", control_actions(&c));
     assert!(cli_ok_as(&c, "wally", &["policy", "list", "--json"]).trim().is_empty(), "nothing was added");
     assert_eq!(count_actions(&c, "policy_push", "refused", "admin", "exce: unknown field"), 1, "{:#?}", control_actions(&c));
 
