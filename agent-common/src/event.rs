@@ -203,6 +203,11 @@ pub struct ExitEvent {
 }
 
 /// An open/openat/openat2/creat that returned.
+///
+/// Sent cut short: a record ends after the `path.len` bytes of `path.data` in use
+/// ([`FILE_OPEN_HEAD`] + `path.len` bytes), so a typical open takes ~150 bytes of
+/// ring buffer, not 4.4 KB. Readers must take any length from `FILE_OPEN_HEAD` to
+/// the full struct and treat the missing tail as absent.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FileOpenEvent {
@@ -214,6 +219,10 @@ pub struct FileOpenEvent {
     /// Resolved path on success ([`PATH_RAW`] clear); the string passed on failure.
     pub path: RawPath,
 }
+
+/// Bytes of a [`FileOpenEvent`] (and of an `exec_failed` record, which has its
+/// layout) before the path's data: the shortest such record.
+pub const FILE_OPEN_HEAD: usize = core::mem::offset_of!(FileOpenEvent, path) + core::mem::offset_of!(RawPath, data);
 
 /// `FileChangeEvent::op`: which call it was. The names user space gives them are
 /// [`FileOp::name`]'s.
@@ -555,6 +564,7 @@ mod tests {
         assert_eq!(size_of::<ExecEvent>(), EXEC_EVENT_V1_SIZE + 8 + SCRIPT_BUF);
         assert_eq!(size_of::<ExitEvent>(), 88);
         assert_eq!(offset_of!(FileOpenEvent, path), 88);
+        assert_eq!(FILE_OPEN_HEAD, 96);
         assert_eq!(size_of::<NetEvent>(), 128);
         assert_eq!(offset_of!(NetEvent, local_addr), 96);
         assert_eq!(size_of::<ViolationEvent>(), 120);

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
-    event::PATH_BUF,
+    event::{FileOpenEvent, PATH_BUF},
     maps::{DATAGRAM_PEER_ENTRIES, DEFAULT_RING_BYTES, DatagramPeer, GRANT_SLOTS, SESSION_SLOTS, SessionLost, SessionTasks, SockOwner, TCP_SOCKET_ENTRIES},
     policy::{NET_RULE_ENTRIES, NetKey, NetVerdict, POLICY_SLOTS, PolicyState, UNIX_RULE_ENTRIES, UnixKey, UnixVerdict},
     syscalls::{Refusal, SYSCALL_SLOTS},
@@ -72,6 +72,12 @@ pub static DATAGRAM_PEERS: LruHashMap<DatagramPeer, u64, { DATAGRAM_PEER_ENTRIES
 /// Per-CPU buffer the dentry walk writes into (see `path.rs`).
 #[btf_map]
 pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_BUF], 1> = PerCpuArray::new();
+
+/// Per-CPU room to build a `file_open`/`exec_failed` record in before it is sent
+/// cut short (see `emit::output_prefix`). Filled and sent by the `sys_exit`
+/// program only, which runs with preemption off and does not nest on a CPU.
+#[btf_map]
+pub static OPEN_RECORD: PerCpuArray<FileOpenEvent, 1> = PerCpuArray::new();
 
 /// Set by the agent before load (read-only data, so the verifier sees constants).
 /// All zero means "not set": [`crate::kernel::offsets_valid`] keeps the hooks inert.

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use warrant_common::{
     EventHeader, EventKind, TaskTag,
-    event::{FileOpenEvent, NetEvent, VIOLATION_SYSCALL, ViolationEvent},
+    event::{FILE_OPEN_HEAD, NetEvent, VIOLATION_SYSCALL, ViolationEvent},
     policy::ACTION_DENY,
 };
 
@@ -25,7 +25,7 @@ use warrant_common::syscalls::{WHEN_ALWAYS, WHEN_ARG_EQ, WHEN_ARG_HAS, WHEN_ARG_
 use crate::{
     emit, file_change,
     kernel::{fd_file, off, read, read_ptr},
-    maps::REFUSED_SYSCALLS,
+    maps::{OPEN_RECORD, REFUSED_SYSCALLS},
     path, tag, tcp, unix_peer,
 };
 
@@ -196,9 +196,7 @@ fn refused(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64) {
 /// A failed exec: the path the process asked for and the error.
 #[inline(always)]
 fn exec_failed(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, ret: i64) {
-    let Some(ev) = emit::reserve::<FileOpenEvent>(EventKind::ExecFailed, Some(tag)) else {
-        return;
-    };
+    let Some(ev) = OPEN_RECORD.get_ptr_mut(0) else { return };
     let path_reg = if nr == NR_EXECVE { off!(regs_di) } else { off!(regs_si) };
     let user_path = read::<u64>(regs, path_reg).unwrap_or(0);
     unsafe {
@@ -207,14 +205,22 @@ fn exec_failed(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, 
         (*ev).open_flags = 0;
         path::from_user(user_path as *const u8, &raw mut (*ev).path);
     }
-    emit::submit(ev);
+    unsafe { send_open(ev, EventKind::ExecFailed, tag) };
+}
+
+/// Sends a `file_open`/`exec_failed` record built in `OPEN_RECORD`, cut after its path.
+///
+/// # Safety
+/// `ev` must be `OPEN_RECORD`'s value, its path filled in.
+#[inline(always)]
+unsafe fn send_open(ev: *const warrant_common::event::FileOpenEvent, kind: EventKind, tag: &TaskTag) {
+    let len = FILE_OPEN_HEAD + unsafe { (*ev).path.len } as usize;
+    unsafe { emit::output_prefix(ev, len, kind, Some(tag)) };
 }
 
 #[inline(always)]
 fn file_open(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, ret: i64) {
-    let Some(ev) = emit::reserve::<FileOpenEvent>(EventKind::FileOpen, Some(tag)) else {
-        return;
-    };
+    let Some(ev) = OPEN_RECORD.get_ptr_mut(0) else { return };
     unsafe {
         emit::header(&raw mut (*ev).header, EventKind::FileOpen, tag, task);
         (*ev).ret = ret as i32;
@@ -253,7 +259,7 @@ fn file_open(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, re
             }
         }
     }
-    emit::submit(ev);
+    unsafe { send_open(ev, EventKind::FileOpen, tag) };
 }
 
 #[inline(always)]

@@ -4,13 +4,14 @@
 //! clock offset in, an event out, so every field mapping is unit-tested.
 
 use std::borrow::Cow;
+use std::mem::offset_of;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use warrant_common::{
     EventHeader, EventKind,
     event::{
         ARGV_TRUNCATED, EXEC_EVENT_V1_SIZE, ExecEvent, SCRIPT_TRUNCATED, ExitEvent, CHANGE_BASE_OF_PATH, CHANGE_BASE_OF_PATH2, CHANGE_PATH2_IS_PATH,
-        CHANGE_PATH2_OTHER_DIR, FileChangeEvent, FileOp, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
+        CHANGE_PATH2_OTHER_DIR, FILE_OPEN_HEAD, FileChangeEvent, FileOp, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
         RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
         VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_EXEC_NO_NAME, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
         VIOLATION_TASKS, ViolationEvent,
@@ -60,14 +61,14 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
             Kind::Exit(pb::Exit { code, signal })
         }
         EventKind::FileOpen => {
-            let e: Cow<'_, FileOpenEvent> = read(record, header.kind)?;
-            let (path, truncated) = decode_path(&e.path);
+            let e = read_open(record, header.kind)?;
+            let (path, truncated) = path_of(e.path_len, e.path_flags, e.path);
             Kind::FileOpen(pb::FileOpen {
                 path,
                 access: access(e.open_flags).into(),
                 flags: e.open_flags,
                 error: if e.ret < 0 { -e.ret } else { 0 },
-                unresolved: e.path.flags & PATH_RAW != 0,
+                unresolved: e.path_flags & PATH_RAW != 0,
                 truncated,
             })
         }
@@ -97,8 +98,8 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
             })
         }
         EventKind::ExecFailed => {
-            let e: Cow<'_, FileOpenEvent> = read(record, header.kind)?;
-            let (path, truncated) = decode_path(&e.path);
+            let e = read_open(record, header.kind)?;
+            let (path, truncated) = path_of(e.path_len, e.path_flags, e.path);
             Kind::ExecFailed(pb::ExecFailed { path, error: -e.ret, truncated })
         }
         EventKind::UnixConnect => {
@@ -429,12 +430,51 @@ fn read<T: Copy>(record: &[u8], kind: u32) -> Result<Cow<'_, T>, DecodeError> {
     Ok(Cow::Owned(unsafe { ptr.read_unaligned() }))
 }
 
+/// A `file_open`/`exec_failed` record's fields, borrowed from the record. These
+/// are sent cut after the path's bytes in use ([`FILE_OPEN_HEAD`]), so they are
+/// read field by field at their `FileOpenEvent` offsets rather than as a struct.
+struct OpenRecord<'a> {
+    open_flags: u32,
+    ret: i32,
+    path_len: u32,
+    path_flags: u32,
+    /// The path bytes the record holds (at most `path_len` are used).
+    path: &'a [u8],
+}
+
+fn read_open(record: &[u8], kind: u32) -> Result<OpenRecord<'_>, DecodeError> {
+    if record.len() < FILE_OPEN_HEAD {
+        return Err(DecodeError::Size { kind, len: record.len(), want: FILE_OPEN_HEAD });
+    }
+    let u32_at = |off: usize| u32::from_ne_bytes([record[off], record[off + 1], record[off + 2], record[off + 3]]);
+    let path = offset_of!(FileOpenEvent, path);
+    let end = record.len().min(size_of::<FileOpenEvent>());
+    let path_len = u32_at(path + offset_of!(RawPath, len));
+    // A record that claims more path than it carries was cut wrong: refuse it
+    // (counted as undecodable) rather than report a shorter path as whole.
+    if FILE_OPEN_HEAD + path_len as usize > end {
+        return Err(DecodeError::Size { kind, len: record.len(), want: FILE_OPEN_HEAD + path_len as usize });
+    }
+    Ok(OpenRecord {
+        open_flags: u32_at(offset_of!(FileOpenEvent, open_flags)),
+        ret: u32_at(offset_of!(FileOpenEvent, ret)) as i32,
+        path_len,
+        path_flags: u32_at(path + offset_of!(RawPath, flags)),
+        path: &record[FILE_OPEN_HEAD..end],
+    })
+}
+
 /// A kernel path to a string, plus whether it was cut short.
 pub fn decode_path(p: &RawPath) -> (String, bool) {
-    let len = (p.len as usize).min(p.data.len());
-    let data = &p.data[..len];
-    let truncated = p.flags & PATH_TRUNCATED != 0;
-    if p.flags & PATH_RAW != 0 {
+    path_of(p.len, p.flags, &p.data)
+}
+
+/// [`decode_path`] from a path's parts: `len` bytes of `data` in use, `PATH_*` flags.
+fn path_of(len: u32, flags: u32, data: &[u8]) -> (String, bool) {
+    let len = (len as usize).min(data.len());
+    let data = &data[..len];
+    let truncated = flags & PATH_TRUNCATED != 0;
+    if flags & PATH_RAW != 0 {
         return (c_str(data), truncated);
     }
     // Components come leaf first, each NUL-terminated: read them from the end.
@@ -567,6 +607,36 @@ mod tests {
         assert_eq!(decode_path(&raw_path(b"", 0)), ("/".into(), false));
         assert_eq!(decode_path(&raw_path(b"c\0b\0", PATH_TRUNCATED)), (".../b/c".into(), true));
         assert_eq!(decode_path(&raw_path(b"rel/x\0", PATH_RAW)), ("rel/x".into(), false));
+    }
+
+    /// The kernel sends `file_open` and `exec_failed` cut after the path's bytes:
+    /// decoded the same as the whole struct, and a record that claims more path
+    /// than it carries is refused, not read as a shorter path.
+    #[test]
+    fn open_records_cut_after_their_path_decode_as_whole_ones() {
+        for kind in [EventKind::FileOpen, EventKind::ExecFailed] {
+            let e = FileOpenEvent {
+                header: header(kind),
+                open_flags: 0o1,
+                ret: -13,
+                path: raw_path(b"shadow\0etc\0", 0),
+            };
+            let whole = as_bytes(&e);
+            let cut = &whole[..FILE_OPEN_HEAD + 11];
+            assert_eq!(decode(cut, 0).unwrap(), decode(&whole, 0).unwrap());
+            match decode(cut, 0).unwrap().event {
+                Some(Kind::FileOpen(f)) => {
+                    assert_eq!((f.path.as_str(), f.access.as_str(), f.error), ("/etc/shadow", "write", 13));
+                }
+                Some(Kind::ExecFailed(f)) => assert_eq!((f.path.as_str(), f.error), ("/etc/shadow", 13)),
+                other => panic!("{kind:?} decoded as {other:?}"),
+            }
+            assert_eq!(
+                decode(&whole[..FILE_OPEN_HEAD + 10], 0),
+                Err(DecodeError::Size { kind: kind as u32, len: FILE_OPEN_HEAD + 10, want: FILE_OPEN_HEAD + 11 })
+            );
+            assert!(matches!(decode(&whole[..FILE_OPEN_HEAD - 1], 0), Err(DecodeError::Size { .. })));
+        }
     }
 
     #[test]
