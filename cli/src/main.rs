@@ -6,7 +6,8 @@
 //! This file is the flag tree and the exit-status policy; each command family
 //! lives in its own module:
 //!
-//! - `client`: connecting, one wrapper per RPC, error messages with hints.
+//! - `rpc`: the call plumbing both clients share: deadlines, error messages with hints.
+//! - `client`: the agent client (its unix socket), one wrapper per RPC.
 //! - `grant`: `grant issue`, `grants`.
 //! - `exec`: `exec` (run a command as a new session, under a grant or a signed
 //!   token), `attach`.
@@ -15,7 +16,7 @@
 //! - `sessions`, `watch`, `kill` (`kill`, `revoke`), `status`.
 //! - `approvals`: `request`, `requests`, `approve`, `deny`, `extend` (the approval
 //!   flow on a collector, which signs the grant token).
-//! - `remote`: the collector client (`--collector`, `--ca/--cert/--key`).
+//! - `remote`: the collector client (`--collector`, `--ca/--cert/--key`, mTLS), one wrapper per RPC.
 //! - `query`, `agents`, `audit` (`audit verify`): history, fleet, log checks.
 //! - `certs`: a development CA and certificates.
 //! - `policy`: `policy check` (validate policy files locally), `policy push | list | show`
@@ -49,6 +50,7 @@ mod query;
 mod remote;
 mod sessions;
 mod report;
+mod rpc;
 mod status;
 mod target;
 mod token;
