@@ -10,9 +10,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warrant_proto::{EventFilter, QueryRequest};
 
-use crate::output::Colors;
 use crate::remote::{Collector, CollectorArgs};
-use crate::watch::{check_kinds, print_event};
+use crate::render::{Render, Style};
+use crate::watch::check_kinds;
 
 /// `warrant query`
 #[derive(Debug, Args)]
@@ -50,10 +50,22 @@ pub struct QueryArgs {
 pub async fn run(remote: &CollectorArgs, args: &QueryArgs, out: &mut impl Write) -> Result<u8> {
     check_kinds(&args.kind)?;
     if !remote.is_set() {
-        bail!("query needs --collector\n\nThe history of every host is kept by the collector; pass --collector URL or set WARRANT_COLLECTOR.");
+        bail!(
+            "query needs --collector\n\nThe history of every host is kept by the collector; pass --collector URL or set WARRANT_COLLECTOR."
+        );
     }
-    let from_unix_ns = args.from.as_deref().map(|s| parse_time(s, "--from")).transpose()?.unwrap_or(0);
-    let to_unix_ns = args.to.as_deref().map(|s| parse_time(s, "--to")).transpose()?.unwrap_or(0);
+    let from_unix_ns = args
+        .from
+        .as_deref()
+        .map(|s| parse_time(s, "--from"))
+        .transpose()?
+        .unwrap_or(0);
+    let to_unix_ns = args
+        .to
+        .as_deref()
+        .map(|s| parse_time(s, "--to"))
+        .transpose()?
+        .unwrap_or(0);
     if from_unix_ns != 0 && to_unix_ns != 0 && from_unix_ns > to_unix_ns {
         bail!("invalid time range: --from is after --to");
     }
@@ -63,10 +75,15 @@ pub async fn run(remote: &CollectorArgs, args: &QueryArgs, out: &mut impl Write)
         grant: args.grant.clone().unwrap_or_default(),
         session: args.session.clone().unwrap_or_default(),
         subject: args.subject.clone().unwrap_or_default(),
-        kinds: args.kind.iter().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect(),
+        kinds: args
+            .kind
+            .iter()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect(),
     };
     let mut collector = Collector::connect(remote).await?;
-    let colors = Colors::stdout();
+    let render = Render::json_or(args.json, Style::Line { host: true });
     let (mut printed, mut page) = (0u32, String::new());
     while printed < args.limit {
         let resp = collector
@@ -83,7 +100,7 @@ pub async fn run(remote: &CollectorArgs, args: &QueryArgs, out: &mut impl Write)
             let _ = writeln!(std::io::stderr(), "warrant: skipped {s}");
         }
         for ev in resp.events.iter().take((args.limit - printed) as usize) {
-            print_event(ev, args.json, true, colors, out)?;
+            render.write(ev, out)?;
             printed += 1;
         }
         if resp.next_page.is_empty() {
@@ -103,7 +120,8 @@ pub async fn run(remote: &CollectorArgs, args: &QueryArgs, out: &mut impl Write)
 pub fn parse_time(s: &str, flag: &str) -> Result<i64> {
     let s = s.trim();
     if let Ok(ago) = humantime::parse_duration(s) {
-        return Ok(crate::output::now_unix_ns().saturating_sub(i64::try_from(ago.as_nanos()).unwrap_or(i64::MAX)));
+        return Ok(crate::output::now_unix_ns()
+            .saturating_sub(i64::try_from(ago.as_nanos()).unwrap_or(i64::MAX)));
     }
     match OffsetDateTime::parse(s, &Rfc3339) {
         Ok(t) => Ok(i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)),
@@ -123,8 +141,14 @@ mod tests {
         let t = parse_time("10m", "--since").unwrap();
         let want = crate::output::now_unix_ns() - 600_000_000_000;
         assert!((want - t).abs() < 5_000_000_000, "{t}");
-        assert_eq!(parse_time("2026-11-23T14:00:00Z", "--from").unwrap(), 1_795_442_400_000_000_000);
+        assert_eq!(
+            parse_time("2026-11-23T14:00:00Z", "--from").unwrap(),
+            1_795_442_400_000_000_000
+        );
         let e = parse_time("yesterday", "--from").unwrap_err().to_string();
-        assert!(e.starts_with("invalid --from yesterday: not a duration or a time"), "{e}");
+        assert!(
+            e.starts_with("invalid --from yesterday: not a duration or a time"),
+            "{e}"
+        );
     }
 }
