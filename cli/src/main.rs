@@ -19,8 +19,8 @@
 //! - `remote`: the collector client (`--collector`, `--ca/--cert/--key`, mTLS), one wrapper per RPC.
 //! - `query`, `agents`, `audit` (`audit verify`): history, fleet, log checks.
 //! - `certs`: a development CA and certificates.
-//! - `policy`: `policy check` (validate policy files locally), `policy push | list | show`
-//!   (the collector's policy catalogue, which requests name).
+//! - `policy`: `policy check` (validate policy files locally), `policy push | list | show |
+//!   retire` (the collector's policy catalogue, which requests name).
 //! - `target`: one client for either the agent or a collector.
 //! - `console`: `console`, the web UI (axum, embedded assets).
 //! - `docs`: `completions`, and `--completions`/`--man-pages` for packaging, from this flag tree.
@@ -116,7 +116,7 @@ enum Command {
     /// Make a development CA and mTLS certificates (collector, agents, people).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
-    /// Check policy files locally; push, list and show the collector's policy catalogue.
+    /// Check policy files locally; push, list, show and retire the collector's policy catalogue.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// Start an SSH login as a session, let in by a signed grant token (sshd ForceCommand).
@@ -188,6 +188,7 @@ async fn dispatch(socket: &Path, remote: &remote::CollectorArgs, command: &Comma
         Command::Policy(policy::PolicyCommand::Push(args)) => policy::push(remote, args, out, &mut io::stderr().lock()).await,
         Command::Policy(policy::PolicyCommand::List(args)) => policy::list(remote, args, out).await,
         Command::Policy(policy::PolicyCommand::Show(args)) => policy::show(remote, args, out).await,
+        Command::Policy(policy::PolicyCommand::Retire(args)) => policy::retire(remote, args, out).await,
         Command::Login(args) => login::run(socket, args),
         Command::Token(token::TokenCommand::Keygen(args)) => token::keygen(args, out),
         Command::Token(token::TokenCommand::Sign(args)) => token::sign(args, out),
@@ -413,6 +414,9 @@ mod tests {
         assert!(a.all && a.json);
         let Command::Policy(policy::PolicyCommand::Show(a)) = parse(&["policy", "show", "db@sha256:ab"]).unwrap().command else { panic!() };
         assert_eq!(policy::split_ref(&a.policy), ("db".to_owned(), "sha256:ab".to_owned()));
+        let Command::Policy(policy::PolicyCommand::Retire(a)) = parse(&["policy", "retire", "db", "--reason", "replaced"]).unwrap().command else { panic!() };
+        assert_eq!((a.name.as_str(), a.reason.as_str()), ("db", "replaced"));
+        assert!(parse(&["policy", "retire"]).is_err(), "a name is required");
         let cli = parse(&["request", "--policy", "p", "--ttl", "5m", "--reason", "r", "--host", "db-*", "--wait", "--token-out", "t"]).unwrap();
         let Command::Request(a) = cli.command else { panic!() };
         assert_eq!((a.host.as_str(), a.wait, a.token_out), ("db-*", true, Some(PathBuf::from("t"))));

@@ -1,8 +1,9 @@
 //! `warrant policy check`: parse and validate policy files on this machine, with no
 //! agent, so a policy can be checked in an editor, in review or in CI before any grant
-//! uses it. `warrant policy push | list | show`: the collector's policy catalogue,
-//! the policies grant requests name (`warrant request --policy NAME`); an admin
-//! pushes, every person role reads, and each version is kept by its digest.
+//! uses it. `warrant policy push | list | show | retire`: the collector's policy
+//! catalogue, the policies grant requests name (`warrant request --policy NAME`);
+//! an admin pushes and retires, every person role reads, and each version is kept
+//! by its digest.
 //!
 //! Each valid file gets one `ok` line on stdout; each invalid one gets its problems on
 //! stderr, one `file:line: field: message` line each (the shape compilers use, so
@@ -20,7 +21,7 @@ use serde::Serialize;
 use serde_json::json;
 use warrant_policy::{Error, Policy};
 use warrant_proto::json::rfc3339;
-use warrant_proto::{GetCataloguePolicyRequest, ListPoliciesRequest, PolicyInfo, PushPolicyRequest};
+use warrant_proto::{GetCataloguePolicyRequest, ListPoliciesRequest, PolicyInfo, PushPolicyRequest, RetirePolicyRequest};
 
 use crate::output::{self, Colors, Paint, Table, sanitize};
 use crate::remote::{Collector, CollectorArgs};
@@ -37,6 +38,19 @@ pub enum PolicyCommand {
     List(ListArgs),
     /// Show a catalogue policy: its text and what it grants (NAME, or NAME@sha256:… for one version).
     Show(ShowArgs),
+    /// Retire a catalogue policy (admin): no new request may name it; issued grants are unaffected.
+    Retire(RetireArgs),
+}
+
+/// `warrant policy retire`
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// The policy's name (every version of it is retired).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Why, for the collector's audit log.
+    #[arg(long, default_value = "")]
+    pub reason: String,
 }
 
 /// `warrant policy push`
@@ -118,6 +132,36 @@ pub async fn push(remote: &CollectorArgs, args: &PushArgs, out: &mut impl Write,
     Ok(if failed { 2 } else { 0 })
 }
 
+/// `warrant policy retire`
+pub async fn retire(remote: &CollectorArgs, args: &RetireArgs, out: &mut impl Write) -> Result<u8> {
+    let c = connect(remote, "retire").await?;
+    let req = RetirePolicyRequest { name: args.name.clone(), reason: args.reason.clone() };
+    let r = c.call("RetirePolicy", c.policies().retire_policy(req)).await?;
+    let p = r.policy.unwrap_or_default();
+    let ok = Colors::stdout().paint(Paint::Green, "ok");
+    if r.changed {
+        writeln!(
+            out,
+            "{ok}  policy {} retired ({} version(s) kept): new requests naming it are refused, pending ones are not approved; issued grants are unaffected",
+            sanitize(&p.name),
+            p.versions
+        )?;
+    } else {
+        writeln!(out, "{ok}  policy {} unchanged: {}", sanitize(&p.name), retired_line(&p))?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// "retired by admin at 2025-…Z (reason: …)"
+fn retired_line(p: &PolicyInfo) -> String {
+    let mut s = format!("retired by {} at {}", sanitize(&p.retired_by), rfc3339(p.retired_unix_ns));
+    if !p.retired_reason.is_empty() {
+        s.push_str(&format!(" (reason: {})", sanitize(&p.retired_reason)));
+    }
+    s
+}
+
 /// `warrant policy list`
 pub async fn list(remote: &CollectorArgs, args: &ListArgs, out: &mut impl Write) -> Result<u8> {
     let c = connect(remote, "list").await?;
@@ -129,11 +173,12 @@ pub async fn list(remote: &CollectorArgs, args: &ListArgs, out: &mut impl Write)
     } else if policies.is_empty() {
         let _ = writeln!(std::io::stderr(), "warrant: the collector's policy catalogue is empty (an admin adds policies with `warrant policy push FILE`)");
     } else {
-        let mut t = Table::new(&["POLICY", "DIGEST", "CURRENT", "VERSIONS", "MAX_TTL", "APPROVALS", "SUBJECTS", "PUSHED", "BY"]);
+        let mut t = Table::new(&["POLICY", "DIGEST", "STATE", "CURRENT", "VERSIONS", "MAX_TTL", "APPROVALS", "SUBJECTS", "PUSHED", "BY"]);
         for p in &policies {
             t.row(vec![
                 sanitize(&p.name).into_owned(),
                 p.digest.clone(),
+                if p.retired { "retired".to_owned() } else { "in-use".to_owned() },
                 if p.current { "yes".to_owned() } else { "no".to_owned() },
                 p.versions.to_string(),
                 output::short_duration(std::time::Duration::from_secs(p.max_ttl_seconds)),
@@ -162,6 +207,9 @@ pub async fn show(remote: &CollectorArgs, args: &ShowArgs, out: &mut impl Write)
     } else {
         writeln!(out, "policy {} {}{}", sanitize(&p.name), p.digest, if p.current { " (current)" } else { " (not current)" })?;
         writeln!(out, "pushed {} by {}; {} version(s) in the catalogue", rfc3339(p.pushed_unix_ns), sanitize(&p.pushed_by), p.versions)?;
+        if p.retired {
+            writeln!(out, "{}: no new request may name it", retired_line(&p))?;
+        }
         write_policy(out, &p.grants, &p.text)?;
     }
     out.flush()?;
@@ -194,6 +242,10 @@ fn policy_json(p: &PolicyInfo) -> serde_json::Value {
         "subjects": p.subjects,
         "pushed": if p.pushed_unix_ns == 0 { serde_json::Value::Null } else { json!(rfc3339(p.pushed_unix_ns)) },
         "pushed_by": p.pushed_by,
+        "retired": p.retired,
+        "retired_by": if p.retired { json!(p.retired_by) } else { serde_json::Value::Null },
+        "retired_at": if p.retired { json!(rfc3339(p.retired_unix_ns)) } else { serde_json::Value::Null },
+        "retired_reason": if p.retired { json!(p.retired_reason) } else { serde_json::Value::Null },
     })
 }
 

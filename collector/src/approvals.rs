@@ -8,8 +8,10 @@
 //! with outcome `ok`, `expired` or `refused` (with the reason).
 //!
 //! It also serves `Policies`, the catalogue requests name ([`crate::catalogue`]):
-//! admins push (`policy_push`, outcome `ok`, `unchanged` or `refused`), every person
-//! role reads. A request takes its approval rules from the catalogue version it
+//! admins push (`policy_push`, outcome `ok`, `unchanged` or `refused`) and retire
+//! (`policy_retire`, the same outcomes), every person role reads. A retired policy
+//! is named by no new request or extension, and no pending request made against it
+//! is approved. A request takes its approval rules from the catalogue version it
 //! names, never from the requester; `for_agent` must be one of the collector's
 //! `ai_agents`.
 
@@ -27,7 +29,7 @@ use warrant_proto::token::SecretKey;
 use warrant_proto::{
     AccessRequest, ApproveRequest, DenyRequest, ExtendRequest, GetCataloguePolicyRequest, GetRequestRequest,
     ListPoliciesRequest, ListPoliciesResponse, ListRequestsRequest, ListRequestsResponse, PolicyInfo, PushPolicyRequest,
-    PushPolicyResponse, RequestInfo,
+    PushPolicyResponse, RequestInfo, RetirePolicyRequest, RetirePolicyResponse,
 };
 
 use crate::auth::{Role, Roles, identity};
@@ -216,6 +218,7 @@ fn catalogue_status(r: &catalogue::Refusal) -> Status {
     let text = r.to_string();
     match r {
         catalogue::Refusal::UnknownPolicy { .. } | catalogue::Refusal::UnknownVersion { .. } => Status::not_found(text),
+        catalogue::Refusal::Retired { .. } => Status::failed_precondition(text),
         _ => Status::invalid_argument(text),
     }
 }
@@ -227,9 +230,12 @@ fn save_catalogue(c: &Catalogue) {
     }
 }
 
-/// The wire form of a catalogue version; the text and what it grants with `full`.
-fn policy_info(v: &Version, current: bool, versions: usize, full: bool) -> PolicyInfo {
+/// The wire form of a catalogue version of `c`; the text and what it grants with
+/// `full`.
+fn policy_info(c: &Catalogue, v: &Version, current: bool, full: bool) -> PolicyInfo {
     let parsed = v.policy().ok();
+    let versions = c.versions(&v.name);
+    let retired = c.retired(&v.name);
     PolicyInfo {
         name: v.name.clone(),
         digest: v.digest.clone(),
@@ -249,6 +255,10 @@ fn policy_info(v: &Version, current: bool, versions: usize, full: bool) -> Polic
             .as_ref()
             .map(|p| p.approval.subjects.iter().map(|k| k.as_str().to_owned()).collect())
             .unwrap_or_default(),
+        retired: retired.is_some(),
+        retired_by: retired.map(|r| r.by.clone()).unwrap_or_default(),
+        retired_unix_ns: retired.map_or(0, |r| r.ns),
+        retired_reason: retired.map(|r| r.reason.clone()).unwrap_or_default(),
     }
 }
 
@@ -345,7 +355,7 @@ impl Approvals for ApprovalService {
         // is pushed later.
         let found = {
             let catalogue = s.catalogue.lock().await;
-            catalogue.get(&r.policy_name, &r.policy_digest).map_err(Refusal::Catalogue).and_then(|v| {
+            catalogue.get_for_request(&r.policy_name, &r.policy_digest).map_err(Refusal::Catalogue).and_then(|v| {
                 let policy = v.policy().map_err(|e| Refusal::Catalogue(catalogue::Refusal::Invalid(e.to_string())))?;
                 Ok((policy, v.text.clone()))
             })
@@ -411,12 +421,21 @@ impl Approvals for ApprovalService {
             let mut requests = s.requests.lock().await;
             let key = s.key.as_ref();
             // Only a request against a catalogue version is approved: one kept from
-            // before the catalogue carries rules its requester wrote.
-            let result = match requests.get(&id) {
-                Some(r) if r.status == crate::requests::Status::Pending && catalogue.get(&r.policy_name, &r.policy_digest).is_err() => {
-                    Err(Refusal::Uncatalogued { id: id.clone(), policy: r.policy_name.clone(), digest: r.policy_digest.clone() })
+            // before the catalogue carries rules its requester wrote. Nor is one
+            // whose policy was retired since it was asked for.
+            let blocked = match requests.get(&id) {
+                Some(r) if r.status == crate::requests::Status::Pending => {
+                    if catalogue.get(&r.policy_name, &r.policy_digest).is_err() {
+                        Some(Refusal::Uncatalogued { id: id.clone(), policy: r.policy_name.clone(), digest: r.policy_digest.clone() })
+                    } else {
+                        catalogue.in_use(&r.policy_name).err().map(Refusal::Catalogue)
+                    }
                 }
-                _ => requests.approve(&id, &who, role, now_ns(), |t| key.map(|k| k.sign(t)).unwrap_or_default()),
+                _ => None,
+            };
+            let result = match blocked {
+                Some(why) => Err(why),
+                None => requests.approve(&id, &who, role, now_ns(), |t| key.map(|k| k.sign(t)).unwrap_or_default()),
             };
             drop(catalogue);
             if result.is_ok() {
@@ -480,8 +499,9 @@ impl Approvals for ApprovalService {
                 if old.requested_by != who && role != Role::Admin {
                     return Err(Refusal::NotYours { grant: r.grant.clone(), owner: old.requested_by.clone() });
                 }
-                // The same catalogue version as the grant (every version is kept).
-                catalogue.get(&old.policy_name, &old.policy_digest).map_err(Refusal::Catalogue)?;
+                // The same catalogue version as the grant (every version is kept),
+                // unless the policy was retired: an extension is a new request.
+                catalogue.get_for_request(&old.policy_name, &old.policy_digest).map_err(Refusal::Catalogue)?;
                 // The stored text parsed when the request was made; the same parser
                 // accepts it now.
                 let policy = Policy::from_yaml(&old.policy_text, &old.policy_name)
@@ -536,22 +556,23 @@ impl Policies for PolicyService {
                 save_catalogue(&c);
             }
             pushed.map(|p| {
-                let n = c.versions(&p.version().name);
-                (p, n)
+                let info = policy_info(&c, p.version(), true, true);
+                (p, info)
             })
         };
         match pushed {
-            Ok((p, versions)) => {
+            Ok((p, info)) => {
                 let v = p.version();
                 let (outcome, what) = match &p {
                     Pushed::New(_) => ("ok", "new version, now current"),
                     Pushed::Current(_) => ("ok", "earlier version, current again"),
                     Pushed::Unchanged(_) => ("unchanged", "already the current version"),
+                    Pushed::Reinstated(_) => ("ok", "the policy was retired: this version is current and the policy in use again"),
                 };
-                let detail = format!("{} from {file}: {what}; {versions} version(s)", v.digest);
+                let detail = format!("{} from {file}: {what}; {} version(s)", v.digest, info.versions);
                 s.record_raw("policy_push", &who, &format!("policy {}", v.name), outcome, &detail).await;
                 let changed = !matches!(p, Pushed::Unchanged(_));
-                Ok(Response::new(PushPolicyResponse { policy: Some(policy_info(v, true, versions, true)), changed }))
+                Ok(Response::new(PushPolicyResponse { policy: Some(info), changed }))
             }
             Err(why) => {
                 s.metrics.refused.fetch_add(1, Relaxed);
@@ -566,7 +587,7 @@ impl Policies for PolicyService {
         self.0.authorize_in(&req, None, "Policies", "ListPolicies").await?;
         let all = req.into_inner().all_versions;
         let c = self.0.catalogue.lock().await;
-        let policies = c.list(all).into_iter().map(|(v, current)| policy_info(v, current, c.versions(&v.name), false)).collect();
+        let policies = c.list(all).into_iter().map(|(v, current)| policy_info(&c, v, current, false)).collect();
         Ok(Response::new(ListPoliciesResponse { policies }))
     }
 
@@ -576,6 +597,50 @@ impl Policies for PolicyService {
         let c = self.0.catalogue.lock().await;
         let v = c.get(&r.name, &r.digest).map_err(|e| catalogue_status(&e))?;
         let current = c.get(&r.name, "").is_ok_and(|cur| cur.digest == v.digest);
-        Ok(Response::new(policy_info(v, current, c.versions(&v.name), true)))
+        Ok(Response::new(policy_info(&c, v, current, true)))
+    }
+
+    async fn retire_policy(&self, req: Request<RetirePolicyRequest>) -> Result<Response<RetirePolicyResponse>, Status> {
+        let s = &self.0;
+        let (who, _) = s.authorize_in(&req, Some(Role::Admin), "Policies", "RetirePolicy").await?;
+        let r = req.into_inner();
+        let target = format!("policy {}", r.name.chars().take(256).collect::<String>());
+        if r.reason.len() > MAX_REASON_BYTES {
+            s.metrics.refused.fetch_add(1, Relaxed);
+            let why = format!("the reason is {} bytes: at most {MAX_REASON_BYTES} are accepted", r.reason.len());
+            s.record_raw("policy_retire", &who, &target, "refused", &why).await;
+            return Err(Status::invalid_argument(why));
+        }
+        let done = {
+            let mut c = s.catalogue.lock().await;
+            let done = c.retire(&r.name, &who, &r.reason, now_ns());
+            if done == Ok(true) {
+                save_catalogue(&c);
+            }
+            done.and_then(|changed| {
+                let v = c.get(&r.name, "")?;
+                Ok((changed, policy_info(&c, v, true, false)))
+            })
+        };
+        match done {
+            Ok((changed, info)) => {
+                let detail = if changed {
+                    format!(
+                        "current version {}, {} version(s) kept; reason {:?}; new requests and extensions naming it are refused, \
+                         pending requests made against it are not approved, issued grants are unaffected",
+                        info.digest, info.versions, r.reason
+                    )
+                } else {
+                    format!("already retired by {} at {}", info.retired_by, warrant_proto::json::rfc3339(info.retired_unix_ns))
+                };
+                s.record_raw("policy_retire", &who, &target, if changed { "ok" } else { "unchanged" }, &detail).await;
+                Ok(Response::new(RetirePolicyResponse { policy: Some(info), changed }))
+            }
+            Err(why) => {
+                s.metrics.refused.fetch_add(1, Relaxed);
+                s.record_raw("policy_retire", &who, &target, "refused", &why.to_string()).await;
+                Err(catalogue_status(&why))
+            }
+        }
     }
 }

@@ -9,6 +9,15 @@
 //! replaced atomically, like `requests.json`), written before the caller hears of
 //! the change.
 //!
+//! An admin may retire a policy: new requests (and extensions, which are new
+//! requests) may no longer name any of its versions, and pending requests made
+//! against it can no longer be approved (they can still be denied, or expire);
+//! grants already issued are unaffected, since they are signed tokens the agents
+//! check by themselves. Every version is kept, so `show` and the requests that
+//! pinned one still read it. Retirement belongs to the name and is kept on its
+//! current version in the file; a later push of any version of the name puts it
+//! back in use.
+//!
 //! A policy that exists here parsed, and names an approver role that is a collector
 //! person role other than `requester` (whose holders would approve each other's
 //! requests): the rules of a request's approval are checked when the policy is
@@ -41,6 +50,21 @@ pub struct Version {
     pub pushed_by: String,
     /// When it was pushed last (ns since the epoch); the newest of a name is current.
     pub pushed_ns: i64,
+    /// Set on the current version of a retired policy (absent from files written
+    /// before retirement existed, and from every other version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<Retired>,
+}
+
+/// Who retired a policy, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    /// Certificate name of the admin who retired it.
+    pub by: String,
+    /// When (ns since the epoch).
+    pub ns: i64,
+    /// Their reason; may be empty.
+    pub reason: String,
 }
 
 impl Version {
@@ -106,6 +130,19 @@ pub enum Refusal {
     /// The digest is not `sha256:` and 64 hex digits.
     #[error("{0}")]
     BadDigest(String),
+    /// The policy is retired: no new request may name it, and no pending one
+    /// made against it is approved.
+    #[error("policy {name:?} was retired by {by} at {at}{reason}: no new request may name it, and requests made against it are not approved (an admin puts it back in use with `warrant policy push`)")]
+    Retired {
+        /// The policy.
+        name: String,
+        /// Who retired it.
+        by: String,
+        /// When, RFC 3339.
+        at: String,
+        /// " (reason: …)" or "".
+        reason: String,
+    },
 }
 
 /// Failure to load or save the catalogue file.
@@ -129,6 +166,9 @@ pub enum Pushed {
     Current(Version),
     /// It was the current version already: nothing changed.
     Unchanged(Version),
+    /// A version of a retired policy (new, older or its current one): now
+    /// current, and the policy is in use again.
+    Reinstated(Version),
 }
 
 impl Pushed {
@@ -136,7 +176,7 @@ impl Pushed {
     #[must_use]
     pub fn version(&self) -> &Version {
         match self {
-            Pushed::New(v) | Pushed::Current(v) | Pushed::Unchanged(v) => v,
+            Pushed::New(v) | Pushed::Current(v) | Pushed::Unchanged(v) | Pushed::Reinstated(v) => v,
         }
     }
 }
@@ -208,10 +248,15 @@ impl Catalogue {
         }
         let digest = policy.digest().to_string();
         let list = self.items.entry(policy.name.clone()).or_default();
+        // Any push puts a retired policy back in use.
+        let was_retired = list.last().is_some_and(|l| l.retired.is_some());
+        for v in list.iter_mut() {
+            v.retired = None;
+        }
         if let Some(last) = list.last()
             && last.digest == digest
         {
-            return Ok(Pushed::Unchanged(last.clone()));
+            return Ok(if was_retired { Pushed::Reinstated(last.clone()) } else { Pushed::Unchanged(last.clone()) });
         }
         // Push times only grow, so the last in the list stays the current one even
         // when the clock steps back.
@@ -221,11 +266,61 @@ impl Catalogue {
             v.pushed_ns = at;
             by.clone_into(&mut v.pushed_by);
             list.push(v.clone());
-            return Ok(Pushed::Current(v));
+            return Ok(if was_retired { Pushed::Reinstated(v) } else { Pushed::Current(v) });
         }
-        let v = Version { name: policy.name, digest, text: text.to_owned(), pushed_by: by.to_owned(), pushed_ns: at };
+        let v = Version { name: policy.name, digest, text: text.to_owned(), pushed_by: by.to_owned(), pushed_ns: at, retired: None };
         list.push(v.clone());
-        Ok(Pushed::New(v))
+        Ok(if was_retired { Pushed::Reinstated(v) } else { Pushed::New(v) })
+    }
+
+    /// Retires `name` (every version), by `by` for `reason`. `Ok(true)` when it was
+    /// in use, `Ok(false)` when it was retired already (nothing changes: the first
+    /// retirement's who, when and why stand).
+    ///
+    /// # Errors
+    /// No such policy.
+    pub fn retire(&mut self, name: &str, by: &str, reason: &str, now: i64) -> Result<bool, Refusal> {
+        self.get(name, "")?;
+        let Some(last) = self.items.get_mut(name).and_then(|l| l.last_mut()) else {
+            return Err(Refusal::UnknownPolicy { name: name.to_owned(), known: String::new() });
+        };
+        if last.retired.is_some() {
+            return Ok(false);
+        }
+        last.retired = Some(Retired { by: by.to_owned(), ns: now, reason: reason.to_owned() });
+        Ok(true)
+    }
+
+    /// Who retired `name`, when and why; `None` while it is in use (or unknown).
+    #[must_use]
+    pub fn retired(&self, name: &str) -> Option<&Retired> {
+        self.items.get(name).and_then(|l| l.last()).and_then(|v| v.retired.as_ref())
+    }
+
+    /// `Ok` unless `name` is retired.
+    ///
+    /// # Errors
+    /// [`Refusal::Retired`], saying who retired it, when and why.
+    pub fn in_use(&self, name: &str) -> Result<(), Refusal> {
+        match self.retired(name) {
+            None => Ok(()),
+            Some(r) => Err(Refusal::Retired {
+                name: name.to_owned(),
+                by: r.by.clone(),
+                at: warrant_proto::json::rfc3339(r.ns),
+                reason: if r.reason.is_empty() { String::new() } else { format!(" (reason: {:?})", r.reason) },
+            }),
+        }
+    }
+
+    /// [`Catalogue::get`] for a new request: also refused when the policy is retired.
+    ///
+    /// # Errors
+    /// As [`Catalogue::get`], and [`Refusal::Retired`].
+    pub fn get_for_request(&self, name: &str, digest: &str) -> Result<&Version, Refusal> {
+        let v = self.get(name, digest)?;
+        self.in_use(name)?;
+        Ok(v)
     }
 
     /// The current version of `name`, or the one with `digest` when not empty.
@@ -341,6 +436,38 @@ mod tests {
     }
 
     #[test]
+    fn retire_and_push_back_into_use() {
+        let mut c = Catalogue::in_memory();
+        assert!(matches!(c.retire("db", "admin", "", 1).unwrap_err(), Refusal::UnknownPolicy { .. }));
+        let d1 = c.push(V1, "db.yaml", "admin", 10).unwrap().version().digest.clone();
+        let d2 = c.push(V2, "db.yaml", "admin", 20).unwrap().version().digest.clone();
+        assert!(c.get_for_request("db", "").is_ok());
+        assert!(c.retire("db", "root", "replaced by db-ro", 30).unwrap(), "was in use");
+        assert!(!c.retire("db", "other", "again", 40).unwrap(), "retired already");
+        let r = c.retired("db").unwrap();
+        assert_eq!((r.by.as_str(), r.ns, r.reason.as_str()), ("root", 30, "replaced by db-ro"), "the first retirement stands");
+        // Neither the current version nor a pinned one is given to a request...
+        for digest in ["", d1.as_str(), d2.as_str()] {
+            let e = c.get_for_request("db", digest).unwrap_err();
+            assert!(matches!(e, Refusal::Retired { .. }), "{e:?}");
+            assert!(e.to_string().starts_with("policy \"db\" was retired by root at 1970-01-01T00:00:00.00000003"), "{e}");
+            assert!(e.to_string().contains("(reason: \"replaced by db-ro\")"), "{e}");
+        }
+        // ...but every version is still there to read.
+        assert_eq!(c.get("db", &d1).unwrap().text, V1);
+        assert_eq!(c.versions("db"), 2);
+        assert_eq!(c.list(true).len(), 2);
+        // Any push puts it back in use, the current version's too.
+        assert!(matches!(c.push(V2, "db.yaml", "admin", 50).unwrap(), Pushed::Reinstated(_)));
+        assert!(c.retired("db").is_none() && c.get_for_request("db", &d1).is_ok());
+        assert!(matches!(c.push(V2, "db.yaml", "admin", 60).unwrap(), Pushed::Unchanged(_)));
+        c.retire("db", "root", "", 70).unwrap();
+        assert!(matches!(c.push(V1, "db.yaml", "admin", 80).unwrap(), Pushed::Reinstated(_)), "an older version");
+        assert_eq!(c.get_for_request("db", "").unwrap().digest, d1);
+        assert!(c.list(true).iter().all(|(v, _)| v.retired.is_none()), "no stale retirement on any version");
+    }
+
+    #[test]
     fn restart_keeps_every_version() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Catalogue::open(dir.path()).unwrap();
@@ -350,6 +477,16 @@ mod tests {
         let back = Catalogue::open(dir.path()).unwrap();
         assert_eq!(back.versions("db"), 2);
         assert_eq!(back.get("db", "").unwrap().text, V2);
+        // Retirement too; and a file from before retirement existed still loads.
+        let mut back = back;
+        back.retire("db", "admin", "gone", 3).unwrap();
+        back.save().unwrap();
+        let again = Catalogue::open(dir.path()).unwrap();
+        assert_eq!(again.retired("db").map(|r| r.reason.as_str()), Some("gone"));
+        assert!(again.get_for_request("db", "").is_err());
+        let old = r#"[{"name":"db","digest":"sha256:aa","text":"t","pushed_by":"admin","pushed_ns":1}]"#;
+        std::fs::write(dir.path().join(FILE), old).unwrap();
+        assert!(Catalogue::open(dir.path()).unwrap().retired("db").is_none());
         std::fs::write(dir.path().join(FILE), "[").unwrap();
         let e = Catalogue::open(dir.path()).unwrap_err().to_string();
         assert!(e.starts_with("cannot parse policy catalogue"), "{e}");

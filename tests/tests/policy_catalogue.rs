@@ -328,3 +328,83 @@ fn a_request_from_before_the_catalogue_is_not_approved() {
     cli_ok_as(&c, "admin", &["deny", &id, "--reason", "made before the catalogue"]);
     assert_eq!(request_json(&c, "alice", &id)["state"], "denied");
 }
+
+/// `warrant policy retire` (admin): afterwards no new request names the policy,
+/// neither its current version nor a pinned one, a pending request made against
+/// it is not approved (it can be denied), an extension is refused, and the grant
+/// issued before is untouched. The catalogue lists it as retired, the retirement
+/// is a `control_action`, it survives a restart, and a push puts the policy back
+/// in use.
+#[test]
+fn a_retired_policy_is_named_by_no_new_request() {
+    let signer = Signer::new();
+    let mut c = collector(&signer);
+    cli_ok_as(&c, "admin", &["policy", "push", path(&write(&signer, "ops.yaml", OPS))]);
+    let v1 = json_lines(&cli_ok_as(&c, "alice", &["policy", "list", "--json"]))[0]["digest"].as_str().expect("digest").to_owned();
+    let ask = ["request", "--policy", "ops", "--ttl", "10m", "--reason", "INC-7"];
+    let granted = cli_ok_as(&c, "alice", &ask).trim().to_owned();
+    cli_ok_as(&c, "bob", &["approve", &granted]);
+    let grant = request_json(&c, "alice", &granted)["grant"].as_str().expect("grant").to_owned();
+    let pending = cli_ok_as(&c, "dave", &ask).trim().to_owned();
+    let pending2 = cli_ok_as(&c, "dave", &ask).trim().to_owned();
+
+    // Only an admin retires; a name not in the catalogue is refused.
+    refused(&c, "bob", &["policy", "retire", "ops"], "RetirePolicy needs role admin, and \"bob\" has role approver");
+    assert!(
+        control_actions(&c).iter().any(|a| a.0 == "refused" && a.2 == "bob" && a.3 == "rpc Policies.RetirePolicy"),
+        "{:#?}",
+        control_actions(&c)
+    );
+    refused(&c, "admin", &["policy", "retire", "web"], "policy \"web\" is not in the collector's catalogue: its policies are ops");
+    assert_eq!(count_actions(&c, "policy_retire", "refused", "admin", "\"web\" is not in the collector's catalogue"), 1, "{:#?}", control_actions(&c));
+
+    let out = cli_ok_as(&c, "admin", &["policy", "retire", "ops", "--reason", "replaced by ops-ro"]);
+    assert!(out.contains("policy ops retired (1 version(s) kept)") && out.contains("issued grants are unaffected"), "{out}");
+    let again = cli_ok_as(&c, "admin", &["policy", "retire", "ops", "--reason", "twice"]);
+    assert!(again.contains("unchanged: retired by admin at") && again.contains("(reason: replaced by ops-ro)"), "{again}");
+    assert_eq!(count_actions(&c, "policy_retire", "ok", "admin", "reason \"replaced by ops-ro\""), 1, "{:#?}", control_actions(&c));
+    assert_eq!(count_actions(&c, "policy_retire", "unchanged", "admin", "already retired by admin"), 1, "{:#?}", control_actions(&c));
+    assert!(control_actions(&c).iter().any(|a| a.0 == "policy_retire" && a.1 == "ok" && a.3 == "policy ops"), "{:#?}", control_actions(&c));
+
+    // Listed as retired, still readable.
+    let listed = json_lines(&cli_ok_as(&c, "wally", &["policy", "list", "--json"]));
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0]["retired"].as_bool(), listed[0]["retired_by"].as_str()), (Some(true), Some("admin")), "{listed:?}");
+    assert_eq!(listed[0]["retired_reason"].as_str(), Some("replaced by ops-ro"), "{listed:?}");
+    let table = cli_ok_as(&c, "wally", &["policy", "list"]);
+    assert!(table.contains("STATE") && table.lines().any(|l| l.starts_with("ops") && l.contains("retired")), "{table}");
+    let shown = cli_ok_as(&c, "alice", &["policy", "show", "ops"]);
+    assert!(shown.contains("retired by admin at") && shown.contains("no new request may name it") && shown.contains("  | name: ops"), "{shown}");
+
+    // No new request, pinned or not; no extension.
+    refused(&c, "alice", &ask, "policy \"ops\" was retired by admin at");
+    let pinned = format!("ops@{v1}");
+    refused(&c, "alice", &["request", "--policy", &pinned, "--ttl", "10m", "--reason", "x"], "(reason: \"replaced by ops-ro\")");
+    refused(&c, "alice", &["extend", &grant, "--by", "5m"], "policy \"ops\" was retired");
+    assert_eq!(count_actions(&c, "request", "refused", "alice", "was retired by admin"), 2, "{:#?}", control_actions(&c));
+    assert_eq!(count_actions(&c, "extend", "refused", "alice", "was retired by admin"), 1, "{:#?}", control_actions(&c));
+
+    // A pending request is not approved, but can be denied.
+    refused(&c, "bob", &["approve", &pending], "policy \"ops\" was retired");
+    assert_eq!(request_json(&c, "dave", &pending)["state"], "pending");
+    cli_ok_as(&c, "bob", &["deny", &pending, "--reason", "the policy is retired"]);
+    assert_eq!(request_json(&c, "dave", &pending)["state"], "denied");
+
+    // The grant issued before: still approved, its token still handed out, nothing revoked.
+    let j = request_json(&c, "alice", &granted);
+    assert_eq!((j["state"].as_str(), j["grant"].as_str()), (Some("approved"), Some(grant.as_str())), "{j}");
+    let token = signer.dir().join("alice.token");
+    cli_ok_as(&c, "alice", &["requests", "--id", &granted, "--token-out", path(&token)]);
+    assert!(std::fs::read_to_string(&token).expect("token file").contains("name: ops"), "the token carries the policy");
+    assert!(!control_actions(&c).iter().any(|a| a.0 == "revoke"), "{:#?}", control_actions(&c));
+
+    // A restart keeps it retired; a push puts it back in use.
+    c.restart();
+    refused(&c, "alice", &ask, "was retired by admin");
+    let back = cli_ok_as(&c, "admin", &["policy", "push", path(&write(&signer, "ops.yaml", OPS))]);
+    assert!(back.contains("pushed, now current"), "{back}");
+    assert_eq!(count_actions(&c, "policy_push", "ok", "admin", "the policy was retired"), 1, "{:#?}", control_actions(&c));
+    assert_eq!(json_lines(&cli_ok_as(&c, "wally", &["policy", "list", "--json"]))[0]["retired"].as_bool(), Some(false));
+    cli_ok_as(&c, "alice", &ask);
+    cli_ok_as(&c, "bob", &["approve", &pending2]);
+}
