@@ -120,6 +120,14 @@ try {
   const sel = `tr[data-request="${cfg.request}"]`;
   await ap.waitForSelector(sel + ' button.approve', { timeout: T });
   out.request_row = await ap.textContent(sel);
+  // What the approver reads before the click: the pinned policy, under the row.
+  const pol = `tr[data-policy-for="${cfg.request}"]`;
+  out.policy_visible = await ap.isVisible(pol + ' pre.policy-text');
+  out.policy_text_shown = await ap.textContent(pol + ' pre.policy-text');
+  out.policy_grants_shown = await ap.evaluate((s) => [...document.querySelectorAll(s + ' ul.grants li')].map((li) => li.textContent), pol);
+  out.policy_heading = await ap.textContent(pol + ' h3');
+  out.policy_markup_elements = await ap.evaluate((s) => document.querySelectorAll(s + ' pre b, ' + s + ' li b').length, pol);
+  await shot(ap, 'request-policy');
   await ap.click(sel + ' button.approve');
   await until(ap, (s) => { const r = document.querySelector(s); return !r || !r.querySelector('button.approve'); }, sel, T);
   await shot(ap, 'requests');

@@ -3,8 +3,9 @@
 //! by `cargo xtask setup`) against consoles for a responder, a watcher, an approver
 //! and an admin on a real collector and agent. The page shows a tagged session's
 //! events live, with a `<script>` argv as text; the Kill button (reason typed into
-//! the prompt) kills the tree, which the kernel confirms; an approver approves a
-//! request with the button; a watcher has no kill button and a forged POST is
+//! the prompt) kills the tree, which the kernel confirms; an approver sees the
+//! policy a pending request pinned (its text, as text, and what it grants) and
+//! approves it with the button; a watcher has no kill button and a forged POST is
 //! refused; a cross-origin POST and a foreign Host are refused. Screenshots go to
 //! `target/console-screenshots/`; the events-per-second and Kill-to-report figures
 //! are printed.
@@ -20,6 +21,10 @@ use warrant_tests::run::{Lines, output_within, spawn_collected};
 use warrant_tests::{AgentOptions, CollectorOptions, Marker, Signer, TestCollector, Tree, audit, bins, cgroup, poll};
 
 const T: Duration = Duration::from_secs(30);
+
+/// The catalogue policy the approver's request names; its comment must show as
+/// text, not markup.
+const POLICY: &str = "# <b>on-call</b> ops access\nname: ops\nmax_ttl: 1h\ndefault: allow\nexec: [{path: /usr/bin/psql, action: allow}]\n";
 
 /// What a page must show as text, never run.
 const SCRIPT_ARGV: &str = "<script>window.__xss=1</script><img src=x onerror=window.__xss=1>";
@@ -100,6 +105,12 @@ fn session_cgroup(agent: &warrant_tests::TestAgent, id: &str) -> Option<PathBuf>
         .and_then(|s| s["cgroup"].as_str().map(cgroup::resolve))
 }
 
+/// The digest the request pinned.
+fn info_digest(c: &TestCollector, id: &str) -> String {
+    let info: Value = serde_json::from_str(cli_ok_as(c, "bob", &["requests", "--id", id, "--json"]).trim()).expect("requests --json");
+    info["policy_digest"].as_str().unwrap_or_default().to_owned()
+}
+
 fn wait_known(c: &TestCollector, session: &str) {
     poll(T, || collector_events(c).iter().any(|e| audit::is("session_start", session)(e)).then_some(()))
         .unwrap_or_else(|| panic!("session {session} never reached the collector\n{}", c.log()));
@@ -141,7 +152,7 @@ fn console_in_a_real_browser() {
 
     // A pending request for the approver.
     let policy = tmp.join("ops.yaml");
-    std::fs::write(&policy, "name: ops\nmax_ttl: 1h\ndefault: allow\n").expect("write policy");
+    std::fs::write(&policy, POLICY).expect("write policy");
     cli_ok_as(&c, "admin", &["policy", "push", policy.to_str().expect("UTF-8")]);
     let req = cli_ok_as(&c, "alice", &["request", "--policy", "ops", "--ttl", "10m", "--reason", "INC-9"]);
     let req = req.trim().to_owned();
@@ -212,6 +223,17 @@ fn console_in_a_real_browser() {
     assert!(refusal.contains("needs role responder"), "the collector's own words: {r}");
     assert_eq!(keep.alive(&mark).len(), 2, "the watcher killed a tree");
 
+    // Before the click, the approver saw the policy the request pinned: its text
+    // (as text) and what it grants.
+    assert_eq!(r["policy_visible"], true, "{r}");
+    assert_eq!(r["policy_text_shown"].as_str(), Some(POLICY), "the policy text, verbatim: {r}");
+    assert_eq!(r["policy_markup_elements"], 0, "the policy text was put in the page as markup: {r}");
+    let grants: Vec<&str> = r["policy_grants_shown"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    assert!(grants.contains(&"exec /usr/bin/psql -> allow") && grants.contains(&"anything no rule matches -> allow"), "{r}");
+    assert!(grants.iter().any(|g| g.starts_with("lasts at most 1h")), "{r}");
+    let digest = info_digest(&c, &req);
+    assert!(r["policy_heading"].as_str().is_some_and(|h| h.contains(&format!("policy ops {digest}")) && h.contains("user:alice")), "{r}");
+
     // The approver's click approved the request.
     let info = cli_ok_as(&c, "bob", &["requests", "--id", &req, "--json"]);
     let info: Value = serde_json::from_str(info.trim()).expect("requests --json");
@@ -220,7 +242,7 @@ fn console_in_a_real_browser() {
 
     assert!(r["agents_text"].as_str().is_some_and(|t| t.contains("connected")), "{r}");
     assert!(r["audit_text"].as_str().is_some_and(|t| t.contains("chain intact")), "{r}");
-    for name in ["events", "sessions", "session-killed", "agents", "audit", "watcher-session", "requests", "events-rate"] {
+    for name in ["events", "sessions", "session-killed", "agents", "audit", "watcher-session", "request-policy", "requests", "events-rate"] {
         assert!(shots.join(format!("{name}.png")).is_file(), "no screenshot {name}.png: {}", r["shot_failures"]);
     }
 

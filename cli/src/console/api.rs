@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use warrant_proto::json::rfc3339;
-use warrant_proto::{ApproveRequest, DenyRequest, ListRequestsRequest, SessionState};
+use warrant_proto::{ApproveRequest, DenyRequest, GetRequestRequest, ListRequestsRequest, SessionState};
 
 use super::error::ApiError;
 use super::{Console, assets, events};
@@ -78,6 +78,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/sessions/{id}/report", get(report))
         .route("/api/sessions/{id}/kill", post(kill))
         .route("/api/requests", get(requests))
+        .route("/api/requests/{id}", get(request))
         .route("/api/requests/{id}/approve", post(approve))
         .route("/api/requests/{id}/deny", post(deny))
         .route("/api/agents", get(agents))
@@ -174,10 +175,19 @@ async fn requests(State(c): State<Arc<Console>>, Query(q): Query<AllQuery>) -> A
     Ok(Json(json!({ "requests": rows })))
 }
 
+/// One request with the policy text it pinned and what that policy grants
+/// (`GetRequest`), so an approver reads what they approve before the buttons show.
+async fn request(State(c): State<Arc<Console>>, Path(id): Path<String>) -> ApiResult {
+    let col = collector(&c, "requests")?;
+    let r = col.call("GetRequest", col.approvals().get_request(GetRequestRequest { id })).await?;
+    Ok(Json(request_json(&r)))
+}
+
 fn request_json(r: &warrant_proto::RequestInfo) -> Value {
     json!({
         "id": r.id, "state": r.state, "subject": r.subject, "requested_by": r.requested_by, "host": r.host,
         "policy": r.policy_name, "policy_digest": r.policy_digest, "policy_text": r.policy_text,
+        "policy_grants": r.policy_grants,
         "ttl_seconds": r.ttl_seconds, "reason": r.reason, "approvals_needed": r.approvals_needed,
         "approver_role": r.approver_role, "approvers": r.approvers, "grant": r.grant, "extends": r.extends,
         "denied_by": r.denied_by, "deny_reason": r.deny_reason,

@@ -219,7 +219,34 @@ async function loadRequests() {
   body.textContent = '';
   for (const r of data.requests) {
     const actions = el('span');
-    if (me.can.approve && r.state === 'pending') {
+    const state = r.state === 'approved' ? 'approved: ' + r.grant : r.state;
+    const policy = r.policy + (r.policy_digest ? ' (' + r.policy_digest.substring(0, 12) + ')' : '');
+    const tr = row([r.id, state, r.subject, r.requested_by, r.host, policy, r.ttl_seconds + 's',
+      r.approvers.length + '/' + r.approvals_needed + ' ' + r.approver_role, r.reason, actions]);
+    tr.dataset.request = r.id;
+    body.appendChild(tr);
+    if (r.state !== 'pending') continue;
+    // A pending request shows the policy it pinned, what that grants and its text,
+    // under its row; the Approve and Deny buttons come only once that is on screen.
+    const more = el('tr', undefined, 'policy');
+    more.dataset.policyFor = r.id;
+    const td = el('td');
+    td.colSpan = 10;
+    more.appendChild(td);
+    body.appendChild(more);
+    let full;
+    try {
+      full = await api('/api/requests/' + encodeURIComponent(r.id));
+    } catch (e) {
+      td.appendChild(el('p', 'cannot show policy ' + r.policy + ' of ' + r.id + ': ' + e.message, 'bad'));
+      continue;
+    }
+    td.appendChild(el('h3', 'policy ' + full.policy + ' ' + full.policy_digest + ': what approving ' + r.id + ' grants ' + full.subject));
+    const ul = el('ul', undefined, 'grants');
+    for (const g of full.policy_grants || []) ul.appendChild(el('li', g));
+    td.appendChild(ul);
+    td.appendChild(el('pre', full.policy_text || '', 'policy-text'));
+    if (me.can.approve) {
       const ok = el('button', 'Approve');
       ok.className = 'approve';
       ok.onclick = () => act(() => api('/api/requests/' + encodeURIComponent(r.id) + '/approve', {}));
@@ -231,12 +258,6 @@ async function loadRequests() {
       };
       actions.append(ok, ' ', no);
     }
-    const state = r.state === 'approved' ? 'approved: ' + r.grant : r.state;
-    const policy = r.policy + (r.policy_digest ? ' (' + r.policy_digest.substring(0, 12) + ')' : '');
-    const tr = row([r.id, state, r.subject, r.requested_by, r.host, policy, r.ttl_seconds + 's',
-      r.approvers.length + '/' + r.approvals_needed + ' ' + r.approver_role, r.reason, actions]);
-    tr.dataset.request = r.id;
-    body.appendChild(tr);
   }
 }
 
