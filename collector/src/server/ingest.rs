@@ -116,6 +116,9 @@ impl Ingest for IngestService {
             while let Some(rx) = pending_rx.recv().await {
                 match rx.await {
                     Ok(Ok(outcome)) => {
+                        // Stored verbatim: a kind this build does not know.
+                        let unknown = outcome.accepted.iter().filter(|e| e.unknown_kind.is_some()).count();
+                        acker_state.metrics.unknown_kinds.fetch_add(unknown as u64, Relaxed);
                         for (boot, seq) in outcome.acks {
                             if let Some(k) = acker_state.agents().known.get_mut(&acker_agent)
                                 && k.boot_id == boot
