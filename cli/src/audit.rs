@@ -9,9 +9,9 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::client::Agent;
 use crate::output::{Colors, Paint, sanitize};
-use crate::remote::{Collector, CollectorArgs};
+use crate::remote::CollectorArgs;
+use crate::target::{LogCheck, Target};
 
 /// `warrant audit …`
 #[derive(Debug, Subcommand)]
@@ -28,47 +28,14 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// What either side reported.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Verdict {
-    /// Which log: the collector's URL or the agent's log path.
-    pub log: String,
-    pub ok: bool,
-    pub records: u64,
-    pub head: String,
-    pub problems: Vec<String>,
-    /// The records' macs were checked with the log's key.
-    pub keyed: bool,
-    /// Records before the first marked one.
-    pub unkeyed: u64,
-}
-
 /// `warrant audit verify`: exit 0 when intact, 1 when damaged.
-pub async fn verify(socket: &Path, remote: &CollectorArgs, args: &VerifyArgs, out: &mut impl Write) -> Result<u8> {
-    let verdict = if remote.is_set() {
-        let mut c = Collector::connect(remote).await?;
-        let r = c.verify_log().await?;
-        Verdict {
-            log: format!("collector {}", c.url()),
-            ok: r.ok,
-            records: r.records,
-            head: r.head,
-            problems: r.problems,
-            ..Verdict::default()
-        }
-    } else {
-        let mut agent = Agent::connect(socket).await?;
-        let r = agent.verify_audit_log().await?;
-        Verdict {
-            log: r.path,
-            ok: r.ok,
-            records: r.records,
-            head: r.head,
-            problems: r.problems,
-            keyed: r.keyed,
-            unkeyed: r.unkeyed_records,
-        }
-    };
+pub async fn verify(
+    socket: &Path,
+    remote: &CollectorArgs,
+    args: &VerifyArgs,
+    out: &mut impl Write,
+) -> Result<u8> {
+    let verdict = Target::connect(socket, remote).await?.verify_log().await?;
     if args.json {
         let v = json!({
             "log": verdict.log,
@@ -87,12 +54,14 @@ pub async fn verify(socket: &Path, remote: &CollectorArgs, args: &VerifyArgs, ou
     Ok(if verdict.ok { 0 } else { 1 })
 }
 
-fn verdict_text(v: &Verdict, colors: Colors) -> String {
+fn verdict_text(v: &LogCheck, colors: Colors) -> String {
     if v.ok {
         let keyed = match (v.keyed, v.unkeyed) {
             (false, _) => String::new(),
             (true, 0) => ", every record marked with the log's key".to_owned(),
-            (true, n) => format!(", marked with the log's key after the first {n} (written before it had one)"),
+            (true, n) => format!(
+                ", marked with the log's key after the first {n} (written before it had one)"
+            ),
         };
         return format!(
             "{}: {} records, chain intact{keyed} (head {})\n",
@@ -124,20 +93,30 @@ mod tests {
 
     #[test]
     fn verdicts_read_plainly() {
-        let ok = Verdict {
+        let ok = LogCheck {
             log: "/var/lib/warrant/audit.log".into(),
             ok: true,
             records: 12,
             head: "ab".into(),
-            ..Verdict::default()
+            ..LogCheck::default()
         };
-        assert_eq!(verdict_text(&ok, Colors::default()), "/var/lib/warrant/audit.log: 12 records, chain intact (head ab)\n");
-        let keyed = Verdict { keyed: true, ..ok.clone() };
+        assert_eq!(
+            verdict_text(&ok, Colors::default()),
+            "/var/lib/warrant/audit.log: 12 records, chain intact (head ab)\n"
+        );
+        let keyed = LogCheck {
+            keyed: true,
+            ..ok.clone()
+        };
         assert_eq!(
             verdict_text(&keyed, Colors::default()),
             "/var/lib/warrant/audit.log: 12 records, chain intact, every record marked with the log's key (head ab)\n"
         );
-        let bad = Verdict { ok: false, problems: vec!["line 7: hash does not match".into()], ..ok };
+        let bad = LogCheck {
+            ok: false,
+            problems: vec!["line 7: hash does not match".into()],
+            ..ok
+        };
         assert_eq!(
             verdict_text(&bad, Colors::default()),
             "/var/lib/warrant/audit.log: TAMPERED OR DAMAGED, 1 problem\n  line 7: hash does not match\n"

@@ -12,13 +12,11 @@ use std::path::Path;
 use anyhow::Result;
 use clap::{ArgGroup, Args};
 use serde_json::json;
-use warrant_proto::{
-    KillReport, KillRequest, RemoteKillRequest, RemoteKillResponse, RemoteRevokeRequest, RevokeGrantRequest,
-};
+use warrant_proto::{KillReport, RemoteKillResponse};
 
-use crate::client::Agent;
-use crate::remote::{Collector, CollectorArgs};
 use crate::output::{self, Colors, Paint};
+use crate::remote::CollectorArgs;
+use crate::target;
 
 /// `warrant kill`
 #[derive(Debug, Args)]
@@ -57,34 +55,21 @@ pub struct RevokeArgs {
 pub const QUEUED: u8 = 3;
 
 /// `warrant kill`
-pub async fn kill(socket: &Path, remote: &CollectorArgs, args: &KillArgs, out: &mut impl Write) -> Result<u8> {
-    if remote.is_set() {
-        let mut collector = Collector::connect(remote).await?;
-        return match (&args.session, &args.grant) {
-            (Some(session), _) => {
-                let req = RemoteKillRequest { session: session.clone(), reason: args.reason.clone() };
-                let resp = collector.kill(req).await?;
-                print_remote(&Target::Session(session), &resp, args.json, out)
-            }
-            (None, Some(grant)) => {
-                let req = RemoteRevokeRequest { grant: grant.clone(), reason: args.reason.clone() };
-                let resp = collector.revoke(req).await?;
-                print_remote(&Target::Grant(grant), &resp, args.json, out)
-            }
-            (None, None) => anyhow::bail!("missing --session or --grant"),
-        };
-    }
-    let mut agent = Agent::connect(socket).await?;
+pub async fn kill(
+    socket: &Path,
+    remote: &CollectorArgs,
+    args: &KillArgs,
+    out: &mut impl Write,
+) -> Result<u8> {
+    let to = target::Target::connect(socket, remote).await?;
     match (&args.session, &args.grant) {
         (Some(session), _) => {
-            let req = KillRequest { session: session.clone(), reason: args.reason.clone() };
-            let report = agent.kill(req).await?;
-            print_report(&Target::Session(session), &report, args.json, out)
+            let resp = to.kill(session, &args.reason).await?;
+            print_answer(&to, &Target::Session(session), &resp, args.json, out)
         }
         (None, Some(grant)) => {
-            let req = RevokeGrantRequest { grant: grant.clone(), reason: args.reason.clone() };
-            let report = agent.revoke_grant(req).await?;
-            print_report(&Target::Grant(grant), &report, args.json, out)
+            let resp = to.revoke(grant, &args.reason).await?;
+            print_answer(&to, &Target::Grant(grant), &resp, args.json, out)
         }
         // clap's ArgGroup requires one of them.
         (None, None) => anyhow::bail!("missing --session or --grant"),
@@ -92,17 +77,31 @@ pub async fn kill(socket: &Path, remote: &CollectorArgs, args: &KillArgs, out: &
 }
 
 /// `warrant revoke`
-pub async fn revoke(socket: &Path, remote: &CollectorArgs, args: &RevokeArgs, out: &mut impl Write) -> Result<u8> {
-    if remote.is_set() {
-        let mut collector = Collector::connect(remote).await?;
-        let req = RemoteRevokeRequest { grant: args.grant.clone(), reason: args.reason.clone() };
-        let resp = collector.revoke(req).await?;
-        return print_remote(&Target::Grant(&args.grant), &resp, args.json, out);
+pub async fn revoke(
+    socket: &Path,
+    remote: &CollectorArgs,
+    args: &RevokeArgs,
+    out: &mut impl Write,
+) -> Result<u8> {
+    let to = target::Target::connect(socket, remote).await?;
+    let resp = to.revoke(&args.grant, &args.reason).await?;
+    print_answer(&to, &Target::Grant(&args.grant), &resp, args.json, out)
+}
+
+/// The answer as its side gave it: a collector's names the host (or says the kill
+/// is queued); the local agent's is the report alone.
+fn print_answer(
+    to: &target::Target,
+    what: &Target<'_>,
+    resp: &RemoteKillResponse,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<u8> {
+    if to.is_collector() {
+        print_remote(what, resp, as_json, out)
+    } else {
+        print_report(what, &resp.report.clone().unwrap_or_default(), as_json, out)
     }
-    let mut agent = Agent::connect(socket).await?;
-    let req = RevokeGrantRequest { grant: args.grant.clone(), reason: args.reason.clone() };
-    let report = agent.revoke_grant(req).await?;
-    print_report(&Target::Grant(&args.grant), &report, args.json, out)
 }
 
 /// What was killed.
@@ -116,8 +115,17 @@ pub enum Target<'a> {
 
 /// What a collector answered: the agent's report, or that the kill is queued.
 /// Exit status as for [`print_report`], or [`QUEUED`].
-pub fn print_remote(target: &Target<'_>, resp: &RemoteKillResponse, as_json: bool, out: &mut impl Write) -> Result<u8> {
-    let host = if resp.host.is_empty() { "?" } else { resp.host.as_str() };
+pub fn print_remote(
+    target: &Target<'_>,
+    resp: &RemoteKillResponse,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<u8> {
+    let host = if resp.host.is_empty() {
+        "?"
+    } else {
+        resp.host.as_str()
+    };
     if !resp.delivered {
         if as_json {
             let mut v = target_json(target);
@@ -151,7 +159,12 @@ pub fn print_remote(target: &Target<'_>, resp: &RemoteKillResponse, as_json: boo
         out.flush()?;
         return Ok(finish_report(&report));
     }
-    writeln!(out, "on {} (agent {}):", output::sanitize(host), output::sanitize(&resp.agent_id))?;
+    writeln!(
+        out,
+        "on {} (agent {}):",
+        output::sanitize(host),
+        output::sanitize(&resp.agent_id)
+    )?;
     print_report(target, &report, false, out)
 }
 
@@ -187,7 +200,12 @@ pub fn report_json(target: &Target<'_>, report: &KillReport) -> serde_json::Valu
 
 /// Prints the report to `out` (and survivors to stderr); returns the exit status:
 /// 1 when any process survived, else 0.
-pub fn print_report(target: &Target<'_>, report: &KillReport, as_json: bool, out: &mut impl Write) -> Result<u8> {
+pub fn print_report(
+    target: &Target<'_>,
+    report: &KillReport,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<u8> {
     if as_json {
         writeln!(out, "{}", report_json(target, report))?;
     } else {
@@ -214,7 +232,10 @@ fn finish_report(report: &KillReport) -> u8 {
         );
         let _ = writeln!(err, "{}", colors.paint(Paint::Red, &line));
     }
-    let _ = writeln!(err, "\nCheck `warrant sessions` and the agent's logs; the grant stays dead in the kernel.");
+    let _ = writeln!(
+        err,
+        "\nCheck `warrant sessions` and the agent's logs; the grant stays dead in the kernel."
+    );
     1
 }
 
@@ -232,7 +253,11 @@ fn report_text(target: &Target<'_>, report: &KillReport) -> String {
     };
     match target {
         Target::Session(id) if report.sessions.is_empty() => {
-            let _ = writeln!(text, "session {}: nothing was running", output::sanitize(id));
+            let _ = writeln!(
+                text,
+                "session {}: nothing was running",
+                output::sanitize(id)
+            );
         }
         Target::Session(_) => report.sessions.iter().for_each(|s| text.push_str(&line(s))),
         Target::Grant(id) => {
@@ -254,37 +279,74 @@ mod tests {
     use warrant_proto::SessionKill;
 
     fn sk(session: &str, killed: u32, elapsed_us: u64, survivors: u32) -> SessionKill {
-        SessionKill { session: session.into(), killed, elapsed_us, survivors }
+        SessionKill {
+            session: session.into(),
+            killed,
+            elapsed_us,
+            survivors,
+        }
     }
 
     #[test]
     fn session_report() {
-        let r = KillReport { sessions: vec![sk("s-3", 53, 41_234, 0)] };
-        assert_eq!(report_text(&Target::Session("s-3"), &r), "killed session s-3: 53 processes in 41.2 ms\n");
-        let r = KillReport { sessions: vec![sk("s-3", 1, 800, 0)] };
-        assert_eq!(report_text(&Target::Session("s-3"), &r), "killed session s-3: 1 process in 0.8 ms\n");
+        let r = KillReport {
+            sessions: vec![sk("s-3", 53, 41_234, 0)],
+        };
+        assert_eq!(
+            report_text(&Target::Session("s-3"), &r),
+            "killed session s-3: 53 processes in 41.2 ms\n"
+        );
+        let r = KillReport {
+            sessions: vec![sk("s-3", 1, 800, 0)],
+        };
+        assert_eq!(
+            report_text(&Target::Session("s-3"), &r),
+            "killed session s-3: 1 process in 0.8 ms\n"
+        );
     }
 
     #[test]
     fn grant_report() {
-        let r = KillReport { sessions: vec![sk("s-1", 2, 1000, 0), sk("s-2", 3, 2000, 0)] };
+        let r = KillReport {
+            sessions: vec![sk("s-1", 2, 1000, 0), sk("s-2", 3, 2000, 0)],
+        };
         assert_eq!(
             report_text(&Target::Grant("g-1"), &r),
             "revoked grant g-1\nkilled session s-1: 2 processes in 1.0 ms\nkilled session s-2: 3 processes in 2.0 ms\n"
         );
         let r = KillReport::default();
-        assert_eq!(report_text(&Target::Grant("g-1"), &r), "revoked grant g-1: it had no live sessions\n");
+        assert_eq!(
+            report_text(&Target::Grant("g-1"), &r),
+            "revoked grant g-1: it had no live sessions\n"
+        );
     }
 
     #[test]
     fn survivors_exit_non_zero_and_json_totals() {
-        let r = KillReport { sessions: vec![sk("s-1", 5, 1000, 2)] };
+        let r = KillReport {
+            sessions: vec![sk("s-1", 5, 1000, 2)],
+        };
         let mut out = Vec::new();
-        assert_eq!(print_report(&Target::Session("s-1"), &r, true, &mut out).unwrap(), 1);
+        assert_eq!(
+            print_report(&Target::Session("s-1"), &r, true, &mut out).unwrap(),
+            1
+        );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!((v["session"].as_str(), v["killed"].as_u64(), v["survivors"].as_u64()), (Some("s-1"), Some(5), Some(2)));
-        let r = KillReport { sessions: vec![sk("s-1", 5, 1000, 0)] };
-        assert_eq!(print_report(&Target::Session("s-1"), &r, false, &mut Vec::new()).unwrap(), 0);
+        assert_eq!(
+            (
+                v["session"].as_str(),
+                v["killed"].as_u64(),
+                v["survivors"].as_u64()
+            ),
+            (Some("s-1"), Some(5), Some(2))
+        );
+        let r = KillReport {
+            sessions: vec![sk("s-1", 5, 1000, 0)],
+        };
+        assert_eq!(
+            print_report(&Target::Session("s-1"), &r, false, &mut Vec::new()).unwrap(),
+            0
+        );
     }
 
     #[test]
@@ -293,14 +355,29 @@ mod tests {
             agent_id: "agent-1".into(),
             host: "db-7".into(),
             delivered: true,
-            report: Some(KillReport { sessions: vec![sk("s-3", 4, 2500, 0)] }),
+            report: Some(KillReport {
+                sessions: vec![sk("s-3", 4, 2500, 0)],
+            }),
         };
         let mut out = Vec::new();
-        assert_eq!(print_remote(&Target::Session("s-3"), &resp, false, &mut out).unwrap(), 0);
-        assert_eq!(String::from_utf8(out).unwrap(), "on db-7 (agent agent-1):\nkilled session s-3: 4 processes in 2.5 ms\n");
-        let queued = RemoteKillResponse { delivered: false, report: None, ..resp };
+        assert_eq!(
+            print_remote(&Target::Session("s-3"), &resp, false, &mut out).unwrap(),
+            0
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "on db-7 (agent agent-1):\nkilled session s-3: 4 processes in 2.5 ms\n"
+        );
+        let queued = RemoteKillResponse {
+            delivered: false,
+            report: None,
+            ..resp
+        };
         let mut out = Vec::new();
-        assert_eq!(print_remote(&Target::Session("s-3"), &queued, false, &mut out).unwrap(), QUEUED);
+        assert_eq!(
+            print_remote(&Target::Session("s-3"), &queued, false, &mut out).unwrap(),
+            QUEUED
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "agent agent-1 on db-7 is unreachable: the kill is queued and runs when it reconnects\n"
@@ -308,6 +385,9 @@ mod tests {
         let mut out = Vec::new();
         print_remote(&Target::Session("s-3"), &queued, true, &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!((v["queued"].as_bool(), v["host"].as_str()), (Some(true), Some("db-7")));
+        assert_eq!(
+            (v["queued"].as_bool(), v["host"].as_str()),
+            (Some(true), Some("db-7"))
+        );
     }
 }

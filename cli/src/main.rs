@@ -22,6 +22,7 @@
 //! - `policy`: `policy check` (validate policy files locally), `policy push | list | show |
 //!   retire` (the collector's policy catalogue, which requests name).
 //! - `target`: one client for either the agent or a collector.
+//! - `filter`: the event filter flags watch, query and report share, and their times.
 //! - `console`: `console`, the web UI (axum, embedded assets).
 //! - `docs`: `completions`, and `--completions`/`--man-pages` for packaging, from this flag tree.
 //! - `render`: how an event looks (JSON, one line, a report), for watch, query, report, console.
@@ -40,6 +41,7 @@ mod client;
 mod console;
 mod docs;
 mod exec;
+mod filter;
 mod grant;
 mod kill;
 mod launch;
@@ -302,11 +304,11 @@ mod tests {
     fn watch_kinds_are_comma_separated() {
         let cli = parse(&["watch", "--session", "s-1", "--grant", "g-1", "--kind", "exec,file,net", "--json"]).unwrap();
         let Command::Watch(a) = cli.command else { panic!() };
-        assert_eq!((a.session.as_deref(), a.grant.as_deref()), (Some("s-1"), Some("g-1")));
-        assert_eq!(a.kind, ["exec", "file", "net"]);
+        assert_eq!((a.filter.session.as_deref(), a.filter.grant.as_deref()), (Some("s-1"), Some("g-1")));
+        assert_eq!(a.filter.kind, ["exec", "file", "net"]);
         assert!(a.json);
         let Command::Watch(a) = parse(&["watch"]).unwrap().command else { panic!() };
-        assert!(a.kind.is_empty() && a.session.is_none());
+        assert!(a.filter.kind.is_empty() && a.filter.session.is_none());
     }
 
     #[test]
@@ -360,7 +362,10 @@ mod tests {
         let cli = parse(&["watch", "--collector", "https://c:7443", "--host", "db-1", "--subject", "alice", "--since", "10m"])
             .unwrap();
         let Command::Watch(a) = cli.command else { panic!() };
-        assert_eq!((a.host.as_deref(), a.subject.as_deref(), a.since.as_deref()), (Some("db-1"), Some("alice"), Some("10m")));
+        assert_eq!(
+            (a.filter.host.as_deref(), a.filter.subject.as_deref(), a.since.as_deref()),
+            (Some("db-1"), Some("alice"), Some("10m"))
+        );
     }
 
     #[test]
@@ -368,7 +373,11 @@ mod tests {
         let cli = parse(&["query", "--grant", "g-1", "--from", "1h", "--to", "10m", "--limit", "5", "--kind", "exec", "--json"])
             .unwrap();
         let Command::Query(a) = cli.command else { panic!() };
-        assert_eq!((a.grant.as_deref(), a.from.as_deref(), a.to.as_deref(), a.limit), (Some("g-1"), Some("1h"), Some("10m"), 5));
+        assert_eq!(
+            (a.filter.grant.as_deref(), a.from.as_deref(), a.to.as_deref(), a.limit),
+            (Some("g-1"), Some("1h"), Some("10m"), 5)
+        );
+        assert_eq!(a.filter.kind, ["exec"]);
         assert!(matches!(parse(&["agents", "--json"]).unwrap().command, Command::Agents(a) if a.json));
         assert!(matches!(parse(&["audit", "verify"]).unwrap().command, Command::Audit(audit::AuditCommand::Verify(_))));
         let cli = parse(&["certs", "issue", "--dir", "d", "--name", "bob", "--role-hint", "responder"]).unwrap();

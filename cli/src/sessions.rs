@@ -7,11 +7,12 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use warrant_proto::json::rfc3339;
-use warrant_proto::{CollectorSessionsRequest, Session, SessionState};
+use warrant_proto::{Session, SessionState};
 
-use crate::client::Agent;
-use crate::remote::{Collector, CollectorArgs};
+use crate::filter::need_collector;
 use crate::output::{self, Colors, Table, sanitize};
+use crate::remote::CollectorArgs;
+use crate::target::Target;
 
 /// How much of a command line the table shows.
 const COMMAND_WIDTH: usize = 60;
@@ -31,43 +32,39 @@ pub struct SessionsArgs {
 }
 
 /// `warrant sessions`
-pub async fn run(socket: &Path, remote: &CollectorArgs, args: &SessionsArgs, out: &mut impl Write) -> Result<u8> {
-    if remote.is_set() {
-        let mut collector = Collector::connect(remote).await?;
-        let req = CollectorSessionsRequest { all: args.all, host: args.host.clone().unwrap_or_default() };
-        let sessions = collector.sessions(req).await?;
-        if args.json {
-            for r in &sessions {
-                let mut v = r.session.as_ref().map(session_json).unwrap_or_else(|| json!({}));
-                v["host"] = json!(r.host);
-                v["agent_id"] = json!(r.agent_id);
-                writeln!(out, "{v}")?;
-            }
-        } else if sessions.is_empty() {
-            let what = if args.all { "no sessions" } else { "no live sessions (--all shows ended ones)" };
-            let _ = writeln!(std::io::stderr(), "warrant: {what}");
-        } else {
-            let hosts: Vec<&str> = sessions.iter().map(|r| r.host.as_str()).collect();
-            let list: Vec<Session> = sessions.iter().map(|r| r.session.clone().unwrap_or_default()).collect();
-            session_table(&list, Some(&hosts), output::now_unix_ns()).write(out, Colors::stdout())?;
-        }
-        out.flush()?;
-        return Ok(0);
+pub async fn run(
+    socket: &Path,
+    remote: &CollectorArgs,
+    args: &SessionsArgs,
+    out: &mut impl Write,
+) -> Result<u8> {
+    if !remote.is_set() {
+        let flags: Vec<&str> = args.host.as_ref().map(|_| "--host").into_iter().collect();
+        need_collector(&flags, "The local agent knows this host's sessions only.")?;
     }
-    if args.host.is_some() {
-        anyhow::bail!("--host needs --collector\n\nThe local agent knows this host's sessions only.");
-    }
-    let mut agent = Agent::connect(socket).await?;
-    let sessions = agent.list_sessions(args.all).await?;
+    let target = Target::connect(socket, remote).await?;
+    let sessions = target.sessions_on(args.all, args.host.as_deref()).await?;
     if args.json {
-        for s in &sessions {
-            writeln!(out, "{}", session_json(s))?;
+        for h in &sessions {
+            let mut v = session_json(&h.session);
+            if target.is_collector() {
+                v["host"] = json!(h.host);
+                v["agent_id"] = json!(h.agent_id);
+            }
+            writeln!(out, "{v}")?;
         }
     } else if sessions.is_empty() {
-        let what = if args.all { "no sessions" } else { "no live sessions (--all shows ended ones)" };
+        let what = if args.all {
+            "no sessions"
+        } else {
+            "no live sessions (--all shows ended ones)"
+        };
         let _ = writeln!(std::io::stderr(), "warrant: {what}");
     } else {
-        session_table(&sessions, None, output::now_unix_ns()).write(out, Colors::stdout())?;
+        let hosts: Vec<&str> = sessions.iter().map(|h| h.host.as_str()).collect();
+        let list: Vec<Session> = sessions.iter().map(|h| h.session.clone()).collect();
+        let hosts = target.is_collector().then_some(hosts.as_slice());
+        session_table(&list, hosts, output::now_unix_ns()).write(out, Colors::stdout())?;
     }
     out.flush()?;
     Ok(0)
@@ -86,9 +83,26 @@ pub fn state_name(state: SessionState) -> &'static str {
 /// The table; with `hosts` (one per session), a HOST column first.
 fn session_table(sessions: &[Session], hosts: Option<&[&str]>, now: i64) -> Table {
     let mut t = if hosts.is_some() {
-        Table::new(&["HOST", "SESSION", "GRANT", "SUBJECT", "ROOT PID", "PROCS", "LEFT/STATE", "COMMAND"])
+        Table::new(&[
+            "HOST",
+            "SESSION",
+            "GRANT",
+            "SUBJECT",
+            "ROOT PID",
+            "PROCS",
+            "LEFT/STATE",
+            "COMMAND",
+        ])
     } else {
-        Table::new(&["SESSION", "GRANT", "SUBJECT", "ROOT PID", "PROCS", "LEFT/STATE", "COMMAND"])
+        Table::new(&[
+            "SESSION",
+            "GRANT",
+            "SUBJECT",
+            "ROOT PID",
+            "PROCS",
+            "LEFT/STATE",
+            "COMMAND",
+        ])
     };
     for (i, s) in sessions.iter().enumerate() {
         let live = s.state() == SessionState::Live;
@@ -119,7 +133,12 @@ fn session_table(sessions: &[Session], hosts: Option<&[&str]>, now: i64) -> Tabl
         if live {
             for p in &s.processes {
                 let left = if p.in_cgroup { "" } else { "  (left cgroup)" };
-                t.under(format!("    {:>7}  ppid {:<7}  {}{left}", p.pid, p.ppid, sanitize(&p.comm)));
+                t.under(format!(
+                    "    {:>7}  ppid {:<7}  {}{left}",
+                    p.pid,
+                    p.ppid,
+                    sanitize(&p.comm)
+                ));
             }
         }
     }
@@ -164,8 +183,18 @@ mod tests {
             state: SessionState::Live.into(),
             command: vec!["bash".into(), "-c".into(), "sleep 100".into()],
             processes: vec![
-                Process { pid: 100, ppid: 1, comm: "bash".into(), in_cgroup: true },
-                Process { pid: 101, ppid: 100, comm: "sleep".into(), in_cgroup: false },
+                Process {
+                    pid: 100,
+                    ppid: 1,
+                    comm: "bash".into(),
+                    in_cgroup: true,
+                },
+                Process {
+                    pid: 101,
+                    ppid: 100,
+                    comm: "sleep".into(),
+                    in_cgroup: false,
+                },
             ],
             ..Default::default()
         };
@@ -177,11 +206,18 @@ mod tests {
             state: SessionState::Killed.into(),
             end_reason: "killed: expiry".into(),
             command: vec!["psql".into()],
-            processes: vec![Process { pid: 200, ppid: 1, comm: "psql".into(), in_cgroup: true }],
+            processes: vec![Process {
+                pid: 200,
+                ppid: 1,
+                comm: "psql".into(),
+                in_cgroup: true,
+            }],
             ..Default::default()
         };
         let mut out = Vec::new();
-        session_table(&[live, ended], None, now).write(&mut out, Colors::default()).unwrap();
+        session_table(&[live, ended], None, now)
+            .write(&mut out, Colors::default())
+            .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "SESSION  GRANT  SUBJECT  ROOT PID  PROCS  LEFT/STATE      COMMAND\n\
@@ -197,7 +233,12 @@ mod tests {
         let s = Session {
             id: "s-1".into(),
             state: SessionState::Live.into(),
-            processes: vec![Process { pid: 1, ppid: 0, comm: "x".into(), in_cgroup: true }],
+            processes: vec![Process {
+                pid: 1,
+                ppid: 0,
+                comm: "x".into(),
+                in_cgroup: true,
+            }],
             ..Default::default()
         };
         let v = session_json(&s);

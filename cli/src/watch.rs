@@ -1,45 +1,33 @@
-//! `warrant watch`: the live event stream, one line per event.
+//! `warrant watch`: the live event stream, one line per event (how each reads is
+//! [`crate::render`]'s; which events, [`crate::filter`]'s).
 //!
-//! Human lines are `HH:MM:SS.mmm SESSION PID KIND SUMMARY`, colored on a terminal;
-//! `--json` prints the documented JSON object per line (`warrant_proto::json`),
-//! flushed after each, for `jq` and friends. Loss is never silent: `events_lost`
-//! (the kernel ring buffer overflowed) and `watch_missed` (this watcher fell behind)
-//! come through whatever the filter, in capitals.
+//! `--json` prints the documented JSON object per line, flushed after each, for
+//! `jq` and friends. Loss is never silent: `events_lost` (the kernel ring buffer
+//! overflowed) and `watch_missed` (this watcher fell behind) come through whatever
+//! the filter, in capitals.
 
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use tonic::Streaming;
-use warrant_proto::json::{KIND_NAMES, expand_kind, kinds_help};
-use warrant_proto::{CollectorWatchRequest, Event, EventFilter, WatchRequest};
+use warrant_proto::Event;
 
-use crate::client::Agent;
-use crate::output::sanitize;
-use crate::remote::{Collector, CollectorArgs};
+use crate::filter::{FilterArgs, need_collector, parse_time};
+use crate::remote::CollectorArgs;
 use crate::render::{Render, Style};
-// The console takes the one-line summary from here.
+use crate::target::Target;
+// The console takes the kinds check and the one-line summary from here.
+pub use crate::filter::check_kinds;
 pub use crate::render::summary;
 
 /// `warrant watch`
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Only this session's events (s-…).
-    #[arg(long, value_name = "ID")]
-    pub session: Option<String>,
-    /// Only events of this grant's sessions (g-…).
-    #[arg(long, value_name = "ID")]
-    pub grant: Option<String>,
-    /// Only these kinds, comma-separated (the list is `kinds_help`'s).
-    #[arg(long, value_name = "KINDS", value_delimiter = ',', help = format!("Only these kinds, comma-separated: {}", kinds_help()))]
-    pub kind: Vec<String>,
-    /// Only events of this host (with --collector).
-    #[arg(long, value_name = "NAME")]
-    pub host: Option<String>,
-    /// Only events of this grant subject (with --collector).
-    #[arg(long, value_name = "NAME")]
-    pub subject: Option<String>,
+    /// Which events.
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Replay from the collector's log from this long ago (10m, 2h) or this time
     /// (RFC 3339), then continue live with no gap (with --collector).
     #[arg(long, value_name = "WHEN")]
@@ -47,20 +35,6 @@ pub struct WatchArgs {
     /// One JSON object per event per line, for scripts.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Checks `--kind` names here, so a typo fails before connecting.
-pub fn check_kinds(kinds: &[String]) -> Result<()> {
-    for k in kinds.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
-        if !KIND_NAMES.contains(&k) && expand_kind(k).is_empty() {
-            bail!(
-                "invalid --kind {}: no such event kind\n\nValid kinds: {}.",
-                sanitize(k),
-                kinds_help()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// `warrant watch`: prints events until the agent (or collector) ends the stream
@@ -71,63 +45,41 @@ pub async fn run(
     args: &WatchArgs,
     out: &mut impl Write,
 ) -> Result<u8> {
-    check_kinds(&args.kind)?;
-    let kinds: Vec<String> = args
-        .kind
-        .iter()
-        .map(|k| k.trim().to_owned())
-        .filter(|k| !k.is_empty())
-        .collect();
-    if remote.is_set() {
-        let since_unix_ns = match &args.since {
-            Some(s) => crate::query::parse_time(s, "--since")?,
-            None => 0,
-        };
-        let mut collector = Collector::connect(remote).await?;
-        let filter = EventFilter {
-            host: args.host.clone().unwrap_or_default(),
-            agent_id: String::new(),
-            grant: args.grant.clone().unwrap_or_default(),
-            session: args.session.clone().unwrap_or_default(),
-            subject: args.subject.clone().unwrap_or_default(),
-            kinds,
-        };
-        let stream = collector
-            .watch(CollectorWatchRequest {
-                filter: Some(filter),
-                since_unix_ns,
-            })
-            .await?;
-        return print_stream(stream, args.json, true, out, |s| collector.stream_error(s)).await;
+    let filter = args.filter.event_filter()?;
+    if !remote.is_set() {
+        let mut flags = args.filter.collector_only();
+        flags.extend(args.since.as_ref().map(|_| "--since"));
+        need_collector(
+            &flags,
+            "The local agent streams this host's live events only; the collector keeps every host's history.",
+        )?;
     }
-    if args.host.is_some() || args.subject.is_some() || args.since.is_some() {
-        bail!(
-            "--host, --subject and --since need --collector\n\nThe local agent streams this host's live \
-             events only; the collector keeps every host's history."
-        );
-    }
-    let mut agent = Agent::connect(socket).await?;
-    let stream = agent
-        .watch(WatchRequest {
-            session: args.session.clone().unwrap_or_default(),
-            grant: args.grant.clone().unwrap_or_default(),
-            kinds,
-        })
-        .await?;
-    print_stream(stream, args.json, false, out, |s| agent.stream_error(s)).await
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_time(s, "--since"))
+        .transpose()?
+        .unwrap_or(0);
+    let target = Target::connect(socket, remote).await?;
+    let stream = target.watch(filter, since).await?;
+    let render = Render::json_or(
+        args.json,
+        Style::Line {
+            host: target.is_collector(),
+        },
+    );
+    print_stream(stream, render, out, |s| target.stream_error(s)).await
 }
 
 /// Prints a stream of events, one line each, until it ends or ctrl-c.
 async fn print_stream(
     mut stream: Streaming<Event>,
-    json: bool,
-    with_host: bool,
+    render: Render,
     out: &mut impl Write,
     error: impl Fn(&tonic::Status) -> anyhow::Error,
 ) -> Result<u8> {
     // Tests and scripts wait for exactly this line: the agent has subscribed.
     let _ = writeln!(std::io::stderr(), "warrant: watching (ctrl-c to stop)");
-    let render = Render::json_or(json, Style::Line { host: with_host });
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -150,14 +102,61 @@ async fn print_stream(
 mod tests {
     use super::*;
 
-    #[test]
-    fn kinds_are_checked_locally() {
-        assert!(
-            check_kinds(&["exec".into(), "net".into(), "file".into(), "process".into()]).is_ok()
+    async fn refused(args: WatchArgs) -> String {
+        let sock = Path::new("/nonexistent/warrant/agent.sock");
+        let Err(e) = run(sock, &CollectorArgs::default(), &args, &mut Vec::new()).await else {
+            panic!("watched")
+        };
+        format!("{e:#}")
+    }
+
+    /// Filters the local agent cannot apply, and bad kinds, fail before any connect.
+    #[tokio::test]
+    async fn bad_filters_fail_before_connecting() {
+        let host = FilterArgs {
+            host: Some("db-1".into()),
+            ..FilterArgs::default()
+        };
+        let e = refused(WatchArgs {
+            filter: host.clone(),
+            since: Some("10m".into()),
+            json: false,
+        })
+        .await;
+        assert_eq!(
+            e,
+            "--host and --since need --collector\n\nThe local agent streams this host's live events only; \
+             the collector keeps every host's history."
         );
-        let e = check_kinds(&["exce".into()]).unwrap_err().to_string();
+        let e = refused(WatchArgs {
+            filter: host,
+            since: None,
+            json: true,
+        })
+        .await;
+        assert!(e.starts_with("--host needs --collector\n\n"), "{e}");
+        let typo = FilterArgs {
+            kind: vec!["exec".into(), "fiel".into()],
+            ..FilterArgs::default()
+        };
+        let e = refused(WatchArgs {
+            filter: typo,
+            since: None,
+            json: false,
+        })
+        .await;
         assert!(
-            e.starts_with("invalid --kind exce: no such event kind\n\nValid kinds: exec, exit,"),
+            e.starts_with("invalid --kind fiel: no such event kind"),
+            "{e}"
+        );
+        let e = refused(WatchArgs {
+            filter: FilterArgs::default(),
+            since: None,
+            json: false,
+        })
+        .await;
+        assert!(
+            e.starts_with("cannot reach the agent at /nonexistent/warrant/agent.sock"),
             "{e}"
         );
     }

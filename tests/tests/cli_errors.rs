@@ -136,3 +136,38 @@ fn command_not_found_exits_127() {
     let last = err.trim_end().lines().last().unwrap_or("");
     assert!(last.contains("command not found"), "stderr: {err}");
 }
+
+/// The event filter `watch` and `query` share fails before anything is connected,
+/// as one line naming the flag and the value: a misspelt `--kind` (with the valid
+/// kinds as the hint), filters only a collector can apply, and a time range
+/// backwards. No agent or collector runs here.
+#[test]
+fn filter_errors_name_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("none.sock");
+    let run = |args: &[&str]| {
+        output_within(
+            Command::new(bins::warrant())
+                .arg("--socket")
+                .arg(&sock)
+                .args(args)
+                .env_remove("WARRANT_COLLECTOR"),
+            Duration::from_secs(30),
+        )
+    };
+    for cmd in ["watch", "query"] {
+        let out = run(&[cmd, "--kind", "exec,fiel"]);
+        assert_one_line_error(&format!("{cmd} --kind exec,fiel"), &out, &["invalid --kind fiel: no such event kind"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("file (file_open, file_change)"), "{cmd}: the hint lists the shorthands: {err}");
+    }
+    let out = run(&["watch", "--subject", "alice", "--since", "10m"]);
+    assert_one_line_error("watch --subject --since", &out, &["--subject and --since need --collector"]);
+    let out = run(&["query", "--grant", "g-1"]);
+    assert_one_line_error("query without a collector", &out, &["query needs --collector"]);
+    let collector = ["--collector", "https://127.0.0.1:1"];
+    let out = run(&[&collector[..], &["query", "--from", "10m", "--to", "2h"]].concat());
+    assert_one_line_error("query --from after --to", &out, &["--from is after --to"]);
+    let out = run(&[&collector[..], &["watch", "--since", "yesterday"]].concat());
+    assert_one_line_error("watch --since yesterday", &out, &["invalid --since yesterday"]);
+}
