@@ -343,6 +343,17 @@ pub const CHANGE_BASE_OF_PATH2: u32 = 1 << 2;
 /// has no room for (both names relative, to different directories).
 pub const CHANGE_PATH2_OTHER_DIR: u32 = 1 << 3;
 
+/// `EventHeader::flags`: the record is sent packed. For a `file_change` record:
+/// its first [`FILE_CHANGE_FIXED`] bytes are [`FileChangeEvent`]'s, then the `len`
+/// and `flags` of `path`, `path2` and `base` (8 bytes each), then the `len` bytes in
+/// use of each path's `data`, back to back: a change takes ~250 bytes of ring
+/// buffer, not 13.2 KB. A record without the flag is the whole struct.
+pub const RECORD_PACKED: u32 = 1 << 0;
+/// Bytes of a [`FileChangeEvent`] before its first path.
+pub const FILE_CHANGE_FIXED: usize = core::mem::offset_of!(FileChangeEvent, path);
+/// Bytes of a packed `file_change` record before the paths' data.
+pub const FILE_CHANGE_PACKED_HEAD: usize = FILE_CHANGE_FIXED + 3 * core::mem::offset_of!(RawPath, data);
+
 /// A call that changes the file tree or a file's metadata returned, successful or not.
 /// Paths are as the process passed them ([`PATH_RAW`]), made absolute by user space
 /// against `base` (resolved in the kernel from the directory descriptor or the
@@ -565,6 +576,7 @@ mod tests {
         assert_eq!(size_of::<ExitEvent>(), 88);
         assert_eq!(offset_of!(FileOpenEvent, path), 88);
         assert_eq!(FILE_OPEN_HEAD, 96);
+        assert_eq!((FILE_CHANGE_FIXED, FILE_CHANGE_PACKED_HEAD), (120, 144));
         assert_eq!(size_of::<NetEvent>(), 128);
         assert_eq!(offset_of!(NetEvent, local_addr), 96);
         assert_eq!(size_of::<ViolationEvent>(), 120);

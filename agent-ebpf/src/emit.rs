@@ -3,7 +3,8 @@
 //! Records are reserved in the ring buffer and filled in place (no copy, and no
 //! large struct on the 512-byte BPF stack), or, for records that end in a path,
 //! built in a per-CPU buffer and sent cut short after the bytes in use
-//! ([`output_prefix`]): a file event takes ~150 bytes of ring, not 4.4 KB. A failed reservation is counted in the
+//! ([`output_prefix`]) or packed piece by piece into a reservation of the exact
+//! size ([`Packed`]): a file event takes ~150 bytes of ring, not 4.4 or 13.2 KB. A failed reservation is counted in the
 //! per-CPU `LOST_EVENTS` (the host's total) and, when the record was a session's, in
 //! its `SESSION_LOST` slot by kind; the agent turns both into `events_lost` events
 //! naming the session. Under `on_audit_gap: kill-session` the failure also marks the
@@ -12,9 +13,12 @@
 //! programs have no signal helper: the syscall's own `sys_exit` hook kills it).
 
 use aya_ebpf::{
-    bindings::task_struct,
+    bindings::{bpf_dynptr, task_struct},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
-    helpers::generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_send_signal},
+    helpers::generated::{
+        bpf_dynptr_write, bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_ringbuf_discard_dynptr,
+        bpf_ringbuf_reserve_dynptr, bpf_ringbuf_submit_dynptr, bpf_send_signal,
+    },
 };
 use warrant_common::{
     EventHeader, EventKind, TaskTag,
@@ -90,6 +94,54 @@ pub unsafe fn output_prefix<T>(record: *const T, len: usize, kind: EventKind, ta
     let bytes = unsafe { core::slice::from_raw_parts(record.cast::<u8>(), len) };
     if EVENTS.output_untyped::<[u8]>(bytes, 0).is_err() {
         count_lost::<true>(kind, tag);
+    }
+}
+
+/// A ring-buffer reservation of a size known only at run time (a dynptr), filled
+/// piece by piece at increasing offsets and then submitted. In a tracing program.
+///
+/// Used in place: once reserved, the dynptr may not be copied (the verifier
+/// refuses a read of its stack slots), so there is no constructor that returns a
+/// reserved one.
+pub struct Packed {
+    ptr: bpf_dynptr,
+    at: u32,
+}
+
+impl Packed {
+    #[inline(always)]
+    pub const fn new() -> Self {
+        Self { ptr: bpf_dynptr { __opaque: [0; 2] }, at: 0 }
+    }
+
+    /// Reserves `size` bytes for a record of `kind`; on failure counts the loss
+    /// and returns false (nothing else may be done with `self` then).
+    #[inline(always)]
+    pub fn reserve(&mut self, size: u32, kind: EventKind, tag: Option<&TaskTag>) -> bool {
+        let ring = core::ptr::from_ref(&EVENTS).cast_mut().cast();
+        if unsafe { bpf_ringbuf_reserve_dynptr(ring, size, 0, &raw mut self.ptr) } != 0 {
+            // A failed reservation still has to be released (the verifier insists).
+            unsafe { bpf_ringbuf_discard_dynptr(&raw mut self.ptr, 0) };
+            count_lost::<true>(kind, tag);
+            return false;
+        }
+        true
+    }
+
+    /// Appends `len` bytes from `src`.
+    ///
+    /// # Safety
+    /// `src` must be readable for `len` bytes (the verifier checks it is).
+    #[inline(always)]
+    pub unsafe fn put(&mut self, src: *const u8, len: u32) {
+        unsafe { bpf_dynptr_write(&raw const self.ptr, self.at, src.cast_mut().cast(), len, 0) };
+        self.at += len;
+    }
+
+    /// Makes the record visible to the agent.
+    #[inline(always)]
+    pub fn submit(&mut self) {
+        unsafe { bpf_ringbuf_submit_dynptr(&raw mut self.ptr, 0) };
     }
 }
 

@@ -11,18 +11,21 @@
 //!
 //! Syscall numbers are x86_64's.
 
+use core::mem::offset_of;
+
 use aya_ebpf::bindings::task_struct;
 use warrant_common::{
     EventKind, TaskTag,
     event::{
-        CHANGE_BASE_OF_PATH, CHANGE_BASE_OF_PATH2, CHANGE_PATH2_IS_PATH, CHANGE_PATH2_OTHER_DIR, FileChangeEvent,
-        FileOp, PATH_RAW, PATH_TRUNCATED, RawPath,
+        CHANGE_BASE_OF_PATH, CHANGE_BASE_OF_PATH2, CHANGE_PATH2_IS_PATH, CHANGE_PATH2_OTHER_DIR, FILE_CHANGE_FIXED,
+        FILE_CHANGE_PACKED_HEAD, FileChangeEvent, FileOp, PATH_BUF, PATH_RAW, PATH_TRUNCATED, RECORD_PACKED, RawPath,
     },
 };
 
 use crate::{
-    emit,
+    emit::{self, Packed},
     kernel::{fd_file, off, read, read_ptr},
+    maps::CHANGE_RECORD,
     path,
 };
 
@@ -292,13 +295,12 @@ pub fn record(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, r
     let Some(c) = decode(nr, &a, ret) else {
         return;
     };
-    let Some(ev) = emit::reserve::<FileChangeEvent>(EventKind::FileChange, Some(tag)) else {
-        return;
-    };
+    let Some(ev) = CHANGE_RECORD.get_ptr_mut(0) else { return };
     let t = task.cast_const().cast::<u8>();
     let mut how: u32 = 0;
     unsafe {
         emit::header(&raw mut (*ev).header, EventKind::FileChange, tag, task);
+        (*ev).header.flags = RECORD_PACKED;
         (*ev).op = c.op as u32;
         (*ev).ret = ret as i32;
         (*ev).flags = c.flags;
@@ -361,7 +363,38 @@ pub fn record(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, r
         }
     }
     unsafe { (*ev).how = how };
-    emit::submit(ev);
+    unsafe { send(ev, tag) };
+}
+
+/// Sends the record built in `CHANGE_RECORD` packed (see `RECORD_PACKED`): the
+/// fixed fields, the three paths' lengths and flags, then their bytes in use.
+///
+/// # Safety
+/// `ev` must be `CHANGE_RECORD`'s value, filled in.
+#[inline(always)]
+unsafe fn send(ev: *const FileChangeEvent, tag: &TaskTag) {
+    let used = |p: *const RawPath| {
+        let n = unsafe { (*p).len };
+        if n > PATH_BUF as u32 { PATH_BUF as u32 } else { n }
+    };
+    let paths = unsafe { [&raw const (*ev).path, &raw const (*ev).path2, &raw const (*ev).base] };
+    let (a, b, c) = (used(paths[0]), used(paths[1]), used(paths[2]));
+    let size = FILE_CHANGE_PACKED_HEAD as u32 + a + b + c;
+    let mut out = Packed::new();
+    if !out.reserve(size, EventKind::FileChange, Some(tag)) {
+        return;
+    }
+    let head = offset_of!(RawPath, data) as u32;
+    unsafe {
+        out.put(ev.cast(), FILE_CHANGE_FIXED as u32);
+        out.put(paths[0].cast(), head);
+        out.put(paths[1].cast(), head);
+        out.put(paths[2].cast(), head);
+        out.put((&raw const (*paths[0]).data).cast(), a);
+        out.put((&raw const (*paths[1]).data).cast(), b);
+        out.put((&raw const (*paths[2]).data).cast(), c);
+    }
+    out.submit();
 }
 
 /// Whether a raw name starts at the root (an empty one does not: it is the

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
-    event::{FileOpenEvent, PATH_BUF},
+    event::{FileChangeEvent, FileOpenEvent, PATH_BUF},
     maps::{DATAGRAM_PEER_ENTRIES, DEFAULT_RING_BYTES, DatagramPeer, GRANT_SLOTS, SESSION_SLOTS, SessionLost, SessionTasks, SockOwner, TCP_SOCKET_ENTRIES},
     policy::{NET_RULE_ENTRIES, NetKey, NetVerdict, POLICY_SLOTS, PolicyState, UNIX_RULE_ENTRIES, UnixKey, UnixVerdict},
     syscalls::{Refusal, SYSCALL_SLOTS},
@@ -78,6 +78,11 @@ pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_BUF], 1> = PerCpuArray::new();
 /// program only, which runs with preemption off and does not nest on a CPU.
 #[btf_map]
 pub static OPEN_RECORD: PerCpuArray<FileOpenEvent, 1> = PerCpuArray::new();
+
+/// Per-CPU room to build a `file_change` record in before it is sent packed (see
+/// `emit::Packed`). Filled and sent by the `sys_exit` program only.
+#[btf_map]
+pub static CHANGE_RECORD: PerCpuArray<FileChangeEvent, 1> = PerCpuArray::new();
 
 /// Set by the agent before load (read-only data, so the verifier sees constants).
 /// All zero means "not set": [`crate::kernel::offsets_valid`] keeps the hooks inert.

@@ -11,7 +11,7 @@ use warrant_common::{
     EventHeader, EventKind,
     event::{
         ARGV_TRUNCATED, EXEC_EVENT_V1_SIZE, ExecEvent, SCRIPT_TRUNCATED, ExitEvent, CHANGE_BASE_OF_PATH, CHANGE_BASE_OF_PATH2, CHANGE_PATH2_IS_PATH,
-        CHANGE_PATH2_OTHER_DIR, FILE_OPEN_HEAD, FileChangeEvent, FileOp, FileOpenEvent, NetEvent, PATH_RAW, PATH_TRUNCATED, RULE_GRANT_ENDED,
+        CHANGE_PATH2_OTHER_DIR, FILE_CHANGE_FIXED, FILE_CHANGE_PACKED_HEAD, FILE_OPEN_HEAD, FileChangeEvent, FileOp, FileOpenEvent, NetEvent, PATH_BUF, PATH_RAW, PATH_TRUNCATED, RECORD_PACKED, RULE_GRANT_ENDED,
         RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
         VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_EXEC_NO_NAME, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
         VIOLATION_TASKS, ViolationEvent,
@@ -62,19 +62,25 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
         }
         EventKind::FileOpen => {
             let e = read_open(record, header.kind)?;
-            let (path, truncated) = path_of(e.path_len, e.path_flags, e.path);
+            let (path, truncated) = path_of(&e.path);
             Kind::FileOpen(pb::FileOpen {
                 path,
                 access: access(e.open_flags).into(),
                 flags: e.open_flags,
                 error: if e.ret < 0 { -e.ret } else { 0 },
-                unresolved: e.path_flags & PATH_RAW != 0,
+                unresolved: e.path.flags & PATH_RAW != 0,
                 truncated,
             })
         }
         EventKind::FileChange => {
-            let e: Cow<'_, FileChangeEvent> = read(record, header.kind)?;
-            Kind::FileChange(decode_file_change(&e))
+            let whole: Cow<'_, FileChangeEvent>;
+            let change = if header.flags & RECORD_PACKED != 0 {
+                ChangeRecord::packed(record, header.kind)?
+            } else {
+                whole = read(record, header.kind)?;
+                ChangeRecord::whole(&whole)
+            };
+            Kind::FileChange(decode_file_change(&change))
         }
         EventKind::Violation => {
             let e: Cow<'_, ViolationEvent> = read(record, header.kind)?;
@@ -99,7 +105,7 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
         }
         EventKind::ExecFailed => {
             let e = read_open(record, header.kind)?;
-            let (path, truncated) = path_of(e.path_len, e.path_flags, e.path);
+            let (path, truncated) = path_of(&e.path);
             Kind::ExecFailed(pb::ExecFailed { path, error: -e.ret, truncated })
         }
         EventKind::UnixConnect => {
@@ -351,17 +357,17 @@ fn read_from<T: Copy>(record: &[u8], kind: u32, min: usize) -> Result<Cow<'_, T>
 }
 
 /// A file change: names made absolute against the directory the kernel resolved.
-fn decode_file_change(e: &FileChangeEvent) -> pb::FileChange {
+fn decode_file_change(e: &ChangeRecord<'_>) -> pb::FileChange {
     let op = FileOp::from_u32(e.op).map_or("unknown", FileOp::name);
-    let (base, base_cut) = decode_path(&e.base);
+    let (base, base_cut) = path_of(&e.base);
     // A base the kernel could not resolve (a closed descriptor) leaves names as passed.
     let base_ok = !base.is_empty() && !base_cut;
-    let (mut path, mut truncated) = decode_path(&e.path);
+    let (mut path, mut truncated) = path_of(&e.path);
     let mut unresolved = false;
     if e.how & CHANGE_BASE_OF_PATH != 0 {
         if base_ok { path = absolute_in(&path, &base) } else { unresolved = true }
     }
-    let (mut second, cut) = decode_path(&e.path2);
+    let (mut second, cut) = path_of(&e.path2);
     truncated |= cut || (base_cut && e.how & (CHANGE_BASE_OF_PATH | CHANGE_BASE_OF_PATH2) != 0);
     if e.how & CHANGE_PATH2_IS_PATH != 0 {
         if e.how & CHANGE_BASE_OF_PATH2 != 0 {
@@ -430,51 +436,130 @@ fn read<T: Copy>(record: &[u8], kind: u32) -> Result<Cow<'_, T>, DecodeError> {
     Ok(Cow::Owned(unsafe { ptr.read_unaligned() }))
 }
 
+/// A path's parts: `len` bytes of `data` in use (at most all of it), `PATH_*` flags.
+struct PathPart<'a> {
+    len: u32,
+    flags: u32,
+    data: &'a [u8],
+}
+
+impl<'a> From<&'a RawPath> for PathPart<'a> {
+    fn from(p: &'a RawPath) -> Self {
+        Self { len: p.len, flags: p.flags, data: &p.data }
+    }
+}
+
+fn u32_at(record: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes([record[off], record[off + 1], record[off + 2], record[off + 3]])
+}
+
 /// A `file_open`/`exec_failed` record's fields, borrowed from the record. These
 /// are sent cut after the path's bytes in use ([`FILE_OPEN_HEAD`]), so they are
 /// read field by field at their `FileOpenEvent` offsets rather than as a struct.
 struct OpenRecord<'a> {
     open_flags: u32,
     ret: i32,
-    path_len: u32,
-    path_flags: u32,
-    /// The path bytes the record holds (at most `path_len` are used).
-    path: &'a [u8],
+    path: PathPart<'a>,
 }
 
 fn read_open(record: &[u8], kind: u32) -> Result<OpenRecord<'_>, DecodeError> {
     if record.len() < FILE_OPEN_HEAD {
         return Err(DecodeError::Size { kind, len: record.len(), want: FILE_OPEN_HEAD });
     }
-    let u32_at = |off: usize| u32::from_ne_bytes([record[off], record[off + 1], record[off + 2], record[off + 3]]);
     let path = offset_of!(FileOpenEvent, path);
     let end = record.len().min(size_of::<FileOpenEvent>());
-    let path_len = u32_at(path + offset_of!(RawPath, len));
+    let len = u32_at(record, path + offset_of!(RawPath, len));
     // A record that claims more path than it carries was cut wrong: refuse it
     // (counted as undecodable) rather than report a shorter path as whole.
-    if FILE_OPEN_HEAD + path_len as usize > end {
-        return Err(DecodeError::Size { kind, len: record.len(), want: FILE_OPEN_HEAD + path_len as usize });
+    if FILE_OPEN_HEAD + len as usize > end {
+        return Err(DecodeError::Size { kind, len: record.len(), want: FILE_OPEN_HEAD + len as usize });
     }
     Ok(OpenRecord {
-        open_flags: u32_at(offset_of!(FileOpenEvent, open_flags)),
-        ret: u32_at(offset_of!(FileOpenEvent, ret)) as i32,
-        path_len,
-        path_flags: u32_at(path + offset_of!(RawPath, flags)),
-        path: &record[FILE_OPEN_HEAD..end],
+        open_flags: u32_at(record, offset_of!(FileOpenEvent, open_flags)),
+        ret: u32_at(record, offset_of!(FileOpenEvent, ret)) as i32,
+        path: PathPart { len, flags: u32_at(record, path + offset_of!(RawPath, flags)), data: &record[FILE_OPEN_HEAD..end] },
     })
 }
 
-/// A kernel path to a string, plus whether it was cut short.
-pub fn decode_path(p: &RawPath) -> (String, bool) {
-    path_of(p.len, p.flags, &p.data)
+/// A `file_change` record, from the whole struct or a packed record
+/// (`RECORD_PACKED`: the fixed fields, three (len, flags) pairs, the bytes).
+struct ChangeRecord<'a> {
+    op: u32,
+    ret: i32,
+    how: u32,
+    flags: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    path: PathPart<'a>,
+    path2: PathPart<'a>,
+    base: PathPart<'a>,
 }
 
-/// [`decode_path`] from a path's parts: `len` bytes of `data` in use, `PATH_*` flags.
-fn path_of(len: u32, flags: u32, data: &[u8]) -> (String, bool) {
-    let len = (len as usize).min(data.len());
-    let data = &data[..len];
-    let truncated = flags & PATH_TRUNCATED != 0;
-    if flags & PATH_RAW != 0 {
+impl<'a> ChangeRecord<'a> {
+    fn whole(e: &'a FileChangeEvent) -> Self {
+        Self {
+            op: e.op,
+            ret: e.ret,
+            how: e.how,
+            flags: e.flags,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            size: e.size,
+            path: (&e.path).into(),
+            path2: (&e.path2).into(),
+            base: (&e.base).into(),
+        }
+    }
+
+    fn packed(record: &'a [u8], kind: u32) -> Result<Self, DecodeError> {
+        let short = |want| DecodeError::Size { kind, len: record.len(), want };
+        if record.len() < FILE_CHANGE_PACKED_HEAD {
+            return Err(short(FILE_CHANGE_PACKED_HEAD));
+        }
+        let f = |name_off: usize| u32_at(record, name_off);
+        let mut at = FILE_CHANGE_PACKED_HEAD;
+        let mut parts = [(0u32, 0u32, &record[..0]); 3];
+        for (i, part) in parts.iter_mut().enumerate() {
+            let head = FILE_CHANGE_FIXED + i * offset_of!(RawPath, data);
+            let (len, flags) = (f(head + offset_of!(RawPath, len)), f(head + offset_of!(RawPath, flags)));
+            let end = at + len as usize;
+            if len as usize > PATH_BUF || end > record.len() {
+                return Err(short(end));
+            }
+            *part = (len, flags, &record[at..end]);
+            at = end;
+        }
+        let [p, p2, b] = parts.map(|(len, flags, data)| PathPart { len, flags, data });
+        Ok(Self {
+            op: f(offset_of!(FileChangeEvent, op)),
+            ret: f(offset_of!(FileChangeEvent, ret)) as i32,
+            how: f(offset_of!(FileChangeEvent, how)),
+            flags: f(offset_of!(FileChangeEvent, flags)),
+            mode: f(offset_of!(FileChangeEvent, mode)),
+            uid: f(offset_of!(FileChangeEvent, uid)),
+            gid: f(offset_of!(FileChangeEvent, gid)),
+            size: u64::from(f(offset_of!(FileChangeEvent, size)))
+                | u64::from(f(offset_of!(FileChangeEvent, size) + 4)) << 32,
+            path: p,
+            path2: p2,
+            base: b,
+        })
+    }
+}
+/// A kernel path to a string, plus whether it was cut short.
+pub fn decode_path(p: &RawPath) -> (String, bool) {
+    path_of(&p.into())
+}
+
+/// [`decode_path`] from a path's parts.
+fn path_of(p: &PathPart<'_>) -> (String, bool) {
+    let len = (p.len as usize).min(p.data.len());
+    let data = &p.data[..len];
+    let truncated = p.flags & PATH_TRUNCATED != 0;
+    if p.flags & PATH_RAW != 0 {
         return (c_str(data), truncated);
     }
     // Components come leaf first, each NUL-terminated: read them from the end.
@@ -695,9 +780,53 @@ mod tests {
         }
     }
 
+    /// `e` as the kernel sends it: packed (see `RECORD_PACKED`).
+    fn packed(e: &FileChangeEvent) -> Vec<u8> {
+        let mut e = *e;
+        e.header.flags |= RECORD_PACKED;
+        let whole = as_bytes(&e);
+        let mut out = whole[..FILE_CHANGE_FIXED].to_vec();
+        let paths = [&e.path, &e.path2, &e.base];
+        for p in paths {
+            out.extend_from_slice(&p.len.to_ne_bytes());
+            out.extend_from_slice(&p.flags.to_ne_bytes());
+        }
+        for p in paths {
+            out.extend_from_slice(&p.data[..p.len as usize]);
+        }
+        out
+    }
+
+    /// Decodes `e` both as the whole struct and packed, which must agree.
     fn file_change(e: &FileChangeEvent) -> pb::FileChange {
         let Some(Kind::FileChange(c)) = decode(&as_bytes(e), 0).unwrap().event else { panic!("not a file_change") };
+        let Some(Kind::FileChange(p)) = decode(&packed(e), 0).unwrap().event else { panic!("not a file_change") };
+        assert_eq!(c, p, "whole and packed records decode differently");
         c
+    }
+
+    #[test]
+    fn a_packed_change_that_claims_more_than_it_carries_is_refused() {
+        let e = change(
+            FileOp::Rename,
+            CHANGE_PATH2_IS_PATH,
+            raw_path(b"/a/b\0", PATH_RAW),
+            raw_path(b"/c/d\0", PATH_RAW),
+            raw_path(b"", PATH_RAW),
+        );
+        let bytes = packed(&e);
+        assert_eq!(bytes.len(), FILE_CHANGE_PACKED_HEAD + 10);
+        let kind = EventKind::FileChange as u32;
+        assert_eq!(
+            decode(&bytes[..bytes.len() - 1], 0),
+            Err(DecodeError::Size { kind, len: bytes.len() - 1, want: bytes.len() })
+        );
+        assert!(matches!(decode(&bytes[..FILE_CHANGE_PACKED_HEAD - 1], 0), Err(DecodeError::Size { .. })));
+        // A length past any path buffer is refused even when the bytes are there.
+        let mut huge = bytes.clone();
+        huge[FILE_CHANGE_FIXED..FILE_CHANGE_FIXED + 4].copy_from_slice(&(PATH_BUF as u32 + 1).to_ne_bytes());
+        huge.resize(FILE_CHANGE_PACKED_HEAD + PATH_BUF + 16, 0);
+        assert!(matches!(decode(&huge, 0), Err(DecodeError::Size { .. })));
     }
 
     #[test]
