@@ -16,8 +16,10 @@ use warrant_proto::json::{KIND_NAMES, expand_kind, kinds_help};
 
 use crate::output::sanitize;
 
-/// Which events: every flag given must match (none given: every event).
+/// Which events: every flag given must match (none given: every event). Under
+/// the `Filter` heading in `--help`, with the command's own time flags after them.
 #[derive(Debug, Args, Clone, Default, PartialEq, Eq)]
+#[command(next_help_heading = "Filter")]
 pub struct FilterArgs {
     /// Only events of this host (with --collector).
     #[arg(long, value_name = "NAME")]

@@ -28,10 +28,15 @@ pub struct QueryArgs {
     #[arg(long, value_name = "WHEN")]
     pub to: Option<String>,
     /// Print at most this many events.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1000,
+        help_heading = "Output"
+    )]
     pub limit: u32,
     /// One JSON object per event per line, for scripts.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
 }
 

@@ -33,7 +33,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
     /// One JSON object per event per line, for scripts.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
 }
 
