@@ -48,6 +48,10 @@ pub enum EventKind {
     /// it after the network rules allowed it. Later datagrams to the same destination
     /// are counted in `DATAGRAM_PEERS`, not recorded.
     Datagram = 13,
+    /// [`IoUringEvent`]: a tagged task (or a session's SQPOLL thread) submitted an
+    /// io_uring request (`io_uring_submit_req`); only under a policy that allows
+    /// io_uring, which sessions are refused by default.
+    IoUring = 14,
 }
 
 impl EventKind {
@@ -67,6 +71,7 @@ impl EventKind {
             11 => Self::UnixConnect,
             12 => Self::FileChange,
             13 => Self::Datagram,
+            14 => Self::IoUring,
             _ => return None,
         })
     }
@@ -87,6 +92,7 @@ impl EventKind {
             Self::SocketClose => "socket_close",
             Self::FileChange => "file_change",
             Self::Datagram => "datagram",
+            Self::IoUring => "io_uring",
         }
     }
 }
@@ -343,6 +349,30 @@ pub const CHANGE_BASE_OF_PATH2: u32 = 1 << 2;
 /// has no room for (both names relative, to different directories).
 pub const CHANGE_PATH2_OTHER_DIR: u32 = 1 << 3;
 
+/// An io_uring submission of a tagged task: the request as the kernel read it
+/// from the submission queue, before it runs (its outcome is the operation's own:
+/// an open through the ring is not a `file_open`, a connect still meets the network
+/// rules at the cgroup hooks).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IoUringEvent {
+    pub header: EventHeader,
+    /// `IORING_OP_*` number.
+    pub opcode: u32,
+    /// The request's file descriptor (`sqe->fd`; an index into the registered files
+    /// when `flags` has `REQ_F_FIXED_FILE`).
+    pub fd: i32,
+    /// The submitter's `user_data`, to match the request with its completion.
+    pub user_data: u64,
+    /// The kernel's `REQ_F_*` flags of the request (low 32 bits).
+    pub req_flags: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// `IoUringEvent::req_flags`: `fd` is an index into the ring's registered files.
+pub const REQ_F_FIXED_FILE: u32 = 1 << 0;
+
 /// `EventHeader::flags`: the record is sent packed. For a `file_change` record:
 /// its first [`FILE_CHANGE_FIXED`] bytes are [`FileChangeEvent`]'s, then the `len`
 /// and `flags` of `path`, `path2` and `base` (8 bytes each), then the `len` bytes in
@@ -576,6 +606,7 @@ mod tests {
         assert_eq!(size_of::<ExitEvent>(), 88);
         assert_eq!(offset_of!(FileOpenEvent, path), 88);
         assert_eq!(FILE_OPEN_HEAD, 96);
+        assert_eq!(size_of::<IoUringEvent>(), 104);
         assert_eq!((FILE_CHANGE_FIXED, FILE_CHANGE_PACKED_HEAD), (120, 144));
         assert_eq!(size_of::<NetEvent>(), 128);
         assert_eq!(offset_of!(NetEvent, local_addr), 96);

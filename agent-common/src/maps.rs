@@ -131,7 +131,7 @@ pub const SESSION_FLAGS: u32 = SESSION_TASKS_KILL | SESSION_GAP_KILL;
 
 /// Event kinds [`SessionLost`] counts by: every `EventKind` number is below it.
 pub const LOST_KINDS: usize = 16;
-const _: () = assert!((crate::EventKind::FileChange as usize) < LOST_KINDS);
+const _: () = assert!((crate::EventKind::IoUring as usize) < LOST_KINDS);
 
 /// A session's lost records by `EventKind` number (the value of [`SESSION_LOST`]).
 #[repr(C)]

@@ -80,6 +80,13 @@ pub struct KernelOffsets {
     /// An executed file's inode and its link count (0: a memfd or a deleted file).
     pub file_inode: u32,
     pub inode_nlink: u32,
+    /// `io_kiocb.opcode`, `.flags`, `.cqe.fd` and `.cqe.user_data`: an io_uring
+    /// request as `io_uring_submit_req` sees it. All zero on a kernel without
+    /// io_uring (the agent then leaves that hook out).
+    pub io_kiocb_opcode: u32,
+    pub io_kiocb_flags: u32,
+    pub io_kiocb_cqe_fd: u32,
+    pub io_kiocb_cqe_user_data: u32,
     /// Nonzero once filled in; programs do nothing while it is zero, so an object
     /// loaded without offsets stays inert instead of reading wrong memory.
     pub valid: u32,

@@ -11,6 +11,7 @@
 //!   [`file_change`]: the calls that change files, seen at `sys_exit`.
 //! - [`net_policy`]: cgroup connect hooks enforcing a grant's network rules.
 //! - [`tcp`]: byte counts of a session's TCP connections at close.
+//! - [`io_uring`]: a session's io_uring submissions (when its policy allows io_uring).
 //! - [`unix_policy`]: cgroup unix connect/sendmsg hooks: self-protection and `unix:` rules;
 //!   [`unix_peer`]: the same rules on the peer a unix connect reached, at its return.
 //!
@@ -27,6 +28,7 @@ mod exec;
 mod exit;
 mod file_change;
 mod fork;
+mod io_uring;
 mod kernel;
 mod maps;
 mod net_policy;

@@ -37,6 +37,18 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         source,
     })?;
     let r = Resolver { btf: &btf };
+    // A kernel built without io_uring has no io_kiocb: those offsets stay zero and
+    // the loader leaves the submission hook out (sessions cannot use io_uring there).
+    let uring = match r.named_struct("io_kiocb") {
+        Ok(_) => [
+            r.off("io_kiocb", "opcode")?,
+            r.off("io_kiocb", "flags")?,
+            r.off("io_kiocb", "cqe.fd")?,
+            r.off("io_kiocb", "cqe.user_data")?,
+        ],
+        Err(Error::NoStruct(_)) => [0; 4],
+        Err(e) => return Err(e),
+    };
     Ok(KernelOffsets {
         task_real_parent: r.off("task_struct", "real_parent")?,
         task_tgid: r.off("task_struct", "tgid")?,
@@ -95,6 +107,10 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         pid_numbers_nr: r.off("pid", "numbers")? + r.off("upid", "nr")?,
         file_inode: r.off("file", "f_inode")?,
         inode_nlink: r.off("inode", "__i_nlink")?,
+        io_kiocb_opcode: uring[0],
+        io_kiocb_flags: uring[1],
+        io_kiocb_cqe_fd: uring[2],
+        io_kiocb_cqe_user_data: uring[3],
         valid: 1,
     })
 }
@@ -182,6 +198,10 @@ mod tests {
         assert_eq!(off.sk_family, 16, "sock_common.skc_family");
         assert_eq!(off.dentry_name_ptr % 8, 0, "qstr.name is a pointer");
         assert!(off.task_real_parent > 0 && off.task_tgid > 0);
+        // io_kiocb opens with a 64-byte union (file / io_cmd_data); cqe.fd follows
+        // user_data (u64) and res (s32) in io_cqe.
+        assert_eq!(off.io_kiocb_opcode, 64, "io_kiocb.opcode");
+        assert_eq!(off.io_kiocb_cqe_fd, off.io_kiocb_cqe_user_data + 12, "io_cqe.fd");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use warrant_common::{
     EventHeader, EventKind,
     event::{
         ARGV_TRUNCATED, EXEC_EVENT_V1_SIZE, ExecEvent, SCRIPT_TRUNCATED, ExitEvent, CHANGE_BASE_OF_PATH, CHANGE_BASE_OF_PATH2, CHANGE_PATH2_IS_PATH,
-        CHANGE_PATH2_OTHER_DIR, FILE_CHANGE_FIXED, FILE_CHANGE_PACKED_HEAD, FILE_OPEN_HEAD, FileChangeEvent, FileOp, FileOpenEvent, NetEvent, PATH_BUF, PATH_RAW, PATH_TRUNCATED, RECORD_PACKED, RULE_GRANT_ENDED,
+        CHANGE_PATH2_OTHER_DIR, FILE_CHANGE_FIXED, FILE_CHANGE_PACKED_HEAD, FILE_OPEN_HEAD, FileChangeEvent, FileOp, FileOpenEvent, IoUringEvent, REQ_F_FIXED_FILE, NetEvent, PATH_BUF, PATH_RAW, PATH_TRUNCATED, RECORD_PACKED, RULE_GRANT_ENDED,
         RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
         VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_EXEC_NO_NAME, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
         VIOLATION_TASKS, ViolationEvent,
@@ -107,6 +107,16 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
             let e = read_open(record, header.kind)?;
             let (path, truncated) = path_of(&e.path);
             Kind::ExecFailed(pb::ExecFailed { path, error: -e.ret, truncated })
+        }
+        EventKind::IoUring => {
+            let e: Cow<'_, IoUringEvent> = read(record, header.kind)?;
+            Kind::IoUring(pb::IoUring {
+                op: io_uring_op_name(e.opcode),
+                opcode: e.opcode,
+                fd: e.fd,
+                fixed_file: e.req_flags & REQ_F_FIXED_FILE != 0,
+                user_data: e.user_data,
+            })
         }
         EventKind::UnixConnect => {
             let e: Cow<'_, UnixEvent> = read(record, header.kind)?;
@@ -589,6 +599,27 @@ fn decode_argv(argv: &[u8], len: u32) -> Vec<String> {
     data.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
 }
 
+/// `IORING_OP_*` names by number, lower case, as of Linux 6.18 (`enum io_uring_op`).
+const IO_URING_OPS: [&str; 63] = [
+    "nop", "readv", "writev", "fsync", "read_fixed", "write_fixed", "poll_add", "poll_remove",
+    "sync_file_range", "sendmsg", "recvmsg", "timeout", "timeout_remove", "accept", "async_cancel",
+    "link_timeout", "connect", "fallocate", "openat", "close", "files_update", "statx", "read", "write",
+    "fadvise", "madvise", "send", "recv", "openat2", "epoll_ctl", "splice", "provide_buffers",
+    "remove_buffers", "tee", "shutdown", "renameat", "unlinkat", "mkdirat", "symlinkat", "linkat",
+    "msg_ring", "fsetxattr", "setxattr", "fgetxattr", "getxattr", "socket", "uring_cmd", "send_zc",
+    "sendmsg_zc", "read_multishot", "waitid", "futex_wait", "futex_wake", "futex_waitv",
+    "fixed_fd_install", "ftruncate", "bind", "listen", "recv_zc", "epoll_wait", "readv_fixed",
+    "writev_fixed", "pipe",
+];
+
+/// The name of an io_uring opcode, or `op N` for one newer than this build.
+fn io_uring_op_name(opcode: u32) -> String {
+    match IO_URING_OPS.get(opcode as usize) {
+        Some(name) => (*name).to_owned(),
+        None => format!("op {opcode}"),
+    }
+}
+
 /// The policy-file name of a kernel action number.
 pub fn action_name(action: u32) -> &'static str {
     match action {
@@ -722,6 +753,23 @@ mod tests {
             );
             assert!(matches!(decode(&whole[..FILE_OPEN_HEAD - 1], 0), Err(DecodeError::Size { .. })));
         }
+    }
+
+    #[test]
+    fn io_uring_submissions_name_their_op() {
+        let e = IoUringEvent {
+            header: header(EventKind::IoUring),
+            opcode: 16,
+            fd: 5,
+            user_data: 0xfeed,
+            req_flags: REQ_F_FIXED_FILE,
+            _pad: 0,
+        };
+        let Some(Kind::IoUring(u)) = decode(&as_bytes(&e), 0).unwrap().event else { panic!("not an io_uring event") };
+        assert_eq!(u, pb::IoUring { op: "connect".into(), opcode: 16, fd: 5, fixed_file: true, user_data: 0xfeed });
+        assert_eq!(io_uring_op_name(18), "openat");
+        assert_eq!(io_uring_op_name(62), "pipe");
+        assert_eq!(io_uring_op_name(63), "op 63");
     }
 
     #[test]

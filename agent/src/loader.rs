@@ -42,6 +42,9 @@ const ALWAYS_ON: [(&str, &str); 5] = [
     ("sched_switch", "sched_switch"),
     ("inet_sock_set_state", "inet_sock_set_state"),
 ];
+/// Sessions' io_uring submissions: always on where the kernel has io_uring (it
+/// fires per submission, so only io_uring users pay, one lookup when untagged).
+const IO_URING: (&str, &str) = ("io_uring_submit_req", "io_uring_submit_req");
 /// The syscall hook, attached only while sessions are live.
 const SYS_EXIT: &str = "sys_exit";
 /// Network policy hooks, attached to the cgroup v2 root so they see every task;
@@ -126,7 +129,9 @@ impl Kernel {
             ))
         })?;
 
-        for (prog, tp) in ALWAYS_ON.into_iter().chain([(SYS_EXIT, "sys_exit")]) {
+        // Left out on a kernel without io_uring (no io_kiocb in its BTF).
+        let uring = (offsets.io_kiocb_opcode != 0).then_some(IO_URING);
+        for (prog, tp) in ALWAYS_ON.into_iter().chain(uring).chain([(SYS_EXIT, "sys_exit")]) {
             let p: &mut BtfTracePoint = ebpf
                 .program_mut(prog)
                 .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
@@ -134,7 +139,7 @@ impl Kernel {
                 .with_context(|| format!("program {prog} is not a tp_btf program"))?;
             p.load(tp, &btf).with_context(|| format!("the kernel refused tp_btf program {prog}"))?;
         }
-        for (prog, _) in ALWAYS_ON {
+        for (prog, _) in ALWAYS_ON.into_iter().chain(uring) {
             let link = attach(&mut ebpf, prog)?;
             repin(link, &links_dir.join(prog))?;
         }

@@ -111,7 +111,7 @@ fn kind_paint(kind: &str) -> Paint {
     match kind {
         "exec" => Paint::Green,
         "exit" => Paint::Dim,
-        "file_open" | "file_change" => Paint::Cyan,
+        "file_open" | "file_change" | "io_uring" => Paint::Cyan,
         "connect" | "bind" | "listen" | "accept" | "datagram" => Paint::Yellow,
         "session_start" | "session_end" => Paint::Magenta,
         "grant_change" => Paint::Blue,
@@ -244,6 +244,10 @@ pub fn summary(ev: &Event) -> (String, bool) {
             ),
             false,
         ),
+        Kind::IoUring(u) => {
+            let fd = if u.fixed_file { "fixed file" } else { "fd" };
+            (format!("{} on {fd} {}", sanitize(&u.op), u.fd), false)
+        }
         Kind::ExecFailed(e) => {
             let mut s = format!("{} -> {}", sanitize(&e.path), errno_name(e.error));
             if e.truncated {
@@ -488,7 +492,7 @@ pub fn report_text(ev: &Event, r: &SessionReport) -> String {
 mod tests {
     use super::*;
     use warrant_proto::{
-        ControlAction, EventsLost, Exec, ExecFailed, Exit, FileChange, FileOpen, GrantChange, Kill,
+        ControlAction, EventsLost, Exec, ExecFailed, Exit, FileChange, FileOpen, GrantChange, IoUring, Kill,
         RemoteTraffic, SessionEnd, SessionStart, SocketClose, SocketsDropped, TokenRefused,
         Violation, WatchMissed,
     };
@@ -549,6 +553,7 @@ mod tests {
             Kind::Datagram(_) => "datagram",
             Kind::Violation(_) => "violation",
             Kind::ExecFailed(_) => "exec_failed",
+            Kind::IoUring(_) => "io_uring",
             Kind::SocketClose(_) => "socket_close",
             Kind::Kill(_) => "kill",
             Kind::EventsLost(_) => "events_lost",
@@ -679,6 +684,17 @@ mod tests {
                 })),
                 "s-3       1234 exec_failed /usr/bin/nc -> EACCES",
                 true,
+            ),
+            (
+                ev(Kind::IoUring(IoUring {
+                    op: "connect".into(),
+                    opcode: 16,
+                    fd: 4,
+                    fixed_file: false,
+                    user_data: 7,
+                })),
+                "s-3       1234 io_uring connect on fd 4",
+                false,
             ),
             (
                 ev(Kind::SocketClose(SocketClose {
@@ -818,7 +834,7 @@ mod tests {
             assert_eq!(summary(e).1, *alarm, "{want}");
             seen.insert(shape(e.event.as_ref().unwrap()));
         }
-        assert_eq!(seen.len(), 22, "every kind has a case: {seen:?}");
+        assert_eq!(seen.len(), warrant_proto::json::KIND_NAMES.len(), "every kind has a case: {seen:?}");
         let unknown = Event {
             event: None,
             ..ev(Kind::Exit(Exit::default()))

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warrant_proto::event::Event as Kind;
 use warrant_proto::{
-    ControlAction, Event, EventsLost, Exec, ExecFailed, Exit, FileChange, FileOpen, GrantChange, Kill, Net, RemoteTraffic,
+    ControlAction, Event, EventsLost, Exec, ExecFailed, Exit, FileChange, FileOpen, GrantChange, IoUring, Kill, Net, RemoteTraffic,
     SessionEnd, SessionReport, SessionStart, SocketClose, SocketsDropped, TokenRefused, UnknownKind, Violation, WatchMissed,
 };
 
@@ -84,6 +84,13 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
             path: f.str("path")?,
             detail: f.str("detail")?,
             prevented: f.bool("prevented")?,
+        }),
+        "io_uring" => Kind::IoUring(IoUring {
+            op: f.str("op")?,
+            opcode: f.u32("opcode")?,
+            fd: f.i32("fd")?,
+            fixed_file: f.bool("fixed_file")?,
+            user_data: f.u64("user_data")?,
         }),
         "exec_failed" => Kind::ExecFailed(ExecFailed {
             path: f.str("path")?,
@@ -449,6 +456,7 @@ mod tests {
                 ..Default::default()
             }),
             Kind::ExecFailed(ExecFailed { path: "/usr/bin/curl".into(), error: 13, truncated: false }),
+            Kind::IoUring(IoUring { op: "connect".into(), opcode: 16, fd: 3, fixed_file: false, user_data: u64::MAX }),
             Kind::TokenRefused(TokenRefused {
                 reason: "expired 3m ago".into(),
                 key_id: "k-1".into(),

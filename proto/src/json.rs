@@ -25,6 +25,7 @@ pub fn kind_name_of(kind: &Kind) -> &'static str {
         Kind::FileOpen(_) => "file_open",
         Kind::FileChange(_) => "file_change",
         Kind::Datagram(_) => "datagram",
+        Kind::IoUring(_) => "io_uring",
         Kind::Connect(_) => "connect",
         Kind::Bind(_) => "bind",
         Kind::Listen(_) => "listen",
@@ -56,6 +57,7 @@ pub const KIND_NAMES: &[&str] = &[
     "listen",
     "accept",
     "datagram",
+    "io_uring",
     "violation",
     "exec_failed",
     "socket_close",
@@ -185,10 +187,12 @@ keys! {
     events,
     expires,
     family,
+    fd,
     files_changed,
     files_changed_total,
     files_written,
     files_written_total,
+    fixed_file,
     flags,
     gid,
     grant,
@@ -208,6 +212,7 @@ keys! {
     name,
     note,
     op,
+    opcode,
     outcome,
     owner,
     path,
@@ -244,6 +249,7 @@ keys! {
     truncated,
     uid,
     unresolved,
+    user_data,
     violations,
     violations_total,
     wire_type,
@@ -456,6 +462,13 @@ fn fields<F: Fields>(event: &Event, f: &mut F) {
             f.put(Key::remote_port, &c.remote_port);
             f.put(Key::bytes_sent, &c.bytes_sent);
             f.put(Key::bytes_received, &c.bytes_received);
+        }
+        Some(Kind::IoUring(u)) => {
+            f.put(Key::op, &u.op);
+            f.put(Key::opcode, &u.opcode);
+            f.put(Key::fd, &u.fd);
+            f.put(Key::fixed_file, &u.fixed_file);
+            f.put(Key::user_data, &u.user_data);
         }
         Some(Kind::ExecFailed(e)) => {
             f.put(Key::path, &e.path);
@@ -735,7 +748,7 @@ mod canonical_tests {
 
     use super::*;
     use crate::v1::{
-        ControlAction, EventsLost, Exec, ExecFailed, Exit, FileChange, FileOpen, GrantChange, Kill, RemoteTraffic,
+        ControlAction, EventsLost, Exec, ExecFailed, Exit, FileChange, FileOpen, GrantChange, IoUring, Kill, RemoteTraffic,
         SessionEnd, SessionReport, SessionStart, SocketClose, SocketsDropped, TokenRefused, UnknownKind, Violation,
         WatchMissed,
     };
@@ -917,12 +930,13 @@ mod canonical_tests {
                 files_changed: f.list.clone(),
                 files_changed_total: f.n[6],
             }),
+            22 => Kind::IoUring(IoUring { op: s(0), opcode: u(0), fd: i32_(1), fixed_file: f.b[0], user_data: f.n[2] }),
             _ => return None,
         })
     }
 
     /// The last `which` (no kind) gets an unknown kind kept verbatim half the time.
-    const KINDS: u8 = 23;
+    const KINDS: u8 = 24;
 
     fn arb_event() -> impl Strategy<Value = Event> {
         (0..KINDS, arb_fill(), arb_fill(), prop::collection::vec(any::<u8>(), 0..40)).prop_map(|(which, f, env, payload)| {

@@ -375,6 +375,7 @@ fn udp_sends_and_raw_sockets_meet_the_network_rules() {
 /// io-wq worker an `IOSQE_ASYNC` connect runs on, and an SQPOLL thread, are created by
 /// the kernel (no `fork`), yet they carry the session's tag, so the connect hook
 /// refuses them as it refuses the process. Untagged, the same connects go through.
+/// Every submission is an `io_uring` event (op, fd, user_data).
 #[test]
 fn io_uring_workers_carry_the_tag() {
     let agent = TestAgent::start_default();
@@ -406,6 +407,22 @@ fn io_uring_workers_carry_the_tag() {
             .count();
         (n >= 2).then_some(())
     });
+    // And what the session submitted is on the record: both connects, one from the
+    // process and one from its SQPOLL thread (which io_uring_enter never ran for).
+    let submitted = agent.wait_until("two io_uring connect submissions", T, |events| {
+        let subs: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| audit::is("io_uring", &session)(e) && e["op"] == "connect" && e["opcode"] == 16)
+            .collect();
+        (subs.len() >= 2).then(|| subs.into_iter().cloned().collect::<Vec<_>>())
+    });
+    for e in &submitted {
+        assert_eq!((e["user_data"].as_u64(), e["fixed_file"].as_bool()), (Some(1), Some(false)), "{e}");
+        assert!(e["fd"].as_i64().is_some_and(|fd| fd >= 0), "{e}");
+    }
+    let comms: Vec<&str> = submitted.iter().filter_map(|e| e["comm"].as_str()).collect();
+    assert!(comms.iter().any(|c| c.starts_with("iou-sqp")), "no submission from the SQPOLL thread: {comms:?}");
+    assert!(comms.iter().any(|c| !c.starts_with("iou-sqp")), "no submission from the process: {comms:?}");
 }
 
 /// Unix sockets, in the kernel (cgroup `connect_unix`/`sendmsg_unix`): a session
