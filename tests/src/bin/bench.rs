@@ -1120,6 +1120,11 @@ fn main() {
             let _ = writeln!(csv, "l_start_to_first_instruction_us,{kind},{run},1,{us:.0}");
         }
     }
+    for (step, runs) in l.iter().flat_map(|l| l.steps_us.iter()) {
+        for (run, us) in runs.iter().enumerate() {
+            let _ = writeln!(csv, "l_agent_step_us,{step},{run},1,{us:.0}");
+        }
+    }
     for (run, r) in h.iter().flatten().enumerate() {
         let n = opts.rate_opens;
         let _ = writeln!(csv, "h_duty,open,{run},{n},{:.3}", r.duty);
@@ -1349,6 +1354,16 @@ fn main() {
             quantile_cells(&mut direct, ms),
             quantile_cells(&mut warrant, ms),
         );
+        if l.steps_us.iter().any(|(_, v)| !v.is_empty()) {
+            let _ = write!(
+                sections,
+                "\nWhere the agent's time goes (its own clock, from the start message to the end of each \
+                 step, cumulative):\n\n| step | p50 | p99 | max |\n|---|---:|---:|---:|\n"
+            );
+            for ((key, mut v), (_, what)) in l.steps_us.clone().into_iter().zip(LAUNCH_STEPS) {
+                let _ = writeln!(sections, "| {what} (`{key}`) | {} |", quantile_cells(&mut v, ms));
+            }
+        }
     }
     println!("\n{sections}");
 
@@ -1382,6 +1397,32 @@ fn main() {
 struct LaunchResult {
     direct_us: Vec<f64>,
     warrant_us: Vec<f64>,
+    /// The agent's own clock of each launch, from its `launched` log lines: µs from
+    /// the start message to the end of each step, by step.
+    steps_us: Vec<(&'static str, Vec<f64>)>,
+}
+
+/// The steps the agent's `launched` line times, in order, and what each covers.
+const LAUNCH_STEPS: [(&str, &str); 5] = [
+    ("prepared_us", "grant checked, Landlock ruleset and seccomp filters built"),
+    ("forked_us", "first process forked and tagged, in the session cgroup"),
+    ("confined_us", "confined, confinement read back from /proc"),
+    ("announced_us", "`session_start` recorded"),
+    ("ready_us", "the client said ready (its terminal set up)"),
+];
+
+/// Each step's µs from the agent's `launched` log lines (`key=value` fields).
+fn launch_steps(log: &str) -> Vec<(&'static str, Vec<f64>)> {
+    let mut steps: Vec<(&'static str, Vec<f64>)> = LAUNCH_STEPS.iter().map(|(k, _)| (*k, Vec::new())).collect();
+    for line in log.lines().filter(|l| l.contains(" launched") || l.ends_with("launched")) {
+        for word in line.split_whitespace() {
+            let Some((key, value)) = word.split_once('=') else { continue };
+            if let (Some(step), Ok(us)) = (steps.iter_mut().find(|(k, _)| *k == key), value.parse::<f64>()) {
+                step.1.push(us);
+            }
+        }
+    }
+    steps
 }
 
 /// Spawns `cmd` (whose stdout is one wall-clock stamp) and returns the µs from just
@@ -1412,5 +1453,6 @@ fn launch_phase(opts: &Opts) -> LaunchResult {
     if warrant_us.len() < opts.launches {
         eprintln!("warrant-bench: {} of {} launches printed no stamp", opts.launches - warrant_us.len(), opts.launches);
     }
-    LaunchResult { direct_us, warrant_us }
+    let steps_us = launch_steps(&agent.log_text());
+    LaunchResult { direct_us, warrant_us, steps_us }
 }
