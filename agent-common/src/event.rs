@@ -379,6 +379,14 @@ pub const REQ_F_FIXED_FILE: u32 = 1 << 0;
 /// use of each path's `data`, back to back: a change takes ~250 bytes of ring
 /// buffer, not 13.2 KB. A record without the flag is the whole struct.
 pub const RECORD_PACKED: u32 = 1 << 0;
+/// For an `exec` record: its first [`EXEC_FIXED`] bytes are [`ExecEvent`]'s (header,
+/// `argv_len`, `argv_flags`), then the `len` and `flags` of `path` and `cwd` and
+/// `script_len`, `script_flags` (8 bytes each), then the bytes in use of `path`,
+/// `cwd`, `argv` and `script`, back to back: ~300 bytes, not 13.9 KB.
+pub const EXEC_FIXED: usize = core::mem::offset_of!(ExecEvent, path);
+/// Bytes of a packed `exec` record before the data.
+pub const EXEC_PACKED_HEAD: usize = EXEC_FIXED + 3 * 8;
+
 /// Bytes of a [`FileChangeEvent`] before its first path.
 pub const FILE_CHANGE_FIXED: usize = core::mem::offset_of!(FileChangeEvent, path);
 /// Bytes of a packed `file_change` record before the paths' data.
@@ -608,6 +616,8 @@ mod tests {
         assert_eq!(FILE_OPEN_HEAD, 96);
         assert_eq!(size_of::<IoUringEvent>(), 104);
         assert_eq!((FILE_CHANGE_FIXED, FILE_CHANGE_PACKED_HEAD), (120, 144));
+        assert_eq!((EXEC_FIXED, EXEC_PACKED_HEAD), (88, 112));
+        assert_eq!(offset_of!(ExecEvent, script_flags), offset_of!(ExecEvent, script_len) + 4);
         assert_eq!(size_of::<NetEvent>(), 128);
         assert_eq!(offset_of!(NetEvent, local_addr), 96);
         assert_eq!(size_of::<ViolationEvent>(), 120);

@@ -22,15 +22,19 @@ use aya_ebpf::{
 };
 use warrant_common::{
     EventKind,
-    event::{ARGV_BUF, ARGV_TRUNCATED, ExecEvent, SCRIPT_BUF, SCRIPT_TRUNCATED, VIOLATION_EXEC_NO_NAME, ViolationEvent},
+    event::{
+        ARGV_BUF, ARGV_TRUNCATED, EXEC_FIXED, EXEC_PACKED_HEAD, ExecEvent, PATH_BUF, RECORD_PACKED, SCRIPT_BUF,
+        SCRIPT_TRUNCATED, VIOLATION_EXEC_NO_NAME, ViolationEvent,
+    },
     policy::{ACTION_DENY, TAG_DOOMED},
 };
 
 const SIGKILL: u32 = 9;
 
 use crate::{
-    emit,
+    emit::{self, Packed},
     kernel::{off, read, read_ptr},
+    maps::EXEC_RECORD,
     path, tag,
 };
 
@@ -41,11 +45,13 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     };
     tag::enforce(&tag);
     let bprm: *const u8 = ctx.arg(2);
-    let Some(ev) = emit::reserve::<ExecEvent>(EventKind::Exec, Some(&tag)) else {
-        return 0;
-    };
-    unsafe { fill(ev, task, bprm, &tag) };
-    emit::submit(ev);
+    if let Some(ev) = EXEC_RECORD.get_ptr_mut(0) {
+        unsafe {
+            fill(ev, task, bprm, &tag);
+            (*ev).header.flags = RECORD_PACKED;
+            send(ev, &tag);
+        }
+    }
     if let Some(file) = read_ptr(bprm, off!(bprm_file)) {
         let nlink = read_ptr(file, off!(file_inode)).and_then(|i| read::<u32>(i, off!(inode_nlink)));
         if nlink == Some(0) {
@@ -69,6 +75,36 @@ fn refuse_nameless(task: *mut task_struct, file: *const u8, tag: &warrant_common
     }
     unsafe { emit::header(&raw mut ev.header, EventKind::Violation, tag, task) };
     emit::output(&ev, EventKind::Violation, Some(tag));
+}
+
+/// Sends the record built in `EXEC_RECORD` packed (see `EXEC_FIXED`).
+///
+/// # Safety
+/// `ev` must be `EXEC_RECORD`'s value, filled in.
+#[inline(always)]
+unsafe fn send(ev: *const ExecEvent, tag: &warrant_common::TaskTag) {
+    let clamp = |n: u32, max: usize| if n > max as u32 { max as u32 } else { n };
+    let (path, cwd) = unsafe { (&raw const (*ev).path, &raw const (*ev).cwd) };
+    let a = clamp(unsafe { (*path).len }, PATH_BUF);
+    let b = clamp(unsafe { (*cwd).len }, PATH_BUF);
+    let c = clamp(unsafe { (*ev).argv_len }, ARGV_BUF);
+    let d = clamp(unsafe { (*ev).script_len }, SCRIPT_BUF);
+    let size = EXEC_PACKED_HEAD as u32 + a + b + c + d;
+    let mut out = Packed::new();
+    if !out.reserve(size, EventKind::Exec, Some(tag)) {
+        return;
+    }
+    unsafe {
+        out.put(ev.cast(), EXEC_FIXED as u32);
+        out.put(path.cast(), 8);
+        out.put(cwd.cast(), 8);
+        out.put((&raw const (*ev).script_len).cast(), 8);
+        out.put((&raw const (*path).data).cast(), a);
+        out.put((&raw const (*cwd).data).cast(), b);
+        out.put((&raw const (*ev).argv).cast(), c);
+        out.put((&raw const (*ev).script).cast(), d);
+    }
+    out.submit();
 }
 
 #[inline(always)]

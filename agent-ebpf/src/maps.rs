@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use warrant_common::{
     GrantState, KernelOffsets, SessionState, TaskTag,
-    event::{FileChangeEvent, FileOpenEvent, PATH_BUF},
+    event::{ExecEvent, FileChangeEvent, FileOpenEvent, PATH_BUF},
     maps::{DATAGRAM_PEER_ENTRIES, DEFAULT_RING_BYTES, DatagramPeer, GRANT_SLOTS, SESSION_SLOTS, SessionLost, SessionTasks, SockOwner, TCP_SOCKET_ENTRIES},
     policy::{NET_RULE_ENTRIES, NetKey, NetVerdict, POLICY_SLOTS, PolicyState, UNIX_RULE_ENTRIES, UnixKey, UnixVerdict},
     syscalls::{Refusal, SYSCALL_SLOTS},
@@ -83,6 +83,11 @@ pub static OPEN_RECORD: PerCpuArray<FileOpenEvent, 1> = PerCpuArray::new();
 /// `emit::Packed`). Filled and sent by the `sys_exit` program only.
 #[btf_map]
 pub static CHANGE_RECORD: PerCpuArray<FileChangeEvent, 1> = PerCpuArray::new();
+
+/// Per-CPU room to build an `exec` record in before it is sent packed. Filled and
+/// sent by `sched_process_exec` only (a tracepoint: preemption off, no nesting).
+#[btf_map]
+pub static EXEC_RECORD: PerCpuArray<ExecEvent, 1> = PerCpuArray::new();
 
 /// Set by the agent before load (read-only data, so the verifier sees constants).
 /// All zero means "not set": [`crate::kernel::offsets_valid`] keeps the hooks inert.

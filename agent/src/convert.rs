@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use warrant_common::{
     EventHeader, EventKind,
     event::{
-        ARGV_TRUNCATED, EXEC_EVENT_V1_SIZE, ExecEvent, SCRIPT_TRUNCATED, ExitEvent, CHANGE_BASE_OF_PATH, CHANGE_BASE_OF_PATH2, CHANGE_PATH2_IS_PATH,
+        ARGV_BUF, ARGV_TRUNCATED, EXEC_EVENT_V1_SIZE, EXEC_FIXED, EXEC_PACKED_HEAD, ExecEvent, SCRIPT_BUF, SCRIPT_TRUNCATED, ExitEvent, CHANGE_BASE_OF_PATH, CHANGE_BASE_OF_PATH2, CHANGE_PATH2_IS_PATH,
         CHANGE_PATH2_OTHER_DIR, FILE_CHANGE_FIXED, FILE_CHANGE_PACKED_HEAD, FILE_OPEN_HEAD, FileChangeEvent, FileOp, FileOpenEvent, IoUringEvent, REQ_F_FIXED_FILE, NetEvent, PATH_BUF, PATH_RAW, PATH_TRUNCATED, RECORD_PACKED, RULE_GRANT_ENDED,
         RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
         VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_EXEC_NO_NAME, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
@@ -40,17 +40,23 @@ pub fn decode(record: &[u8], boot_to_wall_ns: i64) -> Result<pb::Event, DecodeEr
     let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
     let body = match kind {
         EventKind::Exec => {
-            let e: Cow<'_, ExecEvent> = read_from(record, header.kind, EXEC_EVENT_V1_SIZE)?;
-            let path = decode_path(&e.path);
-            let cwd = decode_path(&e.cwd);
-            let script_len = (e.script_len as usize).min(e.script.len());
-            let script = c_str(&e.script[..script_len]);
+            let whole: Cow<'_, ExecEvent>;
+            let e = if header.flags & RECORD_PACKED != 0 {
+                ExecRecord::packed(record, header.kind)?
+            } else {
+                whole = read_from(record, header.kind, EXEC_EVENT_V1_SIZE)?;
+                ExecRecord::whole(&whole)
+            };
+            let path = path_of(&e.path);
+            let cwd = path_of(&e.cwd);
+            let script_len = (e.script.len as usize).min(e.script.data.len());
+            let script = c_str(&e.script.data[..script_len]);
             let script = if script.is_empty() { script } else { absolute_in(&script, &cwd.0) };
             Kind::Exec(pb::Exec {
                 path: path.0,
-                argv: decode_argv(&e.argv, e.argv_len),
+                argv: decode_argv(e.argv.data, e.argv.len),
                 cwd: cwd.0,
-                truncated: path.1 || cwd.1 || e.argv_flags & ARGV_TRUNCATED != 0 || e.script_flags & SCRIPT_TRUNCATED != 0,
+                truncated: path.1 || cwd.1 || e.argv.flags & ARGV_TRUNCATED != 0 || e.script.flags & SCRIPT_TRUNCATED != 0,
                 script,
             })
         }
@@ -525,24 +531,9 @@ impl<'a> ChangeRecord<'a> {
     }
 
     fn packed(record: &'a [u8], kind: u32) -> Result<Self, DecodeError> {
-        let short = |want| DecodeError::Size { kind, len: record.len(), want };
-        if record.len() < FILE_CHANGE_PACKED_HEAD {
-            return Err(short(FILE_CHANGE_PACKED_HEAD));
-        }
-        let f = |name_off: usize| u32_at(record, name_off);
-        let mut at = FILE_CHANGE_PACKED_HEAD;
-        let mut parts = [(0u32, 0u32, &record[..0]); 3];
-        for (i, part) in parts.iter_mut().enumerate() {
-            let head = FILE_CHANGE_FIXED + i * offset_of!(RawPath, data);
-            let (len, flags) = (f(head + offset_of!(RawPath, len)), f(head + offset_of!(RawPath, flags)));
-            let end = at + len as usize;
-            if len as usize > PATH_BUF || end > record.len() {
-                return Err(short(end));
-            }
-            *part = (len, flags, &record[at..end]);
-            at = end;
-        }
-        let [p, p2, b] = parts.map(|(len, flags, data)| PathPart { len, flags, data });
+        let head = |i: usize| FILE_CHANGE_FIXED + i * offset_of!(RawPath, data);
+        let [p, p2, b] = unpack(record, kind, FILE_CHANGE_PACKED_HEAD, [0, 1, 2].map(|i| (head(i), PATH_BUF)))?;
+        let f = |at: usize| u32_at(record, at);
         Ok(Self {
             op: f(offset_of!(FileChangeEvent, op)),
             ret: f(offset_of!(FileChangeEvent, ret)) as i32,
@@ -559,6 +550,71 @@ impl<'a> ChangeRecord<'a> {
         })
     }
 }
+
+/// The variable parts of a packed record (`RECORD_PACKED`): for each, in the order
+/// their bytes follow `head` bytes of fixed fields, where its `len` and `flags` (two
+/// u32s) sit and the most bytes it may hold. A length past that or past the record's
+/// end refuses the record.
+fn unpack<'a, const N: usize>(
+    record: &'a [u8],
+    kind: u32,
+    head: usize,
+    parts: [(usize, usize); N],
+) -> Result<[PathPart<'a>; N], DecodeError> {
+    let short = |want| DecodeError::Size { kind, len: record.len(), want };
+    if record.len() < head {
+        return Err(short(head));
+    }
+    let mut at = head;
+    let mut out = [(); N].map(|()| PathPart { len: 0, flags: 0, data: &record[..0] });
+    for (part, (off, max)) in out.iter_mut().zip(parts) {
+        let (len, flags) = (u32_at(record, off), u32_at(record, off + 4));
+        let end = at + len as usize;
+        if len as usize > max || end > record.len() {
+            return Err(short(end));
+        }
+        *part = PathPart { len, flags, data: &record[at..end] };
+        at = end;
+    }
+    Ok(out)
+}
+
+/// An `exec` record, from the whole struct (or its older, shorter layout) or a
+/// packed record. `argv` and `script` are held as parts too (`len` bytes in use,
+/// their `*_flags`).
+struct ExecRecord<'a> {
+    path: PathPart<'a>,
+    cwd: PathPart<'a>,
+    argv: PathPart<'a>,
+    script: PathPart<'a>,
+}
+
+impl<'a> ExecRecord<'a> {
+    fn whole(e: &'a ExecEvent) -> Self {
+        Self {
+            path: (&e.path).into(),
+            cwd: (&e.cwd).into(),
+            argv: PathPart { len: e.argv_len, flags: e.argv_flags, data: &e.argv },
+            script: PathPart { len: e.script_len, flags: e.script_flags, data: &e.script },
+        }
+    }
+
+    fn packed(record: &'a [u8], kind: u32) -> Result<Self, DecodeError> {
+        let [path, cwd, argv, script] = unpack(
+            record,
+            kind,
+            EXEC_PACKED_HEAD,
+            [
+                (EXEC_FIXED, PATH_BUF),
+                (EXEC_FIXED + 8, PATH_BUF),
+                (offset_of!(ExecEvent, argv_len), ARGV_BUF),
+                (EXEC_FIXED + 16, SCRIPT_BUF),
+            ],
+        )?;
+        Ok(Self { path, cwd, argv, script })
+    }
+}
+
 /// A kernel path to a string, plus whether it was cut short.
 pub fn decode_path(p: &RawPath) -> (String, bool) {
     path_of(&p.into())
@@ -978,6 +1034,45 @@ mod tests {
         assert!(matches!(decode(&old[..EXEC_EVENT_V1_SIZE - 1], 0), Err(DecodeError::Size { .. })));
         assert_eq!(absolute_in("/abs/x.sh", "/srv"), "/abs/x.sh");
         assert_eq!(absolute_in("../../../x", "/a"), "/x");
+    }
+
+    /// An exec as the kernel sends it, packed: decoded the same as the whole struct;
+    /// lengths that run past the record, or past their buffer, refuse it.
+    #[test]
+    fn packed_exec_records_decode_as_whole_ones() {
+        // SAFETY: ExecEvent is repr(C) plain data; all zeros is a valid value.
+        let mut e: ExecEvent = unsafe { std::mem::zeroed() };
+        e.header = header(EventKind::Exec);
+        e.path = raw_path(b"bash\0bin\0usr\0", 0);
+        e.cwd = raw_path(b"app\0srv\0", 0);
+        let argv = b"bash\0-c\0echo hi\0";
+        e.argv[..argv.len()].copy_from_slice(argv);
+        e.argv_len = argv.len() as u32;
+        let name = b"./deploy.sh";
+        e.script[..name.len()].copy_from_slice(name);
+        e.script_len = name.len() as u32;
+        let whole = as_bytes(&e);
+        let mut packed = whole[..EXEC_FIXED].to_vec();
+        packed[offset_of!(EventHeader, flags)..][..4].copy_from_slice(&RECORD_PACKED.to_ne_bytes());
+        for (len, flags) in [(e.path.len, e.path.flags), (e.cwd.len, e.cwd.flags), (e.script_len, e.script_flags)] {
+            packed.extend_from_slice(&len.to_ne_bytes());
+            packed.extend_from_slice(&flags.to_ne_bytes());
+        }
+        packed.extend_from_slice(&e.path.data[..e.path.len as usize]);
+        packed.extend_from_slice(&e.cwd.data[..e.cwd.len as usize]);
+        packed.extend_from_slice(argv);
+        packed.extend_from_slice(name);
+        assert_eq!(packed.len(), EXEC_PACKED_HEAD + 13 + 8 + argv.len() + name.len());
+        let Some(Kind::Exec(x)) = decode(&packed, 0).unwrap().event else { panic!("not an exec") };
+        let Some(Kind::Exec(y)) = decode(&whole, 0).unwrap().event else { panic!("not an exec") };
+        assert_eq!(x, y);
+        assert_eq!((x.path.as_str(), x.cwd.as_str(), x.script.as_str()), ("/usr/bin/bash", "/srv/app", "/srv/app/deploy.sh"));
+        assert_eq!(x.argv, ["bash", "-c", "echo hi"]);
+        assert!(matches!(decode(&packed[..packed.len() - 1], 0), Err(DecodeError::Size { .. })));
+        let mut huge = packed.clone();
+        huge[offset_of!(ExecEvent, argv_len)..][..4].copy_from_slice(&(ARGV_BUF as u32 + 1).to_ne_bytes());
+        huge.resize(EXEC_PACKED_HEAD + 2 * ARGV_BUF, 0);
+        assert!(matches!(decode(&huge, 0), Err(DecodeError::Size { .. })));
     }
 
     proptest! {
