@@ -12,8 +12,6 @@ use warrant_proto::QueryRequest;
 use crate::filter::{self, FilterArgs};
 use crate::remote::{Collector, CollectorArgs};
 use crate::render::{Render, Style};
-// The console reads `since` with this.
-pub use crate::filter::parse_time;
 
 /// `warrant query`
 #[derive(Debug, Args)]

@@ -12,8 +12,6 @@ use warrant_proto::Event;
 use crate::remote::CollectorArgs;
 use crate::render::{Render, Style};
 use crate::target::Target;
-// The console's session page: the report as JSON, with byte counts for people.
-pub use crate::render::report_json as to_json;
 
 /// `warrant report`
 #[derive(Debug, Args)]

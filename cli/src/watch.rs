@@ -18,9 +18,6 @@ use crate::filter::{FilterArgs, need_collector, parse_time};
 use crate::remote::CollectorArgs;
 use crate::render::{Render, Style};
 use crate::target::Target;
-// The console takes the kinds check and the one-line summary from here.
-pub use crate::filter::check_kinds;
-pub use crate::render::summary;
 
 /// `warrant watch`
 #[derive(Debug, Args)]

@@ -135,7 +135,7 @@ async fn sessions(State(c): State<Arc<Console>>, Query(q): Query<AllQuery>) -> A
 
 async fn report(State(c): State<Arc<Console>>, Path(id): Path<String>) -> ApiResult {
     let ev = crate::report::fetch(&c.target, &id).await?;
-    Ok(Json(crate::report::to_json(&ev)))
+    Ok(Json(crate::render::report_json(&ev)))
 }
 
 #[derive(Deserialize)]

@@ -13,12 +13,13 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use serde::Deserialize;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use warrant_proto::json::to_json;
 use warrant_proto::{Event, EventFilter};
+use warrant_proto::json::to_json;
 
 use super::Console;
 use super::error::ApiError;
-use crate::watch::{check_kinds, summary};
+use crate::filter::{FilterArgs, parse_time};
+use crate::render::summary;
 
 /// The filters, as the page sends them (all optional).
 #[derive(Debug, Default, Deserialize)]
@@ -46,38 +47,45 @@ pub fn event_json(ev: &Event) -> serde_json::Value {
     v
 }
 
+/// The page's filters as `watch`'s flags (kinds and shorthands checked, trimmed
+/// and empties dropped as `--kind`'s are), the filter to send, and `since` as Unix
+/// nanoseconds (0: live only). A bad kind or time is a 400 that names it.
+fn parse(q: &EventsQuery) -> Result<(FilterArgs, EventFilter, i64), ApiError> {
+    let nonempty = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let args = FilterArgs {
+        host: nonempty(&q.host),
+        subject: nonempty(&q.subject),
+        grant: nonempty(&q.grant),
+        session: nonempty(&q.session),
+        kind: q.kinds.as_deref().unwrap_or("").split(',').map(str::to_owned).collect(),
+    };
+    let filter = args
+        .event_filter()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string().replace("--kind", "kind")))?;
+    let since = match nonempty(&q.since) {
+        Some(s) => parse_time(&s, "since")
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string().split("\n\n").next().unwrap_or("").to_owned()))?,
+        None => 0,
+    };
+    Ok((args, filter, since))
+}
+
 pub async fn stream(
     State(console): State<Arc<Console>>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let nonempty = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    let kinds: Vec<String> =
-        q.kinds.as_deref().unwrap_or("").split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
-    check_kinds(&kinds).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string().replace("--kind", "kind")))?;
-    let since = match nonempty(&q.since) {
-        Some(s) => crate::query::parse_time(&s, "since")
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string().split("\n\n").next().unwrap_or("").to_owned()))?,
-        None => 0,
-    };
+    let (FilterArgs { host, subject, .. }, filter, since) = parse(&q)?;
     if since != 0 && !console.target.is_collector() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "replay from a time needs a collector: the local agent streams live events only"));
     }
-    let (host, subject) = (nonempty(&q.host), nonempty(&q.subject));
-    let filter = EventFilter {
-        host: host.clone().unwrap_or_default(),
-        agent_id: String::new(),
-        grant: nonempty(&q.grant).unwrap_or_default(),
-        session: nonempty(&q.session).unwrap_or_default(),
-        subject: subject.clone().unwrap_or_default(),
-        kinds,
-    };
     let mut events = console.target.watch(filter, since).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(BUFFER);
     tokio::spawn(async move {
         loop {
             let (sse, last) = match events.message().await {
                 Ok(Some(ev)) => {
-                    // The agent filters by session, grant and kinds only.
+                    // The local agent filters by session, grant and kinds only
+                    // (`FilterArgs::collector_only`); a collector applies these too.
                     if host.as_deref().is_some_and(|h| h != ev.host) || subject.as_deref().is_some_and(|s| s != ev.subject) {
                         continue;
                     }
@@ -97,3 +105,39 @@ pub async fn stream(
     Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(kinds: &str, since: &str) -> EventsQuery {
+        EventsQuery {
+            host: Some(" db-1 ".into()),
+            subject: Some("".into()),
+            grant: None,
+            session: Some("s-1".into()),
+            kinds: Some(kinds.into()),
+            since: Some(since.into()),
+        }
+    }
+
+    #[test]
+    fn filters_parse_as_watch_flags() {
+        let (args, filter, since) = parse(&query(" exec, net,,file ", " ")).ok().unwrap();
+        assert_eq!((args.host.as_deref(), args.subject.as_deref()), (Some("db-1"), None));
+        assert_eq!(filter.kinds, ["exec", "net", "file"], "trimmed, empties dropped, shorthands kept");
+        assert_eq!((filter.host.as_str(), filter.session.as_str(), filter.grant.as_str()), ("db-1", "s-1", ""));
+        assert_eq!(since, 0);
+        let (_, _, since) = parse(&query("", "10m")).ok().unwrap();
+        assert!(since > 0);
+        assert_eq!(parse(&EventsQuery::default()).ok().unwrap().1, EventFilter::default());
+    }
+
+    #[test]
+    fn a_bad_kind_or_time_is_a_400_naming_it() {
+        let Err(e) = parse(&query("exec,exce", "")) else { panic!("a bad kind parsed") };
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.starts_with("invalid kind exce: no such event kind\n\nValid kinds: exec, exit,"), "{}", e.message);
+        let Err(e) = parse(&query("exec", "yesterday")) else { panic!("a bad time parsed") };
+        assert_eq!((e.status, e.message.as_str()), (StatusCode::BAD_REQUEST, "invalid since yesterday: not a duration or a time"));
+    }
+}
