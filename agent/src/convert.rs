@@ -616,7 +616,8 @@ impl<'a> ExecRecord<'a> {
 }
 
 /// A kernel path to a string, plus whether it was cut short.
-pub fn decode_path(p: &RawPath) -> (String, bool) {
+#[cfg(test)]
+fn decode_path(p: &RawPath) -> (String, bool) {
     path_of(&p.into())
 }
 
