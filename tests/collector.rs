@@ -363,6 +363,42 @@ impl TestCollector {
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
+
+    /// The collector's own `control_action` records of refusals (`action:
+    /// "refused"`, queried as the watcher) that `matching` accepts. Asks again every
+    /// 100 ms until there is one or `within` has passed (the record is written as
+    /// the refused stream ends); `Duration::ZERO` asks once.
+    pub async fn refusals(
+        &self,
+        within: Duration,
+        matching: impl Fn(&warrant_proto::ControlAction) -> bool,
+    ) -> Vec<warrant_proto::ControlAction> {
+        use warrant_proto::{EventFilter, QueryRequest, event::Event as Kind};
+        let mut q = client::collector(&self.url(), &self.identity("watcher")).await;
+        let deadline = Instant::now() + within;
+        loop {
+            let found: Vec<_> = q
+                .query(QueryRequest {
+                    filter: Some(EventFilter { agent_id: "collector".into(), kinds: vec!["control_action".into()], ..EventFilter::default() }),
+                    limit: 1000,
+                    ..QueryRequest::default()
+                })
+                .await
+                .expect("query")
+                .into_inner()
+                .events
+                .into_iter()
+                .filter_map(|e| match e.event {
+                    Some(Kind::ControlAction(a)) if a.action == "refused" && matching(&a) => Some(a),
+                    _ => None,
+                })
+                .collect();
+            if !found.is_empty() || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for TestCollector {

@@ -34,25 +34,6 @@ async fn agent2_sends(c: &TestCollector, events: Vec<Event>) -> tonic::Status {
     }
 }
 
-async fn refusals(c: &TestCollector) -> Vec<ControlAction> {
-    let mut q = client::collector(&c.url(), &c.identity("watcher")).await;
-    q.query(QueryRequest {
-        filter: Some(EventFilter { agent_id: "collector".into(), kinds: vec!["control_action".into()], ..EventFilter::default() }),
-        limit: 1000,
-        ..QueryRequest::default()
-    })
-    .await
-    .expect("query")
-    .into_inner()
-    .events
-    .into_iter()
-    .filter_map(|e| match e.event {
-        Some(Kind::ControlAction(a)) if a.action == "refused" && a.by == "agent-2" => Some(a),
-        _ => None,
-    })
-    .collect()
-}
-
 async fn agent1_seqs(c: &TestCollector) -> Vec<(String, u64)> {
     let mut q = client::collector(&c.url(), &c.identity("watcher")).await;
     q.query(QueryRequest { filter: Some(EventFilter { agent_id: "agent-1".into(), ..EventFilter::default() }), limit: 1000, ..QueryRequest::default() })
@@ -99,7 +80,7 @@ async fn one_agent_certificate_cannot_speak_for_another() {
     expect_denied(&agent2_sends(&c, vec![steal]).await, "session_start", &["session s-one", "\"agent-1\" holds"]);
 
     // Each refusal is recorded.
-    let refused = refusals(&c).await;
+    let refused = c.refusals(Duration::ZERO, |a| a.by == "agent-2").await;
     assert_eq!(refused.len(), 5, "{refused:#?}");
     assert!(refused.iter().all(|r| r.outcome == "refused" && (r.target == "agent agent-1" || r.target == "agent agent-2")), "{refused:#?}");
 

@@ -3,6 +3,8 @@
 //! makes one: 512 execs with long argv; and a configured limit), and an event with
 //! invalid UTF-8. Acks of the batches before the bad one arrive first.
 
+use std::time::Duration;
+
 use tonic::Code;
 use warrant_proto::Event;
 use warrant_tests::collector::client::raw::{self, with_field};
@@ -55,40 +57,12 @@ async fn an_oversized_batch_is_invalid_argument_with_the_limit_named() {
     assert!(status.message().contains("limit of 4194304 bytes") && status.message().contains("max_message_bytes"), "{status:?}");
     assert!(c.metric("warrant_collector_batches_refused_total") >= 1.0);
     // The refusal is on the collector's own record, naming the agent and why.
-    let refused = refusals(&c, "agent-1").await;
+    // The record is written as the stream ends: give it a moment.
+    let refused = c.refusals(Duration::from_secs(5), |a| a.target == "agent agent-1").await;
     assert!(
         refused.iter().any(|a| a.target == "agent agent-1" && a.by == "agent-1" && a.detail.contains("INVALID_ARGUMENT: message over")),
         "{refused:?}"
     );
-}
-
-async fn refusals(c: &TestCollector, agent: &str) -> Vec<warrant_proto::ControlAction> {
-    use warrant_proto::{EventFilter, QueryRequest, event::Event as Kind};
-    let mut q = warrant_tests::collector::client::collector(&c.url(), &c.identity("watcher")).await;
-    // The record is written as the stream ends: give it a moment.
-    for _ in 0..50 {
-        let found: Vec<_> = q
-            .query(QueryRequest {
-                filter: Some(EventFilter { agent_id: "collector".into(), kinds: vec!["control_action".into()], ..EventFilter::default() }),
-                limit: 1000,
-                ..QueryRequest::default()
-            })
-            .await
-            .expect("query")
-            .into_inner()
-            .events
-            .into_iter()
-            .filter_map(|e| match e.event {
-                Some(Kind::ControlAction(a)) if a.action == "refused" && a.target == format!("agent {agent}") => Some(a),
-                _ => None,
-            })
-            .collect();
-        if !found.is_empty() {
-            return found;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    Vec::new()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +90,8 @@ async fn the_limit_is_configured_and_invalid_utf8_is_named() {
     let s = r.end_status().await;
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
     assert!(s.message().contains("event 1 of the batch") && s.message().contains("UTF-8"), "{s:?}");
-    let refused = refusals(&c, "agent-2").await;
+    // The record is written as the stream ends: give it a moment.
+    let refused = c.refusals(Duration::from_secs(5), |a| a.target == "agent agent-2").await;
     let utf8 = refused.iter().find(|a| a.target == "agent agent-2").unwrap_or_else(|| panic!("{refused:?}"));
     assert!(utf8.detail.contains("UTF-8") && utf8.detail.len() <= 600, "{utf8:?}");
 }
