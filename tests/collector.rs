@@ -165,6 +165,24 @@ impl TestCollector {
         c
     }
 
+    /// A collector that signs grant tokens with `signer`'s key (so requests can be
+    /// approved) and knows one AI agent, claude, with `roles` (`NAME=ROLE`) and a
+    /// certificate issued to each of those people; `extra` flags appended.
+    pub fn start_signing(signer: &crate::Signer, roles: &[&str], extra: &[&str]) -> TestCollector {
+        let mut extra_args = vec!["--grant-signing-key".to_owned(), signer.secret_key().display().to_string()];
+        extra_args.extend(["--ai-agent".to_owned(), "claude".to_owned()]);
+        extra_args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let c = TestCollector::start(CollectorOptions {
+            roles: roles.iter().map(|&r| r.to_owned()).collect(),
+            extra_args,
+            ..CollectorOptions::default()
+        });
+        for name in roles.iter().filter_map(|r| r.split_once('=')).map(|(name, _)| name) {
+            c.pki().issue(name);
+        }
+        c
+    }
+
     /// Starts the process again (same port, data dir and certificates) after
     /// [`kill_hard`](Self::kill_hard) or [`stop`](Self::stop).
     pub fn start_again(&mut self) {

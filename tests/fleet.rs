@@ -159,6 +159,37 @@ pub fn cli_ok_as(c: &TestCollector, identity: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("CLI stdout is UTF-8")
 }
 
+/// A command's stderr as text.
+pub fn stderr_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// [`cli_as`] that must fail, saying `needle`, its first line `warrant: …`; its output.
+pub fn cli_refused_as(c: &TestCollector, identity: &str, args: &[&str], needle: &str) -> Output {
+    let out = cli_as(c, identity, args);
+    let err = stderr_text(&out);
+    assert!(!out.status.success(), "`{}` as {identity} should be refused ({needle})", args.join(" "));
+    assert!(err.contains(needle), "`{}` as {identity}: expected {needle:?} in:\n{err}", args.join(" "));
+    assert_eq!(err.lines().next().map(|l| l.starts_with("warrant: ")), Some(true), "{err}");
+    out
+}
+
+/// `warrant requests --id ID --json` as `identity`: the request as JSON.
+pub fn request_json_as(c: &TestCollector, identity: &str, id: &str) -> Value {
+    let out = cli_ok_as(c, identity, &["requests", "--id", id, "--json"]);
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("requests --json printed {out:?}: {e}"))
+}
+
+/// The control actions in the collector's log: (action, outcome, by, target, detail).
+pub fn control_actions(c: &TestCollector) -> Vec<(String, String, String, String, String)> {
+    let s = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_owned();
+    collector_events(c)
+        .into_iter()
+        .filter(|e| e["kind"] == "control_action")
+        .map(|e| (s(&e, "action"), s(&e, "outcome"), s(&e, "by"), s(&e, "target"), s(&e, "detail")))
+        .collect()
+}
+
 /// Waits until the agent says its uplink is connected (`warrant status`).
 pub fn wait_connected(agent: &TestAgent, timeout: Duration) {
     let up = poll(timeout, || agent.status()["collector_connected"].as_bool().unwrap_or(false).then_some(()));

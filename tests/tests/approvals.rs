@@ -8,26 +8,17 @@
 //! in the collector's log, and requests survive a restart.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use serde_json::Value;
 use warrant_tests::agent::CLI_TIMEOUT;
-use warrant_tests::fleet::{cli_as, cli_ok_as, collector_events};
+use warrant_tests::fleet::{cli_ok_as, cli_refused_as, control_actions, request_json_as, stderr_text};
 use warrant_tests::run::output_within;
-use warrant_tests::{AgentOptions, CollectorOptions, Marker, Signer, TestAgent, TestCollector};
+use warrant_tests::{AgentOptions, Marker, Signer, TestAgent, TestCollector};
 
 /// A collector that signs with `signer`'s key, with alice (requester), bob and
 /// carol (approvers) and wally (watcher), and one AI agent, claude.
 fn collector(signer: &Signer, extra: &[&str]) -> TestCollector {
-    let mut extra_args = vec!["--grant-signing-key".to_owned(), signer.secret_key().display().to_string()];
-    extra_args.extend(["--ai-agent".to_owned(), "claude".to_owned()]);
-    extra_args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let roles = ["alice=requester", "bob=approver", "carol=approver", "wally=watcher"].map(str::to_owned).to_vec();
-    let c = TestCollector::start(CollectorOptions { roles, extra_args, ..CollectorOptions::default() });
-    for name in ["alice", "bob", "carol", "wally"] {
-        c.pki().issue(name);
-    }
-    c
+    TestCollector::start_signing(signer, &["alice=requester", "bob=approver", "carol=approver", "wally=watcher"], extra)
 }
 
 /// Writes the policy `name` and pushes it to the catalogue as the admin; its name.
@@ -38,39 +29,12 @@ fn policy(c: &TestCollector, dir: &Path, name: &str, extra: &str) -> String {
     name.to_owned()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The CLI as `who` must fail, saying `needle`.
-fn refused(c: &TestCollector, who: &str, args: &[&str], needle: &str) {
-    let out = cli_as(c, who, args);
-    assert!(!out.status.success(), "`{}` as {who} should be refused ({needle})", args.join(" "));
-    assert!(stderr(&out).contains(needle), "`{}` as {who}: expected {needle:?} in:\n{}", args.join(" "), stderr(&out));
-    assert_eq!(stderr(&out).lines().next().map(|l| l.starts_with("warrant: ")), Some(true), "{}", stderr(&out));
-}
-
 /// `warrant request --policy NAME …` as `who`; the request id.
 fn request(c: &TestCollector, who: &str, policy: &str, args: &[&str]) -> String {
     let out = cli_ok_as(c, who, &[&["request", "--policy", policy][..], args].concat());
     let id = out.trim().to_owned();
     assert!(id.starts_with("r-"), "request should print its id, printed {out:?}");
     id
-}
-
-fn request_json(c: &TestCollector, who: &str, id: &str) -> Value {
-    let out = cli_ok_as(c, who, &["requests", "--id", id, "--json"]);
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("requests --json printed {out:?}: {e}"))
-}
-
-/// The control actions in the collector's log: (action, outcome, by, target, detail).
-fn control_actions(c: &TestCollector) -> Vec<(String, String, String, String, String)> {
-    let s = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_owned();
-    collector_events(c)
-        .into_iter()
-        .filter(|e| e["kind"] == "control_action")
-        .map(|e| (s(&e, "action"), s(&e, "outcome"), s(&e, "by"), s(&e, "target"), s(&e, "detail")))
-        .collect()
 }
 
 fn has_action(c: &TestCollector, action: &str, outcome: &str, by: &str, detail: &str) -> bool {
@@ -93,19 +57,19 @@ fn quorum_of_two_issues_a_token_the_agent_accepts() {
 
     let one = cli_ok_as(&c, "bob", &["approve", &id]);
     assert!(one.contains("1 of 2 approvals, still pending"), "{one}");
-    assert_eq!(request_json(&c, "alice", &id)["state"], "pending");
+    assert_eq!(request_json_as(&c, "alice", &id)["state"], "pending");
     let token = signer.dir().join("alice.token");
     let tok = token.to_str().expect("UTF-8");
-    refused(&c, "alice", &["requests", "--id", &id, "--token-out", tok], "it is pending");
+    cli_refused_as(&c, "alice", &["requests", "--id", &id, "--token-out", tok], "it is pending");
 
     let two = cli_ok_as(&c, "carol", &["approve", &id]);
     assert!(two.contains("grant g-") && two.contains("issued for user:alice"), "{two}");
-    let r = request_json(&c, "alice", &id);
+    let r = request_json_as(&c, "alice", &id);
     assert_eq!((r["state"].as_str(), r["approvers"].clone()), (Some("approved"), serde_json::json!(["bob", "carol"])), "{r}");
     let grant = r["grant"].as_str().expect("grant").to_owned();
 
     // The token is the requester's alone.
-    refused(&c, "bob", &["requests", "--id", &id, "--token-out", tok], "only its requester \"alice\" may fetch the token");
+    cli_refused_as(&c, "bob", &["requests", "--id", &id, "--token-out", tok], "only its requester \"alice\" may fetch the token");
     cli_ok_as(&c, "alice", &["requests", "--id", &id, "--token-out", tok]);
     let text = std::fs::read_to_string(&token).expect("token file");
     assert!(text.contains("wgt1.") && text.contains("approvals: 2"), "the token file carries the token and the policy:\n{text}");
@@ -117,7 +81,7 @@ fn quorum_of_two_issues_a_token_the_agent_accepts() {
     let mut cmd = agent.cli_command(&["exec", "--token", tok, "--", "touch", canary.to_str().expect("UTF-8")]);
     mark.apply(&mut cmd);
     let out = output_within(&mut cmd, CLI_TIMEOUT);
-    assert!(out.status.success(), "the agent refused the collector's token: {}\n{}", stderr(&out), agent.log_tail(40));
+    assert!(out.status.success(), "the agent refused the collector's token: {}\n{}", stderr_text(&out), agent.log_tail(40));
     assert!(canary.exists(), "the command did not run");
     let ev = agent.wait_for_event(|e| e["kind"] == "grant_change" && e["grant"] == grant.as_str(), std::time::Duration::from_secs(10));
     assert_eq!(ev["subject"], "user:alice", "{ev}");
@@ -132,10 +96,10 @@ fn quorum_of_two_issues_a_token_the_agent_accepts() {
     // An extension is a new request that needs approval again.
     let ext = cli_ok_as(&c, "alice", &["extend", &grant, "--by", "15m"]);
     let ext_id = ext.trim();
-    let r = request_json(&c, "wally", ext_id);
+    let r = request_json_as(&c, "wally", ext_id);
     assert_eq!((r["state"].as_str(), r["extends"].as_str()), (Some("pending"), Some(grant.as_str())), "{r}");
     assert!(has_action(&c, "extend", "ok", "alice", &format!("grant {grant} by 15m")), "{:#?}", control_actions(&c));
-    refused(&c, "bob", &["extend", &grant, "--by", "15m"], "only they may extend it");
+    cli_refused_as(&c, "bob", &["extend", &grant, "--by", "15m"], "only they may extend it");
 }
 
 /// Each rule refuses with its reason, and each refusal is a `refused` record.
@@ -148,31 +112,31 @@ fn refusals_name_their_reason_and_are_audited() {
     let pp = p.as_str();
 
     // TTL above max_ttl: refused at request time.
-    refused(&c, "alice", &["request", "--policy", pp, "--ttl", "2h", "--reason", "x"], "ttl 2h exceeds policy ops's max_ttl 1h");
+    cli_refused_as(&c, "alice", &["request", "--policy", pp, "--ttl", "2h", "--reason", "x"], "ttl 2h exceeds policy ops's max_ttl 1h");
     assert!(has_action(&c, "request", "refused", "alice", "exceeds policy ops's max_ttl 1h"), "{:#?}", control_actions(&c));
     // A subject kind the policy does not admit.
     let up = users_only.as_str();
-    refused(&c, "alice", &["request", "--policy", up, "--ttl", "5m", "--reason", "x", "--for-agent", "claude"], "does not admit agent subjects");
+    cli_refused_as(&c, "alice", &["request", "--policy", up, "--ttl", "5m", "--reason", "x", "--for-agent", "claude"], "does not admit agent subjects");
     // An agent subject where admitted.
     let agent_req = request(&c, "alice", &p, &["--ttl", "5m", "--reason", "x", "--for-agent", "claude"]);
-    assert_eq!(request_json(&c, "alice", &agent_req)["subject"], "agent:claude");
+    assert_eq!(request_json_as(&c, "alice", &agent_req)["subject"], "agent:claude");
 
     // Nobody approves their own request (bob may request: approvers may).
     let own = request(&c, "bob", &p, &["--ttl", "5m", "--reason", "INC-7"]);
-    refused(&c, "bob", &["approve", &own], "it is their own request");
+    cli_refused_as(&c, "bob", &["approve", &own], "it is their own request");
     assert!(has_action(&c, "approve", "refused", "bob", "it is their own request"), "{:#?}", control_actions(&c));
     // Not the policy's approver role: a watcher, and a requester.
-    refused(&c, "wally", &["approve", &own], "needs role approver (or admin), and \"wally\" has role watcher");
-    refused(&c, "alice", &["approve", &own], "has role requester");
+    cli_refused_as(&c, "wally", &["approve", &own], "needs role approver (or admin), and \"wally\" has role watcher");
+    cli_refused_as(&c, "alice", &["approve", &own], "has role requester");
     // A watcher may not request at all.
-    refused(&c, "wally", &["request", "--policy", pp, "--ttl", "5m", "--reason", "x"], "Request needs role requester");
+    cli_refused_as(&c, "wally", &["request", "--policy", pp, "--ttl", "5m", "--reason", "x"], "Request needs role requester");
 
     // Denied is final: it cannot be approved afterwards.
     cli_ok_as(&c, "carol", &["deny", &own, "--reason", "change freeze"]);
-    let r = request_json(&c, "bob", &own);
+    let r = request_json_as(&c, "bob", &own);
     assert_eq!((r["state"].as_str(), r["denied_by"].as_str(), r["deny_reason"].as_str()), (Some("denied"), Some("carol"), Some("change freeze")));
-    refused(&c, "carol", &["approve", &own], &format!("request {own} is denied, not pending"));
-    refused(&c, "admin", &["approve", &own], "is denied, not pending");
+    cli_refused_as(&c, "carol", &["approve", &own], &format!("request {own} is denied, not pending"));
+    cli_refused_as(&c, "admin", &["approve", &own], "is denied, not pending");
     assert!(has_action(&c, "deny", "ok", "carol", "change freeze"), "{:#?}", control_actions(&c));
     assert!(!has_action(&c, "issue", "ok", "admin", ""), "nothing was issued");
 }
@@ -189,10 +153,10 @@ fn unanswered_request_expires_and_survives_a_restart() {
         assert!(std::time::Instant::now() < deadline, "no timeout record:\n{:#?}", control_actions(&c));
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert_eq!(request_json(&c, "wally", &id)["state"], "expired");
-    refused(&c, "bob", &["approve", &id], "is expired, not pending");
+    assert_eq!(request_json_as(&c, "wally", &id)["state"], "expired");
+    cli_refused_as(&c, "bob", &["approve", &id], "is expired, not pending");
     c.restart();
-    assert_eq!(request_json(&c, "wally", &id)["state"], "expired", "the restart kept the request");
+    assert_eq!(request_json_as(&c, "wally", &id)["state"], "expired", "the restart kept the request");
     let all = cli_ok_as(&c, "wally", &["requests", "--all", "--json"]);
     assert!(all.contains(&id), "{all}");
 }
@@ -235,14 +199,14 @@ fn request_wait_ends_with_the_outcome() {
     cli_ok_as(&c, "carol", &["deny", &id, "--reason", "change freeze"]);
     let out = child.wait_with_output().expect("wait");
     assert!(!out.status.success(), "a denied wait must fail");
-    assert!(stderr(&out).contains(&format!("request {id} was denied by carol: change freeze")), "{}", stderr(&out));
+    assert!(stderr_text(&out).contains(&format!("request {id} was denied by carol: change freeze")), "{}", stderr_text(&out));
     assert!(!token.exists());
 
     let child = spawn_wait(&token);
     let id = pending_id();
     cli_ok_as(&c, "bob", &["approve", &id]);
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id, "the id is printed first");
     assert!(std::fs::read_to_string(&token).expect("token written").contains("wgt1."));
 }

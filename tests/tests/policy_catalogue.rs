@@ -12,27 +12,18 @@
 //! collector knows.
 
 use std::path::PathBuf;
-use std::process::Output;
 
 use serde_json::Value;
 use tonic::codegen::http::uri::PathAndQuery;
 use warrant_proto::RequestInfo;
 use warrant_tests::collector::client::connect;
-use warrant_tests::fleet::{cli_as, cli_ok_as, collector_events};
-use warrant_tests::{CollectorOptions, Signer, TestCollector};
+use warrant_tests::fleet::{cli_ok_as, cli_refused_as, control_actions, request_json_as, stderr_text};
+use warrant_tests::{Signer, TestCollector};
 
 /// A collector that signs with `signer`'s key: alice and dave (requesters), bob
 /// (approver), wally (watcher), the standard admin, and one AI agent, claude.
 fn collector(signer: &Signer) -> TestCollector {
-    let extra_args = ["--grant-signing-key", &signer.secret_key().display().to_string(), "--ai-agent", "claude"]
-        .map(str::to_owned)
-        .to_vec();
-    let roles = ["alice=requester", "dave=requester", "bob=approver", "wally=watcher"].map(str::to_owned).to_vec();
-    let c = TestCollector::start(CollectorOptions { roles, extra_args, ..CollectorOptions::default() });
-    for name in ["alice", "dave", "bob", "wally"] {
-        c.pki().issue(name);
-    }
-    c
+    TestCollector::start_signing(signer, &["alice=requester", "dave=requester", "bob=approver", "wally=watcher"], &[])
 }
 
 fn write(signer: &Signer, file: &str, text: &str) -> PathBuf {
@@ -45,36 +36,8 @@ fn path(p: &std::path::Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The CLI as `who` must fail, saying `needle`.
-fn refused(c: &TestCollector, who: &str, args: &[&str], needle: &str) -> Output {
-    let out = cli_as(c, who, args);
-    assert!(!out.status.success(), "`{}` as {who} should be refused ({needle})", args.join(" "));
-    assert!(stderr(&out).contains(needle), "`{}` as {who}: expected {needle:?} in:\n{}", args.join(" "), stderr(&out));
-    assert_eq!(stderr(&out).lines().next().map(|l| l.starts_with("warrant: ")), Some(true), "{}", stderr(&out));
-    out
-}
-
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))).collect()
-}
-
-fn request_json(c: &TestCollector, who: &str, id: &str) -> Value {
-    let out = cli_ok_as(c, who, &["requests", "--id", id, "--json"]);
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("requests --json printed {out:?}: {e}"))
-}
-
-/// The control actions in the collector's log: (action, outcome, by, target, detail).
-fn control_actions(c: &TestCollector) -> Vec<(String, String, String, String, String)> {
-    let s = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_owned();
-    collector_events(c)
-        .into_iter()
-        .filter(|e| e["kind"] == "control_action")
-        .map(|e| (s(&e, "action"), s(&e, "outcome"), s(&e, "by"), s(&e, "target"), s(&e, "detail")))
-        .collect()
 }
 
 fn count_actions(c: &TestCollector, action: &str, outcome: &str, by: &str, detail: &str) -> usize {
@@ -151,8 +114,8 @@ fn a_requester_cannot_write_the_rules_of_their_own_approval() {
         .expect("a request naming a catalogue policy");
     assert_eq!((r.policy_name.as_str(), r.approver_role.as_str(), r.approvals_needed), ("ops", "approver", 1), "{r:?}");
     assert_eq!(r.policy_text, OPS, "the request carries the catalogue's text");
-    refused(&c, "dave", &["approve", &r.id], "needs role approver (or admin), and \"dave\" has role requester");
-    assert_eq!(request_json(&c, "alice", &r.id)["state"], "pending", "a peer requester could not approve it");
+    cli_refused_as(&c, "dave", &["approve", &r.id], "needs role approver (or admin), and \"dave\" has role requester");
+    assert_eq!(request_json_as(&c, "alice", &r.id)["state"], "pending", "a peer requester could not approve it");
     let seen = cli_ok_as(&c, "bob", &["requests", "--id", &r.id]);
     assert!(!seen.contains("approver_role: requester") && seen.contains("| name: ops"), "approvers see the catalogue's text:\n{seen}");
     let done = cli_ok_as(&c, "bob", &["approve", &r.id]);
@@ -169,8 +132,8 @@ fn push_list_show_and_every_push_on_the_record() {
     let ops = write(&signer, "ops.yaml", OPS);
 
     // Not an admin: refused, and recorded.
-    refused(&c, "bob", &["policy", "push", path(&ops)], "PushPolicy needs role admin, and \"bob\" has role approver");
-    refused(&c, "alice", &["policy", "push", path(&ops)], "PushPolicy needs role admin");
+    cli_refused_as(&c, "bob", &["policy", "push", path(&ops)], "PushPolicy needs role admin, and \"bob\" has role approver");
+    cli_refused_as(&c, "alice", &["policy", "push", path(&ops)], "PushPolicy needs role admin");
     assert!(
         control_actions(&c).iter().any(|a| a.0 == "refused" && a.2 == "bob" && a.3 == "rpc Policies.PushPolicy"),
         "{:#?}",
@@ -179,15 +142,15 @@ fn push_list_show_and_every_push_on_the_record() {
 
     // Malformed: the problem's file, line and field, exit status 2; nothing added.
     let bad = write(&signer, "bad.yaml", "name: ops\nmax_ttl: 1h\ndefault: allow\nexce: [{path: /bin/sh, action: allow}]\n");
-    let out = refused(&c, "admin", &["policy", "push", path(&bad)], &format!("{}:4: exce: unknown field", path(&bad)));
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = cli_refused_as(&c, "admin", &["policy", "push", path(&bad)], &format!("{}:4: exce: unknown field", path(&bad)));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_text(&out));
     let role = write(&signer, "role.yaml", "name: ops\nmax_ttl: 1h\ndefault: allow\napprover_role: agent\n");
-    refused(&c, "admin", &["policy", "push", path(&role)], "names approver_role \"agent\", which is not a collector person role");
+    cli_refused_as(&c, "admin", &["policy", "push", path(&role)], "names approver_role \"agent\", which is not a collector person role");
     // A policy whose approvers would be its requesters' peers: refused, naming the
     // file, the field and why.
     let own = write(&signer, "own.yaml", "name: ops\nmax_ttl: 1h\ndefault: allow\napprover_role: requester\n");
-    let out = refused(&c, "admin", &["policy", "push", path(&own)], &format!("{}: approver_role: policy ops names approver_role \"requester\"", path(&own)));
-    assert!(stderr(&out).contains("requesters could approve each other's requests"), "{}", stderr(&out));
+    let out = cli_refused_as(&c, "admin", &["policy", "push", path(&own)], &format!("{}: approver_role: policy ops names approver_role \"requester\"", path(&own)));
+    assert!(stderr_text(&out).contains("requesters could approve each other's requests"), "{}", stderr_text(&out));
     assert_eq!(count_actions(&c, "policy_push", "refused", "admin", "names approver_role \"requester\""), 1, "{:#?}", control_actions(&c));
     assert!(cli_ok_as(&c, "wally", &["policy", "list", "--json"]).trim().is_empty(), "nothing was added");
     assert_eq!(count_actions(&c, "policy_push", "refused", "admin", "exce: unknown field"), 1, "{:#?}", control_actions(&c));
@@ -213,8 +176,8 @@ fn push_list_show_and_every_push_on_the_record() {
     assert!(shown.contains("exec /usr/bin/psql -> allow") && shown.contains("  | max_ttl: 1h"), "{shown}");
     let table = cli_ok_as(&c, "wally", &["policy", "list"]);
     assert!(table.contains("POLICY") && table.contains("ops"), "{table}");
-    refused(&c, "alice", &["policy", "show", "web"], "policy \"web\" is not in the collector's catalogue: its policies are ops");
-    refused(&c, "nobody", &["policy", "list"], "has no role");
+    cli_refused_as(&c, "alice", &["policy", "show", "web"], "policy \"web\" is not in the collector's catalogue: its policies are ops");
+    cli_refused_as(&c, "nobody", &["policy", "list"], "has no role");
 
     // Each push is on the record.
     assert_eq!(count_actions(&c, "policy_push", "ok", "admin", "new version, now current"), 2, "{:#?}", control_actions(&c));
@@ -243,10 +206,10 @@ fn requests_pin_a_catalogue_version_and_approvers_see_it() {
     };
     let args = |policy: &'static str| ["request", "--policy", policy, "--ttl", "10m", "--reason", "INC-5"];
 
-    refused(&c, "alice", &args("nope"), "policy \"nope\" is not in the collector's catalogue: its policies are ops");
+    cli_refused_as(&c, "alice", &args("nope"), "policy \"nope\" is not in the collector's catalogue: its policies are ops");
     let zero = format!("ops@sha256:{}", "0".repeat(64));
-    refused(&c, "alice", &["request", "--policy", &zero, "--ttl", "10m", "--reason", "x"], "policy \"ops\" has no version sha256:000");
-    refused(&c, "alice", &args("./ops.yaml"), "--policy takes the name of a policy in the collector's catalogue, not a file");
+    cli_refused_as(&c, "alice", &["request", "--policy", &zero, "--ttl", "10m", "--reason", "x"], "policy \"ops\" has no version sha256:000");
+    cli_refused_as(&c, "alice", &args("./ops.yaml"), "--policy takes the name of a policy in the collector's catalogue, not a file");
     assert_eq!(count_actions(&c, "request", "refused", "alice", "is not in the collector's catalogue"), 1, "{:#?}", control_actions(&c));
 
     let r1 = ask("ops");
@@ -255,7 +218,7 @@ fn requests_pin_a_catalogue_version_and_approvers_see_it() {
     cli_ok_as(&c, "admin", &["policy", "push", path(&write(&signer, "ops2.yaml", &v2_text))]);
 
     // The earlier request still carries the version it was made against.
-    let j = request_json(&c, "bob", &r1);
+    let j = request_json_as(&c, "bob", &r1);
     assert_eq!((j["policy_digest"].as_str(), j["approvals_needed"].as_u64()), (Some(v1.as_str()), Some(1)), "{j}");
     assert_eq!(j["policy_text"].as_str(), Some(OPS), "approvers get the text: {j}");
     let grants: Vec<&str> = j["policy_grants"].as_array().expect("grants").iter().filter_map(Value::as_str).collect();
@@ -270,12 +233,12 @@ fn requests_pin_a_catalogue_version_and_approvers_see_it() {
 
     // Pinned to the old version, and the current one.
     let pinned = ask(&format!("ops@{v1}"));
-    assert_eq!(request_json(&c, "alice", &pinned)["approvals_needed"], 1);
+    assert_eq!(request_json_as(&c, "alice", &pinned)["approvals_needed"], 1);
     let r2 = ask("ops");
-    let j2 = request_json(&c, "alice", &r2);
+    let j2 = request_json_as(&c, "alice", &r2);
     assert_eq!((j2["approvals_needed"].as_u64(), j2["policy_text"].as_str()), (Some(2), Some(v2_text.as_str())), "{j2}");
     assert_ne!(j2["policy_digest"].as_str(), Some(v1.as_str()));
-    refused(&c, "alice", &["request", "--policy", "ops", "--ttl", "45m", "--reason", "x"], "exceeds policy ops's max_ttl 30m");
+    cli_refused_as(&c, "alice", &["request", "--policy", "ops", "--ttl", "45m", "--reason", "x"], "exceeds policy ops's max_ttl 30m");
 
     // Approving the first issues a token carrying the version it pinned.
     cli_ok_as(&c, "bob", &["approve", &r1]);
@@ -293,11 +256,11 @@ fn for_agent_must_be_a_known_ai_agent() {
     let c = collector(&signer);
     cli_ok_as(&c, "admin", &["policy", "push", path(&write(&signer, "ops.yaml", OPS))]);
     let base = ["request", "--policy", "ops", "--ttl", "10m", "--reason", "INC-9", "--for-agent"];
-    refused(&c, "alice", &[&base[..], &["mallory"]].concat(), "unknown AI agent \"mallory\"");
-    refused(&c, "alice", &[&base[..], &["mallory"]].concat(), "it knows claude");
+    cli_refused_as(&c, "alice", &[&base[..], &["mallory"]].concat(), "unknown AI agent \"mallory\"");
+    cli_refused_as(&c, "alice", &[&base[..], &["mallory"]].concat(), "it knows claude");
     assert_eq!(count_actions(&c, "request", "refused", "alice", "unknown AI agent \"mallory\""), 2, "{:#?}", control_actions(&c));
     let id = cli_ok_as(&c, "alice", &[&base[..], &["claude"]].concat()).trim().to_owned();
-    assert_eq!(request_json(&c, "bob", &id)["subject"], "agent:claude");
+    assert_eq!(request_json_as(&c, "bob", &id)["subject"], "agent:claude");
 }
 
 /// A request kept from before the catalogue (its text written by its requester,
@@ -321,12 +284,12 @@ fn a_request_from_before_the_catalogue_is_not_approved() {
     std::fs::write(&file, serde_json::to_vec(&all).expect("encode")).expect("write requests.json");
     c.start_again();
 
-    refused(&c, "dave", &["approve", &id], "is not in the collector's catalogue, so its rules were written by its requester");
-    refused(&c, "bob", &["approve", &id], "cannot be approved");
-    assert_eq!(request_json(&c, "alice", &id)["state"], "pending");
+    cli_refused_as(&c, "dave", &["approve", &id], "is not in the collector's catalogue, so its rules were written by its requester");
+    cli_refused_as(&c, "bob", &["approve", &id], "cannot be approved");
+    assert_eq!(request_json_as(&c, "alice", &id)["state"], "pending");
     assert_eq!(count_actions(&c, "approve", "refused", "dave", "not in the collector's catalogue"), 1, "{:#?}", control_actions(&c));
     cli_ok_as(&c, "admin", &["deny", &id, "--reason", "made before the catalogue"]);
-    assert_eq!(request_json(&c, "alice", &id)["state"], "denied");
+    assert_eq!(request_json_as(&c, "alice", &id)["state"], "denied");
 }
 
 /// `warrant policy retire` (admin): afterwards no new request names the policy,
@@ -344,18 +307,18 @@ fn a_retired_policy_is_named_by_no_new_request() {
     let ask = ["request", "--policy", "ops", "--ttl", "10m", "--reason", "INC-7"];
     let granted = cli_ok_as(&c, "alice", &ask).trim().to_owned();
     cli_ok_as(&c, "bob", &["approve", &granted]);
-    let grant = request_json(&c, "alice", &granted)["grant"].as_str().expect("grant").to_owned();
+    let grant = request_json_as(&c, "alice", &granted)["grant"].as_str().expect("grant").to_owned();
     let pending = cli_ok_as(&c, "dave", &ask).trim().to_owned();
     let pending2 = cli_ok_as(&c, "dave", &ask).trim().to_owned();
 
     // Only an admin retires; a name not in the catalogue is refused.
-    refused(&c, "bob", &["policy", "retire", "ops"], "RetirePolicy needs role admin, and \"bob\" has role approver");
+    cli_refused_as(&c, "bob", &["policy", "retire", "ops"], "RetirePolicy needs role admin, and \"bob\" has role approver");
     assert!(
         control_actions(&c).iter().any(|a| a.0 == "refused" && a.2 == "bob" && a.3 == "rpc Policies.RetirePolicy"),
         "{:#?}",
         control_actions(&c)
     );
-    refused(&c, "admin", &["policy", "retire", "web"], "policy \"web\" is not in the collector's catalogue: its policies are ops");
+    cli_refused_as(&c, "admin", &["policy", "retire", "web"], "policy \"web\" is not in the collector's catalogue: its policies are ops");
     assert_eq!(count_actions(&c, "policy_retire", "refused", "admin", "\"web\" is not in the collector's catalogue"), 1, "{:#?}", control_actions(&c));
 
     let out = cli_ok_as(&c, "admin", &["policy", "retire", "ops", "--reason", "replaced by ops-ro"]);
@@ -377,21 +340,21 @@ fn a_retired_policy_is_named_by_no_new_request() {
     assert!(shown.contains("retired by admin at") && shown.contains("no new request may name it") && shown.contains("  | name: ops"), "{shown}");
 
     // No new request, pinned or not; no extension.
-    refused(&c, "alice", &ask, "policy \"ops\" was retired by admin at");
+    cli_refused_as(&c, "alice", &ask, "policy \"ops\" was retired by admin at");
     let pinned = format!("ops@{v1}");
-    refused(&c, "alice", &["request", "--policy", &pinned, "--ttl", "10m", "--reason", "x"], "(reason: \"replaced by ops-ro\")");
-    refused(&c, "alice", &["extend", &grant, "--by", "5m"], "policy \"ops\" was retired");
+    cli_refused_as(&c, "alice", &["request", "--policy", &pinned, "--ttl", "10m", "--reason", "x"], "(reason: \"replaced by ops-ro\")");
+    cli_refused_as(&c, "alice", &["extend", &grant, "--by", "5m"], "policy \"ops\" was retired");
     assert_eq!(count_actions(&c, "request", "refused", "alice", "was retired by admin"), 2, "{:#?}", control_actions(&c));
     assert_eq!(count_actions(&c, "extend", "refused", "alice", "was retired by admin"), 1, "{:#?}", control_actions(&c));
 
     // A pending request is not approved, but can be denied.
-    refused(&c, "bob", &["approve", &pending], "policy \"ops\" was retired");
-    assert_eq!(request_json(&c, "dave", &pending)["state"], "pending");
+    cli_refused_as(&c, "bob", &["approve", &pending], "policy \"ops\" was retired");
+    assert_eq!(request_json_as(&c, "dave", &pending)["state"], "pending");
     cli_ok_as(&c, "bob", &["deny", &pending, "--reason", "the policy is retired"]);
-    assert_eq!(request_json(&c, "dave", &pending)["state"], "denied");
+    assert_eq!(request_json_as(&c, "dave", &pending)["state"], "denied");
 
     // The grant issued before: still approved, its token still handed out, nothing revoked.
-    let j = request_json(&c, "alice", &granted);
+    let j = request_json_as(&c, "alice", &granted);
     assert_eq!((j["state"].as_str(), j["grant"].as_str()), (Some("approved"), Some(grant.as_str())), "{j}");
     let token = signer.dir().join("alice.token");
     cli_ok_as(&c, "alice", &["requests", "--id", &granted, "--token-out", path(&token)]);
@@ -400,7 +363,7 @@ fn a_retired_policy_is_named_by_no_new_request() {
 
     // A restart keeps it retired; a push puts it back in use.
     c.restart();
-    refused(&c, "alice", &ask, "was retired by admin");
+    cli_refused_as(&c, "alice", &ask, "was retired by admin");
     let back = cli_ok_as(&c, "admin", &["policy", "push", path(&write(&signer, "ops.yaml", OPS))]);
     assert!(back.contains("pushed, now current"), "{back}");
     assert_eq!(count_actions(&c, "policy_push", "ok", "admin", "the policy was retired"), 1, "{:#?}", control_actions(&c));
