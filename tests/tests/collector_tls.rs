@@ -62,3 +62,27 @@ async fn tls_refusals_are_logged_and_counted() {
     let me = w.who_am_i(WhoAmIRequest::default()).await.expect("a good client is served").into_inner();
     assert_eq!(me.name, "watcher", "{me:?}");
 }
+
+/// A flood of bad handshakes is counted whole but logged at a bounded rate: at most
+/// 20 lines of refusals per minute, however many come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refusals_does_not_flood_the_log() {
+    use tokio::io::AsyncWriteExt;
+    const FLOOD: usize = 200;
+    let c = TestCollector::start(CollectorOptions::default());
+    let addr = c.url().trim_start_matches("https://").to_owned();
+    for _ in 0..FLOOD {
+        // Not TLS at all: the handshake fails at once.
+        let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+        drop(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused(&c) < FLOOD as f64 {
+        assert!(Instant::now() < deadline, "{} of {FLOOD} refusals counted\n{}", refused(&c), c.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = c.log();
+    let lines = log.lines().filter(|l| l.contains("TLS handshake refused")).count();
+    assert!((1..=20).contains(&lines), "{lines} refusal lines for {FLOOD} refusals:\n{log}");
+}

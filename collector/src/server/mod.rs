@@ -45,6 +45,7 @@ use crate::writer::Writer;
 mod control;
 mod gate;
 mod ingest;
+mod refusal_log;
 mod watch;
 pub mod wire;
 
@@ -228,7 +229,8 @@ pub async fn run(state: Arc<State>, tls: &Tls, listener: TcpListener, shutdown: 
 /// The collector does the TLS handshakes itself (not tonic), so that a refused one
 /// (a certificate no trusted CA signed, no certificate, a timeout) is logged with
 /// the peer's address and reason and counted (`warrant_collector_tls_refused_total`).
-/// A connection closed before it sent anything (a port probe) is not a refusal.
+/// A connection closed before it sent anything (a port probe) is not a refusal. The
+/// log lines come at a bounded rate (see `refusal_log`); the count is of all.
 ///
 /// # Errors
 /// When the TLS material is unusable or the server fails.
@@ -242,6 +244,7 @@ pub async fn run_with(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls(tls)?));
     let (conns, incoming) = mpsc::channel::<std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>(64);
     let metrics = state.metrics.clone();
+    let refusals = Arc::new(refusal_log::RefusalLog::default());
     let accept = tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -252,7 +255,7 @@ pub async fn run_with(
                     continue;
                 }
             };
-            let (acceptor, conns, metrics) = (acceptor.clone(), conns.clone(), metrics.clone());
+            let (acceptor, conns, metrics, refusals) = (acceptor.clone(), conns.clone(), metrics.clone(), refusals.clone());
             tokio::spawn(async move {
                 let why = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(io)) => {
@@ -268,7 +271,18 @@ pub async fn run_with(
                     Err(_) => format!("no handshake within {}s", TLS_HANDSHAKE_TIMEOUT.as_secs()),
                 };
                 metrics.tls_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(peer = %peer, "TLS handshake refused: {why}");
+                match refusals.refused(peer.ip(), std::time::Instant::now()) {
+                    refusal_log::Line::This => tracing::warn!(peer = %peer, "TLS handshake refused: {why}"),
+                    refusal_log::Line::Quiet => {}
+                    refusal_log::Line::Summary { held_back, addresses, more } => {
+                        let at_least = if more { "at least " } else { "" };
+                        tracing::warn!(
+                            "{held_back} more TLS handshakes refused in the last {}s, from {at_least}{addresses} addresses (counted in warrant_collector_tls_refused_total)",
+                            refusal_log::WINDOW.as_secs()
+                        );
+                        tracing::warn!(peer = %peer, "TLS handshake refused: {why}");
+                    }
+                }
             });
         }
     });
