@@ -32,7 +32,7 @@ use crate::{
     ids,
     kill::{self, KillOutcome, census},
     loader::{Kernel, TaskTags},
-    pipeline::{EventSink, Envelope, GrantInfo, Stats, Subjects, agent_event},
+    events::{EventSink, Envelope, GrantInfo, Stats, Subjects, agent_event},
     procfs,
     registry::{Grant, GrantError, GrantStatus, Registry, Session, SessionStatus},
 };

@@ -4,7 +4,7 @@
 //! kill, which the kernel began by marking it dead at the first record it could not
 //! keep.
 //!
-//! The host-wide `events_lost` (`pipeline::poll_lost`) still counts every lost
+//! The host-wide `events_lost` (`events::poll_lost`) still counts every lost
 //! record, those of no session included; these reports say whose they were. A
 //! socket's close, often seen in softirq on no task of the session, counts against
 //! the session that made the socket while that session still holds its slot.
@@ -20,7 +20,7 @@ use warrant_proto::v1::{self as pb, event::Event as Kind};
 
 use crate::host::{Host, HostError, KillReason, SessionLoss};
 use crate::ids;
-use crate::pipeline::EventSink;
+use crate::events::EventSink;
 
 /// How often the counts are read: a map lookup per live session.
 const TICK: Duration = Duration::from_millis(200);

@@ -7,7 +7,7 @@
 //! - [`registry`], [`ids`], [`clock`]: grants and sessions, their ids and clocks.
 //! - [`host`]: every action on grants and sessions, in the order that keeps the
 //!   kernel fail-closed; [`kill`], [`cgroup`], [`procfs`]: the tree kill.
-//! - [`convert`], [`pipeline`]: kernel records to events, to the audit log and watchers;
+//! - [`events`]: the event path in stages: kernel records read and decoded, enriched, recorded (audit log, spool, watchers), reacted to;
 //!   [`file_rules`]: file and exec events decided against the policy; [`report`]:
 //!   session reports.
 //! - [`policy_maps`]: a grant's policy compiled into the kernel's rule maps.
@@ -30,8 +30,8 @@ mod cgroup;
 mod check;
 mod clock;
 mod config;
-mod convert;
 mod door;
+mod events;
 mod file_rules;
 mod host;
 mod ids;
@@ -40,7 +40,6 @@ mod launch;
 mod loader;
 mod losses;
 mod metrics;
-mod pipeline;
 mod policy_maps;
 mod peer;
 mod procfs;
@@ -72,7 +71,7 @@ use crate::{
     config::{Config, Flags},
     host::Host,
     loader::Kernel,
-    pipeline::{EventSink, Envelope, Stats},
+    events::{EventSink, Envelope, Stats},
     registry::Registry,
 };
 
@@ -208,7 +207,7 @@ async fn daemon(config: Config) -> Result<()> {
         }
         None => None,
     };
-    let writer = pipeline::spawn_writer(
+    let writer = events::spawn_writer(
         rx,
         log,
         hub.clone(),
@@ -243,18 +242,18 @@ async fn daemon(config: Config) -> Result<()> {
     tasks.push(tokio::spawn({
         let (sink, stats, subjects) = (sink.clone(), Arc::clone(&stats), ring_subjects);
         async move {
-            if let Err(e) = pipeline::read_ring(ring, sink, stats, subjects, react_tx).await {
+            if let Err(e) = events::read_ring(ring, sink, stats, subjects, react_tx).await {
                 warn!("ring buffer reader stopped: {e:#}");
             }
         }
     }));
-    tasks.push(tokio::spawn(react_loop(Arc::clone(&host), react_rx)));
+    tasks.push(tokio::spawn(events::react_loop(Arc::clone(&host), react_rx)));
     tasks.push(tokio::spawn({
         let (host, sink, stats) = (Arc::clone(&host), sink.clone(), Arc::clone(&stats));
         async move {
             let reported = host.lost_reported();
             let h2 = Arc::clone(&host);
-            pipeline::poll_lost(move || host.kernel_lost(), reported, move |n| h2.remember_lost(n), sink, stats).await;
+            events::poll_lost(move || host.kernel_lost(), reported, move |n| h2.remember_lost(n), sink, stats).await;
         }
     }));
     tasks.push(tokio::spawn(losses::poll(Arc::clone(&host), sink.clone())));
@@ -349,34 +348,6 @@ async fn expire_loop(host: Arc<Host>) {
         }
         snapshots = host.snapshot_due(wait + LEAD);
         tokio::time::sleep(wait + Duration::from_millis(1)).await;
-    }
-}
-
-/// Acts on policy violations the kernel could only start: a `kill-session` rule
-/// (the network hook already made the session dead in the kernel; a Landlock refusal
-/// did not) runs the tree kill and records it; a file or exec `kill` rule kills the
-/// process Landlock refused; a `drop` rule destroys the session's open sockets.
-async fn react_loop(host: Arc<Host>, mut rx: tokio::sync::mpsc::UnboundedReceiver<warrant_proto::v1::Event>) {
-    while let Some(ev) = rx.recv().await {
-        let Some(warrant_proto::v1::event::Event::Violation(v)) = &ev.event else { continue };
-        let target = match (v.path.is_empty(), v.addr.is_empty()) {
-            (false, _) => v.path.clone(),
-            (true, false) => format!("{}:{}", v.addr, v.port),
-            (true, true) => v.detail.clone(),
-        };
-        let by = format!("policy rule {} ({} {target})", v.rule, v.op);
-        match v.action.as_str() {
-            "drop" => {
-                if let Err(e) = host.drop_sockets(&ev.session, &by).await {
-                    warn!("dropping the sockets of session {} failed: {e}", ev.session);
-                }
-            }
-            "kill" => host.kill_process(&ev.session, ev.pid, &by).await,
-            _ => match host.kill_session(&ev.session, host::KillReason::Policy, &by, "").await {
-                Ok(_) | Err(host::HostError::Invalid(_)) => {} // already ended by an earlier violation
-                Err(e) => warn!("policy kill of session {} failed: {e}", ev.session),
-            },
-        }
     }
 }
 

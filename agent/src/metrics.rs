@@ -18,7 +18,7 @@ use tokio::{
 };
 use tracing::{debug, info};
 
-use crate::{host::Host, pipeline::Stats, spool::Spool};
+use crate::{host::Host, events::Stats, spool::Spool};
 
 /// Largest request head read; a scrape's is a few hundred bytes.
 const MAX_REQUEST: usize = 8192;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
-use crate::pipeline::Subjects;
+use crate::events::Subjects;
 
 /// Entries kept per list of a report.
 const LIST_MAX: usize = 1000;
@@ -184,7 +184,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::GrantInfo;
+    use crate::events::GrantInfo;
     use std::sync::RwLock;
 
     fn ev(kind: Kind) -> pb::Event {

@@ -35,7 +35,7 @@ use warrant_proto::v1::{
 use crate::{
     config::UplinkConfig,
     host::{Host, KillReason},
-    pipeline::{Envelope, Stats},
+    events::{Envelope, Stats},
     spool::{Cursor, Spool},
 };
 

@@ -14,7 +14,7 @@ use warrant_proto::v1::{self as pb, GrantToken, event::Event as Kind};
 use super::{Host, HostError, grant_event, grant_info, grant_state, install_policy};
 use crate::{
     clock, ids,
-    pipeline::agent_event,
+    events::agent_event,
     registry::{Grant, GrantError},
 };
 

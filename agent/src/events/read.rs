@@ -1,0 +1,98 @@
+//! The first stage: kernel records from the ring buffer, decoded and enriched, and
+//! the kernel's lost-record counter, into the [`EventSink`].
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
+use tracing::warn;
+use warrant_proto::v1::{self as pb, event::Event as Kind};
+
+use super::{EventSink, MAX_BATCH, Stats, Subjects, agent_event, decode, enrich, react};
+use crate::clock;
+
+/// Reads kernel records as they arrive and queues them as events. File opens and
+/// execs are decided against their grant's policy (`file_rules`), which adds
+/// `violation` events after them. Violations that ask for more than refusing (kill,
+/// kill-session, drop) are also passed to `reactions`.
+pub async fn read_ring(
+    ring: RingBuf<MapData>,
+    sink: EventSink,
+    stats: Arc<Stats>,
+    subjects: Subjects,
+    reactions: mpsc::UnboundedSender<pb::Event>,
+) -> Result<()> {
+    // SAFETY: the ring buffer owns its descriptor and is moved into the AsyncFd, so
+    // the descriptor stays open (and is the same file) for as long as it is registered.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("failed to poll the ring buffer: {e}"))?;
+    let mut batch = Vec::new();
+    loop {
+        let mut guard = fd.readable_mut().await.context("failed to wait on the ring buffer")?;
+        let ring = guard.get_inner_mut();
+        let offset = clock::boot_to_wall_ns();
+        while let Some(record) = ring.next() {
+            match decode::decode(&record, offset) {
+                Ok(mut ev) => {
+                    enrich::name_unix_peer(&mut ev);
+                    let extra = enrich::file_violation(&ev, &subjects);
+                    batch.push(ev);
+                    batch.extend(extra);
+                }
+                Err(e) => {
+                    stats.malformed_total.fetch_add(1, Ordering::Relaxed);
+                    stats.lost_total.fetch_add(1, Ordering::Relaxed);
+                    warn!("dropping an undecodable kernel record: {e}");
+                }
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+        }
+        if batch.len() < MAX_BATCH {
+            guard.clear_ready();
+        }
+        // Reactions first: a kill must not wait behind the writer's backlog.
+        for ev in &batch {
+            if let Some(Kind::Violation(v)) = &ev.event
+                && react::needs_reaction(v)
+            {
+                let _ = reactions.send(ev.clone());
+            }
+        }
+        for ev in batch.drain(..) {
+            sink.send(ev).await;
+        }
+    }
+}
+
+/// Turns growth of the kernel's lost-record counter into `events_lost` events.
+/// `read_lost` returns the kernel's running total (it survives agent restarts in
+/// the pinned map); `reported` is how much of it earlier agents already reported,
+/// so losses while no agent ran are reported too; `remember` persists the new mark.
+pub async fn poll_lost(
+    read_lost: impl Fn() -> Option<u64>,
+    mut reported: u64,
+    remember: impl Fn(u64),
+    sink: EventSink,
+    stats: Arc<Stats>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let Some(now) = read_lost() else { continue };
+        if now > reported {
+            let count = now - reported;
+            reported = now;
+            remember(now);
+            let total = stats.lost_total.fetch_add(count, Ordering::Relaxed) + count;
+            warn!("the kernel could not record {count} events (ring buffer full); {total} since start");
+            sink.send(agent_event(Kind::EventsLost(pb::EventsLost { count, total, reason: "ring_buffer".into(), ..Default::default() }))).await;
+        }
+    }
+}
+
