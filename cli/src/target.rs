@@ -239,7 +239,8 @@ impl Target {
                     records: r.records,
                     head: r.head,
                     problems: r.problems,
-                    ..LogCheck::default()
+                    keyed: r.keyed,
+                    unkeyed: r.unkeyed_records,
                 })
             }
             Target::Agent(a) => {

@@ -402,7 +402,8 @@ pub fn verify_after(path: &Path, start: &Anchor) -> Result<VerifyReport, Error> 
 /// [`verify_after`] for a file that may still be growing: stops after record
 /// `stop_after` (what was durable when the check began), and calls `visit` with
 /// every well-formed record's number, stored hash and event object, so a caller
-/// can look for records it cares about in the same pass.
+/// can look for records it cares about in the same pass. With `key`, each record's
+/// mac is checked as [`verify_keyed`] does.
 ///
 /// # Errors
 /// As [`verify`].
@@ -410,9 +411,10 @@ pub fn verify_segment(
     path: &Path,
     start: &Anchor,
     stop_after: Option<u64>,
+    key: Option<&LogKey>,
     visit: &mut dyn FnMut(u64, &str, &Value),
 ) -> Result<VerifyReport, Error> {
-    walk(path, start, None, stop_after, None, visit)
+    walk(path, start, None, stop_after, key, visit)
 }
 
 /// [`verify`], plus a check that the log still reaches `anchor` (taken earlier from
@@ -718,6 +720,28 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Rewrites the log in place as someone who can write it but lacks the key:
+/// `edit` each event, re-chain every hash, and keep the old macs or drop them.
+#[cfg(test)]
+pub(crate) fn rechain(path: &Path, keep_macs: bool, edit: impl Fn(u64, &mut Value)) {
+    let (mut head, mut out) = (GENESIS, Vec::new());
+    for l in std::fs::read_to_string(path).unwrap().lines() {
+        let mut rec: Value = serde_json::from_str(l).unwrap();
+        let n = rec["n"].as_u64().unwrap();
+        edit(n, &mut rec["event"]);
+        let canon = canonical_json(&rec["event"]).unwrap();
+        let hash = chain_hash(&head, &canon);
+        let mac = rec.get("mac").and_then(Value::as_str).filter(|_| keep_macs).map(|m| {
+            let mut b = [0; 32];
+            hex::decode_to_slice(m, &mut b).unwrap();
+            b
+        });
+        write_record(&mut out, n, &head, &hash, mac.as_ref(), &canon);
+        head = hash;
+    }
+    std::fs::write(path, out).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -807,26 +831,6 @@ mod tests {
         assert_eq!(hash, hex::encode(h.finalize()));
     }
 
-    /// Rewrites the log in place as someone who can write it but lacks the key:
-    /// `edit` each event, re-chain every hash, and keep the old macs or drop them.
-    fn rechain(path: &Path, keep_macs: bool, edit: impl Fn(u64, &mut Value)) {
-        let (mut head, mut out) = (GENESIS, Vec::new());
-        for l in lines(path) {
-            let mut rec: Value = serde_json::from_str(&l).unwrap();
-            let n = rec["n"].as_u64().unwrap();
-            edit(n, &mut rec["event"]);
-            let canon = canonical_json(&rec["event"]).unwrap();
-            let hash = chain_hash(&head, &canon);
-            let mac = rec.get("mac").and_then(Value::as_str).filter(|_| keep_macs).map(|m| {
-                let mut b = [0; 32];
-                hex::decode_to_slice(m, &mut b).unwrap();
-                b
-            });
-            write_record(&mut out, n, &head, &hash, mac.as_ref(), &canon);
-            head = hash;
-        }
-        std::fs::write(path, out).unwrap();
-    }
 
     #[test]
     fn a_keyed_log_catches_a_rewrite_that_re_chains_the_hashes() {

@@ -45,8 +45,13 @@ fn verify(flags: &Flags) -> Result<ExitCode> {
         println!("skipped: {s}");
     }
     if report.problems.is_empty() {
+        let keyed = match (report.keyed, report.unkeyed) {
+            (false, _) => format!("; not keyed: no {} in {}, so the chain is checked by its hashes only", warrant_collector::store::KEY_FILE, dir.display()),
+            (true, 0) => "; every record marked with the log's key".to_owned(),
+            (true, n) => format!("; marked with the log's key after the first {n} (written before it had one)"),
+        };
         println!(
-            "ok: {} records in {} segment(s), records {}..={}, head {}",
+            "ok: {} records in {} segment(s), records {}..={}, head {}{keyed}",
             report.records - report.first.saturating_sub(1).min(report.records),
             report.segments,
             report.first.max(u64::from(report.records > 0)),

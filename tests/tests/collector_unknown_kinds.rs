@@ -89,6 +89,8 @@ async fn a_kind_from_the_future_is_kept_verbatim_and_readers_skip_and_report_it(
     let v = admin.verify_log(VerifyLogRequest {}).await.expect("verify").into_inner();
     assert!(v.ok, "{:?}", v.problems);
     assert!(v.skipped.iter().any(|s| s.contains("event kind 142")), "{:?}", v.skipped);
+    // The collector's own chain is keyed from its first record.
+    assert_eq!((v.keyed, v.unkeyed_records), (true, 0), "{v:?}");
     drop((w, admin));
 
     // A restart (which re-reads the log) and offline verify both cope.
@@ -100,4 +102,5 @@ async fn a_kind_from_the_future_is_kept_verbatim_and_readers_skip_and_report_it(
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("skipped: record") && stdout.contains("event kind 142"), "{stdout}");
+    assert!(stdout.contains("every record marked with the log's key"), "{stdout}");
 }

@@ -225,5 +225,13 @@ pub(super) async fn verify_log(state: &Arc<State>, req: Request<VerifyLogRequest
     state
         .record("verify_log", &who, "log", if ok { "ok" } else { "failed" }, &format!("{} records, {} problems", report.records, report.problems.len()))
         .await;
-    Ok(Response::new(VerifyLogResponse { ok, records: report.records, problems: report.problems, head: report.head, skipped: report.skipped }))
+    Ok(Response::new(VerifyLogResponse {
+        ok,
+        records: report.records,
+        problems: report.problems,
+        head: report.head,
+        skipped: report.skipped,
+        keyed: report.keyed,
+        unkeyed_records: report.unkeyed,
+    }))
 }

@@ -48,6 +48,7 @@ use self::index::{BOOTS, GAPS, SEGMENTS, indexed_through};
 use self::segments::{last_line, list_segments, parse_line, segment_name, widen};
 use crate::decode::from_json;
 use crate::log::{Anchor, AuditLog};
+use crate::log_key::LogKey;
 
 fn index_err(path: &Path) -> impl Fn(redb::Error) -> StoreError + '_ {
     move |e| StoreError::Index { what: e.to_string(), path: path.to_path_buf() }
@@ -107,6 +108,38 @@ pub enum StoreError {
         /// What is wrong.
         what: String,
     },
+}
+
+/// The log's key in the data directory (mode 0600): every record's mac is made with
+/// it, and `verify` checks them when it can read it.
+pub const KEY_FILE: &str = "log.key";
+/// Beside the key (mode 0600): the first record written with it. Records before it
+/// come from a collector that kept no key; from it on, one without a mac is a
+/// stripped mark.
+pub const KEYED_FROM_FILE: &str = "log.key.from";
+
+fn write_keyed_from(data_dir: &Path, first: u64) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data_dir.join(KEYED_FROM_FILE);
+    let io = |source| StoreError::Io { action: "write", path: path.clone(), source };
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(io)?;
+    f.write_all(format!("{first}\n").as_bytes()).and_then(|()| f.sync_all()).map_err(io)?;
+    Ok(())
+}
+
+/// The first keyed record, from [`KEYED_FROM_FILE`] (`None` when there is none).
+pub(crate) fn keyed_from(data_dir: &Path) -> Result<Option<u64>, StoreError> {
+    let path = data_dir.join(KEYED_FROM_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| StoreError::Io {
+            action: "parse",
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{:?} is not a record number", text.trim())),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io { action: "read", path, source }),
+    }
 }
 
 /// Tunables of the store.
@@ -204,7 +237,17 @@ impl Store {
                 None => Anchor { records: active_first - 1, head: hex::encode([0u8; 32]) },
             }
         };
-        let active = AuditLog::open_after(&active_path, &start)?;
+        // The chain is keyed (a mac per record, see `crate::log_key`): someone who can
+        // write the segments but not read the key cannot re-chain a rewrite.
+        let key_path = data_dir.join(KEY_FILE);
+        let new_key = !key_path.exists();
+        let key = LogKey::load_or_create(&key_path)?;
+        let active = AuditLog::open_after(&active_path, &start)?.keyed(key.clone());
+        if new_key {
+            // Records from here on carry a mac; `verify` refuses one that does not, so
+            // stripping every mark and re-chaining is caught too.
+            write_keyed_from(data_dir, active.records() + 1)?;
+        }
         let db = if indexed_through(&db, &index_path)? > active.records() {
             // The log lost records the index saw: rebuild the index from what the
             // log holds (`verify` names the damage).
@@ -227,6 +270,7 @@ impl Store {
                 opts,
                 gaps: HashMap::new(),
                 own: None,
+                key,
             },
             index: Indexer { db: db.clone(), index_path, last_durable: Instant::now() },
         };

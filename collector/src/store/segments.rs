@@ -15,6 +15,7 @@ use warrant_proto::{ControlAction, Event};
 
 use super::{BatchOutcome, StoreError, StoreOptions};
 use crate::log::{Anchor, AuditLog};
+use crate::log_key::LogKey;
 
 /// One segment: one row of [`SEGMENTS`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -68,6 +69,8 @@ pub struct LogSide {
     /// The collector's own envelope and its last seq: own records arrive with seq
     /// 0 and are numbered here, in log order; gap records are made from it.
     pub(super) own: Option<(Event, u64)>,
+    /// The chain's key, for every segment this side starts.
+    pub(super) key: LogKey,
 }
 
 /// Open sequence gaps per (agent, boot): first seq → last seq, inclusive.
@@ -353,7 +356,7 @@ impl LogSide {
         let anchor = self.active.anchor();
         let first = anchor.records + 1;
         let path = self.log_dir.join(segment_name(first));
-        self.active = AuditLog::open_after(&path, &anchor)?;
+        self.active = AuditLog::open_after(&path, &anchor)?.keyed(self.key.clone());
         self.active_first = first;
         self.segments.insert(first, SegmentInfo { last_n: anchor.records, ..SegmentInfo::default() });
         tracing::info!(segment = %path.display(), "started a new log segment");

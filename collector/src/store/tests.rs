@@ -225,3 +225,55 @@ fn gaps_are_recorded_filled_and_rebuilt() {
     let (log, _) = s.split();
     assert_eq!((log.gaps("a", "b"), log.high_water("a", "b")), (vec![(6, 6), (8, 9)], 12), "rebuilt from the log");
 }
+
+/// The store's chain is keyed: a rewrite by someone who can write the segments but
+/// not read `log.key` is caught even with every hash re-chained, whether the old
+/// marks are kept or stripped; a log from before the key was made verifies with its
+/// unmarked prefix counted.
+#[test]
+fn a_rewritten_store_is_caught_by_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = || list_segments(&dir.path().join("log")).unwrap()[0].1.clone();
+    {
+        let (mut s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        s.append_batches(vec![batch("a", "b", 1..=5)]).unwrap();
+    }
+    let report = verify_dir(dir.path(), None, None).unwrap();
+    assert!(report.problems.is_empty() && report.keyed, "{:?}", report.problems);
+    assert_eq!((report.records, report.unkeyed), (5, 0));
+    let original = std::fs::read(seg()).unwrap();
+
+    // Record 3 rewritten, the chain recomputed, the old marks kept.
+    crate::log::rechain(&seg(), true, |n, ev| {
+        if n == 3 {
+            ev["argv"] = serde_json::json!(["true"]);
+        }
+    });
+    let report = verify_dir(dir.path(), None, None).unwrap();
+    assert!(report.problems.iter().any(|p| p.contains("mac does not match")), "{:?}", report.problems);
+
+    // Every mark stripped: the key file says since when records must carry one.
+    std::fs::write(seg(), &original).unwrap();
+    crate::log::rechain(&seg(), false, |_, _| {});
+    let report = verify_dir(dir.path(), None, None).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("records 1..=5 carry no mac") && p.contains("keyed since record 1")),
+        "{:?}",
+        report.problems
+    );
+
+    // A store written before it had a key: its records are counted as unmarked,
+    // and what is appended now carries marks.
+    std::fs::write(seg(), &original).unwrap();
+    crate::log::rechain(&seg(), false, |_, _| {});
+    std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+    std::fs::remove_file(dir.path().join(KEYED_FROM_FILE)).unwrap();
+    {
+        let (mut s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        s.append_batches(vec![batch("a", "b", 6..=7)]).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(dir.path().join(KEYED_FROM_FILE)).unwrap().trim(), "6");
+    let report = verify_dir(dir.path(), None, None).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.records, report.unkeyed, report.keyed), (7, 5, true));
+}

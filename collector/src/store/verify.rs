@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::StoreError;
 use super::segments::{first_line, list_segments, segment_name};
 use crate::log::{Anchor, verify_segment};
+use crate::log_key::LogKey;
 
 /// What [`verify_dir`] found.
 #[derive(Clone, Debug, Default)]
@@ -24,6 +25,11 @@ pub struct DirReport {
     /// Records whose chain is intact but whose kind this build cannot interpret
     /// (kept verbatim), one line each: not problems, but readers skip them.
     pub skipped: Vec<String>,
+    /// The log's key was read and every record's mac checked.
+    pub keyed: bool,
+    /// Records from before the log was keyed (an older collector's), which carry no
+    /// mac: they are checked by their hashes only.
+    pub unkeyed: u64,
 }
 
 /// Walks every segment of `data_dir`'s log as one chain: each record's hash, each
@@ -38,6 +44,15 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
     let log_dir = data_dir.join("log");
     let segs = list_segments(&log_dir)?;
     let mut report = DirReport::default();
+    // The key, when this data directory has one (verify never creates it): without
+    // it the chain is checked by its hashes alone, and the report says so.
+    let key_path = data_dir.join(super::KEY_FILE);
+    let key = if key_path.exists() { Some(LogKey::load_or_create(&key_path)?) } else { None };
+    report.keyed = key.is_some();
+    let keyed_from = if key.is_some() { super::keyed_from(data_dir)? } else { None };
+    // Marks are checked across segments: after the first marked record, one
+    // without a mark is a stripped mark, in any segment.
+    let mut marked = false;
     let mut start: Option<Anchor> = None;
     // The newest retention record: (last dropped record, its hash).
     let mut retention: Option<(u64, String)> = None;
@@ -65,7 +80,7 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
                 seg_start.records
             ));
         }
-        let r = verify_segment(path, &seg_start, stop_after, &mut |n, _, ev| {
+        let r = verify_segment(path, &seg_start, stop_after, key.as_ref(), &mut |n, _, ev| {
             if ev.get("kind").and_then(Value::as_str) == Some("unknown") {
                 let s = |k: &str| ev.get(k).map(|v| v.to_string().trim_matches('"').to_owned()).unwrap_or_default();
                 let who = format!("record {n} (agent {} boot {} seq {})", s("agent_id"), s("boot_id"), s("seq"));
@@ -92,6 +107,27 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
         })?;
         for p in &r.problems {
             report.problems.push(format!("segment {name} line {}: {}", p.line, p.what));
+        }
+        // Records without a mark open the segment: numbers seg_start+1 ..= +unkeyed.
+        let last_unmarked = seg_start.records + r.unkeyed;
+        if let Some(from) = keyed_from
+            && r.unkeyed > 0
+            && last_unmarked >= from
+        {
+            report.problems.push(format!(
+                "segment {name}: records {}..={last_unmarked} carry no mac, but the log has been keyed since record {from}: their marks were stripped (a rewrite)",
+                from.max(seg_start.records + 1)
+            ));
+        } else if key.is_some() {
+            if marked && r.unkeyed > 0 {
+                report.problems.push(format!(
+                    "segment {name}: its first {} records carry no mac, but records before them in earlier segments do: their marks were stripped (a rewrite)",
+                    r.unkeyed
+                ));
+            } else {
+                report.unkeyed += r.unkeyed;
+            }
+            marked |= r.records.saturating_sub(seg_start.records) > r.unkeyed;
         }
         report.records = r.records;
         report.head.clone_from(&r.head);
