@@ -272,10 +272,7 @@ impl Agent for Api {
         Caller::of(&req)?.require_root("verifying the audit log")?;
         let path = self.host.audit_log_path();
         let (p, k) = (path.clone(), self.host.audit_key_path());
-        let report = tokio::task::spawn_blocking(move || {
-            let key = warrant_collector::LogKey::load_or_create(&k)?;
-            warrant_collector::verify_keyed(&p, &key)
-        })
+        let report = tokio::task::spawn_blocking(move || warrant_collector::verify_with_key_file(&p, &k))
         .await
         .map_err(|e| Status::internal(format!("audit log check failed: {e}")))?
         .map_err(|e| Status::internal(e.to_string()))?;

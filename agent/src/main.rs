@@ -182,10 +182,11 @@ async fn daemon(config: Config) -> Result<()> {
         .with_context(|| format!("failed to create the session cgroup root {}", cgroup_root.display()))?;
 
     let registry = Registry::load(&config.state_file())?;
-    let key = LogKey::load_or_create(&config.audit_key()).context("failed to load the audit log's key")?;
     let log = AuditLog::open(&config.audit_log())
-        .with_context(|| format!("failed to open the audit log {}", config.audit_log().display()))?
-        .keyed(key);
+        .with_context(|| format!("failed to open the audit log {}", config.audit_log().display()))?;
+    let key = LogKey::load_or_create_for(&config.audit_key(), || log.records() + 1)
+        .context("failed to load the audit log's key")?;
+    let log = log.keyed(key);
     let hub = EventHub::new(WATCH_BUFFER);
     let (sink, rx) = EventSink::new();
     let envelope = Envelope {

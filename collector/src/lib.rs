@@ -37,7 +37,7 @@ pub mod store;
 pub mod writer;
 
 pub use hub::{EventHub, Filter, Subscription};
-pub use log::{Anchor, AuditLog, Problem, RecordPos, VerifyReport, verify, verify_after, verify_keyed, verify_with_anchor};
+pub use log::{Anchor, AuditLog, Problem, RecordPos, VerifyReport, verify, verify_after, verify_keyed, verify_with_anchor, verify_with_key_file};
 pub use log_key::LogKey;
 pub use store::{Reader, Store, StoreError, StoreOptions, verify_dir};
 

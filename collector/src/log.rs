@@ -379,6 +379,34 @@ pub fn verify(path: &Path) -> Result<VerifyReport, Error> {
     walk(path, &Anchor::genesis(), None, None, None, &mut |_, _, _| {})
 }
 
+/// [`verify_keyed`] with the key file at `key_path` (which must exist), and what it
+/// records about the key's first record ([`crate::log_key::keyed_from`]): a record
+/// from there on without a mark is a problem (marks stripped and the chain re-made),
+/// not an unmarked record of an older log.
+///
+/// # Errors
+/// As [`verify`], and when the key or its record cannot be read.
+pub fn verify_with_key_file(path: &Path, key_path: &Path) -> Result<VerifyReport, Error> {
+    let key = LogKey::load_or_create(key_path)?;
+    let mut report = verify_keyed(path, &key)?;
+    if let Some(from) = crate::log_key::keyed_from(key_path)?
+        && report.unkeyed >= from
+    {
+        report.problems.insert(
+            0,
+            Problem {
+                line: from,
+                what: format!(
+                    "records {from}..={} carry no mac, but the log has been keyed since record {from}: their marks were stripped (a rewrite)",
+                    report.unkeyed
+                ),
+            },
+        );
+        report.unkeyed = from - 1;
+    }
+    Ok(report)
+}
+
 /// [`verify`], and every record's mac checked against `key`: a record whose mac
 /// does not match was written (or re-chained) without the key; one without a mac
 /// after marked ones had its mark stripped; a log with records but no mark at all
@@ -831,6 +859,38 @@ mod tests {
         assert_eq!(hash, hex::encode(h.finalize()));
     }
 
+
+    /// The key file records the first record it marked: a log keyed late accepts its
+    /// unmarked prefix, and a rewrite that strips the marks is named by that range.
+    #[test]
+    fn stripping_every_mark_is_caught_by_the_key_files_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, key_path) = (dir.path().join("audit.log"), dir.path().join("audit.key"));
+        // An older log: two records before there was a key.
+        AuditLog::open(&path).unwrap().append(&batch(1, 2)).unwrap();
+        let log = AuditLog::open(&path).unwrap();
+        let key = LogKey::load_or_create_for(&key_path, || log.records() + 1).unwrap();
+        log.keyed(key).append(&batch(3, 3)).unwrap();
+        assert_eq!(crate::log_key::keyed_from(&key_path).unwrap(), Some(3));
+        let report = verify_with_key_file(&path, &key_path).unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(report.unkeyed, 2);
+        // Loading the key again does not move the record.
+        LogKey::load_or_create_for(&key_path, || 99).unwrap();
+        assert_eq!(crate::log_key::keyed_from(&key_path).unwrap(), Some(3));
+
+        rechain(&path, false, |n, ev| {
+            if n == 4 {
+                ev["argv"] = serde_json::json!(["true"]);
+            }
+        });
+        // The key alone sees that nothing is marked; the record says since when.
+        let plain = verify_keyed(&path, &LogKey::load_or_create(&key_path).unwrap()).unwrap();
+        assert!(!plain.is_ok(), "{:?}", plain.problems);
+        let report = verify_with_key_file(&path, &key_path).unwrap();
+        assert!(!report.is_ok());
+        assert!(report.problems[0].what.contains("records 3..=5 carry no mac"), "{:?}", report.problems);
+    }
 
     #[test]
     fn a_keyed_log_catches_a_rewrite_that_re_chains_the_hashes() {

@@ -16,7 +16,7 @@
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -84,6 +84,22 @@ impl LogKey {
         }
     }
 
+    /// Reads the key at `path`, or creates it there and records, beside it (see
+    /// [`keyed_from`]), that records from `next_record` on are marked with it. Use
+    /// this where a log is written: `verify` then refuses a record of that range
+    /// without a mark, so stripping every mark and re-chaining is caught too.
+    ///
+    /// # Errors
+    /// As [`LogKey::load_or_create`], and when the record cannot be written.
+    pub fn load_or_create_for(path: &Path, next_record: impl FnOnce() -> u64) -> Result<Self, Error> {
+        let new = !path.exists();
+        let key = Self::load_or_create(path)?;
+        if new {
+            mark_keyed_from(path, next_record())?;
+        }
+        Ok(key)
+    }
+
     /// The mac of record `n` whose hash is `hash`.
     #[must_use]
     pub fn mac(&self, n: u64, hash: &[u8; 32]) -> [u8; 32] {
@@ -92,6 +108,44 @@ impl LogKey {
         m.update(&n.to_be_bytes());
         m.update(hash);
         m.finalize().into_bytes().into()
+    }
+}
+
+/// Beside the key at `key`: the first record number written with it.
+#[must_use]
+pub fn from_path(key: &Path) -> PathBuf {
+    let mut p = key.as_os_str().to_owned();
+    p.push(".from");
+    PathBuf::from(p)
+}
+
+fn mark_keyed_from(key: &Path, first: u64) -> Result<(), Error> {
+    let path = from_path(key);
+    let bad = |what: String| Error::Key { path: path.clone(), what };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| bad(format!("cannot create it: {e}")))?;
+    f.write_all(format!("{first}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| bad(format!("cannot write it: {e}")))?;
+    Ok(())
+}
+
+/// The first record marked with the key at `key`, when that was recorded (`None`
+/// for a key made before this was kept: its log may open with unmarked records).
+///
+/// # Errors
+/// [`Error::Key`] when the file is there but unreadable or not a record number.
+pub fn keyed_from(key: &Path) -> Result<Option<u64>, Error> {
+    let path = from_path(key);
+    let bad = |what: String| Error::Key { path: path.clone(), what };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| bad(format!("{:?} is not a record number", text.trim()))),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(bad(format!("cannot read it: {e}"))),
     }
 }
 

@@ -118,28 +118,9 @@ pub const KEY_FILE: &str = "log.key";
 /// stripped mark.
 pub const KEYED_FROM_FILE: &str = "log.key.from";
 
-fn write_keyed_from(data_dir: &Path, first: u64) -> Result<(), StoreError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let path = data_dir.join(KEYED_FROM_FILE);
-    let io = |source| StoreError::Io { action: "write", path: path.clone(), source };
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(io)?;
-    f.write_all(format!("{first}\n").as_bytes()).and_then(|()| f.sync_all()).map_err(io)?;
-    Ok(())
-}
-
 /// The first keyed record, from [`KEYED_FROM_FILE`] (`None` when there is none).
 pub(crate) fn keyed_from(data_dir: &Path) -> Result<Option<u64>, StoreError> {
-    let path = data_dir.join(KEYED_FROM_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().map(Some).map_err(|_| StoreError::Io {
-            action: "parse",
-            path: path.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{:?} is not a record number", text.trim())),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StoreError::Io { action: "read", path, source }),
-    }
+    Ok(crate::log_key::keyed_from(&data_dir.join(KEY_FILE))?)
 }
 
 /// Tunables of the store.
@@ -239,15 +220,11 @@ impl Store {
         };
         // The chain is keyed (a mac per record, see `crate::log_key`): someone who can
         // write the segments but not read the key cannot re-chain a rewrite.
-        let key_path = data_dir.join(KEY_FILE);
-        let new_key = !key_path.exists();
-        let key = LogKey::load_or_create(&key_path)?;
-        let active = AuditLog::open_after(&active_path, &start)?.keyed(key.clone());
-        if new_key {
-            // Records from here on carry a mac; `verify` refuses one that does not, so
-            // stripping every mark and re-chaining is caught too.
-            write_keyed_from(data_dir, active.records() + 1)?;
-        }
+        let active = AuditLog::open_after(&active_path, &start)?;
+        // Records from here on carry a mac; `verify` refuses one that does not, so
+        // stripping every mark and re-chaining is caught too.
+        let key = LogKey::load_or_create_for(&data_dir.join(KEY_FILE), || active.records() + 1)?;
+        let active = active.keyed(key.clone());
         let db = if indexed_through(&db, &index_path)? > active.records() {
             // The log lost records the index saw: rebuild the index from what the
             // log holds (`verify` names the damage).

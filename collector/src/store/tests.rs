@@ -277,3 +277,25 @@ fn a_rewritten_store_is_caught_by_its_key() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!((report.records, report.unkeyed, report.keyed), (7, 5, true));
 }
+
+/// An upgraded collector: segments an older collector wrote (no marks) stay
+/// verifiable by their hashes, and what this one appends is marked.
+#[test]
+fn segments_from_before_the_key_verify_by_their_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let mut old = AuditLog::open(&log_dir.join(segment_name(1))).unwrap();
+    old.append(&batch("a", "b", 1..=10)).unwrap();
+    let mut old = AuditLog::open_after(&log_dir.join(segment_name(11)), &old.anchor()).unwrap();
+    old.append(&batch("a", "b", 11..=20)).unwrap();
+    drop(old);
+    {
+        let (mut s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        s.append_batches(vec![batch("a", "b", 21..=25)]).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(dir.path().join(KEYED_FROM_FILE)).unwrap().trim(), "21");
+    let report = verify_dir(dir.path(), None, None).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.records, report.unkeyed, report.segments), (25, 20, 2));
+}

@@ -57,8 +57,12 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
     // The newest retention record: (last dropped record, its hash).
     let mut retention: Option<(u64, String)> = None;
     let mut skipped = Vec::new();
-    for (first, path) in &segs {
+    for (i, (first, path)) in segs.iter().enumerate() {
         let name = segment_name(*first);
+        // A segment that ends before the key's first record was written by a
+        // collector that kept no key: checked by its hashes alone.
+        let before_key = keyed_from.is_some_and(|from| segs.get(i + 1).is_some_and(|(next, _)| *next <= from));
+        let seg_key = if before_key { None } else { key.as_ref() };
         report.segments += 1;
         let seg_start = match &start {
             Some(a) => a.clone(),
@@ -80,7 +84,7 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
                 seg_start.records
             ));
         }
-        let r = verify_segment(path, &seg_start, stop_after, key.as_ref(), &mut |n, _, ev| {
+        let r = verify_segment(path, &seg_start, stop_after, seg_key, &mut |n, _, ev| {
             if ev.get("kind").and_then(Value::as_str) == Some("unknown") {
                 let s = |k: &str| ev.get(k).map(|v| v.to_string().trim_matches('"').to_owned()).unwrap_or_default();
                 let who = format!("record {n} (agent {} boot {} seq {})", s("agent_id"), s("boot_id"), s("seq"));
@@ -110,7 +114,9 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
         }
         // Records without a mark open the segment: numbers seg_start+1 ..= +unkeyed.
         let last_unmarked = seg_start.records + r.unkeyed;
-        if let Some(from) = keyed_from
+        if before_key {
+            report.unkeyed += r.records.saturating_sub(seg_start.records);
+        } else if let Some(from) = keyed_from
             && r.unkeyed > 0
             && last_unmarked >= from
         {
