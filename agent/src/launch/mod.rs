@@ -146,7 +146,7 @@ struct Held {
     shown: String,
     /// For the `launched` line: when the launch began, and how long each step took.
     t0: Instant,
-    steps: [Duration; 4],
+    steps: [Duration; 5],
     /// Whether the sandbox was planned for this session or a kept plan.
     planned: plans::Planned,
 }
@@ -308,7 +308,7 @@ impl Launcher {
             }
         };
         let us = |d: Duration| d.as_micros() as u64;
-        let [prepared, forked, confined, announced] = steps;
+        let [prepared, forked, opened, confined, announced] = steps;
         info!(
             session = %session,
             pid,
@@ -318,6 +318,7 @@ impl Launcher {
             elapsed_us = us(t0.elapsed()),
             prepared_us = us(prepared),
             forked_us = us(forked),
+            opened_us = us(opened),
             confined_us = us(confined),
             announced_us = us(announced),
             ready_us = us(ready_at),
@@ -500,6 +501,7 @@ impl Launcher {
                 return Err(e.into());
             }
         };
+        let opened = t0.elapsed();
         let say_go = |go: &mut Option<File>| go.as_mut().is_some_and(|f| f.write_all(b"g").is_ok());
         // 3–4: confined, read back, on the record.
         let confined = if say_go(&mut go) {
@@ -548,7 +550,7 @@ impl Launcher {
             started,
             shown,
             t0,
-            steps: [prepared, forked, confined_at, announced],
+            steps: [prepared, forked, opened, confined_at, announced],
             planned,
         })
     }

@@ -1403,9 +1403,10 @@ struct LaunchResult {
 }
 
 /// The steps the agent's `launched` line times, in order, and what each covers.
-const LAUNCH_STEPS: [(&str, &str); 5] = [
+const LAUNCH_STEPS: [(&str, &str); 6] = [
     ("prepared_us", "grant checked, Landlock ruleset and seccomp filters built"),
-    ("forked_us", "first process forked and tagged, in the session cgroup"),
+    ("forked_us", "first process forked"),
+    ("opened_us", "session opened: tagged, in its cgroup, state saved"),
     ("confined_us", "confined, confinement read back from /proc"),
     ("announced_us", "`session_start` recorded"),
     ("ready_us", "the client said ready (its terminal set up)"),
