@@ -470,14 +470,17 @@ impl Host {
                 max_tasks,
             };
             inner.registry.sessions.insert(id, session);
-            self.save(&inner);
+            // Not saved here: every caller announces the session next (success or
+            // failure), and `announce` saves, so a launch pays one state fsync, not
+            // two. A crash in between leaves the kernel slot unknown to the next
+            // agent, which clears it (the session dies: fail closed).
             Ok(id)
         }
     }
 
     /// Puts an opened session on the record (`session_start`) with what confines
     /// it, as the agent applied and read it back; `caller` is (uid, pid) of who
-    /// asked for it.
+    /// asked for it. Saves the state: [`Host::open_session`] leaves that to here.
     pub async fn announce(
         &self,
         id: u64,

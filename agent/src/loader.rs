@@ -292,6 +292,7 @@ impl Kernel {
     /// Attaches (and pins) or detaches the syscall hook.
     pub fn set_syscall_hook(&mut self, on: bool) -> Result<()> {
         let pin = self.pin_dir.join("links").join(SYS_EXIT);
+        let t0 = std::time::Instant::now();
         if on && self.sys_exit.is_none() {
             let link = attach(&mut self.ebpf, SYS_EXIT)?;
             if pin.exists() {
@@ -300,10 +301,12 @@ impl Kernel {
             }
             let pinned = link.pin(&pin).map_err(|e| anyhow!("failed to pin link at {}: {e}", pin.display()))?;
             self.sys_exit = Some(pinned);
+            tracing::info!(elapsed_us = t0.elapsed().as_micros() as u64, "syscall hook attached");
         } else if !on && let Some(pinned) = self.sys_exit.take() {
             // Removing the pin and dropping our fd detaches the program.
             let _ = fs::remove_file(&pin);
             drop(pinned);
+            tracing::info!(elapsed_us = t0.elapsed().as_micros() as u64, "syscall hook detached");
         }
         Ok(())
     }

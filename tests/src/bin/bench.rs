@@ -1406,9 +1406,9 @@ struct LaunchResult {
 const LAUNCH_STEPS: [(&str, &str); 6] = [
     ("prepared_us", "grant checked, Landlock ruleset and seccomp filters built"),
     ("forked_us", "first process forked"),
-    ("opened_us", "session opened: tagged, in its cgroup, state saved"),
+    ("opened_us", "session opened: tagged, in its cgroup"),
     ("confined_us", "confined, confinement read back from /proc"),
-    ("announced_us", "`session_start` recorded"),
+    ("announced_us", "state saved, `session_start` recorded"),
     ("ready_us", "the client said ready (its terminal set up)"),
 ];
 
