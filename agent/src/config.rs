@@ -22,6 +22,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/warrant/agent.toml";
 /// kills them when the grant ends.
 #[derive(Debug, Parser, Default)]
 #[command(name = "warrant-agent", version)]
+// The doc comments below are --help text: `<state-dir>` is not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 pub struct Flags {
     /// TOML config file with the same keys as these flags (default /etc/warrant/agent.toml, if present)
     #[arg(long)]

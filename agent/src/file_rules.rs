@@ -21,7 +21,7 @@ const EPERM: i32 = 1;
 const EACCES: i32 = 13;
 
 /// What sessions are kept from (`warrant_policy::protect`), the agent's own paths
-/// included; set once at start by [`protect`].
+/// included; set once at start by [`protect()`].
 static PROTECTED: std::sync::OnceLock<Vec<Protected>> = std::sync::OnceLock::new();
 
 /// Sets the protected table, with the agent's own paths (first call wins).

@@ -49,7 +49,7 @@ const MAX_SEGMENT_BYTES: u64 = 4 << 20;
 /// Largest payload a record may claim; anything bigger is damage, not an event.
 const MAX_PAYLOAD: u32 = 16 << 20;
 
-/// What happened to a batch handed to [`Spool::append`].
+/// What happened to a batch handed to `Spool::append`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     /// Events now on disk (a prefix of the batch).

@@ -94,6 +94,8 @@ pub struct DenyArgs {
 
 /// `warrant extend`
 #[derive(Debug, Args)]
+// The doc comments below are --help text: `<the original reason>` is not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 pub struct ExtendArgs {
     /// The grant to extend (g-…), issued by an approved request of yours.
     pub grant: String,

@@ -51,7 +51,7 @@ fn token(args: &LoginArgs) -> Result<TokenFile> {
 }
 
 /// What to run: the client's command through the shell, or the shell as a login
-/// shell (argv[0] `-bash`, as sshd itself starts it).
+/// shell (`argv[0]` `-bash`, as sshd itself starts it).
 fn command(shell: &OsStr, original: Option<OsString>) -> (Vec<OsString>, Option<OsString>) {
     match original.filter(|c| !c.is_empty()) {
         Some(cmd) => (vec![shell.to_owned(), "-c".into(), cmd], None),

@@ -20,6 +20,8 @@ use crate::auth::{Role, Roles};
 /// the agent that holds the session.
 #[derive(Debug, Parser, Default)]
 #[command(name = "warrant-collector", version)]
+// The doc comments below are --help text: `[roles]` is a TOML table there, not a link.
+#[allow(rustdoc::broken_intra_doc_links)]
 pub struct Flags {
     /// TOML config file with the same keys as these flags, plus a [roles] table
     #[arg(long, global = true)]

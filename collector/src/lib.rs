@@ -43,7 +43,7 @@ pub use store::{Reader, Store, StoreError, StoreOptions, verify_dir};
 
 /// Everything that can go wrong in this crate.
 ///
-/// Messages follow warrant's style: lowercase, "<what failed> <object>: <cause>".
+/// Messages follow warrant's style: lowercase, "`<what failed> <object>: <cause>`".
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file operation on the audit log failed.

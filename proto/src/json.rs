@@ -116,7 +116,7 @@ pub fn to_canonical_json(event: &Event, out: &mut Vec<u8>) {
 }
 
 /// Writes the canonical bytes of [`to_json`]`(event)` straight from the event: no
-/// intermediate [`Value`], no map of owned keys, no sorting (keys are [`Key`]s,
+/// intermediate [`Value`], no map of owned keys, no sorting (keys are `Key`s,
 /// numbered in byte order). This is what the audit log hashes, once per event, so
 /// it is on the event path; a property test keeps it byte for byte equal to
 /// `canonical_json(&to_json(event))`. Keep one and reuse it: its buffers stay.

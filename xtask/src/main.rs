@@ -11,7 +11,7 @@
 //! - [`cmd`]: running child commands with errors that name the command.
 //! - [`setup`]: the ordered bootstrap steps and their one-line reports; the steps
 //!   themselves are [`toolchain`], [`linker`], [`packages`] and [`mounts`].
-//! - [`build`], [`run`], [`test`], [`bench`], [`package`]: one file per remaining subcommand.
+//! - [`build`], [`run`], [`mod@test`], [`mod@bench`], [`package`]: one file per remaining subcommand.
 
 mod bench;
 mod browser;

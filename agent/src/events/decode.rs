@@ -621,7 +621,7 @@ fn decode_path(p: &RawPath) -> (String, bool) {
     path_of(&p.into())
 }
 
-/// [`decode_path`] from a path's parts.
+/// `decode_path` from a path's parts.
 fn path_of(p: &PathPart<'_>) -> (String, bool) {
     let len = (p.len as usize).min(p.data.len());
     let data = &p.data[..len];

@@ -35,7 +35,7 @@ use super::sandbox::{EnterError, Sandbox};
 /// What the child becomes.
 pub struct Plan {
     pub program: CString,
-    /// argv, argv[0] included.
+    /// argv, `argv[0]` included.
     pub argv: Vec<CString>,
     /// `KEY=VALUE` each.
     pub env: Vec<CString>,

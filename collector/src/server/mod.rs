@@ -10,10 +10,10 @@
 //! # Layout
 //! - this file: the shared [`State`], the `Collector` service (which hands each call
 //!   to its module) and [`run`];
-//! - [`gate`]: who may call what (roles), and the record of every refusal;
-//! - [`ingest`]: `Ingest.Stream`, the agents' side (hello, batches, acks);
-//! - [`watch`]: the read side for people (`Watch`, `Query`, `Sessions`);
-//! - [`control`]: commands to agents (`Kill`, `Revoke`), `AgentStatus`, `VerifyLog`.
+//! - `gate`: who may call what (roles), and the record of every refusal;
+//! - `ingest`: `Ingest.Stream`, the agents' side (hello, batches, acks);
+//! - `watch`: the read side for people (`Watch`, `Query`, `Sessions`);
+//! - `control`: commands to agents (`Kill`, `Revoke`), `AgentStatus`, `VerifyLog`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -17,7 +17,7 @@ use super::{BatchOutcome, StoreError, StoreOptions};
 use crate::log::{Anchor, AuditLog};
 use crate::log_key::LogKey;
 
-/// One segment: one row of [`SEGMENTS`].
+/// One segment: one row of the index's `SEGMENTS` table.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SegmentInfo {
     /// Its last record.
@@ -118,7 +118,7 @@ fn gap_record(envelope: &Event, seq: u64, key: &(String, String), first: u64, la
     }
 }
 
-/// See [`Store::retention_plan`].
+/// See [`super::Store::retention_plan`].
 #[derive(Clone, Debug)]
 pub struct RetentionPlan {
     /// First record numbers of the segments to drop, oldest first.
@@ -393,7 +393,7 @@ impl LogSide {
     }
 
     /// Deletes the segment files of `plan` (after the caller appended its
-    /// retention record). The index rows are the [`Indexer`]'s job.
+    /// retention record). The index rows are the [`super::index::Indexer`]'s job.
     ///
     /// # Errors
     /// When a file cannot be removed.
