@@ -22,7 +22,9 @@ fn burst_while_agent_stopped(agent: &TestAgent, grant: &str, mark: &Marker, burs
     let argv: Vec<&str> = [tb.as_str(), "gate", go_arg, "--"].into_iter().chain(burst.iter().copied()).collect();
     let s = agent.exec(grant, mark, &argv);
     let sid = s.id().to_string();
-    agent.wait_for_event(|e| audit::is("session_start", &sid)(e), Duration::from_secs(20));
+    // `session_start` is recorded before the agent lets the command run: wait for
+    // the gate's own exec, so the agent is not stopped with the command held back.
+    agent.wait_for_event(|e| audit::is("exec", &sid)(e), Duration::from_secs(20));
     let signal = |sig| {
         // SAFETY: kill(2) on the agent this test started.
         let r = unsafe { libc::kill(i32::try_from(agent.pid()).expect("pid"), sig) };
