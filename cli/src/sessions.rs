@@ -82,27 +82,11 @@ pub fn state_name(state: SessionState) -> &'static str {
 
 /// The table; with `hosts` (one per session), a HOST column first.
 fn session_table(sessions: &[Session], hosts: Option<&[&str]>, now: i64) -> Table {
+    const COLUMNS: [&str; 7] = ["SESSION", "GRANT", "SUBJECT", "ROOT PID", "PROCS", "LEFT/STATE", "COMMAND"];
     let mut t = if hosts.is_some() {
-        Table::new(&[
-            "HOST",
-            "SESSION",
-            "GRANT",
-            "SUBJECT",
-            "ROOT PID",
-            "PROCS",
-            "LEFT/STATE",
-            "COMMAND",
-        ])
+        Table::new(&[&["HOST"][..], &COLUMNS].concat())
     } else {
-        Table::new(&[
-            "SESSION",
-            "GRANT",
-            "SUBJECT",
-            "ROOT PID",
-            "PROCS",
-            "LEFT/STATE",
-            "COMMAND",
-        ])
+        Table::new(&COLUMNS)
     };
     for (i, s) in sessions.iter().enumerate() {
         let live = s.state() == SessionState::Live;

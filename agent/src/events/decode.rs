@@ -479,21 +479,15 @@ struct OpenRecord<'a> {
 }
 
 fn read_open(record: &[u8], kind: u32) -> Result<OpenRecord<'_>, DecodeError> {
-    if record.len() < FILE_OPEN_HEAD {
-        return Err(DecodeError::Size { kind, len: record.len(), want: FILE_OPEN_HEAD });
-    }
-    let path = offset_of!(FileOpenEvent, path);
-    let end = record.len().min(size_of::<FileOpenEvent>());
-    let len = u32_at(record, path + offset_of!(RawPath, len));
-    // A record that claims more path than it carries was cut wrong: refuse it
-    // (counted as undecodable) rather than report a shorter path as whole.
-    if FILE_OPEN_HEAD + len as usize > end {
-        return Err(DecodeError::Size { kind, len: record.len(), want: FILE_OPEN_HEAD + len as usize });
-    }
+    // The path is the record's last field, so a cut record and a whole one both
+    // have its bytes right after FILE_OPEN_HEAD: one variable part. A record that
+    // claims more path than it carries was cut wrong and is refused (counted as
+    // undecodable) rather than read as a shorter path.
+    let [path] = unpack(record, kind, FILE_OPEN_HEAD, [(offset_of!(FileOpenEvent, path), PATH_BUF)])?;
     Ok(OpenRecord {
         open_flags: u32_at(record, offset_of!(FileOpenEvent, open_flags)),
         ret: u32_at(record, offset_of!(FileOpenEvent, ret)) as i32,
-        path: PathPart { len, flags: u32_at(record, path + offset_of!(RawPath, flags)), data: &record[FILE_OPEN_HEAD..end] },
+        path,
     })
 }
 

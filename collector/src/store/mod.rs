@@ -111,17 +111,9 @@ pub enum StoreError {
 }
 
 /// The log's key in the data directory (mode 0600): every record's mac is made with
-/// it, and `verify` checks them when it can read it.
+/// it, and `verify` checks them when it can read it. Beside it, `log.key.from`
+/// (`crate::log_key::from_path`) names the first record it marked.
 pub const KEY_FILE: &str = "log.key";
-/// Beside the key (mode 0600): the first record written with it. Records before it
-/// come from a collector that kept no key; from it on, one without a mac is a
-/// stripped mark.
-pub const KEYED_FROM_FILE: &str = "log.key.from";
-
-/// The first keyed record, from [`KEYED_FROM_FILE`] (`None` when there is none).
-pub(crate) fn keyed_from(data_dir: &Path) -> Result<Option<u64>, StoreError> {
-    Ok(crate::log_key::keyed_from(&data_dir.join(KEY_FILE))?)
-}
 
 /// Tunables of the store.
 #[derive(Clone, Debug)]

@@ -267,12 +267,12 @@ fn a_rewritten_store_is_caught_by_its_key() {
     std::fs::write(seg(), &original).unwrap();
     crate::log::rechain(&seg(), false, |_, _| {});
     std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
-    std::fs::remove_file(dir.path().join(KEYED_FROM_FILE)).unwrap();
+    std::fs::remove_file(crate::log_key::from_path(&dir.path().join(KEY_FILE))).unwrap();
     {
         let (mut s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
         s.append_batches(vec![batch("a", "b", 6..=7)]).unwrap();
     }
-    assert_eq!(std::fs::read_to_string(dir.path().join(KEYED_FROM_FILE)).unwrap().trim(), "6");
+    assert_eq!(std::fs::read_to_string(crate::log_key::from_path(&dir.path().join(KEY_FILE))).unwrap().trim(), "6");
     let report = verify_dir(dir.path(), None, None).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!((report.records, report.unkeyed, report.keyed), (7, 5, true));
@@ -294,7 +294,7 @@ fn segments_from_before_the_key_verify_by_their_hashes() {
         let (mut s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
         s.append_batches(vec![batch("a", "b", 21..=25)]).unwrap();
     }
-    assert_eq!(std::fs::read_to_string(dir.path().join(KEYED_FROM_FILE)).unwrap().trim(), "21");
+    assert_eq!(std::fs::read_to_string(crate::log_key::from_path(&dir.path().join(KEY_FILE))).unwrap().trim(), "21");
     let report = verify_dir(dir.path(), None, None).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!((report.records, report.unkeyed, report.segments), (25, 20, 2));

@@ -49,7 +49,7 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
     let key_path = data_dir.join(super::KEY_FILE);
     let key = if key_path.exists() { Some(LogKey::load_or_create(&key_path)?) } else { None };
     report.keyed = key.is_some();
-    let keyed_from = if key.is_some() { super::keyed_from(data_dir)? } else { None };
+    let keyed_from = if key.is_some() { crate::log_key::keyed_from(&key_path)? } else { None };
     // Marks are checked across segments: after the first marked record, one
     // without a mark is a stripped mark, in any segment.
     let mut marked = false;
