@@ -9,10 +9,12 @@
 //! - `warrant/v1/launch.proto`: the launch socket, where the agent creates a
 //!   session's first process; [`launch`] frames its messages.
 //! - [`json`]: `Event` to the one-object-per-line JSON schema.
+//! - [`ledger`]: a session's report summed up from its events.
 //! - [`token`]: signing, verifying, encoding and decoding grant tokens; keys.
 
 pub mod json;
 pub mod launch;
+pub mod ledger;
 pub mod token;
 
 /// Generated code for package `warrant.v1`.

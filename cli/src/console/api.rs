@@ -1,6 +1,7 @@
 /// The JSON routes. Each calls the agent or collector as the console's user, so
 /// every refusal is the other side's; the console only leaves out of the page what
 /// that user's role cannot do ([`Me`]).
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -13,7 +14,7 @@ use warrant_proto::json::rfc3339;
 use warrant_proto::{ApproveRequest, DenyRequest, GetRequestRequest, ListRequestsRequest, SessionState};
 
 use super::error::ApiError;
-use super::{Console, assets, events};
+use super::{Console, assets, events, follow};
 use crate::kill::{Target as KillTarget, report_json};
 use crate::sessions::state_name;
 use crate::target::Target;
@@ -97,31 +98,53 @@ struct AllQuery {
     all: bool,
 }
 
-/// Sessions with who, why (the grant's reason, when known), time left and process count.
+/// Events the sessions page reads per live session and refresh (collector mode):
+/// one page, so a page of busy sessions still answers in time; a session that
+/// writes more than that between two refreshes shows its count as catching up.
+const LIST_BUDGET: usize = 10_000;
+
+/// Sessions with who, why (the grant's reason), time left and process count. In
+/// collector mode the count is what the log shows ([`follow`]): processes seen on the
+/// record that no `exit` ended.
 async fn sessions(State(c): State<Arc<Console>>, Query(q): Query<AllQuery>) -> ApiResult {
     let list = c.target.sessions(q.all).await?;
-    let reasons: std::collections::HashMap<String, String> = match &c.target {
+    let mut why: HashMap<String, String> = HashMap::new();
+    let mut seen: HashMap<String, (usize, bool)> = HashMap::new();
+    match &c.target {
         Target::Agent(a) => {
-            a.clone().list_grants(true).await.unwrap_or_default().into_iter().map(|g| (g.id, g.reason)).collect()
+            why = a.clone().list_grants(true).await.unwrap_or_default().into_iter().map(|g| (g.id, g.reason)).collect();
         }
-        Target::Collector(_) => Default::default(),
-    };
+        Target::Collector(col) => {
+            for h in &list {
+                let s = &h.session;
+                if !why.contains_key(&s.grant) {
+                    why.insert(s.grant.clone(), c.books.grant(col, &s.grant).await?.reason);
+                }
+                if s.state() == SessionState::Live {
+                    let u = c.books.update(col, &s.id, LIST_BUDGET).await?;
+                    seen.insert(s.id.clone(), (u.processes, u.caught_up));
+                }
+            }
+        }
+    }
     let now = crate::output::now_unix_ns();
     let rows: Vec<Value> = list
         .iter()
         .map(|h| {
             let s = &h.session;
             let live = s.state() == SessionState::Live;
+            let (processes, caught_up) = seen.get(&s.id).copied().unwrap_or((s.processes.len(), true));
             json!({
                 "id": s.id,
                 "grant": s.grant,
                 "subject": s.subject,
-                "why": reasons.get(&s.grant).cloned().unwrap_or_default(),
+                "why": why.get(&s.grant).cloned().unwrap_or_default(),
                 "host": h.host,
                 "agent_id": h.agent_id,
                 "state": state_name(s.state()),
                 "root_pid": s.root_pid,
-                "processes": s.processes.len(),
+                "processes": processes,
+                "processes_caught_up": caught_up,
                 "started_at": rfc3339(s.started_at_unix_ns),
                 "expires_at_unix_ms": s.expires_at_unix_ns / 1_000_000,
                 "left": if live { crate::output::left(s.expires_at_unix_ns, now) } else { String::new() },
@@ -133,9 +156,23 @@ async fn sessions(State(c): State<Arc<Console>>, Query(q): Query<AllQuery>) -> A
     Ok(Json(json!({ "sessions": rows })))
 }
 
+/// A session's report: the agent's (live or recent), or in collector mode the one
+/// the agent sent at the end, else the session's events summed up so far
+/// ([`follow`]), with `processes` and whether the read `caught_up`.
 async fn report(State(c): State<Arc<Console>>, Path(id): Path<String>) -> ApiResult {
-    let ev = crate::report::fetch(&c.target, &id).await?;
-    Ok(Json(crate::render::report_json(&ev)))
+    match &c.target {
+        Target::Collector(col) => {
+            let seen = c.books.update(col, &id, follow::BUDGET).await?;
+            if seen.report.grant.is_empty() && seen.report.subject.is_empty() {
+                return Err(ApiError::new(StatusCode::NOT_FOUND, format!("the collector's log has no events of session {id}")));
+            }
+            let mut v = crate::render::report_json(&seen.report);
+            v["processes"] = seen.processes.into();
+            v["caught_up"] = seen.caught_up.into();
+            Ok(Json(v))
+        }
+        Target::Agent(_) => Ok(Json(crate::render::report_json(&crate::report::fetch(&c.target, &id).await?))),
+    }
 }
 
 #[derive(Deserialize)]
