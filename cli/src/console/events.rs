@@ -1,11 +1,17 @@
-/// `GET /api/events`: the live stream as Server-Sent Events, one JSON event each.
+/// `GET /api/events`: the live stream as Server-Sent Events, each message a JSON
+/// array of events.
 ///
 /// Each event is the documented JSON form (`warrant watch --json`) plus `line`,
-/// the same one-line summary `warrant watch` prints, and `alarm` (a denial, a kill,
-/// a loss). A stream error ends the stream with an `error` event carrying the
-/// message; the page says so and may reconnect.
+/// the same one-line summary `warrant watch` prints, `alarm` (a denial, a kill,
+/// a loss) and `t_ms` (its time in Unix milliseconds). A message carries the events that had arrived when it was sent (one
+/// when the stream is quiet, up to [`BATCH`] when it is busy), so a session
+/// streaming thousands of events a second costs the page a few messages per frame,
+/// not one per event. A stream error ends the stream with an `error` event carrying
+/// the message; the page says so and may reconnect.
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -34,9 +40,12 @@ pub struct EventsQuery {
     since: Option<String>,
 }
 
-/// How many events may wait for a slow page before the agent or collector's own
+/// How many messages may wait for a slow page before the agent or collector's own
 /// back-pressure (a `watch_missed` event) takes over.
-const BUFFER: usize = 4096;
+const BUFFER: usize = 64;
+
+/// Events one message carries at most.
+const BATCH: usize = 512;
 
 /// One event as the page gets it.
 pub fn event_json(ev: &Event) -> serde_json::Value {
@@ -44,6 +53,8 @@ pub fn event_json(ev: &Event) -> serde_json::Value {
     let (line, alarm) = summary(ev);
     v["line"] = line.into();
     v["alarm"] = alarm.into();
+    // For the page's lag figure (how long ago the newest event it drew happened).
+    v["t_ms"] = (ev.time_unix_ns / 1_000_000).into();
     v
 }
 
@@ -81,28 +92,53 @@ pub async fn stream(
     let mut events = console.target.watch(filter, since).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(BUFFER);
     tokio::spawn(async move {
+        // The local agent filters by session, grant and kinds only
+        // (`FilterArgs::collector_only`); a collector applies these too.
+        let wanted = |ev: &Event| {
+            host.as_deref().is_none_or(|h| h == ev.host) && subject.as_deref().is_none_or(|s| s == ev.subject)
+        };
         loop {
-            let (sse, last) = match events.message().await {
-                Ok(Some(ev)) => {
-                    // The local agent filters by session, grant and kinds only
-                    // (`FilterArgs::collector_only`); a collector applies these too.
-                    if host.as_deref().is_some_and(|h| h != ev.host) || subject.as_deref().is_some_and(|s| s != ev.subject) {
-                        continue;
+            // Wait for one, then take whatever else has already arrived.
+            let mut next = Some(events.message().await);
+            let mut batch = Vec::new();
+            let mut last = None;
+            while let Some(got) = next.take() {
+                match got {
+                    Ok(Some(ev)) => {
+                        if wanted(&ev) {
+                            batch.push(event_json(&ev));
+                        }
+                        if batch.len() < BATCH {
+                            next = ready(&mut events);
+                        }
                     }
-                    (SseEvent::default().data(event_json(&ev).to_string()), false)
+                    Ok(None) => last = Some(SseEvent::default().event("end").data("{}")),
+                    Err(status) => {
+                        let msg = ApiError::from(crate::remote::status_error("the stream", &status)).message;
+                        last = Some(SseEvent::default().event("error").data(serde_json::json!({ "error": msg }).to_string()));
+                    }
                 }
-                Ok(None) => (SseEvent::default().event("end").data("{}"), true),
-                Err(status) => {
-                    let msg = ApiError::from(crate::remote::status_error("the stream", &status)).message;
-                    (SseEvent::default().event("error").data(serde_json::json!({ "error": msg }).to_string()), true)
-                }
-            };
-            if tx.send(Ok(sse)).await.is_err() || last {
-                return; // the page went away, or the stream ended
+            }
+            if !batch.is_empty() && tx.send(Ok(SseEvent::default().data(serde_json::Value::from(batch).to_string()))).await.is_err() {
+                return; // the page went away
+            }
+            if let Some(end) = last {
+                let _ = tx.send(Ok(end)).await;
+                return;
             }
         }
     });
     Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
+}
+
+/// The stream's next message if it has already arrived (without waiting).
+fn ready(events: &mut tonic::Streaming<Event>) -> Option<Result<Option<Event>, tonic::Status>> {
+    let waker = std::task::Waker::noop();
+    match Pin::new(events).poll_next(&mut std::task::Context::from_waker(waker)) {
+        Poll::Ready(Some(r)) => Some(r.map(Some)),
+        Poll::Ready(None) => Some(Ok(None)),
+        Poll::Pending => None,
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@ let source = null;
 let paused = false;
 let held = [];
 let pending = [];
-// Read by the browser test: events the page received and rows it drew.
-window.consoleStats = { received: 0, rendered: 0 };
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -54,23 +52,64 @@ function clock(ns) {
 }
 
 // ---- events ----
+//
+// A busy session streams thousands of events a second. The page keeps up by doing
+// the DOM work once per frame: messages (each a batch of events) only queue the
+// events; one requestAnimationFrame callback draws what queued, and only the newest
+// MAX_ROWS of it (older ones would scroll out of the table in the same frame). The
+// counter says how many events arrived, how many were drawn, and the lag: how old
+// the newest drawn event was when it appeared.
+
+const MAX_ROWS = 1000;
+const MAX_HELD = 100000;
+// Read by the browser test: events the page received, rows it drew, events it
+// skipped drawing (they would scroll past at once), frames drawn, the lag.
+window.consoleStats = { received: 0, rendered: 0, skipped: 0, frames: 0, lagMs: 0, maxLagMs: 0, missed: 0 };
+
+function resetStats() {
+  Object.assign(window.consoleStats, { received: 0, rendered: 0, skipped: 0, frames: 0, lagMs: 0, maxLagMs: 0, missed: 0 });
+}
+
+function eventRow(ev) {
+  const r = row([ev.time ? ev.time.substring(11, 23) : '', ev.host || '', ev.session || ev.grant || '-',
+    ev.pid || '-', ev.kind, ev.line], ev.alarm ? 'alarm' : '');
+  r.dataset.kind = ev.kind || '';
+  r.dataset.session = ev.session || '';
+  return r;
+}
+
+function showCount() {
+  const st = window.consoleStats;
+  $('event-count').textContent = st.received + ' events, ' + st.rendered + ' drawn' +
+    (st.skipped ? ' (' + st.skipped + ' scrolled past undrawn)' : '') +
+    (st.missed ? ', ' + st.missed + ' MISSED by the stream' : '') +
+    (st.frames ? ', lag ' + st.lagMs + ' ms' : '') + (paused ? ' — paused, ' + held.length + ' held' : '');
+}
 
 function drawEvents() {
+  const st = window.consoleStats;
   const body = $('event-rows');
-  const batch = pending;
+  let batch = pending;
   pending = [];
-  const frag = document.createDocumentFragment();
-  for (const ev of batch) {
-    const r = row([ev.time ? ev.time.substring(11, 23) : '', ev.host || '', ev.session || ev.grant || '-',
-      ev.pid || '-', ev.kind, ev.line], ev.alarm ? 'alarm' : '');
-    r.dataset.kind = ev.kind || '';
-    r.dataset.session = ev.session || '';
-    frag.appendChild(r);
+  if (batch.length > MAX_ROWS) {
+    st.skipped += batch.length - MAX_ROWS;
+    batch = batch.slice(batch.length - MAX_ROWS);
   }
-  body.appendChild(frag);
-  window.consoleStats.rendered += batch.length;
-  while (body.rows.length > 2000) body.deleteRow(0);
-  $('event-count').textContent = window.consoleStats.received + ' events' + (paused ? ' (paused, ' + held.length + ' held)' : '');
+  if (batch.length) {
+    const frag = document.createDocumentFragment();
+    for (const ev of batch) frag.appendChild(eventRow(ev));
+    const extra = body.rows.length + batch.length - MAX_ROWS;
+    for (let i = 0; i < extra && body.firstChild; i++) body.removeChild(body.firstChild);
+    body.appendChild(frag);
+    st.rendered += batch.length;
+    st.frames++;
+    const newest = batch[batch.length - 1].t_ms;
+    if (newest) {
+      st.lagMs = Math.max(0, Date.now() - newest);
+      st.maxLagMs = Math.max(st.maxLagMs, st.lagMs);
+    }
+  }
+  showCount();
 }
 
 let drawQueued = false;
@@ -80,22 +119,41 @@ function queueDraw() {
   requestAnimationFrame(() => { drawQueued = false; drawEvents(); });
 }
 
-function startEvents() {
-  if (source) source.close();
+function take(evs) {
+  const st = window.consoleStats;
+  st.received += evs.length;
+  for (const ev of evs) {
+    if (ev.kind === 'watch_missed') st.missed += Number(ev.count || 0);
+    if (paused) held.push(ev); else pending.push(ev);
+  }
+  if (held.length > MAX_HELD) held.splice(0, held.length - MAX_HELD);
+  // A hidden tab gets no frames: keep only what a frame would draw.
+  if (pending.length > 4 * MAX_ROWS) {
+    st.skipped += pending.length - MAX_ROWS;
+    pending.splice(0, pending.length - MAX_ROWS);
+  }
+  queueDraw();
+}
+
+function filterQuery() {
   const form = new FormData($('filters'));
   const q = new URLSearchParams();
   for (const [k, v] of form.entries()) if (String(v).trim()) q.set(k, String(v).trim());
+  return q.toString();
+}
+
+function startEvents() {
+  if (source) source.close();
   $('event-rows').textContent = '';
-  window.consoleStats.received = 0;
-  window.consoleStats.rendered = 0;
+  pending = [];
+  held = [];
+  resetStats();
   showError('');
-  source = new EventSource('/api/events?' + q.toString());
+  source = new EventSource('/api/events?' + filterQuery());
   source.onmessage = (m) => {
-    let ev;
-    try { ev = JSON.parse(m.data); } catch (_) { return; }
-    window.consoleStats.received++;
-    if (paused) { held.push(ev); if (held.length > 100000) held.shift(); } else { pending.push(ev); }
-    queueDraw();
+    let evs;
+    try { evs = JSON.parse(m.data); } catch (_) { return; }
+    take(Array.isArray(evs) ? evs : [evs]);
   };
   source.addEventListener('error', (m) => {
     if (m.data) {
@@ -108,11 +166,8 @@ function startEvents() {
 
 async function checkEventsFilter() {
   // EventSource hides HTTP errors: ask once with fetch to show the message.
-  const form = new FormData($('filters'));
-  const q = new URLSearchParams();
-  for (const [k, v] of form.entries()) if (String(v).trim()) q.set(k, String(v).trim());
   const ctl = new AbortController();
-  const resp = await fetch('/api/events?' + q.toString(), { signal: ctl.signal });
+  const resp = await fetch('/api/events?' + filterQuery(), { signal: ctl.signal });
   if (!resp.ok) {
     let msg = 'HTTP ' + resp.status;
     try { msg = (await resp.json()).error || msg; } catch (_) { /* keep */ }
@@ -123,26 +178,47 @@ async function checkEventsFilter() {
 
 // ---- sessions ----
 
+// The list reloads every 2 s (one load at a time) and the time left ticks every second.
+let sessionsLoading = false;
 async function loadSessions() {
-  const all = $('sessions-all').checked;
-  const data = await api('/api/sessions' + (all ? '?all=true' : ''));
-  const body = $('session-rows');
-  body.textContent = '';
-  for (const s of data.sessions) {
-    const a = el('a', s.id);
-    a.href = '#/session/' + encodeURIComponent(s.id);
-    const left = s.state === 'live' ? leftText(s.expires_at_unix_ms) : (s.end_reason || s.state);
-    const r = row([a, s.host, s.subject, s.why, s.grant, left, s.processes, (s.command || []).join(' ')]);
-    r.dataset.session = s.id;
-    body.appendChild(r);
+  if (sessionsLoading) return;
+  sessionsLoading = true;
+  try {
+    const all = $('sessions-all').checked;
+    const data = await api('/api/sessions' + (all ? '?all=true' : ''));
+    const frag = document.createDocumentFragment();
+    for (const s of data.sessions) {
+      const a = el('a', s.id);
+      a.href = '#/session/' + encodeURIComponent(s.id);
+      const live = s.state === 'live';
+      const procs = live ? String(s.processes) + (s.processes_caught_up === false ? '+ (reading)' : '') : '';
+      const r = row([a, s.host, s.subject, s.why, s.grant, live ? leftText(s.expires_at_unix_ms) : (s.end_reason || s.state),
+        procs, (s.command || []).join(' ')]);
+      r.dataset.session = s.id;
+      r.cells[3].className = 'why';
+      r.cells[5].className = 'left';
+      r.cells[6].className = 'procs';
+      if (live) r.cells[5].dataset.expires = String(s.expires_at_unix_ms);
+      frag.appendChild(r);
+    }
+    const body = $('session-rows');
+    body.textContent = '';
+    body.appendChild(frag);
+  } finally {
+    sessionsLoading = false;
   }
+}
+
+function tickLeft() {
+  for (const td of document.querySelectorAll('#session-rows td.left[data-expires]')) td.textContent = leftText(Number(td.dataset.expires));
 }
 
 function leftText(ms) {
   const s = Math.max(0, Math.floor((ms - Date.now()) / 1000));
   if (s <= 0) return 'expiring';
-  const m = Math.floor(s / 60);
-  return (m ? m + 'm' : '') + (s % 60) + 's left';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return (h ? h + 'h' : '') + (h || m ? m + 'm' : '') + (s % 60) + 's left';
 }
 
 // ---- one session ----
@@ -156,29 +232,55 @@ function section(title, items) {
   return frag;
 }
 
-async function loadSession(id) {
-  $('session-title').textContent = 'session ' + id;
+// The report refreshes while the session runs (in collector mode the console sums
+// the session's events up from the log until the agent's own report arrives).
+function drawReport(r) {
   const report = $('report');
+  const live = !r.ended && !r.end_reason;
+  const head = el('p', undefined, 'report-head');
+  head.appendChild(el('span', 'who ' + (r.subject || '') + ', grant ' + (r.grant || '') +
+    (r.reason ? ', why: ' + r.reason : '') + (r.issued_by ? ', issued by ' + r.issued_by : '') +
+    (live ? ', still live' : ', ended: ' + (r.end_reason || '')) +
+    (r.processes !== undefined && live ? ', ' + r.processes + ' process(es) alive on the record' : '') +
+    ', ' + (r.events || 0) + ' events' + (r.caught_up === false ? ' (still reading the log)' : '')));
+  const frag = document.createDocumentFragment();
+  frag.appendChild(head);
+  frag.appendChild(section('commands (' + (r.commands_total || 0) + ')', r.commands || []));
+  frag.appendChild(section('files written (' + (r.files_written_total || 0) + ')', r.files_written || []));
+  frag.appendChild(section('other file changes (' + (r.files_changed_total || 0) + ')', r.files_changed || []));
+  frag.appendChild(section('remotes (' + (r.remotes || []).length + ')', (r.remotes || []).map((t) =>
+    t.addr + ':' + t.port + '  ' + t.connections + ' connection(s), sent ' + t.sent + ', received ' + t.received)));
+  frag.appendChild(section('violations (' + (r.violations_total || 0) + ')', r.violations || []));
+  frag.appendChild(section('kills (' + (r.kills || []).length + ')', r.kills || []));
   report.textContent = '';
+  report.appendChild(frag);
+  report.dataset.state = live ? 'live' : 'ended';
+  return live;
+}
+
+let reportFor = '';
+async function refreshReport(id) {
+  if (reportFor !== id) return false;
+  try {
+    const r = await api('/api/sessions/' + encodeURIComponent(id) + '/report');
+    if (reportFor !== id) return false;
+    const live = drawReport(r);
+    if (!live && timer) { clearInterval(timer); timer = null; }
+    return live;
+  } catch (e) {
+    if (reportFor === id && !$('report').firstChild) $('report').appendChild(el('p', 'no report: ' + e.message));
+    return false;
+  }
+}
+
+async function loadSession(id) {
+  reportFor = id;
+  $('session-title').textContent = 'session ' + id;
+  $('report').textContent = '';
   $('kill-report').hidden = true;
   $('kill').hidden = !me.can.kill;
   $('kill').dataset.session = id;
-  try {
-    const r = await api('/api/sessions/' + encodeURIComponent(id) + '/report');
-    const head = el('p');
-    head.appendChild(el('span', 'who ' + (r.subject || '') + ', grant ' + (r.grant || '') +
-      (r.reason ? ', why: ' + r.reason : '') + (r.ended ? ', ended: ' + (r.end_reason || '') : ', still live')));
-    report.appendChild(head);
-    report.appendChild(section('commands (' + (r.commands_total || 0) + ')', r.commands || []));
-    report.appendChild(section('files written (' + (r.files_written_total || 0) + ')', r.files_written || []));
-    report.appendChild(section('other file changes (' + (r.files_changed_total || 0) + ')', r.files_changed || []));
-    report.appendChild(section('remotes (' + (r.remotes || []).length + ')', (r.remotes || []).map((t) =>
-      t.addr + ':' + t.port + '  ' + t.connections + ' connection(s), sent ' + t.sent + ', received ' + t.received)));
-    report.appendChild(section('violations (' + (r.violations_total || 0) + ')', r.violations || []));
-    report.appendChild(section('kills (' + (r.kills || []).length + ')', r.kills || []));
-  } catch (e) {
-    report.appendChild(el('p', 'no report: ' + e.message));
-  }
+  if (await refreshReport(id)) timer = setInterval(() => refreshReport(id), 2000);
 }
 
 async function killSession() {
@@ -203,6 +305,13 @@ async function killSession() {
       if (s.survivors) box.appendChild(el('p', s.survivors + ' process(es) SURVIVED', 'bad'));
     }
     box.appendChild(el('p', 'round trip ' + r.round_trip_ms + ' ms'));
+    // The session's end and the kill reach the report once the agent has sent them.
+    if (timer) { clearInterval(timer); timer = null; }
+    let tries = 0;
+    timer = setInterval(async () => {
+      const live = await refreshReport(id);
+      if ((!live || ++tries > 40) && timer) { clearInterval(timer); timer = null; }
+    }, 500);
   } catch (e) {
     box.textContent = '';
     const p = el('p', 'kill refused: ' + e.message, 'bad');
@@ -304,7 +413,14 @@ async function route() {
   showError('');
   try {
     if (page === 'events') { if (!source) startEvents(); }
-    else if (page === 'sessions') { await loadSessions(); timer = setInterval(() => loadSessions().catch((e) => showError(e.message)), 2000); }
+    else if (page === 'sessions') {
+      await loadSessions();
+      let tick = 0;
+      timer = setInterval(() => {
+        tickLeft();
+        if (++tick % 2 === 0) loadSessions().catch((e) => showError(e.message));
+      }, 1000);
+    }
     else if (page === 'session') await loadSession(decodeURIComponent(parts.slice(1).join('/')));
     else if (page === 'requests') await loadRequests();
     else if (page === 'agents') await loadAgents();
@@ -327,6 +443,7 @@ async function start() {
     paused = !paused;
     $('pause').textContent = paused ? 'Resume' : 'Pause';
     if (!paused) { pending = pending.concat(held); held = []; queueDraw(); }
+    showCount();
   });
   $('sessions-all').addEventListener('change', () => loadSessions().catch((e) => showError(e.message)));
   $('kill').addEventListener('click', killSession);
