@@ -50,18 +50,47 @@ try {
   out.events_live = await page.evaluate(() => window.consoleStats.received);
   await shot(page, 'events');
 
+  // Sessions: who, why (the grant's reason, from the collector's log), time left, processes.
   await page.goto(cfg.responder + '#/sessions');
-  await page.waitForSelector(`tr[data-session="${cfg.kill_session}"]`, { timeout: T });
-  out.sessions_row = await page.textContent(`tr[data-session="${cfg.kill_session}"]`);
+  const vrow = `tr[data-session="${cfg.kill_session}"]`;
+  await page.waitForSelector(vrow, { timeout: T });
+  await until(page, (s) => { const r = document.querySelector(s + ' td.why'); return r && r.textContent.length > 0; }, vrow, T);
+  out.sessions_row = await page.textContent(vrow);
+  out.sessions_why = await page.textContent(vrow + ' td.why');
+  out.sessions_procs = await page.textContent(vrow + ' td.procs');
+  out.sessions_left = await page.textContent(vrow + ' td.left');
   await shot(page, 'sessions');
+
+  // A live session's report in collector mode (the console sums the log up), updating.
+  await page.goto(cfg.responder + '#/session/' + cfg.noisy_session);
+  const echoes = () => [...document.querySelectorAll('#report li')].filter((li) => li.textContent.startsWith('/bin/echo')).length;
+  await until(page, echoes, null, T);
+  out.live_report_state = await page.getAttribute('#report', 'data-state');
+  out.live_report_head = await page.textContent('#report p.report-head');
+  out.live_report_echoes = await page.evaluate(echoes);
+  const before = out.live_report_echoes;
+  await until(page, (n) => [...document.querySelectorAll('#report li')].filter((li) => li.textContent.startsWith('/bin/echo')).length > n, before, T);
+  out.live_report_echoes_later = await page.evaluate(echoes);
+  out.live_report_xss_ran = await page.evaluate(() => window.__xss === 1);
+  await shot(page, 'session-live');
 
   await page.goto(cfg.responder + '#/session/' + cfg.kill_session);
   await page.waitForSelector('#kill:not([hidden])', { timeout: T });
+  await page.waitForSelector('#report[data-state=live]', { timeout: T });
+  out.kill_before_head = await page.textContent('#report p.report-head');
   const t0 = Date.now();
   await page.click('#kill');
   await page.waitForSelector('#kill-done, #kill-refused', { timeout: 60000 });
   out.kill_ms = Date.now() - t0;
   out.kill_text = await page.textContent('#kill-report');
+  // Then the session's report shows its end and the kill (once the agent sent them).
+  await page.waitForSelector('#report[data-state=ended]', { timeout: 60000 });
+  out.kill_report_ms = Date.now() - t0;
+  out.kill_report_head = await page.textContent('#report p.report-head');
+  out.kill_report_kills = await page.evaluate(() => {
+    const h = [...document.querySelectorAll('#report h3')].find((x) => x.textContent.startsWith('kills'));
+    return h && h.nextElementSibling ? [...h.nextElementSibling.querySelectorAll('li')].map((li) => li.textContent) : [];
+  });
   await shot(page, 'session-killed');
 
   await page.goto(cfg.responder + '#/agents');
@@ -74,26 +103,47 @@ try {
   out.audit_text = await page.textContent('#audit-status');
   await shot(page, 'audit');
 
-  // ---- events per second: a session's open loop, counted in the page ----
+  // ---- events per second: a session's paced open bursts, counted in the page ----
+  // Each step opens `rate` files a second for `step_secs` (gated by a file the
+  // script makes). A step is done when the page has all its events or none came for
+  // 2 s; its figure is the events the page got over the time from the gate to the
+  // last of them, with the lag (how old the newest event drawn was) and the
+  // events the stream reported missed.
   if (cfg.rate_session) {
     await page.goto(cfg.responder + '#/events');
     await page.fill('input[name=session]', cfg.rate_session);
     await page.fill('input[name=since]', '10m');
     await page.click('#filters button[type=submit]');
     await until(page, () => window.consoleStats.received > 0, null, T);
-    fs.writeFileSync(cfg.rate_go, '');
     await page.waitForTimeout(500);
-    const a = await page.evaluate(() => ({ n: window.consoleStats.received, t: performance.now() }));
-    await page.waitForTimeout(cfg.rate_seconds * 1000);
-    const b = await page.evaluate(() => ({ n: window.consoleStats.received, r: window.consoleStats.rendered, t: performance.now() }));
-    out.rate_events = b.n - a.n;
-    out.rate_ms = b.t - a.t;
-    out.rate_rendered = b.r;
-    fs.writeFileSync(cfg.rate_stop, '');
-    // Read once the loop stopped, for the comparison with the agent's count.
-    await page.waitForTimeout(3000);
+    const stats = () => page.evaluate(() => Object.assign({ now: Date.now() }, window.consoleStats));
+    out.rate_steps = [];
+    for (const rate of cfg.rates) {
+      await page.evaluate(() => { window.consoleStats.maxLagMs = 0; });
+      const a = await stats();
+      fs.writeFileSync(cfg.rate_go + '-' + rate, '');
+      const want = rate * cfg.step_secs;
+      let last = a;
+      let b = a;
+      const end = Date.now() + cfg.step_secs * 1000 + 30000;
+      while (Date.now() < end) {
+        await page.waitForTimeout(100);
+        const c = await stats();
+        if (c.received > last.received) last = c;
+        b = c;
+        if (c.received - a.received >= want || (c.now - last.now > 2000 && c.now - a.now > cfg.step_secs * 1000)) break;
+      }
+      const got = last.received - a.received;
+      const secs = (last.now - a.now) / 1000;
+      out.rate_steps.push({
+        rate, want, got, secs, per_sec: Math.round(got / secs),
+        drawn: last.rendered - a.rendered, skipped: last.skipped - a.skipped, frames: last.frames - a.frames,
+        lag_ms_end: last.lagMs, max_lag_ms: b.maxLagMs, missed: last.missed - a.missed,
+      });
+    }
     out.rate_total_received = await page.evaluate(() => window.consoleStats.received);
-    out.rate_missed = await page.evaluate(() => [...document.querySelectorAll('#event-rows tr')].filter((r) => r.dataset.kind === 'watch_missed').length);
+    out.rate_missed = await page.evaluate(() => window.consoleStats.missed);
+    out.rate_count_text = await page.textContent('#event-count');
     // Paused, so the page holds still while a loaded machine draws it.
     await page.click('#pause');
     await shot(page, 'events-rate');
