@@ -55,12 +55,14 @@ function clock(ns) {
 //
 // A busy session streams thousands of events a second. The page keeps up by doing
 // the DOM work once per frame: messages (each a batch of events) only queue the
-// events; one requestAnimationFrame callback draws what queued, and only the newest
-// MAX_ROWS of it (older ones would scroll out of the table in the same frame). The
+// events; one requestAnimationFrame callback draws the newest DRAW_MAX of what
+// queued, newest on top, and the table keeps the newest MAX_ROWS (older events would
+// scroll out of it within the same frame anyway; they are counted, not drawn). The
 // counter says how many events arrived, how many were drawn, and the lag: how old
 // the newest drawn event was when it appeared.
 
-const MAX_ROWS = 1000;
+const MAX_ROWS = 500;
+const DRAW_MAX = 250;
 const MAX_HELD = 100000;
 // Read by the browser test: events the page received, rows it drew, events it
 // skipped drawing (they would scroll past at once), frames drawn, the lag.
@@ -91,16 +93,16 @@ function drawEvents() {
   const body = $('event-rows');
   let batch = pending;
   pending = [];
-  if (batch.length > MAX_ROWS) {
-    st.skipped += batch.length - MAX_ROWS;
-    batch = batch.slice(batch.length - MAX_ROWS);
+  if (batch.length > DRAW_MAX) {
+    st.skipped += batch.length - DRAW_MAX;
+    batch = batch.slice(batch.length - DRAW_MAX);
   }
   if (batch.length) {
     const frag = document.createDocumentFragment();
-    for (const ev of batch) frag.appendChild(eventRow(ev));
+    for (let i = batch.length - 1; i >= 0; i--) frag.appendChild(eventRow(batch[i]));
     const extra = body.rows.length + batch.length - MAX_ROWS;
-    for (let i = 0; i < extra && body.firstChild; i++) body.removeChild(body.firstChild);
-    body.appendChild(frag);
+    for (let i = 0; i < extra && body.lastChild; i++) body.removeChild(body.lastChild);
+    body.insertBefore(frag, body.firstChild);
     st.rendered += batch.length;
     st.frames++;
     const newest = batch[batch.length - 1].t_ms;
@@ -128,9 +130,9 @@ function take(evs) {
   }
   if (held.length > MAX_HELD) held.splice(0, held.length - MAX_HELD);
   // A hidden tab gets no frames: keep only what a frame would draw.
-  if (pending.length > 4 * MAX_ROWS) {
-    st.skipped += pending.length - MAX_ROWS;
-    pending.splice(0, pending.length - MAX_ROWS);
+  if (pending.length > 4 * DRAW_MAX) {
+    st.skipped += pending.length - DRAW_MAX;
+    pending.splice(0, pending.length - DRAW_MAX);
   }
   queueDraw();
 }
