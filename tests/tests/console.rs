@@ -29,12 +29,13 @@ const POLICY: &str = "# <b>on-call</b> ops access\nname: ops\nmax_ttl: 1h\ndefau
 
 /// The events-per-second steps: opens per second of the rate session, each for
 /// [`STEP_SECS`].
-const RATES: [u32; 4] = [1_000, 3_000, 10_000, 30_000];
+const RATES: [u32; 5] = [1_000, 5_000, 10_000, 20_000, 30_000];
 const STEP_SECS: u32 = 4;
 
 /// The loose floors the figures must clear (measured: see
-/// bench/runs/2026-12-07-console): the page keeps up with the 3,000/s step (all its
-/// events, lag under 2 s) and a Kill's report is on screen within 5 s.
+/// bench/runs/2026-12-07-console: about 10,000/s and 0.1 s on a loaded 2-core VM):
+/// the page keeps up with a step of 2,000/s or more (all its events, nothing missed,
+/// lag under 1 s) and a Kill's report is on screen within 5 s.
 const FLOOR_PER_SEC: f64 = 2_000.0;
 const KILL_REPORT_MAX_MS: u64 = 5_000;
 
@@ -297,9 +298,9 @@ fn console_in_a_real_browser() {
         );
     }
     // The fastest step the page kept up with: all its events, nothing missed, and
-    // the newest event at most 2 s old when it was drawn.
+    // the newest event under 1 s old when the last of them was drawn.
     let kept_up = |st: &Value| {
-        st["got"].as_u64() >= st["want"].as_u64() && st["missed"].as_u64() == Some(0) && st["lag_ms_end"].as_u64().is_some_and(|l| l < 2_000)
+        st["got"].as_u64() >= st["want"].as_u64() && st["missed"].as_u64() == Some(0) && st["lag_ms_end"].as_u64().is_some_and(|l| l < 1_000)
     };
     let best = steps.iter().filter(|st| kept_up(st)).filter_map(|st| st["per_sec"].as_f64()).fold(0.0, f64::max);
     let kill_ms = r["kill_ms"].as_u64().unwrap_or(u64::MAX);
