@@ -257,6 +257,8 @@ function drawReport(r) {
   report.textContent = '';
   report.appendChild(frag);
   report.dataset.state = live ? 'live' : 'ended';
+  // An ended session has nothing left to kill.
+  $('kill').hidden = !me.can.kill || !live;
   return live;
 }
 
