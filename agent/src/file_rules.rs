@@ -40,6 +40,8 @@ pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violatio
             let access = match f.access.as_str() {
                 "read" => Access::Read,
                 "write" => Access::Write,
+                // O_PATH: the file is named, not read or written (Landlock lets it be).
+                "path" => return None,
                 _ => Access::Any,
             };
             decide_path(&f.path, ev.pid, access, f.error, policy, "open", &format!("{} open", f.access))
@@ -82,6 +84,24 @@ pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violatio
         }
         _ => None,
     }
+}
+
+/// The kill a Landlock refusal of `path` (as the kernel resolved it) amounts to
+/// under `policy`: a violation only when the rule that refused it is `kill` or
+/// `kill-session`, which Landlock cannot carry out. Every other refusal is already
+/// a violation from the event stream, named as the process asked for it.
+pub fn kill_on_resolved(path: &str, wanted: crate::landlock_audit::Wanted, policy: &Policy, blockers: &str) -> Option<pb::Violation> {
+    use crate::landlock_audit::Wanted;
+    let path = Path::new(path);
+    let (d, op) = match wanted {
+        Wanted::Execute => (policy.decide_exec(path), "exec"),
+        Wanted::Read => (policy.decide_file(path, Access::Read), "open"),
+        Wanted::Write => (policy.decide_file(path, Access::Write), "open"),
+    };
+    if !matches!(d.action, Action::Kill | Action::KillSession) {
+        return None;
+    }
+    from_decision(d, op, path, Outcome::Refused, policy, &format!("refused by Landlock ({blockers}) on the path the kernel resolved"))
 }
 
 /// The violation an access to `path` that ended with `error` amounts to: first

@@ -9,7 +9,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    os::fd::AsFd,
+    os::fd::{AsFd, OwnedFd},
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -548,11 +548,8 @@ impl Host {
     /// tag check make sure it is still that session's process, not a reused pid.
     pub async fn kill_process(&self, session_id: &str, pid: u32, by: &str) {
         let started = Instant::now();
-        let Ok(fd) = procfs::pidfd(pid) else { return }; // already gone
         let Some(sid) = ids::parse_session(session_id) else { return };
-        if !matches!(self.tags.get(fd.as_fd()), Ok(Some(t)) if t.session_id == sid) {
-            return;
-        }
+        let Some(fd) = self.member(sid, pid) else { return }; // already gone
         let killed = u32::from(procfs::kill(&fd).is_ok());
         let session = self.lock().registry.sessions.get(&sid).cloned();
         info!(session = session_id, pid, by, "process killed by policy");
@@ -569,6 +566,41 @@ impl Host {
         }
         ev.pid = pid;
         self.emit(ev).await;
+    }
+
+    /// A pidfd for process `pid` while it is a member of session `sid`: by its
+    /// leader's tag, or, when the leader has exited alone (its tag went with it), by
+    /// the tag of any thread still running. SIGKILL to either ends the whole process.
+    pub fn member(&self, sid: u64, pid: u32) -> Option<OwnedFd> {
+        let tagged = |fd: &OwnedFd| matches!(self.tags.get(fd.as_fd()), Ok(Some(t)) if t.session_id == sid);
+        if let Ok(fd) = procfs::pidfd(pid)
+            && tagged(&fd)
+        {
+            return Some(fd);
+        }
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        threads
+            .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&tid| tid != pid)
+            .filter_map(|tid| procfs::thread_pidfd(tid).ok())
+            .find(tagged)
+    }
+
+    /// The live session whose first process is `pid`, with its grant.
+    pub fn session_rooted_at(&self, pid: u32) -> Option<(u64, u64)> {
+        let inner = self.lock();
+        inner
+            .registry
+            .sessions
+            .values()
+            .find(|s| s.root_pid == pid && s.status == SessionStatus::Live)
+            .map(|s| (s.id, s.grant))
+    }
+
+    /// The grant of live session `sid`.
+    pub fn live_session_grant(&self, sid: u64) -> Option<u64> {
+        let inner = self.lock();
+        inner.registry.sessions.get(&sid).filter(|s| s.status == SessionStatus::Live).map(|s| s.grant)
     }
 
     /// Kills one session's tree (an operator's kill switch, or a policy rule).

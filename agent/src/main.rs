@@ -36,6 +36,7 @@ mod file_rules;
 mod host;
 mod ids;
 mod kill;
+mod landlock_audit;
 mod launch;
 mod loader;
 mod losses;
@@ -220,6 +221,7 @@ async fn daemon(config: Config) -> Result<()> {
         spool.clone(),
     )?;
     let ring_subjects = Arc::clone(&subjects);
+    let denial_subjects = Arc::clone(&subjects);
     let stopper = sink.clone();
 
     let host = Arc::new(Host::new(
@@ -241,13 +243,16 @@ async fn daemon(config: Config) -> Result<()> {
     let mut tasks = Vec::new();
     let (react_tx, react_rx) = tokio::sync::mpsc::unbounded_channel();
     tasks.push(tokio::spawn({
-        let (sink, stats, subjects) = (sink.clone(), Arc::clone(&stats), ring_subjects);
+        let (sink, stats, subjects, react_tx) = (sink.clone(), Arc::clone(&stats), ring_subjects, react_tx.clone());
         async move {
             if let Err(e) = events::read_ring(ring, sink, stats, subjects, react_tx).await {
                 warn!("ring buffer reader stopped: {e:#}");
             }
         }
     }));
+    // Landlock's refusals, with the paths the kernel resolved, for kill rules on files.
+    let logging = events::denials::start(Arc::clone(&host), denial_subjects, sink.clone(), react_tx.clone());
+    landlock_audit::set_logging(logging);
     tasks.push(tokio::spawn(events::react_loop(Arc::clone(&host), react_rx)));
     tasks.push(tokio::spawn({
         let (host, sink, stats) = (Arc::clone(&host), sink.clone(), Arc::clone(&stats));

@@ -333,3 +333,91 @@ fn a_rename_between_sessions_cannot_carry_a_grant_onto_a_denied_path() {
     assert_eq!(launched.len(), 3, "{log}");
     assert!(launched[2].contains("plan=fresh"), "the third session must not reuse the plan: {}", launched[2]);
 }
+
+/// Kill rules hold on what the kernel resolved, not on the string a process passed:
+/// each of these reaches the `kill-session` file through a name the rule does not
+/// spell (a symlink, a directory descriptor from `open(O_PATH)` or `open_tree`, a
+/// relative name from a process that exits at once), and each ends the session.
+#[test]
+fn kill_session_rules_hold_on_the_resolved_path() {
+    let agent = TestAgent::start_default();
+    let fx = Fixture::new(&agent);
+    let grant = grant_with(&agent, &fx.policy(&agent), "5m");
+    let bin = testbin();
+    let (dir, tripwire) = (fx.path(""), fx.path("tripwire"));
+    let dir = dir.trim_end_matches('/');
+    // The agent's own temporary directory is protected; the alias lives elsewhere.
+    let scratch = tempfile_dir("kill-alias");
+    let alias = scratch.join("alias");
+    let alias = alias.display();
+    let routes = [
+        ("symlink", format!("ln -s {tripwire} {alias} && cat {alias}; rm -f {alias}")),
+        ("relative name, quick exit", format!("cd {dir} && cat tripwire")),
+        ("dirfd from O_PATH", format!("{bin} attempt read-at {dir} tripwire")),
+        ("dirfd from open_tree", format!("{bin} attempt read-tree {dir} tripwire")),
+    ];
+    for (route, attack) in routes {
+        let mark = Marker::new();
+        let script = format!("sleep 60 & {attack}; wait");
+        let started = std::time::Instant::now();
+        let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+        let status = s.wait_for(Duration::from_secs(30));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "{route}: the session outlived its kill-session rule ({status:?})"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "{route}: the kill took {:?}", started.elapsed());
+        let v = agent.wait_for_event(
+            |e| audit::is("violation", s.id())(e) && audit::str_field(e, "path") == tripwire && e["action"] == "kill-session",
+            T,
+        );
+        assert_eq!(v["prevented"], true, "{route}: {v}");
+        let k = agent.wait_for_event(|e| audit::str_field(e, "kind") == "kill" && audit::str_field(e, "session") == s.id(), T);
+        assert_eq!(k["reason"], "policy", "{route}: {k}");
+        assert!(poll(T, || mark.pids().is_empty().then_some(())).is_some(), "{route}: survivors {:?}", mark.pids());
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// A fresh directory under the system's temporary directory, outside the agent's.
+fn tempfile_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warrant-{what}-{}-{:x}", std::process::id(), rand_u64()));
+    std::fs::create_dir_all(&dir).expect("mkdir scratch");
+    dir
+}
+
+fn rand_u64() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A `kill` rule kills the process that made the call even when it is a thread whose
+/// group leader has already exited; an `O_PATH` open of the same file reads nothing
+/// and is neither refused nor a violation.
+#[test]
+fn kill_rules_reach_a_leaderless_thread_and_spare_o_path() {
+    let agent = TestAgent::start_default();
+    let fx = Fixture::new(&agent);
+    let grant = grant_with(&agent, &fx.policy(&agent), "5m");
+    let bin = testbin();
+    let kill = fx.path("kill.txt");
+
+    let started = std::time::Instant::now();
+    let out = attempts(&agent, &grant, &format!("{bin} attempt read-thread {kill} --linger 20; echo shell-alive"));
+    assert_eq!(out.lines().last(), Some("shell-alive"), "{out}");
+    assert!(!out.contains("lingered") && !out.contains("read-thread ok"), "the thread was not killed: {out}");
+    assert!(started.elapsed() < Duration::from_secs(15), "the thread lived on for {:?}", started.elapsed());
+    let v = agent.wait_for_event(|e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "path") == kill, T);
+    assert_eq!(v["action"], "kill", "{v}");
+    let k = agent.wait_for_event(|e| audit::str_field(e, "kind") == "kill" && e["pid"] == v["pid"], T);
+    assert_eq!((k["reason"].as_str(), k["killed"].as_u64()), (Some("policy"), Some(1)), "{k}");
+
+    let out = attempts(&agent, &grant, &format!("{bin} attempt opath {kill} --linger 1; echo shell-alive"));
+    assert!(out.contains("opath ok") && out.contains("opath lingered"), "an O_PATH open is not a read: {out}");
+    let session_events = agent.events();
+    let opath_violations = session_events
+        .iter()
+        .filter(|e| audit::str_field(e, "kind") == "violation" && audit::str_field(e, "path") == kill)
+        .count();
+    assert_eq!(opath_violations, 1, "only the thread's read is a violation");
+}

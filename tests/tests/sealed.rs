@@ -260,8 +260,11 @@ fn a_root_session_cannot_rewrite_the_host_or_the_agent() {
         ("open-rd", &state, "errno 13", "warrant"),
         ("open-rd", &key, "errno 13", "warrant"),
         // Raw I/O (/dev/mem, /dev/port, iopl: absent from this kernel), ptrace,
-        // modules, reboot, perf and BPF: gone from the effective and bounding sets.
-        ("caps-dropped", "16,17,19,22,38,39", "ok", ""),
+        // modules, reboot, audit control and reading, perf and BPF: gone from the
+        // effective and bounding sets.
+        ("caps-dropped", "16,17,19,22,30,37,38,39", "ok", ""),
+        // Audit off would silence Landlock's reports, on which file kill rules rest.
+        ("audit-off", "", "errno 1", ""),
         ("open-rd", &disk, "errno 13", "block-device"),
         ("open-rd", "/proc/sys/kernel/core_pattern", "ok", ""),
         // Code the host would run later, as root, outside the session.

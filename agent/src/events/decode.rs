@@ -685,6 +685,10 @@ pub fn action_name(action: u32) -> &'static str {
 }
 
 fn access(flags: u32) -> &'static str {
+    const O_PATH: u32 = 0o10_000_000;
+    if flags & O_PATH != 0 {
+        return "path";
+    }
     match flags & 3 {
         0 => "read",
         1 => "write",

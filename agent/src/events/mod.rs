@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! ring buffer ──read──► decode ──► enrich ──┐
-//! lost counter ─read::poll_lost─────────────┼──► EventSink (bounded mpsc) ──► record:
+//! lost counter ─read::poll_lost─────────────┤
+//! Landlock audit ─denials (kill rules)──────┼──► EventSink (bounded mpsc) ──► record:
 //! host actions (kill, …) ───────────────────┘    seq + envelope + subject, spool,
 //!                      │                          AuditLog::append (one write +
 //!                      └──► react (kills, drops)  fdatasync per batch), EventHub
@@ -16,6 +17,8 @@
 //!   name, the `violation` a file rule makes of an open or exec.
 //! - [`record`]: the writer thread: sequence numbers, envelope, redaction, session
 //!   reports, spool, audit log, watchers.
+//! - [`denials`]: Landlock's audit records of refusals, with the path the kernel
+//!   resolved: `kill` and `kill-session` file rules decided again on it.
 //! - [`react`]: acting on violations the kernel could only start (tree kills,
 //!   process kills, socket drops).
 //!
@@ -30,6 +33,7 @@
 //! `events_lost` event. Nothing is dropped without being counted.
 
 pub mod decode;
+pub mod denials;
 pub mod enrich;
 pub mod react;
 pub mod read;

@@ -41,6 +41,10 @@ const LANDLOCK_MIN_ABI: i64 = 6;
 const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1 << 0;
 const LANDLOCK_RULE_PATH_BENEATH: u32 = 1;
 const LANDLOCK_SCOPE_SIGNAL: u64 = 1 << 1;
+/// ABI 7: log refusals after an exec too (the command is exec'd after the domain is
+/// made, and same-exec logging alone would cover only the agent's own child code).
+const LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON: u32 = 1 << 1;
+const LANDLOCK_LOGGING_ABI: i64 = 7;
 /// Rights Landlock accepts on a rule for a file that is not a directory.
 const FILE_RIGHTS: u64 =
     access::EXECUTE | access::WRITE_FILE | access::READ_FILE | access::TRUNCATE;
@@ -62,6 +66,9 @@ struct PathBeneathAttr {
 #[derive(Debug)]
 pub struct Sandbox {
     ruleset: OwnedFd,
+    /// `landlock_restrict_self` flags: asks Landlock to log refusals when the agent
+    /// reads them (`landlock_audit`).
+    restrict_flags: u32,
     /// Path rules added.
     pub rules: usize,
     /// Directories that could not be listed while planning (their entries are denied
@@ -175,8 +182,14 @@ impl Sandbox {
             }
         }
         let seccomp = seccomp_programs(&policy.confinement)?;
+        let restrict_flags = if abi >= LANDLOCK_LOGGING_ABI && crate::landlock_audit::logging() {
+            LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON
+        } else {
+            0
+        };
         Ok(Sandbox {
             ruleset,
+            restrict_flags,
             rules,
             unlisted: plan.unlisted,
             seccomp,
@@ -205,12 +218,12 @@ impl Sandbox {
             }
         }
         drop_capabilities().map_err(EnterError::Capabilities)?;
-        // SAFETY: the ruleset descriptor is valid for the call; flags 0.
+        // SAFETY: the ruleset descriptor is valid for the call; flags are logging ones.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_landlock_restrict_self,
                 self.ruleset.as_raw_fd(),
-                0u32,
+                self.restrict_flags,
             )
         };
         if r != 0 {
@@ -382,14 +395,17 @@ fn add_rule(ruleset: &OwnedFd, path: &Path, rights: u64) -> Result<bool> {
 /// Capabilities a session never keeps, even as root: raw memory and I/O ports
 /// (`/dev/mem`, `/dev/port`, `iopl`), tracing and reading other processes' memory
 /// (which also keeps the agent's `/proc/PID/environ` and `mem` out of reach, since the
-/// agent is not dumpable), modules, reboot, BPF and perf, and the MAC policy.
-const DROPPED_CAPS: [u32; 8] = [
+/// agent is not dumpable), modules, reboot, BPF and perf, the MAC policy, and audit
+/// control and reading.
+const DROPPED_CAPS: [u32; 10] = [
     16, // CAP_SYS_MODULE
     17, // CAP_SYS_RAWIO
     19, // CAP_SYS_PTRACE
     22, // CAP_SYS_BOOT
+    30, // CAP_AUDIT_CONTROL: turning audit off would silence Landlock's refusals (see landlock_audit)
     32, // CAP_MAC_OVERRIDE
     33, // CAP_MAC_ADMIN
+    37, // CAP_AUDIT_READ: the audit stream names other sessions' refusals
     38, // CAP_PERFMON
     39, // CAP_BPF
 ];

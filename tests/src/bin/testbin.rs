@@ -28,7 +28,10 @@
 //!                                         or "WHAT errno N", exits 0: bpf, ptrace PID, kill PID (SIGKILL),
 //!                                         signal0 PID, finit_module, bind ADDR:PORT, cgroup-move PROCS_FILE,
 //!                                         clone3-into CGROUP_DIR, create PATH, read PATH, unlink PATH, exec PATH, fexec PATH, tfo ADDR:PORT,
-//!                                         read-bytes PATH (prints "read-bytes N bytes");
+//!                                         read-bytes PATH (prints "read-bytes N bytes"), read-at DIR NAME and
+//!                                         read-tree DIR NAME (openat on a dirfd from O_PATH / open_tree),
+//!                                         opath PATH (an O_PATH open), audit-off (AUDIT_SET enabled=0), read-thread PATH (the read from a
+//!                                         second thread after the leader exited alone);
 //!                                         with --linger S it then sleeps S and prints "WHAT lingered"
 //! stamp                                   print the wall clock (ns since the epoch) and exit: the
 //!                                         first thing the program does, for start-up latency
@@ -968,6 +971,95 @@ fn attempt(args: &[String]) -> Result {
                 }
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
             }
+        }
+        "read-at" | "read-tree" => {
+            // A read by a name relative to a directory descriptor: from open(O_PATH)
+            // or from open_tree, so nothing in the call names the whole path.
+            let dir = cstr(arg.ok_or("missing directory")?)?;
+            let name = cstr(positional(args, 2).ok_or("missing name")?)?;
+            let dfd = if what == "read-at" {
+                unsafe { libc::open(dir.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }
+            } else {
+                const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
+                unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, dir.as_ptr(), OPEN_TREE_CLOEXEC) as i32 }
+            };
+            if dfd < 0 {
+                return Err(format!("open {}: {}", dir.to_string_lossy(), errno()));
+            }
+            let fd = unsafe { libc::openat(dfd, name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd >= 0 {
+                unsafe { libc::close(fd) };
+            }
+            if fd < 0 { -i64::from(errno().raw_os_error().unwrap_or(0)) } else { 0 }
+        }
+        "audit-off" => {
+            // AUDIT_SET enabled=0 over NETLINK_AUDIT: what would silence Landlock's
+            // reports of refusals. Returns the kernel's answer (0 or -errno).
+            let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 9) };
+            if fd < 0 {
+                -i64::from(errno().raw_os_error().unwrap_or(0))
+            } else {
+                // nlmsghdr (len, type AUDIT_SET, flags REQUEST|ACK, seq, pid), then
+                // struct audit_status with mask AUDIT_STATUS_ENABLED and enabled 0.
+                let mut msg = Vec::new();
+                msg.extend_from_slice(&(16u32 + 44).to_ne_bytes());
+                msg.extend_from_slice(&1001u16.to_ne_bytes());
+                msg.extend_from_slice(&5u16.to_ne_bytes());
+                msg.extend_from_slice(&[0; 8]);
+                msg.extend_from_slice(&1u32.to_ne_bytes());
+                msg.extend_from_slice(&[0; 40]);
+                let sent = unsafe { libc::send(fd, msg.as_ptr().cast(), msg.len(), 0) };
+                let r = if sent < 0 {
+                    -i64::from(errno().raw_os_error().unwrap_or(0))
+                } else {
+                    let mut buf = [0u8; 256];
+                    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+                    if n < 20 {
+                        -i64::from(errno().raw_os_error().unwrap_or(libc::EIO))
+                    } else {
+                        // The ack's error is -errno; -1 here means "see errno".
+                        let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+                        if code < 0 {
+                            unsafe { *libc::__errno_location() = -code };
+                            -1
+                        } else {
+                            0
+                        }
+                    }
+                };
+                let saved = errno();
+                unsafe { libc::close(fd) };
+                unsafe { *libc::__errno_location() = saved.raw_os_error().unwrap_or(0) };
+                r
+            }
+        }
+        "opath" => {
+            // An O_PATH open: names the file, reads nothing.
+            let path = cstr(arg.ok_or("missing path")?)?;
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            if fd < 0 { -i64::from(errno().raw_os_error().unwrap_or(0)) } else { 0 }
+        }
+        "read-thread" => {
+            // The read comes from a second thread after the group leader has exited
+            // alone (exit, not exit_group): the process lives on as that thread.
+            let path = arg.ok_or("missing path")?.to_owned();
+            let linger = flag(args, "--linger").map(|s| s.parse::<u64>().unwrap_or(0)).unwrap_or(0);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                let r = match std::fs::read(&path) {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => format!("errno {}", e.raw_os_error().unwrap_or(0)),
+                };
+                println!("read-thread {r}");
+                let _ = std::io::stdout().flush();
+                std::thread::sleep(Duration::from_secs(linger));
+                println!("read-thread lingered");
+                let _ = std::io::stdout().flush();
+                unsafe { libc::_exit(0) };
+            });
+            // SAFETY: ends only this thread; the spawned one keeps the process.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+            unreachable!("SYS_exit returned");
         }
         "open-rd" | "open-wr" => {
             // Open only (no read, no truncate): what a raw-disk or /proc reader does first.
