@@ -382,7 +382,7 @@ impl Host {
         how: &str,
         caller: (u32, u32),
     ) -> Result<pb::Session, HostError> {
-        let id = self.open_session(grant_id, pids, command, how, None)?;
+        let id = self.open_session(grant_id, pids, command, how, None, None)?;
         self.announce(id, SANDBOX_NONE, caller).await
     }
 
@@ -399,6 +399,7 @@ impl Host {
         command: Vec<String>,
         how: &str,
         planned: Option<&str>,
+        born_in: Option<BornIn>,
     ) -> Result<u64, HostError> {
         let root = *pids
             .first()
@@ -415,8 +416,14 @@ impl Host {
                 )));
             }
             let slot = inner.registry.free_session_slot()?;
-            let id = ids::fresh();
-            let cgroup = SessionCgroup::create(&self.cgroup_root, &ids::session(id))?;
+            let born = born_in.is_some();
+            let (id, cgroup) = match born_in {
+                Some(BornIn { id, cgroup }) => (id, cgroup),
+                None => {
+                    let id = ids::fresh();
+                    (id, SessionCgroup::create(&self.cgroup_root, &ids::session(id))?)
+                }
+            };
             inner.kernel.reset_session_deaths(slot)?;
             inner.kernel.reset_session_lost(slot)?;
             let max_tasks = task_limit(&grant);
@@ -447,7 +454,7 @@ impl Host {
                 let _ = inner.kernel.set_syscall_hook(live > 0);
                 return Err(e);
             }
-            for pid in pids {
+            for pid in pids.iter().filter(|_| !born) {
                 if let Err(e) = cgroup.add(*pid) {
                     // The tag is the identity; the cgroup is the fast path.
                     warn!("{e:#}");
@@ -476,6 +483,14 @@ impl Host {
             // agent, which clears it (the session dies: fail closed).
             Ok(id)
         }
+    }
+
+    /// A fresh session id and its cgroup, for a first process forked straight into
+    /// it (see `launch::child::spawn`); [`Host::open_session`] takes them over.
+    pub fn session_cgroup(&self) -> Result<BornIn, HostError> {
+        let id = ids::fresh();
+        let cgroup = SessionCgroup::create(&self.cgroup_root, &ids::session(id))?;
+        Ok(BornIn { id, cgroup })
     }
 
     /// Puts an opened session on the record (`session_start`) with what confines
@@ -1106,6 +1121,14 @@ impl Host {
 
 /// A grant as the API shows it; `now` is the boot clock, to show an active grant
 /// past its expiry as expired before the timer has run.
+/// A session's id and cgroup made before its first process, which was forked into
+/// the cgroup (so [`Host::open_session`] does not move it there).
+#[derive(Debug)]
+pub struct BornIn {
+    pub id: u64,
+    pub cgroup: SessionCgroup,
+}
+
 pub fn grant_pb(g: &Grant, now: u64, sessions: Vec<String>) -> pb::Grant {
     pb::Grant {
         id: ids::grant(g.id),

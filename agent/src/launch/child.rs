@@ -1,8 +1,8 @@
 //! Forking the session's first process and walking it, step by step, into its
 //! box before the command's first instruction.
 //!
-//! The child is forked from the agent (untagged) by `std::process::Command` and,
-//! before `execve`, runs the `pre_exec` code below. Between the two it talks to
+//! The child is forked from the agent (untagged) by `clone3` straight into the
+//! session's cgroup and, before `execve`, runs the walk below. Between the two it talks to
 //! the agent over two pipes, so that nothing of the user's runs before each stage
 //! is in place:
 //!
@@ -23,12 +23,11 @@
 //! over memory prepared before the fork (the agent is threaded, and another thread
 //! may have held the allocator's lock at the fork).
 
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 
 use super::sandbox::{EnterError, Sandbox};
 
@@ -177,65 +176,181 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// The command ready to spawn (spawning blocks until the child has executed or
-/// failed, so it goes on a blocking thread), and the agent's ends of the talk.
-pub fn command(plan: Plan) -> io::Result<(Command, Talk)> {
+/// The child, everything it needs built before the fork: nothing in the child
+/// allocates.
+pub struct Prepared {
+    program: CString,
+    /// NUL-terminated pointer arrays into `_strings`.
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    _strings: (Vec<CString>, Vec<CString>),
+    stdio: [OwnedFd; 3],
+    /// The session's cgroup directory: the child is born in it (`CLONE_INTO_CGROUP`).
+    cgroup: OwnedFd,
+    /// Written with the errno when `execve` fails; closed by a successful one.
+    exec_w: OwnedFd,
+    exec_r: OwnedFd,
+    walk: Walk,
+}
+
+// SAFETY: the raw pointers point into `_strings`, which moves with them and is
+// never changed.
+unsafe impl Send for Prepared {}
+
+/// The child built, to be spawned into `cgroup` (spawning blocks until the child
+/// has executed or failed, so it goes on a blocking thread), and the agent's ends
+/// of the talk.
+pub fn command(plan: Plan, cgroup: OwnedFd) -> io::Result<(Prepared, Talk)> {
     let (reports_r, reports_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
-    let Plan {
-        program,
-        argv,
-        env,
-        stdio,
-        cwd,
-        umask,
-        terminal,
-        creds,
-        sandbox,
-    } = plan;
-    let mut cmd = Command::new(OsStr::from_bytes(program.as_bytes()));
-    if let Some((first, rest)) = argv.split_first() {
-        cmd.arg0(OsStr::from_bytes(first.as_bytes()));
-        cmd.args(rest.iter().map(|a| OsStr::from_bytes(a.as_bytes())));
-    }
-    cmd.env_clear();
-    for kv in &env {
-        let kv = kv.as_bytes();
-        // A variable without `=` has no value; execve would pass it as is, Command
-        // cannot: keep it with an empty value.
-        let (k, v) = kv
-            .iter()
-            .position(|b| *b == b'=')
-            .map_or((kv, &b""[..]), |i| (&kv[..i], &kv[i + 1..]));
-        if !k.is_empty() {
-            cmd.env(OsStr::from_bytes(k), OsStr::from_bytes(v));
+    let (exec_r, exec_w) = pipe()?;
+    let Plan { program, argv, env, stdio, cwd, umask, terminal, creds, sandbox } = plan;
+    let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect::<Vec<_>>();
+    let (argv_p, envp_p) = (ptrs(&argv), ptrs(&env));
+    let walk = Walk { reports: reports_w, go: go_r, cwd, umask, terminal, creds, sandbox };
+    Ok((
+        Prepared {
+            program,
+            argv: argv_p,
+            envp: envp_p,
+            _strings: (argv, env),
+            stdio,
+            cgroup,
+            exec_w,
+            exec_r,
+            walk,
+        },
+        Talk { reports: reports_r, go: go_w },
+    ))
+}
+
+/// The session's first process, executed.
+#[derive(Debug)]
+pub struct Spawned {
+    pid: u32,
+    status: Option<ExitStatus>,
+}
+
+impl Spawned {
+    /// Blocks until it ends.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(s) = self.try_wait_flags(0)? {
+                return Ok(s);
+            }
         }
     }
-    let [stdin, stdout, stderr] = stdio;
-    cmd.stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr));
-    let walk = Walk {
-        reports: reports_w,
-        go: go_r,
-        cwd,
-        umask,
-        terminal,
-        creds,
-        sandbox,
-    };
-    // SAFETY: `Walk::run` is async-signal-safe: raw syscalls over memory owned by
-    // the closure, no allocation, no locks (see the module comment).
-    unsafe {
-        cmd.pre_exec(move || walk.run());
+
+    /// Its end, if it has ended.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.try_wait_flags(libc::WNOHANG)
     }
-    Ok((
-        cmd,
-        Talk {
-            reports: reports_r,
-            go: go_w,
-        },
-    ))
+
+    fn try_wait_flags(&mut self, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
+        if let Some(s) = self.status {
+            return Ok(Some(s));
+        }
+        let mut status = 0;
+        // SAFETY: our own child; `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(self.pid as libc::pid_t, &raw mut status, flags) };
+        match r {
+            0 => Ok(None),
+            r if r > 0 => {
+                let s = ExitStatus::from_raw(status);
+                self.status = Some(s);
+                Ok(Some(s))
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) { Ok(None) } else { Err(e) }
+            }
+        }
+    }
+}
+
+/// Forks the child straight into its cgroup (clone3 with `CLONE_INTO_CGROUP`: no
+/// migration afterwards, whose cgroup lock was most of a launch's p99) and blocks
+/// until it has executed the command, or returns why it could not.
+pub fn spawn(p: Prepared) -> io::Result<Spawned> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+    // stack_size, tls, set_tid, set_tid_size, cgroup.
+    let mut args = [0u64; 11];
+    args[0] = CLONE_INTO_CGROUP;
+    args[4] = libc::SIGCHLD as u64;
+    args[10] = p.cgroup.as_raw_fd() as u64;
+    // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of this
+    // process and runs only `child_main`, which is async-signal-safe.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), size_of_val(&args)) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if r == 0 {
+        // SAFETY: in the child, before anything else runs.
+        unsafe { child_main(&p) }
+    }
+    let pid = u32::try_from(r).map_err(|_| io::Error::other("clone3 returned an impossible pid"))?;
+    let Prepared { exec_r, exec_w, .. } = p; // everything else closes here, in the agent
+    drop(exec_w);
+    let mut spawned = Spawned { pid, status: None };
+    // EOF: the exec closed the pipe. Four bytes: its errno.
+    let mut errno = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        // SAFETY: reading into the rest of `errno`.
+        let n = unsafe { libc::read(exec_r.as_raw_fd(), errno[got..].as_mut_ptr().cast(), 4 - got) };
+        if n == 0 {
+            break;
+        }
+        if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        got += n as usize;
+    }
+    if got == 4 {
+        let _ = spawned.wait();
+        return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
+    }
+    Ok(spawned)
+}
+
+/// The child: stdio, signals as a fresh program expects them, the walk, the exec.
+///
+/// # Safety
+/// Only in the child `spawn` forked; never returns.
+unsafe fn child_main(p: &Prepared) -> ! {
+    // SAFETY (whole body): raw syscalls over memory prepared before the fork.
+    unsafe {
+        // Off stdio's numbers first, so no source is overwritten by another's dup2.
+        let mut high = [-1; 3];
+        for (i, fd) in p.stdio.iter().enumerate() {
+            high[i] = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3);
+            if high[i] < 0 {
+                libc::_exit(127);
+            }
+        }
+        for (i, fd) in high.iter().enumerate() {
+            if libc::dup2(*fd, i as RawFd) < 0 {
+                libc::_exit(127);
+            }
+        }
+        // Rust ignores SIGPIPE and the agent's threads may block signals; a
+        // command starts with neither (handlers reset at exec by themselves).
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
+        if p.walk.run().is_err() {
+            libc::_exit(127);
+        }
+        libc::execve(p.program.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
+        let errno = *libc::__errno_location();
+        let _ = write_all(p.exec_w.as_raw_fd(), &errno.to_ne_bytes());
+        libc::_exit(127)
+    }
 }
 
 /// What the child's `pre_exec` owns.
@@ -300,17 +415,20 @@ impl Walk {
             }
         }
         let c = &self.creds;
+        // Raw syscalls, not glibc's wrappers: those broadcast a credential change to
+        // every thread glibc knows of, and after a raw clone3 it still counts the
+        // agent's threads, so it would wait on them forever. This process has one.
         // SAFETY: the group list outlives the call; its length is passed with it.
-        if unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) } != 0 {
+        if unsafe { libc::syscall(libc::SYS_setgroups, c.groups.len(), c.groups.as_ptr()) } != 0 {
             return Err(last(Step::Groups));
         }
         // SAFETY: plain id arguments.
-        if unsafe { libc::setresgid(c.gid, c.gid, c.gid) } != 0 {
+        if unsafe { libc::syscall(libc::SYS_setresgid, c.gid, c.gid, c.gid) } != 0 {
             return Err(last(Step::Gid));
         }
         // SAFETY: plain id arguments. For a uid other than 0 this clears every
         // capability, so the steps below run with the caller's own rights.
-        if unsafe { libc::setresuid(c.uid, c.uid, c.uid) } != 0 {
+        if unsafe { libc::syscall(libc::SYS_setresuid, c.uid, c.uid, c.uid) } != 0 {
             return Err(last(Step::Uid));
         }
         // SAFETY: a directory descriptor the client passed; checked as the caller.
@@ -371,12 +489,6 @@ fn wait_go(fd: RawFd) -> Result<(), i32> {
             }
         }
     }
-}
-
-/// Spawns on the calling (blocking) thread: returns once the child has executed
-/// the command, or with why it did not.
-pub fn spawn(mut cmd: Command) -> io::Result<Child> {
-    cmd.spawn()
 }
 
 #[cfg(test)]

@@ -27,7 +27,6 @@ use std::io::{self, Write as _};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,7 +46,7 @@ use warrant_proto::v1::{
 use crate::door::{Door, TokenRequest};
 use crate::host::{Host, SANDBOX_CONFINED};
 use crate::peer::{self, PeerInfo};
-use child::{Creds, Plan, Report};
+use child::{Creds, Plan, Report, Spawned};
 use plans::Plans;
 use wire::Incoming;
 
@@ -139,7 +138,7 @@ struct Held {
     /// Saying "g" here lets the child execute the command.
     go: File,
     /// The blocking spawn: done once the command runs or could not be executed.
-    spawned: tokio::task::JoinHandle<io::Result<Child>>,
+    spawned: tokio::task::JoinHandle<io::Result<Spawned>>,
     pid: u32,
     started: LaunchStarted,
     /// The program, as the log names it.
@@ -153,7 +152,7 @@ struct Held {
 
 /// A session whose first process runs the command.
 struct Running {
-    child: Child,
+    child: Spawned,
     pid: u32,
 }
 
@@ -474,8 +473,22 @@ impl Launcher {
             creds,
             sandbox,
         };
-        let (cmd, talk) = child::command(plan)
-            .map_err(|e| Status::internal(format!("cannot prepare the command: {e}")))?;
+        // The session's cgroup first: the child is born in it.
+        let born = self.host.session_cgroup()?;
+        let cgroup = born.cgroup.clone();
+        let cgroup_dir = File::open(&cgroup.path)
+            .map(OwnedFd::from)
+            .map_err(|e| Status::internal(format!("cannot open the session's cgroup {}: {e}", cgroup.path.display())));
+        let built = cgroup_dir.and_then(|dir| {
+            child::command(plan, dir).map_err(|e| Status::internal(format!("cannot prepare the command: {e}")))
+        });
+        let (cmd, talk) = match built {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = cgroup.remove();
+                return Err(e.into());
+            }
+        };
         let spawned = tokio::task::spawn_blocking(move || child::spawn(cmd));
         let mut reports = pipe::Receiver::from_owned_fd(talk.reports)
             .map_err(|e| Status::internal(format!("cannot read the child's reports: {e}")))?;
@@ -486,18 +499,21 @@ impl Launcher {
             Some(Report::Pid(pid)) => pid,
             other => {
                 drop(go);
-                return Err(gone(other, spawned.await));
+                let refused = gone(other, spawned.await);
+                let _ = cgroup.remove();
+                return Err(refused);
             }
         };
         let forked = t0.elapsed();
         let id = match self
             .host
-            .open_session(grant, &[pid], recorded, how, Some(&gp.digest))
+            .open_session(grant, &[pid], recorded, how, Some(&gp.digest), Some(born))
         {
             Ok(id) => id,
             Err(e) => {
                 drop(go);
                 reap(spawned).await;
+                let _ = cgroup.remove();
                 return Err(e.into());
             }
         };
@@ -670,7 +686,7 @@ fn creds_of(peer: &PeerInfo) -> Result<Creds, Refused> {
 
 /// Waits for a launch that was given up (its child killed or never forked) and
 /// reaps the child, which died before it became the command.
-async fn reap(spawned: tokio::task::JoinHandle<io::Result<Child>>) {
+async fn reap(spawned: tokio::task::JoinHandle<io::Result<Spawned>>) {
     if let Ok(Ok(mut child)) = spawned.await {
         let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     }
@@ -688,7 +704,7 @@ async fn next_report(reports: &mut pipe::Receiver) -> Option<Report> {
 /// Why the child never reported its pid.
 fn gone(
     report: Option<Report>,
-    spawned: Result<io::Result<Child>, tokio::task::JoinError>,
+    spawned: Result<io::Result<Spawned>, tokio::task::JoinError>,
 ) -> Refused {
     let why = match (report, spawned) {
         (Some(Report::Failed(step, _)), _) => step.to_string(),
