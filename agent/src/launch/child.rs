@@ -7,7 +7,7 @@
 //! is in place:
 //!
 //! 1. the child reports its pid (`P` + pid) and waits;
-//! 2. the agent tags it in the kernel and moves it into the session's cgroup, then
+//! 2. the agent tags it in the kernel (it was born in the session's cgroup), then
 //!    says go;
 //! 3. the child starts a new session (`setsid`, the pty as its controlling terminal
 //!    when there is one), takes the caller's groups, gid and uid, enters the
