@@ -6,124 +6,48 @@
 //! [`KEEP_ENDED`]) for `warrant report`. Lists are bounded so that a session that runs
 //! a million commands cannot make the agent grow without bound: the totals stay exact.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use warrant_proto::ledger::{GrantFacts, Ledger};
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
 use crate::events::Subjects;
 
-/// Entries kept per list of a report.
-const LIST_MAX: usize = 1000;
 /// Ended sessions whose reports stay in memory for `warrant report`.
 const KEEP_ENDED: usize = 1024;
 
 /// Shared between the writer (which feeds it) and the API (which reads reports).
 pub type SharedLedgers = Arc<Mutex<Ledgers>>;
 
+/// Every live session's [`Ledger`] (the rules a report follows are there, shared
+/// with the console, which sums up a collector's log the same way), and the reports
+/// of recently ended ones.
 #[derive(Debug, Default)]
 pub struct Ledgers {
     live: HashMap<String, Ledger>,
     ended: VecDeque<pb::Event>,
 }
 
-/// One session's running totals.
-#[derive(Debug, Default)]
-struct Ledger {
-    grant: String,
-    subject: String,
-    started_at_unix_ns: i64,
-    commands: Vec<String>,
-    commands_total: u64,
-    files_written: BTreeSet<String>,
-    files_written_total: u64,
-    files_changed: Vec<String>,
-    files_changed_total: u64,
-    remotes: BTreeMap<(String, u32), pb::RemoteTraffic>,
-    violations: Vec<String>,
-    violations_total: u64,
-    kills: Vec<String>,
-    events: u64,
-}
-
 impl Ledgers {
     /// Takes `ev` into its session's ledger; returns the report event when `ev` ends
     /// the session.
     pub fn observe(&mut self, ev: &pb::Event, subjects: &Subjects) -> Option<pb::Event> {
-        if ev.session.is_empty() {
+        if ev.session.is_empty() || ev.event.is_none() {
             return None;
         }
-        let kind = ev.event.as_ref()?;
-        let ledger = self.live.entry(ev.session.clone()).or_insert_with(|| Ledger {
-            grant: ev.grant.clone(),
-            subject: ev.subject.clone(),
-            started_at_unix_ns: ev.time_unix_ns,
-            ..Ledger::default()
-        });
-        ledger.events += 1;
-        if ledger.subject.is_empty() {
-            ledger.subject.clone_from(&ev.subject);
+        let ledger = self.live.entry(ev.session.clone()).or_default();
+        ledger.observe(ev);
+        if !matches!(ev.event, Some(Kind::SessionEnd(_))) {
+            return None;
         }
-        match kind {
-            Kind::SessionStart(_) => ledger.started_at_unix_ns = ev.time_unix_ns,
-            Kind::Exec(e) => {
-                ledger.commands_total += 1;
-                if ledger.commands.len() < LIST_MAX {
-                    let line = if e.argv.is_empty() { e.path.clone() } else { e.argv.join(" ") };
-                    ledger.commands.push(line);
-                }
-            }
-            Kind::FileOpen(f) if f.error == 0 && f.access != "read" => {
-                ledger.files_written_total += 1;
-                if ledger.files_written.len() < LIST_MAX {
-                    ledger.files_written.insert(f.path.clone());
-                }
-            }
-            Kind::FileChange(c) if c.error == 0 => {
-                ledger.files_changed_total += 1;
-                if ledger.files_changed.len() < LIST_MAX {
-                    ledger.files_changed.push(c.summary());
-                }
-            }
-            Kind::Connect(n) if n.error == 0 || n.error == EINPROGRESS => {
-                ledger.remote(&n.remote_addr, n.remote_port).connections += 1;
-            }
-            Kind::Accept(n) => ledger.remote(&n.remote_addr, n.remote_port).connections += 1,
-            // A datagram destination is a host contacted, with no connection.
-            Kind::Datagram(n) => {
-                ledger.remote(&n.remote_addr, n.remote_port);
-            }
-            Kind::SocketClose(c) => {
-                let r = ledger.remote(&c.remote_addr, c.remote_port);
-                r.bytes_sent += c.bytes_sent;
-                r.bytes_received += c.bytes_received;
-            }
-            Kind::Violation(v) => {
-                ledger.violations_total += 1;
-                if ledger.violations.len() < LIST_MAX {
-                    let target = if v.path.is_empty() { format!("{}:{}", v.addr, v.port) } else { v.path.clone() };
-                    ledger.violations.push(format!("{} {target} -> {} ({})", v.op, v.action, v.rule));
-                }
-            }
-            Kind::Kill(k) if ledger.kills.len() < LIST_MAX => ledger.kills.push(format!(
-                "{} by {}: {} killed in {:.1} ms",
-                k.reason,
-                k.by,
-                k.killed,
-                k.elapsed_us as f64 / 1000.0
-            )),
-            Kind::SessionEnd(end) => {
-                let ledger = self.live.remove(&ev.session)?;
-                let report = ledger.report(ev, &end.reason, subjects);
-                if self.ended.len() == KEEP_ENDED {
-                    self.ended.pop_front();
-                }
-                self.ended.push_back(report.clone());
-                return Some(report);
-            }
-            _ => {}
+        let ledger = self.live.remove(&ev.session)?;
+        let report = report_of(&ledger, &ev.session, ev.time_unix_ns, subjects);
+        if self.ended.len() == KEEP_ENDED {
+            self.ended.pop_front();
         }
-        None
+        self.ended.push_back(report.clone());
+        Some(report)
     }
 
     /// The report of `session`: ended (as recorded) or live (so far).
@@ -132,53 +56,20 @@ impl Ledgers {
             return Some(r.clone());
         }
         let ledger = self.live.get(session)?;
-        let now = pb::Event { session: session.to_owned(), time_unix_ns: crate::clock::wall_ns(), ..Default::default() };
-        Some(ledger.report(&now, "", subjects))
+        Some(report_of(ledger, session, crate::clock::wall_ns(), subjects))
     }
 }
 
-const EINPROGRESS: i32 = 115;
-
-impl Ledger {
-    fn remote(&mut self, addr: &str, port: u32) -> &mut pb::RemoteTraffic {
-        self.remotes.entry((addr.to_owned(), port)).or_insert_with(|| pb::RemoteTraffic {
-            addr: addr.to_owned(),
-            port,
-            ..Default::default()
-        })
+/// The ledger's report with what the grant says (reason, issuer, policy, subject).
+fn report_of(ledger: &Ledger, session: &str, now_unix_ns: i64, subjects: &Subjects) -> pb::Event {
+    let info = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(ledger.grant()).cloned();
+    let info = info.unwrap_or_default();
+    let facts = GrantFacts { reason: info.reason, issued_by: info.issued_by, policy: info.policy };
+    let mut report = ledger.report(session, now_unix_ns, &facts);
+    if report.subject.is_empty() {
+        report.subject = info.subject;
     }
-
-    /// The report as of `at` (the `session_end`, or now for a live session).
-    fn report(&self, at: &pb::Event, end_reason: &str, subjects: &Subjects) -> pb::Event {
-        let info = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&self.grant).cloned();
-        let info = info.unwrap_or_default();
-        pb::Event {
-            event: Some(Kind::SessionReport(pb::SessionReport {
-                reason: info.reason,
-                issued_by: info.issued_by,
-                policy: info.policy,
-                started_at_unix_ns: self.started_at_unix_ns,
-                ended_at_unix_ns: if end_reason.is_empty() { 0 } else { at.time_unix_ns },
-                end_reason: end_reason.to_owned(),
-                commands: self.commands.clone(),
-                commands_total: self.commands_total,
-                files_written: self.files_written.iter().cloned().collect(),
-                files_written_total: self.files_written_total,
-                files_changed: self.files_changed.clone(),
-                files_changed_total: self.files_changed_total,
-                remotes: self.remotes.values().cloned().collect(),
-                violations: self.violations.clone(),
-                violations_total: self.violations_total,
-                kills: self.kills.clone(),
-                events: self.events,
-            })),
-            time_unix_ns: at.time_unix_ns,
-            grant: self.grant.clone(),
-            session: at.session.clone(),
-            subject: if self.subject.is_empty() { info.subject } else { self.subject.clone() },
-            ..Default::default()
-        }
-    }
+    report
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! A session's report summed up from its events, by whoever reads them in log order:
-//! the console builds a live session's report from a collector's log with it (the
-//! collector stores a `session_report` only once the session ends).
+//! the agent's writer for its `session_report` events and `warrant report`
+//! (`agent/src/report.rs`), and the console for a live session on a collector (which
+//! stores a `session_report` only once the session ends). One set of rules: a command
+//! is an exec's argv, a file written is a successful open that is not read-only, a
+//! file changed is a successful `file_change`, a remote is a connect (or one in
+//! progress), an accept or a first datagram, with the bytes of the sockets that
+//! closed.
 //!
 //! The lists are bounded ([`LIST_MAX`]) so that a session that runs a million
-//! commands cannot make the reader grow without bound; the totals stay exact. The
-//! rules are the agent's (`agent/src/report.rs`): a command is an exec's argv, a file
-//! written is a successful open that is not read-only, a remote is a connect (or one
-//! in progress), an accept or a first datagram, with the bytes of the sockets that
-//! closed.
+//! commands cannot make the reader grow without bound; the totals stay exact.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,7 +88,7 @@ impl Ledger {
                     self.commands.push(if e.argv.is_empty() { e.path.clone() } else { e.argv.join(" ") });
                 }
             }
-            Kind::FileOpen(f) if f.error == 0 && f.access != "read" => {
+            Kind::FileOpen(f) if f.error == 0 && matches!(f.access.as_str(), "write" | "read-write") => {
                 self.files_written_total += 1;
                 if self.files_written.len() < LIST_MAX {
                     self.files_written.insert(f.path.clone());
