@@ -56,6 +56,14 @@ async fn a_kind_from_the_future_is_kept_verbatim_and_readers_skip_and_report_it(
     assert!(s.message().contains("seq 4") && s.message().contains("has no kind"), "{s:?}");
     drop(a);
 
+    // Counted once, as what an operator watches for (an agent newer than its collector).
+    let metrics = c.metrics();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("warrant_collector_unknown_kind_events_total"))
+        .unwrap_or_else(|| panic!("no unknown-kind counter in:\n{metrics}"));
+    assert!(line.ends_with(" 1"), "{line}");
+
     // Query: the events around it, and the record named as skipped.
     let (seqs, skipped) = query_all(&c).await;
     assert_eq!(seqs, vec![1, 3]);
