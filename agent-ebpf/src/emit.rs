@@ -13,11 +13,11 @@
 //! programs have no signal helper: the syscall's own `sys_exit` hook kills it).
 
 use aya_ebpf::{
-    bindings::{bpf_dynptr, task_struct},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_dynptr, task_struct},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
     helpers::generated::{
         bpf_dynptr_write, bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_ringbuf_discard_dynptr,
-        bpf_ringbuf_reserve_dynptr, bpf_ringbuf_submit_dynptr, bpf_send_signal,
+        bpf_ringbuf_query, bpf_ringbuf_reserve_dynptr, bpf_ringbuf_submit_dynptr, bpf_send_signal,
     },
 };
 use warrant_common::{
@@ -31,6 +31,23 @@ use crate::{
 };
 
 const SIGKILL: u32 = 9;
+
+/// Bytes waiting in the ring past which a bulk record wakes the agent.
+const WAKE_AT: u64 = 128 * 1024;
+
+/// Ring flags for a bulk record (file opens and changes, which a busy session makes
+/// by the hundred thousand a second): no wake-up of the agent until [`WAKE_AT`]
+/// bytes wait, since each wake-up is an interrupt-work item and a reader's trip
+/// through epoll for a record or two. The agent also reads the ring on a short
+/// timer (`events::read`), so a quiet session's last records are not held back.
+/// Every other record wakes a waiting reader at once (flags 0: the kernel's
+/// adaptive wake-up), so kills and execs are seen without delay.
+#[inline(always)]
+fn bulk_flags() -> u64 {
+    let ring = core::ptr::from_ref(&EVENTS).cast_mut().cast();
+    let waiting = unsafe { bpf_ringbuf_query(ring, u64::from(BPF_RB_AVAIL_DATA)) };
+    if waiting >= WAKE_AT { u64::from(BPF_RB_FORCE_WAKEUP) } else { u64::from(BPF_RB_NO_WAKEUP) }
+}
 
 /// Reserves room for a `T` record of `kind` from a task tagged `tag` (`None` for a
 /// record no session task makes), or counts the loss and returns `None`. In a
@@ -92,7 +109,8 @@ pub unsafe fn output_prefix<T>(record: *const T, len: usize, kind: EventKind, ta
         len = core::mem::size_of::<T>();
     }
     let bytes = unsafe { core::slice::from_raw_parts(record.cast::<u8>(), len) };
-    if EVENTS.output_untyped::<[u8]>(bytes, 0).is_err() {
+    let flags = if matches!(kind, EventKind::FileOpen) { bulk_flags() } else { 0 };
+    if EVENTS.output_untyped::<[u8]>(bytes, flags).is_err() {
         count_lost::<true>(kind, tag);
     }
 }
@@ -138,10 +156,12 @@ impl Packed {
         self.at += len;
     }
 
-    /// Makes the record visible to the agent.
+    /// Makes the record visible to the agent, waking it at once unless `bulk`
+    /// (see [`bulk_flags`]).
     #[inline(always)]
-    pub fn submit(&mut self) {
-        unsafe { bpf_ringbuf_submit_dynptr(&raw mut self.ptr, 0) };
+    pub fn submit(&mut self, bulk: bool) {
+        let flags = if bulk { bulk_flags() } else { 0 };
+        unsafe { bpf_ringbuf_submit_dynptr(&raw mut self.ptr, flags) };
     }
 }
 

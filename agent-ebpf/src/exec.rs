@@ -104,7 +104,7 @@ unsafe fn send(ev: *const ExecEvent, tag: &warrant_common::TaskTag) {
         out.put((&raw const (*ev).argv).cast(), c);
         out.put((&raw const (*ev).script).cast(), d);
     }
-    out.submit();
+    out.submit(false);
 }
 
 #[inline(always)]

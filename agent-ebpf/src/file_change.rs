@@ -394,7 +394,7 @@ unsafe fn send(ev: *const FileChangeEvent, tag: &TaskTag) {
         out.put((&raw const (*paths[1]).data).cast(), b);
         out.put((&raw const (*paths[2]).data).cast(), c);
     }
-    out.submit();
+    out.submit(true);
 }
 
 /// Whether a raw name starts at the root (an empty one does not: it is the

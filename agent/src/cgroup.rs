@@ -37,6 +37,15 @@ pub fn cgroup_of(pid: u32, mount: &Path) -> Option<PathBuf> {
     Some(mount.join(rel.trim_start_matches('/')))
 }
 
+/// Whether `dir` is in a cgroup v2 hierarchy (statfs says cgroup2).
+pub fn is_cgroup2(dir: &Path) -> bool {
+    const CGROUP2_SUPER_MAGIC: libc::c_long = 0x6367_7270;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: statfs is plain data; the path is NUL-terminated and outlives the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statfs(c.as_ptr(), &raw mut st) } == 0) && st.f_type == CGROUP2_SUPER_MAGIC
+}
+
 /// One session's cgroup.
 #[derive(Debug, Clone)]
 pub struct SessionCgroup {

@@ -181,6 +181,15 @@ async fn daemon(config: Config) -> Result<()> {
     let cgroup_root = config.cgroup_root.clone().unwrap_or_else(|| cgroup_mount.join("warrant"));
     fs::create_dir_all(&cgroup_root)
         .with_context(|| format!("failed to create the session cgroup root {}", cgroup_root.display()))?;
+    // Sessions are forked into their cgroups (clone3 CLONE_INTO_CGROUP) and killed
+    // through cgroup.kill: both only exist on cgroup v2.
+    if !cgroup::is_cgroup2(&cgroup_root) {
+        anyhow::bail!(
+            "--cgroup-root {} is not in a cgroup v2 hierarchy (the cgroup2 mount here is {}); give a directory under it",
+            cgroup_root.display(),
+            cgroup_mount.display()
+        );
+    }
 
     let registry = Registry::load(&config.state_file())?;
     let log = AuditLog::open(&config.audit_log())

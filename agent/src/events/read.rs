@@ -15,6 +15,12 @@ use warrant_proto::v1::{self as pb, event::Event as Kind};
 use super::{EventSink, MAX_BATCH, Stats, Subjects, agent_event, decode, enrich, react};
 use crate::clock;
 
+/// How often the ring is read without a wake-up: bulk records (file opens and
+/// changes) do not wake the reader until the ring holds a good batch (see
+/// `emit::bulk_flags` in the eBPF crate), so a quiet session's last ones wait at
+/// most this long.
+const IDLE_READ: Duration = Duration::from_millis(5);
+
 /// Reads kernel records as they arrive and queues them as events. File opens and
 /// execs are decided against their grant's policy (`file_rules`), which adds
 /// `violation` events after them. Violations that ask for more than refusing (kill,
@@ -31,30 +37,22 @@ pub async fn read_ring(
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("failed to poll the ring buffer: {e}"))?;
     let mut batch = Vec::new();
+    let mut tick = tokio::time::interval(IDLE_READ);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = fd.readable_mut().await.context("failed to wait on the ring buffer")?;
-        let ring = guard.get_inner_mut();
-        let offset = clock::boot_to_wall_ns();
-        while let Some(record) = ring.next() {
-            match decode::decode(&record, offset) {
-                Ok(mut ev) => {
-                    enrich::name_unix_peer(&mut ev);
-                    let extra = enrich::file_violation(&ev, &subjects);
-                    batch.push(ev);
-                    batch.extend(extra);
-                }
-                Err(e) => {
-                    stats.malformed_total.fetch_add(1, Ordering::Relaxed);
-                    stats.lost_total.fetch_add(1, Ordering::Relaxed);
-                    warn!("dropping an undecodable kernel record: {e}");
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard.context("failed to wait on the ring buffer")?;
+                if !drain(guard.get_inner_mut(), &mut batch, &stats, &subjects) {
+                    guard.clear_ready();
                 }
             }
-            if batch.len() >= MAX_BATCH {
-                break;
+            _ = tick.tick() => {
+                drain(fd.get_mut(), &mut batch, &stats, &subjects);
             }
         }
-        if batch.len() < MAX_BATCH {
-            guard.clear_ready();
+        if batch.is_empty() {
+            continue;
         }
         // Reactions first: a kill must not wait behind the writer's backlog.
         for ev in &batch {
@@ -68,6 +66,31 @@ pub async fn read_ring(
             sink.send(ev).await;
         }
     }
+}
+
+/// Decodes what the ring holds into `batch`, up to [`MAX_BATCH`]; true when it
+/// stopped at the cap (more may be waiting).
+fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<pb::Event>, stats: &Stats, subjects: &Subjects) -> bool {
+    let offset = clock::boot_to_wall_ns();
+    while let Some(record) = ring.next() {
+        match decode::decode(&record, offset) {
+            Ok(mut ev) => {
+                enrich::name_unix_peer(&mut ev);
+                let extra = enrich::file_violation(&ev, subjects);
+                batch.push(ev);
+                batch.extend(extra);
+            }
+            Err(e) => {
+                stats.malformed_total.fetch_add(1, Ordering::Relaxed);
+                stats.lost_total.fetch_add(1, Ordering::Relaxed);
+                warn!("dropping an undecodable kernel record: {e}");
+            }
+        }
+        if batch.len() >= MAX_BATCH {
+            return true;
+        }
+    }
+    false
 }
 
 /// Turns growth of the kernel's lost-record counter into `events_lost` events.
