@@ -1,6 +1,6 @@
 //! Reading the agent's audit log, `<state-dir>/audit.log`: one JSON record per line,
 //! `{"n":…,"prev":"…","hash":"…","event":{…}}`, where `event` has the schema of
-//! `proto/src/json.rs`. The agent appends in batches (within ~100 ms), so tests wait
+//! `audit/src/json.rs`. The agent appends in batches (within ~100 ms), so tests wait
 //! for what they expect with [`AuditLog::wait_for_event`] instead of sleeping.
 //!
 //! The reader is incremental: each refresh reads only the bytes appended since the

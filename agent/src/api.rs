@@ -20,7 +20,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures::Stream;
 use tokio::net::{UnixListener, UnixStream};
 use tonic::{Request, Response, Status, service::interceptor::InterceptedService};
-use warrant_collector::Filter;
+use warrant_audit::Filter;
 use warrant_proto::v1::{
     self as pb,
     agent_server::{Agent, AgentServer},
@@ -272,7 +272,7 @@ impl Agent for Api {
         Caller::of(&req)?.require_root("verifying the audit log")?;
         let path = self.host.audit_log_path();
         let (p, k) = (path.clone(), self.host.audit_key_path());
-        let report = tokio::task::spawn_blocking(move || warrant_collector::verify_with_key_file(&p, &k))
+        let report = tokio::task::spawn_blocking(move || warrant_audit::verify_with_key_file(&p, &k))
         .await
         .map_err(|e| Status::internal(format!("audit log check failed: {e}")))?
         .map_err(|e| Status::internal(e.to_string()))?;

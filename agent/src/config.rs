@@ -223,7 +223,7 @@ impl Config {
         self.state_dir.join("audit.log")
     }
 
-    /// The audit log's key (see `warrant_collector::log_key`): beside the log, in
+    /// The audit log's key (see `warrant_audit::log_key`): beside the log, in
     /// the state directory no session can read.
     pub fn audit_key(&self) -> PathBuf {
         self.state_dir.join("audit.key")

@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context, anyhow};
 use tracing::{info, warn};
-use warrant_collector::EventHub;
+use warrant_audit::EventHub;
 use warrant_common::{
     GrantState, SessionState, TaskTag,
     policy::{self, PolicyState},

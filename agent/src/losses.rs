@@ -117,7 +117,7 @@ mod tests {
     fn every_kernel_kind_names_a_known_event_kind() {
         for n in 1..LOST_KINDS as u32 {
             if let Some(k) = EventKind::from_u32(n) {
-                assert!(warrant_proto::json::KIND_NAMES.contains(&k.event_name()), "{k:?} -> {}", k.event_name());
+                assert!(warrant_audit::KIND_NAMES.contains(&k.event_name()), "{k:?} -> {}", k.event_name());
             }
         }
     }

@@ -66,7 +66,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
-use warrant_collector::{AuditLog, EventHub, LogKey};
+use warrant_audit::{AuditLog, EventHub, LogKey};
 
 use crate::{
     config::{Config, Flags},

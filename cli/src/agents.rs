@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
 use warrant_proto::KnownAgent;
-use warrant_proto::json::rfc3339;
+use warrant_audit::json::rfc3339;
 
 use crate::output::{self, Colors, Paint, Table, sanitize};
 use crate::remote::{Collector, CollectorArgs};

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
-use warrant_proto::json::rfc3339;
+use warrant_audit::json::rfc3339;
 use warrant_proto::token::TokenFile;
 use warrant_proto::{
     AccessRequest, ApproveRequest, DenyRequest, ExtendRequest, GetRequestRequest, ListRequestsRequest, RequestInfo,

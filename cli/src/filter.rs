@@ -3,8 +3,8 @@
 //! command, checked here before anything is connected so a typo fails at once and
 //! names the flag, and the times those commands take (`--since`, `--from`, `--to`).
 //!
-//! The kinds and their shorthands come from `warrant_proto::json` (`KIND_NAMES`,
-//! `SHORTHANDS`), the same table the agent and the collector expand them with, so
+//! The kinds and their shorthands come from `warrant_audit::kinds` (`KIND_NAMES`,
+//! `Shorthand`), the one table the agent and the collector expand them with, so
 //! `--help`, the error message and the filtering agree.
 
 use anyhow::{Result, bail};
@@ -12,7 +12,7 @@ use clap::Args;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warrant_proto::EventFilter;
-use warrant_proto::json::{KIND_NAMES, expand_kind, kinds_help};
+use warrant_audit::kinds::{KIND_NAMES, expand_kind, kinds_help};
 
 use crate::output::sanitize;
 
@@ -147,7 +147,7 @@ pub fn range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory as _, Parser};
-    use warrant_proto::json::SHORTHANDS;
+    use warrant_audit::kinds::Shorthand;
 
     use super::*;
 
@@ -189,8 +189,8 @@ mod tests {
             ),
             ("g-1", "", "")
         );
-        for (short, kinds) in SHORTHANDS {
-            assert!(check_kinds(&[(*short).to_owned()]).is_ok(), "{short}");
+        for (short, kinds) in Shorthand::ALL.iter().map(|s| (s.name(), s.kinds())) {
+            assert!(check_kinds(&[short.to_owned()]).is_ok(), "{short}");
             assert!(
                 kinds
                     .iter()
@@ -206,7 +206,7 @@ mod tests {
         let f = parse(&["--kind", "exec,exce"]);
         let e = f.event_filter().unwrap_err().to_string();
         assert!(
-            e.starts_with("invalid --kind exce: no such event kind\n\nValid kinds: exec, exit,"),
+            e.starts_with("invalid --kind exce: no such event kind\n\nValid kinds: exec, exec_failed, exit,"),
             "{e}"
         );
         assert!(
@@ -223,12 +223,12 @@ mod tests {
         let cmd = Flags::command();
         let kind = cmd.get_arguments().find(|a| a.get_id() == "kind").unwrap();
         let help = kind.get_help().unwrap().to_string();
-        for (short, kinds) in SHORTHANDS {
+        for (short, kinds) in Shorthand::ALL.iter().map(|s| (s.name(), s.kinds())) {
             assert!(
                 help.contains(&format!("{short} ({})", kinds.join(", "))),
                 "{help}"
             );
-            assert_eq!(expand_kind(short), *kinds);
+            assert_eq!(expand_kind(short), kinds);
         }
         for name in KIND_NAMES {
             assert!(help.contains(name), "{name}: {help}");

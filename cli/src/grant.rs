@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use warrant_proto::json::rfc3339;
+use warrant_audit::json::rfc3339;
 use warrant_proto::{Grant, GrantState, IssueGrantRequest};
 
 use crate::client::Agent;

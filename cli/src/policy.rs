@@ -20,7 +20,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::json;
 use warrant_policy::{Error, Policy};
-use warrant_proto::json::rfc3339;
+use warrant_audit::json::rfc3339;
 use warrant_proto::{GetCataloguePolicyRequest, ListPoliciesRequest, PolicyInfo, PushPolicyRequest, RetirePolicyRequest};
 
 use crate::output::{self, Colors, Paint, Table, sanitize};

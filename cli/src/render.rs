@@ -1,6 +1,6 @@
 //! How an event looks, for `warrant watch`, `warrant query`, `warrant report` and
 //! the console: one JSON object per line (the documented form,
-//! `warrant_proto::json`), one human line per event (`HH:MM:SS.mmm SESSION PID KIND
+//! `warrant_audit::json`), one human line per event (`HH:MM:SS.mmm SESSION PID KIND
 //! SUMMARY`, colored on a terminal, the host first when events come from many
 //! hosts), or a session report in full.
 //!
@@ -13,7 +13,8 @@ use std::io::Write;
 
 use anyhow::{Context as _, Result};
 use warrant_proto::event::Event as Kind;
-use warrant_proto::json::{kind_name, to_json};
+use warrant_audit::json::to_json;
+use warrant_audit::kinds::kind_name;
 use warrant_proto::{Event, Net, SessionReport};
 
 use crate::output::{self, Colors, Paint, command_line, errno_name, sanitize, signal_name};
@@ -390,7 +391,7 @@ fn net(n: &Net, addr: &str, port: u32) -> (String, bool) {
 /// The report as one JSON object: the event's documented form, plus each remote's
 /// byte counts for people (`sent`, `received`) as the text report writes them.
 pub fn report_json(ev: &Event) -> serde_json::Value {
-    let mut v = warrant_proto::json::to_json(ev);
+    let mut v = warrant_audit::json::to_json(ev);
     if let (Some(Kind::SessionReport(r)), Some(remotes)) = (
         &ev.event,
         v.get_mut("remotes").and_then(|r| r.as_array_mut()),
@@ -802,10 +803,10 @@ mod tests {
         for (e, want, alarm) in &cases {
             assert_eq!(line_of(e), *want);
             assert_eq!(summary(e).1, *alarm, "{want}");
-            seen.insert(warrant_proto::json::kind_name_of(e.event.as_ref().unwrap()));
+            seen.insert(warrant_audit::kind_name_of(e.event.as_ref().unwrap()));
         }
         // KIND_NAMES lists every kind (the table a new kind goes into): each needs a case here.
-        assert_eq!(seen.len(), warrant_proto::json::KIND_NAMES.len(), "every kind has a case: {seen:?}");
+        assert_eq!(seen.len(), warrant_audit::KIND_NAMES.len(), "every kind has a case: {seen:?}");
         let unknown = Event {
             event: None,
             ..ev(Kind::Exit(Exit::default()))

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use warrant_proto::json::rfc3339;
+use warrant_audit::json::rfc3339;
 use warrant_proto::{Session, SessionState};
 
 use crate::filter::need_collector;

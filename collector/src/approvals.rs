@@ -451,7 +451,7 @@ impl Approvals for ApprovalService {
             Ok((r, Approved::Issued)) => {
                 let need = r.approvals_needed;
                 s.record("approve", &who, &id, "ok", &format!("{need} of {need} approvals")).await;
-                let until = warrant_proto::json::rfc3339(r.not_after_ns);
+                let until = warrant_audit::json::rfc3339(r.not_after_ns);
                 let detail = format!("grant {} until {until}, approved by {}; {}", r.grant, r.approvers.join(", "), summary(&r));
                 s.record("issue", &who, &id, "ok", &detail).await;
                 Ok(Response::new(info(&r, false)))
@@ -631,7 +631,7 @@ impl Policies for PolicyService {
                         info.digest, info.versions, r.reason
                     )
                 } else {
-                    format!("already retired by {} at {}", info.retired_by, warrant_proto::json::rfc3339(info.retired_unix_ns))
+                    format!("already retired by {} at {}", info.retired_by, warrant_audit::json::rfc3339(info.retired_unix_ns))
                 };
                 s.record_raw("policy_retire", &who, &target, if changed { "ok" } else { "unchanged" }, &detail).await;
                 Ok(Response::new(RetirePolicyResponse { policy: Some(info), changed }))

@@ -307,7 +307,7 @@ impl Catalogue {
             Some(r) => Err(Refusal::Retired {
                 name: name.to_owned(),
                 by: r.by.clone(),
-                at: warrant_proto::json::rfc3339(r.ns),
+                at: warrant_audit::json::rfc3339(r.ns),
                 reason: if r.reason.is_empty() { String::new() } else { format!(" (reason: {:?})", r.reason) },
             }),
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use warrant_audit::EventHub;
 use warrant_collector::config::{Cmd, Config, Flags};
 use warrant_collector::metrics::Metrics;
 use warrant_collector::approvals::{ApprovalOptions, ApprovalState};
@@ -13,7 +14,6 @@ use warrant_collector::requests::Requests;
 use warrant_collector::server::{ServeOptions, State, Tls, run_with};
 use warrant_collector::store::{Store, StoreOptions, verify_dir};
 use warrant_collector::writer::Writer;
-use warrant_collector::EventHub;
 
 /// How long connections may take to close after SIGTERM before they are cut.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);

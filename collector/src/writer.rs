@@ -16,11 +16,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use warrant_audit::hub::EventHub;
+use warrant_audit::log::Anchor;
 use warrant_proto::event::Event as Kind;
 use warrant_proto::{ControlAction, Event};
 
-use crate::hub::EventHub;
-use crate::log::Anchor;
 use crate::metrics::Metrics;
 use crate::store::{BatchOutcome, IndexWork, Indexer, LogSide, RetentionPlan, Store};
 

@@ -1,5 +1,6 @@
-//! warrant's gRPC contract: generated types and services, plus the JSON form of
-//! events that every tool prints (`--json`) and documents in README.md.
+//! warrant's gRPC contract: generated types and services, the only contract
+//! between its processes. The JSON form of events (what `--json` prints and the
+//! audit log stores) is the audit record's, in `warrant-audit`.
 //!
 //! # Layout
 //! - `warrant/v1/events.proto`: the audit event (`Event`, one `oneof` per kind).
@@ -8,11 +9,9 @@
 //! - `warrant/v1/token.proto`: the signed grant token a host verifies offline.
 //! - `warrant/v1/launch.proto`: the launch socket, where the agent creates a
 //!   session's first process; [`launch`] frames its messages.
-//! - [`json`]: `Event` to the one-object-per-line JSON schema.
 //! - [`ledger`]: a session's report summed up from its events.
 //! - [`token`]: signing, verifying, encoding and decoding grant tokens; keys.
 
-pub mod json;
 pub mod launch;
 pub mod ledger;
 pub mod token;

@@ -1,5 +1,5 @@
 //! Events: each kind a tagged process causes comes out in the audit log with the
-//! fields of the JSON schema (proto/src/json.rs) filled in correctly, truncation is
+//! fields of the JSON schema (audit/src/json.rs) filled in correctly, truncation is
 //! flagged rather than silent, and the log itself is an unbroken hash chain.
 
 use std::io::{Read, Write};
@@ -403,7 +403,7 @@ fn audit_log_is_a_hash_chain_of_known_events() {
         assert!(!h.is_empty() && hashes.insert(h.to_string()), "empty or repeated hash in {r}");
         let e = &r["event"];
         let kind = audit::str_field(e, "kind");
-        assert!(warrant_proto::json::KIND_NAMES.contains(&kind), "unknown kind in {e}");
+        assert!(warrant_audit::KIND_NAMES.contains(&kind), "unknown kind in {e}");
         let t = audit::str_field(e, "time");
         assert!(
             time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok(),

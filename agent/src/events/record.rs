@@ -6,7 +6,7 @@ use std::sync::{Arc, atomic::Ordering};
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
-use warrant_collector::{AuditLog, EventHub};
+use warrant_audit::{AuditLog, EventHub};
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
 use super::{Envelope, MAX_BATCH, Msg, Stats, Subjects, agent_event};

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use warrant_proto::json::rfc3339;
+use warrant_audit::json::rfc3339;
 use warrant_proto::{ApproveRequest, DenyRequest, GetRequestRequest, ListRequestsRequest, SessionState};
 
 use super::error::ApiError;

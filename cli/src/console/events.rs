@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use warrant_proto::{Event, EventFilter};
-use warrant_proto::json::to_json;
+use warrant_audit::json::to_json;
 
 use super::Console;
 use super::error::ApiError;
@@ -172,7 +172,7 @@ mod tests {
     fn a_bad_kind_or_time_is_a_400_naming_it() {
         let Err(e) = parse(&query("exec,exce", "")) else { panic!("a bad kind parsed") };
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        assert!(e.message.starts_with("invalid kind exce: no such event kind\n\nValid kinds: exec, exit,"), "{}", e.message);
+        assert!(e.message.starts_with("invalid kind exce: no such event kind\n\nValid kinds: exec, exec_failed, exit,"), "{}", e.message);
         let Err(e) = parse(&query("exec", "yesterday")) else { panic!("a bad time parsed") };
         assert_eq!((e.status, e.message.as_str()), (StatusCode::BAD_REQUEST, "invalid since yesterday: not a duration or a time"));
     }

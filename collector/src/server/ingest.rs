@@ -286,7 +286,7 @@ fn check_batch(agent: &str, hello: &Hello, batch: RawBatch) -> Result<Vec<Event>
             return Err(Refusal::Denied(format!(
                 "event {i} of the batch (seq {}) is a {}: only the collector writes those",
                 ev.seq,
-                warrant_proto::json::kind_name_of(k)
+                warrant_audit::kind_name_of(k)
             )));
         }
         if ev.boot_id.is_empty() {

@@ -28,6 +28,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
+use warrant_audit::hub::{EventHub, Filter};
 use warrant_proto::collector_server::{Collector, CollectorServer};
 use self::wire::ingest_server::IngestServer;
 use warrant_proto::{
@@ -37,7 +38,6 @@ use warrant_proto::{
 };
 
 use crate::auth::Roles;
-use crate::hub::{EventHub, Filter};
 use crate::metrics::Metrics;
 use crate::store::Reader;
 use crate::writer::Writer;

@@ -32,7 +32,6 @@
 //! after a crash, [`Store::open`] re-indexes the log records past the last durable
 //! index commit, so the high-water marks always match what the log holds.
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -41,14 +40,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable};
+use warrant_audit::decode::from_json;
+use warrant_audit::log::{Anchor, AuditLog};
+use warrant_audit::log_key::LogKey;
 use warrant_proto::{Command, Event};
 
 use self::commands::queue_command;
 use self::index::{BOOTS, GAPS, SEGMENTS, indexed_through};
 use self::segments::{last_line, list_segments, parse_line, segment_name, widen};
-use crate::decode::from_json;
-use crate::log::{Anchor, AuditLog};
-use crate::log_key::LogKey;
 
 fn index_err(path: &Path) -> impl Fn(redb::Error) -> StoreError + '_ {
     move |e| StoreError::Index { what: e.to_string(), path: path.to_path_buf() }
@@ -80,7 +79,7 @@ pub use verify::{DirReport, verify_dir};
 pub enum StoreError {
     /// The audit log itself.
     #[error(transparent)]
-    Log(#[from] crate::Error),
+    Log(#[from] warrant_audit::Error),
     /// A file or directory of the data dir.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
@@ -112,7 +111,7 @@ pub enum StoreError {
 
 /// The log's key in the data directory (mode 0600): every record's mac is made with
 /// it, and `verify` checks them when it can read it. Beside it, `log.key.from`
-/// (`crate::log_key::from_path`) names the first record it marked.
+/// (`warrant_audit::log_key::from_path`) names the first record it marked.
 pub const KEY_FILE: &str = "log.key";
 
 /// Tunables of the store.
@@ -210,7 +209,7 @@ impl Store {
                 None => Anchor { records: active_first - 1, head: hex::encode([0u8; 32]) },
             }
         };
-        // The chain is keyed (a mac per record, see `crate::log_key`): someone who can
+        // The chain is keyed (a mac per record, see `warrant_audit::log_key`): someone who can
         // write the segments but not read the key cannot re-chain a rewrite.
         let active = AuditLog::open_after(&active_path, &start)?;
         // Records from here on carry a mac; `verify` refuses one that does not, so

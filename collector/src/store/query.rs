@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable};
+use warrant_audit::decode::from_json;
+use warrant_audit::hub::Filter;
 use warrant_proto::Event;
 
 use super::index::{BY_AGENT, BY_GRANT, BY_HOST, BY_SESSION, BY_SUBJECT, KeyTable, POS, SEGMENTS};
 use super::segments::{parse_line, segment_name};
 use super::{Reader, StoreError, index_err};
-use crate::decode::from_json;
-use crate::hub::Filter;
 
 /// Entries a query may scan for one page before it returns what it has.
 pub(super) const SCAN_BUDGET: usize = 200_000;

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use warrant_audit::log::{Anchor, AuditLog};
+use warrant_audit::log_key::LogKey;
 use warrant_proto::event::Event as Kind;
 use warrant_proto::{ControlAction, Event};
 
 use super::{BatchOutcome, StoreError, StoreOptions};
-use crate::log::{Anchor, AuditLog};
-use crate::log_key::LogKey;
 
 /// One segment: one row of the index's `SEGMENTS` table.
 #[derive(Clone, Copy, Debug, Default)]

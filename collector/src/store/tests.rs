@@ -2,14 +2,14 @@
 
 use std::time::Instant;
 
+use warrant_audit::hub::Filter;
+use warrant_audit::log::AuditLog;
 use warrant_proto::Command;
 use warrant_proto::Event;
 use warrant_proto::event::Event as Kind;
 
 use super::segments::{list_segments, segment_name};
 use super::*;
-use crate::hub::Filter;
-use crate::log::AuditLog;
 use warrant_proto::{Exec, SessionEnd, SessionStart};
 
 fn ev(agent: &str, boot: &str, seq: u64, session: &str, t: i64) -> Event {
@@ -244,7 +244,7 @@ fn a_rewritten_store_is_caught_by_its_key() {
     let original = std::fs::read(seg()).unwrap();
 
     // Record 3 rewritten, the chain recomputed, the old marks kept.
-    crate::log::rechain(&seg(), true, |n, ev| {
+    warrant_audit::log::testing::rechain(&seg(), true, |n, ev| {
         if n == 3 {
             ev["argv"] = serde_json::json!(["true"]);
         }
@@ -254,7 +254,7 @@ fn a_rewritten_store_is_caught_by_its_key() {
 
     // Every mark stripped: the key file says since when records must carry one.
     std::fs::write(seg(), &original).unwrap();
-    crate::log::rechain(&seg(), false, |_, _| {});
+    warrant_audit::log::testing::rechain(&seg(), false, |_, _| {});
     let report = verify_dir(dir.path(), None, None).unwrap();
     assert!(
         report.problems.iter().any(|p| p.contains("records 1..=5 carry no mac") && p.contains("keyed since record 1")),
@@ -265,14 +265,14 @@ fn a_rewritten_store_is_caught_by_its_key() {
     // A store written before it had a key: its records are counted as unmarked,
     // and what is appended now carries marks.
     std::fs::write(seg(), &original).unwrap();
-    crate::log::rechain(&seg(), false, |_, _| {});
+    warrant_audit::log::testing::rechain(&seg(), false, |_, _| {});
     std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
-    std::fs::remove_file(crate::log_key::from_path(&dir.path().join(KEY_FILE))).unwrap();
+    std::fs::remove_file(warrant_audit::log_key::from_path(&dir.path().join(KEY_FILE))).unwrap();
     {
         let (mut s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
         s.append_batches(vec![batch("a", "b", 6..=7)]).unwrap();
     }
-    assert_eq!(std::fs::read_to_string(crate::log_key::from_path(&dir.path().join(KEY_FILE))).unwrap().trim(), "6");
+    assert_eq!(std::fs::read_to_string(warrant_audit::log_key::from_path(&dir.path().join(KEY_FILE))).unwrap().trim(), "6");
     let report = verify_dir(dir.path(), None, None).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!((report.records, report.unkeyed, report.keyed), (7, 5, true));
@@ -294,7 +294,7 @@ fn segments_from_before_the_key_verify_by_their_hashes() {
         let (mut s, _r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
         s.append_batches(vec![batch("a", "b", 21..=25)]).unwrap();
     }
-    assert_eq!(std::fs::read_to_string(crate::log_key::from_path(&dir.path().join(KEY_FILE))).unwrap().trim(), "21");
+    assert_eq!(std::fs::read_to_string(warrant_audit::log_key::from_path(&dir.path().join(KEY_FILE))).unwrap().trim(), "21");
     let report = verify_dir(dir.path(), None, None).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!((report.records, report.unkeyed, report.segments), (25, 20, 2));

@@ -4,10 +4,11 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use warrant_audit::log::{Anchor, verify_segment};
+use warrant_audit::log_key::LogKey;
+
 use super::StoreError;
 use super::segments::{first_line, list_segments, segment_name};
-use crate::log::{Anchor, verify_segment};
-use crate::log_key::LogKey;
 
 /// What [`verify_dir`] found.
 #[derive(Clone, Debug, Default)]
@@ -49,7 +50,7 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
     let key_path = data_dir.join(super::KEY_FILE);
     let key = if key_path.exists() { Some(LogKey::load_or_create(&key_path)?) } else { None };
     report.keyed = key.is_some();
-    let keyed_from = if key.is_some() { crate::log_key::keyed_from(&key_path)? } else { None };
+    let keyed_from = if key.is_some() { warrant_audit::log_key::keyed_from(&key_path)? } else { None };
     // Marks are checked across segments: after the first marked record, one
     // without a mark is a stripped mark, in any segment.
     let mut marked = false;

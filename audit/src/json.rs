@@ -1,97 +1,17 @@
 //! The JSON form of an [`Event`]: one flat object per event, as documented in
-//! README.md ("Event schema"). Common fields first, then the kind's own fields.
+//! README.md ("Event schema"). Common fields first, then the kind's own fields;
+//! `kind` is the kind's name from [`crate::kinds`]. Its canonical bytes
+//! ([`CanonicalWriter`], [`canonical_json`]) are what the audit log hashes;
+//! [`crate::decode`] reads it back.
 //! `addr`/`port` on network events name the address the call was about: the remote
 //! end for connect and accept, the local end for bind and listen.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use warrant_proto::{Event, Net, event::Event as Kind};
 
-use crate::v1::{Event, Net, event::Event as Kind};
-
-/// The JSON name of an event's kind (`"exec"`, `"file_open"`, …).
-pub fn kind_name(event: &Event) -> &'static str {
-    match &event.event {
-        Some(k) => kind_name_of(k),
-        None => "unknown",
-    }
-}
-
-/// The JSON name of a kind.
-pub fn kind_name_of(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::Exec(_) => "exec",
-        Kind::Exit(_) => "exit",
-        Kind::FileOpen(_) => "file_open",
-        Kind::FileChange(_) => "file_change",
-        Kind::Datagram(_) => "datagram",
-        Kind::IoUring(_) => "io_uring",
-        Kind::Connect(_) => "connect",
-        Kind::Bind(_) => "bind",
-        Kind::Listen(_) => "listen",
-        Kind::Accept(_) => "accept",
-        Kind::Violation(_) => "violation",
-        Kind::ExecFailed(_) => "exec_failed",
-        Kind::SocketClose(_) => "socket_close",
-        Kind::Kill(_) => "kill",
-        Kind::EventsLost(_) => "events_lost",
-        Kind::SessionStart(_) => "session_start",
-        Kind::SessionEnd(_) => "session_end",
-        Kind::GrantChange(_) => "grant_change",
-        Kind::WatchMissed(_) => "watch_missed",
-        Kind::SocketsDropped(_) => "sockets_dropped",
-        Kind::SessionReport(_) => "session_report",
-        Kind::ControlAction(_) => "control_action",
-        Kind::TokenRefused(_) => "token_refused",
-    }
-}
-
-/// Every kind name, for validating `--kind` filters.
-pub const KIND_NAMES: &[&str] = &[
-    "exec",
-    "exit",
-    "file_open",
-    "file_change",
-    "connect",
-    "bind",
-    "listen",
-    "accept",
-    "datagram",
-    "io_uring",
-    "violation",
-    "exec_failed",
-    "socket_close",
-    "kill",
-    "events_lost",
-    "session_start",
-    "session_end",
-    "grant_change",
-    "watch_missed",
-    "sockets_dropped",
-    "session_report",
-    "control_action",
-    "token_refused",
-];
-
-/// The filter shorthands and the kinds each stands for: what `--kind`, the
-/// collector's filters and README's "Event schema" all go by.
-pub const SHORTHANDS: &[(&str, &[&str])] = &[
-    ("process", &["exec", "exec_failed", "exit"]),
-    ("file", &["file_open", "file_change"]),
-    ("net", &["connect", "bind", "listen", "accept", "datagram", "socket_close"]),
-];
-
-/// Expands a filter shorthand (`file`, `net`, `process`); other names give none.
-pub fn expand_kind(name: &str) -> &'static [&'static str] {
-    SHORTHANDS.iter().find(|(s, _)| *s == name).map_or(&[], |(_, kinds)| kinds)
-}
-
-/// The kinds and shorthands, as `--kind`'s help and its error message list them.
-pub fn kinds_help() -> String {
-    let shorthands: Vec<String> =
-        SHORTHANDS.iter().map(|(s, kinds)| format!("{s} ({})", kinds.join(", "))).collect();
-    format!("{}; or the shorthands {}", KIND_NAMES.join(", "), shorthands.join(", "))
-}
+use crate::kinds::kind_name;
 
 /// RFC 3339 time with nanoseconds, UTC.
 pub fn rfc3339(unix_ns: i64) -> String {
@@ -659,7 +579,7 @@ fn write_canonical(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::v1::{Exec, Exit};
+    use warrant_proto::{Exec, Exit};
 
     fn base(kind: Kind) -> Event {
         Event {
@@ -723,31 +643,12 @@ mod tests {
 }
 
 #[cfg(test)]
-mod kind_table_tests {
-    use super::*;
-
-    /// README's `--kind` line lists the same shorthands as the code, each with the
-    /// kinds it stands for, and every kind it names exists.
-    #[test]
-    fn readme_lists_the_shorthands_the_code_expands() {
-        let readme = include_str!("../../README.md");
-        for (short, kinds) in SHORTHANDS {
-            let want = format!("`{short}` ({})", kinds.join(", "));
-            assert!(readme.replace("\n  ", " ").contains(&want), "README.md must say {want}");
-            for k in *kinds {
-                assert!(KIND_NAMES.contains(k), "{short} names {k}, which is no kind");
-                assert!(readme.contains(&format!("`{k}`")), "README's schema must have a row for {k}");
-            }
-        }
-    }
-}
-
-#[cfg(test)]
 mod canonical_tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::v1::{
+    use crate::kinds::{KIND_NAMES, kind_name_of};
+    use warrant_proto::{
         ControlAction, EventsLost, Exec, ExecFailed, Exit, FileChange, FileOpen, GrantChange, IoUring, Kill, RemoteTraffic,
         SessionEnd, SessionReport, SessionStart, SocketClose, SocketsDropped, TokenRefused, UnknownKind, Violation,
         WatchMissed,

@@ -7,7 +7,7 @@
 //! {"n":<record number, from 1>,"prev":"<hash of record n-1; 64 zeros for n = 1>","hash":"<hash>","mac":"<mac>","event":<event>}\n
 //! ```
 //!
-//! - `event` is [`warrant_proto::json::to_json`] of the event, written in canonical
+//! - `event` is [`crate::json::to_json`] of the event, written in canonical
 //!   form (see [`canonical_json`]).
 //! - `hash` is lowercase hex of `SHA-256(prev as 32 raw bytes || canonical event bytes)`.
 //! - `mac` is there when the log is written with a key ([`AuditLog::keyed`]):
@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use warrant_proto::Event;
-pub use warrant_proto::json::canonical_json;
+pub use crate::json::canonical_json;
 
 use crate::Error;
 use crate::log_key::LogKey;
@@ -79,7 +79,7 @@ pub struct AuditLog {
     key: Option<LogKey>,
     /// Reused by every append: the canonical writer's buffers, one event's
     /// canonical bytes, and the batch's lines.
-    canonical: warrant_proto::json::CanonicalWriter,
+    canonical: crate::json::CanonicalWriter,
     canon: Vec<u8>,
     buf: Vec<u8>,
 }
@@ -243,7 +243,7 @@ impl AuditLog {
             torn_bytes,
             poisoned: false,
             key: None,
-            canonical: warrant_proto::json::CanonicalWriter::default(),
+            canonical: crate::json::CanonicalWriter::default(),
             canon: Vec::new(),
             buf: Vec::new(),
         })
@@ -748,26 +748,34 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Rewrites the log in place as someone who can write it but lacks the key:
-/// `edit` each event, re-chain every hash, and keep the old macs or drop them.
-#[cfg(test)]
-pub(crate) fn rechain(path: &Path, keep_macs: bool, edit: impl Fn(u64, &mut Value)) {
-    let (mut head, mut out) = (GENESIS, Vec::new());
-    for l in std::fs::read_to_string(path).unwrap().lines() {
-        let mut rec: Value = serde_json::from_str(l).unwrap();
-        let n = rec["n"].as_u64().unwrap();
-        edit(n, &mut rec["event"]);
-        let canon = canonical_json(&rec["event"]).unwrap();
-        let hash = chain_hash(&head, &canon);
-        let mac = rec.get("mac").and_then(Value::as_str).filter(|_| keep_macs).map(|m| {
-            let mut b = [0; 32];
-            hex::decode_to_slice(m, &mut b).unwrap();
-            b
-        });
-        write_record(&mut out, n, &head, &hash, mac.as_ref(), &canon);
-        head = hash;
+/// Helpers for tests, here and in other crates (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing {
+    use super::{GENESIS, Path, Value, canonical_json, chain_hash, write_record};
+
+    /// Rewrites the log in place as someone who can write it but lacks the key:
+    /// `edit` each event, re-chain every hash, and keep the old macs or drop them.
+    ///
+    /// # Panics
+    /// When the file is not a log of well-formed records.
+    pub fn rechain(path: &Path, keep_macs: bool, mut edit: impl FnMut(u64, &mut Value)) {
+        let (mut head, mut out) = (GENESIS, Vec::new());
+        for l in std::fs::read_to_string(path).unwrap().lines() {
+            let mut rec: Value = serde_json::from_str(l).unwrap();
+            let n = rec["n"].as_u64().unwrap();
+            edit(n, &mut rec["event"]);
+            let canon = canonical_json(&rec["event"]).unwrap();
+            let hash = chain_hash(&head, &canon);
+            let mac = rec.get("mac").and_then(Value::as_str).filter(|_| keep_macs).map(|m| {
+                let mut b = [0; 32];
+                hex::decode_to_slice(m, &mut b).unwrap();
+                b
+            });
+            write_record(&mut out, n, &head, &hash, mac.as_ref(), &canon);
+            head = hash;
+        }
+        std::fs::write(path, out).unwrap();
     }
-    std::fs::write(path, out).unwrap();
 }
 
 #[cfg(test)]
@@ -847,7 +855,7 @@ mod tests {
     /// canonical form or to `to_json` that would make old logs unverifiable.
     #[test]
     fn known_answer() {
-        let canon = canonical_json(&warrant_proto::json::to_json(&exec(1, &["id", "-u"]))).unwrap();
+        let canon = canonical_json(&crate::json::to_json(&exec(1, &["id", "-u"]))).unwrap();
         assert_eq!(
             String::from_utf8(canon.clone()).unwrap(),
             r#"{"agent_id":"","argv":["id","-u"],"boot_id":"","cgroup_id":0,"comm":"","cwd":"/","euid":0,"gid":0,"grant":"g-1","host":"","kind":"exec","path":"/usr/bin/id","pid":100,"ppid":0,"seq":1,"session":"s-1","subject":"","tid":0,"time":"2023-11-14T22:13:20.000000001Z","truncated":false,"uid":0}"#
@@ -879,7 +887,7 @@ mod tests {
         LogKey::load_or_create_for(&key_path, || 99).unwrap();
         assert_eq!(crate::log_key::keyed_from(&key_path).unwrap(), Some(3));
 
-        rechain(&path, false, |n, ev| {
+        testing::rechain(&path, false, |n, ev| {
             if n == 4 {
                 ev["argv"] = serde_json::json!(["true"]);
             }
@@ -912,7 +920,7 @@ mod tests {
         // Record 4's command changed and the chain recomputed: the hashes agree again,
         // the macs cannot.
         let original = std::fs::read(&path).unwrap();
-        rechain(&path, true, |n, ev| {
+        testing::rechain(&path, true, |n, ev| {
             if n == 4 {
                 ev["argv"] = serde_json::json!(["true"]);
             }

@@ -1,7 +1,9 @@
 //! Reading events back out of the audit log: the inverse of
-//! [`warrant_proto::json::to_json`], so `Query` and `Watch` replay can serve the
-//! very records the hash chain covers instead of a second copy of every event.
+//! [`crate::json::to_json`], so `Query` and `Watch` replay can serve the very
+//! records the hash chain covers instead of a second copy of every event.
 //!
+//! The `kind` field is looked up in [`crate::kinds`]' table and the fields are
+//! read by [`EventKind`], so a kind added to the table needs a case here to build.
 //! Round trip is exact for every field `to_json` writes (a unit test checks each
 //! kind). `addr`/`port` on network events are derived fields and are ignored here.
 
@@ -14,12 +16,24 @@ use warrant_proto::{
     SessionEnd, SessionReport, SessionStart, SocketClose, SocketsDropped, TokenRefused, UnknownKind, Violation, WatchMissed,
 };
 
+use crate::kinds::EventKind;
+
+/// Why an event object could not be decoded: a short description (lowercase,
+/// naming the field).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
 /// Decodes one event object as written by `to_json`.
 ///
 /// # Errors
-/// A short description when `value` is not an event object or a field has the wrong
-/// type or an unknown kind.
-pub fn from_json(value: &Value) -> Result<Event, String> {
+/// [`DecodeError`] when `value` is not an event object, a field has the wrong type,
+/// or the kind is none of the table's.
+pub fn from_json(value: &Value) -> Result<Event, DecodeError> {
+    decode(value).map_err(DecodeError)
+}
+
+fn decode(value: &Value) -> Result<Event, String> {
     let Value::Object(m) = value else {
         return Err("event is not a JSON object".into());
     };
@@ -27,153 +41,155 @@ pub fn from_json(value: &Value) -> Result<Event, String> {
     let kind = f.str("kind")?;
     let mut unknown_kind = None;
     let event = if kind == "unknown" {
-            if m.contains_key("kind_number") {
-                use base64::Engine as _;
-                let payload = base64::engine::general_purpose::STANDARD
-                    .decode(f.str("payload")?)
-                    .map_err(|e| format!("field \"payload\" is not base64: {e}"))?;
-                unknown_kind = Some(UnknownKind { number: f.u32("kind_number")?, wire_type: f.u32("wire_type")?, payload });
-            }
-            None
+        if m.contains_key("kind_number") {
+            use base64::Engine as _;
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(f.str("payload")?)
+                .map_err(|e| format!("field \"payload\" is not base64: {e}"))?;
+            unknown_kind = Some(UnknownKind { number: f.u32("kind_number")?, wire_type: f.u32("wire_type")?, payload });
+        }
+        None
     } else {
-        Some(match kind.as_str() {
-        "exec" => Kind::Exec(Exec {
-            path: f.str("path")?,
-            argv: f.strings("argv")?,
-            cwd: f.str("cwd")?,
-            truncated: f.bool("truncated")?,
-            script: f.str("script")?,
-        }),
-        "exit" => Kind::Exit(Exit { code: f.i32("code")?, signal: f.i32("signal")? }),
-        "file_open" => Kind::FileOpen(FileOpen {
-            path: f.str("path")?,
-            access: f.str("access")?,
-            flags: f.u32("flags")?,
-            error: f.i32("error")?,
-            unresolved: f.bool("unresolved")?,
-            truncated: f.bool("truncated")?,
-        }),
-        "file_change" => Kind::FileChange(FileChange {
-            op: f.str("op")?,
-            path: f.str("path")?,
-            target: f.str("target")?,
-            name: f.str("name")?,
-            error: f.i32("error")?,
-            mode: f.octal("mode")?,
-            uid: f.opt_u32("owner")?,
-            gid: f.opt_u32("group")?,
-            flags: f.u32("flags")?,
-            size: f.u64("size")?,
-            dev: f.u64("dev")?,
-            unresolved: f.bool("unresolved")?,
-            truncated: f.bool("truncated")?,
-        }),
-        "connect" => Kind::Connect(f.net()?),
-        "bind" => Kind::Bind(f.net()?),
-        "listen" => Kind::Listen(f.net()?),
-        "accept" => Kind::Accept(f.net()?),
-        "datagram" => Kind::Datagram(f.net()?),
-        "violation" => Kind::Violation(Violation {
-            op: f.str("op")?,
-            action: f.str("action")?,
-            rule: f.str("rule")?,
-            family: f.str("family")?,
-            addr: f.str("addr")?,
-            port: f.u32("port")?,
-            policy: f.str("policy")?,
-            path: f.str("path")?,
-            detail: f.str("detail")?,
-            prevented: f.bool("prevented")?,
-        }),
-        "io_uring" => Kind::IoUring(IoUring {
-            op: f.str("op")?,
-            opcode: f.u32("opcode")?,
-            fd: f.i32("fd")?,
-            fixed_file: f.bool("fixed_file")?,
-            user_data: f.u64("user_data")?,
-        }),
-        "exec_failed" => Kind::ExecFailed(ExecFailed {
-            path: f.str("path")?,
-            error: f.i32("error")?,
-            truncated: f.bool("truncated")?,
-        }),
-        "socket_close" => Kind::SocketClose(SocketClose {
-            family: f.str("family")?,
-            local_addr: f.str("local_addr")?,
-            local_port: f.u32("local_port")?,
-            remote_addr: f.str("remote_addr")?,
-            remote_port: f.u32("remote_port")?,
-            bytes_sent: f.u64("bytes_sent")?,
-            bytes_received: f.u64("bytes_received")?,
-        }),
-        "session_report" => Kind::SessionReport(SessionReport {
-            reason: f.str("reason")?,
-            issued_by: f.str("issued_by")?,
-            policy: f.str("policy")?,
-            started_at_unix_ns: f.time("started")?,
-            ended_at_unix_ns: f.time("ended")?,
-            end_reason: f.str("end_reason")?,
-            commands: f.strings("commands")?,
-            commands_total: f.u64("commands_total")?,
-            files_written: f.strings("files_written")?,
-            files_written_total: f.u64("files_written_total")?,
-            files_changed: f.strings("files_changed")?,
-            files_changed_total: f.u64("files_changed_total")?,
-            remotes: f.remotes()?,
-            violations: f.strings("violations")?,
-            violations_total: f.u64("violations_total")?,
-            kills: f.strings("kills")?,
-            events: f.u64("events")?,
-        }),
-        "kill" => Kind::Kill(Kill {
-            reason: f.str("reason")?,
-            by: f.str("by")?,
-            killed: f.u32("killed")?,
-            elapsed_us: f.u64("elapsed_us")?,
-            survivors: f.u32("survivors")?,
-            note: f.str("note")?,
-        }),
-        "events_lost" => Kind::EventsLost(EventsLost {
-            count: f.u64("count")?,
-            total: f.u64("total")?,
-            reason: f.str("reason")?,
-            by_kind: f.u64_map("by_kind")?,
-        }),
-        "session_start" => Kind::SessionStart(SessionStart {
-            command: f.strings("command")?,
-            root_pid: f.u32("root_pid")?,
-            cgroup: f.str("cgroup")?,
-            how: f.str("how")?,
-            caller_uid: f.u32("caller_uid")?,
-            caller_pid: f.u32("caller_pid")?,
-            sandbox: f.str("sandbox")?,
-        }),
-        "session_end" => Kind::SessionEnd(SessionEnd { reason: f.str("reason")? }),
-        "grant_change" => Kind::GrantChange(GrantChange {
-            change: f.str("change")?,
-            reason: f.str("reason")?,
-            expires_at_unix_ns: f.time("expires")?,
-            by: f.str("by")?,
-        }),
-        "watch_missed" => Kind::WatchMissed(WatchMissed { count: f.u64("count")?, reason: f.str("reason")? }),
-        "sockets_dropped" => Kind::SocketsDropped(SocketsDropped { count: f.u32("count")?, reason: f.str("reason")? }),
-        "token_refused" => Kind::TokenRefused(TokenRefused {
-            reason: f.str("reason")?,
-            key_id: f.str("key_id")?,
-            host_pattern: f.str("host_pattern")?,
-            caller_uid: f.u32("caller_uid")?,
-            caller_pid: f.u32("caller_pid")?,
-            how: f.str("how")?,
-            command: f.strings("command")?,
-        }),
-        "control_action" => Kind::ControlAction(ControlAction {
-            action: f.str("action")?,
-            by: f.str("by")?,
-            target: f.str("target")?,
-            outcome: f.str("outcome")?,
-            detail: f.str("detail")?,
-        }),
-        other => return Err(format!("unknown event kind {other:?}")),
+        let Some(which) = EventKind::from_name(&kind) else {
+            return Err(format!("unknown event kind {kind:?}"));
+        };
+        Some(match which {
+            EventKind::Exec => Kind::Exec(Exec {
+                path: f.str("path")?,
+                argv: f.strings("argv")?,
+                cwd: f.str("cwd")?,
+                truncated: f.bool("truncated")?,
+                script: f.str("script")?,
+            }),
+            EventKind::Exit => Kind::Exit(Exit { code: f.i32("code")?, signal: f.i32("signal")? }),
+            EventKind::FileOpen => Kind::FileOpen(FileOpen {
+                path: f.str("path")?,
+                access: f.str("access")?,
+                flags: f.u32("flags")?,
+                error: f.i32("error")?,
+                unresolved: f.bool("unresolved")?,
+                truncated: f.bool("truncated")?,
+            }),
+            EventKind::FileChange => Kind::FileChange(FileChange {
+                op: f.str("op")?,
+                path: f.str("path")?,
+                target: f.str("target")?,
+                name: f.str("name")?,
+                error: f.i32("error")?,
+                mode: f.octal("mode")?,
+                uid: f.opt_u32("owner")?,
+                gid: f.opt_u32("group")?,
+                flags: f.u32("flags")?,
+                size: f.u64("size")?,
+                dev: f.u64("dev")?,
+                unresolved: f.bool("unresolved")?,
+                truncated: f.bool("truncated")?,
+            }),
+            EventKind::Connect => Kind::Connect(f.net()?),
+            EventKind::Bind => Kind::Bind(f.net()?),
+            EventKind::Listen => Kind::Listen(f.net()?),
+            EventKind::Accept => Kind::Accept(f.net()?),
+            EventKind::Datagram => Kind::Datagram(f.net()?),
+            EventKind::Violation => Kind::Violation(Violation {
+                op: f.str("op")?,
+                action: f.str("action")?,
+                rule: f.str("rule")?,
+                family: f.str("family")?,
+                addr: f.str("addr")?,
+                port: f.u32("port")?,
+                policy: f.str("policy")?,
+                path: f.str("path")?,
+                detail: f.str("detail")?,
+                prevented: f.bool("prevented")?,
+            }),
+            EventKind::IoUring => Kind::IoUring(IoUring {
+                op: f.str("op")?,
+                opcode: f.u32("opcode")?,
+                fd: f.i32("fd")?,
+                fixed_file: f.bool("fixed_file")?,
+                user_data: f.u64("user_data")?,
+            }),
+            EventKind::ExecFailed => Kind::ExecFailed(ExecFailed {
+                path: f.str("path")?,
+                error: f.i32("error")?,
+                truncated: f.bool("truncated")?,
+            }),
+            EventKind::SocketClose => Kind::SocketClose(SocketClose {
+                family: f.str("family")?,
+                local_addr: f.str("local_addr")?,
+                local_port: f.u32("local_port")?,
+                remote_addr: f.str("remote_addr")?,
+                remote_port: f.u32("remote_port")?,
+                bytes_sent: f.u64("bytes_sent")?,
+                bytes_received: f.u64("bytes_received")?,
+            }),
+            EventKind::SessionReport => Kind::SessionReport(SessionReport {
+                reason: f.str("reason")?,
+                issued_by: f.str("issued_by")?,
+                policy: f.str("policy")?,
+                started_at_unix_ns: f.time("started")?,
+                ended_at_unix_ns: f.time("ended")?,
+                end_reason: f.str("end_reason")?,
+                commands: f.strings("commands")?,
+                commands_total: f.u64("commands_total")?,
+                files_written: f.strings("files_written")?,
+                files_written_total: f.u64("files_written_total")?,
+                files_changed: f.strings("files_changed")?,
+                files_changed_total: f.u64("files_changed_total")?,
+                remotes: f.remotes()?,
+                violations: f.strings("violations")?,
+                violations_total: f.u64("violations_total")?,
+                kills: f.strings("kills")?,
+                events: f.u64("events")?,
+            }),
+            EventKind::Kill => Kind::Kill(Kill {
+                reason: f.str("reason")?,
+                by: f.str("by")?,
+                killed: f.u32("killed")?,
+                elapsed_us: f.u64("elapsed_us")?,
+                survivors: f.u32("survivors")?,
+                note: f.str("note")?,
+            }),
+            EventKind::EventsLost => Kind::EventsLost(EventsLost {
+                count: f.u64("count")?,
+                total: f.u64("total")?,
+                reason: f.str("reason")?,
+                by_kind: f.u64_map("by_kind")?,
+            }),
+            EventKind::SessionStart => Kind::SessionStart(SessionStart {
+                command: f.strings("command")?,
+                root_pid: f.u32("root_pid")?,
+                cgroup: f.str("cgroup")?,
+                how: f.str("how")?,
+                caller_uid: f.u32("caller_uid")?,
+                caller_pid: f.u32("caller_pid")?,
+                sandbox: f.str("sandbox")?,
+            }),
+            EventKind::SessionEnd => Kind::SessionEnd(SessionEnd { reason: f.str("reason")? }),
+            EventKind::GrantChange => Kind::GrantChange(GrantChange {
+                change: f.str("change")?,
+                reason: f.str("reason")?,
+                expires_at_unix_ns: f.time("expires")?,
+                by: f.str("by")?,
+            }),
+            EventKind::WatchMissed => Kind::WatchMissed(WatchMissed { count: f.u64("count")?, reason: f.str("reason")? }),
+            EventKind::SocketsDropped => Kind::SocketsDropped(SocketsDropped { count: f.u32("count")?, reason: f.str("reason")? }),
+            EventKind::TokenRefused => Kind::TokenRefused(TokenRefused {
+                reason: f.str("reason")?,
+                key_id: f.str("key_id")?,
+                host_pattern: f.str("host_pattern")?,
+                caller_uid: f.u32("caller_uid")?,
+                caller_pid: f.u32("caller_pid")?,
+                how: f.str("how")?,
+                command: f.strings("command")?,
+            }),
+            EventKind::ControlAction => Kind::ControlAction(ControlAction {
+                action: f.str("action")?,
+                by: f.str("by")?,
+                target: f.str("target")?,
+                outcome: f.str("outcome")?,
+                detail: f.str("detail")?,
+            }),
         })
     };
     Ok(Event {
@@ -339,7 +355,7 @@ impl Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warrant_proto::json::to_json;
+    use crate::json::to_json;
 
     fn base(kind: Kind) -> Event {
         Event {
@@ -565,9 +581,9 @@ mod tests {
 
     #[test]
     fn bad_input_is_described() {
-        assert!(from_json(&serde_json::json!([1])).unwrap_err().contains("not a JSON object"));
-        assert!(from_json(&serde_json::json!({"kind": "nope"})).unwrap_err().contains("unknown event kind"));
-        let e = from_json(&serde_json::json!({"kind": "exec", "pid": "x"})).unwrap_err();
+        assert!(from_json(&serde_json::json!([1])).unwrap_err().to_string().contains("not a JSON object"));
+        assert!(from_json(&serde_json::json!({"kind": "nope"})).unwrap_err().to_string().contains("unknown event kind"));
+        let e = from_json(&serde_json::json!({"kind": "exec", "pid": "x"})).unwrap_err().to_string();
         assert!(e.contains("\"pid\""), "{e}");
     }
 }
