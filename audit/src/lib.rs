@@ -15,7 +15,9 @@
 //!   hashes.
 //! - [`log`]: [`AuditLog`], the append-only file of record lines, each chained to the
 //!   one before by a SHA-256 hash and, with a key, marked with a mac; fsync'd per
-//!   batch. [`verify`] and its variants walk the chain and name every line that was edited, removed,
+//!   batch. Every line carries its storage format version ([`log::FORMAT_VERSION`],
+//!   covered by the hash and by the canonical line check); lines written before
+//!   there were versions have none, and still verify. [`verify`] and its variants walk the chain and name every line that was edited, removed,
 //!   inserted or reordered.
 //! - [`log_key`]: [`LogKey`], the key the records are marked with, and the record of
 //!   the first record it marked.

@@ -4,25 +4,39 @@
 //! # Record format
 //!
 //! ```text
-//! {"n":<record number, from 1>,"prev":"<hash of record n-1; 64 zeros for n = 1>","hash":"<hash>","mac":"<mac>","event":<event>}\n
+//! {"v":2,"n":<record number, from 1>,"prev":"<hash of record n-1; 64 zeros for n = 1>","hash":"<hash>","mac":"<mac>","event":<event>}\n
 //! ```
 //!
+//! - `v` is the record's storage format version, [`FORMAT_VERSION`] (2) for every
+//!   record written now. Records of format 1, written before the format had a
+//!   version, have no `v` field; they still verify, and a log that has them is
+//!   continued in format 2 (so a log can hold format 1 records, then format 2 ones,
+//!   never the other way round: a format 1 record after a format 2 one is a
+//!   problem). A version this build does not know makes the line "not a record".
 //! - `event` is [`crate::json::to_json`] of the event, written in canonical
 //!   form (see [`canonical_json`]).
-//! - `hash` is lowercase hex of `SHA-256(prev as 32 raw bytes || canonical event bytes)`.
+//! - `hash` is lowercase hex of `SHA-256(prev as 32 raw bytes || v as one byte ||
+//!   canonical event bytes)`; in format 1, `SHA-256(prev || canonical event bytes)`
+//!   (no version byte; the two inputs cannot be confused, since canonical event bytes
+//!   begin with `{`). The hash covers the version, so a record cannot be passed off
+//!   as one of another format (its `v` dropped or changed) without breaking the chain.
 //! - `mac` is there when the log is written with a key ([`AuditLog::keyed`]):
 //!   lowercase hex of `HMAC-SHA256(key, n as 8 big-endian bytes || hash)` (see
-//!   [`crate::log_key`]). Without the key a rewrite can be re-chained, but not
-//!   re-marked: [`verify_keyed`] names every record whose mac does not match, and a
-//!   record without one after records with one (a stripped mark).
-//! - The line itself is canonical too: fields in this order, no whitespace. [`verify`]
-//!   re-renders every line and compares bytes, so even an edit that keeps the JSON
-//!   value the same (`"A"` for `"a"` in a hex digest, say) is caught.
+//!   [`crate::log_key`]), the same in both formats. Without the key a rewrite can be
+//!   re-chained, but not re-marked: [`verify_keyed`] names every record whose mac
+//!   does not match, and a record without one after records with one (a stripped
+//!   mark).
+//! - The line itself is canonical too: fields in this order (`v` first, absent in
+//!   format 1), no whitespace. [`verify`] re-renders every line and compares bytes,
+//!   so even an edit that keeps the JSON value the same (`"A"` for `"a"` in a hex
+//!   digest, `"v":2.0` for `"v":2`, say) is caught.
 //!
 //! Editing, removing, inserting or reordering any record breaks the chain at that
 //! line, and [`verify`] names it. Removing records *from the end* leaves a valid,
 //! shorter chain: only an [`Anchor`] kept elsewhere (the last record number and hash,
 //! as reported by [`AuditLog::anchor`]) detects that, through [`verify_with_anchor`].
+//! A build from before format versions refuses to resume a log that has format 2
+//! records (an unexpected field): going back to it is not supported.
 //!
 //! # Durability
 //!
@@ -49,6 +63,14 @@ use crate::log_key::LogKey;
 
 /// The `prev` of record 1.
 const GENESIS: [u8; 32] = [0; 32];
+
+/// The storage format every record is written in now: the `"v"` of its line and the
+/// version byte of its hash (see the module docs).
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The format of records written before there were versions: no `"v"`, no
+/// version byte in the hash.
+pub const FORMAT_UNVERSIONED: u8 = 1;
 
 /// How much of the file's end is read at a time when looking for the last record.
 const TAIL_CHUNK: usize = 16 * 1024;
@@ -129,6 +151,9 @@ pub struct VerifyReport {
     /// With a key: records before the first marked one (written before the log
     /// had a key; the first mac vouches for them through the chain).
     pub unkeyed: u64,
+    /// Records in format 1, from before the format had a version
+    /// ([`FORMAT_UNVERSIONED`]); the rest are in [`FORMAT_VERSION`].
+    pub unversioned: u64,
 }
 
 impl VerifyReport {
@@ -302,10 +327,10 @@ impl AuditLog {
             self.canon.clear();
             self.canonical.write(ev, &mut self.canon);
             n += 1;
-            let hash = chain_hash(&head, &self.canon);
+            let hash = chain_hash(FORMAT_VERSION, &head, &self.canon);
             let mac = self.key.as_ref().map(|k| k.mac(n, &hash));
             let at = buf.len();
-            write_record(&mut buf, n, &head, &hash, mac.as_ref(), &self.canon);
+            write_record(&mut buf, FORMAT_VERSION, n, &head, &hash, mac.as_ref(), &self.canon);
             positions.push(RecordPos {
                 n,
                 offset: self.len + at as u64,
@@ -477,6 +502,8 @@ fn walk(
     };
     // The first marked record, once seen.
     let mut marked_from: Option<u64> = None;
+    // The first record in the current format, once seen.
+    let mut versioned_from: Option<u64> = None;
     // What the next record should carry; `None` after an unreadable line.
     let mut expect_n = start.records + 1;
     let mut expect_prev = Some(start.head.clone());
@@ -528,6 +555,16 @@ fn walk(
             ));
         }
         issues.extend(rec.issues);
+        if rec.version == FORMAT_UNVERSIONED {
+            report.unversioned += 1;
+            if let Some(first) = versioned_from {
+                issues.push(format!(
+                    "a record of format {FORMAT_UNVERSIONED} after record {first} of format {FORMAT_VERSION}: writers never go back (a record from an older log spliced in)"
+                ));
+            }
+        } else {
+            versioned_from.get_or_insert(rec.n);
+        }
         if let Some(key) = key {
             match rec.mac {
                 Some(mac) => {
@@ -594,6 +631,8 @@ fn walk(
 
 /// A parsed line and what is wrong with it that does not depend on its neighbours.
 struct Checked {
+    /// The record's storage format: its `v`, [`FORMAT_UNVERSIONED`] when it has none.
+    version: u8,
     /// The record's `n`.
     n: u64,
     /// The record's `prev`, as stored.
@@ -618,9 +657,21 @@ fn check_line(line: &[u8]) -> Result<Checked, String> {
     let Value::Object(obj) = value else {
         return Err("not a record: expected a JSON object".into());
     };
-    if let Some(extra) = obj.keys().find(|k| !["n", "prev", "hash", "mac", "event"].contains(&k.as_str())) {
+    if let Some(extra) = obj.keys().find(|k| !["v", "n", "prev", "hash", "mac", "event"].contains(&k.as_str())) {
         return Err(format!("not a record: unexpected field {extra:?}"));
     }
+    let version = match obj.get("v") {
+        None => FORMAT_UNVERSIONED,
+        Some(v) => match v.as_u64() {
+            Some(v) if v == u64::from(FORMAT_VERSION) => FORMAT_VERSION,
+            Some(v) => {
+                return Err(format!(
+                    "not a record this build reads: format version {v} (it reads {FORMAT_UNVERSIONED}, without \"v\", and {FORMAT_VERSION})"
+                ));
+            }
+            None => return Err("not a record: field \"v\" is not a format version number".into()),
+        },
+    };
     let n = obj
         .get("n")
         .and_then(Value::as_u64)
@@ -645,10 +696,10 @@ fn check_line(line: &[u8]) -> Result<Checked, String> {
     }
     let canon = canonical_json(event).map_err(|e| format!("cannot re-encode the event: {e}"))?;
     let mut issues = Vec::new();
-    if chain_hash(&prev_bytes, &canon) == hash_bytes {
+    if chain_hash(version, &prev_bytes, &canon) == hash_bytes {
         // Same value, maybe different bytes (an escape, a hex digit's case).
         let mut rendered = Vec::with_capacity(line.len() + 1);
-        write_record(&mut rendered, n, &prev_bytes, &hash_bytes, mac.as_ref(), &canon);
+        write_record(&mut rendered, version, n, &prev_bytes, &hash_bytes, mac.as_ref(), &canon);
         rendered.pop();
         if rendered != line {
             issues.push("the record is not in canonical form: it was edited".to_owned());
@@ -657,21 +708,39 @@ fn check_line(line: &[u8]) -> Result<Checked, String> {
         issues.push("hash does not match the record's contents: the record was edited".to_owned());
     }
     let event = event.clone();
-    Ok(Checked { n, prev, hash, hash_bytes, mac, issues, event })
+    Ok(Checked { version, n, prev, hash, hash_bytes, mac, issues, event })
 }
 
-/// `SHA-256(prev || canonical event bytes)`.
-fn chain_hash(prev: &[u8; 32], canon: &[u8]) -> [u8; 32] {
+/// A record's hash in format `version`: `SHA-256(prev || version byte || canonical
+/// event bytes)`, or `SHA-256(prev || canonical event bytes)` in format 1.
+fn chain_hash(version: u8, prev: &[u8; 32], canon: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev);
+    if version != FORMAT_UNVERSIONED {
+        h.update([version]);
+    }
     h.update(canon);
     h.finalize().into()
 }
 
-/// Appends one record line, newline included.
-fn write_record(out: &mut Vec<u8>, n: u64, prev: &[u8; 32], hash: &[u8; 32], mac: Option<&[u8; 32]>, canon: &[u8]) {
+/// Appends one record line in format `version`, newline included.
+fn write_record(
+    out: &mut Vec<u8>,
+    version: u8,
+    n: u64,
+    prev: &[u8; 32],
+    hash: &[u8; 32],
+    mac: Option<&[u8; 32]>,
+    canon: &[u8],
+) {
     let mut hexbuf = [0u8; 64];
-    out.extend_from_slice(b"{\"n\":");
+    if version == FORMAT_UNVERSIONED {
+        out.extend_from_slice(b"{\"n\":");
+    } else {
+        out.extend_from_slice(b"{\"v\":");
+        out.extend_from_slice(version.to_string().as_bytes());
+        out.extend_from_slice(b",\"n\":");
+    }
     out.extend_from_slice(n.to_string().as_bytes());
     out.extend_from_slice(b",\"prev\":\"");
     // encode_to_slice only fails on a wrong output length, which 64 is not.
@@ -751,10 +820,11 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
 /// Helpers for tests, here and in other crates (feature `test-support`).
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing {
-    use super::{GENESIS, Path, Value, canonical_json, chain_hash, write_record};
+    use super::{FORMAT_VERSION, GENESIS, Path, Value, canonical_json, chain_hash, write_record};
 
     /// Rewrites the log in place as someone who can write it but lacks the key:
-    /// `edit` each event, re-chain every hash, and keep the old macs or drop them.
+    /// `edit` each event, re-chain every hash (every record in the current format),
+    /// and keep the old macs or drop them.
     ///
     /// # Panics
     /// When the file is not a log of well-formed records.
@@ -765,13 +835,13 @@ pub mod testing {
             let n = rec["n"].as_u64().unwrap();
             edit(n, &mut rec["event"]);
             let canon = canonical_json(&rec["event"]).unwrap();
-            let hash = chain_hash(&head, &canon);
+            let hash = chain_hash(FORMAT_VERSION, &head, &canon);
             let mac = rec.get("mac").and_then(Value::as_str).filter(|_| keep_macs).map(|m| {
                 let mut b = [0; 32];
                 hex::decode_to_slice(m, &mut b).unwrap();
                 b
             });
-            write_record(&mut out, n, &head, &hash, mac.as_ref(), &canon);
+            write_record(&mut out, FORMAT_VERSION, n, &head, &hash, mac.as_ref(), &canon);
             head = hash;
         }
         std::fs::write(path, out).unwrap();
@@ -833,14 +903,16 @@ mod tests {
         let rec: Value = serde_json::from_str(&l[0]).unwrap();
         assert_eq!(rec["n"], 1);
         assert_eq!(rec["prev"], "0".repeat(64));
+        assert_eq!(rec["v"], 2);
         let canon = canonical_json(&rec["event"]).unwrap();
         let mut h = Sha256::new();
         h.update([0u8; 32]);
+        h.update([2u8]);
         h.update(&canon);
         assert_eq!(rec["hash"], hex::encode(h.finalize()));
         let rec2: Value = serde_json::from_str(&l[1]).unwrap();
         assert_eq!(rec2["prev"], rec["hash"]);
-        assert!(l[0].starts_with("{\"n\":1,\"prev\":\""), "{}", l[0]);
+        assert!(l[0].starts_with("{\"v\":2,\"n\":1,\"prev\":\""), "{}", l[0]);
         assert!(verify(&path).unwrap().is_ok());
     }
 
@@ -860,11 +932,16 @@ mod tests {
             String::from_utf8(canon.clone()).unwrap(),
             r#"{"agent_id":"","argv":["id","-u"],"boot_id":"","cgroup_id":0,"comm":"","cwd":"/","euid":0,"gid":0,"grant":"g-1","host":"","kind":"exec","path":"/usr/bin/id","pid":100,"ppid":0,"seq":1,"session":"s-1","subject":"","tid":0,"time":"2023-11-14T22:13:20.000000001Z","truncated":false,"uid":0}"#
         );
-        let hash = hex::encode(chain_hash(&GENESIS, &canon));
-        let mut h = Sha256::new();
-        h.update([0u8; 32]);
-        h.update(&canon);
-        assert_eq!(hash, hex::encode(h.finalize()));
+        // Both formats' hashes of it, fixed: format 1's is what logs written before
+        // format versions hold (tests/fixtures has a whole log of them).
+        assert_eq!(
+            hex::encode(chain_hash(FORMAT_UNVERSIONED, &GENESIS, &canon)),
+            "009cbb410829b93d82c21d309a4b3fe4104a1a83cd416a772b76b4d3f8873e5b"
+        );
+        assert_eq!(
+            hex::encode(chain_hash(FORMAT_VERSION, &GENESIS, &canon)),
+            "e15e4e9bc961f1617f9f27e1e7e514aab9ded7f97cf37ee2c3d0c1282094e169"
+        );
     }
 
 
@@ -959,6 +1036,73 @@ mod tests {
         match line.find(",\"mac\":\"") {
             Some(at) => format!("{}{}", &line[..at], &line[at + 8 + 64 + 1..]),
             None => line.to_owned(),
+        }
+    }
+
+    /// A line with its records' formats as given (a log an older build wrote
+    /// first, then this one), chained from zeros.
+    fn write_formats(path: &Path, formats: &[u8]) {
+        let (mut head, mut out) = (GENESIS, Vec::new());
+        for (i, &v) in formats.iter().enumerate() {
+            let n = i as u64 + 1;
+            let mut canon = Vec::new();
+            crate::json::to_canonical_json(&exec(n, &["id"]), &mut canon);
+            let hash = chain_hash(v, &head, &canon);
+            write_record(&mut out, v, n, &head, &hash, None, &canon);
+            head = hash;
+        }
+        std::fs::write(path, out).unwrap();
+    }
+
+    #[test]
+    fn a_log_of_the_format_before_versions_verifies_and_is_continued_in_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_formats(&path, &[1, 1]);
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("\"v\""));
+        let report = verify(&path).unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!((report.records, report.unversioned), (2, 2));
+        AuditLog::open(&path).unwrap().append(&batch(3, 2)).unwrap();
+        let l = lines(&path);
+        assert!(l[1].starts_with("{\"n\":2,") && l[2].starts_with("{\"v\":2,\"n\":3,"), "{l:?}");
+        let report = verify(&path).unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!((report.records, report.unversioned), (4, 2));
+    }
+
+    #[test]
+    fn the_format_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_formats(&path, &[1, 2, 1, 2]);
+        let report = verify(&path).unwrap();
+        assert_eq!(problem_lines(&report), [3], "{:?}", report.problems);
+        assert!(report.problems[0].what.contains("writers never go back"), "{}", report.problems[0]);
+    }
+
+    /// The version is covered by the hash and by the canonical line: dropped,
+    /// changed, or written another way, the record is named.
+    #[test]
+    fn the_version_cannot_be_changed_dropped_or_respelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        AuditLog::open(&path).unwrap().append(&batch(1, 3)).unwrap();
+        let orig = lines(&path);
+        for (edit, what) in [
+            ("{\"n\":", "hash does not match"),
+            ("{\"v\":3,\"n\":", "format version 3"),
+            ("{\"v\":2.0,\"n\":", "not a format version number"),
+            ("{\"v\":\"2\",\"n\":", "not a format version number"),
+            ("{\"v\":02,\"n\":", "not a valid JSON record"),
+            ("{\"v\":2 ,\"n\":", "not in canonical form"),
+        ] {
+            let mut l = orig.clone();
+            l[1] = l[1].replacen("{\"v\":2,\"n\":", edit, 1);
+            write_lines(&path, &l);
+            let report = verify(&path).unwrap();
+            assert_eq!(problem_lines(&report), [2], "{edit}: {:?}", report.problems);
+            assert!(report.problems[0].what.contains(what), "{edit}: {}", report.problems[0]);
         }
     }
 

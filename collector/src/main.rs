@@ -50,8 +50,12 @@ fn verify(flags: &Flags) -> Result<ExitCode> {
             (true, 0) => "; every record marked with the log's key".to_owned(),
             (true, n) => format!("; marked with the log's key after the first {n} (written before it had one)"),
         };
+        let formats = match report.unversioned {
+            0 => String::new(),
+            n => format!("; the first {n} in the format before format versions"),
+        };
         println!(
-            "ok: {} records in {} segment(s), records {}..={}, head {}{keyed}",
+            "ok: {} records in {} segment(s), records {}..={}, head {}{keyed}{formats}",
             report.records - report.first.saturating_sub(1).min(report.records),
             report.segments,
             report.first.max(u64::from(report.records > 0)),

@@ -3,7 +3,7 @@
 //! # On disk
 //!
 //! ```text
-//! <data-dir>/log/00000000000000000001.log   segment: records 1 .. (AuditLog format)
+//! <data-dir>/log/00000000000000000001.log   segment: records 1 .. (`warrant_audit::log` format)
 //! <data-dir>/log/00000000000001048577.log   the next one, named by its first record
 //! <data-dir>/index.redb                     the index (redb), rebuilt from the log
 //! ```
@@ -11,6 +11,10 @@
 //! Segments are one hash chain: the first record of a segment chains to the last
 //! record of the one before it, and numbers continue. Only the newest segment is
 //! written; it is closed and a new one started when it passes `segment_bytes`.
+//! Every record line carries its storage format version (`"v"`, see
+//! `warrant_audit::log`); segments an older collector wrote have lines without one,
+//! which verify as they did, and the newest segment is continued in the current
+//! format.
 //!
 //! # Retention
 //!

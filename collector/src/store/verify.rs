@@ -31,6 +31,9 @@ pub struct DirReport {
     /// Records from before the log was keyed (an older collector's), which carry no
     /// mac: they are checked by their hashes only.
     pub unkeyed: u64,
+    /// Records in the storage format from before format versions (format 1, see
+    /// `warrant_audit::log`): they verify as before; newer ones follow them.
+    pub unversioned: u64,
 }
 
 /// Walks every segment of `data_dir`'s log as one chain: each record's hash, each
@@ -54,6 +57,9 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
     // Marks are checked across segments: after the first marked record, one
     // without a mark is a stripped mark, in any segment.
     let mut marked = false;
+    // Formats only go forward across segments too: after a record of the current
+    // format, one of the format before versions is spliced in.
+    let mut versioned = false;
     let mut start: Option<Anchor> = None;
     // The newest retention record: (last dropped record, its hash).
     let mut retention: Option<(u64, String)> = None;
@@ -136,6 +142,14 @@ pub fn verify_dir(data_dir: &Path, stop_after: Option<u64>, end: Option<&Anchor>
             }
             marked |= r.records.saturating_sub(seg_start.records) > r.unkeyed;
         }
+        if versioned && r.unversioned > 0 {
+            report.problems.push(format!(
+                "segment {name}: {} records without a format version, but records before them in earlier segments have one: writers never go back (records from an older log spliced in)",
+                r.unversioned
+            ));
+        }
+        report.unversioned += r.unversioned;
+        versioned |= r.records.saturating_sub(seg_start.records) > r.unversioned;
         report.records = r.records;
         report.head.clone_from(&r.head);
         start = Some(Anchor { records: r.records, head: r.head });
