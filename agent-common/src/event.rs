@@ -75,26 +75,6 @@ impl EventKind {
             _ => return None,
         })
     }
-
-    /// The `kind` of the event a record of this kind becomes (its JSON name), for
-    /// counts by kind.
-    pub const fn event_name(self) -> &'static str {
-        match self {
-            Self::Exec => "exec",
-            Self::Exit => "exit",
-            Self::FileOpen => "file_open",
-            Self::Connect | Self::UnixConnect => "connect",
-            Self::Bind => "bind",
-            Self::Listen => "listen",
-            Self::Accept => "accept",
-            Self::Violation => "violation",
-            Self::ExecFailed => "exec_failed",
-            Self::SocketClose => "socket_close",
-            Self::FileChange => "file_change",
-            Self::Datagram => "datagram",
-            Self::IoUring => "io_uring",
-        }
-    }
 }
 
 /// Bytes of a path the programs fill before they stop and mark it truncated.

@@ -55,6 +55,27 @@ pub async fn poll(host: Arc<Host>, sink: EventSink) {
     }
 }
 
+/// The kind of event a kernel record of kind `k` becomes (unix and IP connects are
+/// both `connect`): counts by kind go by the audit record's names.
+const fn recorded_as(k: EventKind) -> warrant_audit::EventKind {
+    use warrant_audit::EventKind as E;
+    match k {
+        EventKind::Exec => E::Exec,
+        EventKind::Exit => E::Exit,
+        EventKind::FileOpen => E::FileOpen,
+        EventKind::Connect | EventKind::UnixConnect => E::Connect,
+        EventKind::Bind => E::Bind,
+        EventKind::Listen => E::Listen,
+        EventKind::Accept => E::Accept,
+        EventKind::Violation => E::Violation,
+        EventKind::ExecFailed => E::ExecFailed,
+        EventKind::SocketClose => E::SocketClose,
+        EventKind::FileChange => E::FileChange,
+        EventKind::Datagram => E::Datagram,
+        EventKind::IoUring => E::IoUring,
+    }
+}
+
 /// The `events_lost` event for the growth of `loss` since `before`, if any.
 fn report(loss: &SessionLoss, before: &[u64; LOST_KINDS]) -> Option<pb::Event> {
     let mut by_kind: HashMap<String, u64> = HashMap::new();
@@ -65,7 +86,7 @@ fn report(loss: &SessionLoss, before: &[u64; LOST_KINDS]) -> Option<pb::Event> {
             continue;
         }
         count += grew;
-        let name = u32::try_from(k).ok().and_then(EventKind::from_u32).map_or("unknown", EventKind::event_name);
+        let name = u32::try_from(k).ok().and_then(EventKind::from_u32).map_or("unknown", |k| recorded_as(k).name());
         *by_kind.entry(name.to_owned()).or_default() += grew;
     }
     if count == 0 {
@@ -110,15 +131,5 @@ mod tests {
         assert_eq!((l.count, l.total), (5, 19));
         assert_eq!(l.by_kind.len(), 1);
         assert!(report(&later, &later.by_kind).is_none(), "no growth, no report");
-    }
-
-    /// The names counts are reported under are event kinds the JSON form knows.
-    #[test]
-    fn every_kernel_kind_names_a_known_event_kind() {
-        for n in 1..LOST_KINDS as u32 {
-            if let Some(k) = EventKind::from_u32(n) {
-                assert!(warrant_audit::KIND_NAMES.contains(&k.event_name()), "{k:?} -> {}", k.event_name());
-            }
-        }
     }
 }
