@@ -284,6 +284,7 @@ impl Agent for Api {
             path: path.display().to_string(),
             keyed: report.keyed,
             unkeyed_records: report.unkeyed,
+            unversioned_records: report.unversioned,
         }))
     }
 }

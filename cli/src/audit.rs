@@ -45,6 +45,7 @@ pub async fn verify(
             "problems": verdict.problems,
             "keyed": verdict.keyed,
             "unkeyed_records": verdict.unkeyed,
+            "unversioned_records": verdict.unversioned,
         });
         writeln!(out, "{v}")?;
     } else {
@@ -63,8 +64,12 @@ fn verdict_text(v: &LogCheck, colors: Colors) -> String {
                 ", marked with the log's key after the first {n} (written before it had one)"
             ),
         };
+        let formats = match v.unversioned {
+            0 => String::new(),
+            n => format!(", the first {n} in the format before format versions"),
+        };
         return format!(
-            "{}: {} records, chain intact{keyed} (head {})\n",
+            "{}: {} records, chain intact{keyed}{formats} (head {})\n",
             sanitize(&v.log),
             v.records,
             sanitize(&v.head)
@@ -111,6 +116,14 @@ mod tests {
         assert_eq!(
             verdict_text(&keyed, Colors::default()),
             "/var/lib/warrant/audit.log: 12 records, chain intact, every record marked with the log's key (head ab)\n"
+        );
+        let older = LogCheck {
+            unversioned: 5,
+            ..keyed.clone()
+        };
+        assert_eq!(
+            verdict_text(&older, Colors::default()),
+            "/var/lib/warrant/audit.log: 12 records, chain intact, every record marked with the log's key, the first 5 in the format before format versions (head ab)\n"
         );
         let bad = LogCheck {
             ok: false,

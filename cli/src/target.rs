@@ -48,6 +48,8 @@ pub struct LogCheck {
     pub keyed: bool,
     /// Records before the first marked one.
     pub unkeyed: u64,
+    /// Records in the storage format from before format versions.
+    pub unversioned: u64,
 }
 
 impl Target {
@@ -241,6 +243,7 @@ impl Target {
                     problems: r.problems,
                     keyed: r.keyed,
                     unkeyed: r.unkeyed_records,
+                    unversioned: r.unversioned_records,
                 })
             }
             Target::Agent(a) => {
@@ -253,6 +256,7 @@ impl Target {
                     problems: r.problems,
                     keyed: r.keyed,
                     unkeyed: r.unkeyed_records,
+                    unversioned: r.unversioned_records,
                 })
             }
         }

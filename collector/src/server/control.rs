@@ -233,5 +233,6 @@ pub(super) async fn verify_log(state: &Arc<State>, req: Request<VerifyLogRequest
         skipped: report.skipped,
         keyed: report.keyed,
         unkeyed_records: report.unkeyed,
+        unversioned_records: report.unversioned,
     }))
 }
