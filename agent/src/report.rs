@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use warrant_proto::ledger::{GrantFacts, Ledger};
+use warrant_audit::ledger::{GrantFacts, Ledger};
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
 use crate::events::Subjects;

@@ -25,6 +25,8 @@
 //!   to watchers, each [`Subscription`] with a [`Filter`]; a watcher that falls
 //!   behind is told how much it missed (`WatchMissed`) instead of slowing the
 //!   publisher.
+//! - [`ledger`]: a session's report summed up from its events in log order (the
+//!   agent's `session_report`, the console's live report from a collector's log).
 //! - [`decode`]: back from the JSON form to an `Event` ([`decode::from_json`]), so a
 //!   query or a replay serves the very records the chain covers.
 //! - [`Error`]: the one error type of the log, the key and the filters.
@@ -35,6 +37,7 @@ pub mod decode;
 pub mod hub;
 pub mod json;
 pub mod kinds;
+pub mod ledger;
 pub mod log;
 pub mod log_key;
 

@@ -9,11 +9,9 @@
 //! - `warrant/v1/token.proto`: the signed grant token a host verifies offline.
 //! - `warrant/v1/launch.proto`: the launch socket, where the agent creates a
 //!   session's first process; [`launch`] frames its messages.
-//! - [`ledger`]: a session's report summed up from its events.
 //! - [`token`]: signing, verifying, encoding and decoding grant tokens; keys.
 
 pub mod launch;
-pub mod ledger;
 pub mod token;
 
 /// Generated code for package `warrant.v1`.

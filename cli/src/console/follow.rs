@@ -3,7 +3,7 @@
 ///
 /// A collector stores a session's `session_report` only when the agent sends it, at
 /// the session's end; before that the console sums the session's events up itself
-/// ([`warrant_proto::ledger::Ledger`], the agent's rules). Each session it is asked
+/// ([`warrant_audit::ledger::Ledger`], the agent's rules). Each session it is asked
 /// about gets a [`Book`] that reads the session's events once and then only what is
 /// new: a `Query` from a little before the newest event it has (clocks of one agent
 /// are close to log order), skipping every (agent, boot, seq) it already took in.
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Result;
 use warrant_proto::event::Event as Kind;
-use warrant_proto::ledger::{GrantFacts, Ledger};
+use warrant_audit::ledger::{GrantFacts, Ledger};
 use warrant_proto::{Event, EventFilter, QueryRequest};
 
 use crate::remote::Collector;

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::v1::{self as pb, event::Event as Kind};
+use warrant_proto::v1::{self as pb, event::Event as Kind};
 
 /// Entries kept per list of a report.
 pub const LIST_MAX: usize = 1000;
