@@ -1347,8 +1347,8 @@ fn main() {
              | spawned directly (baseline) | {} |\n| `warrant exec --grant G --` | {} |\n\n\
              From spawning the command to the wall-clock stamp it prints as the first thing it does. \
              Through `warrant exec` the agent checks the caller and the grant, builds the session's \
-             Landlock domain and seccomp filters, forks the first process, tags it, moves it into the \
-             session cgroup, confines it, reads the confinement back from /proc and records \
+             Landlock domain and seccomp filters, forks the first process straight into the \
+             session cgroup (clone3), tags it, confines it, reads the confinement back from /proc and records \
              `session_start` before the exec.\n",
             warrant.len(),
             quantile_cells(&mut direct, ms),
