@@ -44,16 +44,6 @@ fn kind_help() -> String {
 }
 
 impl FilterArgs {
-    /// One session's events of these kinds (`report` asks a collector for its
-    /// `session_report` this way).
-    pub fn session(session: &str, kinds: &[&str]) -> FilterArgs {
-        FilterArgs {
-            session: Some(session.to_owned()),
-            kind: kinds.iter().map(|&k| k.to_owned()).collect(),
-            ..FilterArgs::default()
-        }
-    }
-
     /// The filter to send, its kinds checked: an unknown kind is an error naming it.
     pub fn event_filter(&self) -> Result<EventFilter> {
         Ok(EventFilter {
@@ -267,17 +257,6 @@ mod tests {
         assert_eq!(
             (sent.host.as_str(), sent.subject.as_str()),
             ("db-1", "alice")
-        );
-    }
-
-    #[test]
-    fn one_sessions_filter() {
-        let f = FilterArgs::session("s-1", &["session_report"])
-            .event_filter()
-            .unwrap();
-        assert_eq!(
-            (f.session.as_str(), f.kinds.as_slice()),
-            ("s-1", ["session_report".to_owned()].as_slice())
         );
     }
 

@@ -42,6 +42,7 @@ mod console;
 mod docs;
 mod exec;
 mod filter;
+mod follow;
 mod grant;
 mod kill;
 mod launch;

@@ -10,13 +10,12 @@ use anyhow::{Result, bail};
 use tonic::{Status, Streaming};
 use warrant_proto::event::Event as Kind;
 use warrant_proto::{
-    CollectorSessionsRequest, CollectorWatchRequest, Event, EventFilter, KillRequest, QueryRequest,
+    CollectorSessionsRequest, CollectorWatchRequest, Event, EventFilter, KillRequest,
     RemoteKillRequest, RemoteKillResponse, RemoteRevokeRequest, RevokeGrantRequest, Session,
     WatchRequest,
 };
 
 use crate::client::Agent;
-use crate::filter::FilterArgs;
 use crate::remote::{Collector, CollectorArgs};
 
 /// The agent or the collector, connected.
@@ -146,31 +145,18 @@ impl Target {
     }
 
     /// A session's report (a `session_report` event): the agent builds it for a live
-    /// or recent session; a collector has the one each session's end wrote to its log.
+    /// or recent session; from a collector it is the one the session's end wrote to
+    /// the log, or, while the session runs, its events so far summed up by the same
+    /// rules ([`crate::follow`]).
     pub async fn report(&self, session: &str) -> Result<Event> {
         match self {
             Target::Agent(a) => a.clone().report(session).await,
             Target::Collector(c) => {
-                let filter = FilterArgs::session(session, &["session_report"]).event_filter()?;
-                let req = QueryRequest {
-                    filter: Some(filter),
-                    from_unix_ns: 0,
-                    to_unix_ns: 0,
-                    limit: 100,
-                    page: String::new(),
-                };
-                let resp = c.clone().query(req).await?;
-                match resp
-                    .events
-                    .into_iter()
-                    .rev()
-                    .find(|e| matches!(e.event, Some(Kind::SessionReport(_))))
-                {
-                    Some(ev) => Ok(ev),
-                    None => bail!(
-                        "no report for session {session} in the collector's log yet: an agent sends a session's report when it ends"
-                    ),
+                let seen = crate::follow::Books::default().update(c, session, usize::MAX).await?;
+                if matches!(&seen.report.event, Some(Kind::SessionReport(r)) if r.events == 0) {
+                    bail!("the collector's log has nothing of session {session}");
                 }
+                Ok(seen.report)
             }
         }
     }

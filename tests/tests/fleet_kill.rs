@@ -132,6 +132,16 @@ fn sessions_query_and_audit_verify_through_the_collector() {
     assert!(events.iter().any(|e| e["kind"] == "session_start"), "{q}");
     assert!(events.iter().all(|e| e["session"] == tree.session.id()), "{q}");
 
+    // The live session's report so far, summed up from the collector's log (the
+    // agent sends its own only at the end).
+    let r = cli_ok_as(&c, "watcher", &["report", tree.session.id(), "--json"]);
+    let r: serde_json::Value = serde_json::from_str(r.trim()).unwrap_or_else(|e| panic!("{e}: {r}"));
+    assert_eq!((r["kind"].as_str(), r["session"].as_str()), (Some("session_report"), Some(tree.session.id())), "{r}");
+    assert!(r["events"].as_u64().is_some_and(|n| n >= 2) && r.get("ended").is_none(), "a live report: {r}");
+    let none = cli_as(&c, "watcher", &["report", "s-000000000000"]);
+    assert_ne!(none.status.code(), Some(0), "a session the log has nothing of");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("nothing of session"), "{none:?}");
+
     let v = cli_ok_as(&c, "admin", &["audit", "verify", "--json"]);
     assert!(v.contains("\"ok\":true"), "{v}");
     let local = agent.cli_ok(&["audit", "verify", "--json"]);

@@ -14,7 +14,8 @@ use warrant_audit::json::rfc3339;
 use warrant_proto::{ApproveRequest, DenyRequest, GetRequestRequest, ListRequestsRequest, SessionState};
 
 use super::error::ApiError;
-use super::{Console, assets, events, follow};
+use super::{Console, assets, events};
+use crate::follow;
 use crate::kill::{Target as KillTarget, report_json};
 use crate::sessions::state_name;
 use crate::target::Target;

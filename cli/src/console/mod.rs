@@ -9,7 +9,6 @@
 //!   rebinding) and state-changing calls from other origins (cross-site kills).
 //! - [`api`]: the JSON routes (sessions, report, kill, requests, agents, audit).
 //! - [`events`]: the live event stream as Server-Sent Events.
-//! - [`follow`]: collector mode: a live session's report built from the log.
 //! - [`error`]: failures as `{ "error": "..." }` with the matching HTTP status.
 //! - [`assets`]: the page, its script and style, embedded in the binary.
 
@@ -17,7 +16,6 @@ mod api;
 mod assets;
 mod error;
 mod events;
-mod follow;
 mod guard;
 
 use std::io::Write;
@@ -49,7 +47,7 @@ pub struct Console {
     /// Who the console acts as, and what that role may do.
     pub me: api::Me,
     /// Collector mode: the sessions read from the log so far, and grants' reasons.
-    pub books: follow::Books,
+    pub books: crate::follow::Books,
 }
 
 /// Checks that `listen` is an address the console may bind.
@@ -82,7 +80,7 @@ pub async fn run(socket: &Path, remote: &CollectorArgs, args: &ConsoleArgs, out:
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for the console"))?;
     let bound = listener.local_addr().context("cannot read the console's address")?;
-    let console = Arc::new(Console { target, me, books: follow::Books::default() });
+    let console = Arc::new(Console { target, me, books: crate::follow::Books::default() });
     let app = api::router(console).layer(axum::middleware::from_fn_with_state(
         Arc::new(guard::Guard::new(bound)),
         guard::check,

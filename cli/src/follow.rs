@@ -1,15 +1,16 @@
-/// Collector mode: a session's report and process count while it runs, and each
-/// grant's reason, from the collector's log.
-///
-/// A collector stores a session's `session_report` only when the agent sends it, at
-/// the session's end; before that the console sums the session's events up itself
-/// ([`warrant_audit::ledger::Ledger`], the agent's rules). Each session it is asked
-/// about gets a [`Book`] that reads the session's events once and then only what is
-/// new: a `Query` from a little before the newest event it has (clocks of one agent
-/// are close to log order), skipping every (agent, boot, seq) it already took in.
-/// One update reads at most a budget of events ([`BUDGET`] for a session's page),
-/// so a session streaming thousands of events a second cannot hold a page up; the
-/// answer says whether it caught up.
+//! A session followed in a collector's log: its report and process count while it
+//! runs, and each grant's reason (for `warrant report --collector` and the console).
+//!
+//! A collector stores a session's `session_report` only when the agent sends it, at
+//! the session's end; before that the reader sums the session's events up itself
+//! ([`warrant_audit::ledger::Ledger`], the agent's rules). Each session it is asked
+//! about gets a [`Book`] that reads the session's events once and then only what is
+//! new: a `Query` from a little before the newest event it has (clocks of one agent
+//! are close to log order), skipping every (agent, boot, seq) it already took in.
+//! One update reads at most a budget of events ([`BUDGET`] for a session's page),
+//! so a session streaming thousands of events a second cannot hold a page up; the
+//! answer says whether it caught up.
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
