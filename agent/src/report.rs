@@ -36,8 +36,12 @@ impl Ledgers {
         if ev.session.is_empty() || ev.event.is_none() {
             return None;
         }
-        let ledger = self.live.entry(ev.session.clone()).or_default();
-        ledger.observe(ev);
+        // Looked up by reference first: the owned key is made once per session, not
+        // once per event.
+        match self.live.get_mut(&ev.session) {
+            Some(ledger) => ledger.observe(ev),
+            None => self.live.entry(ev.session.clone()).or_default().observe(ev),
+        }
         if !matches!(ev.event, Some(Kind::SessionEnd(_))) {
             return None;
         }
