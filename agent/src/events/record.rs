@@ -84,15 +84,16 @@ pub fn spawn_writer(
                     }
                 }
                 // A session's report goes right after its end, so it sees every event.
+                // Reports are rare: the batch is rebuilt only when one is due (moving
+                // every event into a new batch was a good part of the writer's time).
                 if batch.iter().any(|e| !e.session.is_empty()) {
                     let mut ledgers = ledgers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let mut with_reports = Vec::with_capacity(batch.len() + 1);
-                    for ev in batch.drain(..) {
-                        let report = ledgers.observe(&ev, &subjects);
-                        with_reports.push(ev);
-                        with_reports.extend(report);
+                    let reports: Vec<(usize, pb::Event)> =
+                        batch.iter().enumerate().filter_map(|(i, ev)| Some((i, ledgers.observe(ev, &subjects)?))).collect();
+                    // From the back, so earlier positions stay where they were.
+                    for (i, report) in reports.into_iter().rev() {
+                        batch.insert(i + 1, report);
                     }
-                    batch = with_reports;
                 }
                 {
                     let subjects = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -149,8 +150,13 @@ pub fn spawn_writer(
                     }
                 }
                 stats.events_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for ev in batch.drain(..) {
-                    hub.publish(Arc::new(ev));
+                if hub.watchers() > 0 {
+                    for ev in batch.drain(..) {
+                        hub.publish(Arc::new(ev));
+                    }
+                } else {
+                    // Nobody watches: no shared copy of each event to make and drop.
+                    batch.clear();
                 }
                 if let Some(spool) = &spool
                     && let Err(e) = spool.sync()
