@@ -417,12 +417,9 @@ impl Host {
             }
             let slot = inner.registry.free_session_slot()?;
             let born = born_in.is_some();
-            let (id, cgroup) = match born_in {
-                Some(BornIn { id, cgroup }) => (id, cgroup),
-                None => {
-                    let id = ids::fresh();
-                    (id, SessionCgroup::create(&self.cgroup_root, &ids::session(id))?)
-                }
+            let BornIn { id, cgroup } = match born_in {
+                Some(b) => b,
+                None => self.session_cgroup()?,
             };
             inner.kernel.reset_session_deaths(slot)?;
             inner.kernel.reset_session_lost(slot)?;
@@ -454,10 +451,12 @@ impl Host {
                 let _ = inner.kernel.set_syscall_hook(live > 0);
                 return Err(e);
             }
-            for pid in pids.iter().filter(|_| !born) {
-                if let Err(e) = cgroup.add(*pid) {
-                    // The tag is the identity; the cgroup is the fast path.
-                    warn!("{e:#}");
+            if !born {
+                for pid in pids {
+                    if let Err(e) = cgroup.add(*pid) {
+                        // The tag is the identity; the cgroup is the fast path.
+                        warn!("{e:#}");
+                    }
                 }
             }
             let session = Session {
@@ -601,15 +600,15 @@ impl Host {
             .find(tagged)
     }
 
-    /// The live session whose first process is `pid`, with its grant.
-    pub fn session_rooted_at(&self, pid: u32) -> Option<(u64, u64)> {
+    /// The live session whose first process is `pid`.
+    pub fn session_rooted_at(&self, pid: u32) -> Option<u64> {
         let inner = self.lock();
         inner
             .registry
             .sessions
             .values()
             .find(|s| s.root_pid == pid && s.status == SessionStatus::Live)
-            .map(|s| (s.id, s.grant))
+            .map(|s| s.id)
     }
 
     /// The grant of live session `sid`.
@@ -1119,8 +1118,6 @@ impl Host {
     }
 }
 
-/// A grant as the API shows it; `now` is the boot clock, to show an active grant
-/// past its expiry as expired before the timer has run.
 /// A session's id and cgroup made before its first process, which was forked into
 /// the cgroup (so [`Host::open_session`] does not move it there).
 #[derive(Debug)]
@@ -1129,6 +1126,8 @@ pub struct BornIn {
     pub cgroup: SessionCgroup,
 }
 
+/// A grant as the API shows it; `now` is the boot clock, to show an active grant
+/// past its expiry as expired before the timer has run.
 pub fn grant_pb(g: &Grant, now: u64, sessions: Vec<String>) -> pb::Grant {
     pb::Grant {
         id: ids::grant(g.id),

@@ -109,9 +109,9 @@ pub struct AuditReader {
     ready: VecDeque<Record>,
 }
 
-#[derive(Default)]
 struct Partial {
-    since: Option<Instant>,
+    /// When its first record came.
+    since: Instant,
     denials: Vec<Denial>,
     pid: Option<u32>,
     syscall: Option<u64>,
@@ -199,8 +199,12 @@ impl AuditReader {
         match ty {
             AUDIT_LANDLOCK_ACCESS => {
                 if let Some(d) = parse_access(body) {
-                    let p = self.pending.entry(serial).or_default();
-                    p.since.get_or_insert_with(Instant::now);
+                    let p = self.pending.entry(serial).or_insert_with(|| Partial {
+                        since: Instant::now(),
+                        denials: Vec::new(),
+                        pid: None,
+                        syscall: None,
+                    });
                     p.denials.push(d);
                 }
             }
@@ -237,7 +241,7 @@ impl AuditReader {
 
     fn flush_stale(&mut self) {
         let stale: Vec<u64> =
-            self.pending.iter().filter(|(_, p)| p.since.is_some_and(|t| t.elapsed() >= GATHER)).map(|(s, _)| *s).collect();
+            self.pending.iter().filter(|(_, p)| p.since.elapsed() >= GATHER).map(|(s, _)| *s).collect();
         for s in stale {
             self.finish(s);
         }

@@ -70,7 +70,7 @@ pub fn start(host: Arc<Host>, subjects: Subjects, sink: EventSink, reactions: mp
         while let Some(record) = rx.recv().await {
             match record {
                 Record::Domain { domain, pid } => {
-                    if let Some((sid, _)) = host.session_rooted_at(pid) {
+                    if let Some(sid) = host.session_rooted_at(pid) {
                         domains.insert(domain, sid);
                     }
                 }
@@ -124,7 +124,7 @@ fn decide(host: &Host, subjects: &Subjects, sid: u64, d: &Denial) -> Option<pb::
 
 /// Records the violation and passes it to the react stage, unless the ring's
 /// decision of the same refusal has acted already.
-async fn act(host: &Host, sink: &EventSink, reactions: &mpsc::UnboundedSender<pb::Event>, sid: u64, ev: pb::Event) {
+async fn act(host: &Host, sink: &EventSink, reactions: &mpsc::UnboundedSender<pb::Event>, sid: u64, mut ev: pb::Event) {
     tokio::time::sleep(SETTLE).await;
     let Some(Kind::Violation(v)) = &ev.event else { return };
     let pending = match v.action.as_str() {
@@ -136,7 +136,6 @@ async fn act(host: &Host, sink: &EventSink, reactions: &mpsc::UnboundedSender<pb
     if !pending {
         return;
     }
-    let mut ev = ev;
     if ev.pid == 0
         && let Some(Kind::Violation(v)) = &mut ev.event
     {

@@ -294,25 +294,11 @@ pub fn spawn(p: Prepared) -> io::Result<Spawned> {
     drop(exec_w);
     let mut spawned = Spawned { pid, status: None };
     // EOF: the exec closed the pipe. Four bytes: its errno.
-    let mut errno = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        // SAFETY: reading into the rest of `errno`.
-        let n = unsafe { libc::read(exec_r.as_raw_fd(), errno[got..].as_mut_ptr().cast(), 4 - got) };
-        if n == 0 {
-            break;
-        }
-        if n < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            break;
-        }
-        got += n as usize;
-    }
-    if got == 4 {
+    let mut said = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::fs::File::from(exec_r), &mut said);
+    if let Some(errno) = said.first_chunk::<4>() {
         let _ = spawned.wait();
-        return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
+        return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(*errno)));
     }
     Ok(spawned)
 }
