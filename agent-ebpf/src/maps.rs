@@ -31,6 +31,11 @@ pub static EVENTS: RingBuf<u8, { DEFAULT_RING_BYTES as usize }> = RingBuf::new()
 #[btf_map]
 pub static LOST_EVENTS: PerCpuArray<u64, 1> = PerCpuArray::new();
 
+/// The ring's producer position at the last forced wake-up of the agent (see
+/// `emit::bulk_flags`); shared by every CPU, a lost update only costs one more wake-up.
+#[btf_map]
+pub static RING_WOKEN_AT: Array<u64, 1> = Array::new();
+
 #[btf_map]
 pub static POLICIES: Array<PolicyState, { POLICY_SLOTS as usize }> = Array::new();
 

@@ -41,6 +41,7 @@
 //!
 //! `--only bdg` runs (a) (always: it is the baseline) and the phases named.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead as _, Seek as _};
 use std::net::SocketAddr;
@@ -710,6 +711,8 @@ struct Rate {
     /// Time spent in BPF programs over the run (every program on the host, from
     /// `kernel.bpf_stats_enabled`), per event; `None` when the stats are unreadable.
     bpf_ns_per_event: Option<f64>,
+    /// The same by program (name, ns per event, runs per event), largest first.
+    bpf_by_program: Vec<(String, f64, f64)>,
 }
 
 /// A process's CPU time so far (utime + stime from `/proc/PID/stat`), in µs.
@@ -726,17 +729,34 @@ fn cpu_us(pid: u32) -> f64 {
     us
 }
 
-/// Total (run time ns, runs) of every BPF program loaded, per the kernel's own
-/// statistics (`kernel.bpf_stats_enabled`, read through `bpftool prog show -j`).
-fn bpf_run_time() -> Option<(u64, u64)> {
+/// (run time ns, runs) of every BPF program loaded, by program id (with its name),
+/// per the kernel's own statistics (`kernel.bpf_stats_enabled`, read through
+/// `bpftool prog show -j`).
+fn bpf_run_time() -> Option<BTreeMap<u64, (String, u64, u64)>> {
     let out = Command::new("bpftool").args(["prog", "show", "-j"]).output().ok().filter(|o| o.status.success())?;
     let progs: Value = serde_json::from_slice(&out.stdout).ok()?;
-    let (mut ns, mut cnt) = (0, 0);
+    let mut by_id = BTreeMap::new();
     for p in progs.as_array()? {
-        ns += p["run_time_ns"].as_u64().unwrap_or(0);
-        cnt += p["run_cnt"].as_u64().unwrap_or(0);
+        let Some(id) = p["id"].as_u64() else { continue };
+        let name = p["name"].as_str().unwrap_or("?").to_owned();
+        by_id.insert(id, (name, p["run_time_ns"].as_u64().unwrap_or(0), p["run_cnt"].as_u64().unwrap_or(0)));
     }
-    Some((ns, cnt))
+    Some(by_id)
+}
+
+/// What the programs ran between two [`bpf_run_time`] readings, summed by name
+/// (name, ns, runs), largest first.
+fn bpf_ran(before: &BTreeMap<u64, (String, u64, u64)>, after: &BTreeMap<u64, (String, u64, u64)>) -> Vec<(String, u64, u64)> {
+    let mut by_name: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (id, (name, ns, cnt)) in after {
+        let (ns0, cnt0) = before.get(id).map_or((0, 0), |b| (b.1, b.2));
+        let e = by_name.entry(name).or_default();
+        e.0 += ns.saturating_sub(ns0);
+        e.1 += cnt.saturating_sub(cnt0);
+    }
+    let mut v: Vec<(String, u64, u64)> = by_name.into_iter().filter(|(_, (_, c))| *c > 0).map(|(n, (ns, c))| (n.to_owned(), ns, c)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v
 }
 
 /// Turns `kernel.bpf_stats_enabled` on for as long as the guard lives (it costs two
@@ -865,8 +885,9 @@ fn rate_run(agent: &TestAgent, mark: &Marker, grant: &str, n: u64, duty: f64) ->
     let ns = ns_per_op(&format!("{{{line}"));
     let lost = lost_total(agent).saturating_sub(lost_before);
     let agent_us = cpu_us(agent.pid()) - cpu_before;
-    let bpf_ns = bpf_before.zip(bpf_run_time()).map(|((ns0, _), (ns1, _))| ns1.saturating_sub(ns0));
+    let bpf_ran = bpf_before.zip(bpf_run_time()).map(|(b, a)| bpf_ran(&b, &a));
     drop(stats);
+    let bpf_ns = bpf_ran.as_ref().map(|r| r.iter().map(|p| p.1).sum::<u64>());
 
     // Count the session's file_open events and the byte offset where the last ends.
     let sid = s.id().to_string();
@@ -900,6 +921,8 @@ fn rate_run(agent: &TestAgent, mark: &Marker, grant: &str, n: u64, duty: f64) ->
     let per_event = |v: f64| v / events as f64;
     #[expect(clippy::cast_precision_loss, reason = "figures for humans")]
     let bpf_ns_per_event = bpf_ns.map(|ns| per_event(ns as f64));
+    #[expect(clippy::cast_precision_loss, reason = "figures for humans")]
+    let bpf_by_program = bpf_ran.unwrap_or_default().into_iter().map(|(n, ns, c)| (n, per_event(ns as f64), per_event(c as f64))).collect();
     Rate {
         duty,
         events,
@@ -910,6 +933,7 @@ fn rate_run(agent: &TestAgent, mark: &Marker, grant: &str, n: u64, duty: f64) ->
         ns_per_op: ns,
         agent_us_per_event: per_event(agent_us),
         bpf_ns_per_event,
+        bpf_by_program,
     }
 }
 
@@ -1138,6 +1162,9 @@ fn main() {
         if let Some(b) = r.bpf_ns_per_event {
             let _ = writeln!(csv, "h_bpf_ns_per_event,open,{run},{n},{b:.0}");
         }
+        for (prog, ns, _) in &r.bpf_by_program {
+            let _ = writeln!(csv, "h_bpf_ns_per_event_{prog},open,{run},{n},{ns:.0}");
+        }
     }
 
     // Summary tables.
@@ -1335,6 +1362,16 @@ fn main() {
              from the log afterwards). Lost: the agent's `events_lost` count over the run.\n",
             opts.rate_opens,
         );
+        if let Some(full) = runs.first().filter(|r| !r.bpf_by_program.is_empty()) {
+            let _ = write!(
+                sections,
+                "\nBPF time per event by program (full-speed run; every program on the host):\n\n\
+                 | program | ns per event | runs per event |\n|---|---:|---:|\n"
+            );
+            for (prog, ns, runs) in full.bpf_by_program.iter().take(8) {
+                let _ = writeln!(sections, "| `{prog}` | {ns:.0} | {runs:.2} |");
+            }
+        }
     }
     if let Some(l) = &l {
         let (mut direct, mut warrant) = (l.direct_us.clone(), l.warrant_us.clone());
