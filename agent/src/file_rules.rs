@@ -11,6 +11,7 @@
 //! Landlock cannot kill: a `kill` or `kill-session` rule's refusal comes back here,
 //! and the agent kills the process or the session (see `react_loop` in main.rs).
 
+use std::borrow::Cow;
 use std::path::{Component, Path, PathBuf};
 
 use warrant_policy::protect::{self, Protected};
@@ -44,7 +45,7 @@ pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violatio
                 "path" => return None,
                 _ => Access::Any,
             };
-            decide_path(&f.path, ev.pid, access, f.error, policy, "open", &format!("{} open", f.access))
+            decide_path(&f.path, ev.pid, access, f.error, policy, "open", || format!("{} open", f.access))
         }
         Kind::FileChange(c) => {
             // A change writes the names it makes or removes; a symlink's text, an
@@ -55,7 +56,7 @@ pub fn violation(ev: &pb::Event, policy: Option<&Policy>) -> Option<pb::Violatio
             let second = matches!(c.op.as_str(), "rename" | "link").then_some(c.target.as_str());
             std::iter::once(c.path.as_str())
                 .chain(second)
-                .find_map(|p| decide_path(p, ev.pid, Access::Write, c.error, policy, &c.op, &c.summary()))
+                .find_map(|p| decide_path(p, ev.pid, Access::Write, c.error, policy, &c.op, || c.summary()))
         }
         Kind::ExecFailed(e) => {
             let path = absolute(&e.path, ev.pid)?;
@@ -106,7 +107,8 @@ pub fn kill_on_resolved(path: &str, wanted: crate::landlock_audit::Wanted, polic
 
 /// The violation an access to `path` that ended with `error` amounts to: first
 /// self-protection's (refused writes under the kernel's control directories), then
-/// the policy's file rules.
+/// the policy's file rules. `detail` is made only for a violation (most accesses
+/// are none, and this runs for every file event).
 fn decide_path(
     path: &str,
     pid: u32,
@@ -114,10 +116,14 @@ fn decide_path(
     error: i32,
     policy: Option<&Policy>,
     op: &str,
-    detail: &str,
+    detail: impl FnOnce() -> String,
 ) -> Option<pb::Violation> {
-    let path = absolute(path, pid)?;
     let outcome = Outcome::of(error);
+    // Without a policy only a refusal can be a violation (self-protection's).
+    if policy.is_none() && outcome != Outcome::Refused {
+        return None;
+    }
+    let path = absolute(path, pid)?;
     let loosened = |p: &Protected| p.loosenable && policy.is_some_and(|pol| pol.has_file_rule_at_or_under(&p.path));
     if outcome == Outcome::Refused
         && let Some(p) = protect::protecting(protected_table(), &path, access).filter(|p| !loosened(p))
@@ -127,13 +133,15 @@ fn decide_path(
             action: "deny".into(),
             rule: "self-protection".into(),
             path: path.display().to_string(),
-            detail: detail.into(),
+            detail: detail(),
             prevented: true,
             ..Default::default()
         });
     }
     let d = policy?.decide_file(&path, access);
-    from_decision(d, op, &path, outcome, policy?, detail)
+    let mut v = from_decision(d, op, &path, outcome, policy?, "")?;
+    v.detail = detail();
+    Some(v)
 }
 
 /// An exec of the dynamic loader (`ld.so PROGRAM`) runs PROGRAM with no exec of
@@ -235,9 +243,13 @@ fn from_decision(
 /// The path an event names, absolute and without `.`/`..`: resolved paths are
 /// already; a failed call reports the string the process passed, which may be
 /// relative to its working directory (read now, best effort: `None` if it is gone).
-fn absolute(path: &str, pid: u32) -> Option<PathBuf> {
+fn absolute(path: &str, pid: u32) -> Option<Cow<'_, Path>> {
     if path.is_empty() {
         return None;
+    }
+    if is_normal(path) {
+        // What the kernel resolved: nothing to read or rebuild.
+        return Some(Cow::Borrowed(Path::new(path)));
     }
     let p = Path::new(path);
     let joined = if p.is_absolute() {
@@ -245,7 +257,14 @@ fn absolute(path: &str, pid: u32) -> Option<PathBuf> {
     } else {
         std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?.join(p)
     };
-    Some(normalize(&joined))
+    Some(Cow::Owned(normalize(&joined)))
+}
+
+/// Whether `path` is absolute and already what [`normalize`] would make of it: no
+/// empty, `.` or `..` component and no trailing slash (the root aside).
+fn is_normal(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else { return false };
+    rest.is_empty() || rest.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 /// Removes `.` and `..` lexically (symbolic links are not followed: the kernel
@@ -267,6 +286,18 @@ fn normalize(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normal_paths_are_taken_as_they_are_and_others_normalized() {
+        for p in ["/", "/etc/passwd", "/a/b.c/..d", "/a/.b"] {
+            assert!(is_normal(p), "{p}");
+            assert_eq!(absolute(p, 1).as_deref(), Some(Path::new(p)), "{p}");
+        }
+        for p in ["", "etc", "//etc", "/etc/", "/a/./b", "/a/../b", "/a//b", "/.", "/.."] {
+            assert!(!is_normal(p), "{p}");
+        }
+        assert_eq!(absolute("/a/./b/../c//d/", 1).as_deref(), Some(Path::new("/a/c/d")));
+    }
 
     fn policy() -> Policy {
         Policy::from_yaml(

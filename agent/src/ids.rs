@@ -13,11 +13,26 @@ pub fn fresh() -> u64 {
 }
 
 pub fn grant(id: u64) -> String {
-    format!("g-{id:012x}")
+    printed('g', id)
 }
 
 pub fn session(id: u64) -> String {
-    format!("s-{id:012x}")
+    printed('s', id)
+}
+
+/// `P-` and the id in 12 lowercase hex digits (more if it has more): what
+/// `format!("{prefix}-{id:012x}")` prints, without the formatting machinery, since
+/// every kernel event names its grant and session.
+fn printed(prefix: char, id: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - id.leading_zeros() as usize).div_ceil(4).max(12);
+    let mut s = String::with_capacity(2 + digits);
+    s.push(prefix);
+    s.push('-');
+    for i in (0..digits).rev() {
+        s.push(char::from(HEX[((id >> (4 * i)) & 0xf) as usize]));
+    }
+    s
 }
 
 /// Parses `g-…` (or the bare hex).
@@ -41,6 +56,14 @@ fn parse(s: &str, prefix: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_as_format_would() {
+        for id in [0, 1, 0xabc, 0xffff_ffff_ffff, 0x1_0000_0000_0000, u64::MAX, fresh()] {
+            assert_eq!(grant(id), format!("g-{id:012x}"));
+            assert_eq!(session(id), format!("s-{id:012x}"));
+        }
+    }
 
     #[test]
     fn round_trip() {

@@ -12,7 +12,7 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::warn;
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
-use super::{EventSink, MAX_BATCH, Stats, Subjects, agent_event, decode, enrich, react};
+use super::{EventSink, READ_BATCH, Stats, Subjects, agent_event, decode, enrich, react};
 use crate::clock;
 
 /// How often the ring is read without a wake-up: bulk records (file opens and
@@ -62,13 +62,11 @@ pub async fn read_ring(
                 let _ = reactions.send(ev.clone());
             }
         }
-        for ev in batch.drain(..) {
-            sink.send(ev).await;
-        }
+        sink.send_batch(std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH))).await;
     }
 }
 
-/// Decodes what the ring holds into `batch`, up to [`MAX_BATCH`]; true when it
+/// Decodes what the ring holds into `batch`, up to [`READ_BATCH`]; true when it
 /// stopped at the cap (more may be waiting).
 fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<pb::Event>, stats: &Stats, subjects: &Subjects) -> bool {
     let offset = clock::boot_to_wall_ns();
@@ -86,7 +84,7 @@ fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<pb::Event>, stats: &Stats,
                 warn!("dropping an undecodable kernel record: {e}");
             }
         }
-        if batch.len() >= MAX_BATCH {
+        if batch.len() >= READ_BATCH {
             return true;
         }
     }

@@ -37,11 +37,13 @@ pub fn spawn_writer(
             while !stopping {
                 match rx.blocking_recv() {
                     Some(Msg::Event(ev)) => batch.push(ev),
+                    Some(Msg::Batch(events)) => batch = events,
                     Some(Msg::Stop) | None => stopping = true,
                 }
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
                         Ok(Msg::Event(ev)) => batch.push(ev),
+                        Ok(Msg::Batch(mut events)) => batch.append(&mut events),
                         Ok(Msg::Stop) => stopping = true,
                         Err(_) => break,
                     }
@@ -171,9 +173,16 @@ pub fn spawn_writer(
 /// Last resort when the log cannot be reopened: keep watchers fed (they are the
 /// only record left) and count every event as lost to the log.
 fn drain_to_hub(mut rx: mpsc::Receiver<Msg>, hub: &EventHub, stats: &Stats) {
-    while let Some(Msg::Event(ev)) = rx.blocking_recv() {
-        stats.log_errors.fetch_add(1, Ordering::Relaxed);
-        hub.publish(Arc::new(ev));
+    loop {
+        let events = match rx.blocking_recv() {
+            Some(Msg::Event(ev)) => vec![ev],
+            Some(Msg::Batch(events)) => events,
+            Some(Msg::Stop) | None => return,
+        };
+        for ev in events {
+            stats.log_errors.fetch_add(1, Ordering::Relaxed);
+            hub.publish(Arc::new(ev));
+        }
     }
 }
 
