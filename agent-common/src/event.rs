@@ -114,7 +114,8 @@ pub struct RawPath {
 pub struct EventHeader {
     /// An [`EventKind`] number.
     pub kind: u32,
-    /// Reserved for per-record flags; zero today.
+    /// Per-record flags (`RECORD_PACKED`), and from bit `RECORD_SLOT_SHIFT` up the
+    /// session slot the record is charged to, plus one.
     pub flags: u32,
     /// `bpf_ktime_get_boot_ns` when the record was made.
     pub ktime_ns: u64,
@@ -359,6 +360,17 @@ pub const REQ_F_FIXED_FILE: u32 = 1 << 0;
 /// use of each path's `data`, back to back: a change takes ~250 bytes of ring
 /// buffer, not 13.2 KB. A record without the flag is the whole struct.
 pub const RECORD_PACKED: u32 = 1 << 0;
+/// `EventHeader::flags` bits from this one up: the session slot the record is
+/// charged to in `RING_CHARGED`, plus one (0: the record is no session's).
+pub const RECORD_SLOT_SHIFT: u32 = 16;
+
+/// The session slot a record with header flags `flags` is charged to.
+pub const fn charged_slot(flags: u32) -> Option<u32> {
+    match flags >> RECORD_SLOT_SHIFT {
+        0 => None,
+        n => Some(n - 1),
+    }
+}
 /// For an `exec` record: its first [`EXEC_FIXED`] bytes are [`ExecEvent`]'s (header,
 /// `argv_len`, `argv_flags`), then the `len` and `flags` of `path` and `cwd` and
 /// `script_len`, `script_flags` (8 bytes each), then the bytes in use of `path`,

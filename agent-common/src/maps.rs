@@ -7,6 +7,8 @@
 //! EVENTS         ring buffer    records of event.rs
 //! LOST_EVENTS    per-cpu array  [0] -> records the kernel could not reserve
 //! SESSION_LOST   per-cpu array  session slot -> SessionLost  the same, per session and kind
+//! RING_CHARGED   array          session slot -> u64  bytes of ring records the session made (kernel)
+//! RING_READ      array          session slot -> u64  bytes of them the agent has read (agent)
 //! ```
 //!
 //! A task is alive under warrant only while both its grant and its session are
@@ -29,6 +31,20 @@ pub const LOST_EVENTS: &str = "LOST_EVENTS";
 /// kernel knows the task's tag there; user space would not). Reset by the agent
 /// when it hands the slot to a new session.
 pub const SESSION_LOST: &str = "SESSION_LOST";
+/// Array of `u64`, per session slot: bytes of ring buffer records charged to the
+/// session (the size of each record reserved for one of its tasks), added by the
+/// kernel. With [`RING_READ`] it gives what the session holds in the ring now,
+/// which keeps one session's flood from costing another session its records: once
+/// the ring is [`RING_FAIR_SHARE_AT`] full, a session holding half of what waits
+/// loses its own records (counted against it), and every other session's still fit.
+pub const RING_CHARGED: &str = "RING_CHARGED";
+/// Array of `u64`, per session slot: bytes of the session's records the agent has
+/// read from the ring (it adds each record's length; records carry their slot in
+/// `EventHeader::flags`, see `event::RECORD_SLOT_SHIFT`). Written by the agent only.
+pub const RING_READ: &str = "RING_READ";
+/// Share of the ring buffer (in quarters) past which a session holding half of
+/// what waits has its records refused: 3, three quarters full.
+pub const RING_FAIR_SHARE_AT: u64 = 3;
 /// Per-CPU array, per session slot: processes of the session that exited after
 /// it (or its grant) was dead. Counted by the kernel's exit hook, so a kill's
 /// report includes what the kernel's own hooks killed before the agent looked.

@@ -13,7 +13,7 @@
 //! programs have no signal helper: the syscall's own `sys_exit` hook kills it).
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS, bpf_dynptr, task_struct},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS, BPF_RB_RING_SIZE, bpf_dynptr, task_struct},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
     helpers::generated::{
         bpf_dynptr_write, bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_ringbuf_discard_dynptr,
@@ -22,12 +22,13 @@ use aya_ebpf::{
 };
 use warrant_common::{
     EventHeader, EventKind, TaskTag,
-    maps::{LOST_KINDS, SESSION_GAP_KILL, STATE_KILLED},
+    event::RECORD_SLOT_SHIFT,
+    maps::{LOST_KINDS, RING_FAIR_SHARE_AT, SESSION_GAP_KILL, STATE_KILLED},
 };
 
 use crate::{
     kernel::{off, read, read_ptr},
-    maps::{EVENTS, LOST_EVENTS, RING_WOKEN_AT, SESSION_LOST, SESSIONS},
+    maps::{EVENTS, LOST_EVENTS, RING_CHARGED, RING_READ, RING_WOKEN_AT, SESSION_LOST, SESSIONS},
 };
 
 const SIGKILL: u32 = 9;
@@ -48,9 +49,8 @@ const WAKE_AT: u64 = 128 * 1024;
 /// records are not held back. Every other record wakes a waiting reader at once
 /// (flags 0: the kernel's adaptive wake-up), so kills and execs are seen without delay.
 #[inline(always)]
-fn bulk_flags() -> u64 {
-    let ring = core::ptr::from_ref(&EVENTS).cast_mut().cast();
-    let waiting = unsafe { bpf_ringbuf_query(ring, u64::from(BPF_RB_AVAIL_DATA)) };
+fn bulk_flags(waiting: u64) -> u64 {
+    let ring = ring();
     if waiting < WAKE_AT {
         return u64::from(BPF_RB_NO_WAKEUP);
     }
@@ -65,6 +65,52 @@ fn bulk_flags() -> u64 {
         *woken_at = produced;
     }
     u64::from(BPF_RB_FORCE_WAKEUP)
+}
+
+#[inline(always)]
+fn ring() -> *mut core::ffi::c_void {
+    core::ptr::from_ref(&EVENTS).cast_mut().cast()
+}
+
+/// Bytes waiting in the ring for the agent.
+#[inline(always)]
+fn waiting() -> u64 {
+    unsafe { bpf_ringbuf_query(ring(), u64::from(BPF_RB_AVAIL_DATA)) }
+}
+
+/// `EventHeader::flags` naming the session slot a record is charged to.
+#[inline(always)]
+pub fn slot_flags(slot: u32) -> u32 {
+    (slot + 1) << RECORD_SLOT_SHIFT
+}
+
+/// Whether a record of `tag`'s session may take ring space, `waiting` bytes being
+/// unread: always while the ring is under [`RING_FAIR_SHARE_AT`] quarters full;
+/// past that, only for a session that holds less than half of what waits (its
+/// charged bytes less those the agent has read). So a session flooding the ring
+/// loses its own records, counted against it, while every other session's records
+/// still find room: the flood can never hold more than about three quarters of the
+/// ring plus half of the rest.
+#[inline(always)]
+fn admitted(tag: Option<&TaskTag>, waiting: u64) -> bool {
+    let Some(tag) = tag else { return true };
+    let size = unsafe { bpf_ringbuf_query(ring(), u64::from(BPF_RB_RING_SIZE)) };
+    if waiting < size / 4 * RING_FAIR_SHARE_AT {
+        return true;
+    }
+    let (Some(charged), Some(read)) = (RING_CHARGED.get(tag.session_slot), RING_READ.get(tag.session_slot)) else {
+        return true;
+    };
+    charged.saturating_sub(*read) * 2 < waiting
+}
+
+/// Adds a record of `bytes` to the ring bytes charged to `tag`'s session.
+#[inline(always)]
+fn charge(tag: Option<&TaskTag>, bytes: usize) {
+    let Some(tag) = tag else { return };
+    if let Some(c) = RING_CHARGED.get_ptr_mut(tag.session_slot) {
+        unsafe { crate::fork::add(c, bytes as u64) };
+    }
 }
 
 /// Reserves room for a `T` record of `kind` from a task tagged `tag` (`None` for a
@@ -84,8 +130,13 @@ pub fn reserve_no_signal<T>(kind: EventKind, tag: &TaskTag) -> Option<*mut T> {
 
 #[inline(always)]
 fn reserve_as<T, const SIGNAL: bool>(kind: EventKind, tag: Option<&TaskTag>) -> Option<*mut T> {
+    if !admitted(tag, waiting()) {
+        count_lost::<SIGNAL>(kind, tag);
+        return None;
+    }
     match EVENTS.reserve_bytes(core::mem::size_of::<T>(), 0) {
         Some(entry) => {
+            charge(tag, core::mem::size_of::<T>());
             // The reservation is submitted or discarded by `submit`/`discard` below
             // through the same pointer; forget the wrapper, which would otherwise
             // insist on being consumed here.
@@ -110,9 +161,16 @@ pub fn submit<T>(ptr: *mut T) {
 /// tracing program.
 #[inline(always)]
 pub fn output<T>(record: &T, kind: EventKind, tag: Option<&TaskTag>) {
-    if EVENTS.output_untyped::<T>(record, 0).is_err() {
-        count_lost::<true>(kind, tag);
+    output_as::<T, true>(record, kind, tag);
+}
+
+#[inline(always)]
+fn output_as<T, const SIGNAL: bool>(record: &T, kind: EventKind, tag: Option<&TaskTag>) {
+    if !admitted(tag, waiting()) || EVENTS.output_untyped::<T>(record, 0).is_err() {
+        count_lost::<SIGNAL>(kind, tag);
+        return;
     }
+    charge(tag, core::mem::size_of::<T>());
 }
 
 /// Copies the first `len` bytes of `*record` (at most all of it) into the ring
@@ -127,10 +185,17 @@ pub unsafe fn output_prefix<T>(record: *const T, len: usize, kind: EventKind, ta
         len = core::mem::size_of::<T>();
     }
     let bytes = unsafe { core::slice::from_raw_parts(record.cast::<u8>(), len) };
-    let flags = if matches!(kind, EventKind::FileOpen) { bulk_flags() } else { 0 };
+    let waiting = waiting();
+    if !admitted(tag, waiting) {
+        count_lost::<true>(kind, tag);
+        return;
+    }
+    let flags = if matches!(kind, EventKind::FileOpen) { bulk_flags(waiting) } else { 0 };
     if EVENTS.output_untyped::<[u8]>(bytes, flags).is_err() {
         count_lost::<true>(kind, tag);
+        return;
     }
+    charge(tag, len);
 }
 
 /// A ring-buffer reservation of a size known only at run time (a dynptr), filled
@@ -142,25 +207,32 @@ pub unsafe fn output_prefix<T>(record: *const T, len: usize, kind: EventKind, ta
 pub struct Packed {
     ptr: bpf_dynptr,
     at: u32,
+    /// Bytes waiting in the ring when the record was reserved.
+    waiting: u64,
 }
 
 impl Packed {
     #[inline(always)]
     pub const fn new() -> Self {
-        Self { ptr: bpf_dynptr { __opaque: [0; 2] }, at: 0 }
+        Self { ptr: bpf_dynptr { __opaque: [0; 2] }, at: 0, waiting: 0 }
     }
 
     /// Reserves `size` bytes for a record of `kind`; on failure counts the loss
     /// and returns false (nothing else may be done with `self` then).
     #[inline(always)]
     pub fn reserve(&mut self, size: u32, kind: EventKind, tag: Option<&TaskTag>) -> bool {
-        let ring = core::ptr::from_ref(&EVENTS).cast_mut().cast();
-        if unsafe { bpf_ringbuf_reserve_dynptr(ring, size, 0, &raw mut self.ptr) } != 0 {
+        self.waiting = waiting();
+        if !admitted(tag, self.waiting) {
+            count_lost::<true>(kind, tag);
+            return false;
+        }
+        if unsafe { bpf_ringbuf_reserve_dynptr(ring(), size, 0, &raw mut self.ptr) } != 0 {
             // A failed reservation still has to be released (the verifier insists).
             unsafe { bpf_ringbuf_discard_dynptr(&raw mut self.ptr, 0) };
             count_lost::<true>(kind, tag);
             return false;
         }
+        charge(tag, size as usize);
         true
     }
 
@@ -178,7 +250,7 @@ impl Packed {
     /// (see [`bulk_flags`]).
     #[inline(always)]
     pub fn submit(&mut self, bulk: bool) {
-        let flags = if bulk { bulk_flags() } else { 0 };
+        let flags = if bulk { bulk_flags(self.waiting) } else { 0 };
         unsafe { bpf_ringbuf_submit_dynptr(&raw mut self.ptr, flags) };
     }
 }
@@ -186,9 +258,7 @@ impl Packed {
 /// [`output`] where no task may be signalled (see [`reserve_no_signal`]).
 #[inline(always)]
 pub fn output_no_signal<T>(record: &T, kind: EventKind, tag: &TaskTag) {
-    if EVENTS.output_untyped::<T>(record, 0).is_err() {
-        count_lost::<false>(kind, Some(tag));
-    }
+    output_as::<T, false>(record, kind, Some(tag));
 }
 
 #[inline(always)]
@@ -234,7 +304,7 @@ pub unsafe fn header(h: *mut EventHeader, kind: EventKind, tag: &TaskTag, task: 
         .unwrap_or(u32::MAX);
     unsafe {
         (*h).kind = kind as u32;
-        (*h).flags = 0;
+        (*h).flags = slot_flags(tag.session_slot);
         (*h).ktime_ns = bpf_ktime_get_boot_ns();
         (*h).session_id = tag.session_id;
         (*h).grant_id = tag.grant_id;

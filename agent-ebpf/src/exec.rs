@@ -48,7 +48,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     if let Some(ev) = EXEC_RECORD.get_ptr_mut(0) {
         unsafe {
             fill(ev, task, bprm, &tag);
-            (*ev).header.flags = RECORD_PACKED;
+            (*ev).header.flags |= RECORD_PACKED;
             send(ev, &tag);
         }
     }

@@ -300,7 +300,7 @@ pub fn record(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, r
     let mut how: u32 = 0;
     unsafe {
         emit::header(&raw mut (*ev).header, EventKind::FileChange, tag, task);
-        (*ev).header.flags = RECORD_PACKED;
+        (*ev).header.flags |= RECORD_PACKED;
         (*ev).op = c.op as u32;
         (*ev).ret = ret as i32;
         (*ev).flags = c.flags;

@@ -91,7 +91,7 @@ fn over_limit(tag: &TaskTag) -> bool {
 /// atomic add (`BPF_ATOMIC | BPF_ADD`), which this intrinsic lowers to. The value is
 /// read separately: two CPUs racing past the limit by one task is harmless.
 #[inline(always)]
-unsafe fn add<T: Copy>(counter: *mut T, by: T) {
+pub(crate) unsafe fn add<T: Copy>(counter: *mut T, by: T) {
     unsafe { atomic_xadd::<T, T, { AtomicOrdering::Relaxed }>(counter, by) };
 }
 

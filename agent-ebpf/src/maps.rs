@@ -31,6 +31,14 @@ pub static EVENTS: RingBuf<u8, { DEFAULT_RING_BYTES as usize }> = RingBuf::new()
 #[btf_map]
 pub static LOST_EVENTS: PerCpuArray<u64, 1> = PerCpuArray::new();
 
+/// Bytes of ring records charged to each session slot (see `emit::admitted`).
+#[btf_map]
+pub static RING_CHARGED: Array<u64, { SESSION_SLOTS as usize }> = Array::new();
+
+/// Bytes of each session slot's records the agent has read (written by the agent).
+#[btf_map]
+pub static RING_READ: Array<u64, { SESSION_SLOTS as usize }> = Array::new();
+
 /// The ring's producer position at the last forced wake-up of the agent (see
 /// `emit::bulk_flags`); shared by every CPU, a lost update only costs one more wake-up.
 #[btf_map]

@@ -66,7 +66,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> u32 {
     let mut ev = SocketCloseEvent {
         header: EventHeader {
             kind: EventKind::SocketClose as u32,
-            flags: 0,
+            flags: emit::slot_flags(owner.session_slot),
             ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
             session_id: owner.session_id,
             grant_id: owner.grant_id,

@@ -105,6 +105,8 @@ impl Kernel {
             names::SESSION_DEATHS,
             names::SESSION_LOST,
             names::SESSION_TASKS,
+            names::RING_CHARGED,
+            names::RING_READ,
             syscalls::REFUSED_SYSCALLS,
             policy::POLICIES,
             policy::NET_RULES,
@@ -251,6 +253,12 @@ impl Kernel {
     /// The ring buffer, taken once by the event reader.
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>> {
         RingBuf::try_from(take(&mut self.ebpf, names::EVENTS)?).context("map EVENTS")
+    }
+
+    /// What the event reader tells the kernel it has read of each session's records
+    /// (`RING_READ`), taken once with the ring.
+    pub fn take_ring_read(&mut self) -> Result<Array<MapData, u64>> {
+        Array::try_from(take(&mut self.ebpf, names::RING_READ)?).context("map RING_READ")
     }
 
     /// The task-tag map, for tagging and looking up processes by pidfd. The handle

@@ -170,6 +170,7 @@ async fn daemon(config: Config) -> Result<()> {
     let cgroup_mount = cgroup::find_cgroup2_mount()?;
     let (mut kernel, report) = Kernel::load(&config.pin_dir, &offsets, config.ring_buffer_bytes, &cgroup_mount)?;
     let ring = kernel.take_ring()?;
+    let ring_read = kernel.take_ring_read()?;
     kernel.set_unix_self_protection(&policy_maps::unix_self_protection(&own_sockets(&config)))?;
     info!(
         pin_dir = %config.pin_dir.display(),
@@ -254,7 +255,7 @@ async fn daemon(config: Config) -> Result<()> {
     tasks.push(tokio::spawn({
         let (sink, stats, subjects, react_tx) = (sink.clone(), Arc::clone(&stats), ring_subjects, react_tx.clone());
         async move {
-            if let Err(e) = events::read_ring(ring, sink, stats, subjects, react_tx).await {
+            if let Err(e) = events::read_ring(ring, ring_read, sink, stats, subjects, react_tx).await {
                 warn!("ring buffer reader stopped: {e:#}");
             }
         }

@@ -16,38 +16,96 @@ const BURST: u64 = 2000;
 /// small ring, so a burst alone proves nothing.) The command waits at a gate that
 /// makes no records, so the burst is the only thing the ring misses.
 fn burst_while_agent_stopped(agent: &TestAgent, grant: &str, mark: &Marker, burst: &[&str]) -> Session {
-    let go = agent.temp_dir().join("go");
-    let go_arg = go.to_str().expect("UTF-8 temp dir");
+    bursts_while_agent_stopped(agent, grant, &[(mark, burst)]).remove(0)
+}
+
+/// [`burst_while_agent_stopped`] for several sessions, one per `(marker, command)`:
+/// all start and wait at their gates, then, with the agent stopped, each runs its
+/// burst to the end in turn.
+fn bursts_while_agent_stopped(agent: &TestAgent, grant: &str, bursts: &[(&Marker, &[&str])]) -> Vec<Session> {
     let tb = testbin();
-    let argv: Vec<&str> = [tb.as_str(), "gate", go_arg, "--"].into_iter().chain(burst.iter().copied()).collect();
-    let s = agent.exec(grant, mark, &argv);
-    let sid = s.id().to_string();
+    let started: Vec<(Session, std::path::PathBuf, &Marker)> = bursts
+        .iter()
+        .enumerate()
+        .map(|(i, (mark, burst))| {
+            let go = agent.temp_dir().join(format!("go-{i}"));
+            let go_arg = go.to_str().expect("UTF-8 temp dir").to_owned();
+            let argv: Vec<&str> = [tb.as_str(), "gate", go_arg.as_str(), "--"].into_iter().chain(burst.iter().copied()).collect();
+            let s = agent.exec(grant, mark, &argv);
+            (s, go, *mark)
+        })
+        .collect();
     // `session_start` is recorded before the agent lets the command run: wait for
-    // the gate's own exec, so the agent is not stopped with the command held back.
-    agent.wait_for_event(|e| audit::is("exec", &sid)(e), Duration::from_secs(20));
+    // each gate's own exec, so the agent is not stopped with a command held back.
+    for (s, _, _) in &started {
+        let sid = s.id().to_string();
+        agent.wait_for_event(|e| audit::is("exec", &sid)(e), Duration::from_secs(20));
+    }
     let signal = |sig| {
         // SAFETY: kill(2) on the agent this test started.
         let r = unsafe { libc::kill(i32::try_from(agent.pid()).expect("pid"), sig) };
         assert_eq!(r, 0, "kill({}, {sig}): {}", agent.pid(), std::io::Error::last_os_error());
     };
     signal(libc::SIGSTOP);
-    std::fs::write(&go, b"").expect("open the gate");
-    // The `warrant exec` client carries the marker too, and waits on the agent.
-    let session_pids = || mark.pids().into_iter().filter(|&p| p != s.client_pid()).collect::<Vec<_>>();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !session_pids().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let stuck: Vec<String> = session_pids()
-        .iter()
-        .map(|p| {
+    let mut stuck = Vec::new();
+    for (s, go, mark) in &started {
+        std::fs::write(go, b"").expect("open the gate");
+        // The `warrant exec` client carries the marker too, and waits on the agent.
+        let session_pids = || mark.pids().into_iter().filter(|&p| p != s.client_pid()).collect::<Vec<_>>();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !session_pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stuck.extend(session_pids().iter().map(|p| {
             let f = |n: &str| std::fs::read_to_string(format!("/proc/{p}/{n}")).unwrap_or_default();
             format!("{p}: {} wchan {} stack {}", f("stat"), f("wchan"), f("stack"))
-        })
-        .collect();
+        }));
+    }
     signal(libc::SIGCONT);
-    assert!(stuck.is_empty(), "the burst did not end in 30 s with the agent stopped: {stuck:#?}");
-    s
+    assert!(stuck.is_empty(), "a burst did not end in 30 s with the agent stopped: {stuck:#?}");
+    started.into_iter().map(|(s, _, _)| s).collect()
+}
+
+/// One session's flood must not cost another session its records. With the agent
+/// stopped and a 256 KiB ring, session A opens a file 20,000 times (3 MB of
+/// records), then session B opens another 40 times: A holds most of a nearly full
+/// ring, so the kernel refuses A's records past three quarters of it (counted lost
+/// against A), and B's all fit. Without the fair share A filled the whole ring and
+/// every one of B's records was lost.
+#[test]
+fn a_flooding_session_loses_its_own_records_not_another_sessions() {
+    const QUIET: u64 = 40;
+    let agent = TestAgent::start(AgentOptions {
+        ring_buffer_bytes: Some(256 * 1024),
+        ..AgentOptions::default()
+    });
+    let grant = agent.issue_grant("2m");
+    let (flood_mark, quiet_mark) = (Marker::new(), Marker::new());
+    let flood_target = burst_target(&agent);
+    let quiet_target = agent.temp_dir().join("quiet-target");
+    std::fs::write(&quiet_target, b"x").expect("create target");
+    let quiet_target = canonical(&quiet_target);
+    let (flood_n, quiet_n) = ("20000".to_owned(), QUIET.to_string());
+    let tb = testbin();
+    let flood: [&str; 4] = [&tb, "open-burst", &flood_n, &flood_target];
+    let quiet: [&str; 4] = [&tb, "open-burst", &quiet_n, &quiet_target];
+    let mut sessions = bursts_while_agent_stopped(&agent, &grant, &[(&flood_mark, &flood), (&quiet_mark, &quiet)]);
+    for s in &mut sessions {
+        assert!(s.wait_for(Duration::from_secs(30)).success());
+    }
+    let (flood_sid, quiet_sid) = (sessions[0].id().to_string(), sessions[1].id().to_string());
+    let (flooded, flood_lost) = agent.wait_until("the quiet session's opens and the flood's losses", Duration::from_secs(20), |evs| {
+        let seen = |sid: &str, target: &str| evs.iter().filter(|e| audit::is("file_open", sid)(e) && e["path"] == target).count() as u64;
+        let lost: u64 = evs.iter().filter(|e| audit::is("events_lost", &flood_sid)(e)).filter_map(|e| e["count"].as_u64()).sum();
+        let quiet_seen = seen(&quiet_sid, &quiet_target);
+        let flood_seen = seen(&flood_sid, &flood_target);
+        (quiet_seen == QUIET && lost > 0 && flood_seen + lost >= 20_000).then_some((flood_seen, lost))
+    });
+    let quiet_losses: Vec<_> = agent.events().into_iter().filter(|e| audit::is("events_lost", &quiet_sid)(e)).collect();
+    let quiet_records = agent.events().into_iter().filter(|e| e["session"] == quiet_sid.as_str()).count();
+    eprintln!("the quiet session has {quiet_records} records in the log");
+    assert!(quiet_losses.is_empty(), "the quiet session lost records: {quiet_losses:?}");
+    eprintln!("flood: {flooded} file_open events logged, {flood_lost} records lost against it; quiet session: all {QUIET} opens logged");
 }
 
 /// With a 16 KiB ring buffer and the agent stopped, a burst of 2000 opens under a

@@ -2,12 +2,13 @@
 //! the kernel's lost-record counter, into the [`EventSink`].
 
 use std::{
+    collections::HashMap,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{Array, MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::warn;
 use warrant_proto::v1::{self as pb, event::Event as Kind};
@@ -27,6 +28,7 @@ const IDLE_READ: Duration = Duration::from_millis(5);
 /// kill-session, drop) are also passed to `reactions`.
 pub async fn read_ring(
     ring: RingBuf<MapData>,
+    ring_read: Array<MapData, u64>,
     sink: EventSink,
     stats: Arc<Stats>,
     subjects: Subjects,
@@ -37,18 +39,19 @@ pub async fn read_ring(
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("failed to poll the ring buffer: {e}"))?;
     let mut batch = Vec::new();
+    let mut shares = ReadShares::new(ring_read);
     let mut tick = tokio::time::interval(IDLE_READ);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard.context("failed to wait on the ring buffer")?;
-                if !drain(guard.get_inner_mut(), &mut batch, &stats, &subjects) {
+                if !drain(guard.get_inner_mut(), &mut batch, &mut shares, &stats, &subjects) {
                     guard.clear_ready();
                 }
             }
             _ = tick.tick() => {
-                drain(fd.get_mut(), &mut batch, &stats, &subjects);
+                drain(fd.get_mut(), &mut batch, &mut shares, &stats, &subjects);
             }
         }
         if batch.is_empty() {
@@ -68,9 +71,29 @@ pub async fn read_ring(
 
 /// Decodes what the ring holds into `batch`, up to [`READ_BATCH`]; true when it
 /// stopped at the cap (more may be waiting).
-fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<pb::Event>, stats: &Stats, subjects: &Subjects) -> bool {
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    batch: &mut Vec<pb::Event>,
+    shares: &mut ReadShares,
+    stats: &Stats,
+    subjects: &Subjects,
+) -> bool {
     let offset = clock::boot_to_wall_ns();
+    let more = drain_records(ring, batch, shares, stats, subjects, offset);
+    shares.publish();
+    more
+}
+
+fn drain_records(
+    ring: &mut RingBuf<MapData>,
+    batch: &mut Vec<pb::Event>,
+    shares: &mut ReadShares,
+    stats: &Stats,
+    subjects: &Subjects,
+    offset: i64,
+) -> bool {
     while let Some(record) = ring.next() {
+        shares.read(&record);
         match decode::decode(&record, offset) {
             Ok(mut ev) => {
                 enrich::name_unix_peer(&mut ev);
@@ -89,6 +112,48 @@ fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<pb::Event>, stats: &Stats,
         }
     }
     false
+}
+
+/// What the reader has read of each session's records, told back to the kernel
+/// (`RING_READ`), where it weighs a session's share of the ring against the rest
+/// (`emit::admitted` in the eBPF crate): the agent is the only writer of these
+/// counts, the kernel only adds to its own (`RING_CHARGED`).
+struct ReadShares {
+    map: Array<MapData, u64>,
+    /// Slot → bytes read in all, as last known or written.
+    read: HashMap<u32, u64>,
+    /// Slots whose count grew since the last [`ReadShares::publish`].
+    touched: Vec<u32>,
+}
+
+impl ReadShares {
+    fn new(map: Array<MapData, u64>) -> Self {
+        Self { map, read: HashMap::new(), touched: Vec::new() }
+    }
+
+    /// Counts one record read, by the slot its header names.
+    fn read(&mut self, record: &[u8]) {
+        let Some(flags) = record.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_ne_bytes) else {
+            return;
+        };
+        let Some(slot) = warrant_common::event::charged_slot(flags) else { return };
+        let map = &self.map;
+        let n = self.read.entry(slot).or_insert_with(|| map.get(&slot, 0).unwrap_or(0));
+        if !self.touched.contains(&slot) {
+            self.touched.push(slot);
+        }
+        *n += record.len() as u64;
+    }
+
+    /// Writes the counts that grew into `RING_READ`.
+    fn publish(&mut self) {
+        for slot in self.touched.drain(..) {
+            let n = self.read.get(&slot).copied().unwrap_or(0);
+            if let Err(e) = self.map.set(slot, n, 0) {
+                warn!("cannot tell the kernel what was read of session slot {slot}: {e}");
+            }
+        }
+    }
 }
 
 /// Turns growth of the kernel's lost-record counter into `events_lost` events.
