@@ -27,7 +27,7 @@ use warrant_common::{
 };
 
 use crate::{
-    kernel::{off, read, read_ptr},
+    kernel::{load, load_ptr, off},
     maps::{EVENTS, LOST_EVENTS, RING_CHARGED, RING_READ, RING_WOKEN_AT, SESSION_LOST, SESSIONS},
 };
 
@@ -296,12 +296,8 @@ pub unsafe fn header(h: *mut EventHeader, kind: EventKind, tag: &TaskTag, task: 
     let task = task.cast_const().cast::<u8>();
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
-    let ppid = read_ptr(task, off!(task_real_parent))
-        .and_then(|parent| read::<u32>(parent, off!(task_tgid)))
-        .unwrap_or(0);
-    let euid = read_ptr(task, off!(task_cred))
-        .and_then(|cred| read::<u32>(cred, off!(cred_euid)))
-        .unwrap_or(u32::MAX);
+    let ppid = load_ptr(task, off!(task_real_parent)).map_or(0, |parent| load::<u32>(parent, off!(task_tgid)));
+    let euid = load_ptr(task, off!(task_cred)).map_or(u32::MAX, |cred| load::<u32>(cred, off!(cred_euid)));
     unsafe {
         (*h).kind = kind as u32;
         (*h).flags = slot_flags(tag.session_slot);

@@ -31,6 +31,11 @@ pub static EVENTS: RingBuf<u8, { DEFAULT_RING_BYTES as usize }> = RingBuf::new()
 #[btf_map]
 pub static LOST_EVENTS: PerCpuArray<u64, 1> = PerCpuArray::new();
 
+/// Per-CPU: the jiffy (`bpf_jiffies64`) and the boot clock read in it (see
+/// `tag::clock`).
+#[btf_map]
+pub static CLOCK_CACHE: PerCpuArray<[u64; 2], 1> = PerCpuArray::new();
+
 /// Bytes of ring records charged to each session slot (see `emit::admitted`).
 #[btf_map]
 pub static RING_CHARGED: Array<u64, { SESSION_SLOTS as usize }> = Array::new();

@@ -24,7 +24,7 @@ use warrant_common::syscalls::{WHEN_ALWAYS, WHEN_ARG_EQ, WHEN_ARG_HAS, WHEN_ARG_
 
 use crate::{
     emit, file_change,
-    kernel::{fd_file, off, read, read_ptr},
+    kernel::{fd_file, load, off, read, read_ptr},
     maps::{OPEN_RECORD, REFUSED_SYSCALLS},
     path, tag, tcp, unix_peer,
 };
@@ -89,9 +89,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
     }
     let regs: *const u8 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
-    let Some(nr) = read::<u64>(regs, off!(regs_orig_ax)) else {
-        return 0;
-    };
+    let nr: u64 = load(regs, off!(regs_orig_ax));
     match nr {
         NR_OPEN | NR_CREAT | NR_OPENAT | NR_OPENAT2 => file_open(&tag, task, regs, nr, ret),
         NR_CONNECT => net(EventKind::Connect, &tag, task, regs, ret, Via::Connect),
@@ -100,13 +98,13 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
         NR_ACCEPT | NR_ACCEPT4 => net(EventKind::Accept, &tag, task, regs, ret, Via::Connect),
         // TCP Fast Open: a sendto/sendmsg that connects (the cgroup connect hooks
         // decide it as they do a connect); the record is the connect's.
-        NR_SENDTO if read::<u64>(regs, off!(regs_r10)).unwrap_or(0) & MSG_FASTOPEN != 0 => {
-            let uaddr = read::<u64>(regs, off!(regs_r8)).unwrap_or(0);
+        NR_SENDTO if load::<u64>(regs, off!(regs_r10)) & MSG_FASTOPEN != 0 => {
+            let uaddr = load::<u64>(regs, off!(regs_r8));
             net(EventKind::Connect, &tag, task, regs, ret, Via::FastOpen(uaddr));
         }
-        NR_SENDMSG if read::<u64>(regs, off!(regs_dx)).unwrap_or(0) & MSG_FASTOPEN != 0 => {
+        NR_SENDMSG if load::<u64>(regs, off!(regs_dx)) & MSG_FASTOPEN != 0 => {
             // `msg_name` is the first field of the user's `struct msghdr`.
-            let msg = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
+            let msg = load::<u64>(regs, off!(regs_si));
             let mut uaddr: u64 = 0;
             unsafe { bpf_probe_read_user((&raw mut uaddr).cast(), 8, msg as *const _) };
             net(EventKind::Connect, &tag, task, regs, ret, Via::FastOpen(uaddr));
@@ -180,7 +178,7 @@ fn clone3_flags(regs: *const u8) -> u64 {
 /// A call self-protection refused: which one, and its first argument.
 #[inline(always)]
 fn refused(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64) {
-    let arg0 = read::<u64>(regs, off!(regs_di)).unwrap_or(0);
+    let arg0 = load::<u64>(regs, off!(regs_di));
     let mut ev = ViolationEvent {
         header: EventHeader::default(),
         op: VIOLATION_SYSCALL,
@@ -235,9 +233,9 @@ fn file_open(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, re
         None => {
             // Failed (or raced with close): report what the process asked for.
             let (path_reg, flags) = match nr {
-                NR_OPEN => (off!(regs_di), read::<u32>(regs, off!(regs_si)).unwrap_or(0)),
+                NR_OPEN => (off!(regs_di), load::<u32>(regs, off!(regs_si))),
                 NR_CREAT => (off!(regs_di), CREAT_FLAGS),
-                NR_OPENAT => (off!(regs_si), read::<u32>(regs, off!(regs_dx)).unwrap_or(0)),
+                NR_OPENAT => (off!(regs_si), load::<u32>(regs, off!(regs_dx))),
                 // openat2: flags are the first u64 of the user's `struct open_how`.
                 _ => (
                     off!(regs_si),
@@ -328,7 +326,7 @@ fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, 
     let wants_user_addr = matches!(kind, EventKind::Connect) || (matches!(kind, EventKind::Bind) && ret < 0);
     if wants_user_addr {
         let uaddr = match via {
-            Via::Connect => read::<u64>(regs, off!(regs_si)).unwrap_or(0),
+            Via::Connect => load::<u64>(regs, off!(regs_si)),
             Via::FastOpen(uaddr) => uaddr,
         };
         // sockaddr_in is 16 bytes and sockaddr_in6 28: read the common head first so

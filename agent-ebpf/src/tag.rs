@@ -10,7 +10,7 @@
 
 use aya_ebpf::{
     bindings::task_struct,
-    helpers::generated::{bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_send_signal},
+    helpers::generated::{bpf_get_current_task_btf, bpf_jiffies64, bpf_ktime_get_boot_ns, bpf_send_signal},
 };
 use warrant_common::{
     TaskTag,
@@ -20,7 +20,7 @@ use warrant_common::{
 
 use crate::{
     kernel::offsets_valid,
-    maps::{GRANTS, POLICIES, SESSIONS, TASK_TAGS},
+    maps::{CLOCK_CACHE, GRANTS, POLICIES, SESSIONS, TASK_TAGS},
 };
 
 const SIGKILL: u32 = 9;
@@ -72,12 +72,35 @@ pub fn standing(tag: &TaskTag) -> Standing {
     if !session_ok || g.state != STATE_ACTIVE || g.grant_id != tag.grant_id {
         return Standing::Dead;
     }
-    if unsafe { bpf_ktime_get_boot_ns() } < g.expires_at_ns {
+    if clock() < g.expires_at_ns {
         return Standing::Live;
     }
     let drop_on_expiry = g.policy_slot != 0
         && POLICIES.get(g.policy_slot).is_some_and(|p| p.flags & POLICY_ON_EXPIRY_DROP != 0);
     if drop_on_expiry { Standing::CutOff } else { Standing::Dead }
+}
+
+/// The boot clock for expiry checks, read at most once per jiffy on each CPU: a
+/// tagged task's every hook checks its grant's expiry, and reading the clock
+/// (`bpf_ktime_get_boot_ns`, a paravirtual clock read here) was an eighth of a
+/// file event's BPF time. The value may be up to one scheduler tick old (4 ms at
+/// HZ=250), so an expired grant's task dies at most that much later; jiffies do
+/// not count a suspend, but the first tick after resume is a new jiffy, which
+/// reads the clock afresh.
+#[inline(always)]
+fn clock() -> u64 {
+    let jiffy = unsafe { bpf_jiffies64() };
+    let Some(cache) = CLOCK_CACHE.get_ptr_mut(0) else {
+        return unsafe { bpf_ktime_get_boot_ns() };
+    };
+    unsafe {
+        if (*cache)[0] == jiffy && (*cache)[1] != 0 {
+            return (*cache)[1];
+        }
+        let now = bpf_ktime_get_boot_ns();
+        *cache = [jiffy, now];
+        now
+    }
 }
 
 /// Whether the grant and session behind `tag` still allow the task to run.

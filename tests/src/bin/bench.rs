@@ -25,6 +25,10 @@
 //! - (h) events per second from one tagged `loop open`: the rate at which the agent
 //!   writes them to its audit log, and the records the ring buffer lost meanwhile.
 //!   Its own agent, default settings.
+//! - (r) `grep -r` over /usr/share and /usr/lib (a real tree walk: every file and
+//!   directory an open, each a `file_open` event when tagged): wall time untagged
+//!   with no agent against tagged inside `warrant exec` on an agent of its own, the
+//!   page cache warmed first, runs alternated;
 //! - (l) launch latency: from spawning `warrant exec --grant G -- warrant-testbin stamp`
 //!   to the wall-clock stamp the command prints as the first thing it does (the agent
 //!   confines, tags and starts it), against spawning the same command directly (the
@@ -122,9 +126,9 @@ fn parse_opts() -> Opts {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
-    let only = value("--only").unwrap_or_else(|| "bcdefghl".into());
-    if let Some(c) = only.chars().find(|c| !"abcdefghl".contains(*c)) {
-        die(&format!("--only: unknown phase {c:?} (letters a to h, l)\n\n{USAGE}"));
+    let only = value("--only").unwrap_or_else(|| "bcdefghlr".into());
+    if let Some(c) = only.chars().find(|c| !"abcdefghlr".contains(*c)) {
+        die(&format!("--only: unknown phase {c:?} (letters a to h, l, r)\n\n{USAGE}"));
     }
     let rules = num("--rules", 1000).max(2);
     // The three large policies share the kernel's trie of 16,384 network entries.
@@ -1139,6 +1143,16 @@ fn main() {
         clock.lap('l');
         l
     });
+    let r = opts.runs('r').then(|| {
+        let r = grep_phase(&opts);
+        clock.lap('r');
+        r
+    });
+    for (kind, runs) in r.iter().flat_map(|r| [("untagged", &r.untagged_ms), ("tagged", &r.tagged_ms)]) {
+        for (run, ms) in runs.iter().enumerate() {
+            let _ = writeln!(csv, "r_grep_ms,{kind},{run},1,{ms:.1}");
+        }
+    }
     for (kind, runs) in l.iter().flat_map(|l| [("direct", &l.direct_us), ("warrant_exec", &l.warrant_us)]) {
         for (run, us) in runs.iter().enumerate() {
             let _ = writeln!(csv, "l_start_to_first_instruction_us,{kind},{run},1,{us:.0}");
@@ -1402,6 +1416,31 @@ fn main() {
             }
         }
     }
+    if let Some(r) = &r {
+        let (mut u, mut t) = (r.untagged_ms.clone(), r.tagged_ms.clone());
+        let (mu, mt) = (median(&mut u), median(&mut t));
+        let range = |v: &[f64]| {
+            let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+            format!("{lo:.0}–{hi:.0} ms")
+        };
+        let _ = write!(
+            sections,
+            "\n## `grep -r` over {} ({} runs each, alternated)\n\n\
+             | run | wall time, median (min–max) | ratio |\n|---|---:|---:|\n\
+             | untagged, no agent | {mu:.0} ms ({}) | 1.00× |\n\
+             | tagged, inside `warrant exec` | {mt:.0} ms ({}) | {:.2}× |\n\n\
+             Tagged runs logged {} `file_open` events each (median) with {} records lost in all. \
+             The page cache was warmed by one untagged run first; each tagged run is one `warrant exec` \
+             (its ~10 ms start included) on an agent of its own with default settings.\n",
+            GREP_TREES.join(" and "),
+            r.untagged_ms.len(),
+            range(&r.untagged_ms),
+            range(&r.tagged_ms),
+            mt / mu,
+            r.events,
+            r.lost,
+        );
+    }
     println!("\n{sections}");
 
     // Files.
@@ -1471,6 +1510,72 @@ fn time_to_stamp(cmd: &mut Command) -> Option<f64> {
     let stamp: i128 = String::from_utf8_lossy(&out.stdout).lines().last()?.trim().parse().ok()?;
     #[expect(clippy::cast_precision_loss, reason = "microseconds")]
     Some((stamp - t0) as f64 / 1000.0)
+}
+
+/// The trees (r) greps through.
+const GREP_TREES: [&str; 2] = ["/usr/share", "/usr/lib"];
+
+/// (r): wall times of `grep -r` untagged (no agent) and tagged, and what the tagged
+/// runs recorded.
+struct GrepResult {
+    untagged_ms: Vec<f64>,
+    tagged_ms: Vec<f64>,
+    /// `file_open` events of one tagged run (the median run's count).
+    events: u64,
+    lost: u64,
+}
+
+/// `grep -r` for a string no file holds, so every file is read to its end (or its
+/// first block, for binaries: `-I`).
+fn grep_argv() -> Vec<&'static str> {
+    let mut v = vec!["/usr/bin/grep", "-r", "-s", "-I", "-F", "-q", "warrant-bench: no file holds this 7f3a"];
+    v.extend(GREP_TREES);
+    v
+}
+
+fn grep_phase(opts: &Opts) -> GrepResult {
+    let runs = opts.reps.clamp(1, 5);
+    eprintln!("warrant-bench: phase r_grep ({runs} runs untagged and tagged)");
+    let argv = grep_argv();
+    let untagged = || {
+        let t = std::time::Instant::now();
+        let st = Command::new(argv[0]).args(&argv[1..]).status().unwrap_or_else(|e| die(&format!("run grep: {e}")));
+        if st.code() != Some(1) {
+            die(&format!("grep -r found the string or failed: {st}"));
+        }
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    untagged(); // warms the page cache
+    let mut r = GrepResult { untagged_ms: Vec::new(), tagged_ms: Vec::new(), events: 0, lost: 0 };
+    let mut counts = Vec::new();
+    for _ in 0..runs {
+        r.untagged_ms.push(untagged());
+        // An agent of its own each time, started and stopped outside the timing, so
+        // the untagged runs have no agent at all.
+        let agent = TestAgent::start(AgentOptions::default());
+        let mark = Marker::new();
+        let grant = agent.issue_grant("30m");
+        let lost_before = lost_total(&agent);
+        let t = std::time::Instant::now();
+        let mut s = agent.exec(&grant, &mark, &argv);
+        let st = s.wait_for(Duration::from_secs(600));
+        r.tagged_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if st.code() != Some(1) {
+            die(&format!("tagged grep -r found the string or failed: {st}\n{}", s.stderr().text()));
+        }
+        let sid = s.id().to_string();
+        // Everything of the run on the record before the count.
+        let want = |evs: &[Value]| evs.iter().any(|e| e["kind"] == "session_end" && e["session"] == sid.as_str());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !want(&agent.events()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        counts.push(agent.events().iter().filter(|e| e["kind"] == "file_open" && e["session"] == sid.as_str()).count() as u64);
+        r.lost += lost_total(&agent).saturating_sub(lost_before);
+    }
+    counts.sort_unstable();
+    r.events = counts[counts.len() / 2];
+    r
 }
 
 fn launch_phase(opts: &Opts) -> LaunchResult {
