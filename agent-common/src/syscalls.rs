@@ -69,6 +69,13 @@ pub enum Reason {
     /// A packet socket (`AF_PACKET`), which reaches any peer around the network rules;
     /// `socket(2)` of this family passes no cgroup hook. The policy may allow it.
     PacketSocket,
+    /// A Landlock domain of the session's own: Landlock reports a refusal for the
+    /// youngest domain that refused it, and a domain made with its logging off (or
+    /// refusing after an exec, which is not logged by default) would keep out of the
+    /// audit records the refusals that `kill` and `kill-session` file rules are
+    /// decided on, on the path the kernel resolved. ENOSYS: programs see a kernel
+    /// without Landlock and go on without their own sandbox (the session's holds).
+    NestedLandlock,
 }
 
 /// A row of [`TABLE`].
@@ -110,7 +117,7 @@ const fn other_pid(nr: u32, name: &'static str, arg: u32) -> Row {
 /// Every refused syscall. `clone3` answers ENOSYS, so glibc falls back to `clone`
 /// (which has no `CLONE_INTO_CGROUP`); io_uring answers ENOSYS, so programs fall
 /// back to plain syscalls, which the hooks see.
-pub const TABLE: [Row; 31] = [
+pub const TABLE: [Row; 33] = [
     always(321, "bpf", EPERM, Reason::Kernel),
     always(175, "init_module", EPERM, Reason::Kernel),
     always(313, "finit_module", EPERM, Reason::Kernel),
@@ -142,6 +149,8 @@ pub const TABLE: [Row; 31] = [
     row(16, "ioctl", WHEN_ARG_EQ, EPERM, 1, [TIOCSTI, TIOCLINUX], Reason::Terminal),
     row(322, "execveat", WHEN_ARG_HAS, EPERM, 4, [AT_EMPTY_PATH, 0], Reason::FdExec),
     row(41, "socket", WHEN_ARG_EQ, EPERM, 0, [AF_PACKET, 0], Reason::PacketSocket),
+    always(444, "landlock_create_ruleset", ENOSYS, Reason::NestedLandlock),
+    always(446, "landlock_restrict_self", ENOSYS, Reason::NestedLandlock),
 ];
 
 /// The row for syscall `nr`, if it is refused.
@@ -162,6 +171,7 @@ impl Reason {
             Reason::FdExec => "executing a file descriptor instead of a path",
             Reason::Host => "rebooting or re-rooting the host",
             Reason::PacketSocket => "a packet socket, which reaches peers around the network rules (the policy may allow it: raw_sockets: allow)",
+            Reason::NestedLandlock => "a Landlock domain of the session's own, which could keep refusals out of the audit records kill rules are decided on",
         }
     }
 }

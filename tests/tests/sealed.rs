@@ -3,7 +3,8 @@
 //! `violation` naming the rule (issue 10).
 //!
 //! - the syscall routes: io_uring (whose workers bypass the hooks), `TIOCSTI` into
-//!   the terminal, limits and scheduling of the agent, reboot, exec of a memfd;
+//!   the terminal, limits and scheduling of the agent, reboot, exec of a memfd, a
+//!   Landlock domain of the session's own (which could mute the audit of refusals);
 //! - the fork bomb: `max_processes` holds in the kernel, with `refuse` and with
 //!   `kill-session`;
 //! - the agent's sockets and the daemons that run code for a session (a real tmux
@@ -60,8 +61,10 @@ fn a_root_session_cannot_use_io_uring_tiocsti_or_starve_the_agent() {
     let a = agent.pid().to_string();
     let (limit_before, nice_before) = (nofile_limit(agent.pid()), nice_of(agent.pid()));
     let bin = testbin();
-    let attempts: [(&str, &str, &str, &str); 10] = [
+    let attempts: [(&str, &str, &str, &str); 12] = [
         ("io_uring", "", "errno 38", "io_uring_setup"),
+        ("landlock-nest", "", "errno 38", "landlock_create_ruleset"),
+        ("landlock-mute", "", "errno 38", "landlock_restrict_self"),
         ("tiocsti", "", "errno 1", "ioctl"),
         ("prlimit", &a, "errno 1", "prlimit64"),
         ("renice", &a, "errno 1", "setpriority"),
