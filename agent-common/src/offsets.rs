@@ -87,6 +87,9 @@ pub struct KernelOffsets {
     pub io_kiocb_flags: u32,
     pub io_kiocb_cqe_fd: u32,
     pub io_kiocb_cqe_user_data: u32,
+    /// `task_struct.comm`, the command name (16 bytes), loaded directly rather than
+    /// through `bpf_get_current_comm`.
+    pub task_comm: u32,
     /// Nonzero once filled in; programs do nothing while it is zero, so an object
     /// loaded without offsets stays inert instead of reading wrong memory.
     pub valid: u32,

@@ -14,7 +14,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS, BPF_RB_RING_SIZE, bpf_dynptr, task_struct},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid},
+    helpers::bpf_get_current_pid_tgid,
     helpers::generated::{
         bpf_dynptr_write, bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_ringbuf_discard_dynptr,
         bpf_ringbuf_query, bpf_ringbuf_reserve_dynptr, bpf_ringbuf_submit_dynptr, bpf_send_signal,
@@ -295,9 +295,18 @@ fn count_lost<const SIGNAL: bool>(kind: EventKind, tag: Option<&TaskTag>) {
 pub unsafe fn header(h: *mut EventHeader, kind: EventKind, tag: &TaskTag, task: *mut task_struct) {
     let task = task.cast_const().cast::<u8>();
     let pid_tgid = bpf_get_current_pid_tgid();
-    let uid_gid = bpf_get_current_uid_gid();
     let ppid = load_ptr(task, off!(task_real_parent)).map_or(0, |parent| load::<u32>(parent, off!(task_tgid)));
-    let euid = load_ptr(task, off!(task_cred)).map_or(u32::MAX, |cred| load::<u32>(cred, off!(cred_euid)));
+    // The task's (subjective) credentials, as `bpf_get_current_uid_gid` reads them.
+    let (uid, euid, gid) = load_ptr(task, off!(task_cred)).map_or((u32::MAX, u32::MAX, u32::MAX), |cred| {
+        (load::<u32>(cred, off!(cred_uid)), load::<u32>(cred, off!(cred_euid)), load::<u32>(cred, off!(cred_gid)))
+    });
+    // `comm` is 16 bytes in the task, NUL-padded as `bpf_get_current_comm` copies it
+    // (the kernel keeps it NUL-terminated), read as two words.
+    let comm_at = off!(task_comm);
+    let (c0, c1) = (load::<u64>(task, comm_at), load::<u64>(task, comm_at + 8));
+    let mut comm = [0u8; 16];
+    comm[..8].copy_from_slice(&c0.to_ne_bytes());
+    comm[8..].copy_from_slice(&c1.to_ne_bytes());
     unsafe {
         (*h).kind = kind as u32;
         (*h).flags = slot_flags(tag.session_slot);
@@ -308,9 +317,9 @@ pub unsafe fn header(h: *mut EventHeader, kind: EventKind, tag: &TaskTag, task: 
         (*h).pid = (pid_tgid >> 32) as u32;
         (*h).tid = pid_tgid as u32;
         (*h).ppid = ppid;
-        (*h).uid = uid_gid as u32;
+        (*h).uid = uid;
         (*h).euid = euid;
-        (*h).gid = (uid_gid >> 32) as u32;
-        (*h).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*h).gid = gid;
+        (*h).comm = comm;
     }
 }

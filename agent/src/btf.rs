@@ -111,6 +111,7 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         io_kiocb_flags: uring[1],
         io_kiocb_cqe_fd: uring[2],
         io_kiocb_cqe_user_data: uring[3],
+        task_comm: r.off("task_struct", "comm")?,
         valid: 1,
     })
 }
