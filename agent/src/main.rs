@@ -41,6 +41,7 @@ mod launch;
 mod loader;
 mod losses;
 mod metrics;
+mod outbox;
 mod policy_maps;
 mod peer;
 mod procfs;

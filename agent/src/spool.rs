@@ -405,9 +405,10 @@ impl Cursor {
         self.pos
     }
 
-    /// Up to `max` events after the position, as far as they are durable. Empty
-    /// when there is nothing new yet.
-    pub fn next_batch(&mut self, spool: &Spool, max: usize) -> io::Result<Vec<pb::Event>> {
+    /// Up to `max` events after the position, as far as they are durable, as the
+    /// protobuf bytes the spool holds (checked by their CRC, not decoded: the
+    /// uplink sends them as they are). Empty when there is nothing new yet.
+    pub fn next_batch(&mut self, spool: &Spool, max: usize) -> io::Result<Vec<Spooled>> {
         let mut out = Vec::new();
         while out.len() < max {
             let Some((first, path, len)) = spool.segment_after(&self.boot, self.pos) else { break };
@@ -436,10 +437,7 @@ impl Cursor {
                 if seq <= self.pos {
                     continue;
                 }
-                match pb::Event::decode(payload.as_slice()) {
-                    Ok(ev) => out.push(ev),
-                    Err(e) => warn!("skipping undecodable spooled event {seq} of boot {}: {e}", self.boot),
-                }
+                out.push(Spooled { seq, payload });
                 self.pos = seq;
             }
             if damaged {
@@ -456,6 +454,13 @@ impl Cursor {
         }
         Ok(out)
     }
+}
+
+/// One spooled event: its seq and its protobuf encoding (a `warrant.v1.Event`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spooled {
+    pub seq: u64,
+    pub payload: Vec<u8>,
 }
 
 fn encode_record(buf: &mut Vec<u8>, ev: &pb::Event) {

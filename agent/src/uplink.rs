@@ -29,14 +29,14 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tracing::{debug, info, warn};
 use warrant_proto::v1::{
     self as pb, agent_message::Msg as Out, collector_message::Msg as In, command::Op, event::Event as Kind,
-    ingest_client::IngestClient,
 };
 
 use crate::{
     config::UplinkConfig,
     host::{Host, KillReason},
     events::{Envelope, Stats},
-    spool::{Cursor, Spool},
+    outbox::{self, Outgoing, OutgoingCodec},
+    spool::{Cursor, Spool, Spooled},
 };
 
 /// Most events per `EventBatch`.
@@ -144,8 +144,11 @@ impl Uplink {
         results_rx: &mut mpsc::Receiver<pb::CommandResult>,
     ) -> Result<()> {
         let channel: Channel = self.endpoint.connect().await.map_err(|e| anyhow!("cannot connect: {}", chain(&e)))?;
-        let mut client = IngestClient::new(channel).max_decoding_message_size(64 << 20);
-        let (tx, rx) = mpsc::channel::<pb::AgentMessage>(OUTBOX);
+        // `Ingest.Stream` with the codec that sends spooled events as they are
+        // (what the generated `IngestClient::stream` does, with `OutgoingCodec`).
+        let mut client = tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20);
+        client.ready().await.map_err(|e| anyhow!("the connection is not ready: {e}"))?;
+        let (tx, rx) = mpsc::channel::<Outgoing>(OUTBOX);
         let pending = self.spool.pending_boots();
         let hello = pb::AgentHello {
             agent_id: self.envelope.agent_id.clone(),
@@ -154,9 +157,11 @@ impl Uplink {
             version: env!("CARGO_PKG_VERSION").into(),
             pending_boots: pending.clone(),
         };
-        tx.send(pb::AgentMessage { msg: Some(Out::Hello(hello)) }).await.context("stream closed")?;
+        tx.send(pb::AgentMessage { msg: Some(Out::Hello(hello)) }.into()).await.context("stream closed")?;
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        request.extensions_mut().insert(tonic::GrpcMethod::new("warrant.v1.Ingest", "Stream"));
         let mut inbound = client
-            .stream(ReceiverStream::new(rx))
+            .streaming(request, tonic::codegen::http::uri::PathAndQuery::from_static("/warrant.v1.Ingest/Stream"), OutgoingCodec)
             .await
             .map_err(|s| anyhow!("the collector refused the stream: {}", status_text(&s)))?
             .into_inner();
@@ -196,7 +201,7 @@ impl Uplink {
             };
             warn!(boot = %boot, seq, "event set aside (kept in the local log only): {why}");
             in_flight.push_back((boot, seq, seq));
-            tx.send(pb::AgentMessage { msg: Some(Out::Batch(pb::EventBatch { events: vec![lost] })) }).await.context("stream closed")?;
+            tx.send(pb::AgentMessage { msg: Some(Out::Batch(pb::EventBatch { events: vec![lost] })) }.into()).await.context("stream closed")?;
         }
         self.stats.uplink_connected.store(true, Ordering::Relaxed);
         self.stats.acked_seq.store(self.spool.acked(&self.envelope.boot_id), Ordering::Relaxed);
@@ -248,9 +253,9 @@ impl Uplink {
                     }
                 }
                 Some(result) = results_rx.recv() => {
-                    if let Err(unsent) = tx.send(pb::AgentMessage { msg: Some(Out::Result(result)) }).await {
+                    if let Err(unsent) = tx.send(pb::AgentMessage { msg: Some(Out::Result(result)) }.into()).await {
                         // Keep it for the next stream.
-                        if let Some(Out::Result(r)) = unsent.0.msg {
+                        if let Outgoing::Message(pb::AgentMessage { msg: Some(Out::Result(r)) }) = unsent.0 {
                             let _ = results_tx.try_send(r);
                         }
                         bail!("stream closed");
@@ -280,11 +285,11 @@ impl Uplink {
                     let mut chunks = split_by_bytes(events, cap).into_iter();
                     if let Some(first) = chunks.next() {
                         in_flight.push_back(span(&boot, &first));
-                        permit.send(pb::AgentMessage { msg: Some(Out::Batch(pb::EventBatch { events: first })) });
+                        permit.send(Outgoing::Spooled(first));
                     }
                     for chunk in chunks {
                         in_flight.push_back(span(&boot, &chunk));
-                        tx.send(pb::AgentMessage { msg: Some(Out::Batch(pb::EventBatch { events: chunk })) }).await.context("stream closed")?;
+                        tx.send(Outgoing::Spooled(chunk)).await.context("stream closed")?;
                     }
                 }
                 changed = appended.changed(), if !more => {
@@ -326,18 +331,17 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 /// (boot, first seq, last seq) of a batch.
-fn span(boot: &str, events: &[pb::Event]) -> (String, u64, u64) {
+fn span(boot: &str, events: &[Spooled]) -> (String, u64, u64) {
     (boot.to_owned(), events.first().map_or(0, |e| e.seq), events.last().map_or(0, |e| e.seq))
 }
 
 /// Cuts `events` into batches of at most `cap` encoded bytes (an event bigger
 /// than that goes alone).
-fn split_by_bytes(events: Vec<pb::Event>, cap: usize) -> Vec<Vec<pb::Event>> {
-    use prost::Message as _;
-    let mut out: Vec<Vec<pb::Event>> = Vec::new();
+fn split_by_bytes(events: Vec<Spooled>, cap: usize) -> Vec<Vec<Spooled>> {
+    let mut out: Vec<Vec<Spooled>> = Vec::new();
     let mut bytes = 0;
     for ev in events {
-        let len = ev.encoded_len();
+        let len = outbox::event_len(&ev);
         match out.last_mut() {
             Some(cur) if bytes + len <= cap => cur.push(ev),
             _ => {
