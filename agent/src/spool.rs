@@ -463,15 +463,20 @@ pub struct Spooled {
     pub payload: Vec<u8>,
 }
 
+/// Appends one record (header, then the event's protobuf), encoding the event
+/// straight into `buf` rather than into a buffer of its own first.
 fn encode_record(buf: &mut Vec<u8>, ev: &pb::Event) {
-    let payload = ev.encode_to_vec();
+    let at = buf.len();
+    buf.resize(at + HEADER, 0);
+    ev.encode_raw(buf);
+    let payload = &buf[at + HEADER..];
     let mut crc = crc32fast::Hasher::new();
     crc.update(&ev.seq.to_le_bytes());
-    crc.update(&payload);
-    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&crc.finalize().to_le_bytes());
-    buf.extend_from_slice(&ev.seq.to_le_bytes());
-    buf.extend_from_slice(&payload);
+    crc.update(payload);
+    let (len, crc) = ((payload.len() as u32).to_le_bytes(), crc.finalize().to_le_bytes());
+    buf[at..at + 4].copy_from_slice(&len);
+    buf[at + 4..at + 8].copy_from_slice(&crc);
+    buf[at + 8..at + HEADER].copy_from_slice(&ev.seq.to_le_bytes());
 }
 
 /// One record, or `None` at a clean end, a torn tail or damage.
