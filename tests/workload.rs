@@ -50,7 +50,7 @@ impl Tree {
     /// Starts `warrant-testbin tree n` under `grant` and waits (at most 15 s) until all
     /// `n` processes have written their pid. With `escape`, one process moves itself
     /// into that cgroup; if the agent's confinement stops it, the test moves it from
-    /// outside, as the `clone3(CLONE_INTO_CGROUP)` hole of KERNEL.md §7 would.
+    /// outside, as the `clone3(CLONE_INTO_CGROUP)` hole of docs/kernel.md §7 would.
     pub fn start(agent: &TestAgent, grant: &str, mark: &Marker, n: usize, escape: Option<&Path>) -> Self {
         let pidfile = agent.temp_dir().join(format!("tree-{}.pids", crate::random_hex()));
         let pidfile_s = pidfile.to_string_lossy().into_owned();

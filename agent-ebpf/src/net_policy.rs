@@ -5,7 +5,7 @@
 //! refused at `socket(2)`.
 //!
 //! Returning 0 makes connect(2) fail with EPERM: the SYN never goes out (unlike a
-//! kill at sys_enter, which lets the connect complete, KERNEL.md §4). These hooks
+//! kill at sys_enter, which lets the connect complete, docs/kernel.md §4). These hooks
 //! run on connect only, so untagged tasks pay one lookup per connect and nothing on
 //! other syscalls.
 //!

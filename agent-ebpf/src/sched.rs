@@ -2,7 +2,7 @@
 //!
 //! A tagged task being switched out is checked against its grant; if the grant is
 //! dead it gets SIGKILL (delivered through irq_work, since interrupts are off here).
-//! Measured on this kernel: no visible cost on untagged tasks (KERNEL.md §8).
+//! Measured on this kernel: no visible cost on untagged tasks (docs/kernel.md §8).
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 

@@ -2,7 +2,7 @@
 //! (`file_change`) and self-protection refusals of tagged tasks, seen as they return.
 //!
 //! A syscall hook costs every task on the host about 100 ns per syscall on this
-//! kernel (KERNEL.md §8), so the agent attaches this program only while at least one
+//! kernel (docs/kernel.md §8), so the agent attaches this program only while at least one
 //! session is live. Reading at exit gives the outcome: the resolved file for a
 //! successful open, the assigned local port after connect or bind.
 //!

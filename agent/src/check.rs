@@ -2,7 +2,7 @@
 //! protection would be missing without each.
 //!
 //! Probes are real: programs are loaded, not looked up in a feature list (bpftool's
-//! helper lists are unreliable on this kernel, KERNEL.md §1).
+//! helper lists are unreliable on this kernel, docs/kernel.md §1).
 
 use std::{fs, path::Path};
 

@@ -34,7 +34,7 @@ use warrant_common::{
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warrant"));
 
 /// Always-on hooks: they fire on events, not on every syscall, so untagged tasks pay
-/// nothing measurable (KERNEL.md §8).
+/// nothing measurable (docs/kernel.md §8).
 const ALWAYS_ON: [(&str, &str); 5] = [
     ("task_newtask", "task_newtask"),
     ("sched_process_exec", "sched_process_exec"),

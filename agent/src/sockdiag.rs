@@ -4,7 +4,7 @@
 //! The session's sockets are found by inode: every descriptor of its processes
 //! that is a `socket:[N]`. A sock_diag dump maps inodes to the exact socket ids
 //! (cookie included), and each matching socket is destroyed by id: the local side
-//! gets ECONNABORTED, the peer a reset (KERNEL.md §3). The destroy is by cookie, so
+//! gets ECONNABORTED, the peer a reset (docs/kernel.md §3). The destroy is by cookie, so
 //! a socket that was closed and its id reused in between is never hit.
 
 use std::{
