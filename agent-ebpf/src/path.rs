@@ -23,7 +23,7 @@ use warrant_common::event::{
 
 use crate::{
     kernel::{off, read, read_ptr},
-    maps::PATH_SCRATCH,
+    maps::{OPEN_RECORD, PATH_SCRATCH},
 };
 
 /// State carried between steps (on the caller's stack; scalars only).
@@ -35,6 +35,9 @@ struct Walk {
     len: u64,
     /// Set once the walk reached a root: the path is complete.
     complete: u64,
+    /// Nonzero: the steps write straight into `OPEN_RECORD`'s path rather than into
+    /// `PATH_SCRATCH` (see [`resolve_in_open_record`]).
+    in_place: u64,
 }
 
 /// Fills `out` with the path of `path` (a `struct path *`).
@@ -43,23 +46,10 @@ struct Walk {
 /// `out` must point to writable memory of a `RawPath` (a ring buffer reservation).
 #[inline(always)]
 pub unsafe fn resolve(path: *const u8, out: *mut RawPath) {
-    let (Some(dentry), Some(vfsmount)) =
-        (read_ptr(path, off!(path_dentry)), read_ptr(path, off!(path_mnt)))
-    else {
+    let Some(walk) = walk(path, 0) else {
         unsafe { set(out, 0, PATH_TRUNCATED) };
         return;
     };
-    let mut walk = Walk {
-        dentry,
-        // `struct vfsmount` is embedded in `struct mount`: step back to the container.
-        mount: vfsmount.wrapping_sub(off!(mount_mnt)),
-        mount_root: read_ptr(vfsmount, off!(vfsmount_root)).unwrap_or(core::ptr::null()),
-        len: 0,
-        complete: 0,
-    };
-    unsafe {
-        bpf_loop(PATH_MAX_DEPTH, step as *mut c_void, (&raw mut walk).cast(), 0);
-    }
     let Some(scratch) = PATH_SCRATCH.get_ptr_mut(0) else {
         unsafe { set(out, 0, PATH_TRUNCATED) };
         return;
@@ -77,6 +67,43 @@ pub unsafe fn resolve(path: *const u8, out: *mut RawPath) {
     let len = if copied == 0 { walk.len as usize } else { 0 };
     let flags = if walk.complete != 0 && copied == 0 { 0 } else { PATH_TRUNCATED };
     unsafe { set(out, len, flags) };
+}
+
+/// [`resolve`] into `OPEN_RECORD`'s path, written in place by the steps: the
+/// copy out of the scratch buffer is one helper call less per file event.
+///
+/// # Safety
+/// `OPEN_RECORD` must not be in use by another part of this program run.
+#[inline(always)]
+pub unsafe fn resolve_in_open_record(path: *const u8) {
+    let Some(rec) = OPEN_RECORD.get_ptr_mut(0) else { return };
+    let out = unsafe { &raw mut (*rec).path };
+    match walk(path, 1) {
+        Some(w) => unsafe { set(out, w.len as usize, if w.complete != 0 { 0 } else { PATH_TRUNCATED }) },
+        None => unsafe { set(out, 0, PATH_TRUNCATED) },
+    }
+}
+
+/// Walks from `path` (a `struct path *`) up to the root, the components landing in
+/// the scratch buffer (`in_place` 0) or in `OPEN_RECORD`'s path (1).
+#[inline(always)]
+fn walk(path: *const u8, in_place: u64) -> Option<Walk> {
+    let (Some(dentry), Some(vfsmount)) = (read_ptr(path, off!(path_dentry)), read_ptr(path, off!(path_mnt))) else {
+        return None;
+    };
+    let mut walk = Walk {
+        dentry,
+        // `struct vfsmount` is embedded in `struct mount`: step back to the container.
+        mount: vfsmount.wrapping_sub(off!(mount_mnt)),
+        mount_root: read_ptr(vfsmount, off!(vfsmount_root)).unwrap_or(core::ptr::null()),
+        len: 0,
+        complete: 0,
+        in_place,
+    };
+    unsafe {
+        bpf_loop(PATH_MAX_DEPTH, step as *mut c_void, (&raw mut walk).cast(), 0);
+    }
+    Some(walk)
 }
 
 /// One step up the tree. Returns 1 to stop the loop, 0 to go on.
@@ -107,8 +134,14 @@ unsafe extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
     if name.is_null() {
         return 1;
     }
-    let Some(buf) = PATH_SCRATCH.get_ptr_mut(0) else { return 1 };
-    let dst = unsafe { buf.cast::<u8>().add(len & (PATH_DATA - 1)) };
+    let buf: *mut u8 = if w.in_place != 0 {
+        let Some(rec) = OPEN_RECORD.get_ptr_mut(0) else { return 1 };
+        unsafe { (&raw mut (*rec).path.data).cast() }
+    } else {
+        let Some(buf) = PATH_SCRATCH.get_ptr_mut(0) else { return 1 };
+        buf.cast()
+    };
+    let dst = unsafe { buf.add(len & (PATH_DATA - 1)) };
     let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_READ as u32, name.cast()) };
     if n <= 0 {
         return 1;

@@ -228,7 +228,7 @@ fn file_open(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, re
     match file {
         Some(file) => unsafe {
             (*ev).open_flags = read::<u32>(file, off!(file_flags)).unwrap_or(0);
-            path::resolve(file.wrapping_add(off!(file_path)), &raw mut (*ev).path);
+            path::resolve_in_open_record(file.wrapping_add(off!(file_path)));
         },
         None => {
             // Failed (or raced with close): report what the process asked for.
