@@ -223,6 +223,9 @@ impl Store {
         // stripping every mark and re-chaining is caught too.
         let key = LogKey::load_or_create_for(&data_dir.join(KEY_FILE), || active.records() + 1)?;
         let active = active.keyed(key.clone());
+        let sync_file = Arc::new(
+            active.sync_handle().map_err(|source| StoreError::Io { action: "open", path: active_path.clone(), source })?,
+        );
         let db = if indexed_through(&db, &index_path)? > active.records() {
             // The log lost records the index saw: rebuild the index from what the
             // log holds (`verify` names the damage).
@@ -249,6 +252,7 @@ impl Store {
                 gaps: HashMap::new(),
                 own: None,
                 key,
+                sync_file,
             },
             index: Indexer { db: db.clone(), index_path, last_durable: Instant::now() },
         };

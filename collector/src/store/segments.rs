@@ -71,6 +71,8 @@ pub struct LogSide {
     pub(super) own: Option<(Event, u64)>,
     /// The chain's key, for every segment this side starts.
     pub(super) key: LogKey,
+    /// A handle on the active segment for [`LogSide::sync_file`].
+    pub(super) sync_file: Arc<File>,
 }
 
 /// Open sequence gaps per (agent, boot): first seq → last seq, inclusive.
@@ -262,6 +264,40 @@ impl LogSide {
     /// # Errors
     /// When the log append fails; nothing may be acknowledged then.
     pub fn append_batches(&mut self, batches: Vec<Vec<Event>>) -> Result<(Vec<BatchOutcome>, Vec<IndexWork>), StoreError> {
+        let done = self.write_batches(batches)?;
+        self.sync()?;
+        Ok(done)
+    }
+
+    /// Makes everything written so far durable.
+    ///
+    /// # Errors
+    /// When the fsync fails (the log refuses appends from then on).
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(self.active.sync()?)
+    }
+
+    /// The active segment's file, for a thread that fsyncs what
+    /// [`write_batches`](Self::write_batches) wrote (an older segment was made
+    /// durable when the next one was started).
+    #[must_use]
+    pub fn sync_file(&self) -> Arc<File> {
+        self.sync_file.clone()
+    }
+
+    /// After an fsync of [`sync_file`](Self::sync_file) failed: refuse appends.
+    pub fn poison(&mut self) {
+        self.active.poison();
+    }
+
+    /// [`append_batches`](Self::append_batches) without the final fsync: written,
+    /// deduplicated and chained, durable only once [`sync`](Self::sync) or an
+    /// fdatasync of [`sync_file`](Self::sync_file) succeeds. Nothing of it may be
+    /// acknowledged (nor its high-water marks told) before then.
+    ///
+    /// # Errors
+    /// When the log write fails; nothing may be acknowledged then.
+    pub fn write_batches(&mut self, batches: Vec<Vec<Event>>) -> Result<(Vec<BatchOutcome>, Vec<IndexWork>), StoreError> {
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut all: Vec<Event> = Vec::new();
         // Worked on copies, kept only once the append is durable.
@@ -324,7 +360,7 @@ impl LogSide {
             let room = self.opts.segment_bytes.saturating_sub(self.active.len_bytes());
             let fit = usize::try_from(room.div_ceil(avg)).unwrap_or(usize::MAX).max(1);
             let tail = if rest.len() > fit { rest.split_off(fit) } else { Vec::new() };
-            let positions = self.active.append_positions(&rest)?;
+            let positions = self.active.append_positions_unsynced(&rest)?;
             let info = self.segments.entry(self.active_first).or_default();
             let mut records = Vec::with_capacity(rest.len());
             for (p, ev) in positions.iter().zip(rest) {
@@ -353,10 +389,16 @@ impl LogSide {
 
     /// Closes the active segment and starts the next one.
     pub(super) fn rotate(&mut self) -> Result<(), StoreError> {
+        // What was written to the old segment is made durable here: later
+        // fsyncs only see the new one.
+        self.active.sync()?;
         let anchor = self.active.anchor();
         let first = anchor.records + 1;
         let path = self.log_dir.join(segment_name(first));
         self.active = AuditLog::open_after(&path, &anchor)?.keyed(self.key.clone());
+        self.sync_file = Arc::new(
+            self.active.sync_handle().map_err(|source| StoreError::Io { action: "open", path: path.clone(), source })?,
+        );
         self.active_first = first;
         self.segments.insert(first, SegmentInfo { last_n: anchor.records, ..SegmentInfo::default() });
         tracing::info!(segment = %path.display(), "started a new log segment");
