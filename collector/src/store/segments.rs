@@ -308,6 +308,9 @@ impl LogSide {
             let mut out = BatchOutcome::default();
             let mut boots: Vec<(String, String)> = Vec::new();
             let start = all.len();
+            // The (agent, boot) of the event before: a batch is one boot, so the
+            // key is made once per run, not once per event.
+            let mut key: (String, String) = (String::new(), String::new());
             for mut ev in batch {
                 if let Some((envelope, seq)) = own.as_mut()
                     && ev.seq == 0
@@ -317,8 +320,14 @@ impl LogSide {
                     *seq += 1;
                     ev.seq = *seq;
                 }
-                let key = (ev.agent_id.clone(), ev.boot_id.clone());
-                let mark = hw.get(&key).copied().unwrap_or(0);
+                if key.0 != ev.agent_id || key.1 != ev.boot_id || boots.is_empty() {
+                    key = (ev.agent_id.clone(), ev.boot_id.clone());
+                    if !boots.contains(&key) {
+                        boots.push(key.clone());
+                    }
+                }
+                let key = &key;
+                let mark = hw.get(key).copied().unwrap_or(0);
                 if ev.seq == 0 {
                     all.push(ev);
                 } else if ev.seq > mark {
@@ -327,20 +336,20 @@ impl LogSide {
                         out.gaps += 1;
                         if let Some((envelope, seq)) = own.as_mut() {
                             *seq += 1;
-                            all.push(gap_record(envelope, *seq, &key, mark + 1, ev.seq - 1));
+                            all.push(gap_record(envelope, *seq, key, mark + 1, ev.seq - 1));
                             hw.insert((envelope.agent_id.clone(), envelope.boot_id.clone()), *seq);
                         }
                     }
-                    hw.insert(key.clone(), ev.seq);
+                    match hw.get_mut(key) {
+                        Some(m) => *m = ev.seq,
+                        None => drop(hw.insert(key.clone(), ev.seq)),
+                    }
                     all.push(ev);
-                } else if fill(&mut gaps, &key, ev.seq) {
+                } else if fill(&mut gaps, key, ev.seq) {
                     out.filled += 1;
                     all.push(ev);
                 } else {
                     out.duplicates += 1;
-                }
-                if !boots.contains(&key) {
-                    boots.push(key);
                 }
             }
             out.acks = boots.iter().map(|k| (k.1.clone(), hw.get(k).copied().unwrap_or(0))).collect();
