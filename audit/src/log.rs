@@ -313,6 +313,22 @@ impl AuditLog {
     /// # Errors
     /// As [`append`](Self::append).
     pub fn append_positions(&mut self, events: &[Event]) -> Result<Vec<RecordPos>, Error> {
+        let positions = self.append_positions_unsynced(events)?;
+        if !positions.is_empty() {
+            self.sync()?;
+        }
+        Ok(positions)
+    }
+
+    /// [`append_positions`](Self::append_positions) without the fdatasync: the
+    /// records are written (readable, chained on) but not durable until
+    /// [`sync`](Self::sync), or an fdatasync of [`sync_handle`](Self::sync_handle),
+    /// succeeds. For a writer that overlaps one batch's fsync with the next
+    /// batch's work; it must not acknowledge anything before then.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append) (but for the fsync).
+    pub fn append_positions_unsynced(&mut self, events: &[Event]) -> Result<Vec<RecordPos>, Error> {
         if self.poisoned {
             return Err(Error::Poisoned { path: self.path.clone() });
         }
@@ -351,14 +367,42 @@ impl AuditLog {
             }
             return Err(Error::Io { action: "append to", path: self.path.clone(), source });
         }
-        if let Err(source) = self.file.sync_data() {
-            self.poisoned = true;
-            return Err(Error::Io { action: "fsync", path: self.path.clone(), source });
-        }
         self.len += wrote;
         self.records = n;
         self.head = head;
         Ok(positions)
+    }
+
+    /// Makes everything written so far durable (one fdatasync). A failure poisons
+    /// the handle (see the module docs).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the fsync fails, [`Error::Poisoned`] after an earlier one.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        if self.poisoned {
+            return Err(Error::Poisoned { path: self.path.clone() });
+        }
+        if let Err(source) = self.file.sync_data() {
+            self.poisoned = true;
+            return Err(Error::Io { action: "fsync", path: self.path.clone(), source });
+        }
+        Ok(())
+    }
+
+    /// Another handle on the log's file, for a thread that makes appends durable
+    /// (`sync_data`) while this one writes the next ones. After a failed fsync
+    /// through it, call [`poison`](Self::poison).
+    ///
+    /// # Errors
+    /// When the file descriptor cannot be duplicated.
+    pub fn sync_handle(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
+    /// Refuses appends from now on (an fsync failed elsewhere, see
+    /// [`sync_handle`](Self::sync_handle)): only a reopen knows what is on disk.
+    pub fn poison(&mut self) {
+        self.poisoned = true;
     }
 
     /// Bytes in the log file (its good content).

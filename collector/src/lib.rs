@@ -9,8 +9,9 @@
 //! - [`config`]: flags and the TOML file; [`auth`]: certificate names to roles.
 //! - [`server`]: the gRPC server: `Ingest.Stream` from agents (dedup by
 //!   (agent, boot, seq), gaps recorded) and the `Collector` service for people.
-//! - [`writer`]: the log writer (group commit: one fsync per group, then ack,
-//!   publish to the `warrant_audit::EventHub`, hand to the indexer) and the indexer.
+//! - [`writer`]: the log writer (dedup, chain, write), the durable stage (group
+//!   commit: one fdatasync for every write waiting, then ack, publish to the
+//!   `warrant_audit::EventHub`, hand to the indexer) and the indexer.
 //! - [`store`]: [`Store`]: segments of one `warrant_audit::AuditLog` chain, their
 //!   index, queries ([`Reader`]), retention, and [`verify_dir`] across segments.
 //! - [`requests`]: grant requests and approvals, the state machine and its file;

@@ -28,14 +28,16 @@ async fn stream(c: &TestCollector, agent: &str, n: u64) -> Duration {
 /// `seq` has time `t0 + seq` ns. Returns how long it took and `t0`.
 async fn stream_sessions(c: &TestCollector, agent: &str, n: u64, sessions: u64) -> (Duration, i64) {
     let id = c.pki().issue(agent);
-    let mut a = open_stream(&c.url(), &id, hello(agent, "bench-host", "b")).await.expect("stream");
+    let host = format!("host-{agent}");
+    // The hello names the host the events carry (the collector checks they agree).
+    let mut a = open_stream(&c.url(), &id, hello(agent, &host, "b")).await.expect("stream");
     let t0 = i64::try_from(now_unix_ns()).unwrap();
     // Build the batches first so the figure is the collector's, not the generator's.
     let batches: Vec<Vec<_>> = (0..n.div_ceil(BATCH))
         .map(|i| {
             let from = i * BATCH + 1;
             (from..=(from + BATCH - 1).min(n))
-                .map(|s| exec_event(agent, &format!("host-{agent}"), "b", s, &format!("s-{}", s % sessions), t0 + i64::try_from(s).unwrap()))
+                .map(|s| exec_event(agent, &host, "b", s, &format!("s-{}", s % sessions), t0 + i64::try_from(s).unwrap()))
                 .collect()
         })
         .collect();
@@ -64,6 +66,12 @@ async fn collector_throughput() {
 
     let one = stream(&c, "agent-1", N).await;
     println!("ingest, 1 agent: {N} events in {one:?} = {:.0} events/s (batches of {BATCH}, acked after fsync)", rate(N, one));
+    // A query waits until everything acknowledged is indexed: how far the index
+    // trails the burst just acknowledged.
+    let mut q = client::collector(&c.url(), &c.identity("watcher")).await;
+    let t = Instant::now();
+    q.query(QueryRequest { filter: Some(EventFilter { session: "s-none".into(), ..EventFilter::default() }), ..QueryRequest::default() }).await.expect("query");
+    println!("index caught up with the 1-agent burst {:?} after its last ack", t.elapsed());
 
     let (a, b) = tokio::join!(stream(&c, "agent-bench-a", N), stream(&c, "agent-bench-b", N));
     let both = a.max(b);
@@ -104,7 +112,6 @@ async fn collector_throughput() {
     // sessions, then one page by session, grant, host and time range.
     let (_, t0) = stream_sessions(&c, "agent-many", 200_000, 1000).await;
     let records = c.metric("warrant_collector_log_records");
-    let mut q = client::collector(&c.url(), &c.identity("watcher")).await;
     // Let the indexer catch up first (a query waits for it), so the figures below
     // are the queries' own.
     let t = Instant::now();

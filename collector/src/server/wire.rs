@@ -35,9 +35,9 @@ pub enum RawMsg {
 /// `warrant.v1.EventBatch` with each event still encoded.
 #[derive(Clone, PartialEq, Message)]
 pub struct RawBatch {
-    /// The encoded `Event`s.
-    #[prost(bytes = "vec", repeated, tag = "1")]
-    pub events: Vec<Vec<u8>>,
+    /// The encoded `Event`s: slices of the message as received, not copies.
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    pub events: Vec<prost::bytes::Bytes>,
 }
 
 /// Field numbers of `Event` at or above this are the envelope; below are kinds.

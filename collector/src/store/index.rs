@@ -6,22 +6,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use warrant_proto::event::Event as Kind;
 use warrant_proto::{RemoteSession, Session};
 
+use super::key_runs::KeyRuns;
+use super::positions::RunWriter;
 use super::{IndexWork, RetentionPlan, StoreError, index_err};
 
-/// n → (first record of its segment, byte offset, line length, event time).
-pub(super) const POS: TableDefinition<u64, (u64, u64, u32, i64)> = TableDefinition::new("pos");
-/// (value, n) → event time, one table per indexed envelope field.
-pub(super) const BY_GRANT: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_grant");
-pub(super) const BY_SESSION: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_session");
-pub(super) const BY_HOST: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_host");
-pub(super) const BY_SUBJECT: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_subject");
-pub(super) const BY_AGENT: TableDefinition<(&str, u64), i64> = TableDefinition::new("by_agent");
+/// first record of a run of consecutive records in one segment → where each
+/// record of the run is and its event time (see [`super::positions`]).
+pub(super) const POS: TableDefinition<u64, &[u8]> = TableDefinition::new("pos_runs");
+/// (value, first n) → (last n, oldest time, newest time) of a run of consecutive
+/// records with that value, one table per indexed envelope field (see
+/// [`super::key_runs`]).
+pub(super) const BY_GRANT: KeyTable = TableDefinition::new("by_grant_runs");
+pub(super) const BY_SESSION: KeyTable = TableDefinition::new("by_session_runs");
+pub(super) const BY_HOST: KeyTable = TableDefinition::new("by_host_runs");
+pub(super) const BY_SUBJECT: KeyTable = TableDefinition::new("by_subject_runs");
+pub(super) const BY_AGENT: KeyTable = TableDefinition::new("by_agent_runs");
 /// The shape of the per-field tables.
-pub(super) type KeyTable = TableDefinition<'static, (&'static str, u64), i64>;
+pub(super) type KeyTable = TableDefinition<'static, (&'static str, u64), (u64, i64, i64)>;
 /// (agent, boot) → highest seq stored.
 pub(super) const BOOTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("boots");
 /// (agent, boot, first seq) → last seq of a sequence gap still open.
@@ -38,8 +43,15 @@ pub(super) const GRANTS: TableDefinition<&str, i64> = TableDefinition::new("gran
 pub(super) const SEGMENTS: TableDefinition<u64, (u64, i64, i64, u64)> = TableDefinition::new("segments");
 /// (agent, order) → prost `Command` waiting for the agent to reconnect.
 pub(super) const QUEUED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queued");
-/// "indexed": the last record indexed.
+/// "indexed": the last record indexed; "schema": [`SCHEMA`].
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The index's layout: 2 since positions and keys are kept per run of records.
+/// An index of another layout is rebuilt from the log at open.
+pub(super) const SCHEMA: u64 = 2;
+
+/// Tables of layout 1 (a row per record), removed when the index is rebuilt.
+const OLD_TABLES: [&str; 6] = ["pos", "by_grant", "by_session", "by_host", "by_subject", "by_agent"];
 
 /// How often an index commit is made durable; records after the last durable one
 /// are re-indexed from the log at open.
@@ -72,11 +84,14 @@ impl Indexer {
         ix!(p, tx.set_durability(if durable { Durability::Immediate } else { Durability::None }))?;
         {
             let mut pos = ix!(p, tx.open_table(POS))?;
-            let mut by_grant = ix!(p, tx.open_table(BY_GRANT))?;
-            let mut by_session = ix!(p, tx.open_table(BY_SESSION))?;
-            let mut by_host = ix!(p, tx.open_table(BY_HOST))?;
-            let mut by_subject = ix!(p, tx.open_table(BY_SUBJECT))?;
-            let mut by_agent = ix!(p, tx.open_table(BY_AGENT))?;
+            let mut keys = KeyRuns::default();
+            let mut key_tables = [
+                ix!(p, tx.open_table(BY_GRANT))?,
+                ix!(p, tx.open_table(BY_SESSION))?,
+                ix!(p, tx.open_table(BY_HOST))?,
+                ix!(p, tx.open_table(BY_SUBJECT))?,
+                ix!(p, tx.open_table(BY_AGENT))?,
+            ];
             let mut boots = ix!(p, tx.open_table(BOOTS))?;
             let mut sessions = ix!(p, tx.open_table(SESSIONS))?;
             let mut grant_agents = ix!(p, tx.open_table(GRANT_AGENTS))?;
@@ -89,21 +104,13 @@ impl Indexer {
             let mut last_boot: Option<(&str, &str, u64, bool)> = None;
             let mut last_n = 0;
             for w in work {
+                let mut runs = RunWriter::default();
                 for (n, offset, len, ev) in &w.records {
                     let (n, t) = (*n, ev.time_unix_ns);
                     last_n = n;
-                    ix!(p, pos.insert(n, (w.seg, *offset, *len, t)))?;
-                    for (table, value) in [
-                        (&mut by_grant, &ev.grant),
-                        (&mut by_session, &ev.session),
-                        (&mut by_host, &ev.host),
-                        (&mut by_subject, &ev.subject),
-                        (&mut by_agent, &ev.agent_id),
-                    ] {
-                        if !value.is_empty() {
-                            ix!(p, table.insert((value.as_str(), n), t))?;
-                        }
-                    }
+                    runs.push(w.seg, n, *offset, *len, t);
+                    let values = [ev.grant.as_str(), ev.session.as_str(), ev.host.as_str(), ev.subject.as_str(), ev.agent_id.as_str()];
+                    ix!(p, keys.push(&mut key_tables, w.seg, n, t, values))?;
                     // One high-water write per run of events from the same boot.
                     // One high-water read and write per run of events from the same
                     // boot; gaps opened and filled as the log writer did.
@@ -194,9 +201,14 @@ impl Indexer {
                         _ => {}
                     }
                 }
+                runs.close();
+                for (first, bytes) in &runs.rows {
+                    ix!(p, pos.insert(*first, bytes.as_slice()))?;
+                }
                 let i = w.info;
                 ix!(p, segments.insert(w.seg, (i.last_n, i.min_time, i.max_time, i.bytes)))?;
             }
+            ix!(p, keys.finish(&mut key_tables))?;
             if let Some((a, b, s, true)) = last_boot {
                 ix!(p, boots.insert((a, b), s))?;
             }
@@ -260,4 +272,38 @@ pub(super) fn indexed_through(db: &Database, p: &Path) -> Result<u64, StoreError
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
         Err(e) => Err(index_err(p)(e.into())),
     }
+}
+
+/// Brings an index of another layout ([`SCHEMA`]) to this one: removes every table
+/// but the queued commands (which are not in the log) and the record of how far
+/// it got, so the catch-up at open re-indexes the whole log. True when it did.
+pub(super) fn ensure_schema(db: &Database, p: &Path) -> Result<bool, StoreError> {
+    let schema = {
+        let tx = ix!(p, db.begin_read())?;
+        match tx.open_table(META) {
+            Ok(t) => ix!(p, t.get("schema"))?.map(|v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(index_err(p)(e.into())),
+        }
+    };
+    if schema == Some(SCHEMA) {
+        return Ok(false);
+    }
+    let rebuilt = schema.is_some() || indexed_through(db, p)? > 0 || {
+        let tx = ix!(p, db.begin_read())?;
+        ix!(p, tx.list_tables())?.any(|t| OLD_TABLES.contains(&t.name()))
+    };
+    let tx = ix!(p, db.begin_write())?;
+    if rebuilt {
+        let tables: Vec<_> = ix!(p, tx.list_tables())?.filter(|t| t.name() != QUEUED.name()).collect();
+        for t in tables {
+            ix!(p, tx.delete_table(t))?;
+        }
+    }
+    {
+        let mut meta = ix!(p, tx.open_table(META))?;
+        ix!(p, meta.insert("schema", SCHEMA))?;
+    }
+    ix!(p, tx.commit())?;
+    Ok(rebuilt)
 }

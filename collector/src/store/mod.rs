@@ -29,8 +29,9 @@
 //! # Index
 //!
 //! The log is the truth; the index only makes lookups fast and can always be
-//! rebuilt from it. Tables: record number → (segment, offset, length, time); (time,
-//! n); (grant | session | host | subject | agent, n) → time; per (agent, boot) the
+//! rebuilt from it. Tables: per run of consecutive records, each one's (segment,
+//! offset, length, time); per run of records with the same grant | session | host
+//! | subject | agent, its first and last record and time range; per (agent, boot) the
 //! highest seq stored (the dedup high-water mark); sessions, grant → agents and
 //! queued commands. Index commits are cheap (no fsync) except about once a second;
 //! after a crash, [`Store::open`] re-indexes the log records past the last durable
@@ -50,7 +51,7 @@ use warrant_audit::log_key::LogKey;
 use warrant_proto::{Command, Event};
 
 use self::commands::queue_command;
-use self::index::{BOOTS, GAPS, SEGMENTS, indexed_through};
+use self::index::{BOOTS, GAPS, SEGMENTS, ensure_schema, indexed_through};
 use self::segments::{last_line, list_segments, parse_line, segment_name, widen};
 
 fn index_err(path: &Path) -> impl Fn(redb::Error) -> StoreError + '_ {
@@ -67,6 +68,8 @@ macro_rules! ix {
 mod commands;
 mod fleet;
 mod index;
+mod key_runs;
+mod positions;
 mod query;
 mod segments;
 #[cfg(test)]
@@ -220,6 +223,9 @@ impl Store {
         // stripping every mark and re-chaining is caught too.
         let key = LogKey::load_or_create_for(&data_dir.join(KEY_FILE), || active.records() + 1)?;
         let active = active.keyed(key.clone());
+        let sync_file = Arc::new(
+            active.sync_handle().map_err(|source| StoreError::Io { action: "open", path: active_path.clone(), source })?,
+        );
         let db = if indexed_through(&db, &index_path)? > active.records() {
             // The log lost records the index saw: rebuild the index from what the
             // log holds (`verify` names the damage).
@@ -231,6 +237,9 @@ impl Store {
         } else {
             db
         };
+        if ensure_schema(&db, &index_path)? {
+            tracing::info!(index = %index_path.display(), "the index has an older layout; rebuilding it from the log");
+        }
         let db = Arc::new(db);
         let mut store = Store {
             log: LogSide {
@@ -243,6 +252,7 @@ impl Store {
                 gaps: HashMap::new(),
                 own: None,
                 key,
+                sync_file,
             },
             index: Indexer { db: db.clone(), index_path, last_durable: Instant::now() },
         };

@@ -12,6 +12,7 @@ use warrant_audit::hub::Filter;
 use warrant_proto::Event;
 
 use super::index::{BY_AGENT, BY_GRANT, BY_HOST, BY_SESSION, BY_SUBJECT, KeyTable, POS, SEGMENTS};
+use super::positions::{PosCursor, Run};
 use super::segments::{parse_line, segment_name};
 use super::{Reader, StoreError, index_err};
 
@@ -186,15 +187,15 @@ impl Reader {
             }
             if page.events.len() >= limit || (spec.max_bytes > 0 && page.bytes >= spec.max_bytes) { Took::Full } else { Took::More }
         };
-        let take = |n: u64, page: &mut Page| -> Result<Took, StoreError> {
-            if let Some(row) = ix!(p, pos.get(n))? {
-                let (seg, off, len, _) = row.value();
-                if let Some(ev) = self.read_at(seg, off, len)?
-                    && f.matches(&ev)
-                    && in_time(ev.time_unix_ns)
-                {
-                    return Ok(add(n, ev, page));
-                }
+        let mut at = PosCursor::default();
+        let mut take = |n: u64, page: &mut Page| -> Result<Took, StoreError> {
+            if let Some((seg, off, len, time)) = ix!(p, at.get(&pos, n))?
+                && in_time(time)
+                && let Some(ev) = self.read_at(seg, off, len)?
+                && f.matches(&ev)
+                && in_time(ev.time_unix_ns)
+            {
+                return Ok(add(n, ev, page));
             }
             Ok(Took::More)
         };
@@ -218,22 +219,44 @@ impl Reader {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(page),
                 Err(e) => return Err(index_err(p)(e.into())),
             };
+            // A run that starts before `after` may go on past it.
+            let mut from = after;
+            if after > 0
+                && let Some(row) = ix!(p, t.range((value.as_str(), 0)..(value.as_str(), after)))?.next_back()
+            {
+                let (k, v) = ix!(p, row)?;
+                if v.value().0 >= after {
+                    from = k.value().1;
+                }
+            }
             let mut prev = 0;
-            for row in ix!(p, t.range((value.as_str(), after)..=(value.as_str(), u64::MAX)))? {
-                let (k, time) = ix!(p, row)?;
-                let n = k.value().1;
-                scanned += 1;
-                let took = if in_time(time.value()) { take(n, &mut page)? } else { Took::More };
-                if matches!(took, Took::Over) {
-                    // This one starts the next page.
-                    page.next = Some(Cursor::AfterN(prev));
-                    break;
+            'runs: for row in ix!(p, t.range((value.as_str(), from)..=(value.as_str(), u64::MAX)))? {
+                let (k, v) = ix!(p, row)?;
+                let (first, (last, oldest, newest)) = (k.value().1, v.value());
+                if !((spec.from == 0 || newest >= spec.from) && (spec.to == 0 || oldest <= spec.to)) {
+                    // No record of the run is in the time range.
+                    scanned += 1;
+                    if scanned >= SCAN_BUDGET {
+                        page.next = Some(Cursor::AfterN(last));
+                        break;
+                    }
+                    prev = last;
+                    continue;
                 }
-                if matches!(took, Took::Full) || scanned >= SCAN_BUDGET {
-                    page.next = Some(Cursor::AfterN(n));
-                    break;
+                for n in first.max(after)..=last {
+                    scanned += 1;
+                    let took = take(n, &mut page)?;
+                    if matches!(took, Took::Over) {
+                        // This one starts the next page.
+                        page.next = Some(Cursor::AfterN(prev));
+                        break 'runs;
+                    }
+                    if matches!(took, Took::Full) || scanned >= SCAN_BUDGET {
+                        page.next = Some(Cursor::AfterN(n));
+                        break 'runs;
+                    }
+                    prev = n;
                 }
-                prev = n;
             }
         } else {
             // Unkeyed: walk the log in order, skipping whole segments whose time
@@ -258,27 +281,35 @@ impl Reader {
                 if last_n < after || !overlaps {
                     continue;
                 }
-                for row in ix!(p, pos.range(first.max(after)..=last_n))? {
+                let start = first.max(after);
+                // The row holding `start` may begin before it.
+                let from = match ix!(p, pos.range(..=start))?.next_back() {
+                    Some(row) => ix!(p, row)?.0.value(),
+                    None => start,
+                };
+                for row in ix!(p, pos.range(from..=last_n))? {
                     let (k, v) = ix!(p, row)?;
-                    let n = k.value();
-                    let (seg, off, len, time) = v.value();
-                    scanned += 1;
-                    let mut took = Took::More;
-                    if in_time(time)
-                        && let Some(ev) = self.read_at(seg, off, len)?
-                        && f.matches(&ev)
-                    {
-                        took = add(n, ev, &mut page);
+                    let run = Run::new(k.value(), v.value());
+                    for n in run.first.max(start)..=run.last().min(last_n) {
+                        let Some((seg, off, len, time)) = run.get(n) else { continue };
+                        scanned += 1;
+                        let mut took = Took::More;
+                        if in_time(time)
+                            && let Some(ev) = self.read_at(seg, off, len)?
+                            && f.matches(&ev)
+                        {
+                            took = add(n, ev, &mut page);
+                        }
+                        if matches!(took, Took::Over) {
+                            next = Some(Cursor::AfterN(prev));
+                            break 'segments;
+                        }
+                        if matches!(took, Took::Full) || scanned >= SCAN_BUDGET {
+                            next = Some(Cursor::AfterN(n));
+                            break 'segments;
+                        }
+                        prev = n;
                     }
-                    if matches!(took, Took::Over) {
-                        next = Some(Cursor::AfterN(prev));
-                        break 'segments;
-                    }
-                    if matches!(took, Took::Full) || scanned >= SCAN_BUDGET {
-                        next = Some(Cursor::AfterN(n));
-                        break 'segments;
-                    }
-                    prev = n;
                 }
             }
             page.next = next;

@@ -71,6 +71,8 @@ pub struct LogSide {
     pub(super) own: Option<(Event, u64)>,
     /// The chain's key, for every segment this side starts.
     pub(super) key: LogKey,
+    /// A handle on the active segment for [`LogSide::sync_file`].
+    pub(super) sync_file: Arc<File>,
 }
 
 /// Open sequence gaps per (agent, boot): first seq → last seq, inclusive.
@@ -262,6 +264,40 @@ impl LogSide {
     /// # Errors
     /// When the log append fails; nothing may be acknowledged then.
     pub fn append_batches(&mut self, batches: Vec<Vec<Event>>) -> Result<(Vec<BatchOutcome>, Vec<IndexWork>), StoreError> {
+        let done = self.write_batches(batches)?;
+        self.sync()?;
+        Ok(done)
+    }
+
+    /// Makes everything written so far durable.
+    ///
+    /// # Errors
+    /// When the fsync fails (the log refuses appends from then on).
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(self.active.sync()?)
+    }
+
+    /// The active segment's file, for a thread that fsyncs what
+    /// [`write_batches`](Self::write_batches) wrote (an older segment was made
+    /// durable when the next one was started).
+    #[must_use]
+    pub fn sync_file(&self) -> Arc<File> {
+        self.sync_file.clone()
+    }
+
+    /// After an fsync of [`sync_file`](Self::sync_file) failed: refuse appends.
+    pub fn poison(&mut self) {
+        self.active.poison();
+    }
+
+    /// [`append_batches`](Self::append_batches) without the final fsync: written,
+    /// deduplicated and chained, durable only once [`sync`](Self::sync) or an
+    /// fdatasync of [`sync_file`](Self::sync_file) succeeds. Nothing of it may be
+    /// acknowledged (nor its high-water marks told) before then.
+    ///
+    /// # Errors
+    /// When the log write fails; nothing may be acknowledged then.
+    pub fn write_batches(&mut self, batches: Vec<Vec<Event>>) -> Result<(Vec<BatchOutcome>, Vec<IndexWork>), StoreError> {
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut all: Vec<Event> = Vec::new();
         // Worked on copies, kept only once the append is durable.
@@ -272,6 +308,9 @@ impl LogSide {
             let mut out = BatchOutcome::default();
             let mut boots: Vec<(String, String)> = Vec::new();
             let start = all.len();
+            // The (agent, boot) of the event before: a batch is one boot, so the
+            // key is made once per run, not once per event.
+            let mut key: (String, String) = (String::new(), String::new());
             for mut ev in batch {
                 if let Some((envelope, seq)) = own.as_mut()
                     && ev.seq == 0
@@ -281,8 +320,14 @@ impl LogSide {
                     *seq += 1;
                     ev.seq = *seq;
                 }
-                let key = (ev.agent_id.clone(), ev.boot_id.clone());
-                let mark = hw.get(&key).copied().unwrap_or(0);
+                if key.0 != ev.agent_id || key.1 != ev.boot_id || boots.is_empty() {
+                    key = (ev.agent_id.clone(), ev.boot_id.clone());
+                    if !boots.contains(&key) {
+                        boots.push(key.clone());
+                    }
+                }
+                let key = &key;
+                let mark = hw.get(key).copied().unwrap_or(0);
                 if ev.seq == 0 {
                     all.push(ev);
                 } else if ev.seq > mark {
@@ -291,20 +336,20 @@ impl LogSide {
                         out.gaps += 1;
                         if let Some((envelope, seq)) = own.as_mut() {
                             *seq += 1;
-                            all.push(gap_record(envelope, *seq, &key, mark + 1, ev.seq - 1));
+                            all.push(gap_record(envelope, *seq, key, mark + 1, ev.seq - 1));
                             hw.insert((envelope.agent_id.clone(), envelope.boot_id.clone()), *seq);
                         }
                     }
-                    hw.insert(key.clone(), ev.seq);
+                    match hw.get_mut(key) {
+                        Some(m) => *m = ev.seq,
+                        None => drop(hw.insert(key.clone(), ev.seq)),
+                    }
                     all.push(ev);
-                } else if fill(&mut gaps, &key, ev.seq) {
+                } else if fill(&mut gaps, key, ev.seq) {
                     out.filled += 1;
                     all.push(ev);
                 } else {
                     out.duplicates += 1;
-                }
-                if !boots.contains(&key) {
-                    boots.push(key);
                 }
             }
             out.acks = boots.iter().map(|k| (k.1.clone(), hw.get(k).copied().unwrap_or(0))).collect();
@@ -324,7 +369,7 @@ impl LogSide {
             let room = self.opts.segment_bytes.saturating_sub(self.active.len_bytes());
             let fit = usize::try_from(room.div_ceil(avg)).unwrap_or(usize::MAX).max(1);
             let tail = if rest.len() > fit { rest.split_off(fit) } else { Vec::new() };
-            let positions = self.active.append_positions(&rest)?;
+            let positions = self.active.append_positions_unsynced(&rest)?;
             let info = self.segments.entry(self.active_first).or_default();
             let mut records = Vec::with_capacity(rest.len());
             for (p, ev) in positions.iter().zip(rest) {
@@ -353,10 +398,16 @@ impl LogSide {
 
     /// Closes the active segment and starts the next one.
     pub(super) fn rotate(&mut self) -> Result<(), StoreError> {
+        // What was written to the old segment is made durable here: later
+        // fsyncs only see the new one.
+        self.active.sync()?;
         let anchor = self.active.anchor();
         let first = anchor.records + 1;
         let path = self.log_dir.join(segment_name(first));
         self.active = AuditLog::open_after(&path, &anchor)?.keyed(self.key.clone());
+        self.sync_file = Arc::new(
+            self.active.sync_handle().map_err(|source| StoreError::Io { action: "open", path: path.clone(), source })?,
+        );
         self.active_first = first;
         self.segments.insert(first, SegmentInfo { last_n: anchor.records, ..SegmentInfo::default() });
         tracing::info!(segment = %path.display(), "started a new log segment");

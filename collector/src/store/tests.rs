@@ -333,3 +333,67 @@ fn a_segment_of_the_format_before_versions_verifies_and_is_continued() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!((report.records, report.unkeyed, report.unversioned), (13, 2, 10));
 }
+
+#[test]
+fn key_runs_continue_across_appends_and_pages_start_inside_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    // One session for 1..=30 over three appends (one run), then another agent's
+    // records in between, then the session again (a second run).
+    let one = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Event> { seqs.map(|q| ev("a", "b", q, "s-1", i64::try_from(q).unwrap() * 1000)).collect() };
+    for b in [one(1..=10), one(11..=20), one(21..=30)] {
+        s.append_batches(vec![b]).unwrap();
+    }
+    s.append_batches(vec![batch("c", "d", 1..=5)]).unwrap();
+    s.append_batches(vec![one(31..=40)]).unwrap();
+    let spec = |limit| QuerySpec { filter: Filter { session: Some("s-1".into()), ..Filter::default() }, limit, ..QuerySpec::default() };
+    let mut got = Vec::new();
+    let mut cursor = Cursor::Start;
+    loop {
+        let page = r.query(&spec(7), cursor).unwrap();
+        got.extend(seqs(&page.events));
+        match page.next {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    assert_eq!(got, (1..=40).collect::<Vec<_>>());
+    // Time range inside a run.
+    let page = r.query(&QuerySpec { from: 12_000, to: 14_000, ..spec(100) }, Cursor::Start).unwrap();
+    assert_eq!(seqs(&page.events), [12, 13, 14]);
+    // By host: the other agent's run only.
+    let page = r.query(&QuerySpec { filter: Filter { host: Some("host-c".into()), ..Filter::default() }, limit: 100, ..QuerySpec::default() }, Cursor::Start).unwrap();
+    assert_eq!(seqs(&page.events), [1, 2, 3, 4, 5]);
+    // Unkeyed, from the middle of a row of positions.
+    let page = r.query(&QuerySpec { limit: 3, ..QuerySpec::default() }, Cursor::AfterN(15)).unwrap();
+    assert_eq!(seqs(&page.events), [16, 17, 18]);
+}
+
+#[test]
+fn an_index_of_the_layout_before_runs_is_rebuilt_and_keeps_queued_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut s, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        s.append_batches(vec![batch("a", "b", 1..=6)]).unwrap();
+        s.queue_command("a", &Command { id: "c-1".into(), ..Command::default() }).unwrap();
+        s.index.commit_durable().unwrap();
+    }
+    {
+        // Make it look like layout 1: an old table, no schema mark.
+        let db = redb::Database::create(dir.path().join("index.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let old: redb::TableDefinition<u64, (u64, u64, u32, i64)> = redb::TableDefinition::new("pos");
+            tx.open_table(old).unwrap().insert(1, (1, 0, 10, 0)).unwrap();
+            tx.open_table(index::META).unwrap().remove("schema").unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let (s, r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(s.high_water("a", "b"), 6);
+    let page = r.query(&QuerySpec { filter: Filter { session: Some("s-even".into()), ..Filter::default() }, limit: 100, ..QuerySpec::default() }, Cursor::Start).unwrap();
+    assert_eq!(seqs(&page.events), [2, 4, 6]);
+    assert_eq!(r.queued_commands("a").unwrap().len(), 1, "queued commands are not in the log: they stay");
+    let tx = r.db.begin_read().unwrap();
+    assert!(!tx.list_tables().unwrap().any(|t| redb::TableHandle::name(&t) == "pos"));
+}

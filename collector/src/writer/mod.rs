@@ -1,18 +1,26 @@
-//! The two threads that write: the log writer and the indexer.
+//! The three threads that write: the log writer, the durable stage and the indexer.
 //!
 //! Every stored event goes through the log writer: agent batches and the
-//! collector's own records (control actions). Requests waiting in its queue are
-//! written together with one fsync (group commit), so several agents streaming at
-//! once share the cost of durability. Right after the fsync it answers (acks),
-//! publishes the new events to live watchers, and hands the records to the
-//! indexer, so the next group is written while the index is updated.
+//! collector's own records (control actions). It takes the requests waiting in its
+//! queue (up to [`GROUP_EVENTS`] events), deduplicates, chains and writes them,
+//! and hands them to the durable stage ([`durable`]), which fsyncs whatever has
+//! been written meanwhile with one fdatasync (group commit), and only then answers
+//! (acks), publishes the new events to live watchers and hands the records to the
+//! indexer ([`indexer`]). So the next group is written while the last one is being
+//! made durable, and the index is updated meanwhile too; nothing is acknowledged,
+//! published or told as a high-water mark before it is durable.
 //! [`Writer::sync`] waits until everything stored so far is indexed: reads that
 //! must see what was acknowledged call it first, and a `since` watch calls it
 //! after subscribing and before replaying, so an event is either published after
 //! the subscription or already in the index the replay reads: no gap.
 
+mod durable;
+mod indexer;
+
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -22,10 +30,19 @@ use warrant_proto::event::Event as Kind;
 use warrant_proto::{ControlAction, Event};
 
 use crate::metrics::Metrics;
-use crate::store::{BatchOutcome, IndexWork, Indexer, LogSide, RetentionPlan, Store};
+use self::durable::{Reply, Step};
+use crate::store::{BatchOutcome, IndexWork, LogSide, RetentionPlan, Store};
 
-/// Most requests written with one fsync.
+/// Most requests written with one write.
 const GROUP_MAX: usize = 256;
+
+/// The writer stops taking requests into a write at this many events, so the
+/// durable stage can fsync one write while the next is being prepared (it still
+/// makes all writes waiting durable with one fdatasync).
+const GROUP_EVENTS: usize = 1024;
+
+/// Writes handed to the durable stage and not yet durable, at most.
+const STEPS_IN_FLIGHT: usize = 16;
 
 /// The collector's own envelope: its records carry this agent id.
 pub const COLLECTOR_AGENT_ID: &str = "collector";
@@ -96,15 +113,24 @@ impl Writer {
         metrics.log_records.store(log.records(), Relaxed);
         metrics.log_bytes.store(log.bytes(), Relaxed);
         let own = Event::clone(&envelope);
-        // Bounded: an indexer that falls behind pushes back on the writer.
+        // Bounded: an indexer that falls behind pushes back on the durable stage,
+        // and that one on the writer.
         let (jobs, job_rx) = std::sync::mpsc::sync_channel::<IndexJob>(64);
-        // If the writer thread cannot start, `jobs` is dropped and the indexer ends.
-        let index_thread =
-            std::thread::Builder::new().name("indexer".into()).spawn(move || run_indexer(indexer, &job_rx))?;
-        let handle = std::thread::Builder::new().name("log-writer".into()).spawn(move || {
-            run_writer(log, rx, &jobs, &own, &metrics, &hub);
+        let (steps, step_rx) = std::sync::mpsc::sync_channel::<Step>(STEPS_IN_FLIGHT);
+        let poisoned = Arc::new(AtomicBool::new(false));
+        // If a thread cannot start, the channels it would have read are dropped
+        // and the threads after it end.
+        let index_thread = std::thread::Builder::new().name("indexer".into()).spawn(move || indexer::run(indexer, &job_rx))?;
+        let flag = poisoned.clone();
+        let durable_thread = std::thread::Builder::new().name("log-durable".into()).spawn(move || {
+            durable::run(&step_rx, &jobs, &flag, &metrics, &hub);
             drop(jobs);
             let _ = index_thread.join();
+        })?;
+        let handle = std::thread::Builder::new().name("log-writer".into()).spawn(move || {
+            run_writer(log, rx, &steps, &own, &poisoned);
+            drop(steps);
+            let _ = durable_thread.join();
         })?;
         Ok((Writer { tx, envelope }, handle))
     }
@@ -203,153 +229,117 @@ impl Writer {
     }
 }
 
-/// The log writer's loop: group, dedup, append + fsync, answer, hand to the indexer.
-fn run_writer(
-    mut log: LogSide,
-    mut rx: mpsc::Receiver<Request>,
-    jobs: &std::sync::mpsc::SyncSender<IndexJob>,
-    own: &Event,
-    metrics: &Metrics,
-    hub: &EventHub,
-) {
+/// The log writer's loop: group, dedup, chain and write, hand to the durable
+/// stage. Requests are handled in the order they came: a high-water mark or an
+/// anchor asked for after a batch is told once that batch is durable.
+fn run_writer(mut log: LogSide, mut rx: mpsc::Receiver<Request>, steps: &SyncSender<Step>, own: &Event, poisoned: &AtomicBool) {
+    let mut group = Group::default();
     while let Some(first) = rx.blocking_recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP_MAX {
-            match rx.try_recv() {
-                Ok(r) => group.push(r),
-                Err(_) => break,
-            }
-        }
-        let mut batches = Vec::new();
-        let mut replies = Vec::new();
-        let mut syncs = Vec::new();
-        for req in group {
-            match req {
+        let mut next = Some(first);
+        while let Some(req) = next.take() {
+            let step = match req {
                 Request::Append { events, reply } => {
-                    batches.push(events);
-                    replies.push(Reply::Batch(reply));
+                    group.events += events.len();
+                    group.batches.push(events);
+                    group.replies.push(Reply::Batch(reply));
+                    None
                 }
                 Request::Own { event, reply } => {
                     // seq 0: the log side numbers it.
-                    batches.push(vec![*event]);
-                    replies.push(Reply::Own(reply));
+                    group.events += 1;
+                    group.batches.push(vec![*event]);
+                    group.replies.push(Reply::Own(reply));
+                    None
                 }
                 Request::Retention { max_age, max_bytes, reply } => {
-                    let _ = reply.send(retention(&mut log, jobs, hub, own, max_age, max_bytes));
-                }
-                Request::Anchor { reply } => {
-                    let _ = reply.send(log.anchor());
-                }
-                Request::Sync { reply } => syncs.push(reply),
-                Request::HighWater { agent, boots, reply } => {
-                    let _ = reply.send(boots.iter().map(|b| log.high_water(&agent, b)).collect());
-                }
-            }
-        }
-        if !batches.is_empty() {
-            match log.append_batches(batches) {
-                Ok((outcomes, work)) => {
-                    metrics.log_records.store(log.records(), Relaxed);
-                    metrics.log_bytes.store(log.bytes(), Relaxed);
-                    for (out, reply) in outcomes.into_iter().zip(replies) {
-                        match reply {
-                            Reply::Batch(r) => {
-                                metrics.events_in.fetch_add(out.accepted.len() as u64 - out.gaps, Relaxed);
-                                metrics.gaps.fetch_add(out.gaps, Relaxed);
-                                metrics.gap_filled.fetch_add(out.filled, Relaxed);
-                                metrics.duplicates.fetch_add(out.duplicates, Relaxed);
-                                let _ = r.send(Ok(out));
-                            }
-                            Reply::Own(Some(r)) => drop(r.send(Ok(()))),
-                            Reply::Own(None) => {}
-                        }
-                    }
-                    for w in &work {
-                        for ev in w.events() {
-                            hub.publish(ev.clone());
-                        }
-                    }
-                    if jobs.send(IndexJob::Records(work)).is_err() {
-                        tracing::error!("the indexer has stopped; stopping the log writer");
+                    if !group.write(&mut log, steps, poisoned) {
                         return;
                     }
+                    let _ = reply.send(retention(&mut log, steps, own, max_age, max_bytes));
+                    None
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot store events; nothing of this group is acknowledged");
-                    let msg = format!("cannot store events: {e}");
-                    for reply in replies {
-                        match reply {
-                            Reply::Batch(r) => drop(r.send(Err(msg.clone()))),
-                            Reply::Own(Some(r)) => drop(r.send(Err(msg.clone()))),
-                            Reply::Own(None) => {}
+                Request::Anchor { reply } => {
+                    let anchor = log.anchor();
+                    Some(Step::After(Box::new(move |_| drop(reply.send(anchor)))))
+                }
+                Request::Sync { reply } => Some(Step::Index(IndexJob::Sync(reply))),
+                Request::HighWater { agent, boots, reply } => {
+                    let marks: Vec<u64> = boots.iter().map(|b| log.high_water(&agent, b)).collect();
+                    // Told only once durable: an agent resumes after what it is told.
+                    Some(Step::After(Box::new(move |durable| {
+                        if durable {
+                            let _ = reply.send(marks);
                         }
-                    }
+                    })))
                 }
+            };
+            if let Some(step) = step
+                && (!group.write(&mut log, steps, poisoned) || steps.send(step).is_err())
+            {
+                return;
+            }
+            if group.events < GROUP_EVENTS && group.batches.len() < GROUP_MAX {
+                next = rx.try_recv().ok();
             }
         }
-        for reply in syncs {
-            let _ = jobs.send(IndexJob::Sync(reply));
+        if !group.write(&mut log, steps, poisoned) {
+            return;
         }
     }
 }
 
-/// The indexer's loop: index what the writer stored, several groups per
-/// transaction when it falls behind.
-fn run_indexer(mut indexer: Indexer, jobs: &std::sync::mpsc::Receiver<IndexJob>) {
-    let mut pending: Option<IndexJob> = None;
-    loop {
-        let job = match pending.take() {
-            Some(j) => j,
-            None => match jobs.recv() {
-                Ok(j) => j,
-                Err(_) => break,
-            },
-        };
-        match job {
-            IndexJob::Records(mut work) => {
-                // Take whatever else is waiting into the same transaction.
-                while work.len() < 1024 {
-                    match jobs.try_recv() {
-                        Ok(IndexJob::Records(more)) => work.extend(more),
-                        Ok(other) => {
-                            pending = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                if let Err(e) = indexer.apply(&work, false) {
-                    // The log has the records; the next start re-indexes them.
-                    tracing::error!(error = %e, "cannot index stored records; queries miss them until a restart re-indexes the log");
-                }
-            }
-            IndexJob::Drop(plan) => {
-                if let Err(e) = indexer.drop_rows(&plan) {
-                    tracing::error!(error = %e, "cannot remove index rows of dropped segments");
-                }
-            }
-            IndexJob::Sync(reply) => {
-                let _ = reply.send(());
-            }
-        }
-    }
-    if let Err(e) = indexer.commit_durable() {
-        tracing::warn!(error = %e, "cannot make the index durable at shutdown; it is rebuilt from the log at the next start");
-    }
+/// The batches taken from the queue and not yet written.
+#[derive(Default)]
+struct Group {
+    batches: Vec<Vec<Event>>,
+    replies: Vec<Reply>,
+    events: usize,
 }
 
-/// How to answer one request of a group.
-enum Reply {
-    Batch(oneshot::Sender<Result<BatchOutcome, String>>),
-    Own(Option<oneshot::Sender<Result<(), String>>>),
+impl Group {
+    /// Writes the group (if any) and hands it to the durable stage; false when
+    /// that stage has stopped.
+    fn write(&mut self, log: &mut LogSide, steps: &SyncSender<Step>, poisoned: &AtomicBool) -> bool {
+        if self.batches.is_empty() {
+            return true;
+        }
+        self.events = 0;
+        let batches = std::mem::take(&mut self.batches);
+        let replies = std::mem::take(&mut self.replies);
+        if poisoned.load(Acquire) {
+            log.poison();
+        }
+        match log.write_batches(batches) {
+            Ok((outcomes, work)) => {
+                let step = Step::Written {
+                    file: log.sync_file(),
+                    replies: replies.into_iter().zip(outcomes).collect(),
+                    work,
+                    records: log.records(),
+                    bytes: log.bytes(),
+                };
+                if steps.send(step).is_err() {
+                    tracing::error!("the durable stage has stopped; stopping the log writer");
+                    return false;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store events; nothing of this group is acknowledged");
+                let msg = format!("cannot store events: {e}");
+                for reply in replies {
+                    reply.fail(&msg);
+                }
+            }
+        }
+        true
+    }
 }
 
 /// Records the retention first (durably), then drops the segments: a crash between
 /// the two leaves more than promised, never less.
 fn retention(
     log: &mut LogSide,
-    jobs: &std::sync::mpsc::SyncSender<IndexJob>,
-    hub: &EventHub,
+    steps: &SyncSender<Step>,
     envelope: &Event,
     max_age: Option<Duration>,
     max_bytes: Option<u64>,
@@ -380,15 +370,13 @@ fn retention(
         })),
         ..envelope.clone()
     };
+    // Durable before anything is deleted (an fsync here, not in the durable stage).
     let (_, work) = log.append_batches(vec![vec![event]]).map_err(|e| e.to_string())?;
-    for ev in work.iter().flat_map(IndexWork::events) {
-        hub.publish(ev.clone());
-    }
-    let _ = jobs.send(IndexJob::Records(work));
+    let _ = steps.send(Step::Written { file: log.sync_file(), replies: Vec::new(), work, records: log.records(), bytes: log.bytes() });
     log.drop_segments(&plan).map_err(|e| e.to_string())?;
     let last = plan.last_n;
     tracing::info!(dropped_through = last, segments = plan.segments.len(), bytes = plan.bytes, "retention dropped old log segments");
-    let _ = jobs.send(IndexJob::Drop(plan));
+    let _ = steps.send(Step::Index(IndexJob::Drop(plan)));
     Ok(last)
 }
 
