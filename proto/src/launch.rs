@@ -51,7 +51,7 @@ pub const MAX_ARG_STRLEN: usize = 32 * 4096;
 pub fn exec_args_limit(rlimit_stack: u64) -> usize {
     const STK_LIM: u64 = 8 << 20;
     const ARG_MAX: u64 = 32 * 4096;
-    let limit = (rlimit_stack / 4).min(STK_LIM / 4 * 3).max(ARG_MAX);
+    let limit = (rlimit_stack / 4).clamp(ARG_MAX, STK_LIM / 4 * 3);
     usize::try_from(limit).unwrap_or(usize::MAX)
 }
 
