@@ -7,7 +7,7 @@
 //! [`MAX_START`] bytes: [`MAX_ARGS`] of argv+env plus [`START_HEADROOM`] for
 //! everything else it holds. Every later client message (`ready`, signals) is a few
 //! bytes and is held to [`MAX_FRAME`]. The agent's answers are held to
-//! [`MAX_REPLY`].
+//! [`MAX_REPLY`] (its `started` repeats the command).
 
 use prost::Message;
 
@@ -31,8 +31,10 @@ pub const MAX_START: usize = MAX_ARGS + START_HEADROOM;
 /// The largest client message after the start.
 pub const MAX_FRAME: usize = 64 << 10;
 
-/// The largest message the agent sends.
-pub const MAX_REPLY: usize = 1 << 20;
+/// The largest message the agent sends: `started` repeats the session, its
+/// command (argv, up to [`MAX_ARGS`]) included, so a start's size and 1 MiB for the
+/// session's other fields and the notes.
+pub const MAX_REPLY: usize = MAX_START + (1 << 20);
 
 /// Descriptors the client passes with its `start` message: stdin, stdout, stderr
 /// and the working directory.
