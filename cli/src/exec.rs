@@ -23,7 +23,7 @@ use warrant_proto::v1::{TokenAuthority, launch_request};
 use warrant_proto::{AttachRequest, Session};
 
 use crate::client::{Agent, Fail, io_cause};
-use crate::launch::{Answer, Connection, Start};
+use crate::launch::{self, Answer, Connection, Start};
 use crate::output::{self, sanitize};
 use crate::pty::{self, Pty, RawMode, Wiring};
 
@@ -116,6 +116,24 @@ pub fn run_under(
             how: (*how).to_owned(),
         }),
     };
+    let start = Start {
+        authority,
+        program,
+        argv,
+        env: launch::environment(),
+    };
+    // As a shell would: an argument list execve would refuse is refused here,
+    // before the agent is asked.
+    let (size, limit) = launch::args_size_and_limit(&start);
+    if size > limit {
+        return Err(Fail {
+            code: CANNOT_EXECUTE,
+            message: format!(
+                "argument list too long: {size} bytes of argv+env, the limit is {limit}"
+            ),
+        }
+        .into());
+    }
 
     // Each of stdin, stdout, stderr that is a terminal becomes the session's own
     // pseudo-terminal; the rest pass as they are.
@@ -134,15 +152,7 @@ pub fn run_under(
         _ => stdio[i],
     });
     let mut conn = Connection::open(socket)?;
-    conn.start(
-        Start {
-            authority,
-            program,
-            argv,
-        },
-        passed,
-        &ttys,
-    )?;
+    conn.start(start, passed, &ttys)?;
     let started = match conn.answer()? {
         Answer::Started(s) => s,
         Answer::Refused(r) => anyhow::bail!("{}", sanitize(&r.message)),

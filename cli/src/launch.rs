@@ -42,6 +42,38 @@ pub struct Start {
     pub authority: warrant_proto::v1::launch_request::Authority,
     pub program: PathBuf,
     pub argv: Vec<OsString>,
+    /// `NAME=value` entries (see [`environment`]).
+    pub env: Vec<Vec<u8>>,
+}
+
+/// This process's environment, as the command gets it.
+pub fn environment() -> Vec<Vec<u8>> {
+    std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            kv
+        })
+        .collect()
+}
+
+/// How many bytes of argv+env `execve` will count for `start` (see
+/// [`launch::exec_args_size`]), and the most this start may have: what the
+/// kernel allows under this process's stack limit (as `sysconf(_SC_ARG_MAX)`
+/// derives it, with the kernel's 6 MiB cap), and never more than the agent takes
+/// ([`launch::MAX_ARGS`]). The agent's child may have a lower stack limit; then
+/// its `execve` fails with E2BIG, reported like any exec failure.
+pub fn args_size_and_limit(start: &Start) -> (usize, usize) {
+    let size = launch::exec_args_size(
+        start.program.as_os_str().as_bytes(),
+        start.argv.iter().map(|a| a.as_bytes()),
+        start.env.iter().map(Vec::as_slice),
+    );
+    let stack = rustix::process::getrlimit(rustix::process::Resource::Stack)
+        .current
+        .unwrap_or(u64::MAX);
+    (size, launch::exec_args_limit(stack).min(launch::MAX_ARGS))
 }
 
 /// A connection with a session starting or running on it.
@@ -65,7 +97,7 @@ impl Connection {
         let stream = UnixStream::connect(&path).map_err(|e| connect_error(&path, &e))?;
         Ok(Self {
             stream,
-            frames: Frames::default(),
+            frames: Frames::replies(),
             path,
         })
     }
@@ -87,19 +119,11 @@ impl Connection {
         // umask can only be read by setting it: set it back at once.
         let mask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
         rustix::process::umask(mask);
-        let env = std::env::vars_os()
-            .map(|(k, v)| {
-                let mut kv = k.into_vec();
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                kv
-            })
-            .collect();
         let req = LaunchRequest {
             authority: Some(start.authority),
             program: start.program.into_os_string().into_vec(),
             argv: start.argv.into_iter().map(OsString::into_vec).collect(),
-            env,
+            env: start.env,
             umask: mask.bits(),
             terminal: (!terminal.is_empty()).then(|| Terminal {
                 fds: terminal.to_vec(),
@@ -143,7 +167,7 @@ impl Connection {
     }
 
     fn send(&mut self, msg: launch_client::Msg) -> Result<()> {
-        let bytes = launch::encode(&LaunchClient { msg: Some(msg) })?;
+        let bytes = launch::encode_within(&LaunchClient { msg: Some(msg) }, launch::MAX_FRAME)?;
         (&self.stream).write_all(&bytes).map_err(|e| self.lost(&e))
     }
 

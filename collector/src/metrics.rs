@@ -1,119 +1,173 @@
 //! Prometheus metrics of the collector, and the small HTTP/1 responder that serves
-//! them (`GET /metrics`; anything else is 404). Counters are atomics bumped on the
-//! hot paths; the text is rendered only when scraped.
+//! them (`GET /metrics`; anything else is 404). The counters and gauges are
+//! `prometheus-client` metrics in one registry (prefix `warrant_collector`),
+//! encoded in the Prometheus text format (0.0.4) when scraped. The hot paths bump
+//! them as the atomics they hold (`fetch_add`, `store`; see [`Count`], [`Level`]).
 
-use std::fmt::Write as _;
 use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Upper bounds (seconds) of the kill latency histogram's buckets.
 const KILL_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-/// Every metric the collector exports.
+/// A counter of the registry, used where it is bumped as the `AtomicU64` it holds
+/// (only ever `fetch_add`).
 #[derive(Debug, Default)]
+pub struct Count(Counter);
+
+impl Deref for Count {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        self.0.inner()
+    }
+}
+
+/// A gauge of the registry, used as the `AtomicU64` it holds (`fetch_add`,
+/// `fetch_sub`, `store`).
+#[derive(Debug, Default)]
+pub struct Level(Gauge<u64, AtomicU64>);
+
+impl Deref for Level {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        self.0.inner()
+    }
+}
+
+/// Every metric the collector exports.
+#[derive(Debug)]
 pub struct Metrics {
     /// Events stored (new).
-    pub events_in: AtomicU64,
+    pub events_in: Count,
     /// Events dropped because their (agent, boot, seq) was already stored.
-    pub duplicates: AtomicU64,
+    pub duplicates: Count,
     /// Batches received from agents.
-    pub batches: AtomicU64,
+    pub batches: Count,
     /// Agent messages refused as malformed or over the size limit (the stream ended
     /// with INVALID_ARGUMENT).
-    pub batches_refused: AtomicU64,
+    pub batches_refused: Count,
     /// Events stored verbatim because their kind is not one this build knows.
-    pub unknown_kinds: AtomicU64,
+    pub unknown_kinds: Count,
     /// Sequence gaps recorded (an agent's seqs jumped past ones never stored).
-    pub gaps: AtomicU64,
+    pub gaps: Count,
     /// Events stored late into a recorded gap.
-    pub gap_filled: AtomicU64,
+    pub gap_filled: Count,
     /// Stored records a reader (Query, Watch) skipped because it cannot interpret them.
-    pub skipped_reads: AtomicU64,
+    pub skipped_reads: Count,
     /// Events sent to watchers (replayed and live).
-    pub events_out: AtomicU64,
+    pub events_out: Count,
     /// Events watchers missed because they fell behind.
-    pub watch_missed: AtomicU64,
+    pub watch_missed: Count,
     /// Open Watch streams.
-    pub watchers: AtomicU64,
+    pub watchers: Level,
     /// Connected agents.
-    pub agents_connected: AtomicU64,
+    pub agents_connected: Level,
     /// Kill/revoke commands sent to a connected agent.
-    pub commands_delivered: AtomicU64,
+    pub commands_delivered: Count,
     /// Kill/revoke commands queued for a disconnected agent.
-    pub commands_queued: AtomicU64,
+    pub commands_queued: Count,
     /// Kill/revoke commands the agent reported as failed.
-    pub commands_failed: AtomicU64,
+    pub commands_failed: Count,
     /// Calls refused for lack of a role.
-    pub refused: AtomicU64,
+    pub refused: Count,
     /// Connections refused in the TLS handshake (no certificate, one no trusted CA
     /// signed, a handshake that did not finish in time).
-    pub tls_refused: AtomicU64,
+    pub tls_refused: Count,
     /// Records in the log.
-    pub log_records: AtomicU64,
+    pub log_records: Level,
     /// Bytes in the log's segments.
-    pub log_bytes: AtomicU64,
-    /// Kill latency histogram: count per bucket (cumulative at render time).
-    kill_buckets: [AtomicU64; KILL_BUCKETS.len()],
-    /// Kills observed.
-    kill_count: AtomicU64,
-    /// Sum of kill latencies, microseconds.
-    kill_sum_us: AtomicU64,
+    pub log_bytes: Level,
+    /// From a Kill or Revoke call to the agent's report.
+    kill_latency: Histogram,
+    /// All of the above, for encoding.
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Self {
+            events_in: Count::default(),
+            duplicates: Count::default(),
+            batches: Count::default(),
+            batches_refused: Count::default(),
+            unknown_kinds: Count::default(),
+            gaps: Count::default(),
+            gap_filled: Count::default(),
+            skipped_reads: Count::default(),
+            events_out: Count::default(),
+            watch_missed: Count::default(),
+            watchers: Level::default(),
+            agents_connected: Level::default(),
+            commands_delivered: Count::default(),
+            commands_queued: Count::default(),
+            commands_failed: Count::default(),
+            refused: Count::default(),
+            tls_refused: Count::default(),
+            log_records: Level::default(),
+            log_bytes: Level::default(),
+            kill_latency: Histogram::new(KILL_BUCKETS),
+            registry: Registry::default(),
+        };
+        // The registry adds the prefix, `_total` to a counter's name and a full
+        // stop to the help: the names and texts come out as they always were, in
+        // the order they always had.
+        let mut registry = Registry::with_prefix("warrant_collector");
+        let r = &mut registry;
+        r.register("events_in", "Events stored in the audit log", m.events_in.0.clone());
+        r.register("duplicates_dropped", "Events dropped because they were already stored (agent resends)", m.duplicates.0.clone());
+        r.register("batches", "Event batches received from agents", m.batches.0.clone());
+        r.register(
+            "batches_refused",
+            "Agent messages refused as malformed or too big (stream ended with INVALID_ARGUMENT)",
+            m.batches_refused.0.clone(),
+        );
+        r.register("unknown_kind_events", "Events stored verbatim because their kind is not known to this collector", m.unknown_kinds.0.clone());
+        r.register("seq_gaps", "Sequence gaps recorded (gap records written)", m.gaps.0.clone());
+        r.register("gap_filled", "Events stored late, into a recorded gap", m.gap_filled.0.clone());
+        r.register("skipped_reads", "Stored records readers skipped because this collector cannot interpret them", m.skipped_reads.0.clone());
+        r.register("events_out", "Events sent to watchers", m.events_out.0.clone());
+        r.register("watch_missed", "Events watchers missed because they fell behind", m.watch_missed.0.clone());
+        r.register("watchers", "Open Watch streams", m.watchers.0.clone());
+        r.register("agents_connected", "Agents with an open stream", m.agents_connected.0.clone());
+        r.register("commands_delivered", "Kill and revoke commands sent to a connected agent", m.commands_delivered.0.clone());
+        r.register("commands_queued", "Kill and revoke commands queued for a disconnected agent", m.commands_queued.0.clone());
+        r.register("commands_failed", "Commands the agent reported as failed", m.commands_failed.0.clone());
+        r.register("refused", "Calls refused for lack of a role", m.refused.0.clone());
+        r.register("tls_refused", "Connections refused in the TLS handshake (no or untrusted client certificate, timeout)", m.tls_refused.0.clone());
+        r.register("log_records", "Records in the audit log (number of the last one)", m.log_records.0.clone());
+        r.register("log_bytes", "Bytes in the audit log's segments", m.log_bytes.0.clone());
+        r.register(
+            "kill_latency_seconds",
+            "Time from a Kill or Revoke call to the agent's report",
+            m.kill_latency.clone(),
+        );
+        m.registry = registry;
+        m
+    }
 }
 
 impl Metrics {
     /// Records one kill's latency (from the RPC arriving to the agent's report).
     pub fn observe_kill(&self, elapsed: std::time::Duration) {
-        let secs = elapsed.as_secs_f64();
-        if let Some(i) = KILL_BUCKETS.iter().position(|b| secs <= *b) {
-            self.kill_buckets[i].fetch_add(1, Relaxed);
-        }
-        self.kill_count.fetch_add(1, Relaxed);
-        self.kill_sum_us.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Relaxed);
+        self.kill_latency.observe(elapsed.as_secs_f64());
     }
 
     /// The Prometheus text exposition.
     #[must_use]
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(4096);
-        let mut one = |name: &str, kind: &str, help: &str, v: u64| {
-            let _ = writeln!(s, "# HELP warrant_collector_{name} {help}\n# TYPE warrant_collector_{name} {kind}\nwarrant_collector_{name} {v}");
-        };
-        one("events_in_total", "counter", "Events stored in the audit log.", self.events_in.load(Relaxed));
-        one("duplicates_dropped_total", "counter", "Events dropped because they were already stored (agent resends).", self.duplicates.load(Relaxed));
-        one("batches_total", "counter", "Event batches received from agents.", self.batches.load(Relaxed));
-        one("batches_refused_total", "counter", "Agent messages refused as malformed or too big (stream ended with INVALID_ARGUMENT).", self.batches_refused.load(Relaxed));
-        one("unknown_kind_events_total", "counter", "Events stored verbatim because their kind is not known to this collector.", self.unknown_kinds.load(Relaxed));
-        one("seq_gaps_total", "counter", "Sequence gaps recorded (gap records written).", self.gaps.load(Relaxed));
-        one("gap_filled_total", "counter", "Events stored late, into a recorded gap.", self.gap_filled.load(Relaxed));
-        one("skipped_reads_total", "counter", "Stored records readers skipped because this collector cannot interpret them.", self.skipped_reads.load(Relaxed));
-        one("events_out_total", "counter", "Events sent to watchers.", self.events_out.load(Relaxed));
-        one("watch_missed_total", "counter", "Events watchers missed because they fell behind.", self.watch_missed.load(Relaxed));
-        one("watchers", "gauge", "Open Watch streams.", self.watchers.load(Relaxed));
-        one("agents_connected", "gauge", "Agents with an open stream.", self.agents_connected.load(Relaxed));
-        one("commands_delivered_total", "counter", "Kill and revoke commands sent to a connected agent.", self.commands_delivered.load(Relaxed));
-        one("commands_queued_total", "counter", "Kill and revoke commands queued for a disconnected agent.", self.commands_queued.load(Relaxed));
-        one("commands_failed_total", "counter", "Commands the agent reported as failed.", self.commands_failed.load(Relaxed));
-        one("refused_total", "counter", "Calls refused for lack of a role.", self.refused.load(Relaxed));
-        one("tls_refused_total", "counter", "Connections refused in the TLS handshake (no or untrusted client certificate, timeout).", self.tls_refused.load(Relaxed));
-        one("log_records", "gauge", "Records in the audit log (number of the last one).", self.log_records.load(Relaxed));
-        one("log_bytes", "gauge", "Bytes in the audit log's segments.", self.log_bytes.load(Relaxed));
-        let _ = writeln!(s, "# HELP warrant_collector_kill_latency_seconds Time from a Kill or Revoke call to the agent's report.");
-        let _ = writeln!(s, "# TYPE warrant_collector_kill_latency_seconds histogram");
-        let mut cumulative = 0;
-        for (i, bound) in KILL_BUCKETS.iter().enumerate() {
-            cumulative += self.kill_buckets[i].load(Relaxed);
-            let _ = writeln!(s, "warrant_collector_kill_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.kill_count.load(Relaxed);
-        let _ = writeln!(s, "warrant_collector_kill_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
-        #[expect(clippy::cast_precision_loss, reason = "a sum of microseconds; float precision is plenty")]
-        let sum = self.kill_sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(s, "warrant_collector_kill_latency_seconds_sum {sum}");
-        let _ = writeln!(s, "warrant_collector_kill_latency_seconds_count {count}");
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut s, &self.registry);
         s
     }
 }
@@ -153,7 +207,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: impl 
             let first = buf.split(|b| *b == b'\n').next().unwrap_or_default();
             let ok = first.starts_with(b"GET /metrics ") || first.starts_with(b"GET /metrics?");
             let (status, ctype, body) = if ok {
-                ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics.render())
+                ("200 OK", prometheus_text::CONTENT_TYPE, metrics.render())
             } else {
                 ("404 Not Found", "text/plain; charset=utf-8", "not found: try GET /metrics\n".to_owned())
             };
@@ -178,5 +232,112 @@ mod tests {
         assert!(t.contains("warrant_collector_kill_latency_seconds_bucket{le=\"0.005\"} 1"), "{t}");
         assert!(t.contains("warrant_collector_kill_latency_seconds_bucket{le=\"0.25\"} 2"), "{t}");
         assert!(t.contains("warrant_collector_kill_latency_seconds_count 2"), "{t}");
+    }
+
+    /// Names, help, types and values, byte for byte as the hand-written renderer
+    /// wrote them (dashboards and alerts know these names).
+    #[test]
+    fn the_exposition_is_what_it_was() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = Metrics::default();
+        m.events_in.fetch_add(11, Relaxed);
+        m.duplicates.fetch_add(22, Relaxed);
+        m.batches.fetch_add(33, Relaxed);
+        m.batches_refused.fetch_add(44, Relaxed);
+        m.unknown_kinds.fetch_add(55, Relaxed);
+        m.gaps.fetch_add(66, Relaxed);
+        m.gap_filled.fetch_add(77, Relaxed);
+        m.skipped_reads.fetch_add(88, Relaxed);
+        m.events_out.fetch_add(99, Relaxed);
+        m.watch_missed.fetch_add(110, Relaxed);
+        m.watchers.fetch_add(121, Relaxed);
+        m.agents_connected.fetch_add(132, Relaxed);
+        m.commands_delivered.fetch_add(143, Relaxed);
+        m.commands_queued.fetch_add(154, Relaxed);
+        m.commands_failed.fetch_add(165, Relaxed);
+        m.refused.fetch_add(176, Relaxed);
+        m.tls_refused.fetch_add(187, Relaxed);
+        m.log_records.store(198, Relaxed);
+        m.log_bytes.store(209, Relaxed);
+        for ms in [3, 200, 20_000] {
+            m.observe_kill(std::time::Duration::from_millis(ms));
+        }
+        let want = "\
+# HELP warrant_collector_events_in_total Events stored in the audit log.
+# TYPE warrant_collector_events_in_total counter
+warrant_collector_events_in_total 11
+# HELP warrant_collector_duplicates_dropped_total Events dropped because they were already stored (agent resends).
+# TYPE warrant_collector_duplicates_dropped_total counter
+warrant_collector_duplicates_dropped_total 22
+# HELP warrant_collector_batches_total Event batches received from agents.
+# TYPE warrant_collector_batches_total counter
+warrant_collector_batches_total 33
+# HELP warrant_collector_batches_refused_total Agent messages refused as malformed or too big (stream ended with INVALID_ARGUMENT).
+# TYPE warrant_collector_batches_refused_total counter
+warrant_collector_batches_refused_total 44
+# HELP warrant_collector_unknown_kind_events_total Events stored verbatim because their kind is not known to this collector.
+# TYPE warrant_collector_unknown_kind_events_total counter
+warrant_collector_unknown_kind_events_total 55
+# HELP warrant_collector_seq_gaps_total Sequence gaps recorded (gap records written).
+# TYPE warrant_collector_seq_gaps_total counter
+warrant_collector_seq_gaps_total 66
+# HELP warrant_collector_gap_filled_total Events stored late, into a recorded gap.
+# TYPE warrant_collector_gap_filled_total counter
+warrant_collector_gap_filled_total 77
+# HELP warrant_collector_skipped_reads_total Stored records readers skipped because this collector cannot interpret them.
+# TYPE warrant_collector_skipped_reads_total counter
+warrant_collector_skipped_reads_total 88
+# HELP warrant_collector_events_out_total Events sent to watchers.
+# TYPE warrant_collector_events_out_total counter
+warrant_collector_events_out_total 99
+# HELP warrant_collector_watch_missed_total Events watchers missed because they fell behind.
+# TYPE warrant_collector_watch_missed_total counter
+warrant_collector_watch_missed_total 110
+# HELP warrant_collector_watchers Open Watch streams.
+# TYPE warrant_collector_watchers gauge
+warrant_collector_watchers 121
+# HELP warrant_collector_agents_connected Agents with an open stream.
+# TYPE warrant_collector_agents_connected gauge
+warrant_collector_agents_connected 132
+# HELP warrant_collector_commands_delivered_total Kill and revoke commands sent to a connected agent.
+# TYPE warrant_collector_commands_delivered_total counter
+warrant_collector_commands_delivered_total 143
+# HELP warrant_collector_commands_queued_total Kill and revoke commands queued for a disconnected agent.
+# TYPE warrant_collector_commands_queued_total counter
+warrant_collector_commands_queued_total 154
+# HELP warrant_collector_commands_failed_total Commands the agent reported as failed.
+# TYPE warrant_collector_commands_failed_total counter
+warrant_collector_commands_failed_total 165
+# HELP warrant_collector_refused_total Calls refused for lack of a role.
+# TYPE warrant_collector_refused_total counter
+warrant_collector_refused_total 176
+# HELP warrant_collector_tls_refused_total Connections refused in the TLS handshake (no or untrusted client certificate, timeout).
+# TYPE warrant_collector_tls_refused_total counter
+warrant_collector_tls_refused_total 187
+# HELP warrant_collector_log_records Records in the audit log (number of the last one).
+# TYPE warrant_collector_log_records gauge
+warrant_collector_log_records 198
+# HELP warrant_collector_log_bytes Bytes in the audit log's segments.
+# TYPE warrant_collector_log_bytes gauge
+warrant_collector_log_bytes 209
+# HELP warrant_collector_kill_latency_seconds Time from a Kill or Revoke call to the agent's report.
+# TYPE warrant_collector_kill_latency_seconds histogram
+warrant_collector_kill_latency_seconds_bucket{le=\"0.001\"} 0
+warrant_collector_kill_latency_seconds_bucket{le=\"0.0025\"} 0
+warrant_collector_kill_latency_seconds_bucket{le=\"0.005\"} 1
+warrant_collector_kill_latency_seconds_bucket{le=\"0.01\"} 1
+warrant_collector_kill_latency_seconds_bucket{le=\"0.025\"} 1
+warrant_collector_kill_latency_seconds_bucket{le=\"0.05\"} 1
+warrant_collector_kill_latency_seconds_bucket{le=\"0.1\"} 1
+warrant_collector_kill_latency_seconds_bucket{le=\"0.25\"} 2
+warrant_collector_kill_latency_seconds_bucket{le=\"0.5\"} 2
+warrant_collector_kill_latency_seconds_bucket{le=\"1\"} 2
+warrant_collector_kill_latency_seconds_bucket{le=\"2.5\"} 2
+warrant_collector_kill_latency_seconds_bucket{le=\"10\"} 2
+warrant_collector_kill_latency_seconds_bucket{le=\"+Inf\"} 3
+warrant_collector_kill_latency_seconds_sum 20.203
+warrant_collector_kill_latency_seconds_count 3
+";
+        assert_eq!(m.render(), want);
     }
 }

@@ -8,6 +8,10 @@
 //! - a misbehaving client of the launch socket (wrong descriptors, a pipe named as
 //!   terminal, a grant on the door, garbage, an oversized frame) gets a refusal that
 //!   says what it did wrong, and nothing starts;
+//! - the start message may carry as much argv+env as `execve` takes (1.7 MB here,
+//!   past the old 1 MiB frame limit), the CLI refuses more than the agent's
+//!   4 MiB like a shell (126, "argument list too long"), and any later client
+//!   message over 64 KiB is refused, naming the limit, before or after `ready`;
 //! - on a terminal, the session runs on its own pty in its own session: the window
 //!   size and its changes, and Ctrl-C, pass through; TIOCSTI is refused; the
 //!   operator's terminal comes back as it was.
@@ -22,6 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use warrant_proto::launch::{MAX_ARGS, MAX_FRAME, MAX_START};
 use warrant_proto::{LaunchClient, LaunchRequest, LaunchServer, Terminal, launch_client, launch_request, launch_server};
 use warrant_tests::workload::testbin;
 use warrant_tests::{AgentOptions, Marker, Signer, TestAgent, audit, bins, run::output_within};
@@ -255,6 +260,8 @@ fn misbehaving_launch_clients_get_clear_refusals() {
     const INVALID_ARGUMENT: i32 = 3;
     const PERMISSION_DENIED: i32 = 7;
     const NOT_FOUND: i32 = 5;
+    let over_start = format!("the start message is {} bytes, over the {MAX_START}-byte limit", 8u32 << 20);
+    let just_over_start = format!("the start message is {} bytes, over the {MAX_START}-byte limit", MAX_START + 1);
 
     let cases: Vec<Case> = vec![
         ("no descriptors", Box::new(|c: &RawLaunch| c.send_start(request(g()), &[])), &launch, INVALID_ARGUMENT, "must come with 4 descriptors"),
@@ -315,7 +322,14 @@ fn misbehaving_launch_clients_get_clear_refusals() {
             Box::new(|c: &RawLaunch| c.send(&(8u32 << 20).to_be_bytes(), &four)),
             &launch,
             INVALID_ARGUMENT,
-            "over the 1048576-byte limit",
+            &over_start,
+        ),
+        (
+            "a start one byte over its limit",
+            Box::new(|c: &RawLaunch| c.send(&u32::try_from(MAX_START + 1).expect("small").to_be_bytes(), &four)),
+            &launch,
+            INVALID_ARGUMENT,
+            &just_over_start,
         ),
         (
             "a grant that does not exist",
@@ -394,6 +408,116 @@ fn nothing_runs_before_the_client_is_ready_and_a_client_that_leaves_gets_its_ses
                 other => panic!("expected exited, got {other:?}"),
             }
         }
+    }
+}
+
+/// `NAME=value` entries of 100,000 bytes each, `n` of them.
+fn big_env(n: usize) -> Vec<(String, String)> {
+    (0..n).map(|i| (format!("WARRANT_BIG_{i}"), char::from(b'a' + (i % 26) as u8).to_string().repeat(100_000))).collect()
+}
+
+/// 600 kB of environment and 1.1 MB of argv (1.7 MB in all, over the old 1 MiB
+/// frame limit, and argv alone over it too, which the agent's `started` repeats;
+/// under the kernel's 2 MiB for an 8 MiB stack) reach the command whole, through
+/// the CLI and the agent.
+#[test]
+fn a_command_gets_megabytes_of_environment_and_arguments() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("5m");
+    let env = big_env(6);
+    let args: Vec<String> = (0..11).map(|i| char::from(b'A' + i).to_string().repeat(100_000)).collect();
+    let script = r#"env | grep '^WARRANT_BIG_' | wc -lc; printf %s "$@" | wc -c"#;
+    let mut argv = vec!["sh", "-c", script, "sh"];
+    argv.extend(args.iter().map(String::as_str));
+    let mut cmd = agent.exec_command(&grant, &Marker::new(), &argv);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let out = output_within(&mut cmd, T);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let env_bytes: usize = env.iter().map(|(k, v)| k.len() + 1 + v.len() + 1).sum();
+    let arg_bytes: usize = args.iter().map(String::len).sum();
+    assert!(arg_bytes > 1 << 20, "argv alone is more than the old frame limit");
+    let got: Vec<usize> = stdout.split_whitespace().map(|w| w.parse().expect("numbers")).collect();
+    assert_eq!(got, [env.len(), env_bytes, arg_bytes], "every entry and argument, whole: {stdout}");
+}
+
+/// More argv+env than the agent takes (4 MiB) is refused by the CLI itself, as a
+/// shell refuses what execve would: status 126 and the sizes. The CLI runs with a
+/// 64 MiB stack limit, so its own execve (up to 6 MiB) takes the arguments.
+#[test]
+fn an_argument_list_over_the_limit_is_refused_by_the_cli() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("5m");
+    let args: Vec<String> = (0..45).map(|_| "y".repeat(100_000)).collect();
+    let mut argv = vec!["true"];
+    argv.extend(args.iter().map(String::as_str));
+    let mut cmd = agent.exec_command(&grant, &Marker::new(), &argv);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let stack = libc::rlimit { rlim_cur: 64 << 20, rlim_max: libc::RLIM_INFINITY };
+            if libc::setrlimit(libc::RLIMIT_STACK, &raw const stack) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+    let out = output_within(&mut cmd, T);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{stderr}");
+    let line = stderr.lines().find(|l| l.contains("argument list too long")).unwrap_or_else(|| panic!("{stderr}"));
+    let size: usize = line
+        .split("argument list too long: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("names the size: {line}"));
+    assert!(size > 4_500_000, "{line}");
+    assert!(line.ends_with(&format!("bytes of argv+env, the limit is {MAX_ARGS}")), "{line}");
+    assert!(agent.sessions().is_empty(), "nothing started: {:?}", agent.sessions());
+}
+
+/// After the start, a client message may be at most 64 KiB: a longer one is
+/// refused with INVALID_ARGUMENT naming the limit, whether it comes before `ready`
+/// (the held process is killed, the command never runs) or after (the session is
+/// hung up, as when its client leaves).
+#[test]
+fn a_later_message_over_its_limit_is_refused() {
+    let agent = TestAgent::start(AgentOptions::default());
+    let grant = agent.issue_grant("5m");
+    let launch = std::path::PathBuf::from(format!("{}.launch", agent.socket().display()));
+    let devnull = std::fs::File::open("/dev/null").expect("open /dev/null");
+    let cwd = std::fs::File::open("/").expect("open /");
+    let n = devnull.as_raw_fd();
+    let sleep = LaunchRequest {
+        program: b"/bin/sleep".to_vec(),
+        argv: vec![b"sleep".to_vec(), b"60".to_vec()],
+        ..request(launch_request::Authority::Grant(grant.clone()))
+    };
+    let over = u32::try_from(MAX_FRAME + 1).expect("small").to_be_bytes();
+    for after_ready in [false, true] {
+        let mut c = RawLaunch::connect(&launch);
+        c.send_start(sleep.clone(), &[n, n, n, cwd.as_raw_fd()]);
+        let pid = match c.next().and_then(|m| m.msg) {
+            Some(launch_server::Msg::Started(s)) => s.pid,
+            other => panic!("expected started, got {other:?}"),
+        };
+        if after_ready {
+            let ready = LaunchClient { msg: Some(launch_client::Msg::Ready(Default::default())) };
+            c.send(&warrant_proto::launch::encode(&ready).expect("encode"), &[]);
+            let t0 = Instant::now();
+            while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() != "sleep" {
+                assert!(t0.elapsed() < T, "the command did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        c.send(&over, &[]);
+        let (code, message) = c.refusal();
+        assert_eq!(code, 3, "INVALID_ARGUMENT: {message}");
+        assert!(message.contains(&format!("over the {MAX_FRAME}-byte limit")), "{message}");
+        let t0 = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(t0.elapsed() < T, "after_ready={after_ready}: the session's process {pid} is still there");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(c.next().is_none(), "after_ready={after_ready}: the agent hangs up");
     }
 }
 

@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 use tonic::Status;
 use tracing::{info, warn};
 use warrant_policy::Policy;
-use warrant_proto::launch::START_FDS;
+use warrant_proto::launch::{self, FrameError, START_FDS};
 use warrant_proto::v1::{
     self as pb, LaunchExit, LaunchRefused, LaunchRequest, LaunchServer, LaunchStarted,
     launch_client, launch_request, launch_server,
@@ -48,7 +48,7 @@ use crate::host::{Host, SANDBOX_CONFINED};
 use crate::peer::{self, PeerInfo};
 use child::{Creds, Plan, Report, Spawned};
 use plans::Plans;
-use wire::Incoming;
+use wire::{Incoming, WireError};
 
 /// A front socket's launch socket is its path with this appended.
 pub const SUFFIX: &str = ".launch";
@@ -63,7 +63,14 @@ const READY: Duration = Duration::from_secs(30);
 const STEP: Duration = Duration::from_secs(10);
 
 /// Connections that have not started a session yet, at most; more are refused
-/// at once (a local user cannot pile up descriptors in the agent).
+/// at once (a local user cannot pile up descriptors in the agent). Each holds at
+/// most one start message, `launch::MAX_START` (4 MiB of argv+env and 256 KiB for
+/// the rest: 4.25 MiB) in its frame buffer, so all of them at most 136 MiB
+/// (measured: 33 connections each one byte short of a full start raised the
+/// agent's RSS by 137 MiB). A start that has all arrived is decoded, and its C
+/// strings made, while it is checked and forked (about twice its size again, for
+/// those moments); the frame buffer is let go once it is decoded.
+/// A started session's connection keeps a buffer of at most `launch::MAX_FRAME`.
 const PENDING: usize = 32;
 
 /// Signals a client may forward to its session's process group.
@@ -277,7 +284,10 @@ impl Launcher {
                     }
                     Ok(Some(other)) => break Err(format!("the client sent {other:?} where `ready` belongs")),
                     Ok(None) => break Err("the client went away before it said ready".to_owned()),
-                    Err(e) => break Err(format!("reading the client: {e}")),
+                    Err(e) => {
+                        refuse_frame(stream, &e).await;
+                        break Err(format!("reading the client: {e}"));
+                    }
                 },
             }
         };
@@ -358,7 +368,14 @@ impl Launcher {
                     HANDSHAKE.as_secs()
                 ))
             })?
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| match e {
+                WireError::Frame(FrameError::TooLarge { len, limit }) => Status::invalid_argument(format!(
+                    "the start message is {len} bytes, over the {limit}-byte limit ({} bytes of argv+env and {} for the rest)",
+                    launch::MAX_ARGS,
+                    launch::START_HEADROOM
+                )),
+                e => Status::invalid_argument(e.to_string()),
+            })?;
         let Some(pb::LaunchClient {
             msg: Some(launch_client::Msg::Start(req)),
         }) = first
@@ -815,12 +832,25 @@ async fn relay(stream: &UnixStream, incoming: &mut Incoming, running: Running) {
                 }
                 Ok(Some(other)) => warn!(pid, "launch client sent {other:?} after start; ignored"),
                 Ok(None) | Err(_) => {
+                    if let Err(e) = &msg {
+                        warn!(pid, "reading the launch client: {e}; taken as a hang-up");
+                        refuse_frame(stream, e).await;
+                    }
                     // The client is gone: as a terminal hang-up.
                     client = false;
                     signal_group(pid, libc::SIGHUP);
                 }
             },
         }
+    }
+}
+
+/// Tells a client whose message broke the framing (over `launch::MAX_FRAME`, or
+/// undecodable) why the agent stops reading it: `INVALID_ARGUMENT`, naming the
+/// limit. Nothing is sent for a connection that failed.
+async fn refuse_frame(stream: &UnixStream, e: &WireError) {
+    if let WireError::Frame(f) = e {
+        let _ = wire::send(stream, &refused(&Refused::from(Status::invalid_argument(f.to_string())))).await;
     }
 }
 

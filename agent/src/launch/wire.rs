@@ -11,7 +11,9 @@ use tokio::net::UnixStream;
 use warrant_proto::launch::{self, FrameError, Frames};
 use warrant_proto::v1::{LaunchClient, LaunchServer};
 
-/// The client's side of a connection as it arrives.
+/// The client's side of a connection as it arrives: a start message of up to
+/// [`launch::MAX_START`] bytes, then messages of up to [`launch::MAX_FRAME`]
+/// (`Frames::default()`).
 pub struct Incoming {
     frames: Frames,
     /// Descriptors received so far, in order.
@@ -81,9 +83,10 @@ impl Incoming {
     }
 }
 
-/// Sends one message (through `&UnixStream`, so a read may wait at the same time).
+/// Sends one message (through `&UnixStream`, so a read may wait at the same time),
+/// of at most [`launch::MAX_REPLY`] bytes.
 pub async fn send(stream: &UnixStream, msg: &LaunchServer) -> Result<(), WireError> {
-    let bytes = launch::encode(msg)?;
+    let bytes = launch::encode_within(msg, launch::MAX_REPLY)?;
     let mut rest = &bytes[..];
     while !rest.is_empty() {
         let n = stream
@@ -96,6 +99,7 @@ pub async fn send(stream: &UnixStream, msg: &LaunchServer) -> Result<(), WireErr
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
+    /// Over a limit or undecodable: the stream cannot be read further.
     #[error(transparent)]
     Frame(#[from] FrameError),
     #[error("{0}")]
