@@ -111,6 +111,7 @@ try {
   await page.waitForSelector(vrow, { timeout: T });
   out.sessions_row = await page.textContent(vrow);
   out.sessions_who = await page.evaluate((s) => document.querySelector(s).cells[2].textContent, vrow);
+  out.sessions_host = await page.evaluate((s) => document.querySelector(s).cells[1].textContent, vrow);
   out.sessions_why = await page.textContent(vrow + ' td.why');
   out.sessions_procs = await page.textContent(vrow + ' td.procs');
   out.sessions_left = await page.textContent(vrow + ' td.left');

@@ -427,6 +427,8 @@ fn console_single_host_in_a_real_browser() {
 
     // Sessions: who, why, time left (ticking), processes.
     assert_eq!(r["sessions_who"], "warrant-tests", "{r}");
+    let host = agent.status()["host"].as_str().unwrap_or_default().to_owned();
+    assert!(!host.is_empty() && r["sessions_host"] == host.as_str(), "the agent's host, {host}: {r}");
     assert_eq!(r["sessions_why"], "end-to-end test", "the grant's reason: {r}");
     let left = |k: &str| r[k].as_str().filter(|t| t.ends_with("s left") && t.starts_with(['9', '8'])).map(str::to_owned);
     let (l1, l2) = (left("sessions_left"), left("sessions_left_later"));

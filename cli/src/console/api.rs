@@ -111,9 +111,12 @@ async fn sessions(State(c): State<Arc<Console>>, Query(q): Query<AllQuery>) -> A
     let list = c.target.sessions(q.all).await?;
     let mut why: HashMap<String, String> = HashMap::new();
     let mut seen: HashMap<String, (usize, bool)> = HashMap::new();
+    let mut local_host = String::new();
     match &c.target {
         Target::Agent(a) => {
             why = a.clone().list_grants(true).await.unwrap_or_default().into_iter().map(|g| (g.id, g.reason)).collect();
+            // The agent's sessions carry no host: every one is on the agent's.
+            local_host = a.clone().status().await.map(|s| s.host).unwrap_or_default();
         }
         Target::Collector(col) => {
             let mut grants: Vec<&str> = list.iter().map(|h| h.session.grant.as_str()).collect();
@@ -146,7 +149,7 @@ async fn sessions(State(c): State<Arc<Console>>, Query(q): Query<AllQuery>) -> A
                 "grant": s.grant,
                 "subject": s.subject,
                 "why": why.get(&s.grant).cloned().unwrap_or_default(),
-                "host": h.host,
+                "host": if h.host.is_empty() { &local_host } else { &h.host },
                 "agent_id": h.agent_id,
                 "state": state_name(s.state()),
                 "root_pid": s.root_pid,
