@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::Value;
 use warrant_tests::fleet::{cli_ok_as, collector_events, start_agent, warrant_as};
 use warrant_tests::run::{Lines, output_within, spawn_collected};
-use warrant_tests::{AgentOptions, CollectorOptions, Marker, Signer, TestCollector, Tree, audit, bins, cgroup, poll};
+use warrant_tests::{AgentOptions, CollectorOptions, Marker, Signer, TestAgent, TestCollector, Tree, audit, bins, cgroup, poll};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -42,6 +42,10 @@ const KILL_REPORT_MAX_MS: u64 = 5_000;
 /// What a page must show as text, never run.
 const SCRIPT_ARGV: &str = "<script>window.__xss=1</script><img src=x onerror=window.__xss=1>";
 
+/// The collector-mode test's screenshots.
+const SHOTS: [&str; 10] =
+    ["events", "sessions", "session-live", "session-killed", "agents", "audit", "watcher-session", "request-policy", "requests", "events-rate"];
+
 /// A running `warrant console` as one person.
 struct Console {
     child: Child,
@@ -53,7 +57,15 @@ struct Console {
 
 impl Console {
     fn start(c: &TestCollector, who: &str) -> Console {
-        let mut cmd = warrant_as(c, who);
+        Console::spawn(warrant_as(c, who), who)
+    }
+
+    /// Single-host mode: the console on the local agent's socket.
+    fn local(agent: &TestAgent) -> Console {
+        Console::spawn(agent.cli_command(&[]), "the local user")
+    }
+
+    fn spawn(mut cmd: Command, who: &str) -> Console {
         cmd.args(["console", "--listen", "127.0.0.1:0"]);
         let (child, out, err) = spawn_collected(&mut cmd);
         let line = out
@@ -84,17 +96,31 @@ impl Drop for Console {
     }
 }
 
-fn screenshots() -> PathBuf {
+/// The screenshot dir, without the pictures `names` (`NAME.png`) of the last run:
+/// they must not pass for this run's (each test removes its own only).
+fn screenshots(names: &[&str]) -> PathBuf {
     let d = bins::workspace_dir().join("target/console-screenshots");
-    // Last run's pictures must not pass for this run's.
-    let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create target/console-screenshots");
+    for name in names {
+        let _ = std::fs::remove_file(d.join(format!("{name}.png")));
+    }
     d
 }
 
-/// Runs the browser script with `cfg`; its JSON result.
-fn browser(cfg: &Value) -> Value {
-    let script = bins::workspace_dir().join("tests/console/console.mjs");
+/// Where `cargo xtask setup` put playwright-core.
+fn node_dir() -> PathBuf {
+    let node_dir = bins::workspace_dir().join("target/console-node");
+    assert!(
+        node_dir.join("node_modules/playwright-core/package.json").is_file(),
+        "playwright-core is missing from {}\n\nRun `cargo xtask setup`.",
+        node_dir.display()
+    );
+    node_dir
+}
+
+/// Runs the browser script `tests/console/SCRIPT` with `cfg`; its JSON result.
+fn browser(script: &str, cfg: &Value) -> Value {
+    let script = bins::workspace_dir().join("tests/console").join(script);
     let mut cmd = Command::new("node");
     cmd.arg(&script).arg(cfg.to_string());
     let out = output_within(&mut cmd, Duration::from_secs(240));
@@ -204,13 +230,8 @@ fn console_in_a_real_browser() {
     assert_eq!(st, 403, "a foreign Host must be refused: {body}");
     assert_eq!(keep.alive(&mark).len(), 2, "a refused POST must not kill");
 
-    let shots = screenshots();
-    let node_dir = bins::workspace_dir().join("target/console-node");
-    assert!(
-        node_dir.join("node_modules/playwright-core/package.json").is_file(),
-        "playwright-core is missing from {}\n\nRun `cargo xtask setup`.",
-        node_dir.display()
-    );
+    let shots = screenshots(&SHOTS);
+    let node_dir = node_dir();
     let cfg = serde_json::json!({
         "node_dir": node_dir, "shots": shots,
         "responder": responder.url, "watcher": watcher.url, "approver": approver.url, "admin": admin.url,
@@ -218,7 +239,7 @@ fn console_in_a_real_browser() {
         "script_argv": SCRIPT_ARGV, "noisy_session": noisy.id(),
         "rate_session": rate.id(), "rates": RATES, "step_secs": STEP_SECS, "rate_go": go,
     });
-    let r = browser(&cfg);
+    let r = browser("console.mjs", &cfg);
     eprintln!("console.mjs: {r}");
 
     // Live events, the <script> argv shown as text and never run.
@@ -282,7 +303,7 @@ fn console_in_a_real_browser() {
 
     assert!(r["agents_text"].as_str().is_some_and(|t| t.contains("connected")), "{r}");
     assert!(r["audit_text"].as_str().is_some_and(|t| t.contains("chain intact")), "{r}");
-    for name in ["events", "sessions", "session-live", "session-killed", "agents", "audit", "watcher-session", "request-policy", "requests", "events-rate"] {
+    for name in SHOTS {
         assert!(shots.join(format!("{name}.png")).is_file(), "no screenshot {name}.png: {}", r["shot_failures"]);
     }
 
@@ -314,4 +335,230 @@ fn console_in_a_real_browser() {
     if !responder.err.text().is_empty() {
         eprintln!("responder console stderr:\n{}", responder.err.text());
     }
+}
+
+/// The single-host console's pictures.
+const LOCAL_SHOTS: [&str; 8] = [
+    "single-host-events",
+    "single-host-events-filtered",
+    "single-host-sessions",
+    "single-host-session-live",
+    "single-host-session-killed",
+    "single-host-agents",
+    "single-host-audit",
+    "single-host-cross-origin",
+];
+
+/// The kill reason typed into the Kill button's prompt.
+const LOCAL_REASON: &str = "single-host console kill";
+
+/// True once the cgroup at `dir` holds no process: `cgroup.events` says
+/// `populated 0`, or the agent has removed it.
+fn cgroup_empty(dir: &Path) -> bool {
+    match std::fs::read_to_string(dir.join("cgroup.events")) {
+        Ok(ev) => ev.lines().any(|l| l.trim() == "populated 0") && cgroup::procs(dir).is_empty(),
+        Err(_) => !dir.exists(),
+    }
+}
+
+/// The console in single-host mode (`warrant console` on the local agent's socket, no
+/// collector), in a real browser: a tagged session's events arrive live on the
+/// events page (filtered by session, and replay refused with the reason); the
+/// sessions page shows who, why (the grant's reason), a ticking time left and the
+/// process count; the session's page shows the live report, and its Kill button
+/// (reason typed into the prompt) kills the tree, shows the kill report and then the
+/// report's end, and the kernel agrees (cgroup `populated 0`, every pid dead). A
+/// cross-origin POST (raw, and from another origin's tab in the same browser) kills
+/// nothing.
+#[test]
+fn console_single_host_in_a_real_browser() {
+    let agent = TestAgent::start(AgentOptions::default());
+    let mark = Marker::new();
+    let grant = agent.issue_grant("10m");
+    let needle = format!("single-host-needle-{}", warrant_tests::random_hex());
+    let loud = format!("while :; do /bin/echo {needle} '{SCRIPT_ARGV}' >/dev/null; sleep 0.3; done");
+    let noisy = agent.exec(&grant, &mark, &["/bin/sh", "-c", &loud]);
+    let victim = Tree::start(&agent, &grant, &mark, 4, None);
+    let keep = Tree::start(&agent, &grant, &mark, 2, None);
+    let victim_cgroup = session_cgroup(&agent, victim.session.id()).expect("the victim's cgroup");
+    assert!(!cgroup_empty(&victim_cgroup), "the victim's cgroup is empty before the kill");
+
+    let console = Console::local(&agent);
+
+    // The gate holds in this mode too: a cross-origin POST, one without Origin, one
+    // that is not JSON, and a rebound Host are refused, and nothing dies.
+    let kill_path = format!("/api/sessions/{}/kill", keep.session.id());
+    let addr = &console.addr;
+    let refused = [
+        (format!("POST {kill_path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nContent-Type: application/json"), 403),
+        (format!("POST {kill_path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://127.0.0.1:1\r\nContent-Type: application/json"), 403),
+        (format!("POST {kill_path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json"), 403),
+        (format!("POST {kill_path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nContent-Type: text/plain"), 415),
+        (format!("POST {kill_path} HTTP/1.1\r\nHost: rebound.example:80\r\nOrigin: http://rebound.example:80\r\nContent-Type: application/json"), 403),
+    ];
+    for (head, want) in &refused {
+        let (st, body) = console.raw(head, "{\"reason\":\"cross-site\"}");
+        assert_eq!(st, *want, "must be refused:\n{head}\n->\n{body}");
+        assert!(body.contains("refused"), "{body}");
+    }
+    assert_eq!(keep.alive(&mark).len(), 2, "a refused POST must not kill");
+
+    let shots = screenshots(&LOCAL_SHOTS);
+    let cfg = serde_json::json!({
+        "node_dir": node_dir(), "shots": shots, "console": console.url,
+        "kill_session": victim.session.id(), "live_session": keep.session.id(), "noisy_session": noisy.id(),
+        "needle": needle, "script_argv": SCRIPT_ARGV, "kill_reason": LOCAL_REASON,
+    });
+    let r = browser("console_local.mjs", &cfg);
+    eprintln!("console_local.mjs: {r}");
+
+    // Who the page acts as, and no collector-only pages.
+    assert_eq!(r["me_text"], "local user (operator) → the local agent", "{r}");
+    assert_eq!(r["nav_hidden"], serde_json::json!(["requests"]), "{r}");
+
+    // Live events: the noisy session's, more of them while the page was open, as text.
+    assert!(r["needle_rows_later"].as_u64() > r["needle_rows_first"].as_u64(), "{r}");
+    assert_eq!(r["needle_row_session"], noisy.id(), "{r}");
+    assert_eq!(r["script_as_text"], true, "{r}");
+    assert_eq!(r["xss_ran"], false, "the argv ran as script: {r}");
+    assert_eq!(r["script_elements_in_rows"], 0, "{r}");
+    assert_eq!(r["filtered_sessions"], serde_json::json!([noisy.id()]), "the session filter: {r}");
+    assert!(r["replay_error"].as_str().is_some_and(|e| e.contains("replay from a time needs a collector")), "{r}");
+
+    // Sessions: who, why, time left (ticking), processes.
+    assert_eq!(r["sessions_who"], "warrant-tests", "{r}");
+    let host = agent.status()["host"].as_str().unwrap_or_default().to_owned();
+    assert!(!host.is_empty() && r["sessions_host"] == host.as_str(), "the agent's host, {host}: {r}");
+    assert_eq!(r["sessions_why"], "end-to-end test", "the grant's reason: {r}");
+    let left = |k: &str| r[k].as_str().filter(|t| t.ends_with("s left") && t.starts_with(['9', '8'])).map(str::to_owned);
+    let (l1, l2) = (left("sessions_left"), left("sessions_left_later"));
+    assert!(l1.is_some() && l2.is_some() && l1 != l2, "time left, about 9m, ticking: {r}");
+    let procs: u64 = r["sessions_procs"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
+    assert!(procs >= 4, "the tree's processes, from the agent: {r}");
+    let ids: Vec<&str> = r["sessions_ids"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    for s in [noisy.id(), victim.session.id(), keep.session.id()] {
+        assert!(ids.contains(&s), "session {s} on the sessions page: {r}");
+    }
+
+    // The session's page, its Kill button, the prompt and the kill report.
+    assert!(r["session_url"].as_str().is_some_and(|u| u.ends_with(&format!("#/session/{}", victim.session.id()))), "{r}");
+    assert!(r["kill_before_head"].as_str().is_some_and(|h| h.contains("why: end-to-end test") && h.contains("still live")), "{r}");
+    let dialogs = r["dialogs"].as_array().cloned().unwrap_or_default();
+    assert!(
+        dialogs.len() == 1 && dialogs[0]["type"] == "prompt" && dialogs[0]["message"].as_str().is_some_and(|m| m.contains(victim.session.id())),
+        "one prompt for the reason: {r}"
+    );
+    assert_eq!(r["kill_ok"], true, "{r}");
+    let kill_text = r["kill_text"].as_str().unwrap_or("");
+    assert!(kill_text.contains(&format!("killed session {}: ", victim.session.id())), "{r}");
+    let killed: u64 = kill_text.split(": ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(killed >= 4, "the kill report's count: {r}");
+    assert!(!kill_text.contains("SURVIVED"), "{r}");
+    assert!(r["kill_report_head"].as_str().is_some_and(|h| h.contains("ended: killed")), "{r}");
+    let kills: Vec<&str> = r["kill_report_kills"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    // The report's kill line names who and how many (the typed reason is the kill
+    // event's `note`, checked in the agent's log below).
+    assert!(kills.iter().any(|k| k.starts_with("operator by uid 0") && k.contains(&format!(": {killed} killed in "))), "the kill in the report: {r}");
+    assert_eq!(r["kill_button_after"], false, "an ended session has no Kill button: {r}");
+
+    // The kernel: the tree is dead, its cgroup empty.
+    let dead = poll(T, || victim.alive(&mark).is_empty().then_some(()));
+    assert!(dead.is_some(), "the killed tree still runs: {:?}", victim.alive(&mark));
+    for (pid, _) in &victim.procs {
+        assert!(!warrant_tests::procfs::alive(*pid), "pid {pid} lives");
+    }
+    assert!(poll(T, || cgroup_empty(&victim_cgroup).then_some(())).is_some(), "the session's cgroup is still populated");
+    let kill = agent.wait_for_event(|e| audit::is("kill", victim.session.id())(e), T);
+    assert_eq!(audit::str_field(&kill, "note"), LOCAL_REASON, "{kill}");
+
+    // The other origin's tab killed nothing: its POSTs were refused.
+    let statuses = r["cross_origin_statuses"].as_array().cloned().unwrap_or_default();
+    // The no-cors POST and the form reach the console and get 403; the JSON POST
+    // stops at its preflight, which nothing answers.
+    assert!(statuses.iter().filter(|s| s["status"] == 403).count() >= 2, "the cross-origin POSTs' answers: {r}");
+    assert!(statuses.iter().all(|s| s["status"] == 403), "a cross-origin kill was answered: {r}");
+    assert!(r["cross_origin"]["json"].as_str().is_some_and(|j| j.starts_with("failed")), "{r}");
+    assert_eq!(keep.alive(&mark).len(), 2, "a cross-origin page killed a tree: {r}");
+    assert!(!agent.events().iter().any(|e| audit::is("kill", keep.session.id())(e)), "a kill of the kept session was recorded");
+    assert!(!cgroup_empty(&session_cgroup(&agent, keep.session.id()).expect("kept cgroup")));
+
+    assert!(r["agents_text"].as_str().is_some_and(|t| t.contains("single-host (no uplink)")), "{r}");
+    assert!(r["audit_text"].as_str().is_some_and(|t| t.contains("chain intact")), "{r}");
+    for name in LOCAL_SHOTS {
+        assert!(shots.join(format!("{name}.png")).is_file(), "no screenshot {name}.png: {}", r["shot_failures"]);
+    }
+    eprintln!(
+        "console single-host: kill click -> kill report {} ms (-> report ended {} ms)",
+        r["kill_ms"], r["kill_report_ms"]
+    );
+    if !console.err.text().is_empty() {
+        eprintln!("console stderr:\n{}", console.err.text());
+    }
+}
+
+/// Live sessions on the timed sessions page.
+const TIMED_SESSIONS: usize = 20;
+
+/// The collector-mode sessions page with [`TIMED_SESSIONS`] live sessions, each with
+/// a few hundred events on the record: how long `GET /api/sessions` takes the first
+/// time (every session's events read from the log) and then on each refresh (only
+/// what is new), and that its rows come in the same order every time. Printed as
+/// `console sessions page: …`; held only to a loose ceiling.
+#[test]
+fn sessions_page_with_many_live_sessions() {
+    let c = TestCollector::start(CollectorOptions::default());
+    let agent = start_agent(&c, "agent-1", AgentOptions::default());
+    let mark = Marker::new();
+    let grant = agent.issue_grant("10m");
+    let busy = "for i in $(seq 100); do /bin/true; done; exec sleep 300";
+    let sessions: Vec<_> = (0..TIMED_SESSIONS).map(|_| agent.exec(&grant, &mark, &["/bin/sh", "-c", busy])).collect();
+    for s in &sessions {
+        wait_known(&c, s.id());
+    }
+    // Every session's commands have reached the collector.
+    poll(Duration::from_secs(60), || {
+        let evs = collector_events(&c);
+        sessions
+            .iter()
+            .all(|s| evs.iter().filter(|e| audit::is("exec", s.id())(e)).count() >= 100)
+            .then_some(())
+    })
+    .expect("the sessions' commands never all reached the collector");
+
+    let console = Console::start(&c, "responder");
+    let get = || {
+        let t = std::time::Instant::now();
+        let (st, resp) = console.raw(&format!("GET /api/sessions HTTP/1.1\r\nHost: {}", console.addr), "");
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(st, 200, "{resp}");
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {resp}"));
+        let rows = v["sessions"].as_array().cloned().unwrap_or_default();
+        (ms, rows)
+    };
+    let (cold, first) = get();
+    let order = |rows: &[Value]| rows.iter().map(|s| s["id"].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>();
+    assert_eq!(first.len(), TIMED_SESSIONS, "{first:?}");
+    for s in &first {
+        assert_eq!(s["state"], "live", "{s}");
+        assert_eq!(s["why"], "end-to-end test", "{s}");
+        assert!(s["processes"].as_u64().is_some_and(|n| n >= 1), "{s}");
+        assert_eq!(s["processes_caught_up"], true, "{s}");
+    }
+    let mut warm = Vec::new();
+    for _ in 0..10 {
+        let (ms, rows) = get();
+        assert_eq!(order(&rows), order(&first), "the rows' order changed between refreshes");
+        warm.push(ms);
+    }
+    warm.sort_by(f64::total_cmp);
+    let median = warm[warm.len() / 2];
+    let max = warm[warm.len() - 1];
+    eprintln!(
+        "console sessions page: {TIMED_SESSIONS} live sessions, first load {cold:.1} ms, refresh median {median:.1} ms (min {:.1}, max {max:.1}) over {} refreshes",
+        warm[0],
+        warm.len()
+    );
+    assert!(cold < 20_000.0 && median < 5_000.0, "the sessions page is far too slow: first {cold:.0} ms, refresh {median:.0} ms");
+    drop(sessions);
 }

@@ -111,19 +111,28 @@ async fn sessions(State(c): State<Arc<Console>>, Query(q): Query<AllQuery>) -> A
     let list = c.target.sessions(q.all).await?;
     let mut why: HashMap<String, String> = HashMap::new();
     let mut seen: HashMap<String, (usize, bool)> = HashMap::new();
+    let mut local_host = String::new();
     match &c.target {
         Target::Agent(a) => {
             why = a.clone().list_grants(true).await.unwrap_or_default().into_iter().map(|g| (g.id, g.reason)).collect();
+            // The agent's sessions carry no host: every one is on the agent's.
+            local_host = a.clone().status().await.map(|s| s.host).unwrap_or_default();
         }
         Target::Collector(col) => {
-            for h in &list {
-                let s = &h.session;
-                if !why.contains_key(&s.grant) {
-                    why.insert(s.grant.clone(), c.books.grant(col, &s.grant).await?.reason);
-                }
-                if s.state() == SessionState::Live {
-                    let u = c.books.update(col, &s.id, LIST_BUDGET).await?;
-                    seen.insert(s.id.clone(), (u.processes, u.caught_up));
+            let mut grants: Vec<&str> = list.iter().map(|h| h.session.grant.as_str()).collect();
+            grants.sort_unstable();
+            grants.dedup();
+            let live = list.iter().filter(|h| h.session.state() == SessionState::Live).map(|h| h.session.id.as_str());
+            let reads = grants.into_iter().map(Read::Grant).chain(live.map(Read::Session));
+            for (read, got) in read_all(&c, col, reads).await? {
+                match (read, got) {
+                    (Read::Grant(g), Got::Why(w)) => {
+                        why.insert(g, w);
+                    }
+                    (Read::Session(id), Got::Seen(n, caught_up)) => {
+                        seen.insert(id, (n, caught_up));
+                    }
+                    _ => unreachable!("each read answers in its own kind"),
                 }
             }
         }
@@ -140,7 +149,7 @@ async fn sessions(State(c): State<Arc<Console>>, Query(q): Query<AllQuery>) -> A
                 "grant": s.grant,
                 "subject": s.subject,
                 "why": why.get(&s.grant).cloned().unwrap_or_default(),
-                "host": h.host,
+                "host": if h.host.is_empty() { &local_host } else { &h.host },
                 "agent_id": h.agent_id,
                 "state": state_name(s.state()),
                 "root_pid": s.root_pid,
@@ -155,6 +164,59 @@ async fn sessions(State(c): State<Arc<Console>>, Query(q): Query<AllQuery>) -> A
         })
         .collect();
     Ok(Json(json!({ "sessions": rows })))
+}
+
+/// Reads of the collector's log the sessions page runs at once at most: enough to
+/// hide each `Query`'s round trip, few enough not to swamp the collector.
+const LIST_READS: usize = 8;
+
+/// One read for the sessions page: a grant's reason, or a live session's books.
+enum Read<T> {
+    Grant(T),
+    Session(T),
+}
+
+/// What a [`Read`] found: the reason, or the process count and whether it caught up.
+enum Got {
+    Why(String),
+    Seen(usize, bool),
+}
+
+/// Runs `reads` against the collector, [`LIST_READS`] at a time (each read of a
+/// session's books is independent of the others: each book has its own lock); the
+/// answers in no particular order, the caller keys them. The first failure fails
+/// the page, as a serial read would.
+async fn read_all<'a>(
+    c: &Arc<Console>,
+    col: &crate::remote::Collector,
+    reads: impl Iterator<Item = Read<&'a str>>,
+) -> anyhow::Result<Vec<(Read<String>, Got)>> {
+    let mut reads = reads.map(|r| match r {
+        Read::Grant(g) => Read::Grant(g.to_owned()),
+        Read::Session(s) => Read::Session(s.to_owned()),
+    });
+    let mut running = tokio::task::JoinSet::new();
+    let mut done = Vec::new();
+    loop {
+        while running.len() < LIST_READS {
+            let Some(read) = reads.next() else { break };
+            let (c, col) = (c.clone(), col.clone());
+            running.spawn(async move {
+                let got = match &read {
+                    Read::Grant(g) => Got::Why(c.books.grant(&col, g).await?.reason),
+                    Read::Session(id) => {
+                        let u = c.books.update(&col, id, LIST_BUDGET).await?;
+                        Got::Seen(u.processes, u.caught_up)
+                    }
+                };
+                anyhow::Ok((read, got))
+            });
+        }
+        match running.join_next().await {
+            Some(r) => done.push(r.map_err(|e| anyhow::anyhow!("a read for the sessions page failed: {e}"))??),
+            None => return Ok(done),
+        }
+    }
 }
 
 /// A session's report: the agent's (live or recent), or in collector mode the one
