@@ -121,9 +121,10 @@ impl Ledger {
                 }
             }
             Kind::Kill(k) if self.kills.len() < LIST_MAX => self.kills.push(format!(
-                "{} by {}: {} killed in {:.1} ms",
+                "{} by {}{}: {} killed in {:.1} ms",
                 k.reason,
                 k.by,
+                if k.note.is_empty() { String::new() } else { format!(" ({})", k.note) },
                 k.killed,
                 k.elapsed_us as f64 / 1000.0
             )),
@@ -263,5 +264,17 @@ mod tests {
         assert_eq!((r.remotes[0].connections, r.remotes[0].bytes_sent, r.remotes[0].bytes_received), (2, 11, 22));
         assert_eq!((r.end_reason.as_str(), r.ended_at_unix_ns), ("exited", 5));
         assert_eq!(r.events, 13, "every event but the report itself");
+    }
+
+    #[test]
+    fn a_kill_in_the_report_says_who_why_and_the_operator_note() {
+        let mut l = Ledger::default();
+        l.observe(&ev(10, Kind::SessionStart(pb::SessionStart { root_pid: 10, ..Default::default() })));
+        let kill = |note: &str| pb::Kill { reason: "operator".into(), by: "uid 0 (pid 7)".into(), killed: 4, elapsed_us: 2500, note: note.into(), ..Default::default() };
+        l.observe(&ev(0, Kind::Kill(kill("INC-7: runaway job"))));
+        l.observe(&ev(0, Kind::Kill(kill(""))));
+        let r = l.report("s-1", 99, &GrantFacts::default());
+        let Some(Kind::SessionReport(r)) = &r.event else { panic!() };
+        assert_eq!(r.kills, ["operator by uid 0 (pid 7) (INC-7: runaway job): 4 killed in 2.5 ms", "operator by uid 0 (pid 7): 4 killed in 2.5 ms"]);
     }
 }
