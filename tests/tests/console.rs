@@ -456,9 +456,12 @@ fn console_single_host_in_a_real_browser() {
     assert!(!kill_text.contains("SURVIVED"), "{r}");
     assert!(r["kill_report_head"].as_str().is_some_and(|h| h.contains("ended: killed")), "{r}");
     let kills: Vec<&str> = r["kill_report_kills"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    // The report's kill line names who and how many (the typed reason is the kill
-    // event's `note`, checked in the agent's log below).
-    assert!(kills.iter().any(|k| k.starts_with("operator by uid 0") && k.contains(&format!(": {killed} killed in "))), "the kill in the report: {r}");
+    // The report's kill line names who, the reason typed into the prompt (the kill
+    // event's `note`, checked in the agent's log below) and how many.
+    assert!(
+        kills.iter().any(|k| k.starts_with("operator by uid 0") && k.contains(LOCAL_REASON) && k.contains(&format!(": {killed} killed in "))),
+        "the kill in the report: {r}"
+    );
     assert_eq!(r["kill_button_after"], false, "an ended session has no Kill button: {r}");
 
     // The kernel: the tree is dead, its cgroup empty.
