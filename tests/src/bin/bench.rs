@@ -759,7 +759,7 @@ fn bpf_ran(before: &BTreeMap<u64, (String, u64, u64)>, after: &BTreeMap<u64, (St
         e.1 += cnt.saturating_sub(cnt0);
     }
     let mut v: Vec<(String, u64, u64)> = by_name.into_iter().filter(|(_, (_, c))| *c > 0).map(|(n, (ns, c))| (n.to_owned(), ns, c)).collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|p| std::cmp::Reverse(p.1));
     v
 }
 
