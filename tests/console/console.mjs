@@ -2,40 +2,15 @@
 // Input: one JSON argument (console URLs per person, session and request ids, where
 // screenshots go). Output: one JSON line of what the page showed and measured; the
 // Rust test asserts on it (and on the kernel). Exits non-zero on any step that fails.
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import fs from 'node:fs';
+import { harness, until } from './harness.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
-const require = createRequire(path.join(cfg.node_dir, 'node_modules', 'x.js'));
-const { chromium } = require('playwright-core');
-
 const T = 20000;
-const out = {};
-out.shot_failures = [];
-const shot = async (page, name) => {
-  try {
-    await page.screenshot({ path: path.join(cfg.shots, name + '.png'), timeout: 30000 });
-  } catch (e) {
-    out.shot_failures.push(name + ': ' + String(e.message).split('\n')[0]);
-  }
-};
+const { out, shot, launch } = harness(cfg, '');
 
-// page.waitForFunction polls with eval, which the console's CSP forbids (as it
-// should); page.evaluate goes through the debugger protocol, which CSP does not see.
-async function until(page, fn, arg, timeout) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    if (await page.evaluate(fn, arg)) return;
-    if (Date.now() > end) throw new Error('timed out waiting for ' + fn.toString().substring(0, 120));
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-});
+const browser = await launch();
 try {
   // ---- responder: live events, the <script> argv as text, sessions, kill ----
   const ctx = await browser.newContext();

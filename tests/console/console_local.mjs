@@ -4,34 +4,13 @@
 // screenshots go). Output: one JSON line of what the page showed and measured; the
 // Rust test asserts on it (and on the kernel). Exits non-zero on any step that fails
 // (a Kill button that does nothing times out here).
-import { createRequire } from 'node:module';
 import http from 'node:http';
 import path from 'node:path';
+import { harness, until } from './harness.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
-const require = createRequire(path.join(cfg.node_dir, 'node_modules', 'x.js'));
-const { chromium } = require('playwright-core');
-
 const T = 20000;
-const out = { shot_failures: [] };
-const shot = async (page, name) => {
-  try {
-    await page.screenshot({ path: path.join(cfg.shots, 'single-host-' + name + '.png'), timeout: 30000 });
-  } catch (e) {
-    out.shot_failures.push(name + ': ' + String(e.message).split('\n')[0]);
-  }
-};
-
-// page.waitForFunction polls with eval, which the console's CSP forbids; page.evaluate
-// goes through the debugger protocol, which CSP does not see.
-async function until(page, fn, arg, timeout) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    if (await page.evaluate(fn, arg)) return;
-    if (Date.now() > end) throw new Error('timed out waiting for ' + fn.toString().substring(0, 120));
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const { out, shot, launch } = harness(cfg, 'single-host-');
 
 // Another origin on loopback (another port is another origin): the page an attacker's
 // tab would be, trying a kill by a simple no-cors POST, a JSON POST and a form.
@@ -55,10 +34,7 @@ window.results.form = 'submitted';
 await new Promise((r) => evil.listen(0, '127.0.0.1', r));
 const evilUrl = 'http://127.0.0.1:' + evil.address().port + '/';
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-});
+const browser = await launch();
 try {
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
