@@ -79,19 +79,7 @@ fn drain(
     subjects: &Subjects,
 ) -> bool {
     let offset = clock::boot_to_wall_ns();
-    let more = drain_records(ring, batch, shares, stats, subjects, offset);
-    shares.publish();
-    more
-}
-
-fn drain_records(
-    ring: &mut RingBuf<MapData>,
-    batch: &mut Vec<pb::Event>,
-    shares: &mut ReadShares,
-    stats: &Stats,
-    subjects: &Subjects,
-    offset: i64,
-) -> bool {
+    let mut more = false;
     while let Some(record) = ring.next() {
         shares.read(&record);
         match decode::decode(&record, offset) {
@@ -108,10 +96,12 @@ fn drain_records(
             }
         }
         if batch.len() >= READ_BATCH {
-            return true;
+            more = true;
+            break;
         }
     }
-    false
+    shares.publish();
+    more
 }
 
 /// What the reader has read of each session's records, told back to the kernel

@@ -1565,12 +1565,10 @@ fn grep_phase(opts: &Opts) -> GrepResult {
         }
         let sid = s.id().to_string();
         // Everything of the run on the record before the count.
-        let want = |evs: &[Value]| evs.iter().any(|e| e["kind"] == "session_end" && e["session"] == sid.as_str());
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !want(&agent.events()) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        counts.push(agent.events().iter().filter(|e| e["kind"] == "file_open" && e["session"] == sid.as_str()).count() as u64);
+        find_event_from(&agent, 0, Duration::from_secs(60), |e| e["kind"] == "session_end" && e["session"] == sid.as_str());
+        counts.push(agent.with_audit(|a| {
+            a.records().iter().filter(|r| r["event"]["kind"] == "file_open" && r["event"]["session"] == sid.as_str()).count() as u64
+        }));
         r.lost += lost_total(&agent).saturating_sub(lost_before);
     }
     counts.sort_unstable();
