@@ -505,6 +505,13 @@ pub const UNIX_AT_EXIT: u32 = 1 << 3;
 /// refuse, so the connect reached it under another name (a symlink, a bind mount, a
 /// directory renamed in between); `action` is what was done about it then.
 pub const UNIX_VIA_ALIAS: u32 = 1 << 4;
+/// `UnixEvent::flags` with [`UNIX_VIA_ALIAS`]: made where the kernel handed the
+/// peer its data (`sk_data_ready`), not at a connect's return: with `op`
+/// [`UNIX_OP_SENDMSG`] a datagram was queued for the peer (it was delivered before
+/// the process was killed), with [`UNIX_OP_CONNECT`] a connect that did not come
+/// from `connect(2)` (io_uring) was queued on the peer's listener. `path` is
+/// empty: the name passed is not at hand there.
+pub const UNIX_DELIVERED: u32 = 1 << 5;
 
 /// A connect (or datagram) of a tagged task to a unix socket name, and what the
 /// rules decided. Made twice over: by the cgroup `connect_unix`/`sendmsg_unix` hooks

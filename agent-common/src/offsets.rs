@@ -36,6 +36,10 @@ pub struct KernelOffsets {
     pub socket_sk: u32,
     pub socket_type: u32,
     pub sk_family: u32,
+    /// `sock.sk_type` (`SOCK_STREAM`, `SOCK_DGRAM`, …) and `sock_common.skc_state`
+    /// (`TCP_LISTEN` for a listening unix socket too).
+    pub sk_type: u32,
+    pub sk_state: u32,
     pub sk_daddr: u32,
     pub sk_rcv_saddr: u32,
     pub sk_dport: u32,

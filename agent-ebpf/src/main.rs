@@ -13,7 +13,8 @@
 //! - [`tcp`]: byte counts of a session's TCP connections at close.
 //! - [`io_uring`]: a session's io_uring submissions (when its policy allows io_uring).
 //! - [`unix_policy`]: cgroup unix connect/sendmsg hooks: self-protection and `unix:` rules;
-//!   [`unix_peer`]: the same rules on the peer a unix connect reached, at its return.
+//!   [`unix_peer`]: the same rules on the peer a unix connect reached, at its return,
+//!   and on the socket a datagram (or an io_uring connect) was delivered to.
 //!
 //! Every hook starts with one task-storage lookup; an untagged task returns there.
 #![no_std]

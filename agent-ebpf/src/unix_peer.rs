@@ -8,26 +8,47 @@
 //! is known: if its own name is refused, the connect went around the rules, and the
 //! process is killed before the call returns to it (`kill-session` rules end the
 //! session), so it never writes a byte; the record says so (`UNIX_VIA_ALIAS`).
+//!
+//! Two routes reach a peer with no connect return to check them: a datagram
+//! (`sendto` names the socket per message; an unconnected datagram socket has no
+//! peer to read afterwards), and a connect submitted through io_uring (under a
+//! policy with `io_uring: allow`), which runs in an io-wq worker or inside
+//! `io_uring_enter`. Both end in the kernel calling the receiving socket's
+//! `sk_data_ready`, in the sender's context, once the data (or the connection) is
+//! queued for it: [`sk_data_ready`] checks that socket's own bound name there. A
+//! refused one gets the process killed before the call returns, so it sends
+//! nothing more; a datagram that went around the rules has been delivered by then,
+//! and the record says so (`UNIX_DELIVERED`).
 
 use aya_ebpf::{
     bindings::task_struct,
-    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user, bpf_send_signal},
+    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user, bpf_send_signal, bpf_task_pt_regs},
+    macros::btf_tracepoint,
+    maps::lpm_trie::Key,
+    programs::BtfTracePointContext,
 };
 use warrant_common::{
     EventKind, TaskTag,
-    event::{UNIX_AT_EXIT, UNIX_OP_CONNECT, UNIX_PATH_MAX, UNIX_VIA_ALIAS, UnixEvent},
-    policy::{ACTION_ALLOW, ACTION_KILL, ACTION_LOG},
+    event::{UNIX_AT_EXIT, UNIX_DELIVERED, UNIX_OP_CONNECT, UNIX_OP_SENDMSG, UNIX_PATH_MAX, UNIX_VIA_ALIAS, UnixEvent},
+    policy::{ACTION_ALLOW, ACTION_KILL, ACTION_LOG, UnixKey},
 };
 
 use crate::{
     emit,
-    kernel::{off, read, read_ptr},
+    kernel::{load, off, read, read_ptr},
     maps::{GRANTS, UNIX_SCRATCH},
     tag,
     unix_policy::{Verdict, clear_past, decide},
 };
 
 const EPERM: i64 = 1;
+const AF_UNIX: u16 = 1;
+const SOCK_STREAM: u16 = 1;
+const SOCK_DGRAM: u16 = 2;
+const SOCK_SEQPACKET: u16 = 5;
+/// `skc_state` of a listening socket (unix sockets use the TCP state names).
+const TCP_LISTEN: u8 = 10;
+const NR_CONNECT: u64 = 42;
 const SIGKILL: u32 = 9;
 /// `sun_family` before `sun_path`.
 const FAMILY_BYTES: u32 = 2;
@@ -87,6 +108,96 @@ pub fn connected(tag: &TaskTag, task: *mut task_struct, regs: *const u8, ret: i6
             unsafe { bpf_send_signal(SIGKILL) };
         }
     }
+}
+
+/// The kernel queued data, or a connection, for the socket `sk` (arg 0), in the
+/// sender's context. Fires for every socket on the host (TCP receives included), so
+/// anything but a unix socket costs one load and a compare, an untagged sender one
+/// task-storage lookup more.
+#[btf_tracepoint(function = "sk_data_ready")]
+pub fn sk_data_ready(ctx: BtfTracePointContext) -> u32 {
+    let sk: *const u8 = unsafe { ctx.arg(0) };
+    if load::<u16>(sk, off!(sk_family)) != AF_UNIX {
+        return 0;
+    }
+    let Some((task, tag)) = tag::current() else {
+        return 0;
+    };
+    delivered(task, &tag, sk);
+    0
+}
+
+/// A tagged task queued something for the unix socket `sk`: a datagram (every
+/// one is checked, connected sockets included: a connect through io_uring had no
+/// return to check), or a connection on a listener when it did not come from
+/// `connect(2)` (that one is decided at its return, with the name it passed).
+/// Writes on a connected stream are not checked again: their connect was.
+#[inline(always)]
+fn delivered(task: *mut task_struct, tag: &TaskTag, sk: *const u8) {
+    let op = match load::<u16>(sk, off!(sk_type)) {
+        SOCK_DGRAM => UNIX_OP_SENDMSG,
+        SOCK_STREAM | SOCK_SEQPACKET => {
+            if load::<u8>(sk, off!(sk_state)) != TCP_LISTEN {
+                return;
+            }
+            let regs = unsafe { bpf_task_pt_regs(task) } as *const u8;
+            if regs.is_null() || load::<u64>(regs, off!(regs_orig_ax)) == NR_CONNECT {
+                return;
+            }
+            UNIX_OP_CONNECT
+        }
+        _ => return,
+    };
+    if tag::standing(tag) != tag::Standing::Live {
+        return; // the cgroup hooks refuse a cut-off or dead session's sends
+    }
+    // `unix_sock` begins with the `sock`; its `addr` is past what the verifier
+    // types `sk` as, so it is read with a helper.
+    let Some(addr) = read_ptr(sk, off!(unix_sock_addr)) else {
+        return; // unnamed (a socketpair): no name to decide on
+    };
+    let len = read::<i32>(addr, off!(unix_address_len)).unwrap_or(0);
+    if len <= FAMILY_BYTES as i32 {
+        return;
+    }
+    let n = (len as u32) - FAMILY_BYTES;
+    let n = if n > UNIX_PATH_MAX as u32 { UNIX_PATH_MAX as u32 } else { n };
+    let mut key = Key::new(0, UnixKey::default());
+    let name = addr.wrapping_add(off!(unix_address_name) + FAMILY_BYTES as usize);
+    if unsafe { bpf_probe_read_kernel(key.data.path.as_mut_ptr().cast(), UNIX_PATH_MAX as u32, name.cast()) } != 0 {
+        return;
+    }
+    clear_past(&mut key.data, n);
+    let policy = GRANTS.get(tag.grant_slot).map_or(0, |g| g.policy_slot);
+    let v = decide(&mut key, n, policy);
+    // What the rules allow or only log was decided (and logged) on the name passed,
+    // at the cgroup hook; here only a peer they refuse.
+    if v.action == ACTION_ALLOW || v.action == ACTION_LOG {
+        return;
+    }
+    if let Some(ev) = emit::reserve::<UnixEvent>(EventKind::UnixConnect, Some(tag)) {
+        unsafe {
+            (*ev).path[0] = 0;
+            bpf_probe_read_kernel((&raw mut (*ev).peer).cast(), UNIX_PATH_MAX as u32, key.data.path.as_ptr().cast());
+            (*ev).op = op;
+            (*ev).action = v.action;
+            (*ev).rule = v.rule;
+            (*ev).policy_slot = policy;
+            (*ev).flags = UNIX_AT_EXIT | UNIX_VIA_ALIAS | UNIX_DELIVERED | v.flags;
+            (*ev).len = 0;
+            (*ev).sock_type = u32::from(load::<u16>(sk, off!(sk_type)));
+            (*ev).ret = 0;
+            (*ev).peer_pid = 0;
+            (*ev).peer_len = n;
+            emit::header(&raw mut (*ev).header, EventKind::UnixConnect, tag, task);
+        }
+        emit::submit(ev);
+    }
+    if let Some(t) = tag::current_mut() {
+        tag::sentence(t, tag, ACTION_KILL);
+        tag::sentence(t, tag, v.action);
+    }
+    unsafe { bpf_send_signal(SIGKILL) };
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -75,6 +75,8 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         socket_sk: r.off("socket", "sk")?,
         socket_type: r.off("socket", "type")?,
         sk_family: r.off("sock_common", "skc_family")?,
+        sk_type: r.off("sock", "sk_type")?,
+        sk_state: r.off("sock_common", "skc_state")?,
         sk_daddr: r.off("sock_common", "skc_daddr")?,
         sk_rcv_saddr: r.off("sock_common", "skc_rcv_saddr")?,
         sk_dport: r.off("sock_common", "skc_dport")?,
@@ -197,6 +199,7 @@ mod tests {
         let off = kernel_offsets(Path::new(VMLINUX_BTF)).expect("offsets from this kernel's BTF");
         assert_eq!(off.valid, 1);
         assert_eq!(off.sk_family, 16, "sock_common.skc_family");
+        assert_eq!(off.sk_state, 18, "sock_common.skc_state");
         assert_eq!(off.dentry_name_ptr % 8, 0, "qstr.name is a pointer");
         assert!(off.task_real_parent > 0 && off.task_tgid > 0);
         // io_kiocb opens with a 64-byte union (file / io_cmd_data); cqe.fd follows

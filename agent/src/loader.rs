@@ -35,12 +35,14 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wa
 
 /// Always-on hooks: they fire on events, not on every syscall, so untagged tasks pay
 /// nothing measurable (docs/kernel.md §8).
-const ALWAYS_ON: [(&str, &str); 5] = [
+const ALWAYS_ON: [(&str, &str); 6] = [
     ("task_newtask", "task_newtask"),
     ("sched_process_exec", "sched_process_exec"),
     ("sched_process_exit", "sched_process_exit"),
     ("sched_switch", "sched_switch"),
     ("inet_sock_set_state", "inet_sock_set_state"),
+    // Per socket wake-up; anything not unix returns after one load (unix_peer.rs).
+    ("sk_data_ready", "sk_data_ready"),
 ];
 /// Sessions' io_uring submissions: always on where the kernel has io_uring (it
 /// fires per submission, so only io_uring users pay, one lookup when untagged).

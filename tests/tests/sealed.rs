@@ -431,6 +431,60 @@ fn io_uring_workers_carry_the_tag() {
     assert!(comms.iter().any(|c| !c.starts_with("iou-sqp")), "no submission from the process: {comms:?}");
 }
 
+/// A unix connect through io_uring has no `connect(2)` return to check the peer
+/// at, so a symlink to a refused socket would pass the name check alone. The
+/// connection being queued on the listener is seen (`sk_data_ready`, in the
+/// worker's or the SQPOLL thread's context): the socket's own name meets the rules
+/// and the process dies before the completion reaches it. The name itself is
+/// refused at the cgroup hook as for any connect.
+#[test]
+fn io_uring_unix_connects_meet_the_peers_name() {
+    use std::os::unix::net::UnixListener;
+    let agent = TestAgent::start_default();
+    let id = std::process::id();
+    // Under self-protection's "/tmp/tmux-" prefix, as a tmux server's socket is.
+    let spawner = format!("/tmp/tmux-warrant-uring-{id}.sock");
+    let _ = std::fs::remove_file(&spawner);
+    let listener = UnixListener::bind(&spawner).expect("bind spawner-like socket");
+    let allowed = agent.temp_dir().join("plain.sock").display().to_string();
+    let _plain = UnixListener::bind(&allowed).expect("bind");
+    let alias = agent.temp_dir().join("innocent.sock").display().to_string();
+    let policy = policy_file(&agent, "uring-unix", "io_uring: allow\n");
+    let grant = grant_with(&agent, &policy);
+    let bin = testbin();
+    let script = format!(
+        "{bin} uring-connect {allowed}; {bin} uring-connect {spawner}; ln -s {spawner} {alias}; \
+         {bin} uring-connect {alias}; echo \"worker $?\"; {bin} uring-connect {alias} --sqpoll; echo \"sqpoll $?\""
+    );
+    let mark = Marker::new();
+    let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["uring-connect ok", "uring-connect errno 1", "worker 137", "sqpoll 137"],
+        "an allowed name connects, the refused name is refused, and each connect through the alias is killed"
+    );
+    let session = session_of(&agent, &grant);
+    let killed = agent.wait_until("two io_uring connects through the alias", T, |events| {
+        let v: Vec<serde_json::Value> = events
+            .iter()
+            .filter(|e| {
+                audit::is("violation", &session)(e)
+                    && e["addr"] == spawner.as_str()
+                    && audit::str_field(e, "detail").contains("did not come from connect(2)")
+            })
+            .cloned()
+            .collect();
+        (v.len() >= 2).then_some(v)
+    });
+    for v in &killed {
+        assert_eq!((v["op"].as_str(), v["rule"].as_str(), v["prevented"].as_bool()), (Some("connect"), Some("self-protection"), Some(true)), "{v}");
+    }
+    drop(listener);
+    let _ = std::fs::remove_file(&spawner);
+}
+
 /// Unix sockets, in the kernel (cgroup `connect_unix`/`sendmsg_unix`): a session
 /// cannot reach a process spawner started outside it (a real tmux server here),
 /// nor any name its policy's `unix:` rules deny, by connect or by datagram, nor
@@ -495,18 +549,25 @@ fn unix_sockets_meet_self_protection_and_the_policy() {
     // The connect reaches it, and the process dies before connect() returns.
     let alias = path("innocent.sock");
     let symlink = format!("ln -s {spawner} {alias}; {bin} unix connect {alias}; echo \"alias $?\"");
-    let script: Vec<String> = attempts.iter().map(|(c, _)| format!("( {c} )")).chain([tmux, symlink]).collect();
+    // The same for a datagram: the name passed is allowed, the socket it resolves
+    // to is denied. The datagram is delivered (no hook sits between the kernel's
+    // lookup and the queue), and the sender dies before sendto() returns.
+    let dalias = path("innocent-dgram.sock");
+    let dsymlink = format!("ln -s {dgram} {dalias}; {bin} unix sendto {dalias}; echo \"dgram alias $?\"");
+    let script: Vec<String> =
+        attempts.iter().map(|(c, _)| format!("( {c} )")).chain([tmux, symlink, dsymlink]).collect();
     let mark = Marker::new();
     let out = agent.exec_command(&grant, &mark, &["/bin/sh", "-c", &script.join("; ")]).output().expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), attempts.len() + 2, "{stdout}");
+    assert_eq!(lines.len(), attempts.len() + 3, "{stdout}");
     for ((call, want), line) in attempts.iter().zip(&lines) {
         assert!(line.ends_with(want), "{call}: got {line:?}, want {want}");
     }
     assert_ne!(lines[attempts.len()], "tmux 0", "tmux from the session must fail");
     assert_eq!(lines[attempts.len() + 1], "alias 137", "the process that connected through the symlink was SIGKILLed before it could print");
+    assert_eq!(lines[attempts.len() + 2], "dgram alias 137", "the process that sent through the symlink was SIGKILLed before it could print");
     std::thread::sleep(Duration::from_millis(300));
     assert!(!marker.exists(), "the tmux server outside ran a command for the session");
 
@@ -529,6 +590,12 @@ fn unix_sockets_meet_self_protection_and_the_policy() {
     assert_eq!(violation(&format!("@{abstract_name}"))["rule"], "unix[2]");
     let d = violation(&dgram);
     assert_eq!((d["rule"].as_str(), d["op"].as_str()), (Some("unix[3]"), Some("sendmsg")), "{d}");
+    let da = agent.wait_for_event(
+        |e| of_session(e) && audit::str_field(e, "kind") == "violation" && audit::str_field(e, "detail").contains("a datagram reached"),
+        T,
+    );
+    assert_eq!((da["rule"].as_str(), da["op"].as_str(), da["addr"].as_str()), (Some("unix[3]"), Some("sendmsg"), Some(dgram.as_str())), "{da}");
+    assert_eq!(da["prevented"], false, "the datagram was delivered: {da}");
     assert_eq!(violation(&sock)["rule"], "self-protection");
     let s = violation(&spawner);
     assert_eq!(s["rule"], "self-protection", "{s}");

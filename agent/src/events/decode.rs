@@ -12,7 +12,7 @@ use warrant_common::{
     event::{
         ARGV_BUF, ARGV_TRUNCATED, EXEC_EVENT_V1_SIZE, EXEC_FIXED, EXEC_PACKED_HEAD, ExecEvent, SCRIPT_BUF, SCRIPT_TRUNCATED, ExitEvent, CHANGE_BASE_OF_PATH, CHANGE_BASE_OF_PATH2, CHANGE_PATH2_IS_PATH,
         CHANGE_PATH2_OTHER_DIR, FILE_CHANGE_FIXED, FILE_CHANGE_PACKED_HEAD, FILE_OPEN_HEAD, FileChangeEvent, FileOp, FileOpenEvent, IoUringEvent, REQ_F_FIXED_FILE, NetEvent, PATH_BUF, PATH_RAW, PATH_TRUNCATED, RECORD_PACKED, RULE_GRANT_ENDED,
-        RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
+        RawPath, SocketCloseEvent, UNIX_AT_EXIT, UNIX_DELIVERED, UNIX_NOT_CANONICAL, UNIX_OP_SENDMSG, UNIX_SELF_PROTECTION, UNIX_VIA_ALIAS, UnixEvent,
         VIOLATION_BIND, VIOLATION_CONNECT, VIOLATION_EXEC_NO_NAME, VIOLATION_SENDMSG, VIOLATION_SOCKET, VIOLATION_SYSCALL,
         VIOLATION_TASKS, ViolationEvent,
     },
@@ -294,21 +294,34 @@ fn decode_unix(e: &UnixEvent) -> Kind {
     } else {
         (format!("unix[{}]", e.rule), String::new())
     };
+    let delivered = e.flags & UNIX_DELIVERED != 0;
     if e.flags & UNIX_VIA_ALIAS != 0 {
         let what = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
-        detail = format!(
-            "reached {peer}{what} under another name (a symlink or a bind mount); the connect had happened, so the process was killed before it returned"
-        );
+        detail = if !delivered {
+            format!(
+                "reached {peer}{what} under another name (a symlink or a bind mount); the connect had happened, so the process was killed before it returned"
+            )
+        } else if e.op == UNIX_OP_SENDMSG {
+            format!(
+                "a datagram reached {peer}{what} under another name (a symlink or a bind mount); it was delivered, and the process was killed before the send returned"
+            )
+        } else {
+            format!(
+                "a connect that did not come from connect(2) (io_uring) reached {peer}{what}; the connection was queued, and the process was killed before it could use it"
+            )
+        };
     }
     Kind::Violation(pb::Violation {
         op: op.into(),
         action: action_name(e.action).into(),
         rule,
         family: "unix".into(),
-        addr: name,
+        // Where the name passed is not at hand, the socket it reached.
+        addr: if delivered { peer } else { name },
         policy: format!("slot {}", e.policy_slot),
         detail,
-        prevented: e.action != policy::ACTION_LOG,
+        // A datagram that went around the rules was delivered before the kill.
+        prevented: e.action != policy::ACTION_LOG && !(delivered && e.op == UNIX_OP_SENDMSG),
         ..Default::default()
     })
 }

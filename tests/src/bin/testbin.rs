@@ -821,12 +821,14 @@ fn bomb(args: &[String]) -> Result {
     Ok(())
 }
 
-/// `uring-connect ADDR [--sqpoll]`: a TCP connect submitted through io_uring, forced
+/// `uring-connect ADDR [--sqpoll]`: a connect submitted through io_uring, forced
 /// onto an io-wq worker (`IOSQE_ASYNC`) or made by an SQPOLL thread: kernel threads
-/// the process did not fork. Prints `uring-connect ok` or `uring-connect errno N`.
+/// the process did not fork. ADDR is an IPv4 address and port, or a unix socket
+/// path (starting with `/`) for a stream connect. Prints `uring-connect ok` or
+/// `uring-connect errno N`.
 fn uring_connect(args: &[String]) -> Result {
     use io_uring::{IoUring, opcode, squeue, types};
-    let addr: std::net::SocketAddrV4 = parse(positional(args, 0), "IPv4 address")?;
+    let target = positional(args, 0).ok_or("missing address")?;
     let sqpoll = args.iter().any(|a| a == "--sqpoll");
     let mut ring: IoUring = if sqpoll {
         IoUring::builder().setup_sqpoll(2000).build(8)
@@ -834,22 +836,40 @@ fn uring_connect(args: &[String]) -> Result {
         IoUring::new(8)
     }
     .map_err(|e| format!("io_uring_setup: {e}"))?;
+    // Both kinds of address live in one storage until the completion is reaped.
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let (family, len) = if target.starts_with('/') {
+        // SAFETY: sockaddr_un fits in sockaddr_storage, which is aligned for it.
+        let un = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_un>() };
+        un.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let bytes = target.as_bytes();
+        if bytes.len() >= un.sun_path.len() {
+            return Err(format!("unix path too long: {target}"));
+        }
+        for (d, s) in un.sun_path.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        (libc::AF_UNIX, (2 + bytes.len() + 1) as libc::socklen_t)
+    } else {
+        let addr: std::net::SocketAddrV4 = parse(Some(target), "IPv4 address or unix path")?;
+        // SAFETY: sockaddr_in fits in sockaddr_storage, which is aligned for it.
+        let sa = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in>() };
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_port = addr.port().to_be();
+        sa.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(addr.ip().octets()) };
+        (libc::AF_INET, size_of::<libc::sockaddr_in>() as libc::socklen_t)
+    };
     // SAFETY: a plain socket(2); closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, 0) };
     if fd < 0 {
         return Err(format!("socket: {}", errno()));
     }
-    let sa = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr.ip().octets()) },
-        sin_zero: [0; 8],
-    };
-    let entry = opcode::Connect::new(types::Fd(fd), (&raw const sa).cast(), size_of_val(&sa) as libc::socklen_t)
+    let entry = opcode::Connect::new(types::Fd(fd), (&raw const storage).cast(), len)
         .build()
         .flags(squeue::Flags::ASYNC)
         .user_data(1);
-    // SAFETY: `sa` outlives the submission: we wait for its completion below.
+    // SAFETY: `storage` outlives the submission: we wait for its completion below.
     unsafe { ring.submission().push(&entry) }.map_err(|_| "submission queue full".to_owned())?;
     ring.submit_and_wait(1).map_err(|e| format!("io_uring_enter: {e}"))?;
     let res = ring.completion().next().ok_or("no completion")?.result();
