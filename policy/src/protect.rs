@@ -23,7 +23,8 @@
 //! outside any session (cron and at jobs, systemd units, the dynamic loader's
 //! preload list and search path, PAM modules' configuration, udev rules, modprobe's
 //! `install` commands, which the kernel runs when it loads a module on demand; the
-//! system-wide shell start-up files every login shell runs): a
+//! system-wide shell start-up files every login shell runs, and root's own, with
+//! root's `.ssh`): a
 //! session that wrote one would leave work behind that no tag follows. A session
 //! that must (a DBA editing a crontab) gets it from an explicit policy rule.
 //!
@@ -84,6 +85,44 @@ const HOST: &[(&str, Access, &str, bool)] = &[
     ("/etc/environment", Access::Write, "shell", true),
 ];
 
+/// Root's own start-up files, under root's home directory (from `/etc/passwd`):
+/// what root's next login shell, or next ssh login, runs or trusts, outside any
+/// session. A name that does not exist yet is covered too (it cannot be created), so
+/// a session cannot add a `.bash_profile` that would take over from `.profile`.
+/// The price is root's home itself: no new entry directly in it (see the module
+/// comment); its subdirectories and existing files stay as writable as before.
+const ROOT_HOME: &[(&str, &str)] = &[
+    (".bashrc", "shell"),
+    (".bash_profile", "shell"),
+    (".bash_login", "shell"),
+    (".bash_logout", "shell"),
+    (".profile", "shell"),
+    (".zshenv", "shell"),
+    (".zprofile", "shell"),
+    (".zshrc", "shell"),
+    (".zlogin", "shell"),
+    (".zlogout", "shell"),
+    // authorized_keys (a key for a later root login) and rc (run at every ssh login).
+    (".ssh", "ssh"),
+];
+
+/// Root's home directory as `/etc/passwd` names it (`/root` when it cannot be read).
+#[must_use]
+pub fn root_home() -> String {
+    root_home_in(&std::fs::read_to_string("/etc/passwd").unwrap_or_default())
+}
+
+fn root_home_in(passwd: &str) -> String {
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 7 && f[2] == "0").then(|| f[5].trim_end_matches('/').to_owned())
+        })
+        .find(|home| home.starts_with('/') && home.len() > 1)
+        .unwrap_or_else(|| "/root".to_owned())
+}
+
 /// The agent's own files, as it reports them (state dir, config, keys, socket dir):
 /// refused to every session, read and write.
 pub const AGENT_OP: &str = "warrant";
@@ -97,6 +136,10 @@ pub fn protected(agent_paths: &[String]) -> Vec<Protected> {
         .iter()
         .map(|(path, access, op, loosenable)| Protected { path: (*path).to_owned(), access: *access, op, loosenable: *loosenable })
         .collect();
+    let home = root_home();
+    for (name, op) in ROOT_HOME {
+        out.push(Protected { path: format!("{home}/{name}"), access: Access::Write, op, loosenable: true });
+    }
     for p in agent_paths.iter().filter(|p| p.starts_with('/')) {
         out.push(Protected { path: p.clone(), access: Access::Any, op: AGENT_OP, loosenable: false });
     }
@@ -185,6 +228,25 @@ mod tests {
         assert_eq!(at("/run/warrant-x/state.json", Access::Read), Some("warrant"));
         assert_eq!(at("/etc/passwd", Access::Write), None);
         assert!(t.iter().all(|p| p.path.starts_with('/')), "relative agent paths are dropped");
+    }
+
+    #[test]
+    fn roots_start_up_files_are_protected_under_roots_home() {
+        let t = protected(&[]);
+        let home = root_home();
+        let at = |p: &str, a| protecting(&t, Path::new(p), a).map(|e| e.op);
+        assert_eq!(at(&format!("{home}/.bashrc"), Access::Write), Some("shell"));
+        assert_eq!(at(&format!("{home}/.bash_profile"), Access::Write), Some("shell"), "a name not there yet");
+        assert_eq!(at(&format!("{home}/.ssh/authorized_keys"), Access::Write), Some("ssh"));
+        assert_eq!(at(&format!("{home}/.bashrc"), Access::Read), None, "reading is fine");
+        assert_eq!(at(&format!("{home}/notes.txt"), Access::Write), None);
+    }
+
+    #[test]
+    fn roots_home_comes_from_passwd() {
+        assert_eq!(root_home_in("daemon:x:1:1::/usr/sbin:/bin/false\nroot:x:0:0:root:/var/root/:/bin/sh\n"), "/var/root");
+        assert_eq!(root_home_in("toor:x:0:0::/:/bin/sh\n"), "/root", "/ itself is no home to protect");
+        assert_eq!(root_home_in("garbage"), "/root");
     }
 
     #[test]

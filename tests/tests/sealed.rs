@@ -256,6 +256,12 @@ fn a_root_session_cannot_rewrite_the_host_or_the_agent() {
         .map(|e| format!("/dev/{}", e.file_name().to_string_lossy()))
         .find(|d| std::path::Path::new(d).exists())
         .expect("a block device");
+    // A new key for root's next ssh login, or the .ssh directory itself.
+    let ssh = if std::path::Path::new("/root/.ssh").is_dir() {
+        format!("/root/.ssh/authorized_keys.warrant-test-{}", std::process::id())
+    } else {
+        "/root/.ssh".to_owned()
+    };
     let attempts: Vec<(&str, &str, &str, &str)> = vec![
         ("open-wr", "/proc/sys/kernel/core_pattern", "errno 13", "sysctl"),
         ("open-wr", "/sys/kernel/reboot/mode", "errno 13", "sysfs"),
@@ -279,6 +285,10 @@ fn a_root_session_cannot_rewrite_the_host_or_the_agent() {
         ("open-wr", "/etc/ld.so.cache", "errno 13", "loader"),
         ("create", "/etc/profile.d/warrant-test-escape.sh", "errno 13", "shell"),
         ("open-wr", "/etc/bash.bashrc", "errno 13", "shell"),
+        // Root's own: what root's next login (shell or ssh) runs or trusts.
+        ("open-wr", "/root/.bashrc", "errno 13", "shell"),
+        ("create", "/root/.bash_profile", "errno 13", "shell"),
+        ("create", &ssh, "errno 13", "ssh"),
         // The kernel lets a root session read a non-dumpable root process's
         // environ even without CAP_SYS_PTRACE; the agent shows an empty one.
         ("read-bytes", &environ, "0 bytes", ""),
