@@ -7,6 +7,9 @@
 //! values as constants; the same object then works on any kernel with BTF, and a
 //! missing field fails the load with its name instead of reading garbage.
 
+/// Bytes of a dentry's inline name store (`DNAME_INLINE_LEN` on 64-bit), NUL included.
+pub const DENTRY_SHORT_NAME: usize = 40;
+
 /// Byte offsets of the kernel fields the programs read, each named `<struct>_<field>`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,6 +26,12 @@ pub struct KernelOffsets {
     pub path_dentry: u32,
     pub dentry_parent: u32,
     pub dentry_name_ptr: u32,
+    /// `dentry.d_name.len`, and the inline name store (`d_shortname`, `d_iname`
+    /// before 6.14) that `d_name.name` points into for names shorter than
+    /// [`DENTRY_SHORT_NAME`] bytes; 0 when the kernel has neither (the path walk
+    /// then reads every name with a helper).
+    pub dentry_name_len: u32,
+    pub dentry_short_name: u32,
     pub mount_mnt: u32,
     pub mount_parent: u32,
     pub mount_mountpoint: u32,

@@ -91,6 +91,11 @@ pub static DATAGRAM_PEERS: LruHashMap<DatagramPeer, u64, { DATAGRAM_PEER_ENTRIES
 #[btf_map]
 pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_BUF], 1> = PerCpuArray::new();
 
+/// Per-CPU room for one step of the dentry walk: a dentry's parent, name and inline
+/// name in one read (see `path.rs`; the callback's stack has no 72 bytes to spare).
+#[btf_map]
+pub static DENTRY_WORDS: PerCpuArray<[u64; 9], 1> = PerCpuArray::new();
+
 /// Per-CPU room to build a `file_open`/`exec_failed` record in before it is sent
 /// cut short (see `emit::output_prefix`). Filled and sent by the `sys_exit`
 /// program only, which runs with preemption off and does not nest on a CPU.

@@ -17,13 +17,14 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::{
     bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user_str,
 };
-use warrant_common::event::{
-    NAME_READ, PATH_BUF, PATH_DATA, PATH_MAX_DEPTH, PATH_RAW, PATH_TRUNCATED, RawPath,
+use warrant_common::{
+    event::{NAME_READ, PATH_BUF, PATH_DATA, PATH_MAX_DEPTH, PATH_RAW, PATH_TRUNCATED, RawPath},
+    offsets::DENTRY_SHORT_NAME,
 };
 
 use crate::{
     kernel::{off, read, read_ptr},
-    maps::{OPEN_RECORD, PATH_SCRATCH},
+    maps::{DENTRY_WORDS, OPEN_RECORD, PATH_SCRATCH},
 };
 
 /// State carried between steps (on the caller's stack; scalars only).
@@ -122,17 +123,9 @@ unsafe extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
             .unwrap_or(core::ptr::null());
         return 0;
     }
-    let Some((parent, name)) = parent_and_name(w.dentry) else { return 1 };
-    if parent == w.dentry {
-        w.complete = 1; // root of a filesystem that is not mounted (pipe, socket, ...)
-        return 1;
-    }
     let len = w.len as usize;
     if len >= PATH_DATA {
         return 1; // out of room: the path stays marked truncated
-    }
-    if name.is_null() {
-        return 1;
     }
     let buf: *mut u8 = if w.in_place != 0 {
         let Some(rec) = OPEN_RECORD.get_ptr_mut(0) else { return 1 };
@@ -142,13 +135,93 @@ unsafe extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
         buf.cast()
     };
     let dst = unsafe { buf.add(len & (PATH_DATA - 1)) };
-    let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_READ as u32, name.cast()) };
+    let n = if let Some(g) = ShortName::layout() {
+        // One read gives the parent, the name's length and pointer, and the inline
+        // name: a name that lives there is copied from it, no second helper call.
+        let dentry = w.dentry;
+        let Some(words) = DENTRY_WORDS.get_ptr_mut(0) else { return 1 };
+        let src = dentry.wrapping_add(off!(dentry_parent));
+        if unsafe { bpf_probe_read_kernel(words.cast(), (SHORT_READ_WORDS * 8) as u32, src.cast()) } != 0 {
+            return 1;
+        }
+        let words = unsafe { &*words };
+        let parent = words[0] as *const u8;
+        if parent.is_null() {
+            return 1;
+        }
+        if parent == dentry {
+            w.complete = 1; // root of a filesystem that is not mounted (pipe, socket, ...)
+            return 1;
+        }
+        let word = |i: usize| if i < SHORT_READ_WORDS { words[i] } else { 0 };
+        let name = word(g.name / 8) as *const u8;
+        let name_len = (word(g.len / 8) >> ((g.len % 8) * 8)) as u32 as usize;
+        w.dentry = parent;
+        if name as usize == dentry as usize + off!(dentry_short_name) && name_len < DENTRY_SHORT_NAME {
+            for k in 0..DENTRY_SHORT_NAME / 8 {
+                let v = word(g.short / 8 + k);
+                for b in 0..8 {
+                    unsafe { *dst.add(k * 8 + b) = (v >> (b * 8)) as u8 };
+                }
+            }
+            unsafe { *dst.add(name_len) = 0 };
+            (name_len + 1) as i64
+        } else if name.is_null() {
+            return 1;
+        } else {
+            unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_READ as u32, name.cast()) }
+        }
+    } else {
+        let Some((parent, name)) = parent_and_name(w.dentry) else { return 1 };
+        if parent == w.dentry {
+            w.complete = 1;
+            return 1;
+        }
+        if name.is_null() {
+            return 1;
+        }
+        w.dentry = parent;
+        unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_READ as u32, name.cast()) }
+    };
     if n <= 0 {
         return 1;
     }
     w.len += n as u64;
-    w.dentry = parent;
     0
+}
+
+/// Words read from `d_parent` on: through the end of the inline name store.
+const SHORT_READ_WORDS: usize = 9;
+
+/// Where, from `d_parent`, a dentry's name pointer, name length and inline name
+/// store lie (in bytes).
+struct ShortName {
+    name: usize,
+    len: usize,
+    short: usize,
+}
+
+impl ShortName {
+    /// The gaps, when they fit one read of [`SHORT_READ_WORDS`] words (on 6.18:
+    /// `d_parent` at 24, `d_name.len` at 36, `d_name.name` at 40, `d_shortname` at
+    /// 56..96). The offsets are constants to the verifier, so only one way of
+    /// reading is in the program it checks.
+    #[inline(always)]
+    fn layout() -> Option<ShortName> {
+        let base = off!(dentry_parent);
+        let (name, len, short) = (off!(dentry_name_ptr), off!(dentry_name_len), off!(dentry_short_name));
+        if short == 0 || name < base || len < base || short < base {
+            return None;
+        }
+        let g = ShortName { name: name - base, len: len - base, short: short - base };
+        let fits = g.name % 8 == 0
+            && g.name + 8 <= SHORT_READ_WORDS * 8
+            && g.len % 4 == 0
+            && g.len + 4 <= SHORT_READ_WORDS * 8
+            && g.short % 8 == 0
+            && g.short + DENTRY_SHORT_NAME <= SHORT_READ_WORDS * 8;
+        fits.then_some(g)
+    }
 }
 
 /// A dentry's `d_parent` and `d_name.name`. They lie 16 bytes apart in every

@@ -62,6 +62,8 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         path_dentry: r.off("path", "dentry")?,
         dentry_parent: r.off("dentry", "d_parent")?,
         dentry_name_ptr: r.off("dentry", "d_name.name")?,
+        dentry_name_len: r.off("dentry", "d_name.len")?,
+        dentry_short_name: r.off("dentry", "d_shortname").or_else(|_| r.off("dentry", "d_iname")).unwrap_or(0),
         mount_mnt: r.off("mount", "mnt")?,
         mount_parent: r.off("mount", "mnt_parent")?,
         mount_mountpoint: r.off("mount", "mnt_mountpoint")?,
@@ -201,6 +203,8 @@ mod tests {
         assert_eq!(off.sk_family, 16, "sock_common.skc_family");
         assert_eq!(off.sk_state, 18, "sock_common.skc_state");
         assert_eq!(off.dentry_name_ptr % 8, 0, "qstr.name is a pointer");
+        assert_eq!(off.dentry_name_len, off.dentry_name_ptr - 4, "qstr.len is the upper half of hash_len");
+        assert_eq!(off.dentry_short_name, off.dentry_name_ptr + 16, "d_shortname follows d_name and d_inode");
         assert!(off.task_real_parent > 0 && off.task_tgid > 0);
         // io_kiocb opens with a 64-byte union (file / io_cmd_data); cqe.fd follows
         // user_data (u64) and res (s32) in io_cqe.

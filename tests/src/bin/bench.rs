@@ -1051,6 +1051,14 @@ fn main() {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let pins_at_start = foreign_pins();
     let load_at_start = read_trim("/proc/loadavg");
+    // BPF statistics left on (by a bench run that was killed, or by hand) add two
+    // clock reads to every program run and so to every tagged syscall: off for the
+    // run, and said so. Phase (h) turns them on for itself.
+    let stats_left_on = read_trim(BpfStats::PATH) == "1";
+    if stats_left_on {
+        eprintln!("warrant-bench: {} was 1; turned off for the run", BpfStats::PATH);
+        let _ = std::fs::write(BpfStats::PATH, "0");
+    }
     let mut csv = String::from("phase,op,rep,n,value\n");
     let mut clock = Clock::new();
 
@@ -1454,7 +1462,7 @@ fn main() {
          - kernel: {}\n- CPU: {}\n- commit: {}\n- command: `{command}`\n\
          - loops: {} per repetition, {} repetitions, median (min–max) reported; ratios of medians against (a)\n\
          - BPF pin dirs present before the run (other agents' programs stay attached during the baseline too): {}\n\
-         - /proc/loadavg at start: {load_at_start}; at end: {}\n- phase durations: {}\n\n{sections}",
+         - /proc/loadavg at start: {load_at_start}; at end: {}\n- phase durations: {}\n{}\n{sections}",
         read_trim("/proc/sys/kernel/osrelease"),
         cpu_model(),
         git_commit(),
@@ -1463,6 +1471,7 @@ fn main() {
         if pins_at_start.is_empty() { "none".into() } else { pins_at_start.join(", ") },
         read_trim("/proc/loadavg"),
         clock.summary(),
+        if stats_left_on { "- `kernel.bpf_stats_enabled` was 1 at the start (left on); turned off for the run\n" } else { "" },
     );
     std::fs::write(dir.join("raw.csv"), &csv).unwrap_or_else(|e| die(&format!("write raw.csv: {e}")));
     std::fs::write(dir.join("summary.md"), summary).unwrap_or_else(|e| die(&format!("write summary.md: {e}")));
