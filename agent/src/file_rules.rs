@@ -229,7 +229,7 @@ fn from_decision(
         op: op.into(),
         action: d.action.as_str().into(),
         rule: match d.rule {
-            Some(r) => format!("{}[{}]", r.list.as_str(), r.index + 1),
+            Some(r) => r.label(),
             None => "default".into(),
         },
         policy: policy.name.clone(),

@@ -25,6 +25,9 @@ impl Policy {
             format!("anything no rule matches -> {}", self.default),
         ];
         lines.extend(self.exec.iter().map(|r| format!("exec {r}")));
+        if !self.confinement.writable_exec {
+            lines.push("exec of a file the session may write -> deny (W^X)".to_owned());
+        }
         lines.extend(self.files.iter().map(|r| format!("file {r}")));
         lines.extend(self.network.iter().map(|r| format!("connect {r}")));
         lines.extend(self.bind.iter().map(|r| format!("bind {r}")));

@@ -42,6 +42,9 @@ pub enum RuleList {
     Unix,
     /// `bind:`.
     Bind,
+    /// `exec: {writable: deny}`: the file may be written by the session, so it may
+    /// not be executed (a list of one, index 0).
+    ExecWritable,
 }
 
 impl RuleList {
@@ -54,6 +57,7 @@ impl RuleList {
             RuleList::Network => "network",
             RuleList::Unix => "unix",
             RuleList::Bind => "bind",
+            RuleList::ExecWritable => "exec.writable",
         }
     }
 }
@@ -70,7 +74,22 @@ pub struct RuleRef {
 
 impl fmt::Display for RuleRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}]", self.list.as_str(), self.index)
+        match self.list {
+            RuleList::ExecWritable => f.write_str(self.list.as_str()),
+            list => write!(f, "{}[{}]", list.as_str(), self.index),
+        }
+    }
+}
+
+impl RuleRef {
+    /// The rule as events name it: `files[3]` (1-based, as people count), or
+    /// `exec.writable`.
+    #[must_use]
+    pub fn label(&self) -> String {
+        match self.list {
+            RuleList::ExecWritable => self.list.as_str().to_owned(),
+            list => format!("{}[{}]", list.as_str(), self.index + 1),
+        }
     }
 }
 
@@ -98,7 +117,12 @@ impl Policy {
     pub fn decide_exec(&self, path: impl AsRef<Path>) -> Decision {
         let path = path.as_ref();
         let best = best(self.exec.iter().map(|r| r.path.matches(path).then(|| r.path.specificity())));
-        self.decision(RuleList::Exec, best, |i| self.exec[i].action)
+        let d = self.decision(RuleList::Exec, best, |i| self.exec[i].action);
+        // W^X: what the session may write it may not run, whatever the exec rule.
+        if !self.confinement.writable_exec && d.action.permits() && self.decide_file(path, Access::Write).action.permits() {
+            return Decision { action: Action::Deny, rule: Some(RuleRef { list: RuleList::ExecWritable, index: 0 }) };
+        }
+        d
     }
 
     /// Decides an open of the file at `path` (absolute and canonical) for `access`:
@@ -151,6 +175,7 @@ impl Policy {
             RuleList::Network => self.network.get(rule.index)?.to_string(),
             RuleList::Unix => self.unix.get(rule.index)?.to_string(),
             RuleList::Bind => self.bind.get(rule.index)?.to_string(),
+            RuleList::ExecWritable => "deny: the session may write the file, so it may not run it".to_owned(),
         };
         Some(format!("{rule} {body}"))
     }

@@ -84,6 +84,11 @@ pub struct Confinement {
     /// trail cannot be kept is stopped (fail-closed auditing).
     #[serde(skip_serializing_if = "Confinement::is_default_on_gap")]
     pub on_audit_gap: AuditGapAction,
+    /// Whether the session may execute a file it may write (`exec: {writable:
+    /// deny}` turns it off: W^X, planned into Landlock, so a copy of a denied
+    /// program, or anything the session wrote, does not run).
+    #[serde(skip_serializing_if = "Confinement::is_true")]
+    pub writable_exec: bool,
 }
 
 impl Confinement {
@@ -110,6 +115,10 @@ impl Confinement {
         !*b
     }
 
+    fn is_true(b: &bool) -> bool {
+        *b
+    }
+
     fn is_default_on_gap(a: &AuditGapAction) -> bool {
         *a == AuditGapAction::Log
     }
@@ -123,6 +132,7 @@ impl Default for Confinement {
             io_uring: false,
             raw_sockets: false,
             on_audit_gap: AuditGapAction::Log,
+            writable_exec: true,
         }
     }
 }

@@ -176,7 +176,11 @@ impl Checker {
         let name = self.required(&top, "name").and_then(|n| self.name(n));
         let max_ttl = self.required(&top, "max_ttl").and_then(|n| self.max_ttl(n));
         let default = self.required(&top, "default").and_then(|n| self.default_action(n));
-        let exec = self.rules(&top, "exec", Checker::exec_rule);
+        let (exec_top, writable_exec) = self.exec_section(&top);
+        let exec = match &exec_top {
+            Some(fields) => self.rules(fields, "rules", Checker::exec_rule),
+            None => self.rules(&top, "exec", Checker::exec_rule),
+        };
         let files = self.rules(&top, "files", Checker::file_rule);
         let network = self.rules(&top, "network", Checker::net_rule);
         let bind = self.rules(&top, "bind", Checker::net_rule);
@@ -186,7 +190,19 @@ impl Checker {
             None => Some(ExpiryAction::KillSession),
         };
         let approval = self.approval(&top);
-        let confinement = self.confinement(&top);
+        let confinement = self.confinement(&top).map(|mut c| {
+            c.writable_exec = writable_exec;
+            c
+        });
+        if !writable_exec && default.is_some_and(|d| d.permits()) && !files.iter().any(|(r, _)| r.access.covers(Access::Write) && !r.action.permits()) {
+            let line = top.get("exec").map_or(top.line, |n| n.line);
+            self.problem(
+                line,
+                "exec.writable",
+                "deny leaves no program the session can run: every path is writable unless a files rule denies writes \
+                 (add e.g. {path: /usr, access: write, action: deny})",
+            );
+        }
         self.exec_conflicts(&exec);
         self.file_conflicts(&files);
         self.net_conflicts("network", &network);
@@ -206,6 +222,31 @@ impl Checker {
             approval: approval?,
             confinement: confinement?,
         })
+    }
+
+    /// `exec:` as a mapping, `{writable: deny, rules: [...]}`: its fields (whose
+    /// `rules` are then the exec rules) and whether a writable file may be executed
+    /// (`writable`, allow by default). `exec:` as a plain list gives `(None, true)`.
+    fn exec_section<'n>(&mut self, top: &Fields<'n>) -> (Option<Fields<'n>>, bool) {
+        let Some(node) = top.get("exec") else { return (None, true) };
+        if !matches!(node.value, Value::Map(_)) {
+            return (None, true);
+        }
+        let Some(fields) = self.mapping(node, "exec", &["writable", "rules"]) else { return (None, true) };
+        let writable = match fields.get("writable") {
+            None => true,
+            Some(n) => match self.text(n, "exec.writable") {
+                Some("allow") => true,
+                Some("deny") => false,
+                Some(other) => {
+                    let msg = format!("unknown value {} (expected allow or deny)", quote(other));
+                    self.problem(n.line, "exec.writable", msg);
+                    true
+                }
+                None => true,
+            },
+        };
+        (Some(fields), writable)
     }
 
     /// `max_processes`, `on_max_processes`, `io_uring`, `raw_sockets` and `on_audit_gap`,
@@ -422,23 +463,24 @@ impl Checker {
         rule: fn(&mut Self, &Fields<'n>) -> Option<(R, Lines)>,
     ) -> Vec<(R, Lines)> {
         let Some(node) = top.get(key) else { return Vec::new() };
+        let name = top.path(key);
         let items = match &node.value {
             Value::Seq(items) => items.as_slice(),
             Value::Scalar(s) if s.is_null() => &[],
             _ => {
-                self.problem(node.line, key, format!("expected a list of rules, found {}", found(node)));
+                self.problem(node.line, &name, format!("expected a list of rules, found {}", found(node)));
                 return Vec::new();
             }
         };
         let allowed: &[&str] = match key {
-            "exec" => &["path", "action"],
+            "exec" | "rules" => &["path", "action"],
             "files" => &["path", "access", "action"],
             "unix" => &["path", "abstract", "action"],
             _ => &["cidr", "ports", "action"], // network and bind
         };
         let mut rules = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            if let Some(fields) = self.mapping(item, &format!("{key}[{i}]"), allowed)
+            if let Some(fields) = self.mapping(item, &format!("{name}[{i}]"), allowed)
                 && let Some(r) = rule(self, &fields)
             {
                 rules.push(r);
@@ -670,6 +712,31 @@ mod tests {
 
     /// A valid policy head, to which a test adds lines (lines 1-3).
     const HEAD: &str = "name: t\nmax_ttl: 1h\ndefault: deny\n";
+
+    #[test]
+    fn exec_as_a_mapping_carries_writable_and_rules() {
+        let p = Policy::from_yaml(
+            &format!("{HEAD}exec:\n  writable: deny\n  rules:\n    - {{path: /usr/bin/curl, action: kill}}\nfiles:\n  - {{path: /usr, access: write, action: deny}}\n"),
+            "t.yaml",
+        )
+        .unwrap();
+        assert!(!p.confinement.writable_exec);
+        assert_eq!(p.exec[0].to_string(), "/usr/bin/curl -> kill");
+        let plain = Policy::from_yaml(&format!("{HEAD}exec: [{{path: /usr/bin/curl, action: kill}}]\n"), "t.yaml").unwrap();
+        assert!(plain.confinement.writable_exec, "a plain list keeps writable files executable");
+        assert!(err(&format!("{HEAD}exec: {{writable: maybe}}\n")).contains("t.yaml:4: exec.writable: unknown value \"maybe\""));
+        let allow_all = "name: t\nmax_ttl: 1h\ndefault: allow\n";
+        assert!(err(&format!("{allow_all}exec: {{writable: deny}}\n")).contains("exec.writable: deny leaves no program"), "nothing is write-denied, so nothing could run");
+        assert!(
+            Policy::from_yaml(&format!("{HEAD}exec: {{writable: deny}}\n"), "t.yaml").is_ok(),
+            "default: deny denies writes wherever no rule allows them"
+        );
+        assert!(err(&format!("{HEAD}exec: {{writable: deny, rulez: []}}\nfiles: [{{path: /usr, access: write, action: deny}}]\n")).contains("rulez"));
+        assert!(
+            err(&format!("{HEAD}exec:\n  rules:\n    - {{path: usr/bin/x, action: deny}}\n")).contains("exec.rules[0]"),
+            "a rule's problem names where it is"
+        );
+    }
 
     #[test]
     fn example_parses() {

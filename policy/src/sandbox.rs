@@ -26,6 +26,11 @@
 //! For exec, the ELF interpreter (`PT_INTERP`) of an allowed program and the
 //! interpreter of an allowed `#!` script are granted too: the kernel opens them for
 //! execution, so the program could not start otherwise.
+//!
+//! With `exec: {writable: deny}` (W^X) a path may be executed only where the policy
+//! also denies writing it ([`Policy::decide_exec`] says so), so exec is handled and
+//! the walk splits at the write rules as well: a copy of a program, or anything the
+//! session wrote, does not run.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -127,6 +132,14 @@ impl Class {
             Class::Write => {
                 policy.files.iter().filter(|r| r.access.covers(Access::Write)).map(|r| r.path.base()).collect()
             }
+            // Under W^X what may run also turns on what may be written, so the walk
+            // splits where the write rules do too.
+            Class::Exec if !policy.confinement.writable_exec => policy
+                .exec
+                .iter()
+                .map(|r| r.path.base())
+                .chain(policy.files.iter().filter(|r| r.access.covers(Access::Write)).map(|r| r.path.base()))
+                .collect(),
             Class::Exec => policy.exec.iter().map(|r| r.path.base()).collect(),
         }
     }
@@ -136,7 +149,7 @@ impl Class {
         let rules_deny = match self {
             Class::Read => policy.files.iter().any(|r| r.access.covers(Access::Read) && !r.action.permits()),
             Class::Write => policy.files.iter().any(|r| r.access.covers(Access::Write) && !r.action.permits()),
-            Class::Exec => policy.exec.iter().any(|r| !r.action.permits()),
+            Class::Exec => policy.exec.iter().any(|r| !r.action.permits()) || !policy.confinement.writable_exec,
         };
         rules_deny || !policy.default.permits()
     }
@@ -286,6 +299,11 @@ fn interpreters(policy: &Policy, fs: &dyn FsView) -> Vec<PathBuf> {
         }
         let Ok(head) = fs.head(Path::new(rule.path.base()), 4096) else { continue };
         if let Some(p) = elf_interp(&head).or_else(|| shebang(&head)) {
+            // W^X holds for interpreters too: one the session may write is not
+            // granted, so a program that needs it does not start.
+            if !policy.confinement.writable_exec && policy.decide_file(&p, Access::Write).action.permits() {
+                continue;
+            }
             out.push(p);
         }
     }
@@ -391,6 +409,25 @@ mod tests {
 
     fn policy(yaml: &str) -> Policy {
         Policy::from_yaml(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn w_x_grants_exec_only_where_writes_are_denied() {
+        let p = policy(
+            "name: p\nmax_ttl: 1h\ndefault: allow\nexec: {writable: deny}\nfiles:\n  - {path: /usr, access: write, action: deny}\n  - {path: /usr/local, access: write, action: allow}\n",
+        );
+        let t = Tree::new(&["/usr/bin/id", "/usr/local/bin/tool", "/tmp/id", "/home/a/run.sh"]);
+        let plan = plan(&p, &t);
+        assert_ne!(plan.handled & access::EXECUTE, 0);
+        assert!(plan.allows(Path::new("/usr/bin/id"), access::EXECUTE));
+        assert!(!plan.allows(Path::new("/tmp/id"), access::EXECUTE), "a copy in a writable place");
+        assert!(!plan.allows(Path::new("/usr/local/bin/tool"), access::EXECUTE), "writable again below /usr");
+        assert!(!plan.allows(Path::new("/home/a/run.sh"), access::EXECUTE));
+        for path in t.files.keys() {
+            assert_eq!(plan.allows(path, access::EXECUTE), p.decide_exec(path).action.permits(), "{}", path.display());
+        }
+        let d = p.decide_exec("/tmp/id");
+        assert_eq!((d.action, d.rule.map(|r| r.label())), (Action::Deny, Some("exec.writable".to_owned())));
     }
 
     #[test]

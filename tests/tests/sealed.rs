@@ -717,6 +717,44 @@ fn a_denied_program_run_through_the_loader_is_killed() {
     agent.wait_for_event(|e| audit::str_field(e, "session") == session && audit::str_field(e, "kind") == "kill", T);
 }
 
+/// W^X (`exec: {writable: deny}`): a copy of a program in a place the session may
+/// write does not run, directly (Landlock refuses the exec) or through the dynamic
+/// loader (the process is killed); the same program where writes are denied runs.
+#[test]
+fn w_x_refuses_a_copy_of_a_program_in_a_writable_place() {
+    let agent = TestAgent::start_default();
+    let policy = policy_file(
+        &agent,
+        "w-x",
+        "exec: {writable: deny}\nfiles:\n  - {path: /usr, access: write, action: deny}\n",
+    );
+    let grant = grant_with(&agent, &policy);
+    let copy = agent.temp_dir().join("sleep").display().to_string();
+    let script = format!(
+        "cp /usr/bin/sleep {copy} && echo copied; {copy} 1; echo copy=$?; /usr/bin/sleep 0; echo direct=$?; \
+         /lib64/ld-linux-x86-64.so.2 {copy} 30; echo loader=$?"
+    );
+    let started = std::time::Instant::now();
+    let out = agent.exec_command(&grant, &Marker::new(), &["/bin/sh", "-c", &script]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, ["copied", "copy=126", "direct=0", "loader=137"], "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(20), "killed, not run out");
+    let session = session_of(&agent, &grant);
+    let of_copy = |action: &'static str| {
+        let copy = copy.clone();
+        let session = session.clone();
+        move |e: &serde_json::Value| {
+            audit::is("violation", &session)(e) && e["op"] == "exec" && e["path"] == copy.as_str() && e["action"] == action
+        }
+    };
+    let refused = agent.wait_for_event(of_copy("deny"), T);
+    assert_eq!((refused["rule"].as_str(), refused["prevented"].as_bool()), (Some("exec.writable"), Some(true)), "{refused}");
+    let killed = agent.wait_for_event(of_copy("kill"), T);
+    assert_eq!(killed["rule"], "exec.writable", "{killed}");
+    assert!(audit::str_field(&killed, "detail").contains("dynamic loader"), "{killed}");
+}
+
 /// Whoever can write the agent's audit log but not read its key (the key sits in
 /// the state directory, which no session can open) can edit a record and re-chain
 /// every hash after it; the records' macs give the rewrite away to
