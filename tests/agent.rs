@@ -164,6 +164,16 @@ impl TestAgent {
         if self.opts.door {
             cmd.arg("--door-socket").arg(self.door_socket());
         }
+        // Started as under nohup, with SIGHUP ignored: a daemon inherits such
+        // dispositions, and none may reach a session (each launch test sees them).
+        // SAFETY: signal(2) is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            use std::os::unix::process::CommandExt as _;
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                Ok(())
+            });
+        }
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log fd"))
             .stderr(log)

@@ -55,6 +55,12 @@ fn the_agent_confines_the_first_process_and_reads_it_back() {
     assert_ne!(pid, s.client_pid(), "the client does not become the session");
     assert_eq!(status_field(pid, "Seccomp"), "2", "in seccomp filter mode before its first instruction");
     assert_eq!(status_field(s.client_pid(), "Seccomp"), "0", "the client itself stays unconfined");
+    // The agent runs with SIGHUP ignored (the harness starts it as nohup would):
+    // the session starts with no signal ignored or blocked all the same.
+    let agent_ignores = u64::from_str_radix(&status_field(agent.pid(), "SigIgn"), 16).expect("SigIgn is hex");
+    assert_eq!(agent_ignores & 1, 1, "the harness ignores SIGHUP (signal 1) in the agent");
+    assert_eq!(status_field(pid, "SigIgn"), "0000000000000000", "no inherited ignored signal");
+    assert_eq!(status_field(pid, "SigBlk"), "0000000000000000", "no inherited blocked signal");
     let start = session_start(&agent, s.id());
     assert_eq!(start["sandbox"], "landlock+seccomp", "{start}");
     assert_eq!(start["root_pid"], pid, "{start}");

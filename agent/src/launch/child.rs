@@ -323,9 +323,17 @@ unsafe fn child_main(p: &Prepared) -> ! {
                 libc::_exit(127);
             }
         }
-        // Rust ignores SIGPIPE and the agent's threads may block signals; a
-        // command starts with neither (handlers reset at exec by themselves).
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // Rust ignores SIGPIPE, the agent may have been started with signals
+        // ignored (under nohup: SIGHUP), and its threads may block signals; a
+        // command starts with none of that (handlers reset at exec by themselves,
+        // an ignored signal stays ignored). The raw call, because glibc's refuses
+        // the two signals it keeps for itself (32 and 33), which the agent's
+        // runtime may have left ignored; SIGKILL and SIGSTOP refuse, harmlessly.
+        // The kernel's `struct sigaction` all zero: SIG_DFL, no flags, no mask.
+        let default_action = [0u64; 4];
+        for sig in 1..=64 {
+            libc::syscall(libc::SYS_rt_sigaction, sig, default_action.as_ptr(), std::ptr::null_mut::<u64>(), 8);
+        }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&raw mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
