@@ -448,6 +448,8 @@ pub mod client {
         Endpoint::from_shared(url.to_owned())?
             .tls_config(tls)?
             .connect_timeout(std::time::Duration::from_secs(5))
+            // As the agent's uplink does.
+            .tcp_nodelay(true)
             .connect()
             .await
     }

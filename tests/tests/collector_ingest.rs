@@ -282,3 +282,42 @@ async fn slow_watcher_is_told_what_it_missed_and_ingest_keeps_its_rate() {
     assert!(fast_got + fast_missed >= N, "fast watcher: {fast_got} + {fast_missed} missed < {N}");
     assert!(c.metric("warrant_collector_watch_missed_total") >= 1.0);
 }
+
+/// An ack goes out when its batch is durable, not when TCP gets round to it: with
+/// several batches in flight (as an agent keeps them), each batch's time from send
+/// to ack stays near the cost of writing and fsyncing the batches before it.
+/// (Nagle's algorithm on the collector's side held an ack back until the agent's
+/// delayed ACK, 40 ms or more, and the agent's whole window with it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_are_not_held_back_behind_the_agents_delayed_acks() {
+    const BATCHES: u64 = 96;
+    const SIZE: u64 = 256;
+    const WINDOW: u64 = 8;
+    let c = TestCollector::start(CollectorOptions::default());
+    let (agent, boot) = ("agent-acks", "b");
+    let mut a = open_stream(&c.url(), &c.pki().issue(agent), hello(agent, "host-a", boot)).await.expect("stream");
+    let t0 = now_ns();
+    let mut sent = Vec::new();
+    let mut latencies = Vec::new();
+    for i in 0..BATCHES {
+        let from = i * SIZE + 1;
+        sent.push(std::time::Instant::now());
+        assert!(a.send(batch(agent, boot, from..=from + SIZE - 1, t0)).await);
+        if i + 1 >= WINDOW {
+            let j = i + 1 - WINDOW;
+            a.wait_ack(boot, (j + 1) * SIZE).await.expect("ack");
+            latencies.push(sent[usize::try_from(j).expect("small")].elapsed());
+        }
+    }
+    for j in BATCHES + 1 - WINDOW..BATCHES {
+        a.wait_ack(boot, (j + 1) * SIZE).await.expect("ack");
+        latencies.push(sent[usize::try_from(j).expect("small")].elapsed());
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    let held = latencies.iter().filter(|l| **l >= Duration::from_millis(38)).count();
+    println!("send to ack, {BATCHES} batches of {SIZE} with {WINDOW} in flight: median {median:?}, max {:?}, {held} of 38 ms or more", latencies.last().expect("some"));
+    // A held ack waits for the delayed-ACK timer (40 ms at least); a busy machine
+    // may make one or two batches that slow by itself.
+    assert!(held <= 2, "{held} of {BATCHES} batches waited 38 ms or more for their ack (median {median:?}): acks are held back");
+}

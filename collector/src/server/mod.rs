@@ -255,6 +255,11 @@ pub async fn run_with(
                     continue;
                 }
             };
+            // Acks are small writes that answer big reads: without this, Nagle holds
+            // one back until the agent's delayed ACK (up to 40 ms) and stalls its window.
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(peer = %peer, error = %e, "cannot set TCP_NODELAY");
+            }
             let (acceptor, conns, metrics, refusals) = (acceptor.clone(), conns.clone(), metrics.clone(), refusals.clone());
             tokio::spawn(async move {
                 let why = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
