@@ -135,53 +135,51 @@ unsafe extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
         buf.cast()
     };
     let dst = unsafe { buf.add(len & (PATH_DATA - 1)) };
-    let n = if let Some(g) = ShortName::layout() {
+    let dentry = w.dentry;
+    // The parent, the name's pointer, and, when the name lives in the inline store,
+    // its length, the words read and the store's first word among them.
+    let mut inline: Option<(usize, &[u64; SHORT_READ_WORDS], usize)> = None;
+    let (parent, name) = if let Some(g) = ShortName::layout() {
         // One read gives the parent, the name's length and pointer, and the inline
         // name: a name that lives there is copied from it, no second helper call.
-        let dentry = w.dentry;
-        let Some(words) = DENTRY_WORDS.get_ptr_mut(0) else { return 1 };
+        let Some(buf) = DENTRY_WORDS.get_ptr_mut(0) else { return 1 };
         let src = dentry.wrapping_add(off!(dentry_parent));
-        if unsafe { bpf_probe_read_kernel(words.cast(), (SHORT_READ_WORDS * 8) as u32, src.cast()) } != 0 {
+        if unsafe { bpf_probe_read_kernel(buf.cast(), (SHORT_READ_WORDS * 8) as u32, src.cast()) } != 0 {
             return 1;
         }
-        let words = unsafe { &*words };
-        let parent = words[0] as *const u8;
-        if parent.is_null() {
-            return 1;
-        }
-        if parent == dentry {
-            w.complete = 1; // root of a filesystem that is not mounted (pipe, socket, ...)
-            return 1;
-        }
+        let words = unsafe { &*buf };
         let word = |i: usize| if i < SHORT_READ_WORDS { words[i] } else { 0 };
         let name = word(g.name / 8) as *const u8;
         let name_len = (word(g.len / 8) >> ((g.len % 8) * 8)) as u32 as usize;
-        w.dentry = parent;
         if name as usize == dentry as usize + off!(dentry_short_name) && name_len < DENTRY_SHORT_NAME {
+            inline = Some((name_len, words, g.short / 8));
+        }
+        (words[0] as *const u8, name)
+    } else {
+        let Some(pn) = parent_and_name(dentry) else { return 1 };
+        pn
+    };
+    if parent.is_null() {
+        return 1;
+    }
+    if parent == dentry {
+        w.complete = 1; // root of a filesystem that is not mounted (pipe, socket, ...)
+        return 1;
+    }
+    w.dentry = parent;
+    let n = match inline {
+        Some((name_len, words, short)) => {
             for k in 0..DENTRY_SHORT_NAME / 8 {
-                let v = word(g.short / 8 + k);
+                let v = if short + k < SHORT_READ_WORDS { words[short + k] } else { 0 };
                 for b in 0..8 {
                     unsafe { *dst.add(k * 8 + b) = (v >> (b * 8)) as u8 };
                 }
             }
             unsafe { *dst.add(name_len) = 0 };
             (name_len + 1) as i64
-        } else if name.is_null() {
-            return 1;
-        } else {
-            unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_READ as u32, name.cast()) }
         }
-    } else {
-        let Some((parent, name)) = parent_and_name(w.dentry) else { return 1 };
-        if parent == w.dentry {
-            w.complete = 1;
-            return 1;
-        }
-        if name.is_null() {
-            return 1;
-        }
-        w.dentry = parent;
-        unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_READ as u32, name.cast()) }
+        _ if name.is_null() => return 1,
+        _ => unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_READ as u32, name.cast()) },
     };
     if n <= 0 {
         return 1;

@@ -68,17 +68,8 @@ pub fn connected(tag: &TaskTag, task: *mut task_struct, regs: *const u8, ret: i6
     let mut peer_len = 0u32;
     let mut peer_pid = 0u32;
     if ret == 0 {
-        let addr = read_ptr(sk, off!(unix_sock_peer)).and_then(|peer| read_ptr(peer, off!(unix_sock_addr)));
-        if let Some(addr) = addr {
-            let len = read::<i32>(addr, off!(unix_address_len)).unwrap_or(0);
-            let name = addr.wrapping_add(off!(unix_address_name) + FAMILY_BYTES as usize);
-            let got = unsafe {
-                bpf_probe_read_kernel(key.data.path.as_mut_ptr().cast(), UNIX_PATH_MAX as u32, name.cast())
-            };
-            if got == 0 && len > FAMILY_BYTES as i32 {
-                let n = (len as u32) - FAMILY_BYTES;
-                peer_len = if n > UNIX_PATH_MAX as u32 { UNIX_PATH_MAX as u32 } else { n };
-            }
+        if let Some(peer) = read_ptr(sk, off!(unix_sock_peer)) {
+            peer_len = bound_name(peer, &mut key.data);
         }
         peer_pid = read_ptr(sk, off!(sock_peer_pid)).and_then(|p| read::<u32>(p, off!(pid_numbers_nr))).unwrap_or(0);
     }
@@ -134,7 +125,8 @@ pub fn sk_data_ready(ctx: BtfTracePointContext) -> u32 {
 /// Writes on a connected stream are not checked again: their connect was.
 #[inline(always)]
 fn delivered(task: *mut task_struct, tag: &TaskTag, sk: *const u8) {
-    let op = match load::<u16>(sk, off!(sk_type)) {
+    let sock_type = load::<u16>(sk, off!(sk_type));
+    let op = match sock_type {
         SOCK_DGRAM => UNIX_OP_SENDMSG,
         SOCK_STREAM | SOCK_SEQPACKET => {
             if load::<u8>(sk, off!(sk_state)) != TCP_LISTEN {
@@ -151,21 +143,10 @@ fn delivered(task: *mut task_struct, tag: &TaskTag, sk: *const u8) {
     if tag::standing(tag) != tag::Standing::Live {
         return; // the cgroup hooks refuse a cut-off or dead session's sends
     }
-    // `unix_sock` begins with the `sock`; its `addr` is past what the verifier
-    // types `sk` as, so it is read with a helper.
-    let Some(addr) = read_ptr(sk, off!(unix_sock_addr)) else {
-        return; // unnamed (a socketpair): no name to decide on
-    };
-    let len = read::<i32>(addr, off!(unix_address_len)).unwrap_or(0);
-    if len <= FAMILY_BYTES as i32 {
-        return;
-    }
-    let n = (len as u32) - FAMILY_BYTES;
-    let n = if n > UNIX_PATH_MAX as u32 { UNIX_PATH_MAX as u32 } else { n };
     let mut key = Key::new(0, UnixKey::default());
-    let name = addr.wrapping_add(off!(unix_address_name) + FAMILY_BYTES as usize);
-    if unsafe { bpf_probe_read_kernel(key.data.path.as_mut_ptr().cast(), UNIX_PATH_MAX as u32, name.cast()) } != 0 {
-        return;
+    let n = bound_name(sk, &mut key.data);
+    if n == 0 {
+        return; // unnamed (a socketpair): no name to decide on
     }
     clear_past(&mut key.data, n);
     let policy = GRANTS.get(tag.grant_slot).map_or(0, |g| g.policy_slot);
@@ -185,7 +166,7 @@ fn delivered(task: *mut task_struct, tag: &TaskTag, sk: *const u8) {
             (*ev).policy_slot = policy;
             (*ev).flags = UNIX_AT_EXIT | UNIX_VIA_ALIAS | UNIX_DELIVERED | v.flags;
             (*ev).len = 0;
-            (*ev).sock_type = u32::from(load::<u16>(sk, off!(sk_type)));
+            (*ev).sock_type = u32::from(sock_type);
             (*ev).ret = 0;
             (*ev).peer_pid = 0;
             (*ev).peer_len = n;
@@ -198,6 +179,28 @@ fn delivered(task: *mut task_struct, tag: &TaskTag, sk: *const u8) {
         tag::sentence(t, tag, v.action);
     }
     unsafe { bpf_send_signal(SIGKILL) };
+}
+
+/// The name the unix socket `usk` (a `unix_sock`) is bound to, read into
+/// `key.path`; returns its length without `sun_family`, at most `UNIX_PATH_MAX`,
+/// 0 for an unnamed socket or a failed read. `unix_sock` begins with the `sock`;
+/// its `addr` is past what the verifier types a `sock` as, so it is read with a
+/// helper.
+#[inline(always)]
+fn bound_name(usk: *const u8, key: &mut UnixKey) -> u32 {
+    let Some(addr) = read_ptr(usk, off!(unix_sock_addr)) else {
+        return 0;
+    };
+    let len = read::<i32>(addr, off!(unix_address_len)).unwrap_or(0);
+    if len <= FAMILY_BYTES as i32 {
+        return 0;
+    }
+    let name = addr.wrapping_add(off!(unix_address_name) + FAMILY_BYTES as usize);
+    if unsafe { bpf_probe_read_kernel(key.path.as_mut_ptr().cast(), UNIX_PATH_MAX as u32, name.cast()) } != 0 {
+        return 0;
+    }
+    let n = (len as u32) - FAMILY_BYTES;
+    if n > UNIX_PATH_MAX as u32 { UNIX_PATH_MAX as u32 } else { n }
 }
 
 #[allow(clippy::too_many_arguments)]
