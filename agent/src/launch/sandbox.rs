@@ -658,6 +658,14 @@ mod tests {
         );
     }
 
+    /// What a session without a policy handles, which `warrant-bench` phase (k)
+    /// copies (`SESSION_RIGHTS` there) to measure a domain's cost alone.
+    #[test]
+    fn a_session_without_a_policy_handles_reads_and_writes() {
+        let plan = sandbox::plan(&confining(None, &["/run/agent-state".to_owned()]), &RealFs);
+        assert_eq!(plan.handled, access::READ | access::WRITE);
+    }
+
     #[test]
     fn seccomp_programs_cover_the_table() {
         let deny = seccomp_programs(&warrant_policy::Confinement::default()).unwrap();

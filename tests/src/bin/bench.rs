@@ -12,6 +12,11 @@
 //!   file opens is attached), loops untagged;
 //! - (d) loops tagged, inside `warrant exec`: overhead per operation, events per
 //!   operation (from the audit log, plus records lost) and ns per event;
+//! - (k) no agent, each loop under a Landlock domain of its own that handles the
+//!   rights a session's domain handles without a policy (read and write, as
+//!   `warrant_policy::sandbox::access` names them) and grants them all beneath `/`
+//!   (`warrant-testbin landlock`): the share of (d) that is Landlock's (its one rule
+//!   at the root, the kernel walks from the opened file up to `/`);
 //! - (e) expiry to last death of a 100-process tree: the grant's expiry comes from
 //!   `warrant grants --json`; every pid is watched through a pidfd, which polls
 //!   readable the moment the process is dead;
@@ -126,9 +131,9 @@ fn parse_opts() -> Opts {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
-    let only = value("--only").unwrap_or_else(|| "bcdefghlr".into());
-    if let Some(c) = only.chars().find(|c| !"abcdefghlr".contains(*c)) {
-        die(&format!("--only: unknown phase {c:?} (letters a to h, l, r)\n\n{USAGE}"));
+    let only = value("--only").unwrap_or_else(|| "bcdefghklr".into());
+    if let Some(c) = only.chars().find(|c| !"abcdefghklr".contains(*c)) {
+        die(&format!("--only: unknown phase {c:?} (letters a to h, k, l, r)\n\n{USAGE}"));
     }
     let rules = num("--rules", 1000).max(2);
     // The three large policies share the kernel's trie of 16,384 network entries.
@@ -237,7 +242,21 @@ fn loop_argv(op: Op) -> Vec<String> {
 
 /// Runs one loop untagged; ns per operation.
 fn run_untagged(op: Op) -> f64 {
-    let argv = loop_argv(op);
+    run_argv(&loop_argv(op))
+}
+
+/// Rights a session's Landlock domain handles when its grant has no policy: the
+/// self-protection rules refuse reads (the agent's files) and writes.
+const SESSION_RIGHTS: u64 = warrant_policy::sandbox::access::READ | warrant_policy::sandbox::access::WRITE;
+
+/// Phase (k): the loop under a Landlock domain of its own handling [`SESSION_RIGHTS`].
+fn run_landlocked(op: Op) -> f64 {
+    let mut argv = vec![testbin(), "landlock".into(), SESSION_RIGHTS.to_string()];
+    argv.extend(loop_argv(op));
+    run_argv(&argv)
+}
+
+fn run_argv(argv: &[String]) -> f64 {
     let out = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
@@ -1064,6 +1083,11 @@ fn main() {
 
     let a = loop_phase("a_no_agent", &opts, &mut csv, run_untagged);
     clock.lap('a');
+    let k = opts.runs('k').then(|| {
+        let k = loop_phase("k_landlock_alone", &opts, &mut csv, run_landlocked);
+        clock.lap('k');
+        k
+    });
     let (mut b, mut c, mut d) = (None, None, None);
     let mut d_events = vec![Vec::new(); opts.ops.len()];
     let mut d_lost = vec![0u64; opts.ops.len()];
@@ -1207,6 +1231,7 @@ fn main() {
         ("(b) agent loaded, no session", b.as_ref()),
         ("(c) agent loaded, session live elsewhere", c.as_ref()),
         ("(d) tagged, inside `warrant exec`", d.as_ref()),
+        ("(k) no agent, a Landlock domain like a session's", k.as_ref()),
     ] {
         let Some(runs) = runs else { continue };
         let _ = write!(table, "| {label} |");
@@ -1234,6 +1259,38 @@ fn main() {
              Overhead is (d) − (a); ns per event divides it by the events each operation produced \
              (audit-log events of the session plus records the ring buffer lost).\n"
         );
+        if let Some(k) = &k {
+            let mk = med(k);
+            // (c) − (a): what the syscall hook costs every task while a session is live.
+            let mc = c.as_ref().map(med);
+            let mut t = String::from(
+                "| op | tagged overhead (d) − (a) | the hook every task pays (c) − (a) | a Landlock domain alone (k) − (a) | the rest |\n|---|---:|---:|---:|---:|\n",
+            );
+            for (i, op) in opts.ops.iter().enumerate() {
+                let (over, ll) = (md[i] - ma[i], mk[i] - ma[i]);
+                let hook = mc.as_ref().map(|mc| mc[i] - ma[i]);
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {} | {} | {} |",
+                    op.title,
+                    fmt_ns(over),
+                    hook.map_or_else(|| "— (no phase c)".into(), fmt_ns),
+                    fmt_ns(ll),
+                    fmt_ns(over - ll - hook.unwrap_or(0.0))
+                );
+            }
+            let _ = write!(
+                sections,
+                "\n## Where a tagged operation's time goes\n\n{t}\n\
+                 (k) runs the loops of (a) with no agent, each under a Landlock domain of its own \
+                 that handles what a session's domain handles without a policy (read and write \
+                 rights) and grants all of it beneath `/`: one rule, at the root, so the kernel \
+                 walks from the opened file up to `/` (a session's domain has a rule for `/tmp` \
+                 itself, which stops the walk one step earlier). The rest is the BPF programs' \
+                 work for a tagged task (the events), seccomp, and the agent reading the events \
+                 beside the loop. Each column is a difference of medians, so small ones are noise.\n"
+            );
+        }
     }
 
     if let Some(f) = &f {

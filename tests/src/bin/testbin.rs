@@ -51,6 +51,11 @@
 //!                                         relative to the working directory, which it makes DIR); prints
 //!                                         one "CALL ret" line each (`ret` is the return or -errno),
 //!                                         exits 0
+//! landlock RIGHTS CMD [ARG…]             run CMD under a Landlock domain of its own that
+//!                                         handles the filesystem rights RIGHTS (a number, bits as
+//!                                         Landlock numbers them) and grants all of them beneath `/`:
+//!                                         what a domain costs by itself, with the shortest walk a
+//!                                         rule gives (bench phase k)
 //! ```
 //!
 //! Every process a workload makes lives at most `--lifetime` seconds (an `alarm`), so
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         "stamp" => stamp(),
         "changes" => changes(rest),
         "conn-burst" => conn_burst(rest),
+        "landlock" => landlock_exec(rest),
         _ => return usage(),
     };
     match r {
@@ -1388,6 +1394,30 @@ fn changes(args: &[String]) -> Result {
         libc::close(dfd);
     }
     Ok(())
+}
+
+fn landlock_exec(args: &[String]) -> Result {
+    use landlock::{Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus};
+    use std::os::unix::process::CommandExt;
+    let [rights, cmd, rest @ ..] = args else {
+        return Err("usage: landlock RIGHTS CMD [ARG…]".into());
+    };
+    let bits: u64 = parse(Some(rights), "RIGHTS (a number)")?;
+    let access = BitFlags::<AccessFs>::from_bits(bits).map_err(|e| format!("RIGHTS {rights}: {e}"))?;
+    if access.is_empty() || !AccessFs::from_all(landlock::ABI::V5).contains(access) {
+        return Err(format!("RIGHTS {rights}: not a set of filesystem rights this build knows"));
+    }
+    let root = PathFd::new("/").map_err(|e| format!("open /: {e}"))?;
+    let status = Ruleset::default()
+        .handle_access(access)
+        .and_then(|r| r.create())
+        .and_then(|r| r.add_rule(PathBeneath::new(root, access)))
+        .and_then(|r| r.restrict_self())
+        .map_err(|e| format!("Landlock: {e}"))?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(format!("Landlock enforced {:?} of RIGHTS {rights}, not all", status.ruleset));
+    }
+    Err(format!("exec {cmd}: {}", std::process::Command::new(cmd).args(rest).exec()))
 }
 
 fn stamp() -> Result {
