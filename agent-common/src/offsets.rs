@@ -21,6 +21,9 @@ pub struct KernelOffsets {
     pub task_mm: u32,
     pub task_cred: u32,
     pub task_exit_code: u32,
+    /// `task_struct.bpf_storage`: NULL until a BPF program gives the task storage, so
+    /// an untagged task is told apart with one load (`tag::lookup` in the eBPF crate).
+    pub task_bpf_storage: u32,
     pub fs_pwd: u32,
     pub path_mnt: u32,
     pub path_dentry: u32,

@@ -24,7 +24,7 @@ fn count_death(tag: &warrant_common::TaskTag) {
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
     let task: *mut task_struct = ctx.arg(0);
     let group_dead: u64 = ctx.arg(1);
-    let Some(tag) = (unsafe { TASK_TAGS.get(task) }) else {
+    let Some(tag) = crate::tag::lookup(task) else {
         return 0;
     };
     let tag = unsafe { *tag };

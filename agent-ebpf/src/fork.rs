@@ -39,7 +39,7 @@ use crate::{
 pub fn task_newtask(ctx: BtfTracePointContext) -> u32 {
     let child: *mut task_struct = ctx.arg(0);
     let parent = unsafe { bpf_get_current_task_btf() };
-    let Some(tag) = (unsafe { TASK_TAGS.get(parent) }) else {
+    let Some(tag) = tag::lookup(parent) else {
         return 0;
     };
     let tag = unsafe { *tag };

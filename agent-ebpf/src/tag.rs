@@ -19,17 +19,32 @@ use warrant_common::{
 };
 
 use crate::{
-    kernel::offsets_valid,
+    kernel::{load, off, offsets_valid},
     maps::{CLOCK_CACHE, GRANTS, POLICIES, SESSIONS, TASK_TAGS},
 };
 
 const SIGKILL: u32 = 9;
 
+/// The tag of `task` (a pointer the verifier knows by its BTF type), writable.
+///
+/// A task that no BPF program ever gave task storage has `bpf_storage` NULL: one
+/// load tells, without the storage helper, which was a fifth of what the syscall
+/// hook costs every untagged task on the host while a session is live. A tagged
+/// task always has storage (its tag is in it), so this never hides one; a task
+/// some other program gave storage just takes the lookup.
+#[inline(always)]
+pub fn lookup(task: *mut task_struct) -> Option<*mut TaskTag> {
+    if load::<u64>(task.cast_const().cast(), off!(task_bpf_storage)) == 0 {
+        return None;
+    }
+    unsafe { TASK_TAGS.get(task) }
+}
+
 /// The current task and its tag, or `None` for an untagged task.
 #[inline(always)]
 pub fn current() -> Option<(*mut task_struct, TaskTag)> {
     let task = unsafe { bpf_get_current_task_btf() };
-    let tag = unsafe { TASK_TAGS.get(task) }?;
+    let tag = lookup(task)?;
     if !offsets_valid() {
         return None;
     }
@@ -39,8 +54,7 @@ pub fn current() -> Option<(*mut task_struct, TaskTag)> {
 /// The current task's tag, writable (a policy rule may mark it).
 #[inline(always)]
 pub fn current_mut() -> Option<*mut TaskTag> {
-    let task = unsafe { bpf_get_current_task_btf() };
-    unsafe { TASK_TAGS.get(task) }
+    lookup(unsafe { bpf_get_current_task_btf() })
 }
 
 /// Where a tagged task stands.

@@ -57,6 +57,7 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         task_mm: r.off("task_struct", "mm")?,
         task_cred: r.off("task_struct", "cred")?,
         task_exit_code: r.off("task_struct", "exit_code")?,
+        task_bpf_storage: r.off("task_struct", "bpf_storage")?,
         fs_pwd: r.off("fs_struct", "pwd")?,
         path_mnt: r.off("path", "mnt")?,
         path_dentry: r.off("path", "dentry")?,
