@@ -85,13 +85,73 @@ pub unsafe fn resolve_in_open_record(path: *const u8) {
     }
 }
 
+/// [`resolve_in_open_record`] for an open file (a `struct file *`); returns its
+/// `f_flags`. On the usual layout (`f_flags` a few words before `f_path`) one read
+/// gives the flags and both pointers of the path, two helper calls less per file
+/// event than reading them one by one.
+///
+/// # Safety
+/// As for [`resolve_in_open_record`].
+#[inline(always)]
+pub unsafe fn resolve_open_file(file: *const u8) -> u32 {
+    let flags_at = off!(file_flags);
+    let path_at = off!(file_path);
+    let (mnt_at, dentry_at) = (path_at + off!(path_mnt), path_at + off!(path_dentry));
+    let start = flags_at & !7;
+    let (flags, mnt, dentry) = match DENTRY_WORDS.get_ptr_mut(0) {
+        Some(words) if mnt_at % 8 == 0 && dentry_at % 8 == 0 && mnt_at > start && dentry_at > start && mnt_at < start + HEAD_READ && dentry_at < start + HEAD_READ => {
+            if unsafe { bpf_probe_read_kernel(words.cast(), HEAD_READ as u32, file.wrapping_add(start).cast()) } != 0 {
+                unsafe { resolve_in_open_record(core::ptr::null()) };
+                return 0;
+            }
+            let w = unsafe { &*words };
+            let word = |at: usize| {
+                let i = (at - start) / 8;
+                if i < HEAD_READ / 8 { w[i] } else { 0 }
+            };
+            let flags = (word(flags_at & !7) >> ((flags_at % 8) * 8)) as u32;
+            (flags, word(mnt_at) as *const u8, word(dentry_at) as *const u8)
+        }
+        _ => {
+            let path = file.wrapping_add(path_at);
+            let flags = read::<u32>(file, flags_at).unwrap_or(0);
+            let mnt = read_ptr(path, off!(path_mnt)).unwrap_or(core::ptr::null());
+            let dentry = read_ptr(path, off!(path_dentry)).unwrap_or(core::ptr::null());
+            (flags, mnt, dentry)
+        }
+    };
+    let Some(rec) = OPEN_RECORD.get_ptr_mut(0) else { return flags };
+    let out = unsafe { &raw mut (*rec).path };
+    match walk_from(dentry, mnt, 1) {
+        Some(w) => unsafe { set(out, w.len as usize, if w.complete != 0 { 0 } else { PATH_TRUNCATED }) },
+        None => unsafe { set(out, 0, PATH_TRUNCATED) },
+    }
+    flags
+}
+
+/// Bytes [`resolve_open_file`] reads from `f_flags` (rounded down to a word) on:
+/// through the end of `f_path` on the layouts seen (flags at 40, path at 64).
+const HEAD_READ: usize = 48;
+
 /// Walks from `path` (a `struct path *`) up to the root, the components landing in
 /// the scratch buffer (`in_place` 0) or in `OPEN_RECORD`'s path (1).
 #[inline(always)]
 fn walk(path: *const u8, in_place: u64) -> Option<Walk> {
+    if path.is_null() {
+        return None;
+    }
     let (Some(dentry), Some(vfsmount)) = (read_ptr(path, off!(path_dentry)), read_ptr(path, off!(path_mnt))) else {
         return None;
     };
+    walk_from(dentry, vfsmount, in_place)
+}
+
+/// [`walk`] from a path's two pointers.
+#[inline(always)]
+fn walk_from(dentry: *const u8, vfsmount: *const u8, in_place: u64) -> Option<Walk> {
+    if dentry.is_null() || vfsmount.is_null() {
+        return None;
+    }
     let mut walk = Walk {
         dentry,
         // `struct vfsmount` is embedded in `struct mount`: step back to the container.

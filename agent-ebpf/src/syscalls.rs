@@ -227,8 +227,7 @@ fn file_open(tag: &TaskTag, task: *mut task_struct, regs: *const u8, nr: u64, re
     let file = if ret >= 0 { fd_file(t, ret as u64) } else { None };
     match file {
         Some(file) => unsafe {
-            (*ev).open_flags = read::<u32>(file, off!(file_flags)).unwrap_or(0);
-            path::resolve_in_open_record(file.wrapping_add(off!(file_path)));
+            (*ev).open_flags = path::resolve_open_file(file);
         },
         None => {
             // Failed (or raced with close): report what the process asked for.
