@@ -234,6 +234,44 @@ fn file_open_reports_access_and_errors() {
     assert_eq!(e["access"], "read");
 }
 
+/// The kernel's path walk crosses mount points: a file on a tmpfs mounted inside a
+/// temp dir, a file on a tmpfs mounted on a directory of that tmpfs, and one on
+/// procfs each come out as their whole path from `/`.
+#[test]
+fn file_open_paths_cross_mount_points() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let bin = testbin();
+    let outer = unique_path(agent.temp_dir(), "mnt");
+    let inner = outer.join("deeper");
+    std::fs::create_dir(&outer).expect("mkdir");
+    let mount = |dir: &std::path::Path| {
+        let st = std::process::Command::new("mount").args(["-t", "tmpfs", "none"]).arg(dir).status().expect("run mount");
+        assert!(st.success(), "mount a tmpfs on {}", dir.display());
+    };
+    mount(&outer);
+    std::fs::create_dir(&inner).expect("mkdir on the tmpfs");
+    mount(&inner);
+    let (a, b) = (outer.join("a"), inner.join("b"));
+    std::fs::write(&a, b"a").expect("write a");
+    std::fs::write(&b, b"b").expect("write b");
+    let (a_s, b_s) = (canonical(&a), canonical(&b));
+    let script = format!("'{bin}' open '{a_s}' read && '{bin}' open '{b_s}' read && '{bin}' open /proc/version read");
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    let ok = s.wait_for(T).success();
+    for dir in [&inner, &outer] {
+        let _ = std::process::Command::new("umount").arg(dir).status();
+    }
+    assert!(ok, "the opens ran: {}", s.stderr().text());
+    let sid = s.id().to_string();
+    for path in [a_s.as_str(), b_s.as_str(), "/proc/version"] {
+        let e = agent.wait_for_event(|e| audit::is("file_open", &sid)(e) && e["path"] == path, T);
+        assert_eq!(e["truncated"], false, "{e}");
+        assert!(e.get("unresolved").is_none_or(|u| u == false), "resolved by the kernel's walk, not the name asked for: {e}");
+    }
+}
+
 /// A connect to a loopback listener the test owns is a `connect` event: family
 /// `inet`, protocol `tcp`, the listener's address and port as `addr`/`port` and
 /// `remote_*`, and the client's own (kernel-chosen) address and port as `local_*`.
