@@ -55,10 +55,16 @@ try {
   const rowsWith = (n) => [...document.querySelectorAll('#event-rows tr')].filter((tr) => tr.textContent.includes(n)).length;
   await until(page, rowsWith, needle, T);
   const first = await page.evaluate(rowsWith, needle);
-  // Live, not a one-off load: more of them come while the page is open.
-  await until(page, ([n, k]) => [...document.querySelectorAll('#event-rows tr')].filter((tr) => tr.textContent.includes(n)).length > k, [needle, first], T);
+  // Live, not a one-off load: more of them come while the page is open. The count
+  // that showed it is kept: the table holds the latest rows only, so a count read
+  // again later may have dropped back as older rows left it.
+  await until(page, ([n, k]) => {
+    const c = [...document.querySelectorAll('#event-rows tr')].filter((tr) => tr.textContent.includes(n)).length;
+    if (c > k) window.__needleRowsLater = c;
+    return c > k;
+  }, [needle, first], T);
   out.needle_rows_first = first;
-  out.needle_rows_later = await page.evaluate(rowsWith, needle);
+  out.needle_rows_later = await page.evaluate(() => window.__needleRowsLater);
   out.needle_row_session = await page.evaluate((n) => {
     const tr = [...document.querySelectorAll('#event-rows tr')].find((r) => r.textContent.includes(n));
     return tr ? tr.dataset.session : '';
