@@ -37,7 +37,7 @@ struct Walk {
     /// Set once the walk reached a root: the path is complete.
     complete: u64,
     /// Nonzero: the steps write straight into `OPEN_RECORD`'s path rather than into
-    /// `PATH_SCRATCH` (see [`resolve_in_open_record`]).
+    /// `PATH_SCRATCH` (see [`resolve_open_file`]).
     in_place: u64,
 }
 
@@ -70,47 +70,35 @@ pub unsafe fn resolve(path: *const u8, out: *mut RawPath) {
     unsafe { set(out, len, flags) };
 }
 
-/// [`resolve`] into `OPEN_RECORD`'s path, written in place by the steps: the
-/// copy out of the scratch buffer is one helper call less per file event.
+/// The path of the open file `file` (a `struct file *`) into `OPEN_RECORD`'s path,
+/// written in place by the steps (the copy out of the scratch buffer would be one
+/// helper call more per file event); returns the file's `f_flags`. On the usual
+/// layout (`f_flags` a few words before `f_path`) one read gives the flags and both
+/// pointers of the path, two helper calls less than reading them one by one.
 ///
 /// # Safety
 /// `OPEN_RECORD` must not be in use by another part of this program run.
-#[inline(always)]
-pub unsafe fn resolve_in_open_record(path: *const u8) {
-    let Some(rec) = OPEN_RECORD.get_ptr_mut(0) else { return };
-    let out = unsafe { &raw mut (*rec).path };
-    match walk(path, 1) {
-        Some(w) => unsafe { set(out, w.len as usize, if w.complete != 0 { 0 } else { PATH_TRUNCATED }) },
-        None => unsafe { set(out, 0, PATH_TRUNCATED) },
-    }
-}
-
-/// [`resolve_in_open_record`] for an open file (a `struct file *`); returns its
-/// `f_flags`. On the usual layout (`f_flags` a few words before `f_path`) one read
-/// gives the flags and both pointers of the path, two helper calls less per file
-/// event than reading them one by one.
-///
-/// # Safety
-/// As for [`resolve_in_open_record`].
 #[inline(always)]
 pub unsafe fn resolve_open_file(file: *const u8) -> u32 {
     let flags_at = off!(file_flags);
     let path_at = off!(file_path);
     let (mnt_at, dentry_at) = (path_at + off!(path_mnt), path_at + off!(path_dentry));
     let start = flags_at & !7;
+    // A pointer word that lies whole in the read, past the flags.
+    let fits = |at: usize| at % 8 == 0 && at > start && at < start + HEAD_READ;
     let (flags, mnt, dentry) = match DENTRY_WORDS.get_ptr_mut(0) {
-        Some(words) if mnt_at % 8 == 0 && dentry_at % 8 == 0 && mnt_at > start && dentry_at > start && mnt_at < start + HEAD_READ && dentry_at < start + HEAD_READ => {
+        Some(words) if fits(mnt_at) && fits(dentry_at) => {
             if unsafe { bpf_probe_read_kernel(words.cast(), HEAD_READ as u32, file.wrapping_add(start).cast()) } != 0 {
-                unsafe { resolve_in_open_record(core::ptr::null()) };
-                return 0;
+                (0, core::ptr::null(), core::ptr::null()) // no path: marked truncated below
+            } else {
+                let w = unsafe { &*words };
+                let word = |at: usize| {
+                    let i = (at - start) / 8;
+                    if i < HEAD_READ / 8 { w[i] } else { 0 }
+                };
+                let flags = (word(flags_at & !7) >> ((flags_at % 8) * 8)) as u32;
+                (flags, word(mnt_at) as *const u8, word(dentry_at) as *const u8)
             }
-            let w = unsafe { &*words };
-            let word = |at: usize| {
-                let i = (at - start) / 8;
-                if i < HEAD_READ / 8 { w[i] } else { 0 }
-            };
-            let flags = (word(flags_at & !7) >> ((flags_at % 8) * 8)) as u32;
-            (flags, word(mnt_at) as *const u8, word(dentry_at) as *const u8)
         }
         _ => {
             let path = file.wrapping_add(path_at);
@@ -137,9 +125,6 @@ const HEAD_READ: usize = 48;
 /// the scratch buffer (`in_place` 0) or in `OPEN_RECORD`'s path (1).
 #[inline(always)]
 fn walk(path: *const u8, in_place: u64) -> Option<Walk> {
-    if path.is_null() {
-        return None;
-    }
     let (Some(dentry), Some(vfsmount)) = (read_ptr(path, off!(path_dentry)), read_ptr(path, off!(path_mnt))) else {
         return None;
     };
