@@ -15,8 +15,9 @@ use warrant_tests::{ClientIdentity, CollectorOptions, Pki, TestCollector};
 
 /// One TLS handshake with the collector at `url`, trusting `ca` and showing
 /// `identity`'s certificate (none when `None`), then a read until the server ends
-/// the connection: what the server thought of the handshake. True when the server
-/// served the connection instead (it sent application data or kept it open).
+/// the connection or answers: what the server thought of the handshake. True when
+/// the server served the connection (it sent its HTTP/2 settings); false when it
+/// refused it (an alert or a close) or said nothing within 5 s.
 async fn one_handshake(url: &str, ca: &std::path::Path, identity: Option<&ClientIdentity>) -> bool {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("read the CA") {

@@ -53,9 +53,9 @@
 //!                                         exits 0
 //! landlock RIGHTS CMD [ARG…]             run CMD under a Landlock domain of its own that
 //!                                         handles the filesystem rights RIGHTS (a number, bits as
-//!                                         Landlock numbers them) and grants all of them beneath `/`:
-//!                                         what a domain costs by itself, with the shortest walk a
-//!                                         rule gives (bench phase k)
+//!                                         Landlock numbers them) and grants all of them beneath `/`
+//!                                         (one rule, at the root): what a domain costs by itself
+//!                                         (bench phase k)
 //! ```
 //!
 //! Every process a workload makes lives at most `--lifetime` seconds (an `alarm`), so
