@@ -40,6 +40,38 @@ pub fn collector_events(c: &TestCollector) -> Vec<Value> {
     c.segments().into_iter().flat_map(|seg| AuditLog::new(seg).events()).collect()
 }
 
+/// An incremental reader of the collector's log: each [`CollectorLog::read_new`]
+/// parses only what was appended since the last one (and segments opened since),
+/// so a test that polls a log of 100k+ events does not parse it all again each time.
+pub struct CollectorLog<'a> {
+    collector: &'a TestCollector,
+    /// A reader per segment, oldest first, with how many of its records were handed out.
+    segments: Vec<(AuditLog, usize)>,
+}
+
+impl<'a> CollectorLog<'a> {
+    /// A reader of `c`'s log from its first record.
+    pub fn new(collector: &'a TestCollector) -> Self {
+        Self { collector, segments: Vec::new() }
+    }
+
+    /// Calls `f` on every event appended since the last call, in log order.
+    pub fn read_new(&mut self, mut f: impl FnMut(&Value)) {
+        for path in self.collector.segments() {
+            if !self.segments.iter().any(|(log, _)| log.path() == path) {
+                self.segments.push((AuditLog::new(path), 0));
+            }
+        }
+        for (log, seen) in &mut self.segments {
+            let records = log.records();
+            for r in &records[*seen..] {
+                f(&r["event"]);
+            }
+            *seen = records.len();
+        }
+    }
+}
+
 /// How often each `(boot_id, seq)` of `agent_id` occurs in `events`.
 pub fn keys(events: &[Value], agent_id: &str) -> BTreeMap<(String, u64), usize> {
     let mut m = BTreeMap::new();

@@ -11,13 +11,14 @@
 //! session, step by step) and Kill-to-report figures are printed and held to loose
 //! floors.
 
+use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
-use warrant_tests::fleet::{cli_ok_as, collector_events, start_agent, warrant_as};
+use warrant_tests::fleet::{CollectorLog, cli_ok_as, collector_events, start_agent, warrant_as};
 use warrant_tests::run::{Lines, output_within, spawn_collected};
 use warrant_tests::{AgentOptions, CollectorOptions, Marker, Signer, TestAgent, TestCollector, Tree, audit, bins, cgroup, poll};
 
@@ -515,18 +516,34 @@ fn sessions_page_with_many_live_sessions() {
     let grant = agent.issue_grant("10m");
     let busy = "for i in $(seq 100); do /bin/true; done; exec sleep 300";
     let sessions: Vec<_> = (0..TIMED_SESSIONS).map(|_| agent.exec(&grant, &mark, &["/bin/sh", "-c", busy])).collect();
-    for s in &sessions {
-        wait_known(&c, s.id());
-    }
-    // Every session's commands have reached the collector.
-    poll(Duration::from_secs(60), || {
-        let evs = collector_events(&c);
-        sessions
-            .iter()
-            .all(|s| evs.iter().filter(|e| audit::is("exec", s.id())(e)).count() >= 100)
-            .then_some(())
-    })
-    .expect("the sessions' commands never all reached the collector");
+    // Every session has reached the collector, with all its commands. One reader
+    // for every poll: the log grows past 100k events here (each /bin/true opens
+    // the loader and libc), and parsing it whole for each session and each poll
+    // took most of a minute in a loaded CI run.
+    let mut log = CollectorLog::new(&c);
+    let mut seen: BTreeMap<&str, (bool, usize)> = sessions.iter().map(|s| (s.id(), (false, 0))).collect();
+    let mut lost = Vec::new();
+    let all_in = poll(Duration::from_secs(90), || {
+        log.read_new(|e| {
+            let kind = e["kind"].as_str().unwrap_or("");
+            if kind == "events_lost" {
+                lost.push(e.clone());
+            }
+            if let Some(n) = e["session"].as_str().and_then(|id| seen.get_mut(id)) {
+                match kind {
+                    "session_start" => n.0 = true,
+                    "exec" => n.1 += 1,
+                    _ => {}
+                }
+            }
+        });
+        seen.values().all(|&(started, execs)| started && execs >= 100).then_some(())
+    });
+    assert!(
+        all_in.is_some(),
+        "the sessions' commands never all reached the collector: (started, execs) per session {seen:?}; losses reported: {lost:?}\n{}",
+        c.log()
+    );
 
     let console = Console::start(&c, "responder");
     let get = || {
