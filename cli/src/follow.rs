@@ -5,8 +5,11 @@
 //! the session's end; before that the reader sums the session's events up itself
 //! ([`warrant_audit::ledger::Ledger`], the agent's rules). Each session it is asked
 //! about gets a [`Book`] that reads the session's events once and then only what is
-//! new: a `Query` from a little before the newest event it has (clocks of one agent
-//! are close to log order), skipping every (agent, boot, seq) it already took in.
+//! new: a `Query` from where the last one ended in the log (the answer's
+//! `resume_page`), so a late spool's events, old times and all, are found and
+//! nothing is read twice. From a collector that sends no `resume_page` it reads
+//! from a little before the newest event it has (clocks of one agent are close to
+//! log order), skipping every (agent, boot, seq) it already took in.
 //! One update reads at most a budget of events ([`BUDGET`] for a session's page),
 //! so a session streaming thousands of events a second cannot hold a page up; the
 //! answer says whether it caught up.
@@ -26,7 +29,8 @@ use crate::remote::Collector;
 pub const BUDGET: usize = 50_000;
 /// Events per `Query` page (the collector's most).
 const PAGE: u32 = 10_000;
-/// How far before the newest event taken in the next update starts reading.
+/// How far before the newest event taken in the next update starts reading, from
+/// a collector that sends no `resume_page`.
 const SLACK_NS: i64 = 10_000_000_000;
 /// Books kept before those of ended sessions are dropped.
 const KEEP: usize = 512;
@@ -41,6 +45,9 @@ struct Book {
     newest_ns: i64,
     /// Where the last update stopped at its budget: its `from` and the next page.
     resume: Option<(i64, String)>,
+    /// Where the log ended when the last update read to its end (the collector's
+    /// `resume_page`): the next update reads from there.
+    after: Option<String>,
     /// The report the agent sent at the session's end, once it is in the log.
     sent: Option<Event>,
     /// Read before (so the direct look-up for a stored report is done).
@@ -181,10 +188,11 @@ async fn stored_report(col: &Collector, session: &str) -> Result<Option<Event>> 
 /// Reads the session's events the book has not taken in, up to `budget` (rounded
 /// up to a page); false when it stopped there.
 async fn read_new(col: &Collector, session: &str, book: &mut Book, budget: usize) -> Result<bool> {
-    let (from, mut page) = match book.resume.take() {
-        Some(r) => r,
-        None if book.newest_ns == 0 => (0, String::new()),
-        None => ((book.newest_ns - SLACK_NS).max(1), String::new()),
+    let (from, mut page) = match (book.resume.take(), &book.after) {
+        (Some(r), _) => r,
+        (None, Some(after)) => (0, after.clone()),
+        (None, None) if book.newest_ns == 0 => (0, String::new()),
+        (None, None) => ((book.newest_ns - SLACK_NS).max(1), String::new()),
     };
     let filter = EventFilter { session: session.to_owned(), ..EventFilter::default() };
     let mut read = 0;
@@ -196,6 +204,9 @@ async fn read_new(col: &Collector, session: &str, book: &mut Book, budget: usize
             book.take(ev);
         }
         if resp.next_page.is_empty() {
+            if !resp.resume_page.is_empty() {
+                book.after = Some(resp.resume_page);
+            }
             return Ok(true);
         }
         if read >= budget {

@@ -507,7 +507,9 @@ const TIMED_SESSIONS: usize = 20;
 /// a few hundred events on the record: how long `GET /api/sessions` takes the first
 /// time (every session's events read from the log) and then on each refresh (only
 /// what is new), and that its rows come in the same order every time. Printed as
-/// `console sessions page: …`; held only to a loose ceiling.
+/// `console sessions page: …`. The first load is held only to a loose ceiling; a
+/// refresh of idle sessions must not read their events again (it reads from where
+/// the last read ended: ~4 ms here, where reading the last 10 s again took 550 ms).
 #[test]
 fn sessions_page_with_many_live_sessions() {
     let c = TestCollector::start(CollectorOptions::default());
@@ -579,6 +581,7 @@ fn sessions_page_with_many_live_sessions() {
         warm[0],
         warm.len()
     );
-    assert!(cold < 20_000.0 && median < 5_000.0, "the sessions page is far too slow: first {cold:.0} ms, refresh {median:.0} ms");
+    assert!(cold < 20_000.0, "the sessions page's first load is far too slow: {cold:.0} ms");
+    assert!(median < 250.0, "a refresh of idle sessions read their events again: refresh median {median:.0} ms");
     drop(sessions);
 }

@@ -171,7 +171,12 @@ pub(super) async fn query(state: &Arc<State>, req: Request<QueryRequest>) -> Res
     .map_err(|e| Status::internal(e.to_string()))?
     .map_err(|e| Status::internal(format!("cannot query the log: {e}")))?;
     state.metrics.skipped_reads.fetch_add(page.skipped.len() as u64, Relaxed);
-    Ok(Response::new(QueryResponse { events: page.events, next_page: page.next.map(Cursor::token).unwrap_or_default(), skipped: page.skipped }))
+    Ok(Response::new(QueryResponse {
+        events: page.events,
+        next_page: page.next.map(Cursor::token).unwrap_or_default(),
+        skipped: page.skipped,
+        resume_page: page.end.map(Cursor::token).unwrap_or_default(),
+    }))
 }
 
 pub(super) async fn sessions(state: &Arc<State>, req: Request<CollectorSessionsRequest>) -> Result<Response<CollectorSessionsResponse>, Status> {

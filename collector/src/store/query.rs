@@ -89,6 +89,11 @@ pub struct Page {
     pub skipped: Vec<String>,
     /// Where to continue; `None` when there is nothing more.
     pub next: Option<Cursor>,
+    /// When there is nothing more (`next` is `None`): where the log ended as this
+    /// query saw it, after its last record stored (matching or not). A later query
+    /// with the same filter from here returns exactly what was stored since,
+    /// whatever its times, so a follower needs no time window to find what is new.
+    pub end: Option<Cursor>,
     /// Encoded size of `events`.
     pub bytes: usize,
 }
@@ -168,10 +173,16 @@ impl Reader {
         let in_time = |t: i64| (spec.from == 0 || t >= spec.from) && (spec.to == 0 || t <= spec.to);
         let pos = match tx.open_table(POS) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Page::default()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Page { end: Some(Cursor::Start), ..Page::default() }),
             Err(e) => return Err(index_err(p)(e.into())),
         };
-        let mut page = Page::default();
+        // The last record this read's snapshot of the index holds: records are
+        // indexed in log order, so everything after it is stored later.
+        let end = match ix!(p, pos.last())? {
+            Some((k, v)) => Cursor::AfterN(Run::new(k.value(), v.value()).last()),
+            None => Cursor::Start,
+        };
+        let mut page = Page { end: Some(end), ..Page::default() };
         let mut scanned = 0usize;
         // Adds `ev` to the page unless it would pass the byte cap.
         let add = |n: u64, ev: Event, page: &mut Page| -> Took {
@@ -313,6 +324,9 @@ impl Reader {
                 }
             }
             page.next = next;
+        }
+        if page.next.is_some() {
+            page.end = None;
         }
         Ok(page)
     }

@@ -397,3 +397,42 @@ fn an_index_of_the_layout_before_runs_is_rebuilt_and_keeps_queued_commands() {
     let tx = r.db.begin_read().unwrap();
     assert!(!tx.list_tables().unwrap().any(|t| redb::TableHandle::name(&t) == "pos"));
 }
+
+/// A query that reached the end hands back where the log ended ([`Page::end`]): a
+/// later query from there, with the same filter, returns exactly the records stored
+/// since, whatever their times (an agent's spool delivered late carries old ones),
+/// keyed or not.
+#[test]
+fn a_finished_query_resumes_at_the_end_with_only_what_was_stored_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, r) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let session = QuerySpec { filter: Filter { session: Some("s-1".into()), ..Filter::default() }, limit: 100, ..QuerySpec::default() };
+    let all = QuerySpec { limit: 100, ..QuerySpec::default() };
+    let empty = r.query(&session, Cursor::Start).unwrap();
+    assert_eq!((empty.next, empty.end), (None, Some(Cursor::Start)), "an empty log ends at its start");
+    let one = |agent: &str, seqs: std::ops::RangeInclusive<u64>, t: i64| -> Vec<Event> { seqs.map(|q| ev(agent, "b", q, "s-1", t)).collect() };
+    s.append_batches(vec![one("a", 1..=10, 50_000)]).unwrap();
+    s.append_batches(vec![batch("c", "d", 1..=4)]).unwrap();
+    let first = r.query(&session, Cursor::Start).unwrap();
+    assert_eq!((seqs(&first.events), first.next), ((1..=10).collect(), None));
+    let end = first.end.expect("a finished query says where the log ended");
+    assert_eq!(end, Cursor::AfterN(14), "after the last record stored, not the last match");
+    let unkeyed_end = r.query(&all, Cursor::Start).unwrap().end.unwrap();
+    assert_eq!(unkeyed_end, end);
+    // Nothing new: nothing read again.
+    let again = r.query(&session, Cursor::parse(&end.token()).unwrap()).unwrap();
+    assert!(again.events.is_empty() && again.next.is_none() && again.end == Some(end), "{again:?}");
+    // New records of the session, one from a late spool with a time far older than
+    // anything read so far, and another session's between them.
+    s.append_batches(vec![one("z", 1..=1, 7)]).unwrap();
+    s.append_batches(vec![batch("c", "d", 5..=6)]).unwrap();
+    s.append_batches(vec![one("a", 11..=12, 60_000)]).unwrap();
+    let new = r.query(&session, end).unwrap();
+    let got: Vec<(String, u64)> = new.events.iter().map(|e| (e.agent_id.clone(), e.seq)).collect();
+    assert_eq!(got, [("z".to_owned(), 1), ("a".to_owned(), 11), ("a".to_owned(), 12)]);
+    assert_eq!(new.end, Some(Cursor::AfterN(19)));
+    assert_eq!(seqs(&r.query(&all, unkeyed_end).unwrap().events), [1, 5, 6, 11, 12]);
+    // A page that stops before the end has no end to resume at.
+    let paged = r.query(&QuerySpec { limit: 2, ..session.clone() }, Cursor::Start).unwrap();
+    assert!(paged.next.is_some() && paged.end.is_none(), "{paged:?}");
+}
