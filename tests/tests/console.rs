@@ -585,3 +585,46 @@ fn sessions_page_with_many_live_sessions() {
     assert!(median < 250.0, "a refresh of idle sessions read their events again: refresh median {median:.0} ms");
     drop(sessions);
 }
+
+/// A live session's report in collector mode takes in events the collector stores
+/// late with old times, as an agent's spool delivers them after an outage: the
+/// console reads on from where its last read ended in the log, not from a window
+/// before the newest event it saw (which left out anything older than 10 s).
+#[test]
+fn a_followed_report_takes_in_a_spool_delivered_late() {
+    use warrant_tests::collector::client::{exec_event, hello, open_stream, session_start};
+    let c = TestCollector::start(CollectorOptions::default());
+    let console = Console::start(&c, "responder");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let now = i64::try_from(warrant_tests::now_unix_ns()).expect("time");
+    let sid = "s-latespool";
+    let mut greeting = hello("agent-1", "host-1", "b-now");
+    greeting.pending_boots.push("b-before".into());
+    let mut a = rt.block_on(open_stream(&c.url(), &c.identity("agent-1"), greeting)).expect("stream");
+    let send = |a: &mut warrant_tests::collector::client::AgentStream, boot: &str, events: Vec<warrant_proto::Event>| {
+        let last = events.last().map_or(0, |e| e.seq);
+        rt.block_on(async {
+            assert!(a.send(events).await, "the stream closed");
+            a.wait_ack(boot, last).await
+        })
+        .expect("acked");
+    };
+    let mut now_events = vec![session_start("agent-1", "host-1", "b-now", 1, sid, "g-latespool")];
+    now_events.extend((2..=4).map(|q| exec_event("agent-1", "host-1", "b-now", q, sid, now + q as i64)));
+    send(&mut a, "b-now", now_events);
+    let commands = |what: &str| -> u64 {
+        let (st, resp) = console.raw(&format!("GET /api/sessions/{sid}/report HTTP/1.1\r\nHost: {}", console.addr), "");
+        assert_eq!(st, 200, "{what}: {resp}");
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {resp}"));
+        assert_eq!(v["caught_up"], true, "{what}: {v}");
+        v["commands_total"].as_u64().unwrap_or_else(|| panic!("{what}: no commands_total: {v}"))
+    };
+    assert_eq!(commands("first read"), 3);
+    // The agent's earlier boot's spool, two minutes old, arrives now; then a new command.
+    let old = now - 120_000_000_000;
+    send(&mut a, "b-before", (1..=5).map(|q| exec_event("agent-1", "host-1", "b-before", q, sid, old + q as i64)).collect());
+    send(&mut a, "b-now", vec![exec_event("agent-1", "host-1", "b-now", 5, sid, now + 5)]);
+    assert_eq!(commands("after the late spool"), 3 + 5 + 1, "the late spool's commands are in the report");
+    assert_eq!(commands("read again"), 9, "nothing is counted twice");
+}
