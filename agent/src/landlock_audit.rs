@@ -43,6 +43,14 @@ const NETLINK_AUDIT: libc::c_int = 9;
 const GROUP_READLOG: u32 = 1;
 const AUDIT_GET: u16 = 1000;
 const AUDIT_SET: u16 = 1001;
+const AUDIT_ADD_RULE: u16 = 1011;
+/// `AUDIT_FILTER_TASK`: the list the kernel checks when a task is created.
+const AUDIT_FILTER_TASK: u32 = 0x01;
+/// `AUDIT_NEVER`: no audit context for a task the rule matches.
+const AUDIT_NEVER: u32 = 0;
+/// `AUDIT_BITMASK_SIZE` and `AUDIT_MAX_FIELDS` of `struct audit_rule_data`.
+const AUDIT_BITMASK_SIZE: usize = 64;
+const AUDIT_MAX_FIELDS: usize = 64;
 const AUDIT_SYSCALL: u16 = 1300;
 const AUDIT_EOE: u16 = 1320;
 const AUDIT_LANDLOCK_ACCESS: u16 = 1423;
@@ -79,6 +87,8 @@ pub struct Denial {
     pub syscall: Option<u64>,
     /// The record's `blockers` as written, for the violation's detail.
     pub blockers: String,
+    /// The record's time (wall clock, milliseconds, from the kernel's coarse clock).
+    pub at_unix_ns: i64,
 }
 
 /// Something [`AuditReader::next`] read.
@@ -96,6 +106,9 @@ pub enum Record {
 pub struct Setup {
     /// Audit was off and the agent turned it on.
     pub enabled_audit: bool,
+    /// Before turning audit on, the agent added the task rule `never` (as
+    /// `auditctl -a never,task`), so no task gets an audit context.
+    pub no_task_contexts: bool,
     /// The backlog limit was raised to this.
     pub raised_backlog: Option<u32>,
 }
@@ -195,10 +208,11 @@ impl AuditReader {
     }
 
     fn take(&mut self, ty: u16, text: &str) {
-        let Some((serial, body)) = header(text) else { return };
+        let Some((serial, at_unix_ns, body)) = header(text) else { return };
         match ty {
             AUDIT_LANDLOCK_ACCESS => {
-                if let Some(d) = parse_access(body) {
+                if let Some(mut d) = parse_access(body) {
+                    d.at_unix_ns = at_unix_ns;
                     let p = self.pending.entry(serial).or_insert_with(|| Partial {
                         since: Instant::now(),
                         denials: Vec::new(),
@@ -291,9 +305,22 @@ fn configure() -> io::Result<Setup> {
     let n = status.len().min(size_of::<AuditStatus>());
     // SAFETY: copying at most the struct's size of plain bytes into plain data.
     unsafe { std::ptr::copy_nonoverlapping(status.as_ptr(), (&raw mut st).cast::<u8>(), n) };
-    let mut setup = Setup { enabled_audit: false, raised_backlog: None };
+    let mut setup = Setup { enabled_audit: false, no_task_contexts: false, raised_backlog: None };
     let mut set = AuditStatus::default();
     if st.enabled == 0 {
+        // Audit off and no audit daemon: nobody audits syscalls here, and turning
+        // audit on would give every task created from then on an audit context,
+        // which costs it ~80 ns on every syscall (docs/kernel.md §18). Landlock's
+        // records need audit on, not contexts: a task rule `never`, added first,
+        // keeps every task free of one. (Where a daemon runs, its rules stand.)
+        if st.pid == 0 {
+            match request(&fd, AUDIT_ADD_RULE, &never_task_rule()) {
+                Ok(_) => setup.no_task_contexts = true,
+                // Added by this agent before, and audit was turned off since.
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => setup.no_task_contexts = true,
+                Err(e) => tracing::warn!("cannot add the audit task rule `never` ({e}); every task created from now on gets an audit context"),
+            }
+        }
         set.mask |= AUDIT_STATUS_ENABLED;
         set.enabled = 1;
         setup.enabled_audit = true;
@@ -309,6 +336,19 @@ fn configure() -> io::Result<Setup> {
         request(&fd, AUDIT_SET, bytes)?;
     }
     Ok(setup)
+}
+
+/// `struct audit_rule_data` for `-a never,task`: on the task list, action never,
+/// no fields, every syscall in the mask (as auditctl writes it), no strings.
+fn never_task_rule() -> Vec<u8> {
+    let mut rule = Vec::with_capacity(4 * (4 + AUDIT_BITMASK_SIZE + 3 * AUDIT_MAX_FIELDS));
+    for word in [AUDIT_FILTER_TASK, AUDIT_NEVER, 0] {
+        rule.extend_from_slice(&word.to_ne_bytes());
+    }
+    rule.extend(std::iter::repeat_n(0xffu8, 4 * AUDIT_BITMASK_SIZE));
+    // fields, values, fieldflags, then buflen.
+    rule.extend(std::iter::repeat_n(0u8, 4 * (3 * AUDIT_MAX_FIELDS + 1)));
+    rule
 }
 
 /// Sends one request and returns the payload of its answer (empty for a bare ack).
@@ -391,11 +431,14 @@ fn split_message(data: &[u8]) -> Option<(u16, &str, &[u8])> {
 }
 
 /// `audit(SECONDS.MILLIS:SERIAL): BODY` → (serial, body).
-fn header(text: &str) -> Option<(u64, &str)> {
+fn header(text: &str) -> Option<(u64, i64, &str)> {
     let rest = text.strip_prefix("audit(")?;
     let (stamp, body) = rest.split_once("): ")?;
-    let serial = stamp.rsplit_once(':')?.1.parse().ok()?;
-    Some((serial, body))
+    let (time, serial) = stamp.rsplit_once(':')?;
+    let serial = serial.parse().ok()?;
+    let (sec, ms) = time.split_once('.')?;
+    let (sec, ms): (i64, i64) = (sec.parse().ok()?, ms.parse().ok()?);
+    Some((serial, sec.checked_mul(1_000_000_000)?.checked_add(ms * 1_000_000)?, body))
 }
 
 /// `key=value` pairs; a value is `"quoted"` or a bare token, and a bare token that
@@ -437,7 +480,7 @@ fn parse_access(body: &str) -> Option<Denial> {
     let path = f.get("path")?.clone();
     let domain = u64::from_str_radix(f.get("domain")?, 16).ok()?;
     let wanted = wanted(&blockers)?;
-    Some(Denial { domain, path, wanted, pid: None, syscall: None, blockers })
+    Some(Denial { domain, path, wanted, pid: None, syscall: None, blockers, at_unix_ns: 0 })
 }
 
 /// The strongest access among `blockers` (`fs.read_file,fs.write_file`, …); `None`
@@ -499,6 +542,7 @@ mod tests {
                 pid: Some(31357),
                 syscall: Some(257),
                 blockers: "fs.read_file".into(),
+                at_unix_ns: 1_796_605_219_924_000_000,
             }))
         );
         assert!(r.ready.is_empty() && r.pending.is_empty());
@@ -531,6 +575,8 @@ mod tests {
     #[test]
     fn malformed_records_are_ignored() {
         assert_eq!(header("audit(1.2:x): a=b"), None);
+        assert_eq!(header("audit(12:3): a=b"), None, "no milliseconds");
+        assert_eq!(header("audit(1.002:3): a=b"), Some((3, 1_002_000_000, "a=b")));
         assert_eq!(header("no header"), None);
         assert_eq!(parse_access("domain=zz blockers=fs.read_file path=\"/x\""), None);
         assert!(split_message(&[1, 0, 0]).is_none());

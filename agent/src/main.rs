@@ -253,16 +253,18 @@ async fn daemon(config: Config) -> Result<()> {
 
     let mut tasks = Vec::new();
     let (react_tx, react_rx) = tokio::sync::mpsc::unbounded_channel();
+    let refusals = Arc::new(events::refusals::Refusals::default());
     tasks.push(tokio::spawn({
-        let (sink, stats, subjects, react_tx) = (sink.clone(), Arc::clone(&stats), ring_subjects, react_tx.clone());
+        let (sink, stats, subjects, react_tx, refusals) =
+            (sink.clone(), Arc::clone(&stats), ring_subjects, react_tx.clone(), Arc::clone(&refusals));
         async move {
-            if let Err(e) = events::read_ring(ring, ring_read, sink, stats, subjects, react_tx).await {
+            if let Err(e) = events::read_ring(ring, ring_read, sink, stats, subjects, react_tx, refusals).await {
                 warn!("ring buffer reader stopped: {e:#}");
             }
         }
     }));
     // Landlock's refusals, with the paths the kernel resolved, for kill rules on files.
-    let logging = events::denials::start(Arc::clone(&host), denial_subjects, sink.clone(), react_tx.clone());
+    let logging = events::denials::start(Arc::clone(&host), denial_subjects, sink.clone(), react_tx.clone(), refusals);
     landlock_audit::set_logging(logging);
     tasks.push(tokio::spawn(events::react_loop(Arc::clone(&host), react_rx)));
     tasks.push(tokio::spawn({

@@ -380,6 +380,41 @@ fn kill_session_rules_hold_on_the_resolved_path() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+/// A `kill` rule reached through a name it does not spell (a symlink) still kills
+/// only the process that made the call: the kernel's record of the refusal names
+/// the resolved path, and the caller is the one the agent pins it on (from the
+/// audit `SYSCALL` record where the task has an audit context, else from the ring's
+/// refused call at that time); the shell and a sibling live on.
+#[test]
+fn a_kill_rule_through_a_symlink_kills_only_the_caller() {
+    let agent = TestAgent::start_default();
+    let fx = Fixture::new(&agent);
+    let grant = grant_with(&agent, &fx.policy(&agent), "5m");
+    let bin = testbin();
+    let kill = fx.path("kill.txt");
+    let scratch = tempfile_dir("kill-caller");
+    let alias = scratch.join("alias");
+    let alias = alias.display();
+    let mark = Marker::new();
+    let script = format!("ln -s {kill} {alias}; sleep 60 & {bin} attempt read {alias} --linger 20; echo shell-alive; sleep 2; kill $!; wait; echo done");
+    let started = std::time::Instant::now();
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script]);
+    let v = agent.wait_for_event(|e| audit::is("violation", s.id())(e) && audit::str_field(e, "path") == kill, T);
+    assert_eq!((v["action"].as_str(), v["prevented"].as_bool()), (Some("kill"), Some(true)), "{v}");
+    let k = agent.wait_for_event(|e| audit::is("kill", s.id())(e), T);
+    assert_eq!((k["reason"].as_str(), k["killed"].as_u64()), (Some("policy"), Some(1)), "one process killed: {k}");
+    assert_eq!(k["pid"], v["pid"], "the kill is the violation's caller: {k} {v}");
+    let attempt = agent.events().into_iter().find(|e| {
+        audit::is("exec", s.id())(e) && e["argv"].as_array().is_some_and(|a| a.iter().any(|x| x == "attempt"))
+    });
+    let attempt = attempt.expect("the attempt's exec is on the record");
+    assert_eq!(v["pid"], attempt["pid"], "the caller named is the process that read: {v} {attempt}");
+    let status = s.wait_for(Duration::from_secs(30));
+    assert!(status.success(), "the session's shell was killed too: {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "the caller lingered: {:?}", started.elapsed());
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
 /// A fresh directory under the system's temporary directory, outside the agent's.
 fn tempfile_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("warrant-{what}-{}-{:x}", std::process::id(), rand_u64()));

@@ -9,6 +9,10 @@
 //! passed is the path itself; a decision here waits [`SETTLE`] and acts only if the
 //! session (for `kill-session`) or the process (for `kill`) is still alive, so one
 //! refusal makes one violation.
+//!
+//! The caller's pid comes with the record only from a task with an audit context,
+//! which the agent keeps tasks free of where it can; otherwise it is the one
+//! process of the session the ring saw refused at that time ([`super::refusals`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
+use super::refusals::{Caller, Refusals};
 use super::{EventSink, Subjects, agent_event};
 use crate::host::Host;
 use crate::landlock_audit::{AuditReader, Denial, Record};
@@ -25,11 +30,20 @@ use crate::{file_rules, ids};
 
 /// How long a decision here leaves the ring's decision of the same refusal to act.
 const SETTLE: Duration = Duration::from_millis(50);
+/// How long a refusal without a pid waits for the ring's record of the same call
+/// (the ring is read every few ms, later when the agent is behind).
+const FIND_CALLER: Duration = Duration::from_secs(1);
 
 /// Starts reading Landlock's refusals; `false` (with a warning) when this kernel or
 /// this process cannot (no audit support, no CAP_AUDIT_READ, Landlock before ABI 7).
 /// Sessions ask Landlock to log only when this returned `true`.
-pub fn start(host: Arc<Host>, subjects: Subjects, sink: EventSink, reactions: mpsc::UnboundedSender<pb::Event>) -> bool {
+pub fn start(
+    host: Arc<Host>,
+    subjects: Subjects,
+    sink: EventSink,
+    reactions: mpsc::UnboundedSender<pb::Event>,
+    refusals: Arc<Refusals>,
+) -> bool {
     let (mut reader, setup) = match AuditReader::open() {
         Ok(r) => r,
         Err(e) => {
@@ -39,6 +53,9 @@ pub fn start(host: Arc<Host>, subjects: Subjects, sink: EventSink, reactions: mp
     };
     if setup.enabled_audit {
         info!("turned the kernel's audit subsystem on, so Landlock reports what it refuses (auditd is not needed)");
+    }
+    if setup.no_task_contexts {
+        info!("added the audit task rule `never` first: no task gets an audit context, which would cost it on every syscall");
     }
     if let Some(n) = setup.raised_backlog {
         info!(backlog_limit = n, "raised the kernel's audit backlog limit");
@@ -77,8 +94,10 @@ pub fn start(host: Arc<Host>, subjects: Subjects, sink: EventSink, reactions: mp
                 Record::Denial(d) => {
                     let Some(sid) = domains.get(&d.domain).copied().or_else(|| session_of_caller(&host, &d)) else { continue };
                     if let Some(ev) = decide(&host, &subjects, sid, &d) {
-                        let (host, sink, reactions) = (Arc::clone(&host), sink.clone(), reactions.clone());
-                        tokio::spawn(async move { act(&host, &sink, &reactions, sid, ev).await });
+                        let (host, sink, reactions, refusals) =
+                            (Arc::clone(&host), sink.clone(), reactions.clone(), Arc::clone(&refusals));
+                        let at = d.at_unix_ns;
+                        tokio::spawn(async move { act(&host, &sink, &reactions, &refusals, sid, at, ev).await });
                     }
                 }
                 Record::Overrun => {
@@ -123,9 +142,32 @@ fn decide(host: &Host, subjects: &Subjects, sid: u64, d: &Denial) -> Option<pb::
 }
 
 /// Records the violation and passes it to the react stage, unless the ring's
-/// decision of the same refusal has acted already.
-async fn act(host: &Host, sink: &EventSink, reactions: &mpsc::UnboundedSender<pb::Event>, sid: u64, mut ev: pb::Event) {
+/// decision of the same refusal has acted already. A refusal the audit record
+/// dates at `at_ns` without a pid gets the caller the ring saw refused then.
+async fn act(
+    host: &Host,
+    sink: &EventSink,
+    reactions: &mpsc::UnboundedSender<pb::Event>,
+    refusals: &Refusals,
+    sid: u64,
+    at_ns: i64,
+    mut ev: pb::Event,
+) {
     tokio::time::sleep(SETTLE).await;
+    if ev.pid == 0 {
+        let give_up = tokio::time::Instant::now() + FIND_CALLER;
+        loop {
+            match refusals.caller(sid, at_ns) {
+                Caller::One(pid, tid) => {
+                    (ev.pid, ev.tid) = (pid, tid);
+                    break;
+                }
+                Caller::Several => break,
+                Caller::Unseen if tokio::time::Instant::now() >= give_up => break,
+                Caller::Unseen => tokio::time::sleep(SETTLE).await,
+            }
+        }
+    }
     let Some(Kind::Violation(v)) = &ev.event else { return };
     let pending = match v.action.as_str() {
         "kill-session" => host.live_session_grant(sid).is_some(),

@@ -19,6 +19,8 @@
 //!   reports, spool, audit log, watchers.
 //! - [`denials`]: Landlock's audit records of refusals, with the path the kernel
 //!   resolved: `kill` and `kill-session` file rules decided again on it.
+//! - [`refusals`]: the ring's recent `EACCES` refusals per session, which name the
+//!   caller of a Landlock record that came without one.
 //! - [`react`]: acting on violations the kernel could only start (tree kills,
 //!   process kills, socket drops).
 //!
@@ -38,6 +40,7 @@ pub mod enrich;
 pub mod react;
 pub mod read;
 pub mod record;
+pub mod refusals;
 
 use std::{
     collections::HashMap,

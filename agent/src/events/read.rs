@@ -13,6 +13,7 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracing::warn;
 use warrant_proto::v1::{self as pb, event::Event as Kind};
 
+use super::refusals::Refusals;
 use super::{EventSink, READ_BATCH, Stats, Subjects, agent_event, decode, enrich, react};
 use crate::clock;
 
@@ -33,6 +34,7 @@ pub async fn read_ring(
     stats: Arc<Stats>,
     subjects: Subjects,
     reactions: mpsc::UnboundedSender<pb::Event>,
+    refusals: Arc<Refusals>,
 ) -> Result<()> {
     // SAFETY: the ring buffer owns its descriptor and is moved into the AsyncFd, so
     // the descriptor stays open (and is the same file) for as long as it is registered.
@@ -46,12 +48,12 @@ pub async fn read_ring(
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard.context("failed to wait on the ring buffer")?;
-                if !drain(guard.get_inner_mut(), &mut batch, &mut shares, &stats, &subjects) {
+                if !drain(guard.get_inner_mut(), &mut batch, &mut shares, &stats, &subjects, &refusals) {
                     guard.clear_ready();
                 }
             }
             _ = tick.tick() => {
-                drain(fd.get_mut(), &mut batch, &mut shares, &stats, &subjects);
+                drain(fd.get_mut(), &mut batch, &mut shares, &stats, &subjects, &refusals);
             }
         }
         if batch.is_empty() {
@@ -77,6 +79,7 @@ fn drain(
     shares: &mut ReadShares,
     stats: &Stats,
     subjects: &Subjects,
+    refusals: &Refusals,
 ) -> bool {
     let offset = clock::boot_to_wall_ns();
     let mut more = false;
@@ -85,6 +88,7 @@ fn drain(
         match decode::decode(&record, offset) {
             Ok(mut ev) => {
                 enrich::name_unix_peer(&mut ev);
+                refusals.note(&ev);
                 let extra = enrich::file_violation(&ev, subjects);
                 batch.push(ev);
                 batch.extend(extra);
