@@ -430,15 +430,18 @@ fn split_message(data: &[u8]) -> Option<(u16, &str, &[u8])> {
     Some((ty, std::str::from_utf8(body).unwrap_or(""), rest))
 }
 
-/// `audit(SECONDS.MILLIS:SERIAL): BODY` → (serial, body).
+/// `audit(SECONDS.MILLIS:SERIAL): BODY` → (serial, time in ns, body); the time is 0
+/// when it does not read as one (the serial is what ties records together).
 fn header(text: &str) -> Option<(u64, i64, &str)> {
     let rest = text.strip_prefix("audit(")?;
     let (stamp, body) = rest.split_once("): ")?;
     let (time, serial) = stamp.rsplit_once(':')?;
     let serial = serial.parse().ok()?;
-    let (sec, ms) = time.split_once('.')?;
-    let (sec, ms): (i64, i64) = (sec.parse().ok()?, ms.parse().ok()?);
-    Some((serial, sec.checked_mul(1_000_000_000)?.checked_add(ms * 1_000_000)?, body))
+    let at_ns = time.split_once('.').and_then(|(sec, ms)| {
+        let (sec, ms): (i64, i64) = (sec.parse().ok()?, ms.parse().ok()?);
+        sec.checked_mul(1_000_000_000)?.checked_add(ms.checked_mul(1_000_000)?)
+    });
+    Some((serial, at_ns.unwrap_or(0), body))
 }
 
 /// `key=value` pairs; a value is `"quoted"` or a bare token, and a bare token that
@@ -575,7 +578,7 @@ mod tests {
     #[test]
     fn malformed_records_are_ignored() {
         assert_eq!(header("audit(1.2:x): a=b"), None);
-        assert_eq!(header("audit(12:3): a=b"), None, "no milliseconds");
+        assert_eq!(header("audit(12:3): a=b"), Some((3, 0, "a=b")), "no milliseconds: no time");
         assert_eq!(header("audit(1.002:3): a=b"), Some((3, 1_002_000_000, "a=b")));
         assert_eq!(header("no header"), None);
         assert_eq!(parse_access("domain=zz blockers=fs.read_file path=\"/x\""), None);
