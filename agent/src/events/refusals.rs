@@ -29,7 +29,10 @@ const EACCES: i32 = 13;
 const KEEP: usize = 64;
 /// How far apart the times of a ring record and an audit record of the same call
 /// may be: the audit clock's tick and millisecond cut, with room to spare.
-pub const WINDOW_NS: i64 = 50_000_000;
+const WINDOW_NS: i64 = 50_000_000;
+/// How long a session with no new refusal keeps its list once there are many
+/// sessions: far longer than an audit record waits for its caller (a second).
+const FORGET_NS: i64 = 60_000_000_000;
 
 /// One refused call seen on the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +82,7 @@ impl Refusals {
         let mut all = self.by_session.lock().unwrap_or_else(PoisonError::into_inner);
         // Sessions that stopped being refused are forgotten, so the map stays small.
         if all.len() > 256 {
-            all.retain(|_, q| q.back().is_some_and(|s| at_ns - s.at_ns < 60_000_000_000));
+            all.retain(|_, q| q.back().is_some_and(|s| at_ns - s.at_ns < FORGET_NS));
         }
         let q = all.entry(sid).or_default();
         if q.len() >= KEEP {
