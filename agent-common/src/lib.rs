@@ -10,11 +10,13 @@
 //! - [`event`]: the records the programs write into the ring buffer.
 //! - [`offsets`]: kernel struct offsets resolved by the agent from the running
 //!   kernel's BTF and handed to the programs as a read-only global.
+//! - [`kfunc`]: the kernel functions the programs call, bound by the agent at load.
 //! - [`policy`]: actions and the network rules kept in an LPM trie.
 //! - [`syscalls`]: the syscalls a session may not make (seccomp, kernel map, names).
 #![no_std]
 
 pub mod event;
+pub mod kfunc;
 pub mod maps;
 pub mod offsets;
 pub mod policy;

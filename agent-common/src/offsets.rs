@@ -106,6 +106,12 @@ pub struct KernelOffsets {
     /// `task_struct.comm`, the command name (16 bytes), loaded directly rather than
     /// through `bpf_get_current_comm`.
     pub task_comm: u32,
+    /// BTF type ids (not offsets) of `struct file`, `struct dentry` and `struct
+    /// mount`, the types `bpf_rdonly_cast` gives pointers the verifier sees as
+    /// numbers (see [`crate::kfunc`]), so the path walk loads their fields directly.
+    pub btf_file: u32,
+    pub btf_dentry: u32,
+    pub btf_mount: u32,
     /// Nonzero once filled in; programs do nothing while it is zero, so an object
     /// loaded without offsets stays inert instead of reading wrong memory.
     pub valid: u32,

@@ -40,6 +40,41 @@ pub fn load<T>(base: *const u8, offset: usize) -> T {
     unsafe { core::ptr::read_volatile(base.wrapping_add(offset).cast::<T>()) }
 }
 
+/// The immediate of the kfunc call [`cast`] emits, until the agent replaces it with
+/// `bpf_rdonly_cast`'s BTF id in the running kernel (`warrant_common::kfunc`).
+const CAST_MARKER: u64 = warrant_common::kfunc::CALL_MARKER_INSN;
+
+/// `ptr` as a `struct` of BTF type `type_id` (a constant from `OFFSETS`) to the
+/// verifier: the kfunc `bpf_rdonly_cast`, which the verifier replaces with a plain
+/// move. Fields of the result (and the pointers loaded from them, transitively)
+/// are then read with [`load`], one guarded instruction each, where a pointer the
+/// verifier sees as a number (read from an array of pointers, or by a helper) would
+/// need a `bpf_probe_read_kernel` call per read.
+///
+/// Rust's BPF target has no way to name a kernel function, so the call is written
+/// as its instruction with a marker for the function's id, which the agent patches
+/// before load.
+#[inline(always)]
+pub fn cast(ptr: *const u8, type_id: usize) -> *const u8 {
+    let out: *const u8;
+    // SAFETY: the instruction is `r0 = bpf_rdonly_cast(r1, r2)` once patched; it
+    // reads and writes no memory, and a call clobbers r1-r5.
+    unsafe {
+        core::arch::asm!(
+            ".8byte {insn}",
+            insn = const CAST_MARKER,
+            inlateout("r1") ptr => _,
+            inlateout("r2") type_id => _,
+            lateout("r0") out,
+            lateout("r3") _,
+            lateout("r4") _,
+            lateout("r5") _,
+            options(pure, nomem, nostack),
+        );
+    }
+    out
+}
+
 /// [`load`] of a pointer field, `None` when it is null.
 #[inline(always)]
 pub fn load_ptr(base: *const u8, offset: usize) -> Option<*const u8> {
@@ -63,8 +98,9 @@ pub fn read_ptr(base: *const u8, offset: usize) -> Option<*const u8> {
 }
 
 /// The `struct file *` behind descriptor `fd` of `task` (the current task, as
-/// `bpf_get_current_task_btf` gives it). The descriptor array is a `struct file **`,
-/// which the verifier types as a plain number, so its slot is read with a helper.
+/// `bpf_get_current_task_btf` gives it), typed for the verifier ([`cast`]) so its
+/// fields are loaded directly. The descriptor array is a `struct file **`, which the
+/// verifier types as a plain number, so its slot is read with a helper.
 #[inline(always)]
 pub fn fd_file(task: *const u8, fd: u64) -> Option<*const u8> {
     let files = load_ptr(task, off!(task_files))?;
@@ -74,5 +110,5 @@ pub fn fd_file(task: *const u8, fd: u64) -> Option<*const u8> {
         return None;
     }
     let array: *const u8 = load(fdt, off!(fdtable_fd));
-    read_ptr(array, (fd as usize) * 8)
+    read_ptr(array, (fd as usize) * 8).map(|f| cast(f, off!(btf_file)))
 }

@@ -23,6 +23,8 @@
 // compare-and-swap, so core's atomic types have no read-modify-write methods.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
+// `asm!` on the BPF target: the kfunc call in `kernel::cast`.
+#![feature(asm_experimental_arch)]
 
 mod emit;
 mod exec;

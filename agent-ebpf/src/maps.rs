@@ -87,14 +87,13 @@ pub static TCP_SOCKETS: LruHashMap<u64, SockOwner, { TCP_SOCKET_ENTRIES as usize
 #[btf_map]
 pub static DATAGRAM_PEERS: LruHashMap<DatagramPeer, u64, { DATAGRAM_PEER_ENTRIES as usize }> = LruHashMap::new();
 
+/// Per-CPU state of a dentry walk between its steps (see `path.rs`).
+#[btf_map]
+pub static WALK: PerCpuArray<crate::path::Walk, 1> = PerCpuArray::new();
+
 /// Per-CPU buffer the dentry walk writes into (see `path.rs`).
 #[btf_map]
 pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_BUF], 1> = PerCpuArray::new();
-
-/// Per-CPU room for one step of the dentry walk: a dentry's parent, name and inline
-/// name in one read (see `path.rs`; the callback's stack has no 72 bytes to spare).
-#[btf_map]
-pub static DENTRY_WORDS: PerCpuArray<[u64; 9], 1> = PerCpuArray::new();
 
 /// Per-CPU room to build a `file_open`/`exec_failed` record in before it is sent
 /// cut short (see `emit::output_prefix`). Filled and sent by the `sys_exit`

@@ -23,22 +23,29 @@ use warrant_common::{
 };
 
 use crate::{
-    kernel::{off, read, read_ptr},
-    maps::{DENTRY_WORDS, OPEN_RECORD, PATH_SCRATCH},
+    kernel::{cast, load, load_ptr, off, read_ptr},
+    maps::{OPEN_RECORD, PATH_SCRATCH, WALK},
 };
 
-/// State carried between steps (on the caller's stack; scalars only).
+/// State carried between steps, in the per-CPU `WALK` map. Its pointers are plain
+/// numbers there, cast back to their BTF types ([`cast`], a register move) at each
+/// step: a map value reads as an unknown number, so the verifier checks one step
+/// and every later one matches it, where pointers and a growing length kept on the
+/// stack made it explore step after step (past its 1M-instruction limit).
 #[repr(C)]
-struct Walk {
-    dentry: *const u8,
-    mount: *const u8,
-    mount_root: *const u8,
+pub struct Walk {
+    dentry: u64,
+    mount: u64,
+    mount_root: u64,
     len: u64,
     /// Set once the walk reached a root: the path is complete.
     complete: u64,
-    /// Nonzero: the steps write straight into `OPEN_RECORD`'s path rather than into
-    /// `PATH_SCRATCH` (see [`resolve_open_file`]).
-    in_place: u64,
+}
+
+/// What a walk found: the bytes written and whether it reached a root.
+struct Walked {
+    len: u64,
+    complete: bool,
 }
 
 /// Fills `out` with the path of `path` (a `struct path *`).
@@ -66,115 +73,97 @@ pub unsafe fn resolve(path: *const u8, out: *mut RawPath) {
         bpf_probe_read_kernel((&raw mut (*out).data).cast(), want, scratch.cast_const().cast())
     };
     let len = if copied == 0 { walk.len as usize } else { 0 };
-    let flags = if walk.complete != 0 && copied == 0 { 0 } else { PATH_TRUNCATED };
+    let flags = if walk.complete && copied == 0 { 0 } else { PATH_TRUNCATED };
     unsafe { set(out, len, flags) };
 }
 
-/// The path of the open file `file` (a `struct file *`) into `OPEN_RECORD`'s path,
-/// written in place by the steps (the copy out of the scratch buffer would be one
-/// helper call more per file event); returns the file's `f_flags`. On the usual
-/// layout (`f_flags` a few words before `f_path`) one read gives the flags and both
-/// pointers of the path, two helper calls less than reading them one by one.
+/// The path of the open file `file` (a `struct file *` as [`fd_file`] gives it,
+/// typed for the verifier) into `OPEN_RECORD`'s path, written in place by the steps
+/// (the copy out of the scratch buffer would be one helper call more per file
+/// event); returns the file's `f_flags`.
+///
+/// [`fd_file`]: crate::kernel::fd_file
 ///
 /// # Safety
 /// `OPEN_RECORD` must not be in use by another part of this program run.
 #[inline(always)]
 pub unsafe fn resolve_open_file(file: *const u8) -> u32 {
-    let flags_at = off!(file_flags);
+    let flags: u32 = load(file, off!(file_flags));
     let path_at = off!(file_path);
-    let (mnt_at, dentry_at) = (path_at + off!(path_mnt), path_at + off!(path_dentry));
-    let start = flags_at & !7;
-    // A pointer word that lies whole in the read, past the flags.
-    let fits = |at: usize| at % 8 == 0 && at > start && at < start + HEAD_READ;
-    let (flags, mnt, dentry) = match DENTRY_WORDS.get_ptr_mut(0) {
-        Some(words) if fits(mnt_at) && fits(dentry_at) => {
-            if unsafe { bpf_probe_read_kernel(words.cast(), HEAD_READ as u32, file.wrapping_add(start).cast()) } != 0 {
-                (0, core::ptr::null(), core::ptr::null()) // no path: marked truncated below
-            } else {
-                let w = unsafe { &*words };
-                let word = |at: usize| {
-                    let i = (at - start) / 8;
-                    if i < HEAD_READ / 8 { w[i] } else { 0 }
-                };
-                let flags = (word(flags_at & !7) >> ((flags_at % 8) * 8)) as u32;
-                (flags, word(mnt_at) as *const u8, word(dentry_at) as *const u8)
-            }
-        }
-        _ => {
-            let path = file.wrapping_add(path_at);
-            let flags = read::<u32>(file, flags_at).unwrap_or(0);
-            let mnt = read_ptr(path, off!(path_mnt)).unwrap_or(core::ptr::null());
-            let dentry = read_ptr(path, off!(path_dentry)).unwrap_or(core::ptr::null());
-            (flags, mnt, dentry)
-        }
-    };
+    let mnt = load_ptr(file, path_at + off!(path_mnt)).unwrap_or(core::ptr::null());
+    let dentry = load_ptr(file, path_at + off!(path_dentry)).unwrap_or(core::ptr::null());
     let Some(rec) = OPEN_RECORD.get_ptr_mut(0) else { return flags };
     let out = unsafe { &raw mut (*rec).path };
     match walk_from(dentry, mnt, 1) {
-        Some(w) => unsafe { set(out, w.len as usize, if w.complete != 0 { 0 } else { PATH_TRUNCATED }) },
+        Some(w) => unsafe { set(out, w.len as usize, if w.complete { 0 } else { PATH_TRUNCATED }) },
         None => unsafe { set(out, 0, PATH_TRUNCATED) },
     }
     flags
 }
 
-/// Bytes [`resolve_open_file`] reads from `f_flags` (rounded down to a word) on:
-/// through the end of `f_path` on the layouts seen (flags at 40, path at 64).
-const HEAD_READ: usize = 48;
-
 /// Walks from `path` (a `struct path *`) up to the root, the components landing in
 /// the scratch buffer (`in_place` 0) or in `OPEN_RECORD`'s path (1).
 #[inline(always)]
-fn walk(path: *const u8, in_place: u64) -> Option<Walk> {
+fn walk(path: *const u8, in_place: u64) -> Option<Walked> {
     let (Some(dentry), Some(vfsmount)) = (read_ptr(path, off!(path_dentry)), read_ptr(path, off!(path_mnt))) else {
         return None;
     };
     walk_from(dentry, vfsmount, in_place)
 }
 
-/// [`walk`] from a path's two pointers.
+/// [`walk`] from a path's two pointers; every step loads the fields it needs
+/// directly through them (a step that read them with `bpf_probe_read_kernel` paid
+/// a helper call per component).
 #[inline(always)]
-fn walk_from(dentry: *const u8, vfsmount: *const u8, in_place: u64) -> Option<Walk> {
+fn walk_from(dentry: *const u8, vfsmount: *const u8, mut in_place: u64) -> Option<Walked> {
     if dentry.is_null() || vfsmount.is_null() {
         return None;
     }
-    let mut walk = core::mem::MaybeUninit::<Walk>::uninit();
-    let w = walk.as_mut_ptr();
-    // Field by field, the zeros as volatile stores: LLVM turns zeroed words side by
-    // side into a call of the object's `memset`, a byte loop (16 ns of a file event).
+    let w = WALK.get_ptr_mut(0)?;
+    // `struct vfsmount` is embedded in `struct mount`: step back to the container.
+    let mount = cast(vfsmount.wrapping_sub(off!(mount_mnt)), off!(btf_mount));
     unsafe {
-        (&raw mut (*w).dentry).write(dentry);
-        // `struct vfsmount` is embedded in `struct mount`: step back to the container.
-        (&raw mut (*w).mount).write(vfsmount.wrapping_sub(off!(mount_mnt)));
-        (&raw mut (*w).mount_root).write(read_ptr(vfsmount, off!(vfsmount_root)).unwrap_or(core::ptr::null()));
-        (&raw mut (*w).len).write_volatile(0);
-        (&raw mut (*w).complete).write_volatile(0);
-        (&raw mut (*w).in_place).write(in_place);
-        bpf_loop(PATH_MAX_DEPTH, step as *mut c_void, w.cast(), 0);
-        Some(walk.assume_init())
+        (*w).dentry = dentry as u64;
+        (*w).mount = mount as u64;
+        (*w).mount_root = mount_root(mount) as u64;
+        (*w).len = 0;
+        (*w).complete = 0;
+        bpf_loop(PATH_MAX_DEPTH, step as *mut c_void, (&raw mut in_place).cast(), 0);
+        Some(Walked { len: (*w).len, complete: (*w).complete != 0 })
     }
 }
 
-/// One step up the tree. Returns 1 to stop the loop, 0 to go on.
+/// The root dentry of `mount` (a `struct mount *`), null if it has none.
+#[inline(always)]
+fn mount_root(mount: *const u8) -> *const u8 {
+    load_ptr(mount.wrapping_add(off!(mount_mnt)), off!(vfsmount_root)).unwrap_or(core::ptr::null())
+}
+
+/// One step up the tree; `ctx` points to the walk's `in_place` flag (nonzero: the
+/// steps write straight into `OPEN_RECORD`'s path rather than into
+/// `PATH_SCRATCH`). Returns 1 to stop the loop, 0 to go on.
 unsafe extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
-    let w = unsafe { &mut *ctx.cast::<Walk>() };
+    let Some(w) = WALK.get_ptr_mut(0) else { return 1 };
+    let w = unsafe { &mut *w };
+    let in_place = unsafe { *ctx.cast::<u64>() };
     if w.dentry == w.mount_root {
-        let Some(parent) = read_ptr(w.mount, off!(mount_parent)) else { return 1 };
-        if parent == w.mount {
+        let mount = cast(w.mount as *const u8, off!(btf_mount));
+        let Some(parent) = load_ptr(mount, off!(mount_parent)) else { return 1 };
+        if parent == mount {
             w.complete = 1; // the root of the mount tree
             return 1;
         }
-        let Some(mountpoint) = read_ptr(w.mount, off!(mount_mountpoint)) else { return 1 };
-        w.dentry = mountpoint;
-        w.mount = parent;
-        w.mount_root = read_ptr(parent.wrapping_add(off!(mount_mnt)), off!(vfsmount_root))
-            .unwrap_or(core::ptr::null());
+        let Some(mountpoint) = load_ptr(mount, off!(mount_mountpoint)) else { return 1 };
+        w.dentry = mountpoint as u64;
+        w.mount = parent as u64;
+        w.mount_root = mount_root(parent) as u64;
         return 0;
     }
     let len = w.len as usize;
     if len >= PATH_DATA {
         return 1; // out of room: the path stays marked truncated
     }
-    let buf: *mut u8 = if w.in_place != 0 {
+    let buf: *mut u8 = if in_place != 0 {
         let Some(rec) = OPEN_RECORD.get_ptr_mut(0) else { return 1 };
         unsafe { (&raw mut (*rec).path.data).cast() }
     } else {
@@ -182,112 +171,40 @@ unsafe extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
         buf.cast()
     };
     let dst = unsafe { buf.add(len & (PATH_DATA - 1)) };
-    let dentry = w.dentry;
-    // The parent, the name's pointer, and, when the name lives in the inline store,
-    // its length, the words read and the store's first word among them.
-    let mut inline: Option<(usize, &[u64; SHORT_READ_WORDS], usize)> = None;
-    let (parent, name) = if let Some(g) = ShortName::layout() {
-        // One read gives the parent, the name's length and pointer, and the inline
-        // name: a name that lives there is copied from it, no second helper call.
-        let Some(buf) = DENTRY_WORDS.get_ptr_mut(0) else { return 1 };
-        let src = dentry.wrapping_add(off!(dentry_parent));
-        if unsafe { bpf_probe_read_kernel(buf.cast(), (SHORT_READ_WORDS * 8) as u32, src.cast()) } != 0 {
-            return 1;
-        }
-        let words = unsafe { &*buf };
-        let word = |i: usize| if i < SHORT_READ_WORDS { words[i] } else { 0 };
-        let name = word(g.name / 8) as *const u8;
-        let name_len = (word(g.len / 8) >> ((g.len % 8) * 8)) as u32 as usize;
-        if name as usize == dentry as usize + off!(dentry_short_name) && name_len < DENTRY_SHORT_NAME {
-            inline = Some((name_len, words, g.short / 8));
-        }
-        (words[0] as *const u8, name)
-    } else {
-        let Some(pn) = parent_and_name(dentry) else { return 1 };
-        pn
-    };
-    if parent.is_null() {
-        return 1;
-    }
+    let dentry = cast(w.dentry as *const u8, off!(btf_dentry));
+    let Some(parent) = load_ptr(dentry, off!(dentry_parent)) else { return 1 };
     if parent == dentry {
         w.complete = 1; // root of a filesystem that is not mounted (pipe, socket, ...)
         return 1;
     }
-    w.dentry = parent;
-    let n = match inline {
-        Some((name_len, words, short)) => {
-            for k in 0..DENTRY_SHORT_NAME / 8 {
-                let v = if short + k < SHORT_READ_WORDS { words[short + k] } else { 0 };
-                for b in 0..8 {
-                    unsafe { *dst.add(k * 8 + b) = (v >> (b * 8)) as u8 };
-                }
-            }
-            unsafe { *dst.add(name_len) = 0 };
-            (name_len + 1) as i64
+    let name: u64 = load(dentry, off!(dentry_name_ptr));
+    let short = off!(dentry_short_name);
+    // A name shorter than the inline store lives in it (`d_name.name` points there):
+    // copied from the dentry a word at a time, no helper call.
+    let n = if short != 0 && name == (dentry as u64).wrapping_add(short as u64) {
+        let name_len = load::<u32>(dentry, off!(dentry_name_len)) as usize;
+        if name_len >= DENTRY_SHORT_NAME {
+            return 1;
         }
-        _ if name.is_null() => return 1,
-        _ => unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_READ as u32, name.cast()) },
+        for k in 0..DENTRY_SHORT_NAME / 8 {
+            let v: u64 = load(dentry, short + k * 8);
+            for b in 0..8 {
+                unsafe { *dst.add(k * 8 + b) = (v >> (b * 8)) as u8 };
+            }
+        }
+        unsafe { *dst.add(name_len) = 0 };
+        (name_len + 1) as i64
+    } else if name == 0 {
+        return 1;
+    } else {
+        unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_READ as u32, name as *const c_void) }
     };
     if n <= 0 {
         return 1;
     }
+    w.dentry = parent as u64;
     w.len += n as u64;
     0
-}
-
-/// Words read from `d_parent` on: through the end of the inline name store.
-const SHORT_READ_WORDS: usize = 9;
-
-/// Where, from `d_parent`, a dentry's name pointer, name length and inline name
-/// store lie (in bytes).
-struct ShortName {
-    name: usize,
-    len: usize,
-    short: usize,
-}
-
-impl ShortName {
-    /// The gaps, when they fit one read of [`SHORT_READ_WORDS`] words (on 6.18:
-    /// `d_parent` at 24, `d_name.len` at 36, `d_name.name` at 40, `d_shortname` at
-    /// 56..96). The offsets are constants to the verifier, so only one way of
-    /// reading is in the program it checks.
-    #[inline(always)]
-    fn layout() -> Option<ShortName> {
-        let base = off!(dentry_parent);
-        let (name, len, short) = (off!(dentry_name_ptr), off!(dentry_name_len), off!(dentry_short_name));
-        if short == 0 || name < base || len < base || short < base {
-            return None;
-        }
-        let g = ShortName { name: name - base, len: len - base, short: short - base };
-        let fits = g.name % 8 == 0
-            && g.name + 8 <= SHORT_READ_WORDS * 8
-            && g.len % 4 == 0
-            && g.len + 4 <= SHORT_READ_WORDS * 8
-            && g.short % 8 == 0
-            && g.short + DENTRY_SHORT_NAME <= SHORT_READ_WORDS * 8;
-        fits.then_some(g)
-    }
-}
-
-/// A dentry's `d_parent` and `d_name.name`. They lie 16 bytes apart in every
-/// kernel of the last years (`d_name` is a `struct qstr`, its `name` after the
-/// hash and length), so one read of the 32 bytes from `d_parent` gives both, where
-/// two reads cost twice the helper call on every step of every path; other
-/// layouts take the two reads. (The gap is a constant to the verifier, from
-/// `OFFSETS`, so only one of the two ways is in the program it checks.)
-#[inline(always)]
-fn parent_and_name(dentry: *const u8) -> Option<(*const u8, *const u8)> {
-    let gap = off!(dentry_name_ptr).wrapping_sub(off!(dentry_parent));
-    if gap % 8 == 0 && gap > 0 && gap < 32 {
-        let words = read::<[u64; 4]>(dentry, off!(dentry_parent))?;
-        let parent = words[0] as *const u8;
-        if parent.is_null() {
-            return None;
-        }
-        Some((parent, words[(gap / 8) & 3] as *const u8))
-    } else {
-        Some((read_ptr(dentry, off!(dentry_parent))?, read_ptr(dentry, off!(dentry_name_ptr))?))
-    }
 }
 
 /// Copies a NUL-terminated user string (a path argument) into `out`, marked raw.

@@ -117,6 +117,9 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         io_kiocb_cqe_fd: uring[2],
         io_kiocb_cqe_user_data: uring[3],
         task_comm: r.off("task_struct", "comm")?,
+        btf_file: r.struct_id("file")?,
+        btf_dentry: r.struct_id("dentry")?,
+        btf_mount: r.struct_id("mount")?,
         valid: 1,
     })
 }
@@ -141,6 +144,16 @@ impl Resolver<'_> {
             }
         }
         Ok(total_bits / 8)
+    }
+
+    /// The BTF id of `struct name` (the one with members, not a forward declaration).
+    fn struct_id(&self, name: &str) -> Result<u32, Error> {
+        for id in self.btf.resolve_ids_by_name(name).unwrap_or_default() {
+            if matches!(self.btf.resolve_type_by_id(id)?, Type::Struct(s) if !s.members.is_empty()) {
+                return Ok(id);
+            }
+        }
+        Err(Error::NoStruct(name.to_owned()))
     }
 
     fn named_struct(&self, name: &str) -> Result<Type, Error> {

@@ -14,6 +14,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow};
+use aya_obj::btf::BtfKind;
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, RingBuf},
@@ -24,7 +25,7 @@ use aya::{
     },
 };
 use warrant_common::{
-    GrantState, KernelOffsets, SessionState, TaskTag,
+    GrantState, KernelOffsets, SessionState, TaskTag, kfunc,
     maps::{self as names, LOST_KINDS, SessionLost, SessionTasks},
     policy::{self, NetKey, NetVerdict, PolicyState, UnixKey, UnixVerdict},
     syscalls::{self, Refusal},
@@ -32,6 +33,37 @@ use warrant_common::{
 
 /// The eBPF object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/warrant"));
+
+/// The object with its kfunc calls bound to this kernel's BTF ids
+/// (`warrant_common::kfunc`), in `u64`s so the ELF image keeps the alignment the
+/// parser needs.
+struct BoundObject(Vec<u64>, usize);
+
+impl BoundObject {
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: the vector holds at least `self.1` initialized bytes.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast::<u8>(), self.1) }
+    }
+}
+
+/// Copies the object and binds its kfunc calls to `btf`'s id of
+/// [`kfunc::CAST_KFUNC`]; a kernel without it cannot run the programs.
+fn bind_kfuncs(btf: &Btf) -> Result<BoundObject> {
+    let id = btf.id_by_type_name_kind(kfunc::CAST_KFUNC, BtfKind::Func).map_err(|e| {
+        anyhow!(
+            "the kernel's BTF has no function {} (Linux 6.2+), which warrant's eBPF programs call: {e}",
+            kfunc::CAST_KFUNC
+        )
+    })?;
+    let mut words = vec![0u64; OBJECT.len().div_ceil(8)];
+    // SAFETY: the vector has at least OBJECT.len() bytes; u8 has no alignment.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), OBJECT.len()) };
+    bytes.copy_from_slice(OBJECT);
+    if kfunc::bind_calls(bytes, id) == 0 {
+        return Err(anyhow!("warrant's eBPF object has no {} call to bind; it was built from other sources", kfunc::CAST_KFUNC));
+    }
+    Ok(BoundObject(words, OBJECT.len()))
+}
 
 /// Always-on hooks: they fire on events, not on every syscall, so untagged tasks pay
 /// nothing measurable (docs/kernel.md §8).
@@ -117,6 +149,8 @@ impl Kernel {
         let pin_paths: Vec<PathBuf> = map_names.iter().map(|n| maps_dir.join(n)).collect();
 
         let btf = Btf::from_sys_fs().context("failed to read kernel BTF from /sys/kernel/btf/vmlinux")?;
+        let object = bind_kfuncs(&btf)?;
+        let object = object.as_bytes();
         let mut loader = EbpfLoader::new();
         loader
             .btf(Some(&btf))
@@ -126,7 +160,7 @@ impl Kernel {
         for (name, path) in map_names.iter().zip(&pin_paths) {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(OBJECT).map_err(|e| {
+        let mut ebpf = loader.load(object).map_err(|e| {
             anyhow!(e).context(format!(
                 "failed to load warrant's eBPF object (pinned maps in {}); if an older agent left incompatible pins, remove them with `warrant-agent --uninstall`",
                 maps_dir.display()
@@ -179,7 +213,7 @@ impl Kernel {
             repin(link, &links_dir.join(SOCK_CREATE))?;
         }
         // aya parsed these two and never loads them; they go in under the unix attach types.
-        crate::raw_prog::attach_unix_hooks(&ebpf, OBJECT, root.as_fd(), &links_dir)?;
+        crate::raw_prog::attach_unix_hooks(&ebpf, object, root.as_fd(), &links_dir)?;
 
         let grants = Array::try_from(take(&mut ebpf, names::GRANTS)?).context("map GRANTS")?;
         let sessions = Array::try_from(take(&mut ebpf, names::SESSIONS)?).context("map SESSIONS")?;

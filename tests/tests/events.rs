@@ -234,6 +234,33 @@ fn file_open_reports_access_and_errors() {
     assert_eq!(e["access"], "read");
 }
 
+/// Names the kernel keeps inside the dentry (up to 39 bytes) and names it keeps
+/// apart (40 bytes on) are read two ways by the path walk; both come out whole,
+/// side by side in one path, at the limit and past it.
+#[test]
+fn file_open_paths_keep_names_either_side_of_the_inline_limit() {
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let bin = testbin();
+    let mut files = Vec::new();
+    for (dir_len, file_len) in [(39, 40), (40, 39), (41, 1), (1, 255), (200, 38)] {
+        let dir = agent.temp_dir().join("d".repeat(dir_len));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = dir.join("f".repeat(file_len));
+        std::fs::write(&file, b"x").expect("write");
+        files.push(canonical(&file));
+    }
+    let script: Vec<String> = files.iter().map(|f| format!("'{bin}' open '{f}' read")).collect();
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", &script.join(" && ")]);
+    assert!(s.wait_for(T).success(), "the opens ran: {}", s.stderr().text());
+    let sid = s.id().to_string();
+    for path in &files {
+        let e = agent.wait_for_event(|e| audit::is("file_open", &sid)(e) && e["path"] == path.as_str(), T);
+        assert_eq!(e["truncated"], false, "{e}");
+    }
+}
+
 /// The kernel's path walk crosses mount points: a file on a tmpfs mounted inside a
 /// temp dir, a file on a tmpfs mounted on a directory of that tmpfs, and one on
 /// procfs each come out as their whole path from `/`.
