@@ -55,6 +55,31 @@ fn exec_event_has_path_argv_cwd_and_ids() {
     assert_eq!(start["how"], "exec", "{start}");
 }
 
+/// A session's records carry the id of its cgroup (the cgroup directory's inode
+/// number on cgroup v2), read from the task by the kernel side.
+#[test]
+fn records_carry_the_session_cgroup_id() {
+    use std::os::unix::fs::MetadataExt as _;
+    let agent = TestAgent::start_default();
+    let grant = agent.issue_grant("2m");
+    let mark = Marker::new();
+    let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", "sleep 1; cat /etc/hostname > /dev/null"]);
+    let dir = agent.cgroup_root().join(s.id());
+    let deadline = std::time::Instant::now() + T;
+    let ino = loop {
+        if let Ok(m) = std::fs::metadata(&dir) {
+            break m.ino();
+        }
+        assert!(std::time::Instant::now() < deadline, "no session cgroup at {}", dir.display());
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(s.wait_for(T).success());
+    for kind in ["exec", "file_open"] {
+        let e = agent.wait_for_event(audit::is(kind, s.id()), T);
+        assert_eq!(audit::u64_field(&e, "cgroup_id"), ino, "{kind} in {}: {e}", dir.display());
+    }
+}
+
 /// An executed `#!` script: the kernel has swapped it for its interpreter by the
 /// time the exec is recorded, so `path` is the interpreter and `script` names the
 /// script itself, absolute even when run by a relative name; a plain program has no
