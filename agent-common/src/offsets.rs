@@ -119,6 +119,11 @@ pub struct KernelOffsets {
     pub btf_file: u32,
     pub btf_dentry: u32,
     pub btf_mount: u32,
+    /// `struct kiocb` and its `ki_filp` (a `struct file *`): a slot of `fdtable->fd`
+    /// cast to a kiocb that would hold it there reads as a typed `struct file *`
+    /// (see `kernel::fd_file` in the eBPF crate).
+    pub btf_kiocb: u32,
+    pub kiocb_ki_filp: u32,
     /// Nonzero once filled in; programs do nothing while it is zero, so an object
     /// loaded without offsets stays inert instead of reading wrong memory.
     pub valid: u32,

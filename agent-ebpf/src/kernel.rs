@@ -98,9 +98,13 @@ pub fn read_ptr(base: *const u8, offset: usize) -> Option<*const u8> {
 }
 
 /// The `struct file *` behind descriptor `fd` of `task` (the current task, as
-/// `bpf_get_current_task_btf` gives it), typed for the verifier ([`cast`]) so its
-/// fields are loaded directly. The descriptor array is a `struct file **`, which the
-/// verifier types as a plain number, so its slot is read with a helper.
+/// `bpf_get_current_task_btf` gives it), typed for the verifier so its fields are
+/// loaded directly. The descriptor array is a `struct file **`, whose slots the
+/// verifier would only let a helper read (its element type is a pointer, not a
+/// struct): the slot is instead cast ([`cast`]) to the `struct kiocb` whose
+/// `ki_filp` (a `struct file *`) would lie there, and that field loaded. It is one
+/// guarded load like any other (a bad address reads zero); the kiocb is only a
+/// type that names a file pointer.
 #[inline(always)]
 pub fn fd_file(task: *const u8, fd: u64) -> Option<*const u8> {
     let files = load_ptr(task, off!(task_files))?;
@@ -110,5 +114,6 @@ pub fn fd_file(task: *const u8, fd: u64) -> Option<*const u8> {
         return None;
     }
     let array: *const u8 = load(fdt, off!(fdtable_fd));
-    read_ptr(array, (fd as usize) * 8).map(|f| cast(f, off!(btf_file)))
+    let slot = array.wrapping_add((fd as usize) * 8).wrapping_sub(off!(kiocb_ki_filp));
+    load_ptr(cast(slot, off!(btf_kiocb)), off!(kiocb_ki_filp))
 }
