@@ -119,6 +119,8 @@ pub struct KernelOffsets {
     pub btf_file: u32,
     pub btf_dentry: u32,
     pub btf_mount: u32,
+    /// `struct socket`, what a socket file's `private_data` points to.
+    pub btf_socket: u32,
     /// `struct kiocb` and its `ki_filp` (a `struct file *`): a slot of `fdtable->fd`
     /// cast to a kiocb that would hold it there reads as a typed `struct file *`
     /// (see `kernel::fd_file` in the eBPF crate).

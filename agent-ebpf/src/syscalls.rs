@@ -24,7 +24,7 @@ use warrant_common::syscalls::{WHEN_ALWAYS, WHEN_ARG_EQ, WHEN_ARG_HAS, WHEN_ARG_
 
 use crate::{
     emit, file_change,
-    kernel::{fd_file, load, off, read, read_ptr},
+    kernel::{cast, fd_file, load, load_ptr, off, read},
     maps::{OPEN_RECORD, REFUSED_SYSCALLS},
     path, tag, tcp, unix_peer,
 };
@@ -280,9 +280,14 @@ fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, 
     };
 
     let mut sk_of_fd: *const u8 = core::ptr::null();
-    if let Some(sock) = fd_file(t, fd).and_then(|f| read_ptr(f, off!(file_private_data))) {
-        ev.sock_type = read::<u16>(sock, off!(socket_type)).unwrap_or(0);
-        if let Some(sk) = read_ptr(sock, off!(socket_sk)) {
+    // The socket behind the file (`private_data`, a `void *`) is cast to its BTF type,
+    // so it and its `struct sock` load directly (no helper call per field).
+    let sock = fd_file(t, fd)
+        .and_then(|f| load_ptr(f, off!(file_private_data)))
+        .map(|s| cast(s, off!(btf_socket)));
+    if let Some(sock) = sock {
+        ev.sock_type = load::<u16>(sock, off!(socket_type));
+        if let Some(sk) = load_ptr(sock, off!(socket_sk)) {
             sk_of_fd = sk;
             // A stream socket this session connected or accepted: remember whose it
             // is, so its close reports the bytes (tcp.rs).
@@ -295,15 +300,18 @@ fn net(kind: EventKind, tag: &TaskTag, task: *mut task_struct, regs: *const u8, 
             if made && ev.sock_type == SOCK_STREAM {
                 tcp::remember(sk as u64, tag);
             }
-            ev.family = read::<u16>(sk, off!(sk_family)).unwrap_or(0);
-            ev.local_port = read::<u16>(sk, off!(sk_num)).unwrap_or(0);
-            ev.remote_port = u16::from_be(read::<u16>(sk, off!(sk_dport)).unwrap_or(0));
+            ev.family = load::<u16>(sk, off!(sk_family));
+            ev.local_port = load::<u16>(sk, off!(sk_num));
+            ev.remote_port = u16::from_be(load::<u16>(sk, off!(sk_dport)));
             if ev.family == AF_INET {
-                ev.local_addr[..4].copy_from_slice(&read::<[u8; 4]>(sk, off!(sk_rcv_saddr)).unwrap_or([0; 4]));
-                ev.remote_addr[..4].copy_from_slice(&read::<[u8; 4]>(sk, off!(sk_daddr)).unwrap_or([0; 4]));
+                ev.local_addr[..4].copy_from_slice(&load::<u32>(sk, off!(sk_rcv_saddr)).to_ne_bytes());
+                ev.remote_addr[..4].copy_from_slice(&load::<u32>(sk, off!(sk_daddr)).to_ne_bytes());
             } else if ev.family == AF_INET6 {
-                ev.local_addr = read::<[u8; 16]>(sk, off!(sk_v6_rcv_saddr)).unwrap_or([0; 16]);
-                ev.remote_addr = read::<[u8; 16]>(sk, off!(sk_v6_daddr)).unwrap_or([0; 16]);
+                let (l, r) = (off!(sk_v6_rcv_saddr), off!(sk_v6_daddr));
+                ev.local_addr[..8].copy_from_slice(&load::<u64>(sk, l).to_ne_bytes());
+                ev.local_addr[8..].copy_from_slice(&load::<u64>(sk, l + 8).to_ne_bytes());
+                ev.remote_addr[..8].copy_from_slice(&load::<u64>(sk, r).to_ne_bytes());
+                ev.remote_addr[8..].copy_from_slice(&load::<u64>(sk, r + 8).to_ne_bytes());
             }
         }
     }

@@ -124,6 +124,7 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         btf_file: r.struct_id("file")?,
         btf_dentry: r.struct_id("dentry")?,
         btf_mount: r.struct_id("mount")?,
+        btf_socket: r.struct_id("socket")?,
         btf_kiocb: r.struct_id("kiocb")?,
         kiocb_ki_filp: r.off("kiocb", "ki_filp")?,
         valid: 1,

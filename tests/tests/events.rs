@@ -325,34 +325,37 @@ fn file_open_paths_cross_mount_points() {
 }
 
 /// A connect to a loopback listener the test owns is a `connect` event: family
-/// `inet`, protocol `tcp`, the listener's address and port as `addr`/`port` and
-/// `remote_*`, and the client's own (kernel-chosen) address and port as `local_*`.
+/// `inet` (or `inet6` for `::1`), protocol `tcp`, the listener's address and port as
+/// `addr`/`port` and `remote_*`, and the client's own (kernel-chosen) address and
+/// port as `local_*`, read from the socket by the kernel side.
 #[test]
 fn connect_reports_both_ends() {
     let agent = TestAgent::start_default();
     let grant = agent.issue_grant("2m");
     let mark = Marker::new();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("local_addr").port();
-    let target = format!("127.0.0.1:{port}");
-    let mut s = agent.exec(&grant, &mark, &[&testbin(), "connect", &target]);
-    let (mut conn, peer) = accept_within(&listener, T);
-    let mut b = [0u8; 1];
-    conn.read_exact(&mut b).expect("read the client's byte");
-    drop(conn);
-    let local: SocketAddr = s.wait_stdout("local ", T).parse().expect("client prints its address");
-    assert_eq!(local, peer);
-    assert!(s.wait_for(T).success());
+    for (bind, family, host) in [("127.0.0.1:0", "inet", "127.0.0.1"), ("[::1]:0", "inet6", "::1")] {
+        let listener = TcpListener::bind(bind).expect("bind");
+        let addr = listener.local_addr().expect("local_addr");
+        let port = addr.port();
+        let mut s = agent.exec(&grant, &mark, &[&testbin(), "connect", &addr.to_string()]);
+        let (mut conn, peer) = accept_within(&listener, T);
+        let mut b = [0u8; 1];
+        conn.read_exact(&mut b).expect("read the client's byte");
+        drop(conn);
+        let local: SocketAddr = s.wait_stdout("local ", T).parse().expect("client prints its address");
+        assert_eq!(local, peer);
+        assert!(s.wait_for(T).success());
 
-    let e = agent.wait_for_event(is_pid("connect", s.id(), s.pid()), T);
-    assert_eq!(e["family"], "inet", "{e}");
-    assert_eq!(e["protocol"], "tcp", "{e}");
-    assert_eq!(e["addr"], "127.0.0.1", "{e}");
-    assert_eq!(audit::u64_field(&e, "port"), u64::from(port), "{e}");
-    assert_eq!(e["remote_addr"], "127.0.0.1", "{e}");
-    assert_eq!(audit::u64_field(&e, "remote_port"), u64::from(port), "{e}");
-    assert_eq!(e["local_addr"], "127.0.0.1", "{e}");
-    assert_eq!(audit::u64_field(&e, "local_port"), u64::from(local.port()), "{e}");
+        let e = agent.wait_for_event(is_pid("connect", s.id(), s.pid()), T);
+        assert_eq!(e["family"], family, "{e}");
+        assert_eq!(e["protocol"], "tcp", "{e}");
+        assert_eq!(e["addr"], host, "{e}");
+        assert_eq!(audit::u64_field(&e, "port"), u64::from(port), "{e}");
+        assert_eq!(e["remote_addr"], host, "{e}");
+        assert_eq!(audit::u64_field(&e, "remote_port"), u64::from(port), "{e}");
+        assert_eq!(e["local_addr"], host, "{e}");
+        assert_eq!(audit::u64_field(&e, "local_port"), u64::from(local.port()), "{e}");
+    }
 }
 
 /// A server under a grant reports `bind` and `listen` with its own address and port
