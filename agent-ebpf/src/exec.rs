@@ -39,6 +39,7 @@ use crate::{
 };
 
 #[btf_tracepoint(function = "sched_process_exec")]
+#[inline(always)]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     let Some((task, tag)) = tag::current() else {
         return 0;

@@ -21,6 +21,7 @@ fn count_death(tag: &warrant_common::TaskTag) {
 }
 
 #[btf_tracepoint(function = "sched_process_exit")]
+#[inline(always)]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
     let task: *mut task_struct = ctx.arg(0);
     let group_dead: u64 = ctx.arg(1);

@@ -36,6 +36,7 @@ use crate::{
 };
 
 #[btf_tracepoint(function = "task_newtask")]
+#[inline(always)]
 pub fn task_newtask(ctx: BtfTracePointContext) -> u32 {
     let child: *mut task_struct = ctx.arg(0);
     let parent = unsafe { bpf_get_current_task_btf() };

@@ -24,6 +24,7 @@ use crate::{
 };
 
 #[btf_tracepoint(function = "io_uring_submit_req")]
+#[inline(always)]
 pub fn io_uring_submit_req(ctx: BtfTracePointContext) -> u32 {
     let Some((task, tag)) = tag::current() else {
         return 0;

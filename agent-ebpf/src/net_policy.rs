@@ -49,6 +49,7 @@ const SOCK_DGRAM: u16 = 2;
 const BPF_NOEXIST: u64 = 1;
 
 #[cgroup_sock_addr(connect4)]
+#[inline(always)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
     check(&ctx, false, VIOLATION_CONNECT)
 }
@@ -57,16 +58,19 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
 /// allows), and no new listener at all once the grant has expired under
 /// `on_expiry: drop`.
 #[cgroup_sock_addr(bind4)]
+#[inline(always)]
 pub fn bind4(ctx: SockAddrContext) -> i32 {
     check(&ctx, false, VIOLATION_BIND)
 }
 
 #[cgroup_sock_addr(bind6)]
+#[inline(always)]
 pub fn bind6(ctx: SockAddrContext) -> i32 {
     check(&ctx, true, VIOLATION_BIND)
 }
 
 #[cgroup_sock_addr(connect6)]
+#[inline(always)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
     check(&ctx, true, VIOLATION_CONNECT)
 }
@@ -75,11 +79,13 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
 /// denied peer is not reachable by `sendto` either (DNS-style exfiltration included).
 /// A connected UDP socket was checked at its connect.
 #[cgroup_sock_addr(sendmsg4)]
+#[inline(always)]
 pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
     check(&ctx, false, VIOLATION_SENDMSG)
 }
 
 #[cgroup_sock_addr(sendmsg6)]
+#[inline(always)]
 pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
     check(&ctx, true, VIOLATION_SENDMSG)
 }
@@ -88,6 +94,7 @@ pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
 /// peer without a connect or a sendmsg the hooks above see) unless its policy says
 /// `raw_sockets: allow`.
 #[cgroup_sock(sock_create)]
+#[inline(always)]
 pub fn sock_create(ctx: SockContext) -> i32 {
     let Some(tag_ptr) = tag::current_mut() else {
         return ALLOW; // untagged: one lookup, nothing else

@@ -9,6 +9,7 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use crate::tag;
 
 #[btf_tracepoint(function = "sched_switch")]
+#[inline(always)]
 pub fn sched_switch(_ctx: BtfTracePointContext) -> u32 {
     // current is still `prev` in this tracepoint.
     if let Some((_, tag)) = tag::current() {

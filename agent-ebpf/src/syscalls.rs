@@ -80,6 +80,7 @@ const AF_INET6: u16 = 10;
 const CREAT_FLAGS: u32 = 0o100 | 0o1 | 0o1000;
 
 #[btf_tracepoint(function = "sys_exit")]
+#[inline(always)]
 pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
     let Some((task, tag)) = tag::current() else {
         return 0;

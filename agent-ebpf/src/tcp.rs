@@ -49,6 +49,7 @@ pub fn remember(sk: u64, tag: &TaskTag) {
 }
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
+#[inline(always)]
 pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> u32 {
     let newstate: i32 = ctx.arg(2);
     if newstate != TCP_CLOSE {

@@ -106,6 +106,7 @@ pub fn connected(tag: &TaskTag, task: *mut task_struct, regs: *const u8, ret: i6
 /// anything but a unix socket costs one load and a compare, an untagged sender one
 /// task-storage lookup more.
 #[btf_tracepoint(function = "sk_data_ready")]
+#[inline(always)]
 pub fn sk_data_ready(ctx: BtfTracePointContext) -> u32 {
     let sk: *const u8 = ctx.arg(0);
     if load::<u16>(sk, off!(sk_family)) != AF_UNIX {

@@ -56,11 +56,13 @@ static ALLOWED: i32 = ALLOW;
 const FAMILY_BYTES: u32 = 2;
 
 #[cgroup_sock_addr(connect4)]
+#[inline(always)]
 pub fn connect_unix(ctx: SockAddrContext) -> i32 {
     check(&ctx, UNIX_OP_CONNECT)
 }
 
 #[cgroup_sock_addr(sendmsg4)]
+#[inline(always)]
 pub fn sendmsg_unix(ctx: SockAddrContext) -> i32 {
     check(&ctx, UNIX_OP_SENDMSG)
 }
