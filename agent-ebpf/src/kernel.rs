@@ -2,8 +2,11 @@
 //!
 //! Rust's BPF target has no CO-RE relocations, so instead of compiled-in layouts
 //! every field offset comes from the `OFFSETS` global (see
-//! `warrant_common::offsets`). Reads go through `bpf_probe_read_kernel`, which fails
-//! cleanly on a bad pointer instead of faulting.
+//! `warrant_common::offsets`). A pointer the verifier knows by its BTF type is read
+//! with [`load`], one guarded instruction; a pointer it sees as a number is given its
+//! type with [`cast`] (the kfunc `bpf_rdonly_cast`) and then loaded the same way, or
+//! read with [`read`] (`bpf_probe_read_kernel`, a helper call). Both fail cleanly on
+//! a bad pointer (reading zero or `None`) instead of faulting.
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
