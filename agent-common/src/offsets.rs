@@ -119,8 +119,10 @@ pub struct KernelOffsets {
     pub btf_file: u32,
     pub btf_dentry: u32,
     pub btf_mount: u32,
-    /// `struct socket`, what a socket file's `private_data` points to.
+    /// `struct socket`, what a socket file's `private_data` points to, and `struct
+    /// unix_sock`, which begins with the `struct sock` of a unix socket.
     pub btf_socket: u32,
+    pub btf_unix_sock: u32,
     /// `struct kiocb` and its `ki_filp` (a `struct file *`): a slot of `fdtable->fd`
     /// cast to a kiocb that would hold it there reads as a typed `struct file *`
     /// (see `kernel::fd_file` in the eBPF crate).

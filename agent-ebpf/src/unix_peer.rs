@@ -35,7 +35,7 @@ use warrant_common::{
 
 use crate::{
     emit,
-    kernel::{load, off, read, read_ptr},
+    kernel::{cast, load, load_ptr, off, read},
     maps::{GRANTS, UNIX_SCRATCH},
     tag,
     unix_policy::{Verdict, clear_past, decide},
@@ -67,11 +67,14 @@ pub fn connected(tag: &TaskTag, task: *mut task_struct, regs: *const u8, ret: i6
 
     let mut peer_len = 0u32;
     let mut peer_pid = 0u32;
-    if ret == 0 {
-        if let Some(peer) = read_ptr(sk, off!(unix_sock_peer)) {
+    if ret == 0 && !sk.is_null() {
+        if let Some(peer) = load_ptr(cast(sk, off!(btf_unix_sock)), off!(unix_sock_peer)) {
             peer_len = bound_name(peer, &mut key.data);
         }
-        peer_pid = read_ptr(sk, off!(sock_peer_pid)).and_then(|p| read::<u32>(p, off!(pid_numbers_nr))).unwrap_or(0);
+        // `pid.numbers` is a flexible array: its first entry is read with a helper.
+        peer_pid = load_ptr(cast(sk, off!(btf_unix_sock)), off!(sock_peer_pid))
+            .and_then(|p| read::<u32>(p, off!(pid_numbers_nr)))
+            .unwrap_or(0);
     }
     clear_past(&mut key.data, peer_len);
 
@@ -185,14 +188,15 @@ fn delivered(task: *mut task_struct, tag: &TaskTag, sk: *const u8) {
 /// The name the unix socket `usk` (a `unix_sock`) is bound to, read into
 /// `key.path`; returns its length without `sun_family`, at most `UNIX_PATH_MAX`,
 /// 0 for an unnamed socket or a failed read. `unix_sock` begins with the `sock`;
-/// its `addr` is past what the verifier types a `sock` as, so it is read with a
-/// helper.
+/// its `addr` is past what the verifier types a `sock` as, so the pointer is cast to
+/// a `unix_sock` first and its fields loaded directly; the name's bytes take one
+/// helper read.
 #[inline(always)]
 fn bound_name(usk: *const u8, key: &mut UnixKey) -> u32 {
-    let Some(addr) = read_ptr(usk, off!(unix_sock_addr)) else {
+    let Some(addr) = load_ptr(cast(usk, off!(btf_unix_sock)), off!(unix_sock_addr)) else {
         return 0;
     };
-    let len = read::<i32>(addr, off!(unix_address_len)).unwrap_or(0);
+    let len = load::<i32>(addr, off!(unix_address_len));
     if len <= FAMILY_BYTES as i32 {
         return 0;
     }
@@ -220,8 +224,8 @@ fn report(
     let Some(ev) = emit::reserve::<UnixEvent>(EventKind::UnixConnect, Some(tag)) else {
         return;
     };
-    let uaddr = read::<u64>(regs, off!(regs_si)).unwrap_or(0);
-    let addrlen = read::<u64>(regs, off!(regs_dx)).unwrap_or(0) as u32;
+    let uaddr = load::<u64>(regs, off!(regs_si));
+    let addrlen = load::<u64>(regs, off!(regs_dx)) as u32;
     let len = if addrlen > FAMILY_BYTES { addrlen - FAMILY_BYTES } else { 0 };
     unsafe {
         // For the record only (the decisions were made on the kernel's copies).

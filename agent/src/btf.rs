@@ -125,6 +125,7 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, Error> {
         btf_dentry: r.struct_id("dentry")?,
         btf_mount: r.struct_id("mount")?,
         btf_socket: r.struct_id("socket")?,
+        btf_unix_sock: r.struct_id("unix_sock")?,
         btf_kiocb: r.struct_id("kiocb")?,
         kiocb_ki_filp: r.off("kiocb", "ki_filp")?,
         valid: 1,
