@@ -71,10 +71,9 @@ pub fn connected(tag: &TaskTag, task: *mut task_struct, regs: *const u8, ret: i6
         if let Some(peer) = load_ptr(cast(sk, off!(btf_unix_sock)), off!(unix_sock_peer)) {
             peer_len = bound_name(peer, &mut key.data);
         }
-        // `pid.numbers` is a flexible array: its first entry is read with a helper.
-        peer_pid = load_ptr(cast(sk, off!(btf_unix_sock)), off!(sock_peer_pid))
-            .and_then(|p| read::<u32>(p, off!(pid_numbers_nr)))
-            .unwrap_or(0);
+        // `sk` is typed (`syscalls::net` loads it); `pid.numbers` is a flexible
+        // array, whose first entry is read with a helper.
+        peer_pid = load_ptr(sk, off!(sock_peer_pid)).and_then(|p| read::<u32>(p, off!(pid_numbers_nr))).unwrap_or(0);
     }
     clear_past(&mut key.data, peer_len);
 
