@@ -65,14 +65,8 @@ fn records_carry_the_session_cgroup_id() {
     let mark = Marker::new();
     let mut s = agent.exec(&grant, &mark, &["/bin/sh", "-c", "sleep 1; cat /etc/hostname > /dev/null"]);
     let dir = agent.cgroup_root().join(s.id());
-    let deadline = std::time::Instant::now() + T;
-    let ino = loop {
-        if let Ok(m) = std::fs::metadata(&dir) {
-            break m.ino();
-        }
-        assert!(std::time::Instant::now() < deadline, "no session cgroup at {}", dir.display());
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let ino = warrant_tests::poll(T, || std::fs::metadata(&dir).ok().map(|m| m.ino()))
+        .unwrap_or_else(|| panic!("no session cgroup at {}", dir.display()));
     assert!(s.wait_for(T).success());
     for kind in ["exec", "file_open"] {
         let e = agent.wait_for_event(audit::is(kind, s.id()), T);
