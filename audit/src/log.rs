@@ -99,10 +99,8 @@ pub struct AuditLog {
     poisoned: bool,
     /// Marks every record appended from now on with a mac.
     key: Option<LogKey>,
-    /// Reused by every append: the canonical writer's buffers, one event's
-    /// canonical bytes, and the batch's lines.
+    /// Reused by every append: the canonical writer's buffers and the batch's lines.
     canonical: crate::json::CanonicalWriter,
-    canon: Vec<u8>,
     buf: Vec<u8>,
 }
 
@@ -269,7 +267,6 @@ impl AuditLog {
             poisoned: false,
             key: None,
             canonical: crate::json::CanonicalWriter::default(),
-            canon: Vec::new(),
             buf: Vec::new(),
         })
     }
@@ -340,13 +337,30 @@ impl AuditLog {
         let mut positions = Vec::with_capacity(events.len());
         let (mut n, mut head) = (self.records, self.head);
         for ev in events {
-            self.canon.clear();
-            self.canonical.write(ev, &mut self.canon);
             n += 1;
-            let hash = chain_hash(FORMAT_VERSION, &head, &self.canon);
-            let mac = self.key.as_ref().map(|k| k.mac(n, &hash));
+            // The line is written in place, the event's canonical bytes straight after
+            // its head, then hashed where they lie; the hash and mac go into the room
+            // left for them. The bytes are `write_record`'s, which `verify` renders.
             let at = buf.len();
-            write_record(&mut buf, FORMAT_VERSION, n, &head, &hash, mac.as_ref(), &self.canon);
+            record_head(&mut buf, FORMAT_VERSION, n, &head);
+            let hash_at = buf.len();
+            buf.extend_from_slice(&[b'0'; 64]);
+            let mac_at = self.key.is_some().then(|| {
+                buf.extend_from_slice(MAC_KEY);
+                let p = buf.len();
+                buf.extend_from_slice(&[b'0'; 64]);
+                p
+            });
+            buf.extend_from_slice(EVENT_KEY);
+            let event_at = buf.len();
+            self.canonical.write(ev, &mut buf);
+            let hash = chain_hash(FORMAT_VERSION, &head, &buf[event_at..]);
+            // encode_to_slice only fails on a wrong output length, which 64 is not.
+            let _ = hex::encode_to_slice(hash, &mut buf[hash_at..hash_at + 64]);
+            if let (Some(p), Some(key)) = (mac_at, &self.key) {
+                let _ = hex::encode_to_slice(key.mac(n, &hash), &mut buf[p..p + 64]);
+            }
+            buf.extend_from_slice(RECORD_END);
             positions.push(RecordPos {
                 n,
                 offset: self.len + at as u64,
@@ -767,6 +781,13 @@ fn chain_hash(version: u8, prev: &[u8; 32], canon: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Between a record's hash and its mac.
+const MAC_KEY: &[u8] = b"\",\"mac\":\"";
+/// Between a record's last digest and its event.
+const EVENT_KEY: &[u8] = b"\",\"event\":";
+/// After a record's event.
+const RECORD_END: &[u8] = b"}\n";
+
 /// Appends one record line in format `version`, newline included.
 fn write_record(
     out: &mut Vec<u8>,
@@ -778,29 +799,34 @@ fn write_record(
     canon: &[u8],
 ) {
     let mut hexbuf = [0u8; 64];
-    if version == FORMAT_UNVERSIONED {
-        out.extend_from_slice(b"{\"n\":");
-    } else {
-        out.extend_from_slice(b"{\"v\":");
-        out.extend_from_slice(version.to_string().as_bytes());
-        out.extend_from_slice(b",\"n\":");
-    }
-    out.extend_from_slice(n.to_string().as_bytes());
-    out.extend_from_slice(b",\"prev\":\"");
+    record_head(out, version, n, prev);
     // encode_to_slice only fails on a wrong output length, which 64 is not.
-    let _ = hex::encode_to_slice(prev, &mut hexbuf);
-    out.extend_from_slice(&hexbuf);
-    out.extend_from_slice(b"\",\"hash\":\"");
     let _ = hex::encode_to_slice(hash, &mut hexbuf);
     out.extend_from_slice(&hexbuf);
     if let Some(mac) = mac {
-        out.extend_from_slice(b"\",\"mac\":\"");
+        out.extend_from_slice(MAC_KEY);
         let _ = hex::encode_to_slice(mac, &mut hexbuf);
         out.extend_from_slice(&hexbuf);
     }
-    out.extend_from_slice(b"\",\"event\":");
+    out.extend_from_slice(EVENT_KEY);
     out.extend_from_slice(canon);
-    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(RECORD_END);
+}
+
+/// A record line up to its hash's digits: `{"v":2,"n":N,"prev":"<hex>","hash":"`
+/// (no `"v"` in format 1).
+fn record_head(out: &mut Vec<u8>, version: u8, n: u64, prev: &[u8; 32]) {
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    if version == FORMAT_UNVERSIONED {
+        let _ = write!(out, "{{\"n\":{n},\"prev\":\"");
+    } else {
+        let _ = write!(out, "{{\"v\":{version},\"n\":{n},\"prev\":\"");
+    }
+    let mut hexbuf = [0u8; 64];
+    let _ = hex::encode_to_slice(prev, &mut hexbuf);
+    out.extend_from_slice(&hexbuf);
+    out.extend_from_slice(b"\",\"hash\":\"");
 }
 
 /// The 1-based line number of the line starting at byte `start` (counts newlines
